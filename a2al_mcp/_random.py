@@ -1,0 +1,65 @@
+"""Randomness. The only module allowed to draw random numbers."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+__all__ = ["Rng", "SeededRng", "SystemRng"]
+
+T = TypeVar("T")
+
+
+class Rng(Protocol):
+    """A source of random bytes and choices, injected into every core."""
+
+    def bytes(self, n: int) -> bytes:
+        """Return ``n`` random bytes."""
+        ...
+
+    def randrange(self, stop: int) -> int:
+        """Return a random integer in ``[0, stop)``."""
+        ...
+
+    def random(self) -> float:
+        """Return a random float in ``[0, 1)``."""
+        ...
+
+
+class SystemRng:
+    """Cryptographically secure randomness from the operating system."""
+
+    __slots__ = ()
+
+    def bytes(self, n: int) -> bytes:
+        return secrets.token_bytes(n)
+
+    def randrange(self, stop: int) -> int:
+        return secrets.randbelow(stop)
+
+    def random(self) -> float:
+        return secrets.randbits(53) / (1 << 53)
+
+
+class SeededRng:
+    """Deterministic randomness for simulations and tests. Never for keys in production."""
+
+    __slots__ = ("_r",)
+
+    def __init__(self, seed: int) -> None:
+        self._r = random.Random(seed)
+
+    def bytes(self, n: int) -> bytes:
+        return self._r.randbytes(n)
+
+    def randrange(self, stop: int) -> int:
+        return self._r.randrange(stop)
+
+    def random(self) -> float:
+        return self._r.random()
+
+    def choice(self, seq: Sequence[T]) -> T:
+        """Return one element of a non-empty sequence."""
+        return self._r.choice(seq)

@@ -1,0 +1,117 @@
+"""The ``a2al-mcp`` command line.
+
+Logging goes to stderr only: in stdio MCP mode stdout is the protocol channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._clock import SystemClock
+from ._random import SystemRng
+from ._version import __version__
+from .errors import A2ALError
+from .identity import Aid, DelegatedIdentity, Identity
+from .protocol.dht_messages import decode_message
+from .protocol.records import SignedRecord
+
+__all__ = ["main"]
+
+EXIT_CODES = {"USAGE": 2, "CONFIG": 3, "DECODE": 4, "VERIFY": 5, "EXTRA_MISSING": 5}
+
+
+def _cmd_identity_new(args: argparse.Namespace) -> dict[str, Any]:
+    rng = SystemRng()
+    if args.delegated:
+        created = DelegatedIdentity.generate(rng, issued_at=int(SystemClock().wall()))
+        ident = created.identity
+        proof = created.identity.delegation
+        if proof is None:  # pragma: no cover - generate() always delegates
+            raise RuntimeError("delegated identity without proof")
+        return {
+            "aid": str(ident.aid),
+            "operational_private_key_hex": ident.key.go_bytes().hex(),
+            "delegation_proof_hex": proof.to_bytes().hex(),
+            "master_private_key_hex": created.master.go_bytes().hex(),
+            "warning": "the master key is shown once and not kept: store it offline",
+        }
+    ident = Identity.generate(rng)
+    return {"aid": str(ident.aid), "private_key_hex": ident.key.go_bytes().hex()}
+
+
+def _cmd_aid(args: argparse.Namespace) -> dict[str, Any]:
+    aid = Aid.from_str(args.text)
+    return {"aid": str(aid), "hex": bytes(aid).hex(), "version": f"0x{aid.version:02x}",
+            "node_id": str(aid.node_id)}  # fmt: skip
+
+
+def _describe(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Aid):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_describe(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _describe(getattr(value, k)) for k in value.__dataclass_fields__}
+    return value if isinstance(value, int | str | bool | float | type(None)) else str(value)
+
+
+def _cmd_decode(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        data = bytes.fromhex(args.hex.strip())
+    except ValueError:
+        raise SystemExit("decode: argument is not hex") from None
+    if args.record:
+        rec = SignedRecord.from_bytes(data)
+        return {"record": _describe(rec)}
+    msg = decode_message(data)
+    msg.verify()
+    return {"type": msg.msg_type.name, "sender": str(msg.sender), "tx_id": msg.tx_id.hex(),
+            "body": _describe(msg.body), "signature": "valid"}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (kept separate for tests and docs)."""
+    p = argparse.ArgumentParser(prog="a2al-mcp", description=__doc__)
+    p.add_argument("--version", action="version", version=f"a2al-mcp {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+    ident = sub.add_parser("id", help="identities").add_subparsers(dest="id_command", required=True)
+    new = ident.add_parser("new", help="generate a new identity and print it as JSON")
+    new.add_argument(
+        "--delegated",
+        action="store_true",
+        help="owner key + operational key + delegation proof (like a2ald agents)",
+    )
+    new.set_defaults(func=_cmd_identity_new)
+    aid = sub.add_parser("aid", help="parse an AID in any text form and show its forms")
+    aid.add_argument("text")
+    aid.set_defaults(func=_cmd_aid)
+    dec = sub.add_parser("decode", help="decode and verify a DHT datagram (or --record) from hex")
+    dec.add_argument("hex")
+    dec.add_argument("--record", action="store_true", help="the hex is a SignedRecord")
+    dec.set_defaults(func=_cmd_decode)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = args.func(args)
+    except A2ALError as exc:
+        print(f"error: {exc.code}: {exc}", file=sys.stderr)
+        return EXIT_CODES.get(exc.code, 1)
+    print(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,264 @@
+"""Configuration: frozen dataclasses with defaults, validation, and the one loader.
+
+:func:`load_config` is the only code in the package that reads configuration files or
+environment variables. Precedence: defaults < TOML file < environment < explicit overrides.
+TOML keys match a2ald's where the meaning is the same (``listen_addr``, ``bootstrap``);
+``advertise_host`` is a2ald's ``fallback_host``.
+
+Nothing here sends a packet anywhere: with the defaults a node talks only to peers it is
+given (``bootstrap``) or learns from them. Joining the public network is the explicit
+``network = "public"`` opt-in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, Self
+
+from .errors import ConfigError
+
+__all__ = [
+    "PUBLIC_BOOTSTRAP_DNS",
+    "DhtConfig",
+    "MailboxConfig",
+    "NatConfig",
+    "NodeConfig",
+    "QuicConfig",
+    "load_config",
+    "parse_host_port",
+]
+
+PUBLIC_BOOTSTRAP_DNS: Final = "_a2al-bootstrap.a2al.org"
+"""DNS TXT record listing public seeds; consulted only with ``network = "public"``."""
+
+ENV_PREFIX: Final = "A2AL_MCP_"
+
+
+def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:
+    """Parse ``host:port`` or ``[v6]:port``.
+
+    Raises:
+        ConfigError: with a sentence naming ``what``.
+    """
+    s = text.strip()
+    host, sep, port_s = s.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what} {text!r} must look like HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{what} {text!r}: {host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ConfigError(f"{what} {text!r}: write IPv6 addresses as [addr]:port")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: port {port_s!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} {text!r}: port must be 0-65535")
+    return host, port
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DhtConfig:
+    """Tunables of the DHT."""
+
+    rpc_timeout_s: float = 5.0
+    """Timeout of one RPC attempt."""
+    rpc_attempts: int = 3
+    """Attempts per RPC outside lookups."""
+    lookup_rpc_timeout_s: float = 2.0
+    """Deadline of each RPC inside an iterative lookup."""
+    lookup_concurrency: int = 5
+    """Concurrent RPCs to healthy peers during a lookup."""
+    replicas: int = 8
+    """Directly reachable replica holders per published record."""
+    republish_interval_s: float = 1800.0
+    """How often own records are re-published."""
+    max_stored_keys: int = 100_000
+    """Distinct keys held by the record store (LRU beyond)."""
+
+    def __post_init__(self) -> None:
+        _positive("dht.rpc_timeout_s", self.rpc_timeout_s)
+        _positive("dht.lookup_rpc_timeout_s", self.lookup_rpc_timeout_s)
+        _positive("dht.republish_interval_s", self.republish_interval_s)
+        for name in ("rpc_attempts", "lookup_concurrency", "replicas", "max_stored_keys"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"dht.{name} must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class QuicConfig:
+    """Tunables of the QUIC data plane."""
+
+    idle_timeout_s: float = 90.0
+    keepalive_s: float = 25.0
+    handshake_timeout_s: float = 10.0
+    max_streams: int = 100
+    send_buffer_max_bytes: int = 4 * 1024 * 1024
+    """High-water mark on a stream's unsent data (back-pressure)."""
+
+    def __post_init__(self) -> None:
+        _positive("quic.idle_timeout_s", self.idle_timeout_s)
+        _positive("quic.keepalive_s", self.keepalive_s)
+        _positive("quic.handshake_timeout_s", self.handshake_timeout_s)
+        if self.max_streams < 1 or self.send_buffer_max_bytes < 65536:
+            raise ConfigError("quic.max_streams must be ≥ 1 and send_buffer_max_bytes ≥ 65536")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NatConfig:
+    """Reachability helpers. All off unless configured: nothing probes the internet."""
+
+    stun_servers: tuple[str, ...] = ()
+    """``host:port`` STUN servers to learn our public address; empty = none."""
+    upnp: bool = False
+    """Ask the LAN gateway for a port mapping (needs the ``upnp`` extra)."""
+    min_observed_peers: int = 3
+    """Distinct peers that must agree on our observed address."""
+
+    def __post_init__(self) -> None:
+        for s in self.stun_servers:
+            parse_host_port(s, what="nat.stun_servers entry")
+        if self.min_observed_peers < 1:
+            raise ConfigError("nat.min_observed_peers must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxConfig:
+    """Mailbox polling and retention."""
+
+    poll_interval_s: float = 60.0
+    """Base interval of background polling of our own mailbox key."""
+    retention_s: float = 30 * 24 * 3600.0
+    """How long read notes stay in the inbox before they are purged."""
+
+    def __post_init__(self) -> None:
+        _positive("mailbox.poll_interval_s", self.poll_interval_s)
+        _positive("mailbox.retention_s", self.retention_s)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """Everything a node needs to start."""
+
+    listen_addr: str = "127.0.0.1:0"
+    """UDP address for DHT and QUIC (port 0 = any free port)."""
+    bootstrap: tuple[str, ...] = ()
+    """``host:port`` seeds to join through."""
+    advertise_host: str = ""
+    """Host to publish in our endpoint record when no public address is known."""
+    network: Literal["private", "public"] = "private"
+    """``public`` additionally looks up the public seeds (explicit opt-in)."""
+    data_dir: Path | None = None
+    """Where state is kept; None = in memory only."""
+    dht: DhtConfig = dataclasses.field(default_factory=DhtConfig)
+    quic: QuicConfig = dataclasses.field(default_factory=QuicConfig)
+    nat: NatConfig = dataclasses.field(default_factory=NatConfig)
+    mailbox: MailboxConfig = dataclasses.field(default_factory=MailboxConfig)
+
+    def __post_init__(self) -> None:
+        parse_host_port(self.listen_addr, what="listen_addr")
+        for b in self.bootstrap:
+            parse_host_port(b, what="bootstrap entry")
+        if self.network not in ("private", "public"):
+            raise ConfigError(f"network must be 'private' or 'public', got {self.network!r}")
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        """``listen_addr`` parsed."""
+        return parse_host_port(self.listen_addr, what="listen_addr")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Self:
+        """Build from a TOML-shaped mapping; unknown keys are an error (typos matter)."""
+        sections = {
+            "dht": DhtConfig,
+            "quic": QuicConfig,
+            "nat": NatConfig,
+            "mailbox": MailboxConfig,
+        }
+        kwargs: dict[str, Any] = {}
+        top = {f.name for f in dataclasses.fields(cls)} - set(sections)
+        for key, value in data.items():
+            if key in sections:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"[{key}] must be a table")
+                kwargs[key] = _build(sections[key], value, f"{key}.")
+            elif key in top:
+                kwargs[key] = value
+            else:
+                raise ConfigError(f"unknown configuration key {key!r}")
+        built: Self = _build(cls, kwargs, "")
+        return built
+
+
+def _build(cls: Any, values: Mapping[str, Any], prefix: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown configuration key {prefix}{key!r}")
+        if isinstance(value, list):
+            value = tuple(value)
+        if key == "data_dir" and value is not None and not isinstance(value, Path):
+            value = Path(str(value)).expanduser()
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad configuration: {exc}") from exc
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.replace(";", ",").split(",") if p.strip())
+
+
+def load_config(
+    path: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> NodeConfig:
+    """Read the TOML file (if any), then ``A2AL_MCP_*`` variables, then ``overrides``.
+
+    Environment variables: ``A2AL_MCP_LISTEN``, ``A2AL_MCP_BOOTSTRAP`` (comma-separated),
+    ``A2AL_MCP_ADVERTISE``, ``A2AL_MCP_HOME`` (data directory), ``A2AL_MCP_NETWORK``.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, unknown keys, or invalid values.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path).expanduser()
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+    env = os.environ if env is None else env
+    mapping: dict[str, tuple[str, Callable[[str], object]]] = {
+        "LISTEN": ("listen_addr", str),
+        "BOOTSTRAP": ("bootstrap", _split_list),
+        "ADVERTISE": ("advertise_host", str),
+        "HOME": ("data_dir", str),
+        "NETWORK": ("network", str),
+    }
+    for suffix, (key, convert) in mapping.items():
+        value = env.get(ENV_PREFIX + suffix)
+        if value:
+            data[key] = convert(value)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return NodeConfig.from_mapping(data)

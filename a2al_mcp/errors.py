@@ -1,0 +1,138 @@
+"""The one exception hierarchy of a2al-mcp.
+
+Every public raise is an :class:`A2ALError`. Each class carries a stable ``code``
+that never changes once released; the MCP layer reports failures as
+``"CODE: message"`` and the CLI maps codes to exit statuses::
+
+    A2ALError                      A2AL_ERROR   base
+    ├── ConfigError                CONFIG       invalid or missing configuration
+    ├── UsageError                 USAGE        caller misuse / wrong state
+    ├── DecodeError                DECODE       malformed wire data
+    ├── VerificationError          VERIFY       bad signature, delegation, AID pin, stale record
+    │   └── ExtraMissing           EXTRA_MISSING  an optional dependency is needed
+    ├── NotFound                   NOT_FOUND    no record for AID/topic/mail
+    ├── NetworkError               NETWORK
+    │   ├── RequestTimeout         TIMEOUT      (also a builtin TimeoutError)
+    │   ├── Unreachable            UNREACHABLE  no usable endpoint
+    │   ├── HandshakeFailed        HANDSHAKE    TLS/ALPN/stream-0 failure
+    │   └── ConnectionClosed       CLOSED       carries error_code, reason
+    ├── LimitExceeded              LIMIT        payload over a cap, rate limit, queue full
+    └── NodeClosed                 NODE_CLOSED  API used after close / node crashed
+
+Remote garbage never raises out of a protocol core: codecs raise only
+:class:`DecodeError` (or :class:`VerificationError` from explicit verify calls)
+and the cores drop and count. Bad argument *types* stay ``TypeError``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "A2ALError",
+    "ConfigError",
+    "ConnectionClosed",
+    "DecodeError",
+    "ExtraMissing",
+    "HandshakeFailed",
+    "LimitExceeded",
+    "NetworkError",
+    "NodeClosed",
+    "NotFound",
+    "RequestTimeout",
+    "Unreachable",
+    "UsageError",
+    "VerificationError",
+]
+
+
+class A2ALError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    code: ClassVar[str] = "A2AL_ERROR"
+
+    def __str__(self) -> str:
+        return super().__str__() or self.__class__.__name__
+
+
+class ConfigError(A2ALError):
+    """Invalid or missing configuration."""
+
+    code: ClassVar[str] = "CONFIG"
+
+
+class UsageError(A2ALError):
+    """The caller used the API wrongly (wrong state, impossible combination)."""
+
+    code: ClassVar[str] = "USAGE"
+
+
+class DecodeError(A2ALError):
+    """Malformed wire data: bytes that do not parse as the expected structure."""
+
+    code: ClassVar[str] = "DECODE"
+
+
+class VerificationError(A2ALError):
+    """A signature, delegation proof, AID pin or freshness rule failed."""
+
+    code: ClassVar[str] = "VERIFY"
+
+
+class ExtraMissing(VerificationError):
+    """Verifying this needs an optional dependency that is not installed."""
+
+    code: ClassVar[str] = "EXTRA_MISSING"
+
+
+class NotFound(A2ALError):
+    """No record exists for the requested AID, topic or message."""
+
+    code: ClassVar[str] = "NOT_FOUND"
+
+
+class NetworkError(A2ALError):
+    """A network operation failed."""
+
+    code: ClassVar[str] = "NETWORK"
+
+
+class RequestTimeout(NetworkError, TimeoutError):
+    """A network operation did not finish in time."""
+
+    code: ClassVar[str] = "TIMEOUT"
+
+
+class Unreachable(NetworkError):
+    """No usable endpoint answered."""
+
+    code: ClassVar[str] = "UNREACHABLE"
+
+
+class HandshakeFailed(NetworkError):
+    """The TLS, ALPN or stream-0 handshake failed."""
+
+    code: ClassVar[str] = "HANDSHAKE"
+
+
+class ConnectionClosed(NetworkError):
+    """The connection was closed (by us, the peer, or an error)."""
+
+    code: ClassVar[str] = "CLOSED"
+
+    def __init__(self, reason: str = "", *, error_code: int = 0) -> None:
+        super().__init__(reason or "connection closed")
+        self.error_code = error_code
+        self.reason = reason
+
+
+class LimitExceeded(A2ALError):
+    """A payload exceeds its cap, a rate limit hit, or a queue is full."""
+
+    code: ClassVar[str] = "LIMIT"
+
+
+class NodeClosed(A2ALError):
+    """The node is closed (or crashed; see ``__cause__``)."""
+
+    code: ClassVar[str] = "NODE_CLOSED"

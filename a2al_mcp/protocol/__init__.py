@@ -1,0 +1,1 @@
+"""Wire formats of the A2AL protocol: pure functions and frozen dataclasses, no I/O."""

@@ -1,0 +1,241 @@
+"""Record payloads: endpoint (0x01), agent profile (0x02), topic (0x10), mailbox (0x80).
+
+Each payload is canonical CBOR with Go's struct rules (a2al-wire §3.6–3.9): fields
+without ``omitempty`` are always written (nil lists as ``null``), ``omitempty`` fields
+are left out at their zero value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Self
+
+from .. import _cbor
+from ..errors import DecodeError, LimitExceeded
+from ..identity.aid import Aid
+from . import limits
+
+__all__ = [
+    "AgentProfilePayload",
+    "EndpointPayload",
+    "MailboxPayload",
+    "TopicPayload",
+    "topic_key",
+]
+
+
+def topic_key(topic: str) -> bytes:
+    """The DHT key of a topic: SHA-256("topic:" ‖ UTF-8 topic), case-sensitive."""
+    return hashlib.sha256(b"topic:" + topic.encode()).digest()
+
+
+def _nil(items: tuple[str, ...]) -> list[str] | None:
+    """Go encodes a nil slice as null; we treat an empty tuple as nil."""
+    return list(items) if items else None
+
+
+def _meta(value: dict[Any, Any] | None, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not all(isinstance(k, str) for k in value):
+        raise DecodeError(f"{what}: meta keys must be text")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointPayload:
+    """Where an AID can be reached (rec_type 0x01)."""
+
+    endpoints: tuple[str, ...] = ()
+    """``quic://host:port`` URLs, in preference order."""
+    nat_type: int = 0
+    """0 unknown, 1 full cone/public, 2 restricted, 3 port restricted, 4 symmetric."""
+    signal: str = ""
+    """Primary signaling hub base URL (``ws://``/``wss://``)."""
+    turns: tuple[str, ...] = ()
+    """Deprecated credential-free TURN hints."""
+    signals: tuple[str, ...] = ()
+    """All live signaling hub base URLs."""
+
+    def to_bytes(self) -> bytes:
+        """Canonical CBOR."""
+        m: dict[int, Any] = {1: _nil(self.endpoints), 2: self.nat_type}
+        if self.signal:
+            m[3] = self.signal
+        if self.turns:
+            m[4] = list(self.turns)
+        if self.signals:
+            m[5] = list(self.signals)
+        return _cbor.dumps(m)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode and check the limits a2ald enforces (nat_type, URL counts and sizes)."""
+        f = _cbor.loads_map(data, "endpoint payload")
+        p = cls(
+            endpoints=f.text_list(1) or (),
+            nat_type=f.uint(2, 8),
+            signal=f.text(3),
+            turns=f.text_list(4) or (),
+            signals=f.text_list(5) or (),
+        )
+        if p.nat_type > limits.ENDPOINT_NAT_TYPE_MAX:
+            raise DecodeError(f"endpoint payload: nat_type {p.nat_type} is over 4")
+        if len(p.signal.encode()) > limits.ENDPOINT_SIGNAL_URL_MAX:
+            raise DecodeError("endpoint payload: signal URL too long")
+        if len(p.turns) > limits.ENDPOINT_TURNS_MAX or any(
+            len(u.encode()) > limits.ENDPOINT_TURN_URL_MAX for u in p.turns
+        ):
+            raise DecodeError("endpoint payload: too many or too long turn hints")
+        if len(p.signals) > limits.ENDPOINT_SIGNALS_MAX or any(
+            len(u.encode()) > limits.ENDPOINT_SIGNAL_URL_MAX for u in p.signals
+        ):
+            raise DecodeError("endpoint payload: too many or too long signal URLs")
+        return p
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TopicPayload:
+    """A service registration under a topic (rec_type 0x10)."""
+
+    topic: str
+    """The topic string; must equal the topic searched for."""
+    name: str = ""
+    protocols: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    brief: str = ""
+    """At most 140 code points."""
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    version: int = 1
+
+    def to_bytes(self) -> bytes:
+        """Canonical CBOR; raises LimitExceeded over 512 bytes or a brief over 140 chars."""
+        if len(self.brief) > limits.BRIEF_MAX_CHARS:
+            raise LimitExceeded(f"brief is {len(self.brief)} characters; the limit is 140")
+        m: dict[int, Any] = {
+            1: self.version or 1,
+            2: self.topic,
+            3: self.name,
+            4: _nil(self.protocols),
+            5: _nil(self.tags),
+            6: self.brief,
+        }
+        if self.meta:
+            m[7] = dict(self.meta)
+        data = _cbor.dumps(m)
+        if len(data) > limits.TOPIC_PAYLOAD_MAX:
+            raise LimitExceeded(
+                f"topic payload is {len(data)} bytes; the limit is {limits.TOPIC_PAYLOAD_MAX}"
+            )
+        return data
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode and check: ≤ 512 bytes, non-empty topic, brief ≤ 140 code points."""
+        if len(data) > limits.TOPIC_PAYLOAD_MAX:
+            raise DecodeError("topic payload over 512 bytes")
+        f = _cbor.loads_map(data, "topic payload")
+        p = cls(
+            version=f.uint(1, 8),
+            topic=f.text(2),
+            name=f.text(3),
+            protocols=f.text_list(4) or (),
+            tags=f.text_list(5) or (),
+            brief=f.text(6),
+            meta=_meta(f.map_(7), "topic payload"),
+        )
+        if not p.topic:
+            raise DecodeError("topic payload: empty topic")
+        if len(p.brief) > limits.BRIEF_MAX_CHARS:
+            raise DecodeError("topic payload: brief over 140 characters")
+        return p
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AgentProfilePayload:
+    """An agent's self-description (rec_type 0x02)."""
+
+    name: str = ""
+    brief: str = ""
+    protocols: tuple[str, ...] = ()
+    skills: tuple[str, ...] = ()
+    card_hash: bytes = b""
+    """SHA-256 of the agent card."""
+    modalities: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    version: int = 1
+
+    def to_bytes(self) -> bytes:
+        """Canonical CBOR; raises LimitExceeded over 700 bytes."""
+        m: dict[int, Any] = {1: self.version or 1}
+        fields: dict[int, Any] = {
+            2: self.name,
+            3: self.brief,
+            4: list(self.protocols),
+            5: list(self.skills),
+            6: self.card_hash,
+            8: list(self.modalities),
+            9: dict(self.meta),
+        }
+        m.update({k: v for k, v in fields.items() if v})
+        data = _cbor.dumps(m)
+        if len(data) > limits.PROFILE_PAYLOAD_MAX:
+            raise LimitExceeded(f"profile payload is {len(data)} bytes; the limit is 700")
+        return data
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode a profile payload."""
+        f = _cbor.loads_map(data, "profile payload")
+        return cls(
+            version=f.uint(1, 8),
+            name=f.text(2),
+            brief=f.text(3),
+            protocols=f.text_list(4) or (),
+            skills=f.text_list(5) or (),
+            card_hash=f.bytes_(6),
+            modalities=f.text_list(8) or (),
+            meta=_meta(f.map_(9), "profile payload"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxPayload:
+    """A sealed note (rec_type 0x80); see :mod:`a2al_mcp.protocol.mailbox_crypto`."""
+
+    recipient: Aid
+    sender: Aid
+    ephemeral_pk: bytes
+    """X25519 ephemeral public key (32 bytes)."""
+    ciphertext: bytes
+    """AES-256-GCM output including the 16-byte tag."""
+    nonce: bytes
+    """12 bytes."""
+
+    def to_bytes(self) -> bytes:
+        """Canonical CBOR (all keys always present)."""
+        return _cbor.dumps(
+            {
+                1: bytes(self.recipient),
+                2: bytes(self.sender),
+                3: self.ephemeral_pk,
+                4: self.ciphertext,
+                5: self.nonce,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode and shape-check (21-byte AIDs, 32-byte key, 12-byte nonce)."""
+        if len(data) > limits.MAILBOX_PAYLOAD_MAX:
+            raise DecodeError("mailbox payload over 512 bytes")
+        f = _cbor.loads_map(data, "mailbox payload")
+        return cls(
+            recipient=Aid(f.bytes_(1, size=21)),
+            sender=Aid(f.bytes_(2, size=21)),
+            ephemeral_pk=f.bytes_(3, size=32),
+            ciphertext=f.bytes_(4),
+            nonce=f.bytes_(5, size=12),
+        )
