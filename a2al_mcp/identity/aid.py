@@ -13,9 +13,9 @@ from typing import Final, Self
 from ..errors import DecodeError
 from .chain_text import (
     base58check_decode,
-    bech32_decode_p2wpkh,
-    bech32_encode_p2wpkh,
     eip55,
+    paralism_bech32_decode,
+    paralism_bech32_encode,
     parse_eip55,
 )
 from .keys import VerifyKey
@@ -87,7 +87,7 @@ class Aid:
             return cls(bytes([AidVersion.ETHEREUM]) + parse_eip55(s))
         low = s.lower()
         if low.startswith(("bc1", "pr1")):
-            return cls(bytes([AidVersion.PARALISM]) + bech32_decode_p2wpkh(s, ("bc", "pr")))
+            return cls(bytes([AidVersion.PARALISM]) + paralism_bech32_decode(s, ("bc", "pr")))
         if s.startswith("1") and 26 <= len(s) <= 35:
             return cls(bytes([AidVersion.PARALISM]) + base58check_decode(s, 0x00))
         if len(s) != 2 * AID_LEN:
@@ -130,7 +130,7 @@ class Aid:
         if self._raw[0] == AidVersion.ETHEREUM:
             return eip55(self._raw[1:])
         if self._raw[0] == AidVersion.PARALISM:
-            return bech32_encode_p2wpkh("bc", self._raw[1:])
+            return paralism_bech32_encode("bc", self._raw[1:])
         return _native_checksum(self._raw)
 
     def __repr__(self) -> str:

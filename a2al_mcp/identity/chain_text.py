@@ -13,6 +13,8 @@ __all__ = [
     "bech32_decode_p2wpkh",
     "bech32_encode_p2wpkh",
     "eip55",
+    "paralism_bech32_decode",
+    "paralism_bech32_encode",
     "parse_eip55",
 ]
 
@@ -75,16 +77,14 @@ def _convert_bits(data: bytes | list[int], frm: int, to: int, pad: bool) -> list
     return out
 
 
-def bech32_encode_p2wpkh(hrp: str, program: bytes) -> str:
-    """BIP-173 bech32 of witness version 0 and a 20-byte program (``bc1q…``)."""
-    data = [0, *_convert_bits(program, 8, 5, True)]
+def _bech32_encode(hrp: str, data: list[int]) -> str:
     polymod = _polymod(_hrp_expand(hrp) + data + [0] * 6) ^ 1
     checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
     return hrp + "1" + "".join(_CHARSET[d] for d in data + checksum)
 
 
-def bech32_decode_p2wpkh(text: str, hrps: tuple[str, ...]) -> bytes:
-    """Decode a BIP-173 (not bech32m) witness-v0 address with a 20-byte program."""
+def _bech32_decode(text: str, hrps: tuple[str, ...]) -> list[int]:
+    """The 5-bit data groups of a bech32 (not bech32m) string whose HRP is one of ``hrps``."""
     if text.lower() != text and text.upper() != text:
         raise DecodeError("bech32: mixed case")
     text = text.lower()
@@ -98,12 +98,74 @@ def bech32_decode_p2wpkh(text: str, hrps: tuple[str, ...]) -> bytes:
         raise DecodeError("bech32: invalid character") from None
     if _polymod(_hrp_expand(hrp) + data) != 1:
         raise DecodeError("bech32: bad checksum")
+    return data[:-6]
+
+
+def bech32_encode_p2wpkh(hrp: str, program: bytes) -> str:
+    """BIP-173 bech32 of witness version 0 and a 20-byte program (``bc1q…``, 42 characters).
+
+    This is Bitcoin's segwit address, *not* how a2al spells a Paralism AID; see
+    :func:`paralism_bech32_encode`.
+    """
+    return _bech32_encode(hrp, [0, *_convert_bits(program, 8, 5, True)])
+
+
+def bech32_decode_p2wpkh(text: str, hrps: tuple[str, ...]) -> bytes:
+    """Decode a BIP-173 (not bech32m) witness-v0 address with a 20-byte program."""
+    data = _bech32_decode(text, hrps)
     if data[0] != 0:
         raise DecodeError("bech32: only witness version 0 is an AID")
-    program = bytes(_convert_bits(data[1:-6], 5, 8, False))
+    program = bytes(_convert_bits(data[1:], 5, 8, False))
     if len(program) != 20:
         raise DecodeError("bech32: witness program must be 20 bytes")
     return program
+
+
+def paralism_bech32_encode(hrp: str, hash20: bytes) -> str:
+    """a2al's bech32 spelling of a Paralism key hash (``bc1q…``, 43 characters).
+
+    a2ald (``paralismCodec.Format``) encodes the *bytes* ``0x00 ‖ hash20`` as 5-bit groups
+    (btcutil ``EncodeFromBase256``): 34 groups where a BIP-173 segwit address has a 5-bit
+    witness version and 32 groups. Both start with ``bc1q``; they are different strings and
+    neither implementation accepts the other's.
+    """
+    return _bech32_encode(hrp, _convert_bits(b"\x00" + hash20, 8, 5, True))
+
+
+def paralism_bech32_decode(text: str, hrps: tuple[str, ...]) -> bytes:
+    """Parse a2al's bech32 Paralism spelling; return the 20-byte key hash.
+
+    Mirrors a2ald's ``parseParalismBech32``: bech32 checksum (not bech32m), groups converted
+    back to bytes without padding (at most 4 zero bits left over), exactly 21 bytes with a
+    leading zero byte.
+
+    Raises:
+        DecodeError: bad checksum or HRP, or not the a2al layout (a BIP-173 segwit address
+            is refused with a hint naming the a2al spelling of the same hash).
+    """
+    data = _bech32_decode(text, hrps)
+    try:
+        raw = bytes(_convert_bits(data, 5, 8, False))
+    except DecodeError:
+        raw = b""
+    if len(raw) == 21 and raw[0] == 0:
+        return raw[1:]
+    hint = ""
+    if len(data) == 33 and data[0] == 0:
+        try:
+            program = bytes(_convert_bits(data[1:], 5, 8, False))
+        except DecodeError:
+            program = b""
+        if len(program) == 20:
+            hrp = text[: text.rfind("1")].lower()
+            hint = (
+                "; this is a BIP-173 segwit address, a2al writes the same key hash as "
+                + paralism_bech32_encode(hrp, program)
+            )
+    raise DecodeError(
+        "bech32: not an a2al Paralism address (bech32 of a zero byte and the 20-byte key hash, "
+        f"43 characters){hint}"
+    )
 
 
 _B58: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

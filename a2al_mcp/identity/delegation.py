@@ -139,7 +139,7 @@ class DelegationProof:
             op_pub=op_pub,
             issued_at=f.uint(4),
             expires_at=f.uint(5),
-            scope=f.uint(6),
+            scope=f.uint(6, 8),
             signature=signature,
             master_pub=master_pub,
             message=message,

@@ -6,6 +6,7 @@ import pytest
 
 from a2al_mcp.errors import DecodeError
 from a2al_mcp.identity import Aid, NodeId, SigningKey, VerifyKey
+from a2al_mcp.identity.chain_text import paralism_bech32_encode
 
 
 def test_vector_keys_aids_and_node_ids(vectors: dict[str, Any]) -> None:
@@ -42,7 +43,7 @@ def test_parse_accepts_checksummed_and_lowercase_only(vectors: dict[str, Any]) -
         ("zz56475aa75463474c0285df5dbf2bcab73da65135", "non-hex"),
         ("b056475aa75463474c0285df5dbf2bcab73da65135", "version byte"),
         ("0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "EIP-55"),
-        ("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5", "checksum"),
+        ("bc1qp63uahgrxged4z5jswyt5dn5v3lzsem6c0qqhg9", "checksum"),
         ("1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN3", "checksum"),
     ],
 )
@@ -75,24 +76,19 @@ def test_ethereum_text_form_eip55() -> None:
 
 
 def test_paralism_text_forms() -> None:
-    # BIP-173 vector: bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4 = P2WPKH of 751e76e8...
-    text = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+    # a2ald spells Paralism AIDs as bech32 of the *bytes* 0x00 ‖ hash20 (not BIP-173 segwit)
+    text = "bc1qp63uahgrxged4z5jswyt5dn5v3lzsem6c0qqhg8"
     aid = Aid.from_str(text)
     assert aid.version == 0xA2
     assert aid.hash20.hex() == "751e76e8199196d454941c45d1b3a323f1433bd6"
     assert str(aid) == text
     assert Aid.from_str(text.upper()) == aid
-    assert Aid.from_str("pr" + text[2:][:-6] + _pr_checksum_fix(text)) == aid
+    assert Aid.from_str(paralism_bech32_encode("pr", aid.hash20)) == aid
     # Base58Check P2PKH of the same hash
     assert Aid.from_str("1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMH") == aid
-
-
-def _pr_checksum_fix(bc_text: str) -> str:
-    """Re-encode the program with the 'pr' prefix and return its checksum tail."""
-    from a2al_mcp.identity.chain_text import bech32_encode_p2wpkh
-
-    prog = bytes.fromhex("751e76e8199196d454941c45d1b3a323f1433bd6")
-    return bech32_encode_p2wpkh("pr", prog)[-6:]
+    # the BIP-173 segwit spelling of the same hash is a different string, refused with a hint
+    with pytest.raises(DecodeError, match="BIP-173"):
+        Aid.from_str("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
 
 
 def test_node_id_metric() -> None:

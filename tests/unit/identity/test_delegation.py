@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
+from a2al_mcp._random import SeededRng
 from a2al_mcp.errors import DecodeError, UsageError, VerificationError
 from a2al_mcp.identity import Aid, DelegatedIdentity, DelegationProof, Identity, SigningKey
-from a2al_mcp._random import SeededRng
 
 T0 = 1_700_000_000
 
