@@ -1,0 +1,21 @@
+"""The facade: exactly the public names, and `import a2al_mcp` stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import a2al_mcp
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert a2al_mcp.__all__ == sorted(a2al_mcp.__all__)
+    public = {n for n in dir(a2al_mcp) if not n.startswith("_")} | {"__version__"}
+    submodules = {"config", "errors", "identity", "protocol", "cli", "testing"}
+    assert set(a2al_mcp.__all__) == public - submodules
+
+
+def test_import_does_not_load_the_mcp_sdk() -> None:
+    code = "import sys, a2al_mcp; print('mcp' in sys.modules, 'anyio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

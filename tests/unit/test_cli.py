@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from a2al_mcp.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.strip() else None, err
+
+
+def test_aid_and_decode(capsys: pytest.CaptureFixture[str], vectors: dict[str, Any]) -> None:
+    code, out, _ = _run(capsys, "aid", vectors["aid_a_text"].lower())
+    assert code == 0 and out["aid"] == vectors["aid_a_text"]
+    assert out["node_id"] == vectors["node_id_a"]
+    code, out, _ = _run(capsys, "decode", vectors["ping"]["datagram"])
+    assert code == 0 and out["type"] == "PING" and out["signature"] == "valid"
+    code, out, _ = _run(capsys, "decode", "--record", vectors["endpoint_record"]["record"])
+    assert code == 0 and out["record"]["seq"] == 1
+
+
+def test_errors_go_to_stderr_with_code(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "aid", "not-an-aid")
+    assert code == 4 and out is None and err.startswith("error: DECODE:")
+    bad = "a4" + "00" * 10
+    code, out, err = _run(capsys, "decode", bad)
+    assert code == 4 and "DECODE" in err
+
+
+def test_identity_new(capsys: pytest.CaptureFixture[str]) -> None:
+    from a2al_mcp import DelegationProof, SigningKey
+
+    code, out, _ = _run(capsys, "id", "new", "--delegated")
+    assert code == 0
+    proof = DelegationProof.from_bytes(bytes.fromhex(out["delegation_proof_hex"]))
+    op = SigningKey.from_go_bytes(bytes.fromhex(out["operational_private_key_hex"]))
+    proof.verify(proof.issued_at, op_pub=bytes(op.public))
+    assert str(proof.agent) == out["aid"]
+    code, out, _ = _run(capsys, "id", "new")
+    assert code == 0 and len(out["private_key_hex"]) == 128

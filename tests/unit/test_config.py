@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from a2al_mcp import ConfigError, NodeConfig, load_config
+from a2al_mcp.config import DhtConfig, parse_host_port
+
+
+def test_defaults_send_nothing_anywhere() -> None:
+    cfg = NodeConfig()
+    assert cfg.bootstrap == ()
+    assert cfg.network == "private"
+    assert cfg.nat.stun_servers == () and not cfg.nat.upnp
+    assert cfg.listen == ("127.0.0.1", 0)
+
+
+def test_toml_env_and_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        'listen_addr = "127.0.0.1:4000"\nbootstrap = ["127.0.0.1:4121"]\n'
+        "[dht]\nreplicas = 4\n[nat]\nmin_observed_peers = 1\n"
+    )
+    cfg = load_config(f, env={})
+    assert cfg.listen == ("127.0.0.1", 4000)
+    assert cfg.bootstrap == ("127.0.0.1:4121",)
+    assert cfg.dht.replicas == 4 and cfg.nat.min_observed_peers == 1
+    env = {"A2AL_MCP_LISTEN": "[::1]:5000", "A2AL_MCP_BOOTSTRAP": "127.0.0.1:1, 127.0.0.1:2",
+           "A2AL_MCP_HOME": str(tmp_path / "home")}  # fmt: skip
+    cfg = load_config(f, env=env)
+    assert cfg.listen == ("::1", 5000)
+    assert cfg.bootstrap == ("127.0.0.1:1", "127.0.0.1:2")
+    assert cfg.data_dir == tmp_path / "home"
+    cfg = load_config(f, env=env, listen_addr="127.0.0.1:6000", advertise_host="127.0.0.1")
+    assert cfg.listen == ("127.0.0.1", 6000) and cfg.advertise_host == "127.0.0.1"
+    assert dataclasses.replace(cfg.dht, replicas=2).replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('listn_addr = "x"', "unknown configuration key 'listn_addr'"),
+        ("[dht]\nreplica = 1", "unknown configuration key dht.'replica'"),
+        ('listen_addr = "nohost"', "HOST:PORT"),
+        ('listen_addr = "127.0.0.1:99999"', "0-65535"),
+        ('bootstrap = ["::1:4"]', "IPv6"),
+        ('network = "tangled"', "'private' or 'public'"),
+        ("[dht]\nrpc_timeout_s = 0", "positive"),
+        ("[nat]\nstun_servers = ['stun']", "HOST:PORT"),
+        ("dht = 3", "must be a table"),
+        ("listen_addr = [", "not valid TOML"),
+    ],
+)
+def test_errors_are_sentences(tmp_path: Path, toml: str, message: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(f, env={})
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_parse_host_port() -> None:
+    assert parse_host_port("[2001:db8::1]:80") == ("2001:db8::1", 80)
+    assert parse_host_port("example.org:4121") == ("example.org", 4121)
+    with pytest.raises(ConfigError, match="not a number"):
+        parse_host_port("h:x")
+    with pytest.raises(ConfigError, match="at least 1"):
+        DhtConfig(replicas=0)
