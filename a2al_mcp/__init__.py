@@ -4,6 +4,8 @@ This facade is the public API. It does not import the MCP server, so ``import a2
 never loads the MCP SDK.
 """
 
+from ._clock import Clock, SystemClock
+from ._random import Rng, SeededRng, SystemRng
 from ._version import __version__
 from .config import (
     DhtConfig,
@@ -51,6 +53,7 @@ __all__ = [
     "A2ALError",
     "AgentProfilePayload",
     "Aid",
+    "Clock",
     "ConfigError",
     "ConnectionClosed",
     "DecodeError",
@@ -73,8 +76,12 @@ __all__ = [
     "QuicConfig",
     "RecType",
     "RequestTimeout",
+    "Rng",
+    "SeededRng",
     "SignedRecord",
     "SigningKey",
+    "SystemClock",
+    "SystemRng",
     "TopicPayload",
     "Unreachable",
     "UsageError",

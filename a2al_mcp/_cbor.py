@@ -23,7 +23,7 @@ import cbor2
 
 from .errors import DecodeError
 
-__all__ = ["Fields", "dumps", "item_end", "loads", "loads_map", "map_value_spans"]
+__all__ = ["Fields", "dumps", "head", "item_end", "loads", "loads_map", "map_value_spans"]
 
 MAX_DEPTH: Final = 16
 """Nesting limit for :func:`item_end`; protocol structures are at most 5 deep."""
@@ -32,6 +32,19 @@ MAX_DEPTH: Final = 16
 def dumps(obj: object) -> bytes:
     """Encode ``obj`` as canonical CBOR."""
     return cbor2.dumps(obj, canonical=True)
+
+
+def head(major: int, n: int) -> bytes:
+    """The shortest-form head of a CBOR item: major type and argument ``n`` (0 ≤ n < 2^64)."""
+    if n < 24:
+        return bytes([major << 5 | n])
+    if n < 0x100:
+        return bytes([major << 5 | 24, n])
+    if n < 0x10000:
+        return bytes([major << 5 | 25]) + n.to_bytes(2, "big")
+    if n < 0x1_0000_0000:
+        return bytes([major << 5 | 26]) + n.to_bytes(4, "big")
+    return bytes([major << 5 | 27]) + n.to_bytes(8, "big")
 
 
 def loads(data: bytes) -> Any:

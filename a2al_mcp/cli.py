@@ -6,6 +6,7 @@ Logging goes to stderr only: in stdio MCP mode stdout is the protocol channel.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -57,8 +58,8 @@ def _describe(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple | list):
         return [_describe(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _describe(getattr(value, k)) for k in value.__dataclass_fields__}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _describe(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return value if isinstance(value, int | str | bool | float | type(None)) else str(value)
 
 
@@ -69,7 +70,8 @@ def _cmd_decode(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("decode: argument is not hex") from None
     if args.record:
         rec = SignedRecord.from_bytes(data)
-        return {"record": _describe(rec)}
+        rec.verify(rec.timestamp)  # the signature and payload rules, as of its own timestamp
+        return {"record": _describe(rec), "signature": "valid"}
     msg = decode_message(data)
     msg.verify()
     return {"type": msg.msg_type.name, "sender": str(msg.sender), "tx_id": msg.tx_id.hex(),
@@ -78,7 +80,9 @@ def _cmd_decode(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept separate for tests and docs)."""
-    p = argparse.ArgumentParser(prog="a2al-mcp", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="a2al-mcp", description="A2AL agent-network node tools (MCP server: upcoming)."
+    )
     p.add_argument("--version", action="version", version=f"a2al-mcp {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = p.add_subparsers(dest="command", required=True)

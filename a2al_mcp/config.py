@@ -104,9 +104,13 @@ class QuicConfig:
     """Tunables of the QUIC data plane."""
 
     idle_timeout_s: float = 90.0
+    """Close a connection after this long without traffic (a2ald uses 90 s)."""
     keepalive_s: float = 25.0
+    """Send a keep-alive after this long without traffic, to stay under peers' idle timeout."""
     handshake_timeout_s: float = 10.0
+    """Give up on a QUIC/TLS handshake after this long."""
     max_streams: int = 100
+    """Concurrent bidirectional streams a peer may open per connection."""
     send_buffer_max_bytes: int = 4 * 1024 * 1024
     """High-water mark on a stream's unsent data (back-pressure)."""
 
@@ -170,6 +174,14 @@ class NodeConfig:
     mailbox: MailboxConfig = dataclasses.field(default_factory=MailboxConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.listen_addr, str) or not isinstance(self.advertise_host, str):
+            raise ConfigError("listen_addr and advertise_host must be strings")
+        if not isinstance(self.bootstrap, tuple) or not all(
+            isinstance(b, str) for b in self.bootstrap
+        ):
+            raise ConfigError('bootstrap must be a list of "host:port" strings')
+        if self.data_dir is not None and not isinstance(self.data_dir, Path):
+            raise ConfigError("data_dir must be a path")
         parse_host_port(self.listen_addr, what="listen_addr")
         for b in self.bootstrap:
             parse_host_port(b, what="bootstrap entry")
@@ -213,8 +225,8 @@ def _build(cls: Any, values: Mapping[str, Any], prefix: str) -> Any:
             raise ConfigError(f"unknown configuration key {prefix}{key!r}")
         if isinstance(value, list):
             value = tuple(value)
-        if key == "data_dir" and value is not None and not isinstance(value, Path):
-            value = Path(str(value)).expanduser()
+        if key == "data_dir" and isinstance(value, str):
+            value = Path(value).expanduser()
         kwargs[key] = value
     try:
         return cls(**kwargs)

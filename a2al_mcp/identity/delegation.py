@@ -22,7 +22,7 @@ import dataclasses
 from typing import Final, Self
 
 from .. import _cbor
-from ..errors import DecodeError, VerificationError
+from ..errors import DecodeError, ExtraMissing, VerificationError
 from .aid import Aid, AidVersion
 from .keys import SigningKey, VerifyKey
 
@@ -184,9 +184,15 @@ class DelegationProof:
     def is_valid(
         self, now: float, *, op_pub: bytes | None = None, agent: Aid | None = None
     ) -> bool:
-        """Like :meth:`verify`, returning False instead of raising."""
+        """Like :meth:`verify`, returning False instead of raising.
+
+        Raises:
+            ExtraMissing: "cannot check" is not "invalid", so this still raises.
+        """
         try:
             self.verify(now, op_pub=op_pub, agent=agent)
+        except ExtraMissing:
+            raise
         except VerificationError:
             return False
         return True

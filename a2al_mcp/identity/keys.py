@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import TYPE_CHECKING, Final
 
@@ -16,6 +17,16 @@ if TYPE_CHECKING:
 __all__ = ["SigningKey", "VerifyKey"]
 
 _P: Final = 2**255 - 19
+
+
+@functools.lru_cache(maxsize=8192)
+def _load_public_key(raw: bytes) -> Ed25519PublicKey | None:
+    """Parse (decompress) a public key once; a pure function, memoised because the same
+    publishers' keys recur on every republish and parsing costs about a tenth of a verify."""
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        return None
 
 
 class VerifyKey:
@@ -49,9 +60,8 @@ class VerifyKey:
             return False
         key = self._key
         if key is None:
-            try:
-                key = self._key = Ed25519PublicKey.from_public_bytes(self._raw)
-            except ValueError:
+            key = self._key = _load_public_key(self._raw)
+            if key is None:
                 return False
         try:
             key.verify(signature, message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Self
 
-from ..errors import UsageError, VerificationError
+from ..errors import ExtraMissing, UsageError, VerificationError
 from .aid import Aid
 from .delegation import DelegationProof
 from .keys import SigningKey
@@ -57,6 +57,8 @@ class Identity:
         """A delegated identity from an operational key and a proof that must verify now."""
         try:
             proof.verify(now, op_pub=bytes(op_key.public))
+        except ExtraMissing:
+            raise
         except VerificationError as exc:
             raise UsageError(f"cannot use this delegation: {exc}") from exc
         return cls(op_key, proof.agent, proof)

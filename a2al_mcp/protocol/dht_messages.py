@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Final, Self, TypeAlias
 
 from .. import _cbor
 from .._types import Addr
-from ..errors import DecodeError, UsageError, VerificationError
+from ..errors import DecodeError, LimitExceeded, UsageError, VerificationError
 from ..identity.aid import Aid, NodeId
 from ..identity.keys import SigningKey, VerifyKey
 from . import limits
@@ -493,13 +493,20 @@ def encode_message(body: Body, *, tx_id: bytes, key: SigningKey) -> bytes:
 
     Raises:
         UsageError: the tx_id is not 20 bytes.
+        LimitExceeded: the datagram would exceed 1200 bytes (trim the body first).
     """
     if len(tx_id) != limits.TX_ID_LEN:
         raise UsageError(f"tx_id must be {limits.TX_ID_LEN} bytes")
     header = _header_bytes(body.MSG_TYPE, tx_id, limits.PROTOCOL_VERSION, 0)
     body_bytes = encode_body(body)
     signature = key.sign(MESSAGE_PREFIX + header + body_bytes)
-    return _assemble(header, body_bytes, bytes(key.public), signature)
+    data = _assemble(header, body_bytes, bytes(key.public), signature)
+    if len(data) > limits.MAX_DATAGRAM:
+        raise LimitExceeded(
+            f"{body.MSG_TYPE.name} datagram is {len(data)} bytes; "
+            f"the limit is {limits.MAX_DATAGRAM}"
+        )
+    return data
 
 
 def _outer_spans(data: bytes) -> tuple[tuple[int, int], tuple[int, int], bytes, bytes]:

@@ -73,7 +73,19 @@ class EndpointPayload:
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         """Decode and check the limits a2ald enforces (nat_type, URL counts and sizes)."""
-        f = _cbor.loads_map(data, "endpoint payload")
+        value = _cbor.loads(data)
+        if type(value) is dict and len(value) == 2:  # the common shape: endpoints + nat_type
+            endpoints, nat_type = value.get(1, ()), value.get(2)
+            if (
+                type(nat_type) is int
+                and 0 <= nat_type <= limits.ENDPOINT_NAT_TYPE_MAX
+                and (endpoints is None or type(endpoints) is list)
+                and all(type(e) is str for e in endpoints or ())
+            ):
+                return cls(endpoints=tuple(endpoints or ()), nat_type=nat_type)
+        if not isinstance(value, dict):
+            raise DecodeError(f"endpoint payload: expected a CBOR map, got {type(value).__name__}")
+        f = _cbor.Fields(value, "endpoint payload")
         p = cls(
             endpoints=f.text_list(1) or (),
             nat_type=f.uint(2, 8),

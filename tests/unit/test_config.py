@@ -51,6 +51,9 @@ def test_toml_env_and_overrides(tmp_path: Path) -> None:
         ("[nat]\nstun_servers = ['stun']", "HOST:PORT"),
         ("dht = 3", "must be a table"),
         ("listen_addr = [", "not valid TOML"),
+        ("listen_addr = 5", "must be strings"),
+        ('bootstrap = "127.0.0.1:1"', "list of"),
+        ("data_dir = 5", "must be a path"),
     ],
 )
 def test_errors_are_sentences(tmp_path: Path, toml: str, message: str) -> None:

@@ -85,3 +85,17 @@ def test_garbage_and_truncation(key_a: SigningKey, ident_a: Identity) -> None:
             dm.decode_message(good[:cut])
     with pytest.raises(DecodeError):
         dm.decode_message(good + b"\x00")
+
+
+def test_oversize_datagram_is_refused(key_a: SigningKey) -> None:
+    from a2al_mcp.errors import LimitExceeded
+    from a2al_mcp.identity import NodeId
+
+    infos = tuple(
+        dm.NodeInfo(address=Identity.from_key(key_a).aid, node_id=NodeId(bytes([i]) * 32),
+                    ip=bytes(16), port=i)
+        for i in range(16)
+    )  # fmt: skip
+    body = dm.FindNodeResp(nodes=infos, observed_addr=("127.0.0.1", 1))
+    with pytest.raises(LimitExceeded, match="limit is 1200"):
+        dm.encode_message(body, tx_id=TX, key=key_a)
