@@ -17,7 +17,7 @@ import cbor2
 import pytest
 
 from a2al_mcp.errors import DecodeError, ExtraMissing, UsageError, VerificationError
-from a2al_mcp.identity import web3
+from a2al_mcp.identity import _ripemd160
 from a2al_mcp.identity.aid import Aid
 from a2al_mcp.identity.chain_text import bech32_decode_p2wpkh, paralism_bech32_encode
 from a2al_mcp.identity.delegation import DelegationProof
@@ -660,7 +660,7 @@ RIPEMD160_VECTORS = [
 
 @pytest.mark.parametrize(("data", "digest"), RIPEMD160_VECTORS)
 def test_ripemd160_fallback_known_answer(data: bytes, digest: str) -> None:
-    assert web3._ripemd160_py(data).hex() == digest
+    assert _ripemd160.ripemd160_py(data).hex() == digest
 
 
 def test_ripemd160_fallback_matches_openssl_at_block_edges() -> None:
@@ -671,15 +671,15 @@ def test_ripemd160_fallback_matches_openssl_at_block_edges() -> None:
     for n in range(200):
         data = hashlib.sha512(n.to_bytes(2, "big")).digest() * 4
         data = data[:n]
-        assert web3._ripemd160_py(data) == hashlib.new("ripemd160", data).digest(), n
+        assert _ripemd160.ripemd160_py(data) == hashlib.new("ripemd160", data).digest(), n
 
 
 def test_paralism_round_trip_with_fallback_ripemd(monkeypatch: pytest.MonkeyPatch) -> None:
     with_openssl = sign_par()
-    monkeypatch.setattr(web3, "_HAVE_OPENSSL_RIPEMD160", False)
+    monkeypatch.setattr(_ripemd160, "_HAVE_OPENSSL_RIPEMD160", False)
     assert sign_par() == with_openssl
     with_openssl.verify(NOW)
-    assert hash160(b"\x02" + bytes(32)) == web3._ripemd160_py(
+    assert hash160(b"\x02" + bytes(32)) == _ripemd160.ripemd160_py(
         hashlib.sha256(b"\x02" + bytes(32)).digest()
     )
 
