@@ -10,9 +10,14 @@ import a2al_mcp
 
 def test_all_is_sorted_and_complete() -> None:
     assert a2al_mcp.__all__ == sorted(a2al_mcp.__all__)
-    public = {n for n in dir(a2al_mcp) if not n.startswith("_")} | {"__version__"}
-    submodules = {"config", "errors", "identity", "protocol", "cli", "testing"}
-    assert set(a2al_mcp.__all__) == public - submodules
+    import types
+
+    public = {
+        n
+        for n in dir(a2al_mcp)
+        if not n.startswith("_") and not isinstance(getattr(a2al_mcp, n), types.ModuleType)
+    }
+    assert set(a2al_mcp.__all__) == public | {"__version__"}
 
 
 def test_import_does_not_load_the_mcp_sdk() -> None:

@@ -1,0 +1,1 @@
+"""The DHT: routing table, record store, lookups and the sans-I/O DHT core."""

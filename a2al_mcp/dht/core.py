@@ -1,0 +1,782 @@
+"""DhtCore: the sans-I/O DHT peer (a2al-wire §4). Implements :class:`DatagramCore`.
+
+It answers every request type, runs pings, bootstraps, lookups and publishes as operations
+that end in events, and keeps the routing table, the record store, the transaction table and
+one-shot subscriptions. It never reads a clock or opens a socket: each call carries ``now``
+(monotonic seconds); record times use ``now + wall_offset`` (Unix seconds).
+
+After calling any command (``ping``, ``bootstrap``, ``lookup``, ``publish``…) the driver must
+send :meth:`datagrams_to_send` and re-read :meth:`get_timer`, as after a received datagram.
+Remote garbage never raises: it is dropped and counted (:meth:`statistics`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+from .._types import Addr, Datagram
+from ..config import DhtConfig
+from ..errors import A2ALError, DecodeError, LimitExceeded, UsageError
+from ..identity.aid import Aid, NodeId
+from ..protocol import dht_messages as dm
+from ..protocol import limits
+from ..protocol.payloads import EndpointPayload
+from ..protocol.records import RecType, SignedRecord
+from . import events as ev
+from .lookup import Lookup, LookupKind
+from .routing import RoutingTable
+from .store import PutOutcome, RecordStore
+
+if TYPE_CHECKING:
+    from .._random import Rng
+    from ..identity.local import Identity
+
+__all__ = ["DhtCore", "DhtStats"]
+
+logger = logging.getLogger(__name__)
+
+MAX_RECEIVE: Final = 65536
+SUBSCRIPTION_TTL_S: Final = 60.0
+STORE_RATE_PER_S: Final = 20.0
+STORE_BURST: Final = 60.0
+RATE_TABLE_MAX: Final = 4096
+PUSH_SEEN_MAX: Final = 4096
+PAGE_MARK: Final = b"\xa2\x1f"
+"""A tx_id starting with these bytes carries a record-window offset in its next two bytes:
+our extension for paging FIND_VALUE answers (a2ald's random tx_ids ignore it in practice)."""
+MAX_PAGES: Final = 16
+MAINTENANCE_S: Final = 15.0
+REFRESH_PER_ROUND: Final = 2
+REFRESH_AFTER_BOOTSTRAP: Final = 8
+_RESPONSE_OF: Final = {
+    dm.MsgType.PING: dm.MsgType.PONG,
+    dm.MsgType.FIND_NODE: dm.MsgType.FIND_NODE_RESP,
+    dm.MsgType.FIND_VALUE: dm.MsgType.FIND_VALUE_RESP,
+    dm.MsgType.STORE: dm.MsgType.STORE_RESP,
+    dm.MsgType.DHT_PUSH: dm.MsgType.DHT_PUSH_ACK,
+}
+_RESPONSES: Final = frozenset(_RESPONSE_OF.values())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DhtStats:
+    """Counters of the DHT core."""
+
+    received: int
+    sent: int
+    requests_answered: int
+    responses_matched: int
+    dropped_decode: int
+    dropped_verify: int
+    dropped_oversize: int
+    dropped_unsolicited: int
+    dropped_rate_limited: int
+    rpc_timeouts: int
+    peers: int
+    stored_records: int
+    stored_keys: int
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    tx_id: bytes
+    addr: Addr
+    expect: dm.MsgType
+    deadline: float
+    op_id: int
+    node_id: NodeId | None
+    data: bytes
+    attempts_left: int
+    timeout_s: float
+
+
+@dataclasses.dataclass(slots=True)
+class _Op:
+    op_id: int
+    kind: str
+    target: NodeId | None = None
+    lookup: Lookup | None = None
+    rec_type: int = 0
+    subscribe: bool = False
+    record: SignedRecord | None = None
+    store_queue: list[tuple[Aid, Addr]] = dataclasses.field(default_factory=list)
+    stored_at: list[Aid] = dataclasses.field(default_factory=list)
+    refused: list[tuple[Aid, int]] = dataclasses.field(default_factory=list)
+    in_flight: int = 0
+    seeds_answered: int = 0
+    seeds_left: int = 0
+    pages: dict[NodeId, int] = dataclasses.field(default_factory=dict)
+    seen_from: dict[NodeId, int] = dataclasses.field(default_factory=dict)
+    storing: bool = False
+    """A publish in its STORE phase."""
+    internal: bool = False
+    """Maintenance work: finishes without an event."""
+    done: bool = False
+
+
+class _TokenBucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, now: float) -> None:
+        self.tokens, self.updated = STORE_BURST, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(STORE_BURST, self.tokens + (now - self.updated) * STORE_RATE_PER_S)
+        self.updated = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+def _quic_hosts(record: SignedRecord) -> set[str]:
+    try:
+        ep = EndpointPayload.from_bytes(record.payload)
+    except DecodeError:
+        return set()
+    hosts = set()
+    for url in ep.endpoints:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            continue
+        if host:
+            hosts.add(host)
+    return hosts
+
+
+class DhtCore:
+    """A full DHT peer as a sans-I/O state machine."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        rng: Rng,
+        config: DhtConfig | None = None,
+        wall_offset: float = 0.0,
+        allow_local_hearsay: bool = False,
+    ) -> None:
+        if identity.is_delegated:
+            raise UsageError("a DHT node identity must be a native (non-delegated) identity")
+        self.identity = identity
+        self.aid: Aid = identity.aid
+        self.node_id: NodeId = identity.aid.node_id
+        self.config = config or DhtConfig()
+        self.rng = rng
+        self.wall_offset = wall_offset
+        self.routing = RoutingTable(self.node_id, allow_local_hearsay=allow_local_hearsay)
+        self.store = RecordStore(max_keys=self.config.max_stored_keys)
+        self._wall_now = wall_offset
+        """Unix time of the call being handled (records are validated against it)."""
+        self._out: list[Datagram] = []
+        self._events: deque[ev.DhtEvent] = deque()
+        self._pending: dict[bytes, _Pending] = {}
+        self._timers: list[tuple[float, bytes]] = []
+        self._ops: dict[int, _Op] = {}
+        self._next_op = 1
+        self._subs: dict[bytes, dict[Addr, float]] = {}
+        self._rates: OrderedDict[str, _TokenBucket] = OrderedDict()
+        self._next_maintenance: float | None = None
+        self._refresh_cursor = 0
+        self._push_seen: OrderedDict[bytes, None] = OrderedDict()
+        self._c: dict[str, int] = dict.fromkeys(
+            (
+                "received", "sent", "answered", "matched", "decode", "verify", "oversize",
+                "unsolicited", "rate_limited", "timeouts",
+            ), 0,
+        )  # fmt: skip
+
+    # == DatagramCore =================================================================
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """Handle one datagram: answer requests, complete RPCs; drop and count garbage."""
+        self._c["received"] += 1
+        self._wall_now = self._wall(now)
+        if len(data) > MAX_RECEIVE:
+            self._c["oversize"] += 1
+            return
+        try:
+            msg = dm.decode_message(data)
+        except DecodeError:
+            self._c["decode"] += 1
+            return
+        try:
+            msg.verify()
+        except A2ALError:
+            self._c["verify"] += 1
+            return
+        try:
+            if msg.msg_type in _RESPONSES:
+                self._on_response(msg, addr, now)
+            else:
+                self._on_request(msg, addr, now)
+        except A2ALError as exc:  # a well-formed message we still cannot use
+            self._c["verify"] += 1
+            logger.debug("dht.drop from=%s type=%s reason=%s", addr, msg.msg_type.name, exc)
+
+    def handle_timer(self, now: float) -> None:
+        """Time out RPCs whose deadline passed (retrying where attempts are left)."""
+        self._wall_now = self._wall(now)
+        while self._timers and self._timers[0][0] <= now:
+            _, tx_id = heapq.heappop(self._timers)
+            p = self._pending.get(tx_id)
+            if p is None or p.deadline > now:
+                continue
+            del self._pending[tx_id]
+            if p.attempts_left > 0:
+                self._send_request_bytes(p, now, retry=True)
+                continue
+            self._c["timeouts"] += 1
+            if p.node_id is not None:
+                self.routing.record_failure(p.node_id, now)
+            self._on_rpc_failed(p, now)
+        self._expire_subscriptions(now)
+        if self._next_maintenance is not None and self._next_maintenance <= now:
+            self._next_maintenance = now + MAINTENANCE_S
+            self.refresh_buckets(now, REFRESH_PER_ROUND)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        """Take the queued datagrams."""
+        out, self._out = self._out, []
+        self._c["sent"] += len(out)
+        return out
+
+    def get_timer(self) -> float | None:
+        """The earliest RPC deadline or the next maintenance round."""
+        while self._timers and (
+            self._timers[0][1] not in self._pending
+            or self._pending[self._timers[0][1]].deadline != self._timers[0][0]
+        ):
+            heapq.heappop(self._timers)
+        deadlines = [d for d in (self._next_maintenance,) if d is not None]
+        if self._timers:
+            deadlines.append(self._timers[0][0])
+        return min(deadlines) if deadlines else None
+
+    def next_event(self) -> ev.DhtEvent | None:
+        """Pop the oldest event."""
+        return self._events.popleft() if self._events else None
+
+    # == commands =====================================================================
+
+    def ping(self, addr: Addr, now: float) -> int:
+        """PING ``addr``; ends with :class:`PingFinished`."""
+        op = self._new_op("ping")
+        self._request(dm.Ping(address=self.aid), addr, op.op_id, None, now, attempts=1)
+        return op.op_id
+
+    def bootstrap(self, seeds: Iterable[Addr], now: float) -> int:
+        """PING every seed, then look up our own NodeID; ends with :class:`BootstrapFinished`."""
+        op = self._new_op("bootstrap")
+        seeds = list(dict.fromkeys(seeds))
+        op.seeds_left = len(seeds)
+        for addr in seeds:
+            self._request(dm.Ping(address=self.aid), addr, op.op_id, None, now, attempts=2)
+        if not seeds:
+            self._finish_bootstrap(op, now)
+        return op.op_id
+
+    def lookup(
+        self,
+        target: NodeId,
+        kind: LookupKind,
+        now: float,
+        *,
+        rec_type: int = 0,
+        subscribe: bool = False,
+    ) -> int:
+        """Start an iterative lookup; ends with :class:`LookupFinished`.
+
+        ``FIRST`` answers from the local store when it holds a valid record; ``ALL`` merges
+        the local store's records with the network's.
+        """
+        self._wall_now = self._wall(now)
+        op = self._new_op("lookup")
+        op.target, op.rec_type, op.subscribe = target, rec_type, subscribe
+        op.lookup = self._make_lookup(target, kind, rec_type)
+        if kind is not LookupKind.NODES:
+            local = self.store.get(bytes(target), self._wall(now), rec_type)
+            op.lookup.add_records(local)
+        self._advance_lookup(op, now)
+        return op.op_id
+
+    def publish(self, record: SignedRecord, key: NodeId, now: float) -> int:
+        """Store locally, then on up to ``config.replicas`` of the closest peers to ``key``.
+
+        Ends with :class:`PublishFinished`.
+
+        Raises:
+            UsageError: our own store refuses the record (invalid or not authorised).
+        """
+        result = self.store.put(bytes(key), record, self._wall(now), from_publisher=True)
+        if result.outcome in (PutOutcome.REJECTED_INVALID, PutOutcome.REJECTED_POLICY):
+            raise UsageError(f"record refused: {result.reason}")
+        if result.is_new:
+            self._notify_subscribers(key, record, now)
+        op = self._new_op("publish")
+        op.target, op.record = key, record
+        op.lookup = self._make_lookup(key, LookupKind.NODES, 0)
+        self._advance_lookup(op, now)
+        return op.op_id
+
+    def refresh_buckets(self, now: float, limit: int) -> int:
+        """Look up a random ID in up to ``limit`` under-filled buckets (round robin over the
+        buckets nearer than our farthest peer). Returns how many lookups started."""
+        used = [i for i in range(256) if self.routing.bucket_size(i)]
+        if not used:
+            return 0
+        span = max(used) + 1
+        started = 0
+        for _ in range(span):
+            i = self._refresh_cursor % span
+            self._refresh_cursor += 1
+            if self.routing.bucket_size(i) >= limits.K:
+                continue
+            op = self._new_op("lookup")
+            op.internal = True
+            op.target = self._random_id_in_bucket(i)
+            op.lookup = self._make_lookup(op.target, LookupKind.NODES, 0)
+            self._advance_lookup(op, now)
+            started += 1
+            if started >= limit:
+                break
+        return started
+
+    def _random_id_in_bucket(self, i: int) -> NodeId:
+        """A random NodeID whose common prefix with ours is exactly ``i`` bits."""
+        own = int(self.node_id)
+        rand = int.from_bytes(self.rng.bytes(32), "big")
+        keep = ((1 << 256) - 1) ^ ((1 << (256 - i)) - 1)  # our first i bits
+        flip = 1 << (255 - i)
+        low = rand & (flip - 1)
+        value = (own & keep) | ((own & flip) ^ flip) | low
+        return NodeId(value.to_bytes(32, "big"))
+
+    def find_node_peers(self, target: NodeId, n: int = limits.K) -> list[tuple[Aid, Addr]]:
+        """The routing table's view of the peers nearest to ``target``."""
+        return [(p.aid, p.addr) for p in self.routing.closest(target, n)]
+
+    def statistics(self) -> DhtStats:
+        c = self._c
+        store = self.store.statistics()
+        return DhtStats(
+            received=c["received"], sent=c["sent"], requests_answered=c["answered"],
+            responses_matched=c["matched"], dropped_decode=c["decode"],
+            dropped_verify=c["verify"], dropped_oversize=c["oversize"],
+            dropped_unsolicited=c["unsolicited"], dropped_rate_limited=c["rate_limited"],
+            rpc_timeouts=c["timeouts"], peers=len(self.routing),
+            stored_records=store.records, stored_keys=store.keys,
+        )  # fmt: skip
+
+    # == internals: sending ===========================================================
+
+    def _wall(self, now: float) -> float:
+        return now + self.wall_offset
+
+    def _new_op(self, kind: str) -> _Op:
+        op = _Op(self._next_op, kind)
+        self._next_op += 1
+        self._ops[op.op_id] = op
+        return op
+
+    def _send(self, body: dm.Body, addr: Addr, tx_id: bytes) -> bytes | None:
+        try:
+            data = dm.encode_message(body, tx_id=tx_id, key=self.identity.key)
+        except (LimitExceeded, DecodeError) as exc:
+            logger.warning("dht.encode_failed type=%s reason=%s", body.MSG_TYPE.name, exc)
+            return None
+        self._out.append((data, addr))
+        return data
+
+    def _request(
+        self,
+        body: dm.Body,
+        addr: Addr,
+        op_id: int,
+        node_id: NodeId | None,
+        now: float,
+        *,
+        attempts: int = 1,
+        timeout_s: float | None = None,
+        tx_id: bytes | None = None,
+    ) -> None:
+        tx_id = tx_id or self.rng.bytes(limits.TX_ID_LEN)
+        data = self._send(body, addr, tx_id)
+        if data is None:
+            return
+        timeout = timeout_s if timeout_s is not None else self.config.lookup_rpc_timeout_s
+        p = _Pending(tx_id, addr, _RESPONSE_OF[body.MSG_TYPE], now + timeout, op_id, node_id,
+                     data, attempts - 1, timeout)  # fmt: skip
+        self._pending[tx_id] = p
+        heapq.heappush(self._timers, (p.deadline, tx_id))
+
+    def _send_request_bytes(self, p: _Pending, now: float, *, retry: bool) -> None:
+        # a retry uses a fresh tx_id, as a2ald does, so re-sign with the same body
+        msg = dm.decode_message(p.data)
+        tx_id = self.rng.bytes(limits.TX_ID_LEN)
+        data = self._send(msg.body, p.addr, tx_id)
+        if data is None:
+            return
+        np = dataclasses.replace(p, tx_id=tx_id, data=data, deadline=now + p.timeout_s,
+                                 attempts_left=p.attempts_left - 1)  # fmt: skip
+        self._pending[tx_id] = np
+        heapq.heappush(self._timers, (np.deadline, tx_id))
+
+    def _reply(self, request: dm.Message, body: dm.Body, addr: Addr) -> None:
+        self._c["answered"] += 1
+        self._send(body, addr, request.tx_id)
+
+    # == internals: requests ==========================================================
+
+    def _on_request(self, msg: dm.Message, addr: Addr, now: float) -> None:
+        body = msg.body
+        sender = msg.sender
+        if self._next_maintenance is None:
+            self._next_maintenance = now + MAINTENANCE_S
+        if not isinstance(body, dm.NatProbeReq | dm.NatProbeEcho):
+            lru = self.routing.observe_direct(sender, addr, now)
+            if lru is not None:  # full bucket: check the least recently seen peer
+                self._request(dm.Ping(address=self.aid), lru.addr, 0, lru.node_id, now)
+        match body:
+            case dm.Ping():
+                self._reply(msg, dm.Pong(address=self.aid, observed_addr=addr), addr)
+            case dm.FindNode(target=target):
+                nodes = self._node_infos(target, sender)
+                resp = dm.FindNodeResp(nodes=tuple(nodes), observed_addr=addr)
+                self._reply(msg, self._trim_nodes(resp), addr)
+            case dm.FindValue():
+                self._on_find_value(msg, body, sender, addr, now)
+            case dm.Store():
+                self._on_store(msg, body, sender, addr, now)
+            case dm.DhtPush(key=key, record=record):
+                self._on_push(msg, key, record, addr, now)
+            case dm.NatProbeReq() | dm.NatProbeEcho():
+                # We never send probes, so echoes are not ours; and answering a probe would
+                # send a datagram to an address nobody but the asker vouches for.
+                pass
+            case _:  # pragma: no cover - responses are routed elsewhere
+                self._c["unsolicited"] += 1
+
+    def _node_infos(self, target: NodeId, asker: Aid) -> list[dm.NodeInfo]:
+        out = []
+        for p in self.routing.closest(target, limits.K):
+            try:
+                out.append(dm.NodeInfo.of(p.aid, p.addr))
+            except DecodeError:
+                continue
+        return out
+
+    @staticmethod
+    def _trim_nodes(resp: dm.FindNodeResp) -> dm.FindNodeResp:
+        while len(resp.nodes) > 1 and len(dm.encode_body(resp)) > limits.MAX_BODY:
+            resp = dataclasses.replace(resp, nodes=resp.nodes[:-1])
+        return resp
+
+    def _on_find_value(
+        self, msg: dm.Message, body: dm.FindValue, sender: Aid, addr: Addr, now: float
+    ) -> None:
+        key = bytes(body.target)
+        wall = self._wall(now)
+        newest_first = self.store.get(key, wall, body.rec_type)[::-1]
+        if newest_first and msg.tx_id.startswith(PAGE_MARK):
+            off = int.from_bytes(msg.tx_id[2:4], "big") % len(newest_first)
+            newest_first = newest_first[off:] + newest_first[:off]
+        records = tuple(newest_first)
+        legacy = None if records else self.store.newest_endpoint(key, wall)
+        resp = dm.FindValueResp(
+            nodes=tuple(self._node_infos(body.target, sender)),
+            observed_addr=addr,
+            records=records,
+            record=legacy,
+        )
+        while len(dm.encode_body(resp)) > limits.MAX_BODY:
+            if len(resp.nodes) > 1:
+                resp = dataclasses.replace(resp, nodes=resp.nodes[:-1])
+            elif len(resp.records) > 1:  # keep the front of the window (newest first)
+                resp = dataclasses.replace(resp, records=resp.records[:-1])
+            elif resp.record is not None:
+                resp = dataclasses.replace(resp, record=None)
+            elif resp.nodes:
+                resp = dataclasses.replace(resp, nodes=())
+            else:
+                break
+        self._reply(msg, resp, addr)
+        if body.one_shot_subscribe and (resp.records or resp.record is not None):
+            self._subscribe(key, addr, now)
+
+    def _on_store(
+        self, msg: dm.Message, body: dm.Store, sender: Aid, addr: Addr, now: float
+    ) -> None:
+        ip = addr[0]
+        bucket = self._rates.get(ip)
+        if bucket is None:
+            bucket = self._rates[ip] = _TokenBucket(now)
+            while len(self._rates) > RATE_TABLE_MAX:
+                self._rates.popitem(last=False)
+        self._rates.move_to_end(ip)
+        if not bucket.take(now):
+            self._c["rate_limited"] += 1
+            return  # no answer: the sender times out, as with a lost datagram
+        record = body.record
+        key = bytes(body.key) if body.key is not None else record.default_key()
+        from_publisher = sender.node_id == record.address.node_id or (
+            record.rec_type == RecType.ENDPOINT and ip in _quic_hosts(record)
+        )
+        result = self.store.put(key, record, self._wall(now), from_publisher=from_publisher)
+        match result.outcome:
+            case PutOutcome.STORED:
+                resp = dm.StoreResp(stored=True)
+            case PutOutcome.STALE:
+                resp = dm.StoreResp(stored=True, already_had=True)
+            case PutOutcome.REJECTED_POLICY:
+                resp = dm.StoreResp(stored=False, reason=dm.StoreReason.POLICY)
+            case _:
+                resp = dm.StoreResp(stored=False, reason=dm.StoreReason.INVALID)
+        self._reply(msg, resp, addr)
+        if result.is_new:
+            self._notify_subscribers(NodeId(result.key or key), record, now)
+
+    def _on_push(
+        self, msg: dm.Message, key: NodeId, record: SignedRecord, addr: Addr, now: float
+    ) -> None:
+        try:
+            record.validate(self._wall(now), key=bytes(key))
+        except A2ALError:
+            self._c["verify"] += 1
+            return
+        msg_id = record.msg_id
+        is_new = msg_id not in self._push_seen
+        if is_new:
+            self._push_seen[msg_id] = None
+            while len(self._push_seen) > PUSH_SEEN_MAX:
+                self._push_seen.popitem(last=False)
+            self._events.append(ev.RecordPushed(key=key, record=record, source=addr))
+        self._reply(msg, dm.DhtPushAck(key=key, msg_id=msg_id, one_shot_subscribe=is_new), addr)
+
+    # == internals: subscriptions =====================================================
+
+    def _subscribe(self, key: bytes, addr: Addr, now: float) -> None:
+        subs = self._subs.setdefault(key, {})
+        subs[addr] = now + SUBSCRIPTION_TTL_S
+        if len(subs) > 64:
+            del subs[min(subs, key=lambda a: subs[a])]
+        if len(self._subs) > RATE_TABLE_MAX:
+            self._subs.pop(next(iter(self._subs)))
+
+    def _expire_subscriptions(self, now: float) -> None:
+        for key in [k for k, s in self._subs.items() if all(t <= now for t in s.values())]:
+            del self._subs[key]
+
+    def _notify_subscribers(self, key: NodeId, record: SignedRecord, now: float) -> None:
+        subs = self._subs.pop(bytes(key), {})
+        for addr, expiry in subs.items():
+            if expiry > now:
+                self._request(dm.DhtPush(key=key, record=record), addr, 0, None, now)
+
+    # == internals: responses =========================================================
+
+    def _on_response(self, msg: dm.Message, addr: Addr, now: float) -> None:
+        p = self._pending.get(msg.tx_id)
+        if p is None or p.expect != msg.msg_type or p.addr != addr:
+            self._c["unsolicited"] += 1
+            return
+        del self._pending[msg.tx_id]
+        self._c["matched"] += 1
+        sender = msg.sender
+        self.routing.observe_direct(sender, addr, now)
+        self.routing.record_success(sender.node_id, now)
+        body = msg.body
+        observed = getattr(body, "observed_addr", None)
+        if observed is not None:
+            self._events.append(ev.AddressObserved(reporter=sender, addr=observed))
+        if isinstance(body, dm.DhtPushAck) and body.one_shot_subscribe:
+            self._subscribe(bytes(body.key), addr, now)
+        op = self._ops.get(p.op_id)
+        if op is None or op.done:
+            return
+        if isinstance(body, dm.Pong):
+            if op.kind == "ping":
+                self._finish(op, ev.PingFinished(op_id=op.op_id, ok=True, aid=sender))
+            elif op.kind == "bootstrap":
+                op.seeds_answered += 1
+                op.seeds_left -= 1
+                if op.lookup is None:  # first PONG: look up ourselves
+                    op.lookup = self._make_lookup(self.node_id, LookupKind.NODES, 0)
+                op.lookup.add_candidates([(sender, addr)])
+                self._advance_lookup(op, now)
+        elif isinstance(body, dm.FindNodeResp | dm.FindValueResp):
+            if op.lookup is not None and not op.storing:
+                self._lookup_answer(op, sender, body, now)
+        elif isinstance(body, dm.StoreResp) and op.storing:
+            op.in_flight -= 1
+            if body.stored:
+                op.stored_at.append(sender)
+            else:
+                op.refused.append((sender, body.reason))
+            self._advance_publish(op, now)
+
+    def _lookup_answer(
+        self, op: _Op, sender: Aid, body: dm.FindNodeResp | dm.FindValueResp, now: float
+    ) -> None:
+        assert op.lookup is not None
+        peers = []
+        for n in body.nodes:
+            try:
+                addr = n.addr
+            except DecodeError:
+                continue
+            if n.node_id != n.address.node_id:
+                continue  # a NodeInfo whose NodeID does not match its AID is a lie
+            self.routing.observe_hearsay(n.address, addr, now)
+            if self.routing.hearsay_usable(addr):
+                peers.append((n.address, addr))
+        records: list[SignedRecord] = []
+        if isinstance(body, dm.FindValueResp):
+            records = list(body.records) + ([body.record] if body.record else [])
+        before = len(op.lookup.records())
+        op.seen_from[sender.node_id] = op.seen_from.get(sender.node_id, 0) + len(records)
+        op.lookup.on_answer(sender.node_id, peers, records)
+        if (
+            op.lookup.kind is LookupKind.ALL
+            and isinstance(body, dm.FindValueResp)
+            and len(body.nodes) <= 1  # responders trim nodes before records: likely trimmed
+            and len(op.lookup.records()) > before
+        ):
+            self._request_page(op, sender, now)
+        self._advance_lookup(op, now)
+
+    def _request_page(self, op: _Op, peer: Aid, now: float) -> None:
+        """Ask a peer whose answer was trimmed for the next window of its records."""
+        assert op.lookup is not None and op.target is not None
+        page = op.pages.get(peer.node_id, 0) + 1
+        if page > MAX_PAGES or not op.lookup.reopen(peer.node_id):
+            return
+        op.pages[peer.node_id] = page
+        cand = op.lookup.candidate(peer.node_id)
+        seen = op.seen_from.get(peer.node_id, 0)
+        tx_id = PAGE_MARK + (seen % 65536).to_bytes(2, "big") + self.rng.bytes(16)
+        body = dm.FindValue(target=op.target, rec_type=op.rec_type,
+                            one_shot_subscribe=op.subscribe)  # fmt: skip
+        self._request(body, cand.addr, op.op_id, peer.node_id, now, tx_id=tx_id)
+
+    def _on_rpc_failed(self, p: _Pending, now: float) -> None:
+        op = self._ops.get(p.op_id)
+        if op is None or op.done:
+            return
+        match op.kind:
+            case "ping":
+                self._finish(op, ev.PingFinished(op_id=op.op_id, ok=False))
+            case "bootstrap" if op.lookup is None or p.expect is dm.MsgType.PONG:
+                op.seeds_left -= 1
+                if op.lookup is None and op.seeds_left <= 0:
+                    self._finish_bootstrap(op, now)
+                elif op.lookup is not None and p.node_id is not None:
+                    op.lookup.on_failure(p.node_id)
+                    self._advance_lookup(op, now)
+            case "publish" if op.storing and p.expect is dm.MsgType.STORE_RESP:
+                op.in_flight -= 1
+                self._advance_publish(op, now)
+            case _ if op.lookup is not None and p.node_id is not None:
+                op.lookup.on_failure(p.node_id)
+                self._advance_lookup(op, now)
+            case _:
+                pass
+
+    # == internals: operations ========================================================
+
+    def _make_lookup(self, target: NodeId, kind: LookupKind, rec_type: int) -> Lookup:
+        key = bytes(target)
+
+        def accept(rec: SignedRecord) -> bool:
+            if rec_type and rec.rec_type != rec_type:
+                return False
+            try:
+                rec.validate(self._wall_now, key=key)
+            except A2ALError:
+                return False
+            return True
+
+        lookup = Lookup(target, kind, self_id=self.node_id, accept=accept,
+                        k=limits.K, alpha=self.config.lookup_concurrency)  # fmt: skip
+        lookup.add_candidates(self.find_node_peers(target, 64))
+        return lookup
+
+    def _advance_lookup(self, op: _Op, now: float) -> None:
+        assert op.lookup is not None
+        lookup = op.lookup
+        target = lookup.target
+        for cand in lookup.next_requests():
+            if lookup.kind is LookupKind.NODES:
+                body: dm.Body = dm.FindNode(target=target)
+            else:
+                body = dm.FindValue(target=target, rec_type=op.rec_type,
+                                    one_shot_subscribe=op.subscribe)  # fmt: skip
+            self._request(body, cand.addr, op.op_id, cand.node_id, now)
+        if lookup.finished or lookup.waiting == 0:
+            self._lookup_done(op, now)
+
+    def _lookup_done(self, op: _Op, now: float) -> None:
+        assert op.lookup is not None
+        lookup = op.lookup
+        closest = tuple((c.aid, c.addr) for c in lookup.closest())
+        if op.kind == "bootstrap":
+            if op.seeds_left <= 0 or lookup.finished:
+                self._finish_bootstrap(op, now)
+            return
+        if op.kind == "publish":
+            if not op.storing:
+                op.storing = True
+                op.store_queue = list(closest) or self.find_node_peers(op.target or self.node_id)
+                self._advance_publish(op, now)
+            return
+        assert op.target is not None
+        if lookup.kind is LookupKind.FIRST:
+            records: tuple[SignedRecord, ...] = (lookup.found,) if lookup.found else ()
+        else:
+            records = tuple(lookup.records())
+        self._finish(op, ev.LookupFinished(op_id=op.op_id, target=op.target, closest=closest,
+                                           records=records, queried=lookup.queried))  # fmt: skip
+
+    def _advance_publish(self, op: _Op, now: float) -> None:
+        assert op.record is not None and op.target is not None
+        want = self.config.replicas
+        while (
+            op.store_queue
+            and op.in_flight < self.config.lookup_concurrency
+            and (len(op.stored_at) + op.in_flight < want)
+        ):
+            aid, addr = op.store_queue.pop(0)
+            op.in_flight += 1
+            self._request(dm.Store(record=op.record, key=op.target), addr, op.op_id,
+                          aid.node_id, now)  # fmt: skip
+        if op.in_flight == 0 and (len(op.stored_at) >= want or not op.store_queue):
+            self._finish_publish(op)
+
+    def _finish_publish(self, op: _Op) -> None:
+        assert op.target is not None
+        self._finish(op, ev.PublishFinished(op_id=op.op_id, key=op.target,
+                                            stored_at=tuple(op.stored_at),
+                                            refused=tuple(op.refused)))  # fmt: skip
+
+    def _finish_bootstrap(self, op: _Op, now: float) -> None:
+        if op.done:
+            return
+        if op.seeds_answered:
+            self.refresh_buckets(now, REFRESH_AFTER_BOOTSTRAP)
+            self._next_maintenance = now + MAINTENANCE_S
+        self._finish(op, ev.BootstrapFinished(op_id=op.op_id, ok=op.seeds_answered > 0,
+                                              seeds_answered=op.seeds_answered,
+                                              peers=len(self.routing)))  # fmt: skip
+
+    def _finish(self, op: _Op, event: ev.DhtEvent) -> None:
+        op.done = True
+        self._ops.pop(op.op_id, None)
+        if not op.internal:
+            self._events.append(event)

@@ -1,0 +1,88 @@
+"""Events the DHT core emits (drained with ``DhtCore.next_event``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeAlias
+
+from .._types import Addr
+from ..identity.aid import Aid, NodeId
+from ..protocol.records import SignedRecord
+
+__all__ = [
+    "AddressObserved",
+    "BootstrapFinished",
+    "DhtEvent",
+    "LookupFinished",
+    "PingFinished",
+    "PublishFinished",
+    "RecordPushed",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PingFinished:
+    op_id: int
+    ok: bool
+    """The peer answered."""
+    aid: Aid | None = None
+    """The AID that answered."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class BootstrapFinished:
+    op_id: int
+    ok: bool
+    """At least one seed answered."""
+    seeds_answered: int
+    peers: int
+    """Routing-table size afterwards."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LookupFinished:
+    op_id: int
+    target: NodeId
+    closest: tuple[tuple[Aid, Addr], ...]
+    """The closest peers that answered."""
+    records: tuple[SignedRecord, ...] = ()
+    """Valid records found (the first one for resolve; newest per slot for aggregate)."""
+    queried: int = 0
+    """RPCs sent."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PublishFinished:
+    op_id: int
+    key: NodeId
+    stored_at: tuple[Aid, ...]
+    """Replicas that accepted (or already had) the record."""
+    refused: tuple[tuple[Aid, int], ...] = ()
+    """Replicas that refused, with the STORE_RESP reason."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RecordPushed:
+    """A subscribed key got a new record (DHT_PUSH), already verified."""
+
+    key: NodeId
+    record: SignedRecord
+    source: Addr
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AddressObserved:
+    """A peer told us the address it sees us at (a natsense vote)."""
+
+    reporter: Aid
+    addr: Addr
+
+
+DhtEvent: TypeAlias = (
+    PingFinished
+    | BootstrapFinished
+    | LookupFinished
+    | PublishFinished
+    | RecordPushed
+    | AddressObserved
+)

@@ -1,0 +1,251 @@
+"""The Kademlia routing table (a2al-wire §4.7). Sans-I/O: every method takes ``now``.
+
+256 buckets indexed by the common-prefix length with our NodeID, K = 16 entries each in LRU
+order. *Direct* contact (a request from the peer, or an answer to ours) makes an entry
+verified; *hearsay* (a NodeInfo in someone's FIND_* answer) never evicts anyone: it waits in
+a per-bucket pending list. Peers that fail twice in a row are *bad* and back off
+exponentially. Loopback and link-local addresses are taken only from direct contact,
+unless our own node lives on loopback (a test network), as a2ald 0.3.5 does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections import OrderedDict, deque
+from enum import IntEnum
+from typing import Final
+
+from .._types import Addr
+from ..identity.aid import Aid, NodeId
+
+__all__ = ["Health", "Peer", "RoutingStats", "RoutingTable"]
+
+K: Final = 16
+PENDING_MAX: Final = 5
+PENDING_TTL_S: Final = 7200.0
+BAD_AFTER_FAILURES: Final = 2
+BACKOFF_BASE_S: Final = 30.0
+
+
+class Health(IntEnum):
+    """Ordering used everywhere: good before unknown before bad."""
+
+    GOOD = 0
+    UNKNOWN = 1
+    BAD = 2
+
+
+@dataclasses.dataclass(slots=True)
+class Peer:
+    """What the table knows of one peer."""
+
+    aid: Aid
+    node_id: NodeId
+    addr: Addr
+    verified: bool
+    """Heard from directly (its address is proven)."""
+    last_seen: float
+    failures: int = 0
+    retry_at: float = 0.0
+
+    @property
+    def health(self) -> Health:
+        if self.failures >= BAD_AFTER_FAILURES:
+            return Health.BAD
+        return Health.GOOD if self.verified else Health.UNKNOWN
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoutingStats:
+    """Counts for status and simulations."""
+
+    peers: int
+    good: int
+    unknown: int
+    bad: int
+    pending: int
+    buckets_used: int
+
+
+def _is_local(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_link_local
+
+
+def _is_dialable(addr: Addr) -> bool:
+    host, port = addr
+    if port == 0:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not (ip.is_unspecified or ip.is_multicast)
+
+
+class RoutingTable:
+    """Buckets of peers keyed by the common-prefix length with ``self_id``."""
+
+    def __init__(self, self_id: NodeId, *, allow_local_hearsay: bool = False) -> None:
+        self.self_id = self_id
+        self._self_int = int(self_id)
+        self.allow_local_hearsay = allow_local_hearsay
+        """Accept loopback/link-local addresses from hearsay (test networks on loopback)."""
+        self._buckets: list[OrderedDict[NodeId, Peer]] = [OrderedDict() for _ in range(257)]
+        self._pending: list[deque[tuple[float, Peer]]] = [deque() for _ in range(257)]
+
+    # -- queries ----------------------------------------------------------------------
+
+    def bucket_index(self, node_id: NodeId) -> int:
+        """CPL of ``node_id`` with ours (256 only for ourselves)."""
+        return 256 - (self._self_int ^ int(node_id)).bit_length()
+
+    def bucket_size(self, index: int) -> int:
+        """Entries in bucket ``index``."""
+        return len(self._buckets[index])
+
+    def get(self, node_id: NodeId) -> Peer | None:
+        """The entry for ``node_id``, if any."""
+        return self._buckets[self.bucket_index(node_id)].get(node_id)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buckets)
+
+    def __contains__(self, node_id: object) -> bool:
+        return isinstance(node_id, NodeId) and self.get(node_id) is not None
+
+    def peers(self) -> list[Peer]:
+        """Every entry."""
+        return [p for b in self._buckets for p in b.values()]
+
+    def closest(
+        self, target: NodeId, n: int = K, *, now: float | None = None, scan: int = 64
+    ) -> list[Peer]:
+        """Up to ``n`` peers near ``target``, by XOR distance, bad peers last; peers backing
+        off (``now`` given) are left out.
+
+        a2ald puts verified peers before unverified ones too; in a young network that hands
+        out verified but distant peers and lookups converge on the wrong region, so only
+        *bad* peers are demoted here.
+        """
+        t = int(target)
+        candidates = [
+            p for p in self.peers() if now is None or p.failures == 0 or p.retry_at <= now
+        ]
+        candidates.sort(key=lambda p: int(p.node_id) ^ t)
+        nearest = candidates[:scan]
+        nearest.sort(key=lambda p: (p.health is Health.BAD, int(p.node_id) ^ t))
+        return nearest[:n]
+
+    def statistics(self) -> RoutingStats:
+        peers = self.peers()
+        by = [p.health for p in peers]
+        return RoutingStats(
+            peers=len(peers),
+            good=by.count(Health.GOOD),
+            unknown=by.count(Health.UNKNOWN),
+            bad=by.count(Health.BAD),
+            pending=sum(len(q) for q in self._pending),
+            buckets_used=sum(1 for b in self._buckets if b),
+        )
+
+    # -- updates ----------------------------------------------------------------------
+
+    def observe_direct(self, aid: Aid, addr: Addr, now: float) -> Peer | None:
+        """A peer spoke to us (or answered us) from ``addr``.
+
+        Returns:
+            The least-recently-seen peer of a full bucket, which the caller should PING and
+            :meth:`record_failure` if it does not answer; None otherwise.
+        """
+        node_id = aid.node_id
+        if node_id == self.self_id or not _is_dialable(addr):
+            return None
+        idx = self.bucket_index(node_id)
+        bucket = self._buckets[idx]
+        peer = bucket.get(node_id)
+        if peer is not None:
+            peer.addr, peer.verified, peer.last_seen = addr, True, now
+            peer.failures, peer.retry_at = 0, 0.0
+            bucket.move_to_end(node_id)
+            return None
+        new = Peer(aid, node_id, addr, verified=True, last_seen=now)
+        if len(bucket) < K:
+            bucket[node_id] = new
+            return None
+        bad = next((p for p in bucket.values() if p.health is Health.BAD), None)
+        if bad is not None:
+            del bucket[bad.node_id]
+            bucket[node_id] = new
+            return None
+        self._add_pending(idx, new, now)
+        return next(iter(bucket.values()))
+
+    def hearsay_usable(self, addr: Addr) -> bool:
+        """May an address heard second-hand be dialled? (Not loopback/link-local, unless we
+        are on loopback ourselves; never port 0, unspecified or multicast.)"""
+        return _is_dialable(addr) and (self.allow_local_hearsay or not _is_local(addr[0]))
+
+    def observe_hearsay(self, aid: Aid, addr: Addr, now: float) -> bool:
+        """A peer named in someone's answer. Returns True if it was added to the table."""
+        node_id = aid.node_id
+        if node_id == self.self_id or not self.hearsay_usable(addr):
+            return False
+        idx = self.bucket_index(node_id)
+        bucket = self._buckets[idx]
+        peer = bucket.get(node_id)
+        if peer is not None:
+            if not peer.verified:  # hearsay may not overwrite a verified address
+                peer.addr = addr
+            return False
+        if len(bucket) < K:
+            bucket[node_id] = Peer(aid, node_id, addr, verified=False, last_seen=now)
+            return True
+        self._add_pending(idx, Peer(aid, node_id, addr, verified=False, last_seen=now), now)
+        return False
+
+    def record_success(self, node_id: NodeId, now: float) -> None:
+        """An RPC to the peer succeeded."""
+        peer = self.get(node_id)
+        if peer is not None:
+            peer.failures, peer.retry_at, peer.verified, peer.last_seen = 0, 0.0, True, now
+            self._buckets[self.bucket_index(node_id)].move_to_end(node_id)
+
+    def record_failure(self, node_id: NodeId, now: float) -> None:
+        """An RPC to the peer timed out. Bad peers back off and are replaced from pending."""
+        idx = self.bucket_index(node_id)
+        peer = self._buckets[idx].get(node_id)
+        if peer is None:
+            return
+        peer.failures += 1
+        shift = min(peer.failures - 1, 10)
+        peer.retry_at = now + BACKOFF_BASE_S * (1 << shift)
+        if peer.health is Health.BAD:
+            self._promote_pending(idx, now, replacing=peer)
+
+    def remove(self, node_id: NodeId) -> None:
+        """Forget a peer."""
+        self._buckets[self.bucket_index(node_id)].pop(node_id, None)
+
+    def _add_pending(self, idx: int, peer: Peer, now: float) -> None:
+        queue = self._pending[idx]
+        if any(p.node_id == peer.node_id for _, p in queue):
+            return
+        queue.append((now, peer))
+        while len(queue) > PENDING_MAX:
+            queue.popleft()
+
+    def _promote_pending(self, idx: int, now: float, *, replacing: Peer) -> None:
+        queue = self._pending[idx]
+        while queue:
+            seen, candidate = queue.pop()  # newest first
+            if now - seen > PENDING_TTL_S:
+                continue
+            bucket = self._buckets[idx]
+            bucket.pop(replacing.node_id, None)
+            bucket[candidate.node_id] = candidate
+            return

@@ -1,0 +1,383 @@
+"""Node: one UDP socket, the DHT core, local identities, and the public async API.
+
+``async with Node(config, identity) as node:`` binds the socket and joins the network
+through ``config.bootstrap``; nothing is sent anywhere else. Every background task lives in
+the node's task group and stops on close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Self
+
+import anyio
+
+from .._clock import Clock, SystemClock
+from .._random import Rng, SystemRng
+from .._types import Addr
+from ..config import NodeConfig, parse_host_port
+from ..dht import events as ev
+from ..dht.core import DhtCore, DhtStats
+from ..dht.lookup import LookupKind
+from ..errors import DecodeError, NodeClosed, NotFound, RequestTimeout, UsageError
+from ..identity.aid import Aid, NodeId
+from ..identity.local import Identity
+from ..protocol import limits
+from ..protocol.payloads import EndpointPayload, TopicPayload, topic_key
+from ..protocol.records import RecType, SignedRecord
+from ..transport.endpoint import UdpEndpoint
+
+__all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry"]
+
+logger = logging.getLogger(__name__)
+
+
+class _State(Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedEndpoint:
+    """Where an AID can be reached, from its verified endpoint record."""
+
+    aid: Aid
+    endpoints: tuple[str, ...]
+    nat_type: int
+    seq: int
+    timestamp: int
+    ttl: int
+    record: SignedRecord
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceEntry:
+    """One registration found by :meth:`Node.discover`."""
+
+    aid: Aid
+    service: str
+    name: str
+    brief: str
+    protocols: tuple[str, ...]
+    tags: tuple[str, ...]
+    meta: dict[str, Any]
+    seq: int
+    timestamp: int
+    ttl: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatus:
+    """A snapshot for status displays and the MCP ``status`` tool."""
+
+    aid: Aid
+    listen: Addr
+    peers: int
+    ready: bool
+    """At least one peer is known."""
+    published: tuple[Aid, ...]
+    """Identities whose endpoint record we keep published."""
+    dht: DhtStats
+
+
+class Node:
+    """A full A2AL peer (DHT now; QUIC and mailbox in later layers)."""
+
+    def __init__(
+        self,
+        config: NodeConfig | None = None,
+        identity: Identity | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: Rng | None = None,
+    ) -> None:
+        self.config = config or NodeConfig()
+        self._clock = clock or SystemClock()
+        self._rng = rng or SystemRng()
+        self.identity = identity or Identity.generate(self._rng)
+        if self.identity.is_delegated:
+            raise UsageError("the node identity must be native; add agents with add_identity()")
+        self._identities: dict[Aid, Identity] = {self.identity.aid: self.identity}
+        self._published: dict[Aid, int] = {}
+        self._services: dict[tuple[Aid, str], TopicPayload] = {}
+        self._state = _State.UNOPENED
+        self._waiters: dict[int, tuple[anyio.Event, list[ev.DhtEvent]]] = {}
+        self._endpoint: UdpEndpoint | None = None
+        self._dht: DhtCore | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._crash: BaseException | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.UNOPENED:
+            raise UsageError(f"cannot open a node that is {self._state.value}")
+        host, _port = self.config.listen
+        wall_offset = self._clock.wall() - self._clock.monotonic()
+        self._dht = DhtCore(
+            self.identity,
+            rng=self._rng,
+            config=self.config.dht,
+            wall_offset=wall_offset,
+            allow_local_hearsay=host.startswith("127.") or host == "::1",
+        )
+        self._endpoint = UdpEndpoint(
+            self.config.listen, clock=self._clock, dht=self._dht, on_events=self._on_events
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self._endpoint)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._tg.cancel_scope.cancel)  # runs first on exit
+            self._state = _State.OPEN
+            if self.config.bootstrap:
+                await self.bootstrap()
+            self._tg.start_soon(self._republish_loop)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close: stop background tasks and the socket (must run in the entering task)."""
+        self._mark_closed()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    def _mark_closed(self) -> None:
+        self._state = _State.CLOSED
+        for event, _ in self._waiters.values():
+            event.set()
+
+    async def aclose(self) -> None:
+        """Stop background work and close the socket. Idempotent."""
+        await self.__aexit__(None, None, None)
+
+    def _check_open(self) -> DhtCore:
+        if self._state is not _State.OPEN or self._dht is None:
+            raise NodeClosed(f"the node is {self._state.value}") from self._crash
+        return self._dht
+
+    # -- identities -------------------------------------------------------------------
+
+    @property
+    def aid(self) -> Aid:
+        """The node's own AID."""
+        return self.identity.aid
+
+    @property
+    def local_addr(self) -> Addr:
+        """The bound UDP address."""
+        if self._endpoint is None:
+            raise UsageError("the node is not open")
+        return self._endpoint.local_addr
+
+    def add_identity(self, identity: Identity) -> None:
+        """Act as another identity too (e.g. a delegated agent)."""
+        self._identities[identity.aid] = identity
+
+    def identities(self) -> list[Identity]:
+        return list(self._identities.values())
+
+    def _identity(self, aid: Aid | None) -> Identity:
+        if aid is None:
+            return self.identity
+        try:
+            return self._identities[aid]
+        except KeyError:
+            raise UsageError(f"{aid} is not a local identity") from None
+
+    # -- operations -------------------------------------------------------------------
+
+    async def _run(self, start: Any, timeout_s: float) -> ev.DhtEvent:
+        dht = self._check_open()
+        op_id = start(dht, self._clock.monotonic())
+        slot: tuple[anyio.Event, list[ev.DhtEvent]] = (anyio.Event(), [])
+        self._waiters[op_id] = slot
+        assert self._endpoint is not None
+        self._endpoint.flush()
+        try:
+            with anyio.fail_after(timeout_s):
+                await slot[0].wait()
+        except TimeoutError:
+            raise RequestTimeout(f"DHT operation did not finish in {timeout_s:g} s") from None
+        finally:
+            self._waiters.pop(op_id, None)
+        if not slot[1]:
+            raise NodeClosed("the node closed during the operation") from self._crash
+        return slot[1][0]
+
+    def _on_events(self, core: str, event: object) -> None:
+        op_id = getattr(event, "op_id", None)
+        if op_id is not None and op_id in self._waiters:
+            slot = self._waiters[op_id]
+            slot[1].append(event)  # type: ignore[arg-type]
+            slot[0].set()
+
+    def _timeout(self) -> float:
+        c = self.config.dht
+        return c.rpc_timeout_s * c.rpc_attempts + 4 * c.lookup_rpc_timeout_s * 4
+
+    async def bootstrap(self, seeds: Sequence[str] | None = None) -> int:
+        """Join through ``seeds`` (default: ``config.bootstrap``). Returns the peer count.
+
+        Raises:
+            Unreachable-like RequestTimeout: no seed answered in time.
+        """
+        addrs = [parse_host_port(s, what="bootstrap entry") for s in seeds or self.config.bootstrap]
+        event = await self._run(lambda d, now: d.bootstrap(addrs, now), self._timeout())
+        assert isinstance(event, ev.BootstrapFinished)
+        if not event.ok:
+            raise RequestTimeout("no bootstrap peer answered")
+        return event.peers
+
+    def _endpoint_urls(self) -> tuple[str, ...]:
+        host, port = self.local_addr
+        advertise = self.config.advertise_host or host
+        if advertise in ("0.0.0.0", "::", ""):
+            raise UsageError(
+                "cannot determine an address to publish: set advertise_host (a2ald's fallback_host)"
+            )
+        if ":" in advertise:
+            return (f"quic://[{advertise}]:{port}",)
+        return (f"quic://{advertise}:{port}",)
+
+    def _now_wall(self) -> int:
+        return int(self._clock.wall())
+
+    async def _publish_record(self, record: SignedRecord, key: NodeId) -> ev.PublishFinished:
+        event = await self._run(lambda d, now: d.publish(record, key, now), self._timeout())
+        assert isinstance(event, ev.PublishFinished)
+        return event
+
+    async def publish(self, aid: Aid | None = None, *, ttl_s: int = 3600) -> SignedRecord:
+        """Publish (and keep renewing) the endpoint record of a local identity."""
+        ident = self._identity(aid)
+        seq = self._published.get(ident.aid, 0) + 1
+        self._published[ident.aid] = seq
+        payload = EndpointPayload(endpoints=self._endpoint_urls()).to_bytes()
+        record = SignedRecord.sign(ident, RecType.ENDPOINT, payload, seq=seq,
+                                   timestamp=self._now_wall(), ttl=ttl_s)  # fmt: skip
+        await self._publish_record(record, ident.aid.node_id)
+        for (owner, _topic), topic_payload in list(self._services.items()):
+            if owner == ident.aid:
+                await self._publish_topic(ident, topic_payload, ttl_s)
+        return record
+
+    async def resolve(self, aid: Aid) -> ResolvedEndpoint:
+        """Find the newest valid endpoint record of ``aid``.
+
+        Raises:
+            NotFound: nobody holds a valid record.
+        """
+        event = await self._run(
+            lambda d, now: d.lookup(aid.node_id, LookupKind.FIRST, now, rec_type=RecType.ENDPOINT),
+            self._timeout(),
+        )
+        assert isinstance(event, ev.LookupFinished)
+        if not event.records:
+            raise NotFound(f"no endpoint record for {aid}")
+        rec = event.records[0]
+        ep = EndpointPayload.from_bytes(rec.payload)
+        return ResolvedEndpoint(aid=rec.address, endpoints=ep.endpoints, nat_type=ep.nat_type,
+                                seq=rec.seq, timestamp=rec.timestamp, ttl=rec.ttl,
+                                record=rec)  # fmt: skip
+
+    async def register_service(
+        self,
+        topic: str,
+        *,
+        name: str = "",
+        brief: str = "",
+        protocols: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        meta: dict[str, Any] | None = None,
+        ttl_s: int = 3600,
+        aid: Aid | None = None,
+    ) -> SignedRecord:
+        """Register a local identity under ``topic`` (renewed with :meth:`publish`)."""
+        if not topic:
+            raise UsageError("topic must not be empty")
+        ident = self._identity(aid)
+        payload = TopicPayload(topic=topic, name=name, brief=brief, protocols=tuple(protocols),
+                               tags=tuple(tags), meta=meta or {})  # fmt: skip
+        payload.to_bytes()  # raises LimitExceeded early
+        self._services[(ident.aid, topic)] = payload
+        return await self._publish_topic(ident, payload, ttl_s)
+
+    async def _publish_topic(
+        self, ident: Identity, payload: TopicPayload, ttl_s: int
+    ) -> SignedRecord:
+        wall = self._clock.wall()
+        ttl = min(ttl_s, limits.TOPIC_TTL_MAX_S)
+        record = SignedRecord.sign(
+            ident, RecType.TOPIC, payload.to_bytes(),
+            seq=math.floor(wall * 1e9), timestamp=int(wall), ttl=ttl,
+        )  # fmt: skip
+        await self._publish_record(record, NodeId(topic_key(payload.topic)))
+        return record
+
+    async def discover(
+        self, topics: str | Sequence[str], *, protocols: Sequence[str] = (),
+        tags: Sequence[str] = (),
+    ) -> list[ServiceEntry]:  # fmt: skip
+        """Find registrations under every topic (AIDs present in all), filtered by
+        protocols (any) and tags (all)."""
+        topic_list = [topics] if isinstance(topics, str) else list(topics)
+        if not topic_list:
+            raise UsageError("give at least one topic")
+        per_topic: list[dict[Aid, ServiceEntry]] = []
+        for topic in topic_list:
+            event = await self._run(
+                lambda d, now, t=topic: d.lookup(
+                    NodeId(topic_key(t)), LookupKind.ALL, now, rec_type=RecType.TOPIC
+                ),
+                self._timeout(),
+            )
+            assert isinstance(event, ev.LookupFinished)
+            found: dict[Aid, ServiceEntry] = {}
+            for rec in event.records:
+                try:
+                    tp = TopicPayload.from_bytes(rec.payload)
+                except DecodeError:
+                    continue
+                if tp.topic != topic:
+                    continue
+                entry = ServiceEntry(aid=rec.address, service=topic, name=tp.name,
+                                     brief=tp.brief, protocols=tp.protocols, tags=tp.tags,
+                                     meta=dict(tp.meta), seq=rec.seq, timestamp=rec.timestamp,
+                                     ttl=rec.ttl)  # fmt: skip
+                old = found.get(rec.address)
+                if old is None or entry.seq > old.seq:
+                    found[rec.address] = entry
+            per_topic.append(found)
+        common = set(per_topic[0]).intersection(*per_topic[1:])
+        out = [per_topic[0][a] for a in common]
+        if protocols:
+            out = [e for e in out if set(protocols) & set(e.protocols)]
+        if tags:
+            out = [e for e in out if set(tags) <= set(e.tags)]
+        out.sort(key=lambda e: -e.timestamp)
+        return out
+
+    def status(self) -> NodeStatus:
+        dht = self._check_open()
+        stats = dht.statistics()
+        return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
+                          ready=stats.peers > 0, published=tuple(self._published),
+                          dht=stats)  # fmt: skip
+
+    async def _republish_loop(self) -> None:
+        interval = self.config.dht.republish_interval_s
+        while True:
+            await anyio.sleep(interval)
+            for aid in list(self._published):
+                try:
+                    await self.publish(aid)
+                except (RequestTimeout, UsageError) as exc:
+                    logger.warning("republish.failed aid=%s reason=%s", aid.short(), exc)

@@ -1,0 +1,1 @@
+"""QUIC and the shared UDP socket: datagram classification and the async driver."""

@@ -1,0 +1,539 @@
+"""THE driver: one UDP socket shared by the DHT and QUIC cores (ARCHITECTURE §B4).
+
+:class:`UdpEndpoint` owns a non-blocking UDP socket and two loops in a task group it owns:
+
+* the **receive loop** waits until the socket is readable, drains up to ``max_batch``
+  datagrams, classifies each one (:func:`~a2al_mcp.transport.demux.classify`) and hands it to
+  its core, then flushes **once per batch** — the batching that doubles aioquic
+  (reading/quic-perf.md §2.5);
+* the **timer loop** sleeps until the earliest ``get_timer()`` of the attached cores, runs
+  ``handle_timer`` on the cores that are due, and flushes.
+
+A *flush* drains every core's ``next_event()`` into ``on_events(core_name, event)``, sends what
+``datagrams_to_send(now)`` returns, and re-arms the timer. Callers that run a core command
+(``core.start_lookup(...)``) must call :meth:`UdpEndpoint.flush` afterwards, exactly as
+aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
+
+Remote garbage and core bugs never stop the loops: exceptions from a core are caught per
+datagram, counted, and logged at most once per 30 s. This is the only module of the package
+that touches sockets and the event loop directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from .._types import Addr, DatagramCore
+from ..errors import UsageError
+from .demux import Kind, classify, echo_reply
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+
+__all__ = ["EndpointStatistics", "UdpEndpoint"]
+
+logger = logging.getLogger(__name__)
+
+RECV_BUFFER_BYTES: Final = 65_535
+"""Largest datagram read (a2ald's mux read buffer is 64 KiB)."""
+
+SOCKET_BUFFER_BYTES: Final = 1 << 20
+"""Requested SO_RCVBUF/SO_SNDBUF (the kernel caps it at net.core.[rw]mem_max)."""
+
+LOG_INTERVAL_S: Final = 30.0
+"""Repeated failures of one kind are logged at most this often (always counted)."""
+
+_MAX_FLUSH_PASSES: Final = 8
+_MAX_HOST_CACHE: Final = 1024
+_MAPPED_PREFIX: Final = "::ffff:"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointStatistics:
+    """A snapshot of the endpoint's counters."""
+
+    received: int
+    """Datagrams read from the socket (including empty ones)."""
+    received_by_kind: Mapping[Kind, int]
+    """Datagrams read, by classification."""
+    dropped: Mapping[Kind, int]
+    """Received datagrams nobody consumed: no core attached for the kind, echo probes with
+    ``echo=False``, and STUN messages (no STUN consumer is attached to the driver)."""
+    dropped_empty: int
+    """Empty datagrams received."""
+    sent: int
+    """Datagrams handed to the kernel."""
+    send_dropped: int
+    """Datagrams dropped because the socket's send buffer was full (BlockingIOError)."""
+    send_errors: int
+    """Datagrams the kernel refused (any other OSError, or an address this socket cannot reach)."""
+    recv_errors: int
+    """Errors reported by ``recvfrom`` (for example an ICMP error queued on the socket)."""
+    core_errors: int
+    """Exceptions raised by a core (receive, timer, send, get_timer); each one is swallowed."""
+    callback_errors: int
+    """Exceptions raised by the ``on_events`` callback; each one is swallowed."""
+    batches: int
+    """Wake-ups of the receive loop that read at least one datagram."""
+    timer_fires: int
+    """Calls of ``handle_timer`` on a core."""
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class UdpEndpoint:
+    """The UDP socket shared by the DHT and QUIC cores, and the loops that drive them.
+
+    Use it as an async context manager (anyio, asyncio backend)::
+
+        async with UdpEndpoint(("::", 4121), clock=SystemClock(), dht=dht_core) as ep:
+            dht_core.start_lookup(target, now=clock.monotonic())
+            ep.flush()  # send what the command queued and re-arm the timer
+
+    Lifetime: ``__aenter__`` binds the socket and starts both loops in a task group owned by
+    the endpoint; like every anyio task group it must be left by ``__aexit__`` in the task
+    that entered it, in LIFO order with other scopes (use ``async with`` or an
+    ``AsyncExitStack``). :meth:`aclose` stops the loops and closes the socket early, from any
+    task; it is idempotent and does not replace ``__aexit__``.
+
+    Args:
+        bind: local address; the host must be an IP literal. ``"::"`` gives a dual-stack
+            socket (IPV6_V6ONLY off); IPv4-mapped source addresses are reported as plain IPv4.
+        clock: the only clock the driver reads; every ``now`` handed to a core comes from it.
+        dht: core fed with DHT-classified datagrams (named ``"dht"`` in ``on_events``).
+        quic: core fed with QUIC-classified datagrams (named ``"quic"``).
+        on_events: called with ``(core_name, event)`` for every event a core emits. Without
+            it, events are drained and discarded (so they cannot pile up).
+        echo: answer a2ald-style UDP echo probes (``00 EC`` …) verbatim.
+        max_batch: datagrams read per readiness wake-up before flushing.
+    """
+
+    def __init__(
+        self,
+        bind: Addr,
+        *,
+        clock: Clock,
+        dht: DatagramCore[object] | None = None,
+        quic: DatagramCore[object] | None = None,
+        on_events: Callable[[str, object], None] | None = None,
+        echo: bool = False,
+        max_batch: int = 64,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        host, port = bind
+        try:
+            bind_ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"bind host must be an IP literal, got {host!r}") from None
+        if not 0 <= port <= 0xFFFF:
+            raise ValueError(f"bind port out of range: {port}")
+        self._bind: Addr = (host, port)
+        self._family = socket.AF_INET6 if bind_ip.version == 6 else socket.AF_INET
+        self._clock = clock
+        self._dht = dht
+        self._quic = quic
+        self._cores: tuple[tuple[str, DatagramCore[object]], ...] = tuple(
+            (name, core) for name, core in (("dht", dht), ("quic", quic)) if core is not None
+        )
+        self._on_events = on_events
+        self._echo = echo
+        self._max_batch = max_batch
+
+        self._state = _State.UNOPENED
+        self._sock: socket.socket | None = None
+        self._local_addr: Addr | None = None
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        # anyio primitives need a running event loop: created in __aenter__.
+        self._loops_scope: anyio.CancelScope | None = None
+        self._loops_done: anyio.Event | None = None
+        self._wake_event: anyio.Event | None = None
+        self._armed: float | None = None
+        self._flushing = False
+        self._flush_again = False
+        self._send_hosts: dict[str, str | None] = {}
+        self._last_log: dict[str, float] = {}
+
+        self._received = 0
+        self._received_by_kind = dict.fromkeys(Kind, 0)
+        self._dropped = dict.fromkeys(Kind, 0)
+        self._dropped_empty = 0
+        self._sent = 0
+        self._send_dropped = 0
+        self._send_errors = 0
+        self._recv_errors = 0
+        self._core_errors = 0
+        self._callback_errors = 0
+        self._batches = 0
+        self._timer_fires = 0
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.UNOPENED:
+            raise UsageError(f"cannot open an endpoint that is {self._state.value}")
+        self._loops_scope = anyio.CancelScope()
+        self._loops_done = anyio.Event()
+        self._wake_event = anyio.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            sock = self._open_socket()
+            stack.callback(sock.close)
+            self._sock = sock
+            self._local_addr = _normalise(sock.getsockname())
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            await task_group.start(self._run_loops)
+            self._exit_stack = stack.pop_all()
+        self._state = _State.OPEN
+        logger.debug("endpoint.open local=%s cores=%s", self._local_addr, self.core_names)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None:
+            return None
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Stop the loops and close the socket. Idempotent; safe from any task.
+
+        The task group itself is left by ``__aexit__``; after ``aclose()`` it has no children.
+        """
+        if self._state is _State.CLOSED:
+            return
+        was_open = self._state is _State.OPEN
+        self._state = _State.CLOSED
+        if not was_open:
+            return
+        assert self._loops_scope is not None and self._loops_done is not None
+        self._loops_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._loops_done.wait()
+        if self._sock is not None:
+            self._sock.close()
+        logger.debug("endpoint.closed local=%s", self._local_addr)
+
+    def _open_socket(self) -> socket.socket:
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if self._family == socket.AF_INET6 and self._bind[0] == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            sock.bind(self._bind)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _run_loops(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        assert self._loops_scope is not None and self._loops_done is not None
+        try:
+            with self._loops_scope:
+                async with anyio.create_task_group() as loops:
+                    await loops.start(self._receive_loop)
+                    await loops.start(self._timer_loop)
+                    task_status.started()
+        finally:
+            self._loops_done.set()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def local_addr(self) -> Addr:
+        """The bound address (with the port the kernel chose for port 0)."""
+        if self._local_addr is None:
+            raise UsageError("the endpoint is not open")
+        return self._local_addr
+
+    @property
+    def core_names(self) -> tuple[str, ...]:
+        """Names of the attached cores, as passed to ``on_events``."""
+        return tuple(name for name, _ in self._cores)
+
+    def flush(self) -> None:
+        """Deliver pending events, send pending datagrams and re-arm the timer.
+
+        Call it after every core command. Re-entrant calls (from ``on_events``) make the
+        running flush do another pass. After :meth:`aclose` it does nothing.
+
+        Raises:
+            UsageError: the endpoint has not been opened yet.
+        """
+        if self._state is _State.UNOPENED:
+            raise UsageError("the endpoint is not open")
+        if self._state is _State.OPEN:
+            self._flush(self._clock.monotonic())
+
+    def wake(self) -> None:
+        """Make the timer loop re-read every core's ``get_timer()`` now."""
+        if self._wake_event is not None:
+            self._wake_event.set()
+
+    def statistics(self) -> EndpointStatistics:
+        """A snapshot of the counters."""
+        return EndpointStatistics(
+            received=self._received,
+            received_by_kind=MappingProxyType(dict(self._received_by_kind)),
+            dropped=MappingProxyType(dict(self._dropped)),
+            dropped_empty=self._dropped_empty,
+            sent=self._sent,
+            send_dropped=self._send_dropped,
+            send_errors=self._send_errors,
+            recv_errors=self._recv_errors,
+            core_errors=self._core_errors,
+            callback_errors=self._callback_errors,
+            batches=self._batches,
+            timer_fires=self._timer_fires,
+        )
+
+    # ------------------------------------------------------------------ receive side
+
+    async def _receive_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        sock = self._sock
+        assert sock is not None
+        recvfrom = sock.recvfrom
+        max_batch = self._max_batch
+        task_status.started()
+        while True:
+            await anyio.wait_readable(sock)
+            count = 0
+            while count < max_batch:
+                try:
+                    data, raw_addr = recvfrom(RECV_BUFFER_BYTES)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    self._recv_errors += 1
+                    self._log_limited("recv", "endpoint.recv_error error=%r", exc)
+                    break
+                count += 1
+                self._dispatch(data, raw_addr)
+            if count:
+                self._batches += 1
+                self._flush(self._clock.monotonic())
+
+    def _dispatch(self, data: bytes, raw_addr: Any) -> None:
+        self._received += 1
+        kind = classify(data)
+        if kind is None:
+            self._dropped_empty += 1
+            return
+        self._received_by_kind[kind] += 1
+        if kind is Kind.DHT:
+            core = self._dht
+        elif kind is Kind.QUIC:
+            core = self._quic
+        else:
+            if kind is Kind.ECHO and self._echo:
+                self._send_raw(echo_reply(data), (raw_addr[0], raw_addr[1]))
+            else:
+                self._dropped[kind] += 1
+            return
+        if core is None:
+            self._dropped[kind] += 1
+            return
+        try:
+            core.receive_datagram(data, _normalise(raw_addr), self._clock.monotonic())
+        except Exception as exc:
+            self._core_errors += 1
+            self._log_limited(
+                "core", "endpoint.core_error kind=%s error=%r", kind.value, exc, exc_info=True
+            )
+
+    # ------------------------------------------------------------------ timer side
+
+    async def _timer_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        clock = self._clock
+        while True:
+            # A fresh event before reading the deadlines, so no wake() can be lost.
+            wake = self._wake_event = anyio.Event()
+            deadline = self._armed = self._next_deadline()
+            if deadline is None:
+                await wake.wait()
+                continue
+            delay = deadline - clock.monotonic()
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    await wake.wait()
+                if wake.is_set():
+                    continue
+            # The loop's sleep may end a hair early; never hand a core a `now` before its due time.
+            now = max(clock.monotonic(), deadline)
+            for name, core in self._cores:
+                try:
+                    timer = core.get_timer()
+                    if timer is not None and timer <= now:
+                        self._timer_fires += 1
+                        core.handle_timer(now)
+                except Exception as exc:
+                    self._core_errors += 1
+                    self._log_limited(
+                        "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
+                    )
+            self._flush(now)
+            # A core whose deadline stays in the past must not starve the receive loop.
+            await anyio.lowlevel.checkpoint()
+
+    def _next_deadline(self) -> float | None:
+        deadline: float | None = None
+        for name, core in self._cores:
+            try:
+                timer = core.get_timer()
+            except Exception as exc:
+                self._core_errors += 1
+                self._log_limited(
+                    "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
+                )
+                continue
+            if timer is not None and (deadline is None or timer < deadline):
+                deadline = timer
+        return deadline
+
+    def _rearm(self) -> None:
+        """Wake the timer loop only if a deadline moved earlier than the one it sleeps on."""
+        deadline = self._next_deadline()
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self.wake()
+
+    # ------------------------------------------------------------------ send side
+
+    def _flush(self, now: float) -> None:
+        if self._flushing:
+            self._flush_again = True
+            return
+        self._flushing = True
+        try:
+            for _ in range(_MAX_FLUSH_PASSES):
+                self._flush_again = False
+                for name, core in self._cores:
+                    self._deliver_events(name, core)
+                    try:
+                        datagrams = core.datagrams_to_send(now)
+                    except Exception as exc:
+                        self._core_errors += 1
+                        self._log_limited(
+                            "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
+                        )
+                        continue
+                    for data, addr in datagrams:
+                        self._send(data, addr)
+                if not self._flush_again:
+                    break
+        finally:
+            self._flushing = False
+        self._rearm()
+
+    def _deliver_events(self, name: str, core: DatagramCore[object]) -> None:
+        callback = self._on_events
+        while True:
+            try:
+                event = core.next_event()
+            except Exception as exc:
+                self._core_errors += 1
+                self._log_limited(
+                    "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
+                )
+                return
+            if event is None:
+                return
+            if callback is None:
+                continue
+            try:
+                callback(name, event)
+            except Exception as exc:
+                self._callback_errors += 1
+                self._log_limited(
+                    "callback", "endpoint.callback_error core=%s error=%r", name, exc, exc_info=True
+                )
+
+    def _send(self, data: bytes, addr: Addr) -> None:
+        host, port = addr
+        try:
+            target = self._send_hosts[host]
+        except KeyError:
+            target = self._send_host(host)
+        if target is None:
+            self._send_errors += 1
+            self._log_limited("send", "endpoint.send_error addr=%s error=unreachable family", addr)
+            return
+        self._send_raw(data, (target, port))
+
+    def _send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.sendto(data, addr)
+        except BlockingIOError:
+            self._send_dropped += 1
+        except OSError as exc:
+            self._send_errors += 1
+            self._log_limited("send", "endpoint.send_error addr=%s error=%r", addr, exc)
+        else:
+            self._sent += 1
+
+    def _send_host(self, host: str) -> str | None:
+        """The host string to pass to ``sendto`` on this socket, or None if unreachable.
+
+        Only IP literals are accepted (never a name: that would block on DNS). An IPv4
+        destination on a dual-stack socket becomes its IPv4-mapped IPv6 form.
+        """
+        target: str | None
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            target = None
+        else:
+            if self._family == socket.AF_INET6:
+                target = f"{_MAPPED_PREFIX}{ip}" if ip.version == 4 else host
+            elif ip.version == 4:
+                target = host
+            elif isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                target = str(ip.ipv4_mapped)
+            else:
+                target = None
+        if len(self._send_hosts) >= _MAX_HOST_CACHE:
+            self._send_hosts.clear()
+        self._send_hosts[host] = target
+        return target
+
+    # ------------------------------------------------------------------ logging
+
+    def _log_limited(self, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
+        now = self._clock.monotonic()
+        last = self._last_log.get(key)
+        if last is not None and now - last < LOG_INTERVAL_S:
+            return
+        self._last_log[key] = now
+        logger.warning(msg, *args, exc_info=exc_info)
+
+
+def _normalise(raw_addr: Any) -> Addr:
+    """``(host, port)`` from a socket address; IPv4-mapped IPv6 becomes plain IPv4."""
+    host: str = raw_addr[0]
+    if host.startswith(_MAPPED_PREFIX) and "." in host:
+        host = host[len(_MAPPED_PREFIX) :]
+    return (host, raw_addr[1])

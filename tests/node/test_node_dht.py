@@ -1,0 +1,79 @@
+"""Real Nodes on loopback UDP: join, publish, resolve, register and discover, lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from a2al_mcp import DelegatedIdentity, NodeConfig, SystemRng
+from a2al_mcp.errors import NodeClosed, NotFound, UsageError
+from a2al_mcp.node import Node
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextlib.asynccontextmanager
+async def network(n: int) -> AsyncIterator[list[Node]]:
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
+        seed = "%s:%d" % first.local_addr
+        nodes = [first]
+        for _ in range(n - 1):
+            cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
+            nodes.append(await stack.enter_async_context(Node(cfg)))
+        yield nodes
+
+
+async def test_publish_resolve_discover_on_loopback() -> None:
+    with anyio.fail_after(30):
+        async with network(5) as nodes:
+            for node in nodes:
+                await node.publish()
+            for node in nodes:
+                for other in nodes:
+                    found = await node.resolve(other.aid)
+                    assert found.aid == other.aid
+                    assert found.endpoints == ("quic://127.0.0.1:%d" % other.local_addr[1],)
+            agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+            nodes[1].add_identity(agent)
+            await nodes[1].register_service("lang.translate", name="tr", protocols=["a2a"],
+                                            tags=["fr", "en"], aid=agent.aid)  # fmt: skip
+            await nodes[2].register_service("lang.translate", name="tr2", protocols=["mcp"])
+            got = await nodes[4].discover("lang.translate")
+            assert {e.aid for e in got} == {agent.aid, nodes[2].aid}
+            assert [
+                e.aid for e in await nodes[3].discover("lang.translate", protocols=["a2a"])
+            ] == [agent.aid]
+            assert await nodes[3].discover("lang.translate", tags=["fr", "de"]) == []
+            status = nodes[0].status()
+            assert status.ready and status.peers >= 4 and status.published == (nodes[0].aid,)
+            assert status.dht.dropped_verify == 0
+
+
+async def test_resolve_unknown_is_not_found() -> None:
+    with anyio.fail_after(30):
+        async with network(3) as nodes:
+            stranger = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity.aid
+            with pytest.raises(NotFound):
+                await nodes[1].resolve(stranger)
+
+
+async def test_lifecycle() -> None:
+    node = Node(NodeConfig(listen_addr="127.0.0.1:0"))
+    with pytest.raises(NodeClosed):
+        node.status()
+    async with node:
+        assert node.status().peers == 0
+        with pytest.raises(UsageError):
+            await node.__aenter__()
+    with pytest.raises(NodeClosed):
+        await node.publish()
+    await node.aclose()  # idempotent
