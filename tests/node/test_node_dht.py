@@ -24,7 +24,7 @@ def anyio_backend() -> str:
 async def network(n: int) -> AsyncIterator[list[Node]]:
     async with contextlib.AsyncExitStack() as stack:
         first = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
-        seed = "%s:%d" % first.local_addr
+        seed = "{}:{}".format(*first.local_addr)
         nodes = [first]
         for _ in range(n - 1):
             cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
@@ -41,7 +41,7 @@ async def test_publish_resolve_discover_on_loopback() -> None:
                 for other in nodes:
                     found = await node.resolve(other.aid)
                     assert found.aid == other.aid
-                    assert found.endpoints == ("quic://127.0.0.1:%d" % other.local_addr[1],)
+                    assert found.endpoints == (f"quic://127.0.0.1:{other.local_addr[1]}",)
             agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
             nodes[1].add_identity(agent)
             await nodes[1].register_service("lang.translate", name="tr", protocols=["a2a"],
