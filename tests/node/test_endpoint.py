@@ -393,21 +393,19 @@ async def test_kind_without_core_is_dropped(clock: SystemClock) -> None:
         assert ep.statistics().dropped[Kind.QUIC] == 1
 
 
-async def _udp_client() -> anyio.abc.UDPSocket:
-    return await anyio.create_udp_socket(family=socket.AF_INET, local_host="127.0.0.1")
-
-
 @pytest.mark.anyio
 async def test_echo_probe_answered(clock: SystemClock) -> None:
     probe = b"\x00\xec" + b"probe-123"
-    async with (
-        UdpEndpoint(LOOPBACK, clock=clock, echo=True) as ep,
-        await _udp_client() as client,
-    ):
-        host, port = ep.local_addr
-        await client.sendto(probe, host, port)
-        with anyio.fail_after(WAIT_S):
-            data, addr = await client.receive()
+    # a plain socket: anyio's UDP helper resolves with AI_ADDRCONFIG, which finds nothing
+    # in a network namespace that has only `lo`
+    async with UdpEndpoint(LOOPBACK, clock=clock, echo=True) as ep:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.setblocking(False)
+            client.sendto(probe, ep.local_addr)
+            with anyio.fail_after(WAIT_S):
+                await anyio.wait_readable(client)
+            data, addr = client.recvfrom(2048)
         assert data == probe and addr == ep.local_addr
         assert ep.statistics().received_by_kind[Kind.ECHO] == 1
         assert ep.statistics().dropped[Kind.ECHO] == 0
