@@ -1,0 +1,159 @@
+"""A node under hostile input keeps answering PINGs; every drop is counted; caps hold."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import anyio
+import cbor2
+import pytest
+
+from a2al_mcp import Identity, NodeConfig, SignedRecord, SystemRng
+from a2al_mcp.node import Node
+from a2al_mcp.protocol import dht_messages as dm
+from a2al_mcp.protocol.payloads import EndpointPayload
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Attacker:
+    """A raw UDP socket speaking (and abusing) the DHT wire format."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.ident = Identity.generate(SystemRng())
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.target)
+
+    def signed(self, body: dm.Body, tx_id: bytes | None = None) -> bytes:
+        return dm.encode_message(body, tx_id=tx_id or os.urandom(20), key=self.ident.key)
+
+    async def ping(self) -> dm.Message:
+        tx_id = os.urandom(20)
+        self.send(self.signed(dm.Ping(address=self.ident.aid), tx_id))
+        with anyio.fail_after(5):
+            while True:
+                await anyio.wait_readable(self.sock)
+                data, _ = self.sock.recvfrom(65536)
+                msg = dm.decode_message(data)
+                if msg.tx_id == tx_id:
+                    msg.verify()
+                    return msg
+
+    def drain(self) -> list[dm.Message]:
+        out = []
+        while True:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except BlockingIOError:
+                return out
+            out.append(dm.decode_message(data))
+
+
+def _garbage(attacker: Attacker, node_aid: object) -> dict[str, list[bytes]]:
+    ping = attacker.signed(dm.Ping(address=attacker.ident.aid))
+    bad_sig = bytearray(ping)
+    bad_sig[-1] ^= 0xFF
+    wrong_types = cbor2.dumps({1: {1: "x", 2: b"", 3: "ping", 4: 7}, 2: [], 3: 5, 4: None})
+    other = Identity.generate(SystemRng())
+    forged_ping = dm.encode_message(dm.Ping(address=other.aid), tx_id=os.urandom(20),
+                                    key=attacker.ident.key)  # fmt: skip
+    unsolicited = attacker.signed(dm.Pong(address=attacker.ident.aid, observed_addr=("1.2.3.4", 5)))
+
+    def dht_class(n: int) -> bytes:  # random bytes the demultiplexer hands to the DHT
+        data = bytearray(os.urandom(n))
+        data[0] = 0xA0 | (data[0] & 0x1F)  # a CBOR map head: bit 0x40 clear, not 00 EC
+        return bytes(data)
+
+    return {
+        "decode": [dht_class(n) for n in (1, 7, 64, 500, 1199)]
+        + [ping[: len(ping) // 2], wrong_types, b"\xbf" * 100, b"\xa4" + bytes(60000)],
+        "verify": [bytes(bad_sig), forged_ping],
+        "unsolicited": [unsolicited, unsolicited],
+    }
+
+
+async def test_keeps_answering_and_counts_every_drop() -> None:
+    async with Node(NodeConfig(listen_addr="127.0.0.1:0")) as node:
+        attacker = Attacker(node.local_addr)
+        try:
+            await attacker.ping()
+            before = node.status().dht
+            kinds = _garbage(attacker, node.aid)
+            for _ in range(20):  # 20 rounds of everything, interleaved with pings
+                for datagrams in kinds.values():
+                    for d in datagrams:
+                        attacker.send(d)
+                pong = await attacker.ping()
+                assert isinstance(pong.body, dm.Pong)
+            after = node.status().dht
+            assert after.dropped_decode - before.dropped_decode == 20 * len(kinds["decode"])
+            assert after.dropped_verify - before.dropped_verify == 20 * len(kinds["verify"])
+            assert after.dropped_unsolicited - before.dropped_unsolicited == 40
+            assert after.requests_answered - before.requests_answered == 20
+        finally:
+            attacker.close()
+
+
+async def test_response_with_guessed_tx_id_from_another_address() -> None:
+    """A response is accepted only from the address the request went to."""
+    async with (
+        Node(NodeConfig(listen_addr="127.0.0.1:0")) as a,
+        Node(NodeConfig(listen_addr="127.0.0.1:0", bootstrap=("{}:{}".format(*a.local_addr),)))
+        as b,
+    ):  # fmt: skip
+        attacker = Attacker(b.local_addr)
+        try:
+            # b has no way to tell us its tx_ids; replaying a PONG with any tx_id is dropped
+            for _ in range(50):
+                attacker.send(attacker.signed(dm.Pong(address=attacker.ident.aid,
+                                                      observed_addr=b.local_addr)))  # fmt: skip
+            await attacker.ping()
+            assert b.status().dht.dropped_unsolicited >= 50
+            assert b.status().peers >= 1
+            await b.publish()
+            assert (await a.resolve(b.aid)).aid == b.aid  # the pair still works
+        finally:
+            attacker.close()
+
+
+async def test_store_is_rate_limited_per_source_ip_and_caps_hold() -> None:
+    async with Node(NodeConfig(listen_addr="127.0.0.1:0")) as node:
+        attacker = Attacker(node.local_addr)
+        try:
+            wall = int(time.time())
+            sent = 0
+            for i in range(300):  # 300 distinct valid records from one IP, as fast as possible
+                ident = Identity.generate(SystemRng())
+                payload = EndpointPayload(endpoints=(f"quic://127.0.0.1:{1000 + i}",)).to_bytes()
+                rec = SignedRecord.sign(ident, 1, payload, seq=1, timestamp=wall)
+                attacker.send(attacker.signed(dm.Store(record=rec)))
+                sent += 1
+            with anyio.fail_after(5):
+                while (
+                    node.status().dht.dropped_rate_limited + node.status().dht.stored_records < sent
+                ):
+                    await anyio.sleep(0.05)
+            stats = node.status().dht
+            assert stats.dropped_rate_limited > 0
+            assert stats.stored_records < sent
+            answered = [m for m in attacker.drain() if isinstance(m.body, dm.StoreResp)]
+            assert all(m.body.stored for m in answered if isinstance(m.body, dm.StoreResp))
+            pong = await attacker.ping()  # still serving
+            assert isinstance(pong.body, dm.Pong)
+        finally:
+            attacker.close()
