@@ -31,6 +31,7 @@ from ..protocol import limits
 from ..protocol.payloads import EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import RecType, SignedRecord
 from ..transport.endpoint import UdpEndpoint
+from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry"]
 
@@ -136,11 +137,50 @@ class Node:
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._tg.cancel_scope.cancel)  # runs first on exit
             self._state = _State.OPEN
-            if self.config.bootstrap:
-                await self.bootstrap()
+            stack.push_async_callback(self._save_peers)
+            await self._join()
             self._tg.start_soon(self._republish_loop)
+            self._tg.start_soon(self._rejoin_loop)
             self._stack = stack.pop_all()
         return self
+
+    async def _seeds(self) -> list[str]:
+        seeds = list(self.config.bootstrap)
+        if self.config.data_dir is not None:
+            seeds += load_peer_cache(self.config.data_dir)
+        if self.config.network == "public":
+            seeds += await lookup_public_seeds()
+        return list(dict.fromkeys(seeds))
+
+    async def _join(self) -> None:
+        """Bootstrap from every known seed; a node with no reachable seed still starts."""
+        seeds = await self._seeds()
+        if not seeds:
+            return
+        try:
+            peers = await self.bootstrap(seeds)
+        except RequestTimeout:
+            logger.warning("bootstrap.failed seeds=%d: starting alone, will retry", len(seeds))
+        else:
+            logger.info("bootstrap.done peers=%d", peers)
+
+    async def _rejoin_loop(self) -> None:
+        """While the routing table is empty, try the seeds again (every 30 s)."""
+        while True:
+            await anyio.sleep(30.0)
+            if self._dht is not None and len(self._dht.routing) == 0:
+                await self._join()
+
+    async def _save_peers(self) -> None:
+        if self.config.data_dir is None or self._dht is None:
+            return
+        peers = sorted(self._dht.routing.peers(), key=lambda p: (p.health, -p.last_seen))
+        addrs = [f"[{p.addr[0]}]:{p.addr[1]}" if ":" in p.addr[0] else f"{p.addr[0]}:{p.addr[1]}"
+                 for p in peers]  # fmt: skip
+        try:
+            save_peer_cache(self.config.data_dir, addrs)
+        except OSError as exc:
+            logger.warning("peers.cache_write_failed reason=%s", exc)
 
     async def __aexit__(self, *exc: object) -> None:
         """Close: stop background tasks and the socket (must run in the entering task)."""
@@ -229,7 +269,10 @@ class Node:
         Raises:
             Unreachable-like RequestTimeout: no seed answered in time.
         """
-        addrs = [parse_host_port(s, what="bootstrap entry") for s in seeds or self.config.bootstrap]
+        addrs = []
+        for seed in seeds or self.config.bootstrap:
+            host, port = parse_host_port(seed, what="bootstrap entry")
+            addrs.append((host, port))
         event = await self._run(lambda d, now: d.bootstrap(addrs, now), self._timeout())
         assert isinstance(event, ev.BootstrapFinished)
         if not event.ok:
