@@ -54,6 +54,8 @@ MAX_PAGES: Final = 16
 MAINTENANCE_S: Final = 15.0
 REFRESH_PER_ROUND: Final = 2
 REFRESH_AFTER_BOOTSTRAP: Final = 8
+REFRESH_COOLDOWNS_S: Final = (30.0, 120.0, 600.0, 900.0)
+"""Wait before refreshing a bucket again after 0, 1, 2, ≥3 futile refreshes (a2ald §4.7)."""
 _RESPONSE_OF: Final = {
     dm.MsgType.PING: dm.MsgType.PONG,
     dm.MsgType.FIND_NODE: dm.MsgType.FIND_NODE_RESP,
@@ -117,6 +119,10 @@ class _Op:
     """A publish in its STORE phase."""
     internal: bool = False
     """Maintenance work: finishes without an event."""
+    bucket: int = -1
+    """For a bucket refresh: the bucket index."""
+    bucket_size_before: int = 0
+    """For a bucket refresh: the bucket's size when it started (did it grow?)."""
     done: bool = False
 
 
@@ -185,6 +191,8 @@ class DhtCore:
         self._rates: OrderedDict[str, _TokenBucket] = OrderedDict()
         self._next_maintenance: float | None = None
         self._refresh_cursor = 0
+        self._refresh_after: dict[int, float] = {}
+        self._futile: dict[int, int] = {}
         self._push_seen: OrderedDict[bytes, None] = OrderedDict()
         self._c: dict[str, int] = dict.fromkeys(
             (
@@ -337,10 +345,13 @@ class DhtCore:
         for _ in range(span):
             i = self._refresh_cursor % span
             self._refresh_cursor += 1
-            if self.routing.bucket_size(i) >= limits.K:
+            size = self.routing.bucket_size(i)
+            if size >= limits.K or self._refresh_after.get(i, 0.0) > now:
                 continue
             op = self._new_op("lookup")
             op.internal = True
+            op.kind = "refresh"
+            op.bucket, op.bucket_size_before = i, size
             op.target = self._random_id_in_bucket(i)
             op.lookup = self._make_lookup(op.target, LookupKind.NODES, 0)
             self._advance_lookup(op, now)
@@ -607,10 +618,11 @@ class DhtCore:
             elif op.kind == "bootstrap":
                 op.seeds_answered += 1
                 op.seeds_left -= 1
-                if op.lookup is None:  # first PONG: look up ourselves
-                    op.lookup = self._make_lookup(self.node_id, LookupKind.NODES, 0)
-                op.lookup.add_candidates([(sender, addr)])
-                self._advance_lookup(op, now)
+                if op.seeds_answered == 1:
+                    # a2ald's rule: joined at the first PONG; the self-lookup (and then the
+                    # bucket refresh) go on in the background
+                    self._finish_bootstrap(op, now)
+                    self._start_self_lookup([(sender, addr)], now)
         elif isinstance(body, dm.FindNodeResp | dm.FindValueResp):
             if op.lookup is not None and not op.storing:
                 self._lookup_answer(op, sender, body, now)
@@ -673,13 +685,10 @@ class DhtCore:
         match op.kind:
             case "ping":
                 self._finish(op, ev.PingFinished(op_id=op.op_id, ok=False))
-            case "bootstrap" if op.lookup is None or p.expect is dm.MsgType.PONG:
+            case "bootstrap":
                 op.seeds_left -= 1
-                if op.lookup is None and op.seeds_left <= 0:
+                if op.seeds_left <= 0:
                     self._finish_bootstrap(op, now)
-                elif op.lookup is not None and p.node_id is not None:
-                    op.lookup.on_failure(p.node_id)
-                    self._advance_lookup(op, now)
             case "publish" if op.storing and p.expect is dm.MsgType.STORE_RESP:
                 op.in_flight -= 1
                 self._advance_publish(op, now)
@@ -726,9 +735,20 @@ class DhtCore:
         assert op.lookup is not None
         lookup = op.lookup
         closest = tuple((c.aid, c.addr) for c in lookup.closest())
-        if op.kind == "bootstrap":
-            if op.seeds_left <= 0 or lookup.finished:
-                self._finish_bootstrap(op, now)
+        if op.kind == "refresh":
+            bucket = op.bucket
+            grew = self.routing.bucket_size(bucket) > op.bucket_size_before
+            self._futile[bucket] = 0 if grew else self._futile.get(bucket, 0) + 1
+            wait = REFRESH_COOLDOWNS_S[min(self._futile[bucket], len(REFRESH_COOLDOWNS_S) - 1)]
+            self._refresh_after[bucket] = now + wait
+            self._finish(op, ev.LookupFinished(op_id=op.op_id, target=lookup.target,
+                                               closest=closest))  # fmt: skip
+            return
+        if op.kind == "self-lookup":
+            self._finish(
+                op, ev.LookupFinished(op_id=op.op_id, target=self.node_id, closest=closest)
+            )
+            self.refresh_buckets(now, REFRESH_AFTER_BOOTSTRAP)
             return
         if op.kind == "publish":
             if not op.storing:
@@ -739,6 +759,9 @@ class DhtCore:
         assert op.target is not None
         if lookup.kind is LookupKind.FIRST:
             records: tuple[SignedRecord, ...] = (lookup.found,) if lookup.found else ()
+            if lookup.found is not None:  # cache the hit, as a2ald does (soft-expires in 2 min)
+                self.store.put(bytes(op.target), lookup.found, self._wall(now),
+                               from_publisher=False)  # fmt: skip
         else:
             records = tuple(lookup.records())
         self._finish(op, ev.LookupFinished(op_id=op.op_id, target=op.target, closest=closest,
@@ -765,12 +788,19 @@ class DhtCore:
                                             stored_at=tuple(op.stored_at),
                                             refused=tuple(op.refused)))  # fmt: skip
 
+    def _start_self_lookup(self, seeds: list[tuple[Aid, Addr]], now: float) -> None:
+        op = self._new_op("lookup")
+        op.internal = True
+        op.kind = "self-lookup"
+        op.target = self.node_id
+        op.lookup = self._make_lookup(self.node_id, LookupKind.NODES, 0)
+        op.lookup.add_candidates(seeds)
+        self._next_maintenance = now + MAINTENANCE_S
+        self._advance_lookup(op, now)
+
     def _finish_bootstrap(self, op: _Op, now: float) -> None:
         if op.done:
             return
-        if op.seeds_answered:
-            self.refresh_buckets(now, REFRESH_AFTER_BOOTSTRAP)
-            self._next_maintenance = now + MAINTENANCE_S
         self._finish(op, ev.BootstrapFinished(op_id=op.op_id, ok=op.seeds_answered > 0,
                                               seeds_answered=op.seeds_answered,
                                               peers=len(self.routing)))  # fmt: skip

@@ -44,7 +44,9 @@ class DhtSim:
                 return e  # type: ignore[no-any-return]
         raise AssertionError("unreachable")
 
-    def bootstrap_all(self, seed_index: int = 0, *, strict: bool = True) -> None:
+    def bootstrap_all(
+        self, seed_index: int = 0, *, strict: bool = True, settle_s: float = 5.0
+    ) -> None:
         seed_addr = self.nodes[seed_index].addr
         ops = []
         for i in range(len(self.nodes)):
@@ -54,6 +56,7 @@ class DhtSim:
         for i, op in ops:
             e = self.wait(i, op)
             assert isinstance(e, ev.BootstrapFinished) and (e.ok or not strict)
+        self.net.run_for(settle_s)  # joining ends at the first PONG; self-lookups go on
 
     def endpoint_record(self, i: int, seq: int = 1) -> SignedRecord:
         core = self.core(i)
