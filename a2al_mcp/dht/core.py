@@ -93,7 +93,7 @@ class _Pending:
     deadline: float
     op_id: int
     node_id: NodeId | None
-    data: bytes
+    body: dm.Body
     attempts_left: int
     timeout_s: float
 
@@ -239,7 +239,7 @@ class DhtCore:
                 continue
             del self._pending[tx_id]
             if p.attempts_left > 0:
-                self._send_request_bytes(p, now, retry=True)
+                self._resend(p, now)
                 continue
             self._c["timeouts"] += 1
             if p.node_id is not None:
@@ -419,26 +419,24 @@ class DhtCore:
         tx_id: bytes | None = None,
     ) -> None:
         tx_id = tx_id or self.rng.bytes(limits.TX_ID_LEN)
-        data = self._send(body, addr, tx_id)
-        if data is None:
+        if self._send(body, addr, tx_id) is None:
             return
         timeout = timeout_s if timeout_s is not None else self.config.lookup_rpc_timeout_s
         p = _Pending(tx_id, addr, _RESPONSE_OF[body.MSG_TYPE], now + timeout, op_id, node_id,
-                     data, attempts - 1, timeout)  # fmt: skip
-        self._pending[tx_id] = p
-        heapq.heappush(self._timers, (p.deadline, tx_id))
+                     body, attempts - 1, timeout)  # fmt: skip
+        self._track(p)
 
-    def _send_request_bytes(self, p: _Pending, now: float, *, retry: bool) -> None:
-        # a retry uses a fresh tx_id, as a2ald does, so re-sign with the same body
-        msg = dm.decode_message(p.data)
+    def _track(self, p: _Pending) -> None:
+        self._pending[p.tx_id] = p
+        heapq.heappush(self._timers, (p.deadline, p.tx_id))
+
+    def _resend(self, p: _Pending, now: float) -> None:
+        """Retry a timed-out request with a fresh tx_id (as a2ald does), same body."""
         tx_id = self.rng.bytes(limits.TX_ID_LEN)
-        data = self._send(msg.body, p.addr, tx_id)
-        if data is None:
+        if self._send(p.body, p.addr, tx_id) is None:
             return
-        np = dataclasses.replace(p, tx_id=tx_id, data=data, deadline=now + p.timeout_s,
-                                 attempts_left=p.attempts_left - 1)  # fmt: skip
-        self._pending[tx_id] = np
-        heapq.heappush(self._timers, (np.deadline, tx_id))
+        self._track(dataclasses.replace(p, tx_id=tx_id, deadline=now + p.timeout_s,
+                                        attempts_left=p.attempts_left - 1))  # fmt: skip
 
     def _reply(self, request: dm.Message, body: dm.Body, addr: Addr) -> None:
         self._c["answered"] += 1
@@ -459,11 +457,11 @@ class DhtCore:
             case dm.Ping():
                 self._reply(msg, dm.Pong(address=self.aid, observed_addr=addr), addr)
             case dm.FindNode(target=target):
-                nodes = self._node_infos(target, sender)
+                nodes = self._node_infos(target)
                 resp = dm.FindNodeResp(nodes=tuple(nodes), observed_addr=addr)
                 self._reply(msg, self._trim_nodes(resp), addr)
             case dm.FindValue():
-                self._on_find_value(msg, body, sender, addr, now)
+                self._on_find_value(msg, body, addr, now)
             case dm.Store():
                 self._on_store(msg, body, sender, addr, now)
             case dm.DhtPush(key=key, record=record):
@@ -475,7 +473,7 @@ class DhtCore:
             case _:  # pragma: no cover - responses are routed elsewhere
                 self._c["unsolicited"] += 1
 
-    def _node_infos(self, target: NodeId, asker: Aid) -> list[dm.NodeInfo]:
+    def _node_infos(self, target: NodeId) -> list[dm.NodeInfo]:
         out = []
         for p in self.routing.closest(target, limits.K):
             try:
@@ -490,9 +488,7 @@ class DhtCore:
             resp = dataclasses.replace(resp, nodes=resp.nodes[:-1])
         return resp
 
-    def _on_find_value(
-        self, msg: dm.Message, body: dm.FindValue, sender: Aid, addr: Addr, now: float
-    ) -> None:
+    def _on_find_value(self, msg: dm.Message, body: dm.FindValue, addr: Addr, now: float) -> None:
         key = bytes(body.target)
         wall = self._wall(now)
         newest_first = self.store.get(key, wall, body.rec_type)[::-1]
@@ -502,7 +498,7 @@ class DhtCore:
         records = tuple(newest_first)
         legacy = None if records else self.store.newest_endpoint(key, wall)
         resp = dm.FindValueResp(
-            nodes=tuple(self._node_infos(body.target, sender)),
+            nodes=tuple(self._node_infos(body.target)),
             observed_addr=addr,
             records=records,
             record=legacy,

@@ -25,7 +25,7 @@ Example::
     a.core.ping(b.addr, net.now)
     net.poke(a)
     assert net.run_until(lambda: len(a.events) > 0, limit_s=5.0)
-    print(net.format_trace())
+    log.debug("%s", net.format_trace())
 """
 
 from __future__ import annotations
