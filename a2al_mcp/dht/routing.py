@@ -11,6 +11,8 @@ unless our own node lives on loopback (a test network), as a2ald 0.3.5 does.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import heapq
 import ipaddress
 from collections import OrderedDict, deque
 from enum import IntEnum
@@ -68,23 +70,27 @@ class RoutingStats:
     buckets_used: int
 
 
-def _is_local(host: str) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _host_class(host: str) -> tuple[bool, bool]:
+    """``(dialable, local)`` of an IP literal (memoised: every hearsay NodeInfo asks)."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return ip.is_loopback or ip.is_link_local
+        return False, False
+    return not (ip.is_unspecified or ip.is_multicast), ip.is_loopback or ip.is_link_local
+
+
+def _is_local(host: str) -> bool:
+    return _host_class(host)[1]
 
 
 def _is_dialable(addr: Addr) -> bool:
     host, port = addr
-    if port == 0:
-        return False
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not (ip.is_unspecified or ip.is_multicast)
+    return port != 0 and _host_class(host)[0]
+
+
+def _first(pair: tuple[int, Peer]) -> int:
+    return pair[0]
 
 
 class RoutingTable:
@@ -133,13 +139,15 @@ class RoutingTable:
         *bad* peers are demoted here.
         """
         t = int(target)
-        candidates = [
-            p for p in self.peers() if now is None or p.failures == 0 or p.retry_at <= now
+        scored = [
+            (int(p.node_id) ^ t, p)
+            for b in self._buckets
+            for p in b.values()
+            if now is None or p.failures == 0 or p.retry_at <= now
         ]
-        candidates.sort(key=lambda p: int(p.node_id) ^ t)
-        nearest = candidates[:scan]
-        nearest.sort(key=lambda p: (p.health is Health.BAD, int(p.node_id) ^ t))
-        return nearest[:n]
+        nearest = heapq.nsmallest(scan, scored, key=_first)
+        nearest.sort(key=lambda dp: (dp[1].failures >= BAD_AFTER_FAILURES, dp[0]))
+        return [p for _, p in nearest[:n]]
 
     def statistics(self) -> RoutingStats:
         peers = self.peers()

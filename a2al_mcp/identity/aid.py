@@ -49,7 +49,7 @@ def _native_checksum(raw: bytes) -> str:
 class Aid:
     """A 21-byte agent address. Hashable, ordered by bytes, immutable."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_node_id", "_raw")
 
     def __init__(self, raw: bytes) -> None:
         if not isinstance(raw, bytes):
@@ -59,6 +59,7 @@ class Aid:
         if not 0xA0 <= raw[0] <= 0xAF:
             raise DecodeError(f"AID version byte 0x{raw[0]:02x} is outside 0xA0-0xAF")
         self._raw = raw
+        self._node_id: NodeId | None = None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Self:
@@ -117,7 +118,10 @@ class Aid:
     @property
     def node_id(self) -> NodeId:
         """SHA-256 of the 21 AID bytes: this AID's place in the DHT."""
-        return NodeId(hashlib.sha256(self._raw).digest())
+        nid = self._node_id
+        if nid is None:
+            nid = self._node_id = NodeId(hashlib.sha256(self._raw).digest())
+        return nid
 
     def matches_key(self, key: VerifyKey | bytes) -> bool:
         """True if this is the native AID of the Ed25519 public key."""
@@ -154,7 +158,7 @@ class Aid:
 class NodeId:
     """A 32-byte position in the DHT keyspace (XOR metric)."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_int", "_raw")
 
     def __init__(self, raw: bytes) -> None:
         if not isinstance(raw, bytes):
@@ -162,6 +166,7 @@ class NodeId:
         if len(raw) != NODE_ID_LEN:
             raise DecodeError(f"NodeID must be {NODE_ID_LEN} bytes, got {len(raw)}")
         self._raw = raw
+        self._int = -1
 
     @classmethod
     def from_hex(cls, text: str) -> Self:
@@ -181,7 +186,9 @@ class NodeId:
         return f"NodeId({self._raw.hex()})"
 
     def __int__(self) -> int:
-        return int.from_bytes(self._raw, "big")
+        if self._int < 0:
+            self._int = int.from_bytes(self._raw, "big")
+        return self._int
 
     def distance(self, other: NodeId) -> int:
         """XOR distance as a 256-bit integer."""

@@ -122,6 +122,20 @@ class NodeInfo:
     def from_map(cls, value: object) -> Self:
         if not isinstance(value, dict):
             raise DecodeError("NodeInfo must be a CBOR map")
+        # Fast path for the well-formed shape (up to 16 of these per answer).
+        a, n, ip, port = value.get(1), value.get(2), value.get(3), value.get(4)
+        if (
+            type(a) is bytes
+            and len(a) == 21
+            and 0xA0 <= a[0] <= 0xAF
+            and type(n) is bytes
+            and len(n) == 32
+            and type(ip) is bytes
+            and len(ip) in (4, 16)
+            and type(port) is int
+            and 0 <= port <= 0xFFFF
+        ):
+            return cls(address=Aid(a), node_id=NodeId(n), ip=ip, port=port)
         f = _cbor.Fields(value, "NodeInfo")
         return cls(
             address=Aid(f.bytes_(1, size=21)),
@@ -413,8 +427,9 @@ _BODIES: Final[dict[int, Any]] = {
 
 
 def encode_body(body: Body) -> bytes:
-    """Canonical CBOR of a body."""
-    return _cbor.dumps(body.to_map())
+    """Canonical CBOR of a body (every ``to_map`` inserts its integer keys in ascending
+    order, so no sorting is needed)."""
+    return _cbor.dumps_ordered(body.to_map())
 
 
 def decode_body(msg_type: int, data: bytes) -> Body:

@@ -1,7 +1,12 @@
-"""Observed/claimed UDP address encoding: IPv4 ‖ port (6 bytes) or IPv6 ‖ port (18 bytes)."""
+"""Observed/claimed UDP address encoding: IPv4 ‖ port (6 bytes) or IPv6 ‖ port (18 bytes).
+
+The IP conversions are pure and hot (every NodeInfo in every FIND_* answer), so they are
+memoised in small bounded LRU caches.
+"""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from .._types import Addr
@@ -10,6 +15,7 @@ from ..errors import DecodeError
 __all__ = ["decode_addr", "encode_addr", "ip_bytes", "ip_from_bytes", "is_public_ip"]
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_bytes(host: str) -> bytes:
     """4 bytes for IPv4 (also for IPv4-mapped IPv6), 16 for IPv6."""
     try:
@@ -21,6 +27,7 @@ def ip_bytes(host: str) -> bytes:
     return ip.packed
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_from_bytes(raw: bytes) -> str:
     """The text form of a 4- or 16-byte IP; IPv4-mapped IPv6 becomes plain IPv4."""
     if len(raw) == 4:
