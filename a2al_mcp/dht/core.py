@@ -53,7 +53,7 @@ our extension for paging FIND_VALUE answers (a2ald's random tx_ids ignore it in 
 MAX_PAGES: Final = 16
 MAINTENANCE_S: Final = 15.0
 REFRESH_PER_ROUND: Final = 2
-REFRESH_AFTER_BOOTSTRAP: Final = 8
+REFRESH_AFTER_BOOTSTRAP: Final = 2
 REFRESH_COOLDOWNS_S: Final = (30.0, 120.0, 600.0, 900.0)
 """Wait before refreshing a bucket again after 0, 1, 2, ≥3 futile refreshes (a2ald §4.7)."""
 _RESPONSE_OF: Final = {
@@ -397,9 +397,12 @@ class DhtCore:
         self._ops[op.op_id] = op
         return op
 
-    def _send(self, body: dm.Body, addr: Addr, tx_id: bytes) -> bytes | None:
+    def _send(
+        self, body: dm.Body, addr: Addr, tx_id: bytes, body_bytes: bytes | None = None
+    ) -> bytes | None:
         try:
-            data = dm.encode_message(body, tx_id=tx_id, key=self.identity.key)
+            data = dm.encode_message(body, tx_id=tx_id, key=self.identity.key,
+                                     body_bytes=body_bytes)  # fmt: skip
         except (LimitExceeded, DecodeError) as exc:
             logger.warning("dht.encode_failed type=%s reason=%s", body.MSG_TYPE.name, exc)
             return None
@@ -438,9 +441,11 @@ class DhtCore:
         self._track(dataclasses.replace(p, tx_id=tx_id, deadline=now + p.timeout_s,
                                         attempts_left=p.attempts_left - 1))  # fmt: skip
 
-    def _reply(self, request: dm.Message, body: dm.Body, addr: Addr) -> None:
+    def _reply(
+        self, request: dm.Message, body: dm.Body, addr: Addr, body_bytes: bytes | None = None
+    ) -> None:
         self._c["answered"] += 1
-        self._send(body, addr, request.tx_id)
+        self._send(body, addr, request.tx_id, body_bytes)
 
     # == internals: requests ==========================================================
 
@@ -459,7 +464,8 @@ class DhtCore:
             case dm.FindNode(target=target):
                 nodes = self._node_infos(target)
                 resp = dm.FindNodeResp(nodes=tuple(nodes), observed_addr=addr)
-                self._reply(msg, self._trim_nodes(resp), addr)
+                resp, data = self._trim_nodes(resp)
+                self._reply(msg, resp, addr, data)
             case dm.FindValue():
                 self._on_find_value(msg, body, addr, now)
             case dm.Store():
@@ -483,10 +489,14 @@ class DhtCore:
         return out
 
     @staticmethod
-    def _trim_nodes(resp: dm.FindNodeResp) -> dm.FindNodeResp:
-        while len(resp.nodes) > 1 and len(dm.encode_body(resp)) > limits.MAX_BODY:
+    def _trim_nodes(resp: dm.FindNodeResp) -> tuple[dm.FindNodeResp, bytes]:
+        """Drop trailing NodeInfos until the body fits (a2al-wire §4.6); returns the body and
+        its encoding."""
+        data = dm.encode_body(resp)
+        while len(resp.nodes) > 1 and len(data) > limits.MAX_BODY:
             resp = dataclasses.replace(resp, nodes=resp.nodes[:-1])
-        return resp
+            data = dm.encode_body(resp)
+        return resp, data
 
     def _on_find_value(self, msg: dm.Message, body: dm.FindValue, addr: Addr, now: float) -> None:
         key = bytes(body.target)
@@ -503,7 +513,8 @@ class DhtCore:
             records=records,
             record=legacy,
         )
-        while len(dm.encode_body(resp)) > limits.MAX_BODY:
+        data = dm.encode_body(resp)
+        while len(data) > limits.MAX_BODY:
             if len(resp.nodes) > 1:
                 resp = dataclasses.replace(resp, nodes=resp.nodes[:-1])
             elif len(resp.records) > 1:  # keep the front of the window (newest first)
@@ -514,7 +525,8 @@ class DhtCore:
                 resp = dataclasses.replace(resp, nodes=())
             else:
                 break
-        self._reply(msg, resp, addr)
+            data = dm.encode_body(resp)
+        self._reply(msg, resp, addr, data)
         if body.one_shot_subscribe and (resp.records or resp.record is not None):
             self._subscribe(key, addr, now)
 
@@ -761,7 +773,8 @@ class DhtCore:
         else:
             records = tuple(lookup.records())
         self._finish(op, ev.LookupFinished(op_id=op.op_id, target=op.target, closest=closest,
-                                           records=records, queried=lookup.queried))  # fmt: skip
+                                           records=records, queried=lookup.queried,
+                                           hops=lookup.path_hops()))  # fmt: skip
 
     def _advance_publish(self, op: _Op, now: float) -> None:
         assert op.record is not None and op.target is not None

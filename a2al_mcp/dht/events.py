@@ -49,6 +49,8 @@ class LookupFinished:
     """Valid records found (the first one for resolve; newest per slot for aggregate)."""
     queried: int = 0
     """RPCs sent."""
+    hops: int = 0
+    """Sequential RPCs behind the result (0: answered from the local store)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

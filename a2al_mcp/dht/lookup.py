@@ -43,6 +43,8 @@ class Candidate:
     addr: Addr
     distance: int
     state: _State = _State.NEW
+    hops: int = 0
+    """How many answers led to this peer (0: known before the lookup began)."""
 
 
 def slot_of(record: SignedRecord) -> tuple[object, ...]:
@@ -82,24 +84,28 @@ class Lookup:
         """RPCs sent."""
         self.answered = 0
         """Answers received."""
+        self._found_hops = 0
 
     # -- inputs -----------------------------------------------------------------------
 
-    def add_candidates(self, peers: Iterable[tuple[Aid, Addr]]) -> None:
-        """Learn about peers (seeds, or NodeInfos from an answer)."""
+    def add_candidates(self, peers: Iterable[tuple[Aid, Addr]], *, hops: int = 0) -> None:
+        """Learn about peers (seeds, or NodeInfos from an answer ``hops`` deep)."""
         for aid, addr in peers:
             node_id = aid.node_id
             if node_id == self._self_id or node_id in self._cands:
                 continue
-            self._cands[node_id] = Candidate(aid, node_id, addr, int(node_id) ^ self._t)
+            self._cands[node_id] = Candidate(aid, node_id, addr, int(node_id) ^ self._t,
+                                             hops=hops)  # fmt: skip
 
-    def add_records(self, records: Iterable[SignedRecord]) -> None:
-        """Offer records (from an answer or the local store); invalid ones are ignored."""
+    def add_records(self, records: Iterable[SignedRecord], *, hops: int = 0) -> None:
+        """Offer records (from an answer ``hops`` deep, or the local store); invalid ones are
+        ignored."""
         for rec in records:
             if not self._accept(rec):
                 continue
             if self.kind is LookupKind.FIRST and self.found is None:
                 self.found = rec
+                self._found_hops = hops
             slot = slot_of(rec)
             old = self._records.get(slot)
             if old is None or rec.is_newer_than(old):
@@ -109,11 +115,14 @@ class Lookup:
                   records: Iterable[SignedRecord] = ()) -> None:  # fmt: skip
         """A queried peer answered."""
         c = self._cands.get(node_id)
-        if c is not None and c.state is _State.WAITING:
-            c.state = _State.DONE
-            self.answered += 1
-        self.add_records(records)
-        self.add_candidates(peers)
+        depth = 1
+        if c is not None:
+            depth = c.hops + 1
+            if c.state is _State.WAITING:
+                c.state = _State.DONE
+                self.answered += 1
+        self.add_records(records, hops=depth)
+        self.add_candidates(peers, hops=depth)
 
     def on_failure(self, node_id: NodeId) -> None:
         """A queried peer did not answer in time."""
@@ -174,6 +183,13 @@ class Lookup:
         done = [c for c in self._cands.values() if c.state is _State.DONE]
         done.sort(key=lambda c: c.distance)
         return done[: self._k]
+
+    def path_hops(self) -> int:
+        """Sequential RPCs behind the result: for a FIRST hit, to the peer that returned the
+        record (0 for a local hit); otherwise the deepest answer among the closest set."""
+        if self.kind is LookupKind.FIRST and self.found is not None:
+            return self._found_hops
+        return max((c.hops + 1 for c in self.closest()), default=0)
 
     def records(self) -> list[SignedRecord]:
         """All accepted records, newest per slot."""

@@ -103,6 +103,8 @@ class RoutingTable:
         """Accept loopback/link-local addresses from hearsay (test networks on loopback)."""
         self._buckets: list[OrderedDict[NodeId, Peer]] = [OrderedDict() for _ in range(257)]
         self._pending: list[deque[tuple[float, Peer]]] = [deque() for _ in range(257)]
+        self._all: dict[NodeId, Peer] = {}
+        """Every entry of every bucket, for scans that do not care about buckets."""
 
     # -- queries ----------------------------------------------------------------------
 
@@ -116,17 +118,17 @@ class RoutingTable:
 
     def get(self, node_id: NodeId) -> Peer | None:
         """The entry for ``node_id``, if any."""
-        return self._buckets[self.bucket_index(node_id)].get(node_id)
+        return self._all.get(node_id)
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._buckets)
+        return len(self._all)
 
     def __contains__(self, node_id: object) -> bool:
         return isinstance(node_id, NodeId) and self.get(node_id) is not None
 
     def peers(self) -> list[Peer]:
         """Every entry."""
-        return [p for b in self._buckets for p in b.values()]
+        return list(self._all.values())
 
     def closest(
         self, target: NodeId, n: int = K, *, now: float | None = None, scan: int = 64
@@ -141,8 +143,7 @@ class RoutingTable:
         t = int(target)
         scored = [
             (int(p.node_id) ^ t, p)
-            for b in self._buckets
-            for p in b.values()
+            for p in self._all.values()
             if now is None or p.failures == 0 or p.retry_at <= now
         ]
         nearest = heapq.nsmallest(scan, scored, key=_first)
@@ -183,12 +184,12 @@ class RoutingTable:
             return None
         new = Peer(aid, node_id, addr, verified=True, last_seen=now)
         if len(bucket) < K:
-            bucket[node_id] = new
+            bucket[node_id] = self._all[node_id] = new
             return None
         bad = next((p for p in bucket.values() if p.health is Health.BAD), None)
         if bad is not None:
-            del bucket[bad.node_id]
-            bucket[node_id] = new
+            del bucket[bad.node_id], self._all[bad.node_id]
+            bucket[node_id] = self._all[node_id] = new
             return None
         self._add_pending(idx, new, now)
         return next(iter(bucket.values()))
@@ -211,7 +212,8 @@ class RoutingTable:
                 peer.addr = addr
             return False
         if len(bucket) < K:
-            bucket[node_id] = Peer(aid, node_id, addr, verified=False, last_seen=now)
+            new = Peer(aid, node_id, addr, verified=False, last_seen=now)
+            bucket[node_id] = self._all[node_id] = new
             return True
         self._add_pending(idx, Peer(aid, node_id, addr, verified=False, last_seen=now), now)
         return False
@@ -238,6 +240,7 @@ class RoutingTable:
     def remove(self, node_id: NodeId) -> None:
         """Forget a peer."""
         self._buckets[self.bucket_index(node_id)].pop(node_id, None)
+        self._all.pop(node_id, None)
 
     def _add_pending(self, idx: int, peer: Peer, now: float) -> None:
         queue = self._pending[idx]
@@ -255,5 +258,6 @@ class RoutingTable:
                 continue
             bucket = self._buckets[idx]
             bucket.pop(replacing.node_id, None)
-            bucket[candidate.node_id] = candidate
+            self._all.pop(replacing.node_id, None)
+            bucket[candidate.node_id] = self._all[candidate.node_id] = candidate
             return

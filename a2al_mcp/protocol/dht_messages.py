@@ -503,8 +503,11 @@ class Message:
         return _assemble(header, encode_body(self.body), self.sender_pubkey, self.signature)
 
 
-def encode_message(body: Body, *, tx_id: bytes, key: SigningKey) -> bytes:
-    """Sign ``body`` with the node key and encode the datagram.
+def encode_message(
+    body: Body, *, tx_id: bytes, key: SigningKey, body_bytes: bytes | None = None
+) -> bytes:
+    """Sign ``body`` with the node key and encode the datagram. ``body_bytes``, when the
+    caller already has it, must be ``encode_body(body)``.
 
     Raises:
         UsageError: the tx_id is not 20 bytes.
@@ -513,7 +516,8 @@ def encode_message(body: Body, *, tx_id: bytes, key: SigningKey) -> bytes:
     if len(tx_id) != limits.TX_ID_LEN:
         raise UsageError(f"tx_id must be {limits.TX_ID_LEN} bytes")
     header = _header_bytes(body.MSG_TYPE, tx_id, limits.PROTOCOL_VERSION, 0)
-    body_bytes = encode_body(body)
+    if body_bytes is None:
+        body_bytes = encode_body(body)
     signature = key.sign(MESSAGE_PREFIX + header + body_bytes)
     data = _assemble(header, body_bytes, bytes(key.public), signature)
     if len(data) > limits.MAX_DATAGRAM:
