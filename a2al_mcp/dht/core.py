@@ -157,6 +157,19 @@ def _quic_hosts(record: SignedRecord) -> set[str]:
     return hosts
 
 
+_NODEINFO_MAX: Final = 81
+"""Largest NodeInfo encoding: map head, 21-byte AID, 32-byte NodeID, 16-byte IP, 2-byte port."""
+
+
+def _fewer_nodes(nodes: tuple[dm.NodeInfo, ...], size: int) -> tuple[dm.NodeInfo, ...]:
+    """Drop trailing NodeInfos (at least one, never the first) towards shedding
+    ``size - MAX_BODY`` bytes: the trimming of a2al-wire §4.6 in fewer steps. No NodeInfo
+    encodes to more than ``_NODEINFO_MAX`` bytes, so this never drops more than the one-by-one
+    rule would; the caller re-encodes and calls again while the body is too big."""
+    drop = max(1, (size - limits.MAX_BODY) // _NODEINFO_MAX)
+    return nodes[: max(1, len(nodes) - drop)]
+
+
 class DhtCore:
     """A full DHT peer as a sans-I/O state machine."""
 
@@ -190,7 +203,7 @@ class DhtCore:
         self._subs: dict[bytes, dict[Addr, float]] = {}
         self._rates: OrderedDict[str, _TokenBucket] = OrderedDict()
         self._next_maintenance: float | None = None
-        self._refresh_cursor = 0
+        self._healthy: set[int] = set()
         self._refresh_after: dict[int, float] = {}
         self._futile: dict[int, int] = {}
         self._push_seen: OrderedDict[bytes, None] = OrderedDict()
@@ -335,29 +348,38 @@ class DhtCore:
         return op.op_id
 
     def refresh_buckets(self, now: float, limit: int) -> int:
-        """Look up a random ID in up to ``limit`` under-filled buckets (round robin over the
-        buckets nearer than our farthest peer). Returns how many lookups started."""
-        used = [i for i in range(256) if self.routing.bucket_size(i)]
-        if not used:
-            return 0
-        span = max(used) + 1
+        """Look up a random ID in up to ``limit`` unhealthy buckets; returns how many started.
+
+        a2ald's rule (§4.7): a bucket is refilled when it is non-empty and holds fewer than
+        K/2 verified peers, nearest buckets (highest CPL) first, each bucket backing off
+        30 s → 2 min → 10 min → 15 min while its refills bring nobody new; a bucket that was
+        healthy and declines starts again at 30 s.
+        """
         started = 0
-        for _ in range(span):
-            i = self._refresh_cursor % span
-            self._refresh_cursor += 1
+        for i in range(256, -1, -1):
             size = self.routing.bucket_size(i)
-            if size >= limits.K or self._refresh_after.get(i, 0.0) > now:
+            if size == 0:
                 continue
+            if self.routing.verified_in_bucket(i) >= limits.K // 2:
+                self._healthy.add(i)
+                continue
+            if i in self._healthy:
+                self._healthy.discard(i)
+                self._futile[i] = 0
+                self._refresh_after.pop(i, None)
+            if self._refresh_after.get(i, 0.0) > now:
+                continue
+            if started >= limit:
+                break
             op = self._new_op("lookup")
             op.internal = True
             op.kind = "refresh"
             op.bucket, op.bucket_size_before = i, size
             op.target = self._random_id_in_bucket(i)
             op.lookup = self._make_lookup(op.target, LookupKind.NODES, 0)
+            self._refresh_after[i] = now + REFRESH_COOLDOWNS_S[-1]  # until the outcome is in
             self._advance_lookup(op, now)
             started += 1
-            if started >= limit:
-                break
         return started
 
     def _random_id_in_bucket(self, i: int) -> NodeId:
@@ -494,7 +516,7 @@ class DhtCore:
         its encoding."""
         data = dm.encode_body(resp)
         while len(resp.nodes) > 1 and len(data) > limits.MAX_BODY:
-            resp = dataclasses.replace(resp, nodes=resp.nodes[:-1])
+            resp = dataclasses.replace(resp, nodes=_fewer_nodes(resp.nodes, len(data)))
             data = dm.encode_body(resp)
         return resp, data
 
@@ -516,7 +538,7 @@ class DhtCore:
         data = dm.encode_body(resp)
         while len(data) > limits.MAX_BODY:
             if len(resp.nodes) > 1:
-                resp = dataclasses.replace(resp, nodes=resp.nodes[:-1])
+                resp = dataclasses.replace(resp, nodes=_fewer_nodes(resp.nodes, len(data)))
             elif len(resp.records) > 1:  # keep the front of the window (newest first)
                 resp = dataclasses.replace(resp, records=resp.records[:-1])
             elif resp.record is not None:

@@ -28,6 +28,8 @@ PENDING_MAX: Final = 5
 PENDING_TTL_S: Final = 7200.0
 BAD_AFTER_FAILURES: Final = 2
 BACKOFF_BASE_S: Final = 30.0
+QUESTIONABLE_AFTER_S: Final = 900.0
+"""A full bucket's least-recently-seen entry is pinged only when silent this long."""
 
 
 class Health(IntEnum):
@@ -77,6 +79,8 @@ def _host_class(host: str) -> tuple[bool, bool]:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False, False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback however it is written
     return not (ip.is_unspecified or ip.is_multicast), ip.is_loopback or ip.is_link_local
 
 
@@ -115,6 +119,10 @@ class RoutingTable:
     def bucket_size(self, index: int) -> int:
         """Entries in bucket ``index``."""
         return len(self._buckets[index])
+
+    def verified_in_bucket(self, index: int) -> int:
+        """Verified entries in bucket ``index``."""
+        return sum(1 for p in self._buckets[index].values() if p.verified and not p.failures)
 
     def get(self, node_id: NodeId) -> Peer | None:
         """The entry for ``node_id``, if any."""
@@ -192,7 +200,10 @@ class RoutingTable:
             bucket[node_id] = self._all[node_id] = new
             return None
         self._add_pending(idx, new, now)
-        return next(iter(bucket.values()))
+        lru = next(iter(bucket.values()))
+        # Only a questionable LRU entry is worth a PING (BEP 5): one heard from recently is
+        # kept, and the newcomer waits in the pending list.
+        return lru if now - lru.last_seen > QUESTIONABLE_AFTER_S else None
 
     def hearsay_usable(self, addr: Addr) -> bool:
         """May an address heard second-hand be dialled? (Not loopback/link-local, unless we
@@ -244,8 +255,12 @@ class RoutingTable:
 
     def _add_pending(self, idx: int, peer: Peer, now: float) -> None:
         queue = self._pending[idx]
-        if any(p.node_id == peer.node_id for _, p in queue):
-            return
+        for n, (_, p) in enumerate(queue):
+            if p.node_id == peer.node_id:
+                if peer.verified or not p.verified:  # direct news replaces hearsay
+                    del queue[n]
+                    break
+                return
         queue.append((now, peer))
         while len(queue) > PENDING_MAX:
             queue.popleft()
@@ -254,7 +269,7 @@ class RoutingTable:
         queue = self._pending[idx]
         while queue:
             seen, candidate = queue.pop()  # newest first
-            if now - seen > PENDING_TTL_S:
+            if now - seen > PENDING_TTL_S or candidate.node_id in self._all:
                 continue
             bucket = self._buckets[idx]
             bucket.pop(replacing.node_id, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from a2al_mcp._random import SeededRng
@@ -21,31 +22,34 @@ class DhtSim:
         self.net = SimNetwork(seed, default_link=link or Link(latency_s=0.01, jitter_s=0.005))
         rng = SeededRng(seed)
         self.nodes: list[SimNode[Any]] = []
+        self._finished: dict[tuple[int, int], ev.DhtEvent] = {}
+        self._cores: list[DhtCore] = []
         for _ in range(n):
             ident = Identity.generate(rng)
             core = DhtCore(ident, rng=self.net.make_rng(), wall_offset=self.net.clock.wall_offset)
-            self.nodes.append(self.net.add_node(core))
+            self._cores.append(core)
+            on_event = functools.partial(self._on_event, len(self.nodes))
+            self.nodes.append(self.net.add_node(core, on_event=on_event))
 
     def core(self, i: int) -> DhtCore:
-        c: DhtCore = self.nodes[i].core
-        return c
+        return self._cores[i]
 
     def wait(self, i: int, op_id: int, limit_s: float = 60.0) -> ev.DhtEvent:
         node = self.nodes[i]
         self.net.poke(node)
+        key = (i, op_id)
+        if key not in self._finished:
+            ok = self.net.run_until(lambda: key in self._finished, limit_s)
+            assert ok, f"op {op_id} on node {i} did not finish"
+        return self._finished.pop(key)
 
-        def done() -> bool:
-            return any(getattr(e, "op_id", None) == op_id for e in node.events)
-
-        assert self.net.run_until(done, limit_s), f"op {op_id} on node {i} did not finish"
-        for e in node.events:
-            if getattr(e, "op_id", None) == op_id:
-                node.events.remove(e)
-                return e  # type: ignore[no-any-return]
-        raise AssertionError("unreachable")
+    def _on_event(self, i: int, e: ev.DhtEvent) -> None:
+        op_id = getattr(e, "op_id", None)
+        if op_id is not None:
+            self._finished[(i, op_id)] = e
 
     def bootstrap_all(
-        self, seed_index: int = 0, *, strict: bool = True, settle_s: float = 5.0
+        self, seed_index: int = 0, *, strict: bool = True, settle_s: float = 30.0
     ) -> None:
         seed_addr = self.nodes[seed_index].addr
         ops = []
@@ -75,6 +79,24 @@ class DhtSim:
         e = self.wait(i, op)
         assert isinstance(e, ev.LookupFinished)
         return e
+
+    def resolve_many(
+        self, pairs: list[tuple[int, Aid]], batch: int = 64
+    ) -> list[ev.LookupFinished]:
+        """Resolve many ``(node, aid)`` pairs, ``batch`` lookups in flight at a time (in
+        virtual time they overlap, as concurrent users of one network would)."""
+        out: list[ev.LookupFinished] = []
+        for start in range(0, len(pairs), batch):
+            ops = []
+            for i, aid in pairs[start : start + batch]:
+                op = self.core(i).lookup(aid.node_id, LookupKind.FIRST, self.net.now, rec_type=1)
+                self.net.poke(self.nodes[i])
+                ops.append((i, op))
+            for i, op in ops:
+                e = self.wait(i, op)
+                assert isinstance(e, ev.LookupFinished)
+                out.append(e)
+        return out
 
     def aggregate(self, i: int, key: NodeId, rec_type: int) -> ev.LookupFinished:
         op = self.core(i).lookup(key, LookupKind.ALL, self.net.now, rec_type=rec_type)
