@@ -53,6 +53,7 @@ our extension for paging FIND_VALUE answers (a2ald's random tx_ids ignore it in 
 MAX_PAGES: Final = 16
 MAINTENANCE_S: Final = 15.0
 REFRESH_PER_ROUND: Final = 2
+HEARSAY_PROBE_MIN_BUCKET: Final = 3
 REFRESH_AFTER_BOOTSTRAP: Final = 2
 REFRESH_COOLDOWNS_S: Final = (30.0, 120.0, 600.0, 900.0)
 """Wait before refreshing a bucket again after 0, 1, 2, ≥3 futile refreshes (a2ald §4.7)."""
@@ -193,6 +194,8 @@ class DhtCore:
         self.routing = RoutingTable(self.node_id, allow_local_hearsay=allow_local_hearsay)
         self.store = RecordStore(max_keys=self.config.max_stored_keys)
         self._wall_now = wall_offset
+        self._now = 0.0
+        """Monotonic time of the call being handled (dial slots are chosen against it)."""
         """Unix time of the call being handled (records are validated against it)."""
         self._out: list[Datagram] = []
         self._events: deque[ev.DhtEvent] = deque()
@@ -220,6 +223,7 @@ class DhtCore:
         """Handle one datagram: answer requests, complete RPCs; drop and count garbage."""
         self._c["received"] += 1
         self._wall_now = self._wall(now)
+        self._now = now
         if len(data) > MAX_RECEIVE:
             self._c["oversize"] += 1
             return
@@ -245,6 +249,7 @@ class DhtCore:
     def handle_timer(self, now: float) -> None:
         """Time out RPCs whose deadline passed (retrying where attempts are left)."""
         self._wall_now = self._wall(now)
+        self._now = now
         while self._timers and self._timers[0][0] <= now:
             _, tx_id = heapq.heappop(self._timers)
             p = self._pending.get(tx_id)
@@ -319,6 +324,7 @@ class DhtCore:
         the local store's records with the network's.
         """
         self._wall_now = self._wall(now)
+        self._now = now
         op = self._new_op("lookup")
         op.target, op.rec_type, op.subscribe = target, rec_type, subscribe
         op.lookup = self._make_lookup(target, kind, rec_type)
@@ -336,6 +342,7 @@ class DhtCore:
         Raises:
             UsageError: our own store refuses the record (invalid or not authorised).
         """
+        self._now = now
         result = self.store.put(bytes(key), record, self._wall(now), from_publisher=True)
         if result.outcome in (PutOutcome.REJECTED_INVALID, PutOutcome.REJECTED_POLICY):
             raise UsageError(f"record refused: {result.reason}")
@@ -355,6 +362,7 @@ class DhtCore:
         30 s → 2 min → 10 min → 15 min while its refills bring nobody new; a bucket that was
         healthy and declines starts again at 30 s.
         """
+        self._now = now
         started = 0
         for i in range(256, -1, -1):
             size = self.routing.bucket_size(i)
@@ -393,8 +401,10 @@ class DhtCore:
         return NodeId(value.to_bytes(32, "big"))
 
     def find_node_peers(self, target: NodeId, n: int = limits.K) -> list[tuple[Aid, Addr]]:
-        """The routing table's view of the peers nearest to ``target``."""
-        return [(p.aid, p.addr) for p in self.routing.closest(target, n)]
+        """The routing table's view of the peers nearest to ``target``, each with the address
+        its dial slots prefer."""
+        now = self._now
+        return [(p.aid, p.dial(now)) for p in self.routing.closest(target, n)]
 
     def statistics(self) -> DhtStats:
         c = self._c
@@ -479,7 +489,7 @@ class DhtCore:
         if not isinstance(body, dm.NatProbeReq | dm.NatProbeEcho):
             lru = self.routing.observe_direct(sender, addr, now)
             if lru is not None:  # full bucket: check the least recently seen peer
-                self._request(dm.Ping(address=self.aid), lru.addr, 0, lru.node_id, now)
+                self._request(dm.Ping(address=self.aid), lru.dial(now), 0, lru.node_id, now)
         match body:
             case dm.Ping():
                 self._reply(msg, dm.Pong(address=self.aid, observed_addr=addr), addr)
@@ -505,7 +515,7 @@ class DhtCore:
         out = []
         for p in self.routing.closest(target, limits.K):
             try:
-                out.append(dm.NodeInfo.of(p.aid, p.addr))
+                out.append(dm.NodeInfo.of(p.aid, p.dial(self._now)))
             except DecodeError:
                 continue
         return out
@@ -646,6 +656,7 @@ class DhtCore:
             if op.kind == "ping":
                 self._finish(op, ev.PingFinished(op_id=op.op_id, ok=True, aid=sender))
             elif op.kind == "bootstrap":
+                self.routing.set_anchor(sender.node_id, addr)  # a seed we were given
                 op.seeds_answered += 1
                 op.seeds_left -= 1
                 if op.seeds_answered == 1:
@@ -676,7 +687,10 @@ class DhtCore:
                 continue
             if n.node_id != n.address.node_id:
                 continue  # a NodeInfo whose NodeID does not match its AID is a lie
-            self.routing.observe_hearsay(n.address, addr, now)
+            added = self.routing.observe_hearsay(n.address, addr, now)
+            if added and self.routing.bucket_index(n.node_id) >= HEARSAY_PROBE_MIN_BUCKET:
+                # a2ald: one opportunistic PING for a new near hearsay peer (verifies it)
+                self._request(dm.Ping(address=self.aid), addr, 0, n.node_id, now)
             if self.routing.hearsay_usable(addr):
                 peers.append((n.address, addr))
         records: list[SignedRecord] = []

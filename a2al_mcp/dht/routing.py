@@ -28,6 +28,8 @@ PENDING_MAX: Final = 5
 PENDING_TTL_S: Final = 7200.0
 BAD_AFTER_FAILURES: Final = 2
 BACKOFF_BASE_S: Final = 30.0
+LIVE_FRESH_S: Final = 300.0
+"""A verified live address this young is preferred to an anchor."""
 QUESTIONABLE_AFTER_S: Final = 900.0
 """A full bucket's least-recently-seen entry is pinged only when silent this long."""
 
@@ -40,24 +42,67 @@ class Health(IntEnum):
     BAD = 2
 
 
+def _family(addr: Addr) -> int:
+    return 6 if ":" in addr[0] else 4
+
+
 @dataclasses.dataclass(slots=True)
 class Peer:
-    """What the table knows of one peer."""
+    """What the table knows of one peer.
+
+    Dial addresses are kept per IP family in slots (a2al-wire §4.7): *live* (the last address
+    heard, directly or as hearsay; hearsay never replaces a verified one) and *anchor* (an
+    address we were given for this peer: a bootstrap seed, an advertised endpoint). There is
+    no *ephemeral* (ICE) slot: this node does no hole punching. :meth:`dial` picks one.
+    """
 
     aid: Aid
     node_id: NodeId
     addr: Addr
+    """The most recent live address (any family)."""
     verified: bool
     """Heard from directly (its address is proven)."""
     last_seen: float
     failures: int = 0
     retry_at: float = 0.0
+    live: dict[int, tuple[Addr, bool, float]] = dataclasses.field(default_factory=dict)
+    """Family (4 or 6) → (address, verified, when)."""
+    anchors: dict[int, Addr] = dataclasses.field(default_factory=dict)
+    """Family → an address we were given for this peer."""
+
+    def __post_init__(self) -> None:
+        if not self.live:
+            self.live[_family(self.addr)] = (self.addr, self.verified, self.last_seen)
 
     @property
     def health(self) -> Health:
         if self.failures >= BAD_AFTER_FAILURES:
             return Health.BAD
         return Health.GOOD if self.verified else Health.UNKNOWN
+
+    def set_live(self, addr: Addr, verified: bool, now: float) -> None:
+        """Record a live address; hearsay does not replace a verified one of its family."""
+        fam = _family(addr)
+        old = self.live.get(fam)
+        if verified or old is None or not old[1]:
+            self.live[fam] = (addr, verified, now)
+            self.addr = addr
+
+    def dial(self, now: float) -> Addr:
+        """Where to send: a verified live address younger than 5 minutes, else an anchor,
+        else any live address; IPv4 before IPv6 at each step."""
+        for fam in (4, 6):
+            entry = self.live.get(fam)
+            if entry is not None and entry[1] and now - entry[2] < LIVE_FRESH_S:
+                return entry[0]
+        for fam in (4, 6):
+            if fam in self.anchors:
+                return self.anchors[fam]
+        for fam in (4, 6):
+            entry = self.live.get(fam)
+            if entry is not None:
+                return entry[0]
+        return self.addr
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -186,7 +231,8 @@ class RoutingTable:
         bucket = self._buckets[idx]
         peer = bucket.get(node_id)
         if peer is not None:
-            peer.addr, peer.verified, peer.last_seen = addr, True, now
+            peer.set_live(addr, True, now)
+            peer.verified, peer.last_seen = True, now
             peer.failures, peer.retry_at = 0, 0.0
             bucket.move_to_end(node_id)
             return None
@@ -219,8 +265,7 @@ class RoutingTable:
         bucket = self._buckets[idx]
         peer = bucket.get(node_id)
         if peer is not None:
-            if not peer.verified:  # hearsay may not overwrite a verified address
-                peer.addr = addr
+            peer.set_live(addr, False, now)  # never over a verified address of its family
             return False
         if len(bucket) < K:
             new = Peer(aid, node_id, addr, verified=False, last_seen=now)
@@ -228,6 +273,15 @@ class RoutingTable:
             return True
         self._add_pending(idx, Peer(aid, node_id, addr, verified=False, last_seen=now), now)
         return False
+
+    def set_anchor(self, node_id: NodeId, addr: Addr) -> bool:
+        """Remember an address we were given for a peer in the table (never loopback or
+        link-local, as a2ald 0.3.5). Returns True if it was taken."""
+        peer = self._all.get(node_id)
+        if peer is None or not _is_dialable(addr) or _is_local(addr[0]):
+            return False
+        peer.anchors[_family(addr)] = addr
+        return True
 
     def record_success(self, node_id: NodeId, now: float) -> None:
         """An RPC to the peer succeeded."""

@@ -850,3 +850,54 @@ def test_direct_contact_refreshes_a_pending_hearsay_entry() -> None:
     p = t.get(x.node_id)
     assert p is not None
     assert p.verified and p.addr == ("203.0.113.9", 5)
+
+
+# -- dial slots (a2al-wire §4.7) ---------------------------------------------------------
+
+
+def test_dial_prefers_fresh_verified_live_then_anchor_then_live() -> None:
+    t = RoutingTable(SELF)
+    a = aid(1)
+    t.observe_direct(a, ("198.51.100.7", 4121), now=0.0)
+    assert t.set_anchor(a.node_id, ("203.0.113.9", 4121))
+    peer = t.get(a.node_id)
+    assert peer is not None
+    assert peer.dial(now=100.0) == ("198.51.100.7", 4121)  # verified and fresh
+    assert peer.dial(now=400.0) == ("203.0.113.9", 4121)  # stale: the anchor wins
+
+
+def test_dial_prefers_ipv4_and_falls_back_to_live_without_anchor() -> None:
+    t = RoutingTable(SELF)
+    a = aid(1)
+    t.observe_direct(a, ("2001:db8::7", 4121), now=0.0)
+    t.observe_hearsay(a, ("198.51.100.7", 4121), now=1.0)
+    peer = t.get(a.node_id)
+    assert peer is not None
+    assert peer.dial(now=2.0) == ("2001:db8::7", 4121)  # the only verified fresh one
+    assert peer.dial(now=1000.0) == ("198.51.100.7", 4121)  # no anchor: v4 live first
+    t.observe_direct(a, ("198.51.100.8", 4121), now=1001.0)
+    assert peer.dial(now=1002.0) == ("198.51.100.8", 4121)
+
+
+def test_hearsay_cannot_replace_a_verified_live_address_of_its_family() -> None:
+    t = RoutingTable(SELF)
+    a = aid(1)
+    t.observe_direct(a, ("198.51.100.7", 4121), now=0.0)
+    t.observe_hearsay(a, ("198.51.100.66", 4121), now=1.0)
+    peer = t.get(a.node_id)
+    assert peer is not None
+    assert peer.live[4][0] == ("198.51.100.7", 4121)
+    t.observe_hearsay(a, ("2001:db8::66", 4121), now=2.0)  # another family is free
+    assert peer.live[6] == (("2001:db8::66", 4121), False, 2.0)
+
+
+def test_anchor_is_never_loopback_and_needs_a_known_peer() -> None:
+    t = RoutingTable(SELF, allow_local_hearsay=True)
+    a = aid(1)
+    assert not t.set_anchor(a.node_id, ("198.51.100.7", 4121))  # unknown peer
+    t.observe_direct(a, ("127.0.0.1", 4121), now=0.0)
+    assert not t.set_anchor(a.node_id, ("127.0.0.1", 4122))
+    assert not t.set_anchor(a.node_id, ("fe80::1", 4122))
+    assert not t.set_anchor(a.node_id, ("198.51.100.7", 0))
+    peer = t.get(a.node_id)
+    assert peer is not None and peer.anchors == {}
