@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import ipaddress
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from ..identity.aid import Aid, NodeId
 from ..protocol import dht_messages as dm
 from ..protocol import limits
 from ..protocol.payloads import EndpointPayload
-from ..protocol.records import RecType, SignedRecord
+from ..protocol.records import Category, RecType, SignedRecord
 from . import events as ev
 from .lookup import Lookup, LookupKind
 from .routing import RoutingTable
@@ -118,6 +119,8 @@ class _Op:
     seen_from: dict[NodeId, int] = dataclasses.field(default_factory=dict)
     storing: bool = False
     """A publish in its STORE phase."""
+    cache_at: tuple[Aid, Addr] | None = None
+    """For path caching: the peer that answered without the record."""
     internal: bool = False
     """Maintenance work: finishes without an event."""
     bucket: int = -1
@@ -140,6 +143,33 @@ class _TokenBucket:
             return False
         self.tokens -= 1.0
         return True
+
+
+def _publisher_addr(record: SignedRecord) -> Addr | None:
+    """The first ``quic://``/``udp://`` IP-literal endpoint of an endpoint record."""
+    if record.rec_type != RecType.ENDPOINT:
+        return None
+    try:
+        ep = EndpointPayload.from_bytes(record.payload)
+    except DecodeError:
+        return None
+    for url in ep.endpoints:
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            continue
+        if parts.scheme in ("quic", "udp") and host and port and _is_ip(host):
+            return host, port
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _quic_hosts(record: SignedRecord) -> set[str]:
@@ -652,6 +682,13 @@ class DhtCore:
         op = self._ops.get(p.op_id)
         if op is None or op.done:
             return
+        if op.kind == "path-cache":
+            confirmed = op.record is not None and sender == op.record.address
+            if isinstance(body, dm.Pong) and confirmed and not op.storing:
+                self._store_cached(op, now)
+            else:
+                self._finish(op, ev.PingFinished(op_id=op.op_id, ok=True))
+            return
         if isinstance(body, dm.Pong):
             if op.kind == "ping":
                 self._finish(op, ev.PingFinished(op_id=op.op_id, ok=True, aid=sender))
@@ -727,7 +764,7 @@ class DhtCore:
         if op is None or op.done:
             return
         match op.kind:
-            case "ping":
+            case "ping" | "path-cache":
                 self._finish(op, ev.PingFinished(op_id=op.op_id, ok=False))
             case "bootstrap":
                 op.seeds_left -= 1
@@ -806,11 +843,40 @@ class DhtCore:
             if lookup.found is not None:  # cache the hit, as a2ald does (soft-expires in 2 min)
                 self.store.put(bytes(op.target), lookup.found, self._wall(now),
                                from_publisher=False)  # fmt: skip
+                if lookup.path_hops() > 0:
+                    self._path_cache(op, lookup, lookup.found, now)
         else:
             records = tuple(lookup.records())
         self._finish(op, ev.LookupFinished(op_id=op.op_id, target=op.target, closest=closest,
                                            records=records, queried=lookup.queried,
                                            hops=lookup.path_hops()))  # fmt: skip
+
+    def _path_cache(self, op: _Op, lookup: Lookup, record: SignedRecord, now: float) -> None:
+        """a2al-wire §4.8: STORE a found record at the closest peer that answered without it;
+        a sovereign record only after its publisher answered a PING at its advertised
+        address (so a dead publisher's record is not spread further)."""
+        assert op.target is not None
+        peer = next((c for c in lookup.closest() if not op.seen_from.get(c.node_id)), None)
+        if peer is None:
+            return
+        pc = self._new_op("path-cache")
+        pc.internal, pc.record, pc.target = True, record, op.target
+        pc.cache_at = (peer.aid, peer.addr)
+        if record.category is Category.SOVEREIGN:
+            addr = _publisher_addr(record)
+            if addr is None:
+                self._finish(pc, ev.PingFinished(op_id=pc.op_id, ok=False))
+                return
+            self._request(dm.Ping(address=self.aid), addr, pc.op_id, None, now)
+        else:
+            self._store_cached(pc, now)
+
+    def _store_cached(self, pc: _Op, now: float) -> None:
+        assert pc.record is not None and pc.target is not None and pc.cache_at is not None
+        pc.storing = True
+        aid, addr = pc.cache_at
+        self._request(dm.Store(record=pc.record, key=pc.target), addr, pc.op_id,
+                      aid.node_id, now)  # fmt: skip
 
     def _advance_publish(self, op: _Op, now: float) -> None:
         assert op.record is not None and op.target is not None

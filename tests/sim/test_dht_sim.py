@@ -122,3 +122,40 @@ def test_300_nodes_join_resolve_and_discover() -> None:
     want = {sim.core(j).aid for j in registrants}
     for i in range(0, n, 30):
         assert {r.address for r in sim.aggregate(i, key, 0x10).records} == want
+
+
+def _holders(sim: DhtSim, aid_index: int) -> set[int]:
+    key = bytes(sim.core(aid_index).aid.node_id)
+    wall = sim.net.clock.wall()
+    return {j for j in range(len(sim.nodes)) if sim.core(j).store.get(key, wall, 1)}
+
+
+def test_path_caching_after_resolve_confirms_a_live_publisher() -> None:
+    sim = DhtSim(60, seed=21)
+    sim.bootstrap_all()
+    target = 5
+    sim.publish(target, sim.endpoint_record(target), sim.core(target).aid.node_id)
+    grew = 0
+    for resolver in range(20, 60, 4):
+        before = _holders(sim, target)
+        found = sim.resolve(resolver, sim.core(target).aid)
+        sim.net.run_for(1.0)  # the PING to the publisher and the STORE
+        after = _holders(sim, target)
+        assert found.records and resolver in after  # the resolver caches its hit
+        extra = after - before - {resolver}
+        assert len(extra) <= 1  # at most one path-cached copy per resolve
+        grew += len(extra)
+    assert grew > 0  # some answered peer without the record got a copy
+
+
+def test_no_path_caching_of_a_dead_publishers_endpoint() -> None:
+    sim = DhtSim(60, seed=22)
+    sim.bootstrap_all()
+    target = 5
+    sim.publish(target, sim.endpoint_record(target), sim.core(target).aid.node_id)
+    sim.net.kill(sim.nodes[target])
+    for resolver in range(20, 60, 4):
+        before = _holders(sim, target)
+        assert sim.resolve(resolver, sim.core(target).aid).records
+        sim.net.run_for(5.0)
+        assert _holders(sim, target) - before <= {resolver}
