@@ -1,0 +1,227 @@
+"""Every QUIC connection of a node behind one datagram core (ARCHITECTURE §B3, §B4).
+
+:class:`QuicHost` is what aioquic's ``asyncio/server.py`` does, without the socket: it routes
+each QUIC datagram to its connection by destination connection ID, creates a server-side
+connection for an unknown INITIAL of at least 1200 bytes, follows the connection IDs each
+connection issues and retires, aggregates timers, and drains every connection's events into
+one queue of :class:`HostEvent`. It follows the :class:`~a2al_mcp._types.DatagramCore`
+contract, so :class:`~a2al_mcp.transport.endpoint.UdpEndpoint` drives it next to the DHT core
+on the same socket, and tests drive two hosts in memory.
+
+Sans-I/O: no sockets, no clock reads, no randomness of its own (connections bring theirs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from _buffer
+from aioquic.quic import events as qe
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+from .._types import Addr, Datagram
+
+__all__ = [
+    "ConnectionAccepted",
+    "ConnectionEvent",
+    "ConnectionGone",
+    "HostEvent",
+    "HostStatistics",
+    "QuicHost",
+]
+
+SMALLEST_INITIAL: Final = 1200
+"""RFC 9000 §14.1: a client's INITIAL datagram is at least this long."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionAccepted:
+    """A peer opened a connection to us (its handshake is still running)."""
+
+    conn: QuicConnection
+    addr: Addr
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """An aioquic event of one connection."""
+
+    conn: QuicConnection
+    event: qe.QuicEvent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionGone:
+    """A connection ended and was removed from the host (after its final event)."""
+
+    conn: QuicConnection
+    error_code: int
+    reason: str
+
+
+HostEvent = ConnectionAccepted | ConnectionEvent | ConnectionGone
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostStatistics:
+    connections: int
+    accepted: int
+    dropped_unknown: int
+    """Datagrams for no known connection that could not start one."""
+    dropped_malformed: int
+    refused_full: int
+    """INITIALs refused because ``max_connections`` was reached."""
+
+
+class QuicHost:
+    """Connections by connection ID; one datagram core for all of them.
+
+    Args:
+        server_factory: builds the server-side connection for a new INITIAL, given its
+            original destination connection ID and the peer address; None refuses inbound
+            connections.
+        cid_length: length of the connection IDs our connections issue (aioquic's
+            ``QuicConfiguration.connection_id_length``, 8 by default).
+        max_connections: inbound INITIALs beyond this many live connections are dropped.
+    """
+
+    def __init__(
+        self,
+        server_factory: Callable[[bytes, Addr], QuicConnection] | None = None,
+        *,
+        cid_length: int = 8,
+        max_connections: int = 1024,
+    ) -> None:
+        self._factory = server_factory
+        self._cid_length = cid_length
+        self._max = max_connections
+        self._by_cid: dict[bytes, QuicConnection] = {}
+        self._cids: dict[QuicConnection, set[bytes]] = {}
+        self._events: deque[HostEvent] = deque()
+        self._accepted = 0
+        self._dropped_unknown = 0
+        self._dropped_malformed = 0
+        self._refused_full = 0
+
+    # -- commands -----------------------------------------------------------------------
+
+    def connect(self, conn: QuicConnection, addr: Addr, now: float) -> None:
+        """Start a client connection (``conn`` is configured as a client) towards ``addr``.
+        The driver must flush afterwards."""
+        self._register(conn)
+        conn.connect(addr, now=now)
+        self._drain(conn)
+
+    def connections(self) -> Iterator[QuicConnection]:
+        """The live connections."""
+        return iter(list(self._cids))
+
+    def __len__(self) -> int:
+        return len(self._cids)
+
+    def statistics(self) -> HostStatistics:
+        return HostStatistics(
+            connections=len(self._cids),
+            accepted=self._accepted,
+            dropped_unknown=self._dropped_unknown,
+            dropped_malformed=self._dropped_malformed,
+            refused_full=self._refused_full,
+        )
+
+    def drain(self, conn: QuicConnection) -> None:
+        """Collect the events a command on ``conn`` produced (e.g. ``close()``)."""
+        if conn in self._cids:
+            self._drain(conn)
+
+    # -- DatagramCore -------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=self._cid_length)
+        except ValueError:
+            self._dropped_malformed += 1
+            return
+        conn = self._by_cid.get(header.destination_cid)
+        if conn is None:
+            conn = self._accept(header.packet_type, header.destination_cid, len(data), addr)
+            if conn is None:
+                return
+        conn.receive_datagram(data, addr, now)
+        self._drain(conn)
+
+    def _accept(
+        self, packet_type: QuicPacketType, dcid: bytes, size: int, addr: Addr
+    ) -> QuicConnection | None:
+        if packet_type != QuicPacketType.INITIAL or size < SMALLEST_INITIAL or not self._factory:
+            self._dropped_unknown += 1
+            return None
+        if len(self._cids) >= self._max:
+            self._refused_full += 1
+            return None
+        conn = self._factory(dcid, addr)
+        self._register(conn)
+        self._by_cid[dcid] = conn  # the client's first packets still carry its chosen DCID
+        self._cids[conn].add(dcid)
+        self._accepted += 1
+        self._events.append(ConnectionAccepted(conn, addr))
+        return conn
+
+    def handle_timer(self, now: float) -> None:
+        for conn in list(self._cids):
+            deadline = conn.get_timer()
+            if deadline is not None and deadline <= now:
+                conn.handle_timer(now)
+                self._drain(conn)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out: list[Datagram] = []
+        for conn in list(self._cids):
+            for data, addr in conn.datagrams_to_send(now):
+                out.append((data, (addr[0], addr[1])))
+            self._drain(conn)
+        return out
+
+    def get_timer(self) -> float | None:
+        best: float | None = None
+        for conn in self._cids:
+            t = conn.get_timer()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def next_event(self) -> HostEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _register(self, conn: QuicConnection) -> None:
+        cids = self._cids.setdefault(conn, set())
+        cids.add(conn.host_cid)
+        self._by_cid[conn.host_cid] = conn
+
+    def _drain(self, conn: QuicConnection) -> None:
+        cids = self._cids.get(conn)
+        if cids is None:
+            return
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, qe.ConnectionIdIssued):
+                self._by_cid[event.connection_id] = conn
+                cids.add(event.connection_id)
+            elif isinstance(event, qe.ConnectionIdRetired):
+                if self._by_cid.get(event.connection_id) is conn:
+                    del self._by_cid[event.connection_id]
+                cids.discard(event.connection_id)
+            self._events.append(ConnectionEvent(conn, event))
+            if isinstance(event, qe.ConnectionTerminated):
+                self._forget(conn)
+                self._events.append(ConnectionGone(conn, event.error_code, event.reason_phrase))
+                return
+
+    def _forget(self, conn: QuicConnection) -> None:
+        for cid in self._cids.pop(conn, ()):
+            if self._by_cid.get(cid) is conn:
+                del self._by_cid[cid]
