@@ -127,7 +127,7 @@ def _one_byte_at_a_time(event: qe.QuicEvent) -> list[qe.QuicEvent]:
             data=data[i : i + 1],
             end_stream=event.end_stream and i == len(data) - 1,
             stream_id=event.stream_id,
-        )  # fmt: skip
+        )
         for i in range(len(data))
     ]
 
