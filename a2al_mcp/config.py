@@ -113,6 +113,8 @@ class QuicConfig:
     """Concurrent bidirectional streams a peer may open per connection."""
     send_buffer_max_bytes: int = 4 * 1024 * 1024
     """High-water mark on a stream's unsent data (back-pressure)."""
+    max_connections: int = 1024
+    """Live QUIC connections (inbound INITIALs beyond this are dropped)."""
 
     def __post_init__(self) -> None:
         _positive("quic.idle_timeout_s", self.idle_timeout_s)
@@ -120,6 +122,8 @@ class QuicConfig:
         _positive("quic.handshake_timeout_s", self.handshake_timeout_s)
         if self.max_streams < 1 or self.send_buffer_max_bytes < 65536:
             raise ConfigError("quic.max_streams must be ≥ 1 and send_buffer_max_bytes ≥ 65536")
+        if self.max_connections < 1:
+            raise ConfigError("quic.max_connections must be ≥ 1")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,6 +30,7 @@ from typing import ClassVar
 
 __all__ = [
     "A2ALError",
+    "AccessDenied",
     "ConfigError",
     "ConnectionClosed",
     "DecodeError",
@@ -124,6 +125,12 @@ class ConnectionClosed(NetworkError):
         super().__init__(reason or "connection closed")
         self.error_code = error_code
         self.reason = reason
+
+
+class AccessDenied(NetworkError):
+    """The peer refused us (its access list, a token, or no service for us)."""
+
+    code: ClassVar[str] = "ACCESS_DENIED"
 
 
 class LimitExceeded(A2ALError):

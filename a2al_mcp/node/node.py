@@ -11,11 +11,12 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, Self
 
 import anyio
+import anyio.lowlevel
 
 from .._clock import Clock, SystemClock
 from .._random import Rng, SystemRng
@@ -24,16 +25,32 @@ from ..config import NodeConfig, parse_host_port
 from ..dht import events as ev
 from ..dht.core import DhtCore, DhtStats
 from ..dht.lookup import LookupKind
-from ..errors import DecodeError, NodeClosed, NotFound, RequestTimeout, UsageError
+from ..errors import (
+    AccessDenied,
+    DecodeError,
+    NodeClosed,
+    NotFound,
+    RequestTimeout,
+    UsageError,
+)
 from ..identity.aid import Aid, NodeId
 from ..identity.local import Identity
 from ..protocol import limits
 from ..protocol.payloads import EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import RecType, SignedRecord
+from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
+from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService
+from ..transport.session import RouteReceived
+from .connect import Connector
+from .http import HttpHandler, HttpResponse, fetch_over, serve_asgi, serve_http
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
+from .tunnel import Tunnel, bridge_to_tcp
 
-__all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry"]
+__all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
+
+StreamHandler = Callable[[PeerStream], Awaitable[None]]
+"""Serves one admitted inbound stream; ``stream.peer`` is the verified caller."""
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +104,23 @@ class NodeStatus:
     dht: DhtStats
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Serving:
+    """How a local identity answers inbound service streams (see :meth:`Node.serve`)."""
+
+    handler: StreamHandler | None = None
+    http: HttpHandler | None = None
+    app: Any = None
+    service_tcp: Addr | None = None
+    allow: frozenset[Aid] | None = None
+    """Only these callers (None: everyone not denied)."""
+    deny: frozenset[Aid] = frozenset()
+    token: str | None = None
+    """Callers must present this access token (``a2s1`` preamble or stream 0)."""
+
+
 class Node:
-    """A full A2AL peer (DHT now; QUIC and mailbox in later layers)."""
+    """A full A2AL peer: DHT, QUIC connections and streams (mailbox in a later layer)."""
 
     def __init__(
         self,
@@ -114,6 +146,11 @@ class Node:
         self._tg: anyio.abc.TaskGroup | None = None
         self._crash: BaseException | None = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self._serving: dict[Aid, Serving] = {}
+        self._certs: tls.CertificateStore | None = None
+        self._quic: QuicService | None = None
+        self._connector: Connector | None = None
+        self._tunnels: list[Tunnel] = []
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -129,11 +166,29 @@ class Node:
             wall_offset=wall_offset,
             allow_local_hearsay=host.startswith("127.") or host == "::1",
         )
-        self._endpoint = UdpEndpoint(
-            self.config.listen, clock=self._clock, dht=self._dht, on_events=self._on_events
+        self._certs = tls.CertificateStore.generate(
+            self.identity, *[i for a, i in self._identities.items() if a != self.aid],
+            now=self._clock.wall(), rng=self._rng,
+        )  # fmt: skip
+        self._quic = QuicService(
+            certificates=self._certs,
+            flush=self._flush,
+            now=self._clock.monotonic,
+            wall=self._clock.wall,
+            spawn=self._spawn,
+            handlers=InboundHandlers(
+                route=self._route, service=self._serve_stream, admit=self._admit
+            ),
+            max_connections=self.config.quic.max_connections,
+            max_streams_per_connection=self.config.quic.max_streams,
+            send_buffer=self.config.quic.send_buffer_max_bytes,
         )
+        self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host)
+        self._endpoint = UdpEndpoint(self.config.listen, clock=self._clock, dht=self._dht,
+                                     quic=self._quic.host, on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._endpoint)
+            stack.push_async_callback(self._close_quic)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._tg.cancel_scope.cancel)  # runs first on exit
             self._state = _State.OPEN
@@ -141,6 +196,7 @@ class Node:
             await self._join()
             self._tg.start_soon(self._republish_loop)
             self._tg.start_soon(self._rejoin_loop)
+            self._tg.start_soon(self._connector.maintain)
             self._stack = stack.pop_all()
         return self
 
@@ -220,6 +276,9 @@ class Node:
     def add_identity(self, identity: Identity) -> None:
         """Act as another identity too (e.g. a delegated agent)."""
         self._identities[identity.aid] = identity
+        if self._certs is not None and identity.aid not in self._certs:
+            self._certs.add(tls.LocalCertificate.create(identity, now=self._clock.wall(),
+                                                        rng=self._rng))  # fmt: skip
 
     def identities(self) -> list[Identity]:
         return list(self._identities.values())
@@ -253,6 +312,10 @@ class Node:
         return slot[1][0]
 
     def _on_events(self, core: str, event: object) -> None:
+        if core == "quic":
+            if self._quic is not None:
+                self._quic.on_event(event)  # type: ignore[arg-type]
+            return
         op_id = getattr(event, "op_id", None)
         if op_id is not None and op_id in self._waiters:
             slot = self._waiters[op_id]
@@ -414,6 +477,211 @@ class Node:
         return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
                           ready=stats.peers > 0, published=tuple(self._published),
                           dht=stats)  # fmt: skip
+
+    # -- QUIC: plumbing -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.flush()
+
+    def _spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        if self._tg is not None and self._state is _State.OPEN:
+
+            async def run() -> None:
+                await fn()
+
+            self._tg.start_soon(run)
+
+    async def _close_quic(self) -> None:
+        for t in self._tunnels:
+            await t.aclose()
+        if self._quic is not None and self._quic.connections():
+            self._quic.close_all()
+            self._flush()  # the CONNECTION_CLOSE frames leave now
+            await anyio.lowlevel.checkpoint()
+
+    def _route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
+        if route.target is not None:
+            return route.target if route.target in self._identities else None
+        return pc.conn.local_identity_aid or self.aid  # SNI, then the node (a2al-wire §5.2)
+
+    def _admit(self, pc: PeerConnection, token: str | None) -> tuple[bool, str]:
+        serving = self._serving.get(pc.local_aid) if pc.local_aid is not None else None
+        if serving is None:
+            return False, "no service here"
+        caller = pc.peer_aid
+        if caller in serving.deny or (serving.allow is not None and caller not in serving.allow):
+            return False, "denied"
+        route_token = pc.session.route.token if pc.session.route is not None else None
+        if serving.token is not None and serving.token not in (token, route_token):
+            return False, "access token required"
+        return True, ""
+
+    async def _serve_stream(
+        self, pc: PeerConnection, stream: PeerStream, token: str | None
+    ) -> None:
+        assert pc.local_aid is not None
+        serving = self._serving.get(pc.local_aid)
+        if serving is None:
+            stream.reset()
+        elif serving.handler is not None:
+            await serving.handler(stream)
+        elif serving.http is not None:
+            await serve_http(stream, serving.http, local=pc.local_aid)
+        elif serving.app is not None:
+            await serve_asgi(stream, serving.app, local=pc.local_aid)
+        elif serving.service_tcp is not None:
+            await bridge_to_tcp(stream, serving.service_tcp)
+
+    def _quic_parts(self) -> tuple[QuicService, Connector, tls.CertificateStore]:
+        self._check_open()
+        assert self._quic is not None and self._connector is not None and self._certs is not None
+        return self._quic, self._connector, self._certs
+
+    # -- QUIC: public API -----------------------------------------------------------------
+
+    def serve(
+        self,
+        aid: Aid | None = None,
+        *,
+        handler: StreamHandler | None = None,
+        http: HttpHandler | None = None,
+        app: Any = None,
+        service_tcp: str | Addr | None = None,
+        allow: Sequence[Aid] | None = None,
+        deny: Sequence[Aid] = (),
+        token: str | None = None,
+    ) -> Serving:
+        """Answer inbound service streams addressed to local identity ``aid`` (default: the
+        node) with exactly one of: ``handler`` (raw stream), ``http`` (one request → one
+        response), ``app`` (ASGI 3) or ``service_tcp`` (bridge to a TCP service, like a2ald).
+        ``allow``/``deny`` filter callers by verified AID; ``token`` requires an access token.
+        Calling it again replaces the previous setting.
+        """
+        ident = self._identity(aid)
+        if isinstance(service_tcp, str):
+            service_tcp = parse_host_port(service_tcp.removeprefix("http://"), what="service_tcp")
+        given = [x for x in (handler, http, app, service_tcp) if x is not None]
+        if len(given) != 1:
+            raise UsageError("give exactly one of handler=, http=, app= or service_tcp=")
+        serving = Serving(handler=handler, http=http, app=app, service_tcp=service_tcp,
+                          allow=None if allow is None else frozenset(allow),
+                          deny=frozenset(deny), token=token)  # fmt: skip
+        self._serving[ident.aid] = serving
+        return serving
+
+    def unserve(self, aid: Aid | None = None) -> None:
+        """Stop answering service streams for ``aid`` (they are refused from now on)."""
+        self._serving.pop(self._identity(aid).aid, None)
+
+    async def connect(
+        self,
+        aid: Aid,
+        *,
+        local: Aid | None = None,
+        endpoints: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> PeerConnection:
+        """A verified QUIC connection from local identity ``local`` (default: the node) to
+        ``aid``, pooled per (local, remote). ``endpoints`` (``quic://ip:port`` URLs) skips
+        the DHT lookup.
+
+        Raises:
+            NotFound: ``aid`` has no endpoint record.
+            Unreachable / RequestTimeout: no endpoint answered; HandshakeFailed: none proved
+                ``aid``.
+        """
+        _quic, connector, certs = self._quic_parts()
+        ident = self._identity(local)
+        cert = certs.get(ident.aid)
+        assert cert is not None
+
+        async def urls() -> Sequence[str]:
+            if endpoints is not None:
+                return endpoints
+            return (await self.resolve(aid)).endpoints
+
+        return await connector.connect(
+            cert, aid, urls, timeout_s=timeout_s or self.config.quic.handshake_timeout_s
+        )
+
+    async def open_stream(
+        self, aid: Aid, *, local: Aid | None = None, token: str | None = None,
+        endpoints: Sequence[str] | None = None,
+    ) -> PeerStream:  # fmt: skip
+        """A new service stream to ``aid`` (connecting first if needed). One retry on a
+        connection that turns out to be dead, as a2ald does."""
+        for attempt in (1, 2):
+            pc = await self.connect(aid, local=local, endpoints=endpoints)
+            try:
+                return await pc.open_stream(token)
+            except AccessDenied:
+                raise
+            except NodeClosed:
+                raise
+            except Exception:
+                if attempt == 2:
+                    raise
+                pc.close(0, "retrying")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def fetch(
+        self,
+        aid: Aid,
+        method: str = "GET",
+        path: str = "/",
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        local: Aid | None = None,
+        token: str | None = None,
+        endpoints: Sequence[str] | None = None,
+        timeout_s: float = 30.0,
+    ) -> HttpResponse:
+        """One HTTP/1.1 request to the agent ``aid`` over a new stream.
+
+        Raises:
+            RequestTimeout: no complete answer within ``timeout_s``.
+        """
+        try:
+            with anyio.fail_after(timeout_s):
+                stream = await self.open_stream(aid, local=local, token=token,
+                                                endpoints=endpoints)  # fmt: skip
+                async with stream:
+                    return await fetch_over(stream, method, path, headers, body)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"fetch {method} {path} from {aid} took over {timeout_s:g} s"
+            ) from None
+
+    async def tunnel(
+        self,
+        aid: Aid,
+        *,
+        local: Aid | None = None,
+        token: str | None = None,
+        listen: Addr = ("127.0.0.1", 0),
+        endpoints: Sequence[str] | None = None,
+    ) -> Tunnel:
+        """A local TCP listener (``tunnel.addr``) whose every connection becomes a stream
+        to ``aid``. Close it with ``await tunnel.aclose()``; the node closes it on exit."""
+        self._quic_parts()
+        assert self._tg is not None
+        await self.connect(aid, local=local, endpoints=endpoints)  # fail early
+        t = Tunnel(aid, lambda: self.open_stream(aid, local=local, token=token,
+                                                 endpoints=endpoints), listen=listen)  # fmt: skip
+        await t.start(self._tg)
+        self._tunnels = [x for x in self._tunnels if not x.closed] + [t]
+        return t
+
+    def tunnels(self) -> list[Tunnel]:
+        """Open tunnels."""
+        return [t for t in self._tunnels if not t.closed]
+
+    def connections(self) -> list[PeerConnection]:
+        """Live QUIC connections (both directions)."""
+        quic, _, _ = self._quic_parts()
+        return quic.connections()
 
     async def _republish_loop(self) -> None:
         interval = self.config.dht.republish_interval_s

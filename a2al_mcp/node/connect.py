@@ -1,0 +1,206 @@
+"""AID → verified QUIC connection: dial targets, Happy Eyeballs, a pool, back-off (§5.5).
+
+:class:`Connector` keeps one connection per ``(local AID, remote AID)``. A new connection dials
+every ``quic://``/``udp://`` endpoint of the remote's endpoint record (IP literals, de-duplicated,
+IPv6 only where our socket can send it), starting one attempt every 250 ms until one is
+verified; the others are closed. Failed dials back off 15 s, doubling to 5 min. Idle pooled
+connections are pinged every 25 s (keep-alive) and closed after 5 min without use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+from urllib.parse import urlsplit
+
+import anyio
+
+from .._types import Addr
+from ..errors import HandshakeFailed, RequestTimeout, Unreachable
+from ..identity.aid import Aid
+from ..transport import tls
+from ..transport.peer import PeerConnection, QuicService
+
+__all__ = ["Connector", "dial_targets"]
+
+logger = logging.getLogger(__name__)
+
+STAGGER_S: Final = 0.25
+DIAL_TIMEOUT_S: Final = 10.0
+IDLE_EVICT_S: Final = 300.0
+KEEPALIVE_S: Final = 25.0
+BACKOFF_START_S: Final = 15.0
+BACKOFF_MAX_S: Final = 300.0
+
+
+def dial_targets(endpoints: Sequence[str], *, ipv6: bool = True) -> list[Addr]:
+    """The UDP addresses to dial from an endpoint record's URLs, in order, de-duplicated.
+
+    Only ``quic://`` and ``udp://`` URLs with an IP-literal host and a port count; IPv6 ones
+    only when ``ipv6``. Hostnames are skipped: we never resolve names for peers.
+    """
+    out: list[Addr] = []
+    for url in endpoints:
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            continue
+        if parts.scheme not in ("quic", "udp") or not host or not port:
+            continue
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if ip.version == 6 and not ipv6:
+            continue
+        addr = (str(ip), port)
+        if addr not in out:
+            out.append(addr)
+    return out
+
+
+@dataclasses.dataclass(slots=True)
+class _Backoff:
+    until: float
+    delay: float
+
+
+class Connector:
+    """Connections to remote AIDs, pooled per (local, remote)."""
+
+    def __init__(
+        self,
+        service: QuicService,
+        *,
+        now: Callable[[], float],
+        ipv6: bool,
+    ) -> None:
+        self.service = service
+        self._now = now
+        self._ipv6 = ipv6
+        self._pool: dict[tuple[Aid, Aid], PeerConnection] = {}
+        self._backoff: dict[tuple[Aid, Aid], _Backoff] = {}
+        self._dialing: dict[tuple[Aid, Aid], anyio.Event] = {}
+        self.dials = 0
+        self.dial_failures = 0
+
+    def pooled(self) -> list[PeerConnection]:
+        return [pc for pc in self._pool.values() if not pc.closed]
+
+    def adopt(self, pc: PeerConnection) -> None:
+        """Pool an inbound connection so replies reuse it (keyed by its local identity)."""
+        if pc.local_aid is not None and pc.ready:
+            self._pool.setdefault((pc.local_aid, pc.peer_aid), pc)
+
+    async def connect(
+        self,
+        local: tls.LocalCertificate,
+        remote: Aid,
+        endpoints: Callable[[], Awaitable[Sequence[str]]],
+        *,
+        timeout_s: float = DIAL_TIMEOUT_S,
+        force: bool = False,
+    ) -> PeerConnection:
+        """A verified connection from ``local`` to ``remote`` (pooled, or dialled now).
+
+        ``endpoints`` is called only when a dial is needed (it resolves the record).
+
+        Raises:
+            Unreachable: no endpoint, or back-off after recent failures.
+            HandshakeFailed: every endpoint answered but none proved ``remote``.
+            RequestTimeout: nothing was verified within ``timeout_s``.
+        """
+        key = (local.aid, remote)
+        while True:
+            pc = self._pool.get(key)
+            if pc is not None and not pc.closed:
+                pc.last_used = self._now()
+                return pc
+            pending = self._dialing.get(key)
+            if pending is None:
+                break
+            await pending.wait()  # someone else dials: share the outcome
+            if key not in self._pool:
+                break
+        bo = self._backoff.get(key)
+        if bo is not None and bo.until > self._now() and not force:
+            raise Unreachable(
+                f"{remote} failed recently; next attempt in {bo.until - self._now():.0f} s"
+            )
+        done = self._dialing[key] = anyio.Event()
+        try:
+            urls = await endpoints()
+            targets = dial_targets(urls, ipv6=self._ipv6)
+            if not targets:
+                raise Unreachable(f"{remote} publishes no endpoint we can dial ({list(urls)})")
+            pc = await self._happy_eyeballs(local, remote, targets, timeout_s)
+        except (Unreachable, HandshakeFailed, RequestTimeout):
+            self.dial_failures += 1
+            delay = min(bo.delay * 2, BACKOFF_MAX_S) if bo else BACKOFF_START_S
+            self._backoff[key] = _Backoff(self._now() + delay, delay)
+            raise
+        finally:
+            del self._dialing[key]
+            done.set()
+        self._backoff.pop(key, None)
+        self._pool[key] = pc
+        return pc
+
+    async def _happy_eyeballs(
+        self, local: tls.LocalCertificate, remote: Aid, targets: list[Addr], timeout_s: float
+    ) -> PeerConnection:
+        winner: list[PeerConnection] = []
+        errors: list[str] = []
+        attempts: list[PeerConnection] = []
+
+        async def attempt(addr: Addr, delay: float, tg: anyio.abc.TaskGroup) -> None:
+            await anyio.sleep(delay)
+            if winner:
+                return
+            self.dials += 1
+            pc = self.service.dial(local, remote, addr)
+            attempts.append(pc)
+            try:
+                await pc.wait_ready()
+            except HandshakeFailed as exc:
+                errors.append(f"{addr[0]}:{addr[1]}: {exc}")
+                return
+            if not winner:
+                winner.append(pc)
+                tg.cancel_scope.cancel()
+
+        with anyio.move_on_after(timeout_s):
+            async with anyio.create_task_group() as tg:
+                for i, addr in enumerate(targets):
+                    tg.start_soon(attempt, addr, i * STAGGER_S, tg)
+        for pc in attempts:
+            if not winner or pc is not winner[0]:
+                pc.close(0, "another path won")
+        if winner:
+            return winner[0]
+        if errors and len(errors) == len(targets):
+            raise HandshakeFailed(f"could not verify {remote}: " + "; ".join(errors))
+        raise RequestTimeout(
+            f"no answer from {remote} within {timeout_s:g} s at "
+            + ", ".join(f"{h}:{p}" for h, p in targets)
+            + (f" ({'; '.join(errors)})" if errors else "")
+        )
+
+    async def maintain(self) -> None:
+        """Keep-alive and idle eviction, forever (run in the node's task group)."""
+        while True:
+            await anyio.sleep(KEEPALIVE_S)
+            now = self._now()
+            for key, pc in list(self._pool.items()):
+                if pc.closed:
+                    del self._pool[key]
+                elif now - pc.last_used > IDLE_EVICT_S and not pc._streams:
+                    del self._pool[key]
+                    pc.close(0, "idle")
+                else:
+                    pc.conn.send_ping(0)
+            self.service.flush()

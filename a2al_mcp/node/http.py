@@ -1,0 +1,256 @@
+"""HTTP/1.1 over one A2AL stream, both ways (h11): ``fetch`` and in-process serving (§5.5).
+
+a2ald's ``fetch``, ``tunnel`` and ``/aid/`` gateway write plain HTTP/1.1 on a stream, so an
+agent served here is reachable from them, and :func:`fetch_over` reaches a2ald agents whose
+``service_tcp`` is an HTTP server. The caller's AID comes from the verified QUIC connection and
+reaches handlers as :attr:`HttpRequest.caller` (ASGI: ``scope["extensions"]["a2al"]``);
+headers that claim a caller identity are stripped from inbound requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import anyio
+import h11
+from anyio import EndOfStream
+
+from ..errors import DecodeError, LimitExceeded
+from ..identity.aid import Aid
+from ..transport.peer import PeerStream
+
+__all__ = [
+    "CALLER_HEADERS",
+    "HttpHandler",
+    "HttpRequest",
+    "HttpResponse",
+    "fetch_over",
+    "serve_asgi",
+    "serve_http",
+]
+
+MAX_BODY: Final = 4 * 1024 * 1024
+"""Largest body read (a2ald caps fetch responses at 4 MiB)."""
+CALLER_HEADERS: Final = frozenset({"x-a2al-caller", "x-a2al-caller-aid", "x-caller-aid"})
+"""Inbound headers removed before a handler sees the request (the caller is the verified AID)."""
+_READ: Final = 65536
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    caller: Aid
+    """The verified AID of the peer that sent the request."""
+    local: Aid
+    """The local identity the request was addressed to."""
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), default)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    reason: str = ""
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), default)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+def _pairs(headers: Sequence[tuple[bytes, bytes]] | Any) -> tuple[tuple[str, str], ...]:
+    return tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers)
+
+
+async def _next_event(conn: h11.Connection, stream: PeerStream) -> Any:
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise DecodeError(f"bad HTTP from peer: {exc}") from None
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            data = await stream.receive(_READ)
+        except EndOfStream:
+            data = b""
+        conn.receive_data(data)
+
+
+async def _read_body(conn: h11.Connection, stream: PeerStream, limit: int) -> tuple[bytes, Any]:
+    body = bytearray()
+    while True:
+        event = await _next_event(conn, stream)
+        if isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > limit:
+                raise LimitExceeded(f"HTTP body over {limit} bytes")
+        else:
+            return bytes(body), event
+
+
+async def fetch_over(
+    stream: PeerStream,
+    method: str,
+    path: str,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    *,
+    max_body: int = MAX_BODY,
+) -> HttpResponse:
+    """One HTTP/1.1 exchange on ``stream`` (``Host: a2al-agent`` unless given;
+    ``Connection: close``).
+
+    Raises:
+        DecodeError: the answer is not HTTP/1.1.
+        LimitExceeded: the response body exceeds ``max_body``.
+    """
+    if not path.startswith("/"):
+        path = "/" + path
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+    hdrs = [(k.lower(), v) for k, v in headers]
+    names = {k for k, _ in hdrs}
+    if "host" not in names:
+        hdrs.insert(0, ("host", "a2al-agent"))
+    if "content-length" not in names and "transfer-encoding" not in names:
+        hdrs.append(("content-length", str(len(body))))
+    if "connection" not in names:
+        hdrs.append(("connection", "close"))
+    out = conn.send(h11.Request(method=method.upper(), target=path, headers=hdrs))
+    if body:
+        out += conn.send(h11.Data(data=body))
+    out += conn.send(h11.EndOfMessage())
+    await stream.send(out)
+    event = await _next_event(conn, stream)
+    while isinstance(event, h11.InformationalResponse):
+        event = await _next_event(conn, stream)
+    if not isinstance(event, h11.Response):
+        raise DecodeError(f"expected an HTTP response, got {type(event).__name__}")
+    data, _ = await _read_body(conn, stream, max_body)
+    return HttpResponse(event.status_code, _pairs(event.headers), data,
+                        event.reason.decode("latin-1"))  # fmt: skip
+
+
+async def _write_response(conn: h11.Connection, stream: PeerStream, resp: HttpResponse) -> None:
+    hdrs = [(k.lower(), v) for k, v in resp.headers if k.lower() != "content-length"]
+    hdrs.append(("content-length", str(len(resp.body))))
+    out = conn.send(h11.Response(status_code=resp.status, headers=hdrs,
+                                 reason=resp.reason.encode() or b""))  # fmt: skip
+    if resp.body:
+        out += conn.send(h11.Data(data=resp.body))
+    out += conn.send(h11.EndOfMessage())
+    await stream.send(out)
+
+
+async def serve_http(
+    stream: PeerStream, handler: HttpHandler, *, local: Aid, max_body: int = MAX_BODY
+) -> None:
+    """Answer HTTP/1.1 requests on ``stream`` with ``handler`` until the peer stops (a
+    handler error becomes a 500 that says nothing about the error)."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+    while True:
+        try:
+            event = await _next_event(conn, stream)
+        except DecodeError:
+            await _send_error(conn, stream, 400, b"bad request")
+            return
+        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            return
+        if not isinstance(event, h11.Request):
+            return
+        try:
+            body, _ = await _read_body(conn, stream, max_body)
+        except LimitExceeded:
+            await _send_error(conn, stream, 413, b"request body too large")
+            return
+        request = HttpRequest(
+            method=event.method.decode("ascii"),
+            path=event.target.decode("latin-1"),
+            headers=tuple(kv for kv in _pairs(event.headers) if kv[0] not in CALLER_HEADERS),
+            body=body,
+            caller=stream.peer,
+            local=local,
+        )
+        try:
+            resp = await handler(request)
+        except Exception:
+            resp = HttpResponse(500, (("content-type", "text/plain"),), b"internal error")
+        await _write_response(conn, stream, resp)
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            return
+        try:
+            conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            return
+
+
+async def _send_error(conn: h11.Connection, stream: PeerStream, status: int, text: bytes) -> None:
+    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        await _write_response(conn, stream, HttpResponse(status, (("connection", "close"),), text))
+
+
+async def serve_asgi(stream: PeerStream, app: Any, *, local: Aid, max_body: int = MAX_BODY) -> None:
+    """Serve an ASGI 3 application on ``stream`` (one request per cycle)."""
+
+    async def handler(req: HttpRequest) -> HttpResponse:
+        path, _, query = req.path.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": req.method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers],
+            "client": None,
+            "server": None,
+            "extensions": {"a2al": {"caller": str(req.caller), "local": str(req.local)}},
+        }
+        sent_body = False
+        status = 500
+        headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+        done = anyio.Event()
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": req.body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                           for k, v in message.get("headers", [])]  # fmt: skip
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    done.set()
+
+        await app(scope, receive, send)
+        done.set()
+        return HttpResponse(status, tuple(headers), b"".join(chunks))
+
+    await serve_http(stream, handler, local=local, max_body=max_body)

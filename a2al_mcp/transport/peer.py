@@ -1,0 +1,528 @@
+"""Async QUIC peers: verified connections and byte streams over the shared socket (driver).
+
+:class:`QuicService` sits on the node's :class:`~a2al_mcp.transport.endpoint.UdpEndpoint`
+next to the DHT: it owns the :class:`~a2al_mcp.transport.quic_host.QuicHost` core, gives every
+connection a :class:`~a2al_mcp.transport.session.Session`, and turns their events into
+awaitable objects:
+
+* :class:`PeerConnection` — one mutually authenticated connection; ``peer`` is the verified
+  remote identity, ``local_aid`` the local identity it speaks for. Usable only after
+  :meth:`PeerConnection.wait_ready` (the client-side handshake trap: we wait for the server's
+  HANDSHAKE_DONE, i.e. for the server to have accepted our certificate).
+* :class:`PeerStream` — an :class:`anyio.abc.ByteStream` over one QUIC stream, with real
+  back-pressure: :meth:`PeerStream.send` waits while more than ``send_buffer`` bytes sit
+  unacknowledged in aioquic's (otherwise unbounded) send buffer.
+
+Inbound work is handed to callbacks the node installs (:class:`InboundHandlers`): the route of
+a new connection, service streams (to admit or refuse) and mailbox frames. Handlers run as
+tasks in the service's task group; a failing handler resets its stream, never the node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import anyio.abc
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
+
+from .._types import Addr
+from ..errors import AccessDenied, ConnectionClosed, HandshakeFailed, NodeClosed, RequestTimeout
+from ..identity.aid import Aid
+from ..protocol import session_frames as sf
+from . import session as ss
+from . import tls
+from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
+
+if TYPE_CHECKING:
+    from aioquic.quic import events as qe
+
+__all__ = ["InboundHandlers", "PeerConnection", "PeerStream", "QuicService"]
+
+logger = logging.getLogger(__name__)
+
+SEND_BUFFER_BYTES: Final = 1 << 20
+"""Unacknowledged bytes a stream may hold before :meth:`PeerStream.send` waits."""
+ROUTE_TIMEOUT_S: Final = 15.0
+"""An inbound connection must complete stream 0 this fast (a2ald 0.3.5)."""
+APP_ERROR_UNKNOWN_AGENT: Final = 1
+
+
+class PeerStream(anyio.abc.ByteStream):
+    """One QUIC stream to or from a verified peer."""
+
+    def __init__(self, conn: PeerConnection, stream_id: int) -> None:
+        self.connection = conn
+        self.stream_id = stream_id
+        self._buf = bytearray()
+        self._eof = False
+        self._reset: int | None = None
+        self._readable = anyio.Event()
+        self._write_closed = False
+        self._closed = False
+
+    @property
+    def peer(self) -> Aid:
+        """The verified AID at the other end (a caller AID for inbound streams)."""
+        return self.connection.peer_aid
+
+    # -- fed by the service ---------------------------------------------------------------
+
+    def _feed(self, data: bytes, end: bool) -> None:
+        self._buf += data
+        self._eof = self._eof or end
+        self._readable.set()
+
+    def _fail(self, error_code: int) -> None:
+        self._reset = error_code
+        self._readable.set()
+
+    # -- ByteStream -----------------------------------------------------------------------
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while not self._buf:
+            if self._closed:
+                raise ClosedResourceError
+            if self._reset is not None:
+                raise BrokenResourceError(f"stream reset by peer (code {self._reset:#x})")
+            if self._eof:
+                raise EndOfStream
+            self._readable = anyio.Event()
+            await self.connection._wait(self._readable)
+        data = bytes(self._buf[:max_bytes])
+        del self._buf[:max_bytes]
+        return data
+
+    async def send(self, item: bytes) -> None:
+        if self._closed or self._write_closed:
+            raise ClosedResourceError
+        if self._reset is not None:
+            raise BrokenResourceError(f"stream reset by peer (code {self._reset:#x})")
+        svc = self.connection.service
+        view = memoryview(item)
+        chunk = 64 * 1024
+        for start in range(0, len(view), chunk):
+            while tls.pending_send_bytes(self.connection.conn, self.stream_id) > svc.send_buffer:
+                await self.connection._progress_wait()
+                if self._reset is not None or self.connection.closed:
+                    raise BrokenResourceError("the connection or stream went away")
+            self.connection.session.send(self.stream_id, bytes(view[start : start + chunk]))
+            svc.flush()
+
+    async def send_eof(self) -> None:
+        if self._write_closed or self._closed:
+            return
+        self._write_closed = True
+        if not self.connection.closed:
+            self.connection.session.send(self.stream_id, b"", end_stream=True)
+            self.connection.service.flush()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        await self.send_eof()
+        self._closed = True
+        self._readable.set()
+        self.connection._streams.pop(self.stream_id, None)
+
+    def reset(self, error_code: int = ss.ERR_ACCESS_DENIED) -> None:
+        """Abort the stream in both directions."""
+        if not self.connection.closed:
+            self.connection.session.refuse(self.stream_id, error_code)
+            self.connection.service.flush()
+        self._closed = True
+        self.connection._streams.pop(self.stream_id, None)
+
+    async def receive_exactly(self, n: int) -> bytes:
+        """Read exactly ``n`` bytes (EndOfStream if the stream ends first)."""
+        out = bytearray()
+        while len(out) < n:
+            out += await self.receive(n - len(out))
+        return bytes(out)
+
+
+class PeerConnection:
+    """A QUIC connection with a verified peer."""
+
+    def __init__(self, service: QuicService, conn: tls.A2ALQuicConnection, addr: Addr,
+                 *, session: ss.Session) -> None:  # fmt: skip
+        self.service = service
+        self.conn = conn
+        self.addr = addr
+        self.session = session
+        self.local_aid: Aid | None = conn.local_identity_aid if not session.is_dialer else None
+        self._streams: dict[int, PeerStream] = {}
+        self._ready = anyio.Event()
+        self._gone = anyio.Event()
+        self._progress = anyio.Event()
+        self._waiting: dict[int, tuple[anyio.Event, list[ss.SessionEvent]]] = {}
+        self.close_reason: str = ""
+        self.closed = False
+        self.peer_control: ss.PeerControl | None = None
+        self.last_used = service.now()
+
+    @property
+    def is_dialer(self) -> bool:
+        return self.session.is_dialer
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def peer_aid(self) -> Aid:
+        ident = self.conn.peer_identity
+        if ident is None:
+            raise HandshakeFailed("the peer is not authenticated yet")
+        return ident.aid
+
+    @property
+    def peer(self) -> tls.PeerIdentity:
+        ident = self.conn.peer_identity
+        if ident is None:
+            raise HandshakeFailed("the peer is not authenticated yet")
+        return ident
+
+    async def wait_ready(self) -> None:
+        """Until the handshake is confirmed and the peer verified (HandshakeFailed if it fails)."""
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def watch_gone() -> None:
+                    await self._gone.wait()
+                    scope.cancel()
+
+                tg.start_soon(watch_gone)
+                await self._ready.wait()
+                tg.cancel_scope.cancel()
+        if not self._ready.is_set():
+            raise HandshakeFailed(f"connection failed: {self.close_reason or 'closed'}")
+
+    async def _wait(self, event: anyio.Event) -> None:
+        """Wait for ``event`` unless the connection goes away first."""
+        if self.closed:
+            if not event.is_set():
+                raise BrokenResourceError(f"connection closed: {self.close_reason}")
+            return
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def watch_gone() -> None:
+                    await self._gone.wait()
+                    scope.cancel()
+
+                tg.start_soon(watch_gone)
+                await event.wait()
+                tg.cancel_scope.cancel()
+        if not event.is_set():
+            raise BrokenResourceError(f"connection closed: {self.close_reason}")
+
+    async def _progress_wait(self) -> None:
+        self._progress = anyio.Event()
+        with anyio.move_on_after(0.05):  # also re-check on a short tick
+            await self._wait(self._progress)
+
+    async def open_stream(self, token: str | None = None, *,
+                          admission: bool | None = None) -> PeerStream:  # fmt: skip
+        """A new service stream to the peer (``a2s1`` when the peer advertised it, raw
+        otherwise).
+
+        Raises:
+            AccessDenied: the peer refused the admission.
+            ConnectionClosed: the connection is closed.
+        """
+        if self.closed:
+            raise ConnectionClosed(self.close_reason)
+        await self.wait_ready()
+        sid = self.session.open_service_stream(token, admission=admission)
+        stream = PeerStream(self, sid)
+        self._streams[sid] = stream
+        preamble = self.session._streams[sid].kind is ss._Kind.ADMISSION_OUT
+        self.service.flush()
+        self.last_used = self.service.now()
+        if preamble:
+            result = await self._await(sid)
+            assert isinstance(result, ss.AdmissionResult)
+            if not result.admitted:
+                self._streams.pop(sid, None)
+                raise AccessDenied(f"{self.peer_aid} refused the stream: {result.reason}")
+        return stream
+
+    async def send_mailbox(self, frame: sf.MailboxFrame, timeout_s: float = 5.0) -> None:
+        """Deliver one mailbox frame and wait for the ``01`` acknowledgement.
+
+        Raises:
+            RequestTimeout: no acknowledgement in time.
+            ConnectionClosed: the connection or the stream went away.
+        """
+        await self.wait_ready()
+        sid = self.session.send_mailbox(frame)
+        self.service.flush()
+        try:
+            with anyio.fail_after(timeout_s):
+                event = await self._await(sid)
+        except TimeoutError:
+            raise RequestTimeout(f"no mailbox acknowledgement in {timeout_s:g} s") from None
+        if not isinstance(event, ss.MailboxAcked):
+            raise ConnectionClosed(f"mailbox stream failed: {event}")
+
+    async def _await(self, stream_id: int) -> ss.SessionEvent:
+        slot: tuple[anyio.Event, list[ss.SessionEvent]] = (anyio.Event(), [])
+        self._waiting[stream_id] = slot
+        try:
+            await self._wait(slot[0])
+        except BrokenResourceError as exc:
+            raise ConnectionClosed(str(exc)) from None
+        finally:
+            self._waiting.pop(stream_id, None)
+        return slot[1][0]
+
+    def close(self, error_code: int = 0, reason: str = "") -> None:
+        """Close the connection (the peer sees ``error_code``)."""
+        if not self.closed:
+            self.conn.close(error_code=error_code, reason_phrase=reason)
+            self.service.host.drain(self.conn)
+            self.service.flush()
+
+    # -- fed by the service ---------------------------------------------------------------
+
+    def _on_session_event(self, e: ss.SessionEvent) -> None:
+        waiter = self._waiting.get(getattr(e, "stream_id", -1))
+        if isinstance(e, ss.StreamData):
+            stream = self._streams.get(e.stream_id)
+            if stream is not None:
+                stream._feed(e.data, e.end_stream)
+        elif isinstance(e, ss.StreamReset):
+            stream = self._streams.pop(e.stream_id, None)
+            if stream is not None:
+                stream._fail(e.error_code)
+            if waiter is not None:
+                waiter[1].append(e)
+                waiter[0].set()
+        elif isinstance(e, ss.AdmissionResult | ss.MailboxAcked):
+            if waiter is not None:
+                waiter[1].append(e)
+                waiter[0].set()
+        elif isinstance(e, ss.PeerControl):
+            self.peer_control = e
+            self.service.handlers.on_peer_control(self, e)
+        elif isinstance(e, ss.RouteReceived):
+            self.service._on_route(self, e)
+        elif isinstance(e, ss.ServiceRequested):
+            self.service._on_service(self, e)
+        elif isinstance(e, ss.MailboxReceived):
+            self.service._on_mailbox(self, e)
+
+    def _check_ready(self) -> None:
+        if self._ready.is_set() or self.closed:
+            return
+        verified = self.conn.peer_identity is not None and self.conn.handshake_confirmed
+        if verified and (self.is_dialer or self.local_aid is not None):
+            self._ready.set()
+
+    def _on_gone(self, reason: str) -> None:
+        self.closed = True
+        self.close_reason = reason
+        for stream in list(self._streams.values()):
+            stream._fail(0)
+        self._streams.clear()
+        self._gone.set()
+        self._progress.set()
+
+
+@dataclasses.dataclass(slots=True)
+class InboundHandlers:
+    """What the node does with inbound work. Every callback runs synchronously in the
+    event path and must not block; long work goes to ``spawn``."""
+
+    route: Callable[[PeerConnection, ss.RouteReceived], Aid | None] = lambda c, r: None
+    """Choose the local identity an inbound connection speaks to (None: refuse it)."""
+    service: Callable[[PeerConnection, PeerStream, str | None], Awaitable[None]] | None = None
+    """Serve an admitted inbound stream (runs as a task). Given the stream and the token."""
+    admit: Callable[[PeerConnection, str | None], tuple[bool, str]] = lambda c, t: (True, "")
+    """Decide an inbound service stream: (admitted, reason)."""
+    mailbox: Callable[[PeerConnection, sf.MailboxFrame], Awaitable[bool]] | None = None
+    """Store a mailbox frame; True to acknowledge (runs as a task)."""
+    agent_info: Callable[[Aid, int], list[bytes]] = lambda aid, seq: []
+    """Topic records to send a dialer of ``aid`` that holds ``seq``."""
+    on_peer_control: Callable[[PeerConnection, ss.PeerControl], None] = lambda c, e: None
+    """The acceptor's answer on stream 0 (ObservedAddr and AgentInfo)."""
+
+
+class QuicService:
+    """QUIC connections of one node, over the node's shared socket."""
+
+    def __init__(
+        self,
+        *,
+        certificates: tls.CertificateStore,
+        flush: Callable[[], None],
+        now: Callable[[], float],
+        wall: Callable[[], float],
+        spawn: Callable[[Callable[[], Awaitable[None]]], None],
+        handlers: InboundHandlers | None = None,
+        max_connections: int = 1024,
+        max_streams_per_connection: int = 100,
+        send_buffer: int = SEND_BUFFER_BYTES,
+    ) -> None:
+        self.certificates = certificates
+        self.flush = flush
+        self.now = now
+        self.wall = wall
+        self._spawn = spawn
+        self.handlers = handlers or InboundHandlers()
+        self.send_buffer = send_buffer
+        self.max_streams = max_streams_per_connection
+        self.host = QuicHost(self._server_conn, max_connections=max_connections)
+        self._conns: dict[object, PeerConnection] = {}
+        self.refused_streams = 0
+        self.refused_connections = 0
+        self._closing = False
+
+    def connections(self) -> list[PeerConnection]:
+        return list(self._conns.values())
+
+    # -- outbound -------------------------------------------------------------------------
+
+    def dial(self, local: tls.LocalCertificate, expected: Aid, addr: Addr, *,
+             held_topic_seq: int = 0) -> PeerConnection:  # fmt: skip
+        """Start a connection from ``local`` to ``expected`` at ``addr``; await
+        :meth:`PeerConnection.wait_ready` on the result."""
+        if self._closing:
+            raise NodeClosed("the QUIC service is closing")
+        conn = tls.A2ALQuicConnection(
+            configuration=tls.client_configuration(local, expected),
+            now_wall=self.wall,
+            expected=expected,
+        )
+        session = ss.Session(conn)
+        pc = PeerConnection(self, conn, addr, session=session)
+        pc.local_aid = local.aid
+        self._conns[conn] = pc
+        self.host.connect(conn, addr, self.now())
+        session.start(expected, held_topic_seq=held_topic_seq)
+        self._pump()
+        return pc
+
+    # -- events from the endpoint ---------------------------------------------------------
+
+    def on_event(self, event: HostEvent) -> None:
+        """The endpoint's ``on_events`` hook for the ``quic`` core."""
+        if isinstance(event, ConnectionAccepted):
+            conn = event.conn
+            assert isinstance(conn, tls.A2ALQuicConnection)
+            pc = PeerConnection(self, conn, event.addr,
+                                session=ss.Session(conn, observed_addr=event.addr))  # fmt: skip
+            self._conns[conn] = pc
+            self._spawn(lambda: self._route_deadline(pc))
+        elif isinstance(event, ConnectionEvent):
+            known = self._conns.get(event.conn)
+            if known is not None:
+                self._on_quic_event(known, event.event)
+        elif isinstance(event, ConnectionGone):
+            gone = self._conns.pop(event.conn, None)
+            if gone is not None:
+                code = f"error {event.error_code:#x}" if event.error_code else "closed"
+                gone._on_gone(event.reason or code)
+
+    def _on_quic_event(self, pc: PeerConnection, e: qe.QuicEvent) -> None:
+        for se in pc.session.handle_event(e):
+            pc._on_session_event(se)
+        pc._check_ready()
+        pc._progress.set()
+
+    def _pump(self) -> None:
+        self.flush()
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def _server_conn(self, dcid: bytes, addr: Addr) -> tls.A2ALQuicConnection:
+        return tls.A2ALQuicConnection(
+            configuration=tls.server_configuration(self.certificates),
+            now_wall=self.wall,
+            store=self.certificates,
+            original_destination_connection_id=dcid,
+        )
+
+    async def _route_deadline(self, pc: PeerConnection) -> None:
+        with anyio.move_on_after(ROUTE_TIMEOUT_S):
+            while pc.session.route is None and not pc.closed:
+                await pc._progress_wait()
+        if pc.session.route is None and not pc.closed:
+            pc.close(APP_ERROR_UNKNOWN_AGENT, "no route frame in time")
+
+    def _on_route(self, pc: PeerConnection, route: ss.RouteReceived) -> None:
+        local = self.handlers.route(pc, route)
+        if local is None:
+            self.refused_connections += 1
+            pc.close(APP_ERROR_UNKNOWN_AGENT, "unknown agent")
+            return
+        pc.local_aid = local
+        target = route.target or local
+        pc.session.answer_route(self.handlers.agent_info(target, route.held_topic_seq))
+        pc._check_ready()
+        self.flush()
+
+    def _on_service(self, pc: PeerConnection, req: ss.ServiceRequested) -> None:
+        handler = self.handlers.service
+        if handler is None or pc.local_aid is None or len(pc._streams) >= self.max_streams:
+            self.refused_streams += 1
+            pc.session.admit(req.stream_id, False, "no service here")
+            self.flush()
+            return
+        admitted, reason = self.handlers.admit(pc, req.token)
+        stream = PeerStream(pc, req.stream_id)
+        if admitted:
+            pc._streams[req.stream_id] = stream
+        else:
+            self.refused_streams += 1
+        for held in pc.session.admit(req.stream_id, admitted, reason):
+            pc._on_session_event(held)
+        self.flush()
+        if admitted:
+            self._spawn(lambda: self._serve(handler, pc, stream, req.token))
+
+    async def _serve(
+        self,
+        handler: Callable[[PeerConnection, PeerStream, str | None], Awaitable[None]],
+        pc: PeerConnection,
+        stream: PeerStream,
+        token: str | None,
+    ) -> None:
+        try:
+            await handler(pc, stream, token)
+        except Exception as exc:  # a broken handler resets its stream, nothing more
+            logger.warning("serve.handler_failed peer=%s error=%r", pc.addr, exc, exc_info=True)
+            stream.reset(ss.ERR_PROTOCOL)
+            return
+        await stream.aclose()
+
+    def _on_mailbox(self, pc: PeerConnection, e: ss.MailboxReceived) -> None:
+        handler = self.handlers.mailbox
+        if handler is None or pc.local_aid is None:
+            pc.session.refuse(e.stream_id, ss.ERR_ACCESS_DENIED)
+            self.flush()
+            return
+
+        async def store() -> None:
+            ok = await handler(pc, e.frame)
+            if pc.closed:
+                return
+            if ok:
+                pc.session.ack_mailbox(e.stream_id)
+            else:
+                pc.session.refuse(e.stream_id, ss.ERR_ACCESS_DENIED)
+            self.flush()
+
+        self._spawn(store)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close_all(self) -> None:
+        """Close every connection (NO_ERROR); they finish in the background."""
+        self._closing = True
+        for pc in list(self._conns.values()):
+            pc.close(0, "node closing")
