@@ -26,6 +26,7 @@ from ..dht import events as ev
 from ..dht.core import DhtCore, DhtStats
 from ..dht.lookup import LookupKind
 from ..errors import (
+    A2ALError,
     AccessDenied,
     DecodeError,
     NodeClosed,
@@ -41,7 +42,7 @@ from ..protocol.records import RecType, SignedRecord
 from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
 from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService
-from ..transport.session import RouteReceived
+from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
 from .http import HttpHandler, HttpResponse, fetch_over, serve_asgi, serve_http
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
@@ -102,6 +103,12 @@ class NodeStatus:
     published: tuple[Aid, ...]
     """Identities whose endpoint record we keep published."""
     dht: DhtStats
+    observed_addrs: tuple[tuple[Addr, int], ...] = ()
+    """Our address as peers report it, most reported first, with counts."""
+    connections: int = 0
+    """Live QUIC connections."""
+    serving: tuple[Aid, ...] = ()
+    """Local identities that answer inbound service streams."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +158,9 @@ class Node:
         self._quic: QuicService | None = None
         self._connector: Connector | None = None
         self._tunnels: list[Tunnel] = []
+        self._topic_records: dict[tuple[Aid, str], SignedRecord] = {}
+        self._observed: dict[Addr, int] = {}
+        """Our address as peers report it (DHT PONG/FIND_* answers, QUIC ObservedAddr)."""
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -177,7 +187,11 @@ class Node:
             wall=self._clock.wall,
             spawn=self._spawn,
             handlers=InboundHandlers(
-                route=self._route, service=self._serve_stream, admit=self._admit
+                route=self._route,
+                service=self._serve_stream,
+                admit=self._admit,
+                agent_info=self._agent_info,
+                on_peer_control=self._on_peer_control,
             ),
             max_connections=self.config.quic.max_connections,
             max_streams_per_connection=self.config.quic.max_streams,
@@ -316,6 +330,9 @@ class Node:
             if self._quic is not None:
                 self._quic.on_event(event)  # type: ignore[arg-type]
             return
+        if isinstance(event, ev.AddressObserved):
+            self._note_observed(event.addr)
+            return
         op_id = getattr(event, "op_id", None)
         if op_id is not None and op_id in self._waiters:
             slot = self._waiters[op_id]
@@ -426,6 +443,7 @@ class Node:
             seq=math.floor(wall * 1e9), timestamp=int(wall), ttl=ttl,
         )  # fmt: skip
         await self._publish_record(record, NodeId(topic_key(payload.topic)))
+        self._topic_records[(ident.aid, payload.topic)] = record
         return record
 
     async def discover(
@@ -474,9 +492,12 @@ class Node:
     def status(self) -> NodeStatus:
         dht = self._check_open()
         stats = dht.statistics()
+        observed = tuple(sorted(self._observed.items(), key=lambda kv: -kv[1]))
+        conns = len(self._quic.connections()) if self._quic is not None else 0
         return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
                           ready=stats.peers > 0, published=tuple(self._published),
-                          dht=stats)  # fmt: skip
+                          dht=stats, observed_addrs=observed, connections=conns,
+                          serving=tuple(self._serving))  # fmt: skip
 
     # -- QUIC: plumbing -------------------------------------------------------------------
 
@@ -499,6 +520,33 @@ class Node:
             self._quic.close_all()
             self._flush()  # the CONNECTION_CLOSE frames leave now
             await anyio.lowlevel.checkpoint()
+
+    def _note_observed(self, addr: Addr) -> None:
+        self._observed[addr] = self._observed.get(addr, 0) + 1
+        if len(self._observed) > 64:  # keep the most reported
+            for a, _ in sorted(self._observed.items(), key=lambda kv: kv[1])[:32]:
+                del self._observed[a]
+
+    def _agent_info(self, target: Aid, held_seq: int) -> list[bytes]:
+        """Stream-0 AgentInfo: our topic records for ``target`` newer than the dialer's."""
+        return [rec.to_bytes() for (aid, _t), rec in self._topic_records.items()
+                if aid == target and rec.seq > held_seq]  # fmt: skip
+
+    def _on_peer_control(self, pc: PeerConnection, ctl: PeerControl) -> None:
+        if ctl.observed_addr is not None:
+            self._note_observed(ctl.observed_addr)
+        if self._dht is None or not ctl.agent_info:
+            return
+        wall = self._clock.wall()
+        for raw in ctl.agent_info:  # verified and cached like a DHT hit (§5.2 type 3)
+            try:
+                rec = SignedRecord.from_bytes(raw)
+                if rec.rec_type != RecType.TOPIC or rec.address != pc.peer_aid:
+                    continue
+                topic = TopicPayload.from_bytes(rec.payload).topic
+            except A2ALError:
+                continue
+            self._dht.store.put(topic_key(topic), rec, wall, from_publisher=False)
 
     def _route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
         if route.target is not None:

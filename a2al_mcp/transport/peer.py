@@ -387,10 +387,11 @@ class QuicService:
 
     # -- outbound -------------------------------------------------------------------------
 
-    def dial(self, local: tls.LocalCertificate, expected: Aid, addr: Addr, *,
+    def dial(self, local: tls.LocalCertificate | None, expected: Aid, addr: Addr, *,
              held_topic_seq: int = 0) -> PeerConnection:  # fmt: skip
         """Start a connection from ``local`` to ``expected`` at ``addr``; await
-        :meth:`PeerConnection.wait_ready` on the result."""
+        :meth:`PeerConnection.wait_ready` on the result. ``local=None`` presents no
+        certificate (every A2AL server refuses that; for tests)."""
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
         conn = tls.A2ALQuicConnection(
@@ -400,7 +401,7 @@ class QuicService:
         )
         session = ss.Session(conn)
         pc = PeerConnection(self, conn, addr, session=session)
-        pc.local_aid = local.aid
+        pc.local_aid = None if local is None else local.aid
         self._conns[conn] = pc
         self.host.connect(conn, addr, self.now())
         session.start(expected, held_topic_seq=held_topic_seq)

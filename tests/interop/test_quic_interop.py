@@ -187,3 +187,19 @@ async def test_wrong_aid_is_refused_both_ways(a2ald_net: A2aldNetwork) -> None:
                 await call(_fetch, p1, stranger.aid, "/")
             assert info.value.status == 502 and "connect failed" in str(info.value)
             assert not [c for c in node.connections() if not c.is_dialer and c.ready]
+
+
+async def test_a2ald_refuses_a_client_without_certificate(a2ald_net: A2aldNetwork) -> None:
+    p0, p1 = a2ald_net.peers[0], a2ald_net.peers[1]
+    with anyio.fail_after(60):
+        async with our_node(p0.listen_addr) as node:
+            host, port = p1.listen_addr.rsplit(":", 1)
+            assert node._quic is not None
+            pc = node._quic.dial(None, Aid.from_str(p1.node_aid), (host, int(port)))
+            with pytest.raises(HandshakeFailed):
+                await pc.wait_ready()
+            # with our certificate the same dial succeeds
+            ok = await node.connect(
+                Aid.from_str(p1.node_aid), endpoints=[f"quic://{p1.listen_addr}"]
+            )
+            assert ok.peer_aid == Aid.from_str(p1.node_aid)

@@ -201,3 +201,24 @@ def _pending(s: PeerStream) -> int:
     from a2al_mcp.transport import tls
 
     return tls.pending_send_bytes(s.connection.conn, s.stream_id)
+
+
+async def test_stream0_answer_feeds_observed_address_and_agent_info() -> None:
+    from a2al_mcp.protocol.payloads import topic_key
+
+    with anyio.fail_after(30):
+        async with network(2) as (a, b):
+            rec = await b.register_service("demo.svc", name="b-svc", protocols=["http"])
+            b.serve(handler=echo)
+            pc = await a.connect(b.aid)
+            with anyio.fail_after(5):
+                while pc.peer_control is None:
+                    await anyio.sleep(0.01)
+            assert pc.peer_control.observed_addr == a.local_addr
+            assert pc.peer_control.service_capable
+            assert a.local_addr in dict(a.status().observed_addrs)
+            assert a.status().connections >= 1 and b.status().serving == (b.aid,)
+            # b's topic record arrived on stream 0, was verified, and is cached in a's store
+            assert a._dht is not None
+            cached = a._dht.store.get(topic_key("demo.svc"), a._clock.wall(), 0x10)
+            assert rec in cached

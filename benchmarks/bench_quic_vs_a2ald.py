@@ -1,0 +1,225 @@
+"""QUIC data plane: our node vs a2ald 0.3.5, same sealed loopback topology, one run.
+
+Run as root inside a sealed namespace (the launcher refuses otherwise):
+
+    unshare -n sh -c 'ip link set lo up && python benchmarks/bench_quic_vs_a2ald.py'
+
+Topology: 2 a2ald peers and 2 of our nodes (one process) on loopback, joined through a2ald
+peer 0. Measured:
+- first connect (cold: a new QUIC connection each time, TLS 1.3 mutual Ed25519 + stream 0):
+  ours ``Node.connect`` to a fresh remote identity vs a2ald ``POST /connect/{aid}`` (REST,
+  which also opens a local TCP listener) to a fresh a2ald agent each time;
+- single-connection tunnel throughput: 64 MiB pushed through a local TCP tunnel to a TCP sink
+  behind the remote agent: ours→ours vs a2ald→a2ald; ceilings beside it: loopback TCP and
+  one-datagram-per-sendto UDP (1200-byte datagrams);
+- RSS per open connection (ours: 100 extra connections in one process).
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from a2al_mcp import Aid, DelegatedIdentity, NodeConfig, SystemRng  # noqa: E402
+from a2al_mcp.node import Node  # noqa: E402
+from a2al_mcp.testing.a2ald import A2aldNetwork, check_sealed  # noqa: E402
+
+REPS = 20
+PUSH = 64 * 1024 * 1024
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+async def thread(fn: Callable[..., Any], *a: Any) -> Any:
+    return await anyio.to_thread.run_sync(functools.partial(fn, *a))
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def sink_server() -> tuple[anyio.abc.SocketListener, int, dict[str, Any]]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    return listener, port, {"bytes": 0, "done": anyio.Event()}
+
+
+async def sink(state: dict[str, Any], client: anyio.abc.SocketStream) -> None:
+    async with client:
+        try:
+            while True:
+                state["bytes"] += len(await client.receive(1 << 20))
+                if state["bytes"] >= PUSH:
+                    state["done"].set()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+
+
+async def push_through(addr: tuple[str, int], state: dict[str, Any]) -> float:
+    state["bytes"], state["done"] = 0, anyio.Event()
+    chunk = b"\x5a" * (256 * 1024)
+    t = time.perf_counter()
+    async with await anyio.connect_tcp(*addr) as tcp:
+        for _ in range(PUSH // len(chunk)):
+            await tcp.send(chunk)
+        with anyio.fail_after(300):
+            await state["done"].wait()
+    return PUSH / (time.perf_counter() - t) / 1e6
+
+
+def tcp_ceiling() -> float:
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    import threading
+
+    got = [0]
+
+    def run() -> None:
+        conn, _ = srv.accept()
+        while got[0] < PUSH:
+            data = conn.recv(1 << 20)
+            if not data:
+                break
+            got[0] += len(data)
+        conn.close()
+
+    th = threading.Thread(target=run)
+    th.start()
+    c = socket.create_connection(("127.0.0.1", port))
+    chunk = b"\x5a" * (256 * 1024)
+    t = time.perf_counter()
+    for _ in range(PUSH // len(chunk)):
+        c.sendall(chunk)
+    th.join()
+    dt = time.perf_counter() - t
+    c.close()
+    srv.close()
+    return PUSH / dt / 1e6
+
+
+def udp_ceiling() -> float:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payload = b"\x5a" * 1200
+    n = 20000
+    import threading
+
+    got = [0]
+
+    def run() -> None:
+        rx.settimeout(1.0)
+        try:
+            while got[0] < n:
+                rx.recv(2048)
+                got[0] += 1
+        except TimeoutError:
+            pass
+
+    th = threading.Thread(target=run)
+    th.start()
+    t = time.perf_counter()
+    for _ in range(n):
+        tx.sendto(payload, rx.getsockname())
+    th.join()
+    dt = time.perf_counter() - t
+    return got[0] * 1200 / dt / 1e6
+
+
+async def main() -> None:
+    check_sealed()
+    print(f"# {time.strftime('%Y-%m-%d')} {Path('/proc/cpuinfo').read_text().count('processor')}"
+          f" CPUs, python {sys.version.split()[0]}")  # fmt: skip
+    with A2aldNetwork(2) as net:
+        p0, p1 = net.peers
+        seed = p0.listen_addr
+        listener, port, state = await sink_server()
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, functools.partial(sink, state))
+            cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
+            async with Node(cfg) as a, Node(cfg) as b:
+                await b.publish()
+                b.serve(service_tcp=f"127.0.0.1:{port}")
+                url = f"quic://127.0.0.1:{b.local_addr[1]}"
+
+                # -- first connect, ours: fresh remote identities, so no pooling
+                ours: list[float] = []
+                for _ in range(REPS):
+                    agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+                    b.add_identity(agent)
+                    t = time.perf_counter()
+                    pc = await a.connect(agent.aid, endpoints=[url])
+                    ours.append((time.perf_counter() - t) * 1000)
+                    pc.close()
+                # -- a2ald: fresh agents on p0, p1 connects once to each
+                aids = []
+                for _ in range(REPS):
+                    gen = await thread(p0.identity_generate)
+                    await thread(p0.register_agent, gen["operational_private_key_hex"],
+                                 gen["delegation_proof_hex"], f"127.0.0.1:{port}")  # fmt: skip
+                    await thread(p0.publish_agent, gen["aid"])
+                    aids.append(gen["aid"])
+                for aid in aids:  # make sure p1 can resolve them before timing
+                    for _ in range(50):
+                        try:
+                            await thread(p1.resolve, aid)
+                            break
+                        except Exception:
+                            await anyio.sleep(0.2)
+                theirs: list[float] = []
+                for aid in aids:
+                    t = time.perf_counter()
+                    await thread(p1.post, f"/connect/{aid}", {})
+                    theirs.append((time.perf_counter() - t) * 1000)
+                print("| first connect ms | ours p50 | ours p95 | a2ald p50 | a2ald p95 | ratio |")
+                print(f"| | {pct(ours, 50):.2f} | {pct(ours, 95):.2f} | {pct(theirs, 50):.2f} | "
+                      f"{pct(theirs, 95):.2f} | {pct(ours, 50) / pct(theirs, 50):.2f}× |")  # fmt: skip
+
+                # -- tunnel throughput
+                tun = await a.tunnel(b.aid)
+                ours_mbs = [await push_through(tun.addr, state) for _ in range(3)]
+                t2 = await thread(p1.post, f"/tunnel/{aids[0]}", {})
+                host, tport = t2["listen"].rsplit(":", 1)
+                theirs_mbs = [await push_through((host, int(tport)), state) for _ in range(3)]
+                print(f"tunnel MB/s ours {statistics.median(ours_mbs):.1f} "
+                      f"(runs {', '.join(f'{x:.1f}' for x in ours_mbs)}); "
+                      f"a2ald {statistics.median(theirs_mbs):.1f} "
+                      f"(runs {', '.join(f'{x:.1f}' for x in theirs_mbs)}); "
+                      f"loopback TCP {tcp_ceiling():.0f}; UDP 1200-byte datagrams "
+                      f"{udp_ceiling():.0f}")  # fmt: skip
+
+                # -- RSS per open connection
+                before = rss_kib()
+                extra = []
+                for _ in range(100):
+                    agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+                    a.add_identity(agent)
+                    extra.append(await a.connect(b.aid, local=agent.aid, endpoints=[url]))
+                after = rss_kib()
+                live = sum(1 for pc in extra if pc.ready)
+                print(f"RSS per open connection: {(after - before) / 100:.1f} KiB "
+                      f"({live} live, both ends in one process)")  # fmt: skip
+                await tun.aclose()
+            tg.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    anyio.run(main)
