@@ -187,19 +187,12 @@ class PeerConnection:
         return ident
 
     async def wait_ready(self) -> None:
-        """Until the handshake is confirmed and the peer verified (HandshakeFailed if it fails)."""
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-
-                async def watch_gone() -> None:
-                    await self._gone.wait()
-                    scope.cancel()
-
-                tg.start_soon(watch_gone)
-                await self._ready.wait()
-                tg.cancel_scope.cancel()
-        if not self._ready.is_set():
-            raise HandshakeFailed(f"connection failed: {self.close_reason or 'closed'}")
+        """Until the handshake is confirmed and the peer verified (HandshakeFailed if the
+        connection ends first)."""
+        try:
+            await self._wait(self._ready)
+        except BrokenResourceError:
+            raise HandshakeFailed(f"connection failed: {self.close_reason or 'closed'}") from None
 
     async def _wait(self, event: anyio.Event) -> None:
         """Wait for ``event`` unless the connection goes away first."""

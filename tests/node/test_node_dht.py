@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
 
 from a2al_mcp import DelegatedIdentity, NodeConfig, SystemRng
 from a2al_mcp.errors import NodeClosed, NotFound, UsageError
 from a2al_mcp.node import Node
+from tests.node.loopnet import network
 
 pytestmark = pytest.mark.anyio
 
@@ -18,18 +16,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@contextlib.asynccontextmanager
-async def network(n: int) -> AsyncIterator[list[Node]]:
-    async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
-        seed = "{}:{}".format(*first.local_addr)
-        nodes = [first]
-        for _ in range(n - 1):
-            cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
-            nodes.append(await stack.enter_async_context(Node(cfg)))
-        yield nodes
 
 
 async def test_publish_resolve_discover_on_loopback() -> None:

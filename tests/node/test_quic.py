@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
 from anyio import EndOfStream
 
-from a2al_mcp import DelegatedIdentity, NodeConfig, SystemRng
+from a2al_mcp import DelegatedIdentity, SystemRng
 from a2al_mcp.errors import AccessDenied, HandshakeFailed, NotFound, UsageError
 from a2al_mcp.identity import Identity
-from a2al_mcp.node import Node
 from a2al_mcp.node.http import HttpRequest, HttpResponse
 from a2al_mcp.transport.peer import PeerStream
+from tests.node.loopnet import network
 
 pytestmark = pytest.mark.anyio
 
@@ -22,20 +19,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@contextlib.asynccontextmanager
-async def network(n: int) -> AsyncIterator[list[Node]]:
-    async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
-        seed = "{}:{}".format(*first.local_addr)
-        nodes = [first]
-        for _ in range(n - 1):
-            cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
-            nodes.append(await stack.enter_async_context(Node(cfg)))
-        for node in nodes:
-            await node.publish()
-        yield nodes
 
 
 async def echo(stream: PeerStream) -> None:
@@ -55,7 +38,7 @@ async def hello(req: HttpRequest) -> HttpResponse:
 
 async def test_connect_is_mutually_verified_and_pooled() -> None:
     with anyio.fail_after(30):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             b.serve(handler=echo)
             pc = await a.connect(b.aid)
             assert pc.peer_aid == b.aid and pc.local_aid == a.aid and pc.ready
@@ -70,7 +53,7 @@ async def test_connect_is_mutually_verified_and_pooled() -> None:
 
 async def test_fetch_reaches_an_in_process_http_handler_with_the_verified_caller() -> None:
     with anyio.fail_after(30):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             b.serve(http=hello)
             resp = await a.fetch(b.aid, "POST", "/x?y=1", body=b"hi",
                                  headers=[("X-A2AL-Caller", "forged")])  # fmt: skip
@@ -81,7 +64,7 @@ async def test_fetch_reaches_an_in_process_http_handler_with_the_verified_caller
 
 async def test_delegated_identities_on_both_ends() -> None:
     with anyio.fail_after(30):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             agent_a = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
             agent_b = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
             a.add_identity(agent_a)
@@ -104,7 +87,7 @@ async def test_asgi_app() -> None:
         await send({"type": "http.response.body", "body": caller.encode() + b":" + body})
 
     with anyio.fail_after(30):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             b.serve(app=app)
             resp = await a.fetch(b.aid, "PUT", "/p", body=b"data")
             assert (resp.status, resp.text) == (201, f"{a.aid}:data")
@@ -122,7 +105,7 @@ async def test_tunnel_and_service_tcp_bridge() -> None:
     with anyio.fail_after(30):
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with listener, anyio.create_task_group() as tg, network(2) as (a, b):
+        async with listener, anyio.create_task_group() as tg, network(2, publish=True) as (a, b):
             tg.start_soon(listener.serve, tcp_echo)
             b.serve(service_tcp=f"127.0.0.1:{port}")
             tunnel = await a.tunnel(b.aid)
@@ -137,7 +120,7 @@ async def test_tunnel_and_service_tcp_bridge() -> None:
 
 async def test_acl_and_token() -> None:
     with anyio.fail_after(30):
-        async with network(3) as (a, b, c):
+        async with network(3, publish=True) as (a, b, c):
             b.serve(handler=echo, allow=[a.aid])
             assert (await a.open_stream(b.aid)) is not None
             with pytest.raises(AccessDenied):
@@ -155,7 +138,7 @@ async def test_acl_and_token() -> None:
 
 async def test_wrong_aid_at_an_endpoint_is_refused() -> None:
     with anyio.fail_after(30):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             impostor = Identity.generate(SystemRng()).aid
             url = f"quic://127.0.0.1:{b.local_addr[1]}"
             with pytest.raises(HandshakeFailed):
@@ -164,7 +147,7 @@ async def test_wrong_aid_at_an_endpoint_is_refused() -> None:
 
 async def test_errors_are_clear() -> None:
     with anyio.fail_after(30):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             with pytest.raises(NotFound):
                 await a.connect(Identity.generate(SystemRng()).aid)
             with pytest.raises(UsageError):
@@ -184,7 +167,7 @@ async def test_back_pressure_on_a_large_transfer() -> None:
             got.set()
 
     with anyio.fail_after(60):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             b.serve(handler=sink)
             s = await a.open_stream(b.aid)
             chunk = bytes(range(256)) * 256
@@ -207,13 +190,15 @@ async def test_stream0_answer_feeds_observed_address_and_agent_info() -> None:
     from a2al_mcp.protocol.payloads import topic_key
 
     with anyio.fail_after(30):
-        async with network(2) as (a, b):
+        async with network(2, publish=True) as (a, b):
             rec = await b.register_service("demo.svc", name="b-svc", protocols=["http"])
             b.serve(handler=echo)
             pc = await a.connect(b.aid)
-            with anyio.fail_after(5):
-                while pc.peer_control is None:
-                    await anyio.sleep(0.01)
+            for _ in range(500):  # the acceptor's stream-0 answer follows the handshake
+                if pc.peer_control is not None:
+                    break
+                await anyio.sleep(0.01)
+            assert pc.peer_control is not None
             assert pc.peer_control.observed_addr == a.local_addr
             assert pc.peer_control.service_capable
             assert a.local_addr in dict(a.status().observed_addrs)
