@@ -20,13 +20,10 @@ import platform
 import random
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from a2al_mcp.testing.dhtsim import DhtSim  # noqa: E402
+from a2al_mcp.testing.dhtsim import DhtSim
 
 
 def run(n: int, *, kill: float, resolves: int, all_pairs: bool, seed: int) -> dict[str, object]:
