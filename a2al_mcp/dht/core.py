@@ -622,7 +622,10 @@ class DhtCore:
                 resp = dm.StoreResp(stored=False, reason=dm.StoreReason.INVALID)
         self._reply(msg, resp, addr)
         if result.is_new:
-            self._notify_subscribers(NodeId(result.key or key), record, now)
+            stored_key = NodeId(result.key or key)
+            if record.category is Category.MAILBOX:
+                self._events.append(ev.MailboxStored(key=stored_key, record=record, source=addr))
+            self._notify_subscribers(stored_key, record, now)
 
     def _on_push(
         self, msg: dm.Message, key: NodeId, record: SignedRecord, addr: Addr, now: float

@@ -14,6 +14,7 @@ __all__ = [
     "BootstrapFinished",
     "DhtEvent",
     "LookupFinished",
+    "MailboxStored",
     "PingFinished",
     "PublishFinished",
     "RecordPushed",
@@ -73,6 +74,18 @@ class RecordPushed:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxStored:
+    """A peer STOREd a new mailbox record (rec_type 0x80–0x8F) with us, already verified.
+
+    a2ald files a note for a local agent as soon as its STORE arrives; the node does the same
+    when ``key`` is the NodeID of one of its identities."""
+
+    key: NodeId
+    record: SignedRecord
+    source: Addr
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class AddressObserved:
     """A peer told us the address it sees us at (a natsense vote)."""
 
@@ -86,5 +99,6 @@ DhtEvent: TypeAlias = (
     | LookupFinished
     | PublishFinished
     | RecordPushed
+    | MailboxStored
     | AddressObserved
 )

@@ -38,13 +38,16 @@ from ..identity.aid import Aid, NodeId
 from ..identity.local import Identity
 from ..protocol import limits
 from ..protocol.payloads import EndpointPayload, TopicPayload, topic_key
-from ..protocol.records import RecType, SignedRecord
+from ..protocol.records import Category, RecType, SignedRecord
+from ..protocol.session_frames import MailboxFrame
 from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
 from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService
 from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
 from .http import HttpHandler, HttpResponse, fetch_over, serve_asgi, serve_http
+from .inbox import Inbox, Note
+from .mailbox import Mailbox, MailboxStats, SendResult
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
 from .tunnel import Tunnel, bridge_to_tcp
 
@@ -159,6 +162,7 @@ class Node:
         self._connector: Connector | None = None
         self._tunnels: list[Tunnel] = []
         self._topic_records: dict[tuple[Aid, str], SignedRecord] = {}
+        self._mailbox: Mailbox | None = None
         self._observed: dict[Addr, int] = {}
         """Our address as peers report it (DHT PONG/FIND_* answers, QUIC ObservedAddr)."""
 
@@ -192,16 +196,20 @@ class Node:
                 admit=self._admit,
                 agent_info=self._agent_info,
                 on_peer_control=self._on_peer_control,
+                mailbox=self._on_mailbox_frame,
             ),
             max_connections=self.config.quic.max_connections,
             max_streams_per_connection=self.config.quic.max_streams,
             send_buffer=self.config.quic.send_buffer_max_bytes,
         )
         self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host)
+        data_dir = self.config.data_dir
+        self._mailbox = Mailbox(self, Inbox(None if data_dir is None else data_dir / "inbox.db"))
         self._endpoint = UdpEndpoint(self.config.listen, clock=self._clock, dht=self._dht,
                                      quic=self._quic.host, on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._endpoint)
+            stack.callback(self._mailbox.inbox.close)  # after the task group has stopped
             stack.push_async_callback(self._close_quic)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._tg.cancel_scope.cancel)  # runs first on exit
@@ -211,6 +219,7 @@ class Node:
             self._tg.start_soon(self._republish_loop)
             self._tg.start_soon(self._rejoin_loop)
             self._tg.start_soon(self._connector.maintain)
+            self._tg.start_soon(self._mailbox.poll_loop)
             self._stack = stack.pop_all()
         return self
 
@@ -332,6 +341,12 @@ class Node:
             return
         if isinstance(event, ev.AddressObserved):
             self._note_observed(event.addr)
+            return
+        if isinstance(event, ev.MailboxStored | ev.RecordPushed):
+            if self._mailbox is not None and event.record.category is Category.MAILBOX:
+                via = "store" if isinstance(event, ev.MailboxStored) else "push"
+                if any(event.key == i.node_id for i in self._identities):
+                    self._mailbox.accept(event.record, via=via)
             return
         op_id = getattr(event, "op_id", None)
         if op_id is not None and op_id in self._waiters:
@@ -580,6 +595,74 @@ class Node:
             await serve_asgi(stream, serving.app, local=pc.local_aid)
         elif serving.service_tcp is not None:
             await bridge_to_tcp(stream, serving.service_tcp)
+
+    async def _on_mailbox_frame(self, pc: PeerConnection, frame: MailboxFrame) -> bool:
+        assert self._mailbox is not None
+        return await self._mailbox.on_frame(pc.local_aid, frame)
+
+    async def _aggregate(
+        self, key: NodeId, rec_type: int, *, subscribe: bool = False
+    ) -> tuple[SignedRecord, ...]:
+        event = await self._run(
+            lambda d, now: d.lookup(
+                key, LookupKind.ALL, now, rec_type=rec_type, subscribe=subscribe
+            ),
+            self._timeout(),
+        )
+        assert isinstance(event, ev.LookupFinished)
+        return event.records
+
+    # -- mailbox: public API -------------------------------------------------------------
+
+    def _mail(self) -> Mailbox:
+        self._check_open()
+        assert self._mailbox is not None
+        return self._mailbox
+
+    async def send_mailbox(
+        self, recipient: Aid, body: bytes | str, *, local: Aid | None = None, msg_type: int = 3
+    ) -> SendResult:
+        """Leave an encrypted note for ``recipient`` (online or not): delivered directly when
+        it is reachable and always stored on DHT replicas for an hour. Bodies up to 389 bytes.
+
+        Raises:
+            LimitExceeded: body too large (use connect/fetch for data).
+            NotFound: the recipient never published an endpoint record (no key).
+            Unreachable: nobody took the note.
+        """
+        raw = body.encode() if isinstance(body, str) else body
+        return await self._mail().send(recipient, raw, sender=self._identity(local),
+                                       msg_type=msg_type)  # fmt: skip
+
+    async def read_mailbox(
+        self,
+        *,
+        local: Aid | None = None,
+        peek: bool = False,
+        limit: int = 50,
+        sender: Aid | None = None,
+        include_read: bool = False,
+    ) -> list[Note]:
+        """Notes for local identity ``local`` (default: the node), oldest first. Unless
+        ``peek``, returned notes are marked read (kept until deleted or past retention)."""
+        mail = self._mail()
+        return mail.inbox.read(self._identity(local).aid, peek=peek, limit=limit, sender=sender,
+                               include_read=include_read, now=self._clock.wall())  # fmt: skip
+
+    def delete_mailbox(self, msg_ids: Sequence[bytes], *, local: Aid | None = None) -> int:
+        """Remove notes from the inbox; returns how many were removed."""
+        return self._mail().inbox.delete(self._identity(local).aid, msg_ids)
+
+    async def check_mailbox(self) -> int:
+        """Poll the DHT for waiting notes now; returns how many were new."""
+        return await self._mail().poll()
+
+    def on_mail(self, callback: Callable[[Note], None]) -> Callable[[], None]:
+        """Call ``callback(note)`` when a note arrives; returns an unsubscribe function."""
+        return self._mail().listen(callback)
+
+    def mailbox_statistics(self) -> MailboxStats:
+        return dataclasses.replace(self._mail().stats)
 
     def _quic_parts(self) -> tuple[QuicService, Connector, tls.CertificateStore]:
         self._check_open()

@@ -1,0 +1,255 @@
+"""Encrypted mailbox notes: send to any AID, receive on every path, keep in the inbox (§3.9).
+
+**Send.** Resolve the recipient's endpoint record (its ``pubkey`` — for a delegated agent the
+operational key — is the encryption target), seal the body, sign a rec_type 0x80 record as
+the sender, then at the same time deliver it over an ``a2mb`` stream (when a connection comes
+up quickly; the ``01`` acknowledgement counts) **and** STORE it at NodeID(recipient) on the
+replica set, as a2ald does. The result says how it went: ``direct``, ``stored`` or ``both``.
+
+**Receive.** Notes arrive on ``a2mb`` streams, as STOREs to our node, as DHT_PUSH from
+one-shot subscriptions on our key, and by AggregateRecords polling of our key (at start-up,
+then with back-off from 5 s to ``mailbox.poll_interval_s``; each poll re-arms the
+subscriptions). Every path goes through :meth:`Mailbox.accept`: signature, freshness, sender
+authority (delegation proofs), recipient is a local identity (and, on ``a2mb``, the routed
+one), decryption, dedup by message id — then one committed inbox row. Refusals are counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from ..errors import (
+    A2ALError,
+    DecodeError,
+    LimitExceeded,
+    NodeClosed,
+    NotFound,
+    Unreachable,
+    VerificationError,
+)
+from ..identity.aid import Aid
+from ..identity.keys import VerifyKey
+from ..protocol import limits
+from ..protocol.mailbox_crypto import MSG_TYPE_TEXT, open_note, seal_note
+from ..protocol.payloads import MailboxPayload
+from ..protocol.records import Category, SignedRecord
+from ..protocol.session_frames import MailboxFrame
+from .inbox import Inbox, Note
+
+if TYPE_CHECKING:
+    from ..identity.local import Identity
+    from .node import Node
+
+__all__ = ["Mailbox", "MailboxStats", "SendResult"]
+
+logger = logging.getLogger(__name__)
+
+REC_TYPE_MAILBOX: Final = 0x80
+NOTE_TTL_S: Final = 3600
+DIRECT_TIMEOUT_S: Final = 4.0
+POLL_START_S: Final = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendResult:
+    """How a note went out."""
+
+    msg_id: bytes
+    """SHA-256 of the sealed payload: the id both ends use."""
+    delivered: str
+    """``direct`` (acknowledged over QUIC), ``stored`` (on DHT replicas) or ``both``."""
+    replicas: int
+    """DHT nodes that accepted the record."""
+    direct_error: str = ""
+    """Why the direct path did not work (empty when it did)."""
+
+    @property
+    def message_id(self) -> str:
+        return self.msg_id.hex()
+
+
+@dataclasses.dataclass(slots=True)
+class MailboxStats:
+    sent: int = 0
+    received: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    """Notes refused: forged or unauthorised sender, not for us, garbage, expired."""
+    polls: int = 0
+
+
+class Mailbox:
+    """The node's mailbox service (owned by :class:`~a2al_mcp.node.Node`)."""
+
+    def __init__(self, node: Node, inbox: Inbox) -> None:
+        self._node = node
+        self.inbox = inbox
+        self.stats = MailboxStats()
+        self._listeners: list[Callable[[Note], None]] = []
+        self._wake = anyio.Event()
+
+    # -- send -----------------------------------------------------------------------------
+
+    async def send(
+        self, recipient: Aid, body: bytes, *, sender: Identity, msg_type: int = MSG_TYPE_TEXT
+    ) -> SendResult:
+        """Seal ``body`` for ``recipient`` and deliver it (see the module docstring).
+
+        Raises:
+            LimitExceeded: the body is over 389 bytes.
+            NotFound: the recipient has no endpoint record (so no key to encrypt to).
+            Unreachable: neither the direct path nor any DHT replica took the note.
+        """
+        if len(body) > limits.MAILBOX_BODY_MAX:
+            raise LimitExceeded(
+                f"a mailbox note holds at most {limits.MAILBOX_BODY_MAX} bytes, this body has "
+                f"{len(body)}; send larger data over a direct connection (connect or fetch)"
+            )
+        node = self._node
+        try:
+            resolved = await node.resolve(recipient)
+        except NotFound:
+            raise NotFound(
+                f"{recipient} has no endpoint record, so there is no key to encrypt to; "
+                "it must have published within the last hour"
+            ) from None
+        key = VerifyKey(resolved.record.pubkey)
+        payload = seal_note(sender=sender.aid, recipient=recipient, recipient_key=key,
+                            body=body, msg_type=msg_type, rng=node._rng)  # fmt: skip
+        wall = node._clock.wall()
+        record = SignedRecord.sign(sender, REC_TYPE_MAILBOX, payload.to_bytes(),
+                                   seq=math.floor(wall * 1e9), timestamp=int(wall),
+                                   ttl=NOTE_TTL_S)  # fmt: skip
+        frame = MailboxFrame(record.msg_id, record.to_bytes())
+        direct_error = ""
+        replicas = 0
+        direct_ok = False
+
+        async def direct() -> None:
+            nonlocal direct_ok, direct_error
+            try:
+                with anyio.fail_after(DIRECT_TIMEOUT_S):
+                    pc = await node.connect(recipient, local=sender.aid,
+                                            endpoints=resolved.endpoints)  # fmt: skip
+                    await pc.send_mailbox(frame)
+                direct_ok = True
+            except TimeoutError:
+                direct_error = f"no acknowledgement within {DIRECT_TIMEOUT_S:g} s"
+            except A2ALError as exc:
+                direct_error = str(exc)
+
+        async def store() -> None:
+            nonlocal replicas
+            try:
+                event = await node._publish_record(record, recipient.node_id)
+                replicas = len(event.stored_at)
+            except A2ALError as exc:
+                logger.info("mailbox.store_failed recipient=%s error=%s", recipient.short(), exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(direct)
+            tg.start_soon(store)
+        if not direct_ok and replicas == 0:
+            raise Unreachable(
+                f"the note to {recipient} could not be delivered: direct: {direct_error}; "
+                "no DHT node accepted it"
+            )
+        self.stats.sent += 1
+        how = "both" if direct_ok and replicas else "direct" if direct_ok else "stored"
+        return SendResult(record.msg_id, how, replicas, direct_error)
+
+    # -- receive --------------------------------------------------------------------------
+
+    def listen(self, callback: Callable[[Note], None]) -> Callable[[], None]:
+        """Call ``callback(note)`` for every new note; returns a function that stops it."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def accept(self, record: SignedRecord, *, via: str, routed: Aid | None = None) -> bool:
+        """Verify, open and store one mailbox record. True if it is (now or already) in the
+        inbox — the condition for acknowledging it; False if it was refused."""
+        node = self._node
+        now = node._clock.wall()
+        try:
+            if record.category is not Category.MAILBOX:
+                raise VerificationError(f"rec_type {record.rec_type:#x} is not a mailbox note")
+            record.validate(now)  # signature, freshness, sender authority (delegation)
+            payload = MailboxPayload.from_bytes(record.payload)
+            if payload.sender != record.address:
+                raise VerificationError("note sender does not match the record's signer")
+            ident = node._identities.get(payload.recipient)
+            if ident is None or (routed is not None and payload.recipient != routed):
+                raise VerificationError("note is addressed to an AID that is not ours here")
+            if self.inbox.has(payload.recipient, record.msg_id):
+                self.stats.duplicates += 1
+                return True
+            opened = open_note(payload, own_aid=ident.aid, own_key=ident.key)
+        except (VerificationError, DecodeError) as exc:
+            self.stats.refused += 1
+            logger.info("mailbox.refused via=%s reason=%s", via, exc)
+            return False
+        note = Note(msg_id=record.msg_id, recipient=payload.recipient, sender=record.address,
+                    msg_type=opened.msg_type, body=opened.body, sent_at=record.timestamp,
+                    received_at=now, via=via)  # fmt: skip
+        if not self.inbox.add(note):
+            self.stats.duplicates += 1
+            return True
+        self.stats.received += 1
+        self._wake.set()
+        for cb in list(self._listeners):
+            try:
+                cb(note)
+            except Exception:  # a listener's bug must not lose the note (it is committed)
+                logger.exception("mailbox.listener_failed")
+        return True
+
+    async def on_frame(self, routed: Aid | None, frame: MailboxFrame) -> bool:
+        """An ``a2mb`` frame on a connection routed to ``routed``."""
+        try:
+            record = SignedRecord.from_bytes(frame.record)
+        except DecodeError:
+            self.stats.refused += 1
+            return False
+        if record.msg_id != frame.msg_id:
+            self.stats.refused += 1
+            return False
+        return self.accept(record, via="direct", routed=routed)
+
+    async def poll(self) -> int:
+        """Collect the notes waiting at our identities' keys (and re-arm the one-shot
+        subscriptions there). Returns how many were new."""
+        node = self._node
+        before = self.stats.received
+        self.stats.polls += 1
+        for ident in list(node._identities.values()):
+            try:
+                records = await node._aggregate(ident.aid.node_id, REC_TYPE_MAILBOX,
+                                                subscribe=True)  # fmt: skip
+            except A2ALError as exc:
+                logger.info("mailbox.poll_failed aid=%s error=%s", ident.aid.short(), exc)
+                continue
+            for rec in records:
+                self.accept(rec, via="poll")
+        return self.stats.received - before
+
+    async def poll_loop(self) -> None:
+        """Poll at start-up, then with back-off while nothing arrives; purge old read notes."""
+        cfg = self._node.config.mailbox
+        delay = POLL_START_S
+        while True:
+            dht = self._node._dht
+            try:
+                found = await self.poll() if dht is not None and len(dht.routing) else 0
+            except NodeClosed:
+                return
+            self.inbox.purge(self._node._clock.wall(), cfg.retention_s)
+            delay = POLL_START_S if found else min(delay * 2, cfg.poll_interval_s)
+            self._wake = anyio.Event()
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
