@@ -112,6 +112,8 @@ class NodeStatus:
     """Live QUIC connections."""
     serving: tuple[Aid, ...] = ()
     """Local identities that answer inbound service streams."""
+    mailbox: MailboxStats | None = None
+    """Notes sent, received, duplicates, refused (forged, misaddressed, garbage), polls."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -512,7 +514,9 @@ class Node:
         return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
                           ready=stats.peers > 0, published=tuple(self._published),
                           dht=stats, observed_addrs=observed, connections=conns,
-                          serving=tuple(self._serving))  # fmt: skip
+                          serving=tuple(self._serving),
+                          mailbox=None if self._mailbox is None else
+                          dataclasses.replace(self._mailbox.stats))  # fmt: skip
 
     # -- QUIC: plumbing -------------------------------------------------------------------
 

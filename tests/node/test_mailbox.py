@@ -162,6 +162,8 @@ async def test_hostile_notes_are_refused_and_counted() -> None:
                                                              b"\xff\x00"))  # fmt: skip
             assert mb.stats.refused == refused0 + 7
             assert len(await b.read_mailbox(peek=True)) == 1
+            status = b.status().mailbox
+            assert status is not None and status.refused == refused0 + 7
 
 
 async def test_persisted_inbox_survives_restart(tmp_path: Path) -> None:
