@@ -1,0 +1,52 @@
+"""The one module that imports the ``mcp`` SDK: differences between mcp 2.x and 1.x.
+
+mcp 2 renamed FastMCP to MCPServer (``mcp.server.mcpserver``); mcp 1.30 (which CrewAI pins)
+still has ``mcp.server.fastmcp``. Both take ``add_tool(fn, name=, description=,
+annotations=)``, both send a :class:`ToolError`'s message to the client, and both run stdio
+and streamable HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.types import ToolAnnotations
+
+try:
+    from mcp.server.mcpserver import MCPServer as _Server
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    MCP_MAJOR = 2
+except ImportError:  # pragma: no cover - exercised in the mcp 1.x venv
+    from mcp.server.fastmcp import FastMCP as _Server  # type: ignore[no-redef,attr-defined]
+    from mcp.server.fastmcp.exceptions import (  # type: ignore[no-redef,import-not-found]
+        ToolError,
+    )
+
+    MCP_MAJOR = 1
+
+__all__ = ["MCP_MAJOR", "ToolError", "new_server", "run_http", "run_stdio", "tool_hints"]
+
+
+def tool_hints(*, read_only: bool) -> ToolAnnotations:
+    """Tool hints (field names are snake_case in mcp 2, camelCase in mcp 1)."""
+    if MCP_MAJOR == 2:
+        return ToolAnnotations(read_only_hint=read_only)
+    hints: dict[str, Any] = {"readOnlyHint": read_only}
+    return ToolAnnotations(**hints)  # pragma: no cover
+
+
+def new_server(name: str, instructions: str) -> Any:
+    return _Server(name, instructions=instructions)
+
+
+async def run_stdio(server: Any) -> None:
+    await server.run_stdio_async()
+
+
+async def run_http(server: Any, host: str, port: int) -> None:
+    if MCP_MAJOR == 2:
+        await server.run_streamable_http_async(host=host, port=port)
+    else:  # pragma: no cover - mcp 1.x
+        server.settings.host, server.settings.port = host, port
+        await server.run_streamable_http_async()

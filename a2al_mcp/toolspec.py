@@ -1,0 +1,288 @@
+"""The tool catalogue: one framework-neutral description of every node verb (L5).
+
+Each :class:`ToolSpec` has a name, a description written for a language model, a pydantic
+input model and an async ``run(node, args) -> dict``. The MCP server renders these as MCP tools;
+the LangChain and CrewAI adapters render the same specs, so names, descriptions and schemas
+agree everywhere. Failures are :class:`ToolFailure` with a stable ``code`` and a sentence a
+person understands; nothing else escapes ``run`` (unexpected errors become ``INTERNAL``).
+
+Results are JSON objects; AIDs always in their checksummed text form.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import A2ALError, DecodeError, UsageError
+from .identity.aid import Aid
+from .node.node import Node
+from .protocol.payloads import EndpointPayload
+
+__all__ = ["TOOLS", "ToolFailure", "ToolSpec", "call_tool", "tool"]
+
+logger = logging.getLogger(__name__)
+
+_AID_HELP = "an agent's AID: 42 hex characters starting with a0 (or an 0x… / bc1… form)"
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolFailure(Exception):
+    """A tool failed in a way the caller (a model) should read: ``code: message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    run: Callable[[Node, Any], Awaitable[dict[str, Any]]]
+    read_only: bool = False
+
+
+def _aid(text: str) -> Aid:
+    try:
+        return Aid.from_str(text)
+    except DecodeError as exc:
+        raise ToolFailure(
+            "BAD_AID", f"{text!r} is {exc}; an AID is 42 hex characters starting with a0"
+        ) from None
+
+
+def _age(node: Node, timestamp: int) -> int:
+    return max(0, int(node._clock.wall()) - timestamp)
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+class PublishArgs(_Args):
+    services: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Capabilities to register under, e.g. ['lang.translate'] (dot-separated topics)."
+        ),
+    )
+    name: str = Field("", description="A short display name for this agent.")
+    brief: str = Field("", max_length=140, description="One sentence on what it does.")
+    tags: list[str] = Field(default_factory=list, description="Free-form tags, e.g. ['fr','en'].")
+    protocols: list[str] = Field(
+        default_factory=list, description=("Protocols spoken, e.g. ['a2a','mcp','http'].")
+    )
+    meta: dict[str, Any] = Field(default_factory=dict, description="Small extra key/values.")
+    ttl_s: int = Field(3600, ge=60, le=86400, description="Record lifetime; renewed automatically.")
+
+
+class DiscoverArgs(_Args):
+    service: str = Field(description="The capability topic to search, e.g. 'lang.translate'.")
+    tags: list[str] = Field(default_factory=list, description="Only agents with all these tags.")
+    protocols: list[str] = Field(
+        default_factory=list, description="Only agents speaking any of these."
+    )
+    limit: int = Field(20, ge=1, le=200, description="Most results to return.")
+
+
+class AidArgs(_Args):
+    aid: str = Field(description=_AID_HELP)
+
+
+class FetchArgs(_Args):
+    aid: str = Field(description=_AID_HELP)
+    path: str = Field("/", description="The HTTP path, e.g. '/v1/translate?q=hi'.")
+    method: str = Field("GET", description="HTTP method.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
+    body: str = Field("", description="Request body as text.")
+
+
+class SendMailboxArgs(_Args):
+    to: str = Field(description="The recipient's " + _AID_HELP)
+    text: str = Field(min_length=1, description="The note, at most 389 bytes of UTF-8.")
+
+
+class ReadMailboxArgs(_Args):
+    peek: bool = Field(False, description="Leave the notes unread.")
+    limit: int = Field(20, ge=1, le=200, description="Most notes to return.")
+
+
+class NoArgs(_Args):
+    pass
+
+
+class TunnelCloseArgs(_Args):
+    tunnel: str = Field(
+        description="The tunnel's local address as returned by connect, e.g. '127.0.0.1:40123'."
+    )
+
+
+# -- implementations ----------------------------------------------------------------------
+
+
+async def _publish(node: Node, a: PublishArgs) -> dict[str, Any]:
+    rec = await node.publish(ttl_s=a.ttl_s)
+    for service in a.services:
+        await node.register_service(service, name=a.name, brief=a.brief, protocols=a.protocols,
+                                    tags=a.tags, meta=a.meta, ttl_s=a.ttl_s)  # fmt: skip
+    endpoints = list(EndpointPayload.from_bytes(rec.payload).endpoints)
+    return {"aid": str(node.aid), "endpoints": endpoints, "services": a.services,
+            "ttl_s": a.ttl_s}  # fmt: skip
+
+
+async def _discover(node: Node, a: DiscoverArgs) -> dict[str, Any]:
+    found = await node.discover(a.service, protocols=a.protocols, tags=a.tags)
+    agents = [{"aid": str(e.aid), "name": e.name, "brief": e.brief, "protocols": list(e.protocols),
+               "tags": list(e.tags), "meta": e.meta, "age_s": _age(node, e.timestamp)}
+              for e in found[: a.limit]]  # fmt: skip
+    return {"service": a.service, "count": len(agents), "agents": agents}
+
+
+async def _resolve(node: Node, a: AidArgs) -> dict[str, Any]:
+    r = await node.resolve(_aid(a.aid))
+    return {"aid": str(r.aid), "endpoints": list(r.endpoints), "nat_type": r.nat_type,
+            "seq": r.seq, "age_s": _age(node, r.timestamp), "ttl_s": r.ttl}  # fmt: skip
+
+
+async def _connect(node: Node, a: AidArgs) -> dict[str, Any]:
+    aid = _aid(a.aid)
+    tunnel = await node.tunnel(aid)
+    host, port = tunnel.addr
+    return {"aid": str(aid), "connected": True, "tunnel": f"{host}:{port}",
+            "hint": f"Connect to {host}:{port} (TCP) to talk to the agent's service; "
+                    "every TCP connection is a separate verified stream."}  # fmt: skip
+
+
+async def _fetch(node: Node, a: FetchArgs) -> dict[str, Any]:
+    resp = await node.fetch(_aid(a.aid), a.method, a.path, headers=list(a.headers.items()),
+                            body=a.body.encode())  # fmt: skip
+    out: dict[str, Any] = {"status": resp.status, "headers": dict(resp.headers)}
+    try:
+        out["body"] = resp.body.decode("utf-8")
+    except UnicodeDecodeError:
+        out["body_base64"] = base64.b64encode(resp.body).decode()
+    return out
+
+
+async def _send_mailbox(node: Node, a: SendMailboxArgs) -> dict[str, Any]:
+    res = await node.send_mailbox(_aid(a.to), a.text)
+    return {"message_id": res.message_id, "delivered": res.delivered, "replicas": res.replicas}
+
+
+async def _read_mailbox(node: Node, a: ReadMailboxArgs) -> dict[str, Any]:
+    notes = await node.read_mailbox(peek=a.peek, limit=a.limit)
+    return {"count": len(notes), "messages": [
+        {"id": n.msg_id.hex(), "from": str(n.sender),
+         "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.received_at)),
+         "text": n.text} for n in notes]}  # fmt: skip
+
+
+async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
+    st = node.status()
+    mb = st.mailbox
+    return {
+        "aid": str(st.aid), "listen": f"{st.listen[0]}:{st.listen[1]}", "peers": st.peers,
+        "ready": st.ready, "published": [str(x) for x in st.published],
+        "connections": st.connections, "serving": [str(x) for x in st.serving],
+        "tunnels": [f"{t.addr[0]}:{t.addr[1]}" for t in node.tunnels()],
+        "mailbox": dataclasses.asdict(mb) if mb is not None else {},
+        "observed_addrs": [f"{h}:{p}" for (h, p), _n in st.observed_addrs],
+    }  # fmt: skip
+
+
+async def _tunnel_list(node: Node, a: NoArgs) -> dict[str, Any]:
+    return {"tunnels": [{"tunnel": f"{t.addr[0]}:{t.addr[1]}", "aid": str(t.remote),
+                         "connections": t.connections} for t in node.tunnels()]}  # fmt: skip
+
+
+async def _tunnel_close(node: Node, a: TunnelCloseArgs) -> dict[str, Any]:
+    for t in node.tunnels():
+        if f"{t.addr[0]}:{t.addr[1]}" == a.tunnel:
+            await t.aclose()
+            return {"closed": a.tunnel}
+    raise ToolFailure("NOT_FOUND", f"no open tunnel at {a.tunnel}; tunnel_list shows them")
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec("status", "Show this node: its AID, peers, whether it is ready, what it publishes, "
+             "open connections and tunnels, mailbox counters. Call it first to check the "
+             "network is reachable.", NoArgs, _status, read_only=True),
+    ToolSpec("publish", "Announce this agent on the A2AL network so others can resolve and "
+             "connect to it, optionally under capability topics (services) that discover "
+             "finds. Renewed automatically while the server runs.", PublishArgs, _publish),
+    ToolSpec("discover", "Find agents offering a capability (a topic such as "
+             "'lang.translate'), optionally filtered by tags and protocols. Returns their AIDs; "
+             "use resolve, fetch or send_mailbox next.", DiscoverArgs, _discover, read_only=True),
+    ToolSpec("resolve", "Look up where an agent (AID) can be reached now: its live endpoints "
+             "from its signed record. NOT_FOUND means it has not been online for about an "
+             "hour: leave it a note with send_mailbox.", AidArgs, _resolve, read_only=True),
+    ToolSpec("connect", "Open a verified, encrypted QUIC connection to an agent and a local "
+             "TCP tunnel (127.0.0.1:port) to its service. If the agent is unreachable, fall "
+             "back to send_mailbox.", AidArgs, _connect),
+    ToolSpec("fetch", "Send one HTTP request to an agent's service over a verified QUIC "
+             "connection and return the response. If it is unreachable, use send_mailbox.",
+             FetchArgs, _fetch),
+    ToolSpec("send_mailbox", "Leave an encrypted note (up to 389 bytes) for an agent, online "
+             "or not; it is delivered directly when possible and kept on the network for an "
+             "hour otherwise. For larger data use connect or fetch.", SendMailboxArgs,
+             _send_mailbox),
+    ToolSpec("read_mailbox", "Read notes other agents left for this agent, oldest first; "
+             "reading marks them read (peek=true leaves them unread). The sender AID is "
+             "verified.", ReadMailboxArgs, _read_mailbox),
+    ToolSpec("tunnel_list", "List the local tunnels opened by connect.", NoArgs, _tunnel_list,
+             read_only=True),
+    ToolSpec("tunnel_close", "Close a local tunnel opened by connect.", TunnelCloseArgs,
+             _tunnel_close),
+)  # fmt: skip
+
+
+def tool(name: str) -> ToolSpec:
+    for spec in TOOLS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``arguments`` and run tool ``name``.
+
+    Raises:
+        ToolFailure: always with a code and a readable message (never another exception).
+    """
+    try:
+        spec = tool(name)
+    except KeyError:
+        raise ToolFailure("UNKNOWN_TOOL", f"there is no tool {name!r}") from None
+    try:
+        args = spec.input_model.model_validate(arguments)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+                             for e in exc.errors())  # fmt: skip
+        raise ToolFailure("BAD_ARGUMENTS", problems) from None
+    try:
+        return await spec.run(_node_ok(node), args)
+    except ToolFailure:
+        raise
+    except A2ALError as exc:
+        raise ToolFailure(exc.code, str(exc)) from None
+    except Exception:
+        logger.exception("tool.internal_error tool=%s", name)
+        raise ToolFailure("INTERNAL", "an unexpected error happened; the server log has "
+                          "details") from None  # fmt: skip
+
+
+def _node_ok(node: Node) -> Node:
+    if node is None:  # pragma: no cover - defensive
+        raise UsageError("no node")
+    return node

@@ -1,0 +1,129 @@
+"""Every MCP tool, in memory (the official mcp client against our server), on a loopback
+network of real nodes: success and error paths."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+
+from a2al_mcp._random import SystemRng
+from a2al_mcp.identity import Identity
+from a2al_mcp.mcp_server import build_server
+from a2al_mcp.mcp_server._compat import MCP_MAJOR
+from a2al_mcp.node.http import HttpRequest, HttpResponse
+from a2al_mcp.toolspec import TOOLS
+from tests.node.loopnet import network
+
+pytestmark = pytest.mark.anyio
+
+if MCP_MAJOR != 2:  # pragma: no cover - the mcp 1.x run uses its own client helper
+    pytest.skip("in-memory client helper below is for mcp 2.x", allow_module_level=True)
+
+from mcp import Client  # noqa: E402
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def call(client: Any, name: str, args: dict[str, Any] | None = None) -> tuple[bool, Any]:
+    res = await client.call_tool(name, args or {})
+    text = res.content[0].text if res.content else ""
+    if res.is_error:
+        return False, text
+    return True, res.structured_content if res.structured_content is not None else json.loads(text)
+
+
+async def hello(req: HttpRequest) -> HttpResponse:
+    return HttpResponse(200, (("content-type", "text/plain"),), f"hi {req.caller}".encode())
+
+
+async def test_tool_list_matches_the_catalogue() -> None:
+    async with network(1) as (node,), Client(build_server(node)) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert (
+            set(listed)
+            == {s.name for s in TOOLS}
+            >= {
+                "publish",
+                "discover",
+                "resolve",
+                "connect",
+                "send_mailbox",
+                "read_mailbox",
+                "status",
+            }
+        )
+        for spec in TOOLS:
+            assert listed[spec.name].description == spec.description
+            props = listed[spec.name].input_schema.get("properties", {})
+            assert set(props) == set(spec.input_model.model_fields)
+
+
+async def test_every_tool_succeeds_on_a_three_node_network() -> None:
+    with anyio.fail_after(60):
+        async with network(3, publish=True) as (_seed, me, other), Client(build_server(me)) as c:
+            other.serve(http=hello)
+            await other.register_service("demo.echo", name="other", protocols=["http"])
+            ok, st = await call(c, "status")
+            assert ok and st["aid"] == str(me.aid) and st["ready"] and st["peers"] >= 2
+            ok, pub = await call(c, "publish", {"services": ["demo.mine"], "name": "me",
+                                                "tags": ["t"], "protocols": ["mcp"]})  # fmt: skip
+            assert ok and pub["aid"] == str(me.aid) and pub["endpoints"]
+            ok, disc = await call(c, "discover", {"service": "demo.echo"})
+            assert ok and [a["aid"] for a in disc["agents"]] == [str(other.aid)]
+            ok, disc = await call(c, "discover", {"service": "demo.echo", "protocols": ["a2a"]})
+            assert ok and disc["count"] == 0
+            ok, res = await call(c, "resolve", {"aid": str(other.aid)})
+            assert ok and res["aid"] == str(other.aid) and res["endpoints"]
+            ok, got = await call(c, "fetch", {"aid": str(other.aid), "path": "/x"})
+            assert ok and got["status"] == 200 and got["body"] == f"hi {me.aid}"
+            ok, con = await call(c, "connect", {"aid": str(other.aid)})
+            assert ok and con["connected"] and con["tunnel"].startswith("127.0.0.1:")
+            ok, tl = await call(c, "tunnel_list")
+            assert ok and [t["tunnel"] for t in tl["tunnels"]] == [con["tunnel"]]
+            ok, _ = await call(c, "tunnel_close", {"tunnel": con["tunnel"]})
+            assert ok
+            ok, sent = await call(c, "send_mailbox", {"to": str(other.aid), "text": "hi other"})
+            assert ok and sent["delivered"] in ("direct", "stored", "both")
+            await other.send_mailbox(me.aid, "hi me")
+            for _ in range(100):
+                ok, inbox = await call(c, "read_mailbox", {"peek": True})
+                if inbox["count"]:
+                    break
+                await anyio.sleep(0.05)
+            assert inbox["messages"][0]["from"] == str(other.aid)
+            assert inbox["messages"][0]["text"] == "hi me" and inbox["messages"][0]["id"]
+            ok, inbox = await call(c, "read_mailbox")
+            assert inbox["count"] == 1
+            ok, inbox = await call(c, "read_mailbox")
+            assert inbox["count"] == 0  # read notes are marked
+
+
+async def test_errors_are_codes_and_sentences_never_tracebacks() -> None:
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (seed, me), Client(build_server(me)) as c:
+            stranger = str(Identity.generate(SystemRng()).aid)
+            cases = [
+                ("resolve", {"aid": "not-an-aid"}, "BAD_AID"),
+                ("resolve", {"aid": stranger}, "NOT_FOUND"),
+                ("fetch", {"aid": stranger}, "NOT_FOUND"),
+                ("connect", {"aid": stranger}, "NOT_FOUND"),
+                ("send_mailbox", {"to": str(seed.aid), "text": "x" * 400}, "LIMIT"),
+                ("send_mailbox", {"to": stranger, "text": "hi"}, "NOT_FOUND"),
+                ("discover", {"service": "x", "limit": 0}, ""),
+                ("tunnel_close", {"tunnel": "127.0.0.1:1"}, "NOT_FOUND"),
+                ("publish", {"ttl_s": 5}, ""),
+            ]
+            for name, args, code in cases:
+                ok, text = await call(c, name, args)
+                assert not ok, (name, args)
+                assert "Traceback" not in text and text, (name, text)
+                if code:
+                    assert f": {code}: " in f": {text}", (name, text)  # the SDK may prefix it
+            ok, text = await call(c, "fetch", {"aid": str(seed.aid)})  # seed serves nothing
+            assert not ok and "ACCESS_DENIED: " in text and "no service" in text
