@@ -13,13 +13,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._clock import SystemClock
-from ._random import SystemRng
-from ._version import __version__
-from .errors import A2ALError
-from .identity import Aid, DelegatedIdentity, Identity
-from .protocol.dht_messages import decode_message
-from .protocol.records import SignedRecord
+from .._clock import SystemClock
+from .._random import SystemRng
+from .._version import __version__
+from ..errors import A2ALError
+from ..identity import Aid, DelegatedIdentity, Identity
+from ..protocol.dht_messages import decode_message
+from ..protocol.records import SignedRecord
 
 __all__ = ["main"]
 
@@ -81,7 +81,7 @@ def _cmd_decode(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept separate for tests and docs)."""
     p = argparse.ArgumentParser(
-        prog="a2al-mcp", description="A2AL agent-network node tools (MCP server: upcoming)."
+        prog="a2al-mcp", description="A2AL agent-network node with an MCP server."
     )
     p.add_argument("--version", action="version", version=f"a2al-mcp {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("hex")
     dec.add_argument("--record", action="store_true", help="the hex is a SignedRecord")
     dec.set_defaults(func=_cmd_decode)
+    from .demo import add_demo_parser
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
+    add_demo_parser(sub)
     return p
 
 
@@ -117,5 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except A2ALError as exc:
         print(f"error: {exc.code}: {exc}", file=sys.stderr)
         return EXIT_CODES.get(exc.code, 1)
-    print(json.dumps(result, indent=2))
+    except KeyboardInterrupt:
+        return 130
+    if result:
+        print(json.dumps(result, indent=2))
     return 0

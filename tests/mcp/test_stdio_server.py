@@ -1,0 +1,99 @@
+"""The real thing: ``a2al-mcp serve --stdio`` in a subprocess, driven by the official mcp
+client, on a 3-node loopback network; every line the server writes to stdout is JSON-RPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from a2al_mcp import Aid, SystemRng
+from a2al_mcp.errors import UsageError
+from a2al_mcp.mcp_server._compat import MCP_MAJOR
+from a2al_mcp.node.home import DataHome
+from a2al_mcp.node.http import HttpRequest, HttpResponse
+from a2al_mcp.toolspec import TOOLS
+from tests.node.loopnet import network
+
+pytestmark = pytest.mark.anyio
+
+if MCP_MAJOR != 2:  # pragma: no cover
+    pytest.skip("mcp 2.x client", allow_module_level=True)
+
+from mcp import Client, StdioServerParameters  # noqa: E402
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def hello(req: HttpRequest) -> HttpResponse:
+    return HttpResponse(200, (), f"hello {req.caller}".encode())
+
+
+async def call(client: Any, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    res = await client.call_tool(name, args or {})
+    assert not res.is_error, (name, res.content)
+    return res.structured_content or json.loads(res.content[0].text)
+
+
+async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
+    stdout_copy = tmp_path / "stdout.jsonl"
+    with anyio.fail_after(90):
+        async with network(2, publish=True) as (seed, other):
+            other.serve(http=hello)
+            await other.register_service("demo.stdio", name="other")
+            cmd = (
+                f"{sys.executable} -m a2al_mcp serve --stdio --listen 127.0.0.1:0 "
+                f"--bootstrap {seed.local_addr[0]}:{seed.local_addr[1]} --data-dir {tmp_path}/home"
+                f" | tee {stdout_copy}"
+            )
+            params = StdioServerParameters(command="sh", args=["-c", cmd])
+            async with Client(params) as c:
+                names = {t.name for t in (await c.list_tools()).tools}
+                assert names == {s.name for s in TOOLS}
+                st = await call(c, "status")
+                assert st["ready"] and st["peers"] >= 1
+                me = st["aid"]
+                pub = await call(c, "publish", {"services": ["demo.stdio"], "name": "me"})
+                assert pub["aid"] == me
+                disc = await call(c, "discover", {"service": "demo.stdio"})
+                assert {a["aid"] for a in disc["agents"]} == {me, str(other.aid)}
+                res = await call(c, "resolve", {"aid": str(other.aid)})
+                assert res["endpoints"]
+                got = await call(c, "fetch", {"aid": str(other.aid), "path": "/"})
+                assert got["status"] == 200 and got["body"] == f"hello {me}"
+                con = await call(c, "connect", {"aid": str(other.aid)})
+                assert con["tunnel"].startswith("127.0.0.1:")
+                assert (await call(c, "tunnel_list"))["tunnels"]
+                await call(c, "tunnel_close", {"tunnel": con["tunnel"]})
+                sent = await call(c, "send_mailbox", {"to": str(other.aid), "text": "via stdio"})
+                assert sent["message_id"]
+                await other.send_mailbox(Aid.from_str(me), "back to you")
+                for _ in range(100):
+                    inbox = await call(c, "read_mailbox", {"peek": True})
+                    if inbox["count"]:
+                        break
+                    await anyio.sleep(0.1)
+                assert inbox["messages"][0]["text"] == "back to you"
+                assert (await call(c, "read_mailbox"))["count"] == 1
+            lines = stdout_copy.read_text().splitlines()
+            assert lines and all(json.loads(line).get("jsonrpc") == "2.0" for line in lines)
+            # the note other got through the server is there too
+            assert [n.text for n in await other.read_mailbox(peek=True)] == ["via stdio"]
+
+
+async def test_data_dir_lock_names_the_other_process(tmp_path: Path) -> None:
+    with DataHome(tmp_path) as home:
+        with pytest.raises(UsageError, match=f"in use by process {os.getpid()}"):
+            DataHome(tmp_path)
+        ident = home.identity(SystemRng())
+        assert home.identity(SystemRng()).aid == ident.aid  # persisted
+    assert oct((tmp_path / "node.key").stat().st_mode & 0o777) == "0o600"
+    DataHome(tmp_path).close()  # released on close
