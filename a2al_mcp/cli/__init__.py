@@ -102,10 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--record", action="store_true", help="the hex is a SignedRecord")
     dec.set_defaults(func=_cmd_decode)
     from .demo import add_demo_parser
+    from .install import add_install_parser
     from .serve import add_serve_parser
 
     add_serve_parser(sub)
     add_demo_parser(sub)
+    add_install_parser(sub)
     return p
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,3 +44,27 @@ def test_identity_new(capsys: pytest.CaptureFixture[str]) -> None:
     assert str(proof.agent) == out["aid"]
     code, out, _ = _run(capsys, "id", "new")
     assert code == 0 and len(out["private_key_hex"]) == 128
+
+
+def test_install_prints_and_merges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import json
+
+    from a2al_mcp.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["install", "cursor"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config_file"] == str(tmp_path / ".cursor/mcp.json")
+    assert shown["add"]["mcpServers"]["a2al"]["args"] == ["serve", "--stdio"]
+    cfg = tmp_path / ".cursor/mcp.json"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(json.dumps({"mcpServers": {"other": {"command": "x"}}}))
+    assert main(["install", "cursor", "--write", "--bootstrap", "127.0.0.1:4121"]) == 0
+    merged = json.loads(cfg.read_text())
+    assert set(merged["mcpServers"]) == {"other", "a2al"}
+    assert merged["mcpServers"]["a2al"]["args"][-2:] == ["--bootstrap", "127.0.0.1:4121"]
+    assert (tmp_path / ".cursor/mcp.json.bak").exists()
+    cfg.write_text("{not json")
+    assert main(["install", "cursor", "--write"]) == 3  # CONFIG error, file untouched
+    assert cfg.read_text() == "{not json"
