@@ -316,3 +316,12 @@ def test_host_refuses_inbound_when_full() -> None:
     p.server = QuicHost(p._server_conn, max_connections=0)
     p.pump()
     assert len(p.server) == 0 and p.server.statistics().refused_full >= 1
+
+
+def test_oversize_mailbox_frame_is_refused(pair: Pair) -> None:
+    _route(pair)
+    pair.take("server")
+    sid = pair.conn.get_next_available_stream_id()
+    pair.conn.send_stream_data(sid, b"a2mb" + bytes(32) + (70_000).to_bytes(4, "big") + b"x")
+    pair.pump()
+    assert pair.take("server") == [ss.StreamReset(sid, ss.ERR_PROTOCOL)]
