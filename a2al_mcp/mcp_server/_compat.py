@@ -13,19 +13,55 @@ from typing import Any
 from mcp.types import ToolAnnotations
 
 try:
+    from mcp.server.mcpserver import Context
     from mcp.server.mcpserver import MCPServer as _Server
     from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.shared.subscriptions import ResourceUpdated
 
     MCP_MAJOR = 2
 except ImportError:  # pragma: no cover - exercised in the mcp 1.x venv
-    from mcp.server.fastmcp import FastMCP as _Server  # type: ignore[no-redef,attr-defined]
-    from mcp.server.fastmcp.exceptions import (  # type: ignore[no-redef,import-not-found]
-        ToolError,
-    )
+    import importlib
 
+    _fm: Any = importlib.import_module("mcp.server.fastmcp")
+    _fx: Any = importlib.import_module("mcp.server.fastmcp.exceptions")
+    Context = _fm.Context  # type: ignore[misc]
+    _Server = _fm.FastMCP  # type: ignore[misc]
+    ToolError = _fx.ToolError  # type: ignore[misc]
     MCP_MAJOR = 1
 
-__all__ = ["MCP_MAJOR", "ToolError", "new_server", "run_http", "run_stdio", "tool_hints"]
+__all__ = [
+    "MCP_MAJOR",
+    "Context",
+    "ToolError",
+    "add_resource",
+    "new_server",
+    "publish_resource_updated",
+    "report_progress",
+    "run_http",
+    "run_stdio",
+    "tool_hints",
+]
+
+
+def add_resource(server: Any, uri: str, name: str, description: str, fn: Any) -> None:
+    """Register a JSON resource read by ``fn() -> str``."""
+    server.resource(uri, name=name, description=description, mime_type="application/json")(fn)
+
+
+async def publish_resource_updated(server: Any, uri: str) -> None:
+    """Tell subscribed clients that ``uri`` changed (mcp 2: ``subscriptions/listen``)."""
+    if MCP_MAJOR == 2:
+        await server._subscriptions.publish(ResourceUpdated(uri=uri))
+
+
+async def report_progress(ctx: Any, progress: float, total: float, message: str) -> None:
+    """Progress notification for the running tool call (ignored if the client did not ask)."""
+    if ctx is None:
+        return
+    try:
+        await ctx.report_progress(progress, total, message)
+    except Exception:  # a client without a progress token, or gone: progress is best effort
+        return
 
 
 def tool_hints(*, read_only: bool) -> ToolAnnotations:

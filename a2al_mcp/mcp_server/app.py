@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from ..node.node import Node
 from ..toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
-from ._compat import ToolError, new_server, tool_hints
+from ._compat import (
+    Context,
+    ToolError,
+    add_resource,
+    new_server,
+    publish_resource_updated,
+    report_progress,
+    tool_hints,
+)
 
-__all__ = ["INSTRUCTIONS", "build_server"]
+__all__ = ["INBOX_URI", "INSTRUCTIONS", "STATUS_URI", "build_server"]
+
+INBOX_URI = "a2al://inbox"
+STATUS_URI = "a2al://status"
+_SLOW = {
+    "publish": "publishing the signed record to the DHT",
+    "discover": "searching the DHT",
+    "resolve": "looking the AID up in the DHT",
+    "connect": "resolving and opening a verified QUIC connection",
+    "fetch": "resolving, connecting and sending the request",
+    "send_mailbox": "resolving the recipient, delivering and storing the note",
+}
 
 INSTRUCTIONS = (
     "a2al-mcp connects this assistant to the A2AL agent network: every agent has a permanent "
@@ -34,19 +54,28 @@ def _signature(spec: ToolSpec) -> inspect.Signature:
             default = field.get_default(call_default_factory=True)
             optional.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
                                               annotation=ann, default=default))  # fmt: skip
-    return inspect.Signature(required + optional, return_annotation=dict[str, Any])
+    ctx = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context,
+                            default=None)  # fmt: skip
+    return inspect.Signature(required + optional + [ctx], return_annotation=dict[str, Any])
 
 
 def _tool_function(node: Node, spec: ToolSpec) -> Any:
-    async def run(**kwargs: Any) -> dict[str, Any]:
+    async def run(ctx: Any = None, **kwargs: Any) -> dict[str, Any]:
+        slow = _SLOW.get(spec.name)
+        if slow:
+            await report_progress(ctx, 0, 1, slow)
         try:
-            return await call_tool(node, spec.name, kwargs)
+            result = await call_tool(node, spec.name, kwargs)
         except ToolFailure as exc:
             raise ToolError(str(exc)) from None
+        if slow:
+            await report_progress(ctx, 1, 1, "done")
+        return result
 
     run.__name__ = spec.name
     run.__doc__ = spec.description
     run.__signature__ = _signature(spec)  # type: ignore[attr-defined]
+    run.__annotations__ = {"ctx": Context, "return": dict[str, Any]}  # the SDK injects ctx
     return run
 
 
@@ -60,4 +89,18 @@ def build_server(node: Node, *, name: str = "a2al") -> Any:
             description=spec.description,
             annotations=tool_hints(read_only=spec.read_only),
         )
+
+    async def inbox() -> str:
+        notes = await node.read_mailbox(peek=True, limit=200)
+        return json.dumps({"unread": len(notes), "messages": [
+            {"id": n.msg_id.hex(), "from": str(n.sender), "text": n.text,
+             "received_at": int(n.received_at)} for n in notes]})  # fmt: skip
+
+    async def status() -> str:
+        return json.dumps(await call_tool(node, "status", {}))
+
+    inbox_help = "Unread mailbox notes (subscribe: updated when a note arrives)"
+    add_resource(server, INBOX_URI, "inbox", inbox_help, inbox)
+    add_resource(server, STATUS_URI, "status", "This node's status", status)
+    node.on_mail(lambda note: node._spawn(lambda: publish_resource_updated(server, INBOX_URI)))
     return server

@@ -127,3 +127,30 @@ async def test_errors_are_codes_and_sentences_never_tracebacks() -> None:
                     assert f": {code}: " in f": {text}", (name, text)  # the SDK may prefix it
             ok, text = await call(c, "fetch", {"aid": str(seed.aid)})  # seed serves nothing
             assert not ok and "ACCESS_DENIED: " in text and "no service" in text
+
+
+async def test_resources_subscription_and_progress() -> None:
+    from a2al_mcp.mcp_server.app import INBOX_URI, STATUS_URI
+
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (other, me), Client(build_server(me)) as c:
+            uris = {str(r.uri) for r in (await c.list_resources()).resources}
+            assert {INBOX_URI, STATUS_URI} <= uris
+            status = json.loads((await c.read_resource(STATUS_URI)).contents[0].text)
+            assert status["aid"] == str(me.aid)
+            progress: list[tuple[float, float | None, str | None]] = []
+
+            async def on_progress(p: float, total: float | None, message: str | None) -> None:
+                progress.append((p, total, message))
+
+            res = await c.call_tool("resolve", {"aid": str(other.aid)},
+                                    progress_callback=on_progress)  # fmt: skip
+            assert not res.is_error
+            assert progress and progress[0][2] and progress[-1][0] == 1
+            async with c.listen(resource_subscriptions=[INBOX_URI]) as sub:
+                await other.send_mailbox(me.aid, "ping via resource")
+                with anyio.fail_after(10):
+                    event = await sub.__anext__()
+                assert str(getattr(event, "uri", "")) == INBOX_URI
+            inbox = json.loads((await c.read_resource(INBOX_URI)).contents[0].text)
+            assert inbox["unread"] == 1 and inbox["messages"][0]["text"] == "ping via resource"
