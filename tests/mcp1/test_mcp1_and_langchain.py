@@ -1,0 +1,107 @@
+"""mcp 1.30 (what CrewAI and langchain-mcp-adapters pin): our server through the compat
+module, in memory; and langchain-mcp-adapters loading our stdio server's tools and calling
+them. Runs in its own venv from ``.ci/run`` (``A2AL_MCP_REQUIRE_MCP1=1`` turns the skip into a
+failure there)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from a2al_mcp.mcp_server._compat import MCP_MAJOR
+
+pytestmark = pytest.mark.anyio
+
+try:
+    from langchain_mcp_adapters.client import MultiServerMCPClient
+except ImportError:  # pragma: no cover
+    MultiServerMCPClient = None
+
+if MCP_MAJOR != 1 or MultiServerMCPClient is None:
+    if os.environ.get("A2AL_MCP_REQUIRE_MCP1") == "1":
+        pytest.fail("A2AL_MCP_REQUIRE_MCP1=1 but mcp 1.x / langchain-mcp-adapters are missing",
+                    pytrace=False)  # fmt: skip
+    pytest.skip("needs mcp 1.x and langchain-mcp-adapters (the mcp1 venv of .ci/run)",
+                allow_module_level=True)  # fmt: skip
+
+from mcp.shared.memory import create_connected_server_and_client_session  # noqa: E402
+
+from a2al_mcp.mcp_server import build_server  # noqa: E402
+from a2al_mcp.toolspec import TOOLS  # noqa: E402
+from tests.node.loopnet import network  # noqa: E402
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _content(res: Any) -> tuple[bool, Any]:
+    text = res.content[0].text if res.content else ""
+    if res.isError:
+        return False, text
+    return True, res.structuredContent or json.loads(text)
+
+
+async def test_every_tool_in_memory_on_mcp1() -> None:
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (other, me):
+            server = build_server(me)
+            async with create_connected_server_and_client_session(server._mcp_server) as s:
+                names = {t.name for t in (await s.list_tools()).tools}
+                assert names == {t.name for t in TOOLS}
+                ok, st = _content(await s.call_tool("status", {}))
+                assert ok and st["aid"] == str(me.aid)
+                ok, res = _content(await s.call_tool("resolve", {"aid": str(other.aid)}))
+                assert ok and res["endpoints"]
+                note = {"to": str(other.aid), "text": "v1"}
+                ok, sent = _content(await s.call_tool("send_mailbox", note))
+                assert ok and sent["message_id"]
+                ok, text = _content(await s.call_tool("resolve", {"aid": "nope"}))
+                assert not ok and "BAD_AID: " in text and "Traceback" not in text
+
+
+async def test_langchain_mcp_adapters_drive_the_stdio_server(tmp_path: Path) -> None:
+    with anyio.fail_after(120):
+        async with network(2, publish=True) as (seed, other):
+            client = MultiServerMCPClient({"a2al": {
+                "command": sys.executable,
+                "args": ["-m", "a2al_mcp", "serve", "--stdio", "--listen", "127.0.0.1:0",
+                         "--bootstrap", f"{seed.local_addr[0]}:{seed.local_addr[1]}",
+                         "--data-dir", str(tmp_path / "home")],
+                "transport": "stdio",
+            }})  # fmt: skip
+            async with client.session("a2al") as session:
+                from langchain_mcp_adapters.tools import load_mcp_tools
+
+                tools = {t.name: t for t in await load_mcp_tools(session)}
+                assert set(tools) == {t.name for t in TOOLS}
+
+                async def call(tool_name: str, **args: Any) -> Any:
+                    out = await tools[tool_name].ainvoke(args)
+                    text = out if isinstance(out, str) else out[0]["text"] if isinstance(
+                        out, list) else str(out)  # fmt: skip
+                    return json.loads(text)
+
+                me = (await call("publish", services=["lc.demo"], name="lc"))["aid"]
+                await other.register_service("lc.demo", name="other")
+                found = await call("discover", service="lc.demo")
+                assert {a["aid"] for a in found["agents"]} == {me, str(other.aid)}
+                assert (await call("resolve", aid=str(other.aid)))["endpoints"]
+                assert (await call("send_mailbox", to=str(other.aid), text="from langchain"))[
+                    "message_id"]  # fmt: skip
+                from a2al_mcp import Aid
+
+                await other.send_mailbox(Aid.from_str(me), "to langchain")
+                for _ in range(100):
+                    inbox = await call("read_mailbox", peek=True)
+                    if inbox["count"]:
+                        break
+                    await anyio.sleep(0.1)
+                assert inbox["messages"][0]["text"] == "to langchain"
