@@ -201,6 +201,24 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def _identity_create(node: Node, a: NoArgs) -> dict[str, Any]:
+    created = node.create_agent()
+    await node.publish(created.identity.aid)
+    return {
+        "aid": str(created.identity.aid),
+        "master_private_key_hex": created.master.seed.hex(),
+        "warning": "This owner key is shown once and not stored. Keep it offline: it proves "
+        "you own the agent and can authorise a new operational key.",
+    }
+
+
+async def _identity_list(node: Node, a: NoArgs) -> dict[str, Any]:
+    published = set(node.status().published)
+    return {"identities": [
+        {"aid": str(i.aid), "kind": "delegated" if i.is_delegated else "node",
+         "published": i.aid in published} for i in node.identities()]}  # fmt: skip
+
+
 async def _tunnel_list(node: Node, a: NoArgs) -> dict[str, Any]:
     return {"tunnels": [{"tunnel": f"{t.addr[0]}:{t.addr[1]}", "aid": str(t.remote),
                          "connections": t.connections} for t in node.tunnels()]}  # fmt: skip
@@ -240,6 +258,11 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("read_mailbox", "Read notes other agents left for this agent, oldest first; "
              "reading marks them read (peek=true leaves them unread). The sender AID is "
              "verified.", ReadMailboxArgs, _read_mailbox),
+    ToolSpec("identity_create", "Create a new agent identity (a delegated AID) served by this "
+             "node and publish it. The owner key in the result is shown once only: tell the "
+             "user to store it safely.", NoArgs, _identity_create),
+    ToolSpec("identity_list", "List the identities this node speaks for (its own AID and "
+             "agents created with identity_create).", NoArgs, _identity_list, read_only=True),
     ToolSpec("tunnel_list", "List the local tunnels opened by connect.", NoArgs, _tunnel_list,
              read_only=True),
     ToolSpec("tunnel_close", "Close a local tunnel opened by connect.", TunnelCloseArgs,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, Self
@@ -35,7 +37,9 @@ from ..errors import (
     UsageError,
 )
 from ..identity.aid import Aid, NodeId
-from ..identity.local import Identity
+from ..identity.delegation import DelegationProof
+from ..identity.keys import SigningKey
+from ..identity.local import DelegatedIdentity, Identity
 from ..protocol import limits
 from ..protocol.payloads import EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import Category, RecType, SignedRecord
@@ -174,6 +178,7 @@ class Node:
         if self._state is not _State.UNOPENED:
             raise UsageError(f"cannot open a node that is {self._state.value}")
         host, _port = self.config.listen
+        self._load_agents()
         wall_offset = self._clock.wall() - self._clock.monotonic()
         self._dht = DhtCore(
             self.identity,
@@ -307,6 +312,38 @@ class Node:
 
     def identities(self) -> list[Identity]:
         return list(self._identities.values())
+
+    def create_agent(self) -> DelegatedIdentity:
+        """A new delegated agent identity served by this node. Its operational key and proof
+        are kept in ``data_dir/agents/`` (0600) and loaded on every start; the owner (master)
+        key is returned once and **not** kept."""
+        created = DelegatedIdentity.generate(self._rng, issued_at=int(self._clock.wall()))
+        ident = created.identity
+        if self.config.data_dir is not None:
+            assert ident.delegation is not None
+            folder = self.config.data_dir / "agents"
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = folder / f"{ident.aid}.json"
+            doc = {"aid": str(ident.aid), "operational_seed_hex": ident.key.seed.hex(),
+                   "delegation_proof_hex": ident.delegation.to_bytes().hex()}  # fmt: skip
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f)
+        self.add_identity(ident)
+        return created
+
+    def _load_agents(self) -> None:
+        folder = None if self.config.data_dir is None else self.config.data_dir / "agents"
+        if folder is None or not folder.is_dir():
+            return
+        for path in sorted(folder.glob("*.json")):
+            try:
+                doc = json.loads(path.read_text())
+                proof = DelegationProof.from_bytes(bytes.fromhex(doc["delegation_proof_hex"]))
+                key = SigningKey(bytes.fromhex(doc["operational_seed_hex"]))
+                self.add_identity(Identity.from_delegation(key, proof, self._clock.wall()))
+            except (A2ALError, ValueError, KeyError, OSError) as exc:
+                logger.warning("agents.load_failed file=%s reason=%s", path.name, exc)
 
     def _identity(self, aid: Aid | None) -> Identity:
         if aid is None:

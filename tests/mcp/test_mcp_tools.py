@@ -154,3 +154,29 @@ async def test_resources_subscription_and_progress() -> None:
                 assert str(getattr(event, "uri", "")) == INBOX_URI
             inbox = json.loads((await c.read_resource(INBOX_URI)).contents[0].text)
             assert inbox["unread"] == 1 and inbox["messages"][0]["text"] == "ping via resource"
+
+
+async def test_identity_create_persists_the_agent_and_shows_the_owner_key_once(
+    tmp_path: Any,
+) -> None:
+    from a2al_mcp import NodeConfig
+    from a2al_mcp.node import Node
+
+    with anyio.fail_after(60):
+        async with network(1) as (seed,):
+            cfg = NodeConfig(listen_addr="127.0.0.1:0", data_dir=tmp_path,
+                             bootstrap=("{}:{}".format(*seed.local_addr),))  # fmt: skip
+            async with Node(cfg) as node, Client(build_server(node)) as c:
+                ok, made = await call(c, "identity_create")
+                assert ok and len(made["master_private_key_hex"]) == 64 and made["warning"]
+                ok, listed = await call(c, "identity_list")
+                kinds = {i["aid"]: (i["kind"], i["published"]) for i in listed["identities"]}
+                assert kinds[made["aid"]] == ("delegated", True)
+                files = list((tmp_path / "agents").glob("*.json"))
+                assert len(files) == 1 and oct(files[0].stat().st_mode & 0o777) == "0o600"
+                assert made["master_private_key_hex"] not in files[0].read_text()
+            async with Node(cfg) as node, Client(build_server(node)) as c:  # restart
+                ok, listed = await call(c, "identity_list")
+                assert made["aid"] in {i["aid"] for i in listed["identities"]}
+            resolved = await seed.resolve(__import__("a2al_mcp").Aid.from_str(made["aid"]))
+            assert resolved.record.delegation_proof() is not None
