@@ -97,3 +97,34 @@ async def test_data_dir_lock_names_the_other_process(tmp_path: Path) -> None:
         assert home.identity(SystemRng()).aid == ident.aid  # persisted
     assert oct((tmp_path / "node.key").stat().st_mode & 0o777) == "0o600"
     DataHome(tmp_path).close()  # released on close
+
+
+async def test_http_server_on_loopback_checks_host(tmp_path: Path) -> None:
+    import httpx2 as httpx
+
+    from a2al_mcp.testing.a2ald import free_port
+
+    port = free_port(udp=False)
+    with anyio.fail_after(60):
+        async with network(1) as (seed,), await anyio.open_process([
+            sys.executable, "-m", "a2al_mcp", "serve", "--http", f"127.0.0.1:{port}",
+            "--listen", "127.0.0.1:0", "--bootstrap", f"{seed.local_addr[0]}:{seed.local_addr[1]}",
+            "--data-dir", str(tmp_path / "home")]) as proc:  # fmt: skip
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with httpx.AsyncClient() as http:
+                for _ in range(200):
+                    try:
+                        await http.get(url)
+                        break
+                    except httpx.TransportError:
+                        await anyio.sleep(0.05)
+                bad = await http.post(url, headers={"Host": "evil.example:80"}, json={})
+                assert bad.status_code in (403, 421)  # DNS-rebinding protection
+            async with Client(url) as c:
+                assert (await c.call_tool("status", {})).structured_content["ready"]
+            proc.terminate()
+    # non-loopback HTTP is refused (no authentication yet)
+    res = await anyio.run_process([sys.executable, "-m", "a2al_mcp", "serve", "--http",
+                                   "0.0.0.0:8080", "--data-dir", str(tmp_path / "h2")],
+                                  check=False)  # fmt: skip
+    assert res.returncode == 2 and b"loopback" in res.stderr
