@@ -20,6 +20,7 @@ from ..errors import A2ALError
 from ..identity import Aid, DelegatedIdentity, Identity
 from ..protocol.dht_messages import decode_message
 from ..protocol.records import SignedRecord
+from ..toolspec import ToolFailure
 
 __all__ = ["main"]
 
@@ -102,12 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--record", action="store_true", help="the hex is a SignedRecord")
     dec.set_defaults(func=_cmd_decode)
     from .demo import add_demo_parser
+    from .human import add_human_parsers
     from .install import add_install_parser
     from .serve import add_serve_parser
 
     add_serve_parser(sub)
     add_demo_parser(sub)
     add_install_parser(sub)
+    add_human_parsers(sub)
     return p
 
 
@@ -123,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args)
     except A2ALError as exc:
         print(f"error: {exc.code}: {exc}", file=sys.stderr)
+        return EXIT_CODES.get(exc.code, 1)
+    except ToolFailure as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_CODES.get(exc.code, 1)
     except KeyboardInterrupt:
         return 130
