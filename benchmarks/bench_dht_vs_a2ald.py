@@ -15,7 +15,6 @@ peer 0. Measured:
 
 from __future__ import annotations
 
-import functools
 import os
 import statistics
 import subprocess
@@ -27,17 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _common import pct, thread
 
 from a2al_mcp import Aid, NodeConfig
 from a2al_mcp.node import Node
 from a2al_mcp.testing.a2ald import A2aldNetwork, A2aldPeer, check_sealed
 
 REPS = 40
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def fmt(name: str, ours: list[float], theirs: list[float]) -> str:
@@ -50,10 +45,6 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
     t = time.perf_counter()
     await fn()
     return (time.perf_counter() - t) * 1000
-
-
-async def thread(fn: Callable[..., Any], *a: Any) -> Any:
-    return await anyio.to_thread.run_sync(functools.partial(fn, *a))
 
 
 def rss_kib(pid: int) -> int:

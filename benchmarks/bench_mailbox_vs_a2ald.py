@@ -16,31 +16,21 @@ Topology: 3 a2ald peers (peer 0 the bootstrap) and our nodes joined through peer
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import anyio
+from _common import pct, thread
 
 from a2al_mcp import Identity, NodeConfig, SystemRng
 from a2al_mcp.node import Node
 from a2al_mcp.testing.a2ald import A2aldNetwork, A2aldPeer, check_sealed
 
 REPS = 20
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
-
-
-async def thread(fn: Any, *a: Any) -> Any:
-    return await anyio.to_thread.run_sync(functools.partial(fn, *a))
 
 
 class Sse(threading.Thread):

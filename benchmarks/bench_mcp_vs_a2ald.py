@@ -17,27 +17,18 @@ data directory.
 from __future__ import annotations
 
 import base64
-import functools
 import sys
 import tempfile
 import time
 from typing import Any
 
 import anyio
+from _common import pct, thread
 from mcp import Client, StdioServerParameters
 
 from a2al_mcp.testing.a2ald import A2aldNetwork, A2aldPeer, check_sealed, find_a2ald, free_port
 
 REPS = 20
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
-
-
-async def thread(fn: Any, *a: Any) -> Any:
-    return await anyio.to_thread.run_sync(functools.partial(fn, *a))
 
 
 def _agent(peer: A2aldPeer, topic: str | None = None) -> str:

@@ -22,12 +22,12 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
+from _common import pct, thread
 
 from a2al_mcp import DelegatedIdentity, NodeConfig, SystemRng
 from a2al_mcp.node import Node
@@ -35,15 +35,6 @@ from a2al_mcp.testing.a2ald import A2aldNetwork, check_sealed
 
 REPS = 20
 PUSH = 64 * 1024 * 1024
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
-
-
-async def thread(fn: Callable[..., Any], *a: Any) -> Any:
-    return await anyio.to_thread.run_sync(functools.partial(fn, *a))
 
 
 def rss_kib() -> int:
