@@ -201,6 +201,12 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def _unpublish(node: Node, a: NoArgs) -> dict[str, Any]:
+    topics = node.unpublish()
+    return {"aid": str(node.aid), "stopped": True, "services": topics,
+            "note": "copies on the network expire within their TTL (1-2 hours)"}  # fmt: skip
+
+
 async def _identity_create(node: Node, a: NoArgs) -> dict[str, Any]:
     created = node.create_agent()
     await node.publish(created.identity.aid)
@@ -258,6 +264,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("read_mailbox", "Read notes other agents left for this agent, oldest first; "
              "reading marks them read (peek=true leaves them unread). The sender AID is "
              "verified.", ReadMailboxArgs, _read_mailbox),
+    ToolSpec("unpublish", "Stop announcing this agent and its services. Copies already on "
+             "the network expire on their own within their TTL.", NoArgs, _unpublish),
     ToolSpec("identity_create", "Create a new agent identity (a delegated AID) served by this "
              "node and publish it. The owner key in the result is shown once only: tell the "
              "user to store it safely.", NoArgs, _identity_create),

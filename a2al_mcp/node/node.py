@@ -435,7 +435,9 @@ class Node:
     async def publish(self, aid: Aid | None = None, *, ttl_s: int = 3600) -> SignedRecord:
         """Publish (and keep renewing) the endpoint record of a local identity."""
         ident = self._identity(aid)
-        seq = self._published.get(ident.aid, 0) + 1
+        # Newer than anything an earlier run of this identity published: replicas keep the
+        # record with the higher seq, so a per-process counter would lose after a restart.
+        seq = max(self._published.get(ident.aid, 0) + 1, math.floor(self._clock.wall() * 1e9))
         self._published[ident.aid] = seq
         payload = EndpointPayload(endpoints=self._endpoint_urls()).to_bytes()
         record = SignedRecord.sign(ident, RecType.ENDPOINT, payload, seq=seq,
@@ -854,6 +856,18 @@ class Node:
         """Live QUIC connections (both directions)."""
         quic, _, _ = self._quic_parts()
         return quic.connections()
+
+    def unpublish(self, aid: Aid | None = None) -> list[str]:
+        """Stop renewing the endpoint record and the service registrations of ``aid``
+        (default: the node). Copies on the network expire with their TTL (an hour at most
+        for endpoints, two for topics). Returns the topics that were registered."""
+        ident = self._identity(aid)
+        self._published.pop(ident.aid, None)
+        topics = [t for (owner, t) in self._services if owner == ident.aid]
+        for t in topics:
+            del self._services[(ident.aid, t)]
+            self._topic_records.pop((ident.aid, t), None)
+        return topics
 
     async def _republish_loop(self) -> None:
         interval = self.config.dht.republish_interval_s

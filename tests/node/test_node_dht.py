@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
-from a2al_mcp import DelegatedIdentity, NodeConfig, SystemRng
+from a2al_mcp import DelegatedIdentity, Identity, NodeConfig, SystemRng
 from a2al_mcp.errors import NodeClosed, NotFound, UsageError
 from a2al_mcp.node import Node
 from tests.node.loopnet import network
@@ -63,3 +65,24 @@ async def test_lifecycle() -> None:
     with pytest.raises(NodeClosed):
         await node.publish()
     await node.aclose()  # idempotent
+
+
+async def test_a_restarted_identity_supersedes_its_previous_record(tmp_path: Path) -> None:
+    """Replicas keep the record with the higher seq: a restart (new port) must win."""
+    with anyio.fail_after(30):
+        async with network(3) as nodes:
+            seed = "{}:{}".format(*nodes[0].local_addr)
+            ident = Identity.generate(SystemRng())
+            cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
+            async with Node(cfg, ident) as first:
+                await first.publish()
+                old_port = first.local_addr[1]
+            async with Node(cfg, ident) as second:
+                await second.publish()
+                assert second.local_addr[1] != old_port
+                found = await nodes[1].resolve(ident.aid)
+                assert found.endpoints == (f"quic://127.0.0.1:{second.local_addr[1]}",)
+            async with Node(cfg, ident) as third:
+                await third.register_service("x.y")
+                await third.publish()
+                assert third.unpublish() == ["x.y"] and third.status().published == ()
