@@ -122,6 +122,16 @@ class NoArgs(_Args):
     pass
 
 
+class ExportArgs(_Args):
+    passphrase: str = Field(min_length=8, description="Protects the export; at least 8 chars.")
+    aid: str = Field("", description="Which identity (default: the node's own).")
+
+
+class ImportArgs(_Args):
+    export: str = Field(description="The text identity_export returned.")
+    passphrase: str = Field(description="The passphrase it was exported with.")
+
+
 class TunnelCloseArgs(_Args):
     tunnel: str = Field(
         description="The tunnel's local address as returned by connect, e.g. '127.0.0.1:40123'."
@@ -225,6 +235,18 @@ async def _identity_list(node: Node, a: NoArgs) -> dict[str, Any]:
          "published": i.aid in published} for i in node.identities()]}  # fmt: skip
 
 
+async def _identity_export(node: Node, a: ExportArgs) -> dict[str, Any]:
+    aid = _aid(a.aid) if a.aid else None
+    return {"export": node.export_identity(a.passphrase, aid),
+            "warning": "Whoever has this text and the passphrase can act as it."}  # fmt: skip
+
+
+async def _identity_import(node: Node, a: ImportArgs) -> dict[str, Any]:
+    ident = node.import_identity(a.export, a.passphrase)
+    await node.publish(ident.aid)
+    return {"aid": str(ident.aid), "published": True}
+
+
 async def _tunnel_list(node: Node, a: NoArgs) -> dict[str, Any]:
     return {"tunnels": [{"tunnel": f"{t.addr[0]}:{t.addr[1]}", "aid": str(t.remote),
                          "connections": t.connections} for t in node.tunnels()]}  # fmt: skip
@@ -271,6 +293,10 @@ TOOLS: tuple[ToolSpec, ...] = (
              "user to store it safely.", NoArgs, _identity_create),
     ToolSpec("identity_list", "List the identities this node speaks for (its own AID and "
              "agents created with identity_create).", NoArgs, _identity_list, read_only=True),
+    ToolSpec("identity_export", "Export an identity (default: this node's) as text sealed "
+             "with a passphrase, to move it elsewhere.", ExportArgs, _identity_export),
+    ToolSpec("identity_import", "Import an agent identity exported with identity_export "
+             "(and publish it from this node).", ImportArgs, _identity_import),
     ToolSpec("tunnel_list", "List the local tunnels opened by connect.", NoArgs, _tunnel_list,
              read_only=True),
     ToolSpec("tunnel_close", "Close a local tunnel opened by connect.", TunnelCloseArgs,

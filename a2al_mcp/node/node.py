@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..identity.aid import Aid, NodeId
 from ..identity.delegation import DelegationProof
+from ..identity.keyfile import export_identity, import_identity
 from ..identity.keys import SigningKey
 from ..identity.local import DelegatedIdentity, Identity
 from ..protocol import limits
@@ -319,18 +320,34 @@ class Node:
         key is returned once and **not** kept."""
         created = DelegatedIdentity.generate(self._rng, issued_at=int(self._clock.wall()))
         ident = created.identity
-        if self.config.data_dir is not None:
-            assert ident.delegation is not None
-            folder = self.config.data_dir / "agents"
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = folder / f"{ident.aid}.json"
-            doc = {"aid": str(ident.aid), "operational_seed_hex": ident.key.seed.hex(),
-                   "delegation_proof_hex": ident.delegation.to_bytes().hex()}  # fmt: skip
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f)
+        self._save_agent(ident)
         self.add_identity(ident)
         return created
+
+    def _save_agent(self, ident: Identity) -> None:
+        if self.config.data_dir is None or ident.delegation is None:
+            return
+        folder = self.config.data_dir / "agents"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        doc = {"aid": str(ident.aid), "operational_seed_hex": ident.key.seed.hex(),
+               "delegation_proof_hex": ident.delegation.to_bytes().hex()}  # fmt: skip
+        fd = os.open(folder / f"{ident.aid}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+
+    def export_identity(self, passphrase: str, aid: Aid | None = None) -> str:
+        """A local identity (default: the node) sealed under ``passphrase`` (scrypt,
+        AES-GCM), to move it to another machine with :meth:`import_identity`."""
+        return export_identity(self._identity(aid), passphrase, rng=self._rng)
+
+    def import_identity(self, blob: str, passphrase: str) -> Identity:
+        """Add an exported delegated agent to this node (kept in the data directory)."""
+        ident = import_identity(blob, passphrase, now=self._clock.wall())
+        if not ident.is_delegated:
+            raise UsageError("only delegated agents can be imported; a node key is the node's")
+        self._save_agent(ident)
+        self.add_identity(ident)
+        return ident
 
     def _load_agents(self) -> None:
         folder = None if self.config.data_dir is None else self.config.data_dir / "agents"

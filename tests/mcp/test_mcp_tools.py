@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from a2al_mcp._random import SystemRng
-from a2al_mcp.identity import Identity
+from a2al_mcp.identity import Aid, Identity
 from a2al_mcp.mcp_server import build_server
 from a2al_mcp.mcp_server._compat import MCP_MAJOR
 from a2al_mcp.node.http import HttpRequest, HttpResponse
@@ -180,3 +180,27 @@ async def test_identity_create_persists_the_agent_and_shows_the_owner_key_once(
                 assert made["aid"] in {i["aid"] for i in listed["identities"]}
             resolved = await seed.resolve(__import__("a2al_mcp").Aid.from_str(made["aid"]))
             assert resolved.record.delegation_proof() is not None
+
+
+async def test_identity_export_import_and_unpublish(tmp_path: Any) -> None:
+    good = "correct horse"
+    async with (
+        network(3, publish=True) as (_seed, a, b),
+        Client(build_server(a)) as ca,
+        Client(build_server(b)) as cb,
+    ):
+        ok, made = await call(ca, "identity_create")
+        assert ok
+        ok, exp = await call(ca, "identity_export", {"aid": made["aid"], "passphrase": good})
+        assert ok and made["master_private_key_hex"] not in exp["export"]
+        bad = {"export": exp["export"], "passphrase": "wrong pass"}
+        ok, text = await call(cb, "identity_import", bad)
+        assert not ok and "VERIFY: " in text
+        ok, text = await call(ca, "identity_export", {"passphrase": "short"})
+        assert not ok  # at least 8 characters
+        ok, imp = await call(cb, "identity_import", {"export": exp["export"], "passphrase": good})
+        assert ok and imp["aid"] == made["aid"]
+        found = await a.resolve(Aid.from_str(made["aid"]))
+        assert found.endpoints == (f"quic://127.0.0.1:{b.local_addr[1]}",)  # b serves it now
+        ok, un = await call(ca, "unpublish")
+        assert ok and un["stopped"] and a.aid not in a.status().published
