@@ -105,3 +105,47 @@ async def test_langchain_mcp_adapters_drive_the_stdio_server(tmp_path: Path) -> 
                         break
                     await anyio.sleep(0.1)
                 assert inbox["messages"][0]["text"] == "to langchain"
+
+
+async def test_every_tool_once_on_mcp1() -> None:
+    from a2al_mcp.node.http import HttpRequest, HttpResponse
+
+    async def hello(req: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, (), b"hi")
+
+    with anyio.fail_after(90):
+        async with network(3, publish=True) as (_seed, other, me):
+            other.serve(http=hello)
+            await other.register_service("v1.all", name="other")
+            server = build_server(me)
+            async with create_connected_server_and_client_session(server._mcp_server) as s:
+
+                async def call(name: str, args: dict[str, Any] | None = None) -> Any:
+                    ok, out = _content(await s.call_tool(name, args or {}))
+                    assert ok, (name, out)
+                    return out
+
+                seen = set()
+                for name, args in [
+                    ("status", {}), ("publish", {"services": ["v1.mine"]}),
+                    ("discover", {"service": "v1.all"}), ("resolve", {"aid": str(other.aid)}),
+                    ("fetch", {"aid": str(other.aid)}), ("connect", {"aid": str(other.aid)}),
+                    ("tunnel_list", {}), ("send_mailbox", {"to": str(other.aid), "text": "x"}),
+                    ("read_mailbox", {"peek": True}), ("identity_create", {}),
+                    ("identity_list", {}), ("unpublish", {}),
+                ]:  # fmt: skip
+                    out = await call(name, args)
+                    seen.add(name)
+                    if name == "connect":
+                        await call("tunnel_close", {"tunnel": out["tunnel"]})
+                        seen.add("tunnel_close")
+                    if name == "identity_create":
+                        exp = await call("identity_export", {"aid": out["aid"],
+                                                             "passphrase": "12345678"})  # fmt: skip
+                        seen.add("identity_export")
+                        ok, text = _content(await s.call_tool("identity_import", {
+                            "export": exp["export"], "passphrase": "12345678"}))  # fmt: skip
+                        assert ok or "already" in text  # importing to the same node is fine too
+                        seen.add("identity_import")
+                assert seen == {t.name for t in TOOLS}
+                assert (await call("fetch", {"aid": str(other.aid)}))["body"] == "hi"
