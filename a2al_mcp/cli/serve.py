@@ -1,7 +1,8 @@
 """``a2al-mcp serve``: a node plus the MCP server, over stdio (default) or streamable HTTP.
 
-In stdio mode stdout carries only JSON-RPC; logs go to stderr. HTTP is served on loopback
-only for now: it has no authentication yet, so a non-loopback ``--http`` is refused.
+In stdio mode stdout carries only JSON-RPC; logs go to stderr. HTTP listens on loopback by
+default; any other address requires ``--token`` (clients send ``Authorization: Bearer …``),
+and Host/Origin headers are checked either way.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def add_serve_parser(sub: Any) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="MCP over stdin/stdout (default)")
     mode.add_argument("--http", metavar="HOST:PORT", help="MCP over streamable HTTP at /mcp")
+    p.add_argument("--token", help="bearer token HTTP clients must send (required off loopback)")
     add_node_options(p)
     p.set_defaults(func=_cmd_serve, long_running=True)
 
@@ -67,12 +69,12 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     http: tuple[str, int] | None = None
     if args.http:
         http = parse_host_port(args.http, what="--http")
-        if not _loopback(http[0]):
+        if not _loopback(http[0]) and not args.token:
             raise UsageError(
-                "--http serves without authentication, so only a loopback address is allowed "
-                f"(got {http[0]}); use 127.0.0.1:PORT"
+                f"--http on {http[0]} (not loopback) needs --token: clients then send "
+                "'Authorization: Bearer <token>'"
             )
-    anyio.run(_serve, cfg, http)
+    anyio.run(_serve, cfg, http, args.token)
     return {}
 
 
@@ -83,7 +85,7 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def _serve(cfg: NodeConfig, http: tuple[str, int] | None) -> None:
+async def _serve(cfg: NodeConfig, http: tuple[str, int] | None, token: str | None) -> None:
     assert cfg.data_dir is not None
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
@@ -93,4 +95,4 @@ async def _serve(cfg: NodeConfig, http: tuple[str, int] | None) -> None:
             if http is None:
                 await run_stdio(server)
             else:
-                await run_http(server, http[0], http[1])
+                await run_http(server, http[0], http[1], token=token)

@@ -8,6 +8,7 @@ and streamable HTTP.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from mcp.types import ToolAnnotations
@@ -80,9 +81,45 @@ async def run_stdio(server: Any) -> None:
     await server.run_stdio_async()
 
 
-async def run_http(server: Any, host: str, port: int) -> None:
-    if MCP_MAJOR == 2:
-        await server.run_streamable_http_async(host=host, port=port)
-    else:  # pragma: no cover - mcp 1.x
+async def run_http(server: Any, host: str, port: int, *, token: str | None = None) -> None:
+    """Streamable HTTP at ``/mcp``. Loopback hosts get the SDK's Host/Origin checks; any
+    other host gets the same checks for that host, and ``token`` (required there by the CLI)
+    is demanded as ``Authorization: Bearer <token>`` on every request."""
+    if MCP_MAJOR != 2:  # pragma: no cover - mcp 1.x
+        if token:
+            raise RuntimeError("bearer tokens need mcp 2.x")
         server.settings.host, server.settings.port = host, port
         await server.run_streamable_http_async()
+        return
+    import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    security = None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        shown = f"[{host}]" if ":" in host else host
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=[f"{shown}:*"],
+            allowed_origins=[f"http://{shown}:*", f"https://{shown}:*"],
+        )
+    app = server.streamable_http_app(host=host, transport_security=security)
+    if token:
+        app = _bearer(app, token)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    await uvicorn.Server(config).serve()
+
+
+def _bearer(app: Any, token: str) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers", [])).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"www-authenticate", b"Bearer")]})  # fmt: skip
+                await send({"type": "http.response.body", "body": b"missing or wrong token"})
+                return
+        await app(scope, receive, send)
+
+    return guarded

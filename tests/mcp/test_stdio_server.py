@@ -99,7 +99,7 @@ async def test_data_dir_lock_names_the_other_process(tmp_path: Path) -> None:
     DataHome(tmp_path).close()  # released on close
 
 
-async def test_http_server_on_loopback_checks_host(tmp_path: Path) -> None:
+async def test_http_server_checks_host_and_token(tmp_path: Path) -> None:
     import httpx2 as httpx
 
     from a2al_mcp.testing.a2ald import free_port
@@ -108,9 +108,11 @@ async def test_http_server_on_loopback_checks_host(tmp_path: Path) -> None:
     with anyio.fail_after(60):
         async with network(1) as (seed,), await anyio.open_process([
             sys.executable, "-m", "a2al_mcp", "serve", "--http", f"127.0.0.1:{port}",
-            "--listen", "127.0.0.1:0", "--bootstrap", f"{seed.local_addr[0]}:{seed.local_addr[1]}",
+            "--token", "s3cret-token", "--listen", "127.0.0.1:0",
+            "--bootstrap", f"{seed.local_addr[0]}:{seed.local_addr[1]}",
             "--data-dir", str(tmp_path / "home")]) as proc:  # fmt: skip
             url = f"http://127.0.0.1:{port}/mcp"
+            auth = {"Authorization": "Bearer s3cret-token"}
             async with httpx.AsyncClient() as http:
                 for _ in range(200):
                     try:
@@ -118,13 +120,25 @@ async def test_http_server_on_loopback_checks_host(tmp_path: Path) -> None:
                         break
                     except httpx.TransportError:
                         await anyio.sleep(0.05)
-                bad = await http.post(url, headers={"Host": "evil.example:80"}, json={})
-                assert bad.status_code in (403, 421)  # DNS-rebinding protection
-            async with Client(url) as c:
+                assert (await http.post(url, json={})).status_code == 401  # no token
+                wrong = {"Authorization": "Bearer nope"}
+                assert (await http.post(url, json={}, headers=wrong)).status_code == 401
+                bad_host = {**auth, "Host": "evil.example:80"}
+                assert (await http.post(url, json={}, headers=bad_host)).status_code in (403, 421)
+            async with (
+                httpx.AsyncClient(headers=auth) as authed,
+                Client(_http_transport(url, authed)) as c,
+            ):
                 assert (await c.call_tool("status", {})).structured_content["ready"]
             proc.terminate()
-    # non-loopback HTTP is refused (no authentication yet)
+    # off loopback without a token: refused with a clear message
     res = await anyio.run_process([sys.executable, "-m", "a2al_mcp", "serve", "--http",
                                    "0.0.0.0:8080", "--data-dir", str(tmp_path / "h2")],
                                   check=False)  # fmt: skip
-    assert res.returncode == 2 and b"loopback" in res.stderr
+    assert res.returncode == 2 and b"needs --token" in res.stderr
+
+
+def _http_transport(url: str, http_client: Any) -> Any:
+    from mcp.client.streamable_http import streamable_http_client
+
+    return streamable_http_client(url, http_client=http_client)
