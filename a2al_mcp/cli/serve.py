@@ -18,8 +18,6 @@ import anyio
 from .._random import SystemRng
 from ..config import NodeConfig, load_config, parse_host_port
 from ..errors import UsageError
-from ..mcp_server import build_server
-from ..mcp_server._compat import run_http, run_stdio
 from ..node.home import DataHome, default_home
 from ..node.node import Node
 
@@ -90,7 +88,12 @@ async def _serve(cfg: NodeConfig, http: tuple[str, int] | None, token: str | Non
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
         async with Node(cfg, identity) as node:
-            logger.info("serve.ready aid=%s listen=%s", node.aid, node.local_addr)
+            logger.info("serve.node_ready aid=%s listen=%s peers=%d", node.aid, node.local_addr,
+                        node.status().peers)  # fmt: skip
+            # The mcp SDK takes most of a second to import: the node joins first.
+            from ..mcp_server import build_server
+            from ..mcp_server._compat import run_http, run_stdio
+
             server = build_server(node)
             if http is None:
                 await run_stdio(server)
