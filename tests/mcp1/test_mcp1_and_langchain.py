@@ -63,8 +63,23 @@ async def test_every_tool_in_memory_on_mcp1() -> None:
                 note = {"to": str(other.aid), "text": "v1"}
                 ok, sent = _content(await s.call_tool("send_mailbox", note))
                 assert ok and sent["message_id"]
-                ok, text = _content(await s.call_tool("resolve", {"aid": "nope"}))
-                assert not ok and "BAD_AID: " in text and "Traceback" not in text
+                from a2al_mcp import Identity, SystemRng
+
+                stranger = str(Identity.generate(SystemRng()).aid)
+                for name, args, code in [
+                    ("resolve", {"aid": "nope"}, "BAD_AID"),
+                    ("resolve", {"aid": stranger}, "NOT_FOUND"),
+                    ("send_mailbox", {"to": str(other.aid), "text": "x" * 400}, "LIMIT"),
+                    ("fetch", {"aid": str(other.aid)}, "ACCESS_DENIED"),
+                    ("tunnel_close", {"tunnel": "127.0.0.1:1"}, "NOT_FOUND"),
+                    (
+                        "discover",
+                        {"service": "x", "limit": 0},
+                        "limit",
+                    ),  # the SDK checks the schema
+                ]:
+                    ok, text = _content(await s.call_tool(name, args))
+                    assert not ok and code in text and "Traceback" not in text, text
 
 
 async def test_langchain_mcp_adapters_drive_the_stdio_server(tmp_path: Path) -> None:
