@@ -133,6 +133,53 @@ def udp_ceiling() -> float:
     return got[0] * 1200 / dt / 1e6
 
 
+SERVER = """
+import sys, anyio
+from a2al_mcp import NodeConfig
+from a2al_mcp.node import Node
+
+async def main() -> None:
+    cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(sys.argv[1],))
+    async with Node(cfg) as node:
+        await node.publish()
+        node.serve(service_tcp=f"127.0.0.1:{sys.argv[2]}")
+        print(node.aid, node.local_addr[1], flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+async def separate_process(
+    a: Node, seed: str, sink_port: int, state: dict[str, Any]
+) -> tuple[list[float], list[float]]:
+    """First connect (fresh local identities on A, so no pooling) and tunnel throughput to
+    a serving node in another process."""
+    from a2al_mcp import Aid
+
+    async with await anyio.open_process([sys.executable, "-c", SERVER, seed, str(sink_port)],
+                                        stderr=None) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        line = b""
+        while not line.endswith(b"\n"):
+            line += await proc.stdout.receive()
+        aid_text, port = line.decode().split()
+        b_aid, url = Aid.from_str(aid_text), f"quic://127.0.0.1:{port}"
+        times = []
+        for _ in range(REPS):
+            agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+            a.add_identity(agent)
+            t = time.perf_counter()
+            pc = await a.connect(b_aid, local=agent.aid, endpoints=[url])
+            times.append((time.perf_counter() - t) * 1000)
+            pc.close()
+        tun = await a.tunnel(b_aid, endpoints=[url])
+        mbs = [await push_through(tun.addr, state) for _ in range(3)]
+        await tun.aclose()
+        proc.terminate()
+    return times, mbs
+
+
 async def main() -> None:
     check_sealed()
     cpus = len(__import__("os").sched_getaffinity(0))
@@ -195,6 +242,14 @@ async def main() -> None:
                       f"(runs {', '.join(f'{x:.1f}' for x in theirs_mbs)}); "
                       f"loopback TCP {tcp_ceiling():.0f}; UDP 1200-byte datagrams "
                       f"{udp_ceiling():.0f}")  # fmt: skip
+
+                # -- the same two measures with the serving node in its own process
+                sep_connect, sep_mbs = await separate_process(a, seed, port, state)
+                print(f"ours, server in its own process: first connect p50 "
+                      f"{pct(sep_connect, 50):.2f} ms p95 {pct(sep_connect, 95):.2f} ms "
+                      f"({pct(sep_connect, 50) / t50:.2f}× a2ald); tunnel MB/s "
+                      f"{statistics.median(sep_mbs):.1f} "
+                      f"(runs {', '.join(f'{x:.1f}' for x in sep_mbs)})")  # fmt: skip
 
                 # -- RSS per open connection
                 before = rss_kib()
