@@ -30,7 +30,7 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", help="state directory (default: A2AL_MCP_HOME or the user data dir)"
     )
-    p.add_argument("--listen", help="UDP HOST:PORT for DHT and QUIC (default 0.0.0.0:0)")
+    p.add_argument("--listen", help="UDP HOST:PORT for DHT and QUIC (default 127.0.0.1:0)")
     p.add_argument("--bootstrap", help="HOST:PORT[,HOST:PORT…] seeds to join through")
     p.add_argument("--advertise", help="host to publish when no public address is known")
     p.add_argument("--config", help="TOML config file")
