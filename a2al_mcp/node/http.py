@@ -204,53 +204,95 @@ async def _send_error(conn: h11.Connection, stream: PeerStream, status: int, tex
         await _write_response(conn, stream, HttpResponse(status, (("connection", "close"),), text))
 
 
+def _asgi_scope(req: HttpRequest) -> dict[str, Any]:
+    path, _, query = req.path.partition("?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": req.method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers],
+        "client": None,
+        "server": None,
+        "extensions": {"a2al": {"caller": str(req.caller), "local": str(req.local)}},
+    }
+
+
 async def serve_asgi(stream: PeerStream, app: Any, *, local: Aid, max_body: int = MAX_BODY) -> None:
-    """Serve an ASGI 3 application on ``stream`` (one request per cycle)."""
+    """Serve an ASGI 3 application on ``stream``. Response bodies are streamed as the app
+    sends them (chunked when it gives no length), so server-sent events flow as they come."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+    while True:
+        try:
+            event = await _next_event(conn, stream)
+        except DecodeError:
+            await _send_error(conn, stream, 400, b"bad request")
+            return
+        if not isinstance(event, h11.Request):
+            return
+        try:
+            body, _ = await _read_body(conn, stream, max_body)
+        except LimitExceeded:
+            await _send_error(conn, stream, 413, b"request body too large")
+            return
+        req = HttpRequest(
+            method=event.method.decode("ascii"),
+            path=event.target.decode("latin-1"),
+            headers=tuple(kv for kv in _pairs(event.headers) if kv[0] not in CALLER_HEADERS),
+            body=body,
+            caller=stream.peer,
+            local=local,
+        )
+        await _run_asgi(conn, stream, app, req)
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            return
+        try:
+            conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            return
 
-    async def handler(req: HttpRequest) -> HttpResponse:
-        path, _, query = req.path.partition("?")
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": req.method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "root_path": "",
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers],
-            "client": None,
-            "server": None,
-            "extensions": {"a2al": {"caller": str(req.caller), "local": str(req.local)}},
-        }
-        sent_body = False
-        status = 500
-        headers: list[tuple[str, str]] = []
-        chunks: list[bytes] = []
-        done = anyio.Event()
 
-        async def receive() -> dict[str, Any]:
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": req.body, "more_body": False}
-            await done.wait()
-            return {"type": "http.disconnect"}
+async def _run_asgi(conn: h11.Connection, stream: PeerStream, app: Any, req: HttpRequest) -> None:
+    sent_request = False
+    finished = anyio.Event()
 
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status, headers
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = [(k.decode("latin-1"), v.decode("latin-1"))
-                           for k, v in message.get("headers", [])]  # fmt: skip
-            elif message["type"] == "http.response.body":
-                chunks.append(bytes(message.get("body", b"")))
-                if not message.get("more_body", False):
-                    done.set()
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
+            return {"type": "http.request", "body": req.body, "more_body": False}
+        await finished.wait()
+        return {"type": "http.disconnect"}
 
-        await app(scope, receive, send)
-        done.set()
-        return HttpResponse(status, tuple(headers), b"".join(chunks))
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                       for k, v in message.get("headers", [])]  # fmt: skip
+            await stream.send(conn.send(h11.Response(status_code=int(message["status"]),
+                                                     headers=headers)))  # fmt: skip
+        elif message["type"] == "http.response.body" and not finished.is_set():
+            data = bytes(message.get("body", b""))
+            out = conn.send(h11.Data(data=data)) if data else b""
+            if not message.get("more_body", False):
+                out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
+                finished.set()
+            if out:
+                await stream.send(out)
 
-    await serve_http(stream, handler, local=local, max_body=max_body)
+    try:
+        await app(_asgi_scope(req), receive, send)
+    except Exception:
+        if conn.our_state is h11.SEND_RESPONSE:
+            await _write_response(conn, stream, HttpResponse(500, (), b"internal error"))
+            return
+        raise  # mid-body: the stream is reset by the caller
+    if conn.our_state is h11.SEND_RESPONSE:  # the app sent nothing
+        await _write_response(conn, stream, HttpResponse(500, (), b"no response"))
+    elif conn.our_state is h11.SEND_BODY:
+        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+    finished.set()

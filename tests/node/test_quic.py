@@ -207,3 +207,30 @@ async def test_stream0_answer_feeds_observed_address_and_agent_info() -> None:
             assert a._dht is not None
             cached = a._dht.store.get(topic_key("demo.svc"), a._clock.wall(), 0x10)
             assert rec in cached
+
+
+async def test_asgi_responses_stream_as_the_app_sends_them() -> None:
+    release = anyio.Event()
+
+    async def sse(scope, receive, send):  # type: ignore[no-untyped-def]
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"data: one\n\n", "more_body": True})
+        await release.wait()  # the first event must reach the client before this returns
+        await send({"type": "http.response.body", "body": b"data: two\n\n"})
+
+    with anyio.fail_after(30):
+        async with network(2, publish=True) as (a, b):
+            b.serve(app=sse)
+            s = await a.open_stream(b.aid)
+            await s.send(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while b"data: one" not in got:
+                got += await s.receive()
+            assert b"data: two" not in got and b"transfer-encoding: chunked" in got.lower()
+            release.set()
+            while b"0\r\n\r\n" not in got:
+                got += await s.receive()
+            assert b"data: two" in got
+            await s.aclose()
