@@ -83,6 +83,19 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                     await anyio.sleep(0.1)
                 assert inbox["messages"][0]["text"] == "back to you"
                 assert (await call(c, "read_mailbox"))["count"] == 1
+                made = await call(c, "identity_create")
+                ids = {i["aid"] for i in (await call(c, "identity_list"))["identities"]}
+                assert ids == {me, made["aid"]}
+                secret = {"passphrase": "stdio pass"}
+                exp = await call(c, "identity_export", {"aid": made["aid"], **secret})
+                res = await c.call_tool("identity_import", {"export": exp["export"], **secret})
+                assert not res.is_error  # re-importing the same agent is harmless
+                assert (await call(c, "unpublish"))["stopped"]
+                names_called = {"status", "publish", "discover", "resolve", "fetch", "connect",
+                                "tunnel_list", "tunnel_close", "send_mailbox", "read_mailbox",
+                                "identity_create", "identity_list", "identity_export",
+                                "identity_import", "unpublish"}  # fmt: skip
+                assert names_called == names  # every tool was called above
             lines = stdout_copy.read_text().splitlines()
             assert lines and all(json.loads(line).get("jsonrpc") == "2.0" for line in lines)
             # the note other got through the server is there too
