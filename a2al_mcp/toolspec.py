@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import A2ALError, DecodeError, UsageError
+from .errors import A2ALError, DecodeError
 from .identity.aid import Aid
 from .node.node import Node
 from .protocol.payloads import EndpointPayload
@@ -328,7 +328,7 @@ async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[st
                              for e in exc.errors())  # fmt: skip
         raise ToolFailure("BAD_ARGUMENTS", problems) from None
     try:
-        return await spec.run(_node_ok(node), args)
+        return await spec.run(node, args)
     except ToolFailure:
         raise
     except A2ALError as exc:
@@ -337,9 +337,3 @@ async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[st
         logger.exception("tool.internal_error tool=%s", name)
         raise ToolFailure("INTERNAL", "an unexpected error happened; the server log has "
                           "details") from None  # fmt: skip
-
-
-def _node_ok(node: Node) -> Node:
-    if node is None:  # pragma: no cover - defensive
-        raise UsageError("no node")
-    return node

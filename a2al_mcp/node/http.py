@@ -157,11 +157,15 @@ async def _write_response(conn: h11.Connection, stream: PeerStream, resp: HttpRe
     await stream.send(out)
 
 
-async def serve_http(
-    stream: PeerStream, handler: HttpHandler, *, local: Aid, max_body: int = MAX_BODY
+async def _serve_requests(
+    stream: PeerStream,
+    respond: Callable[[h11.Connection, HttpRequest], Awaitable[None]],
+    *,
+    local: Aid,
+    max_body: int,
 ) -> None:
-    """Answer HTTP/1.1 requests on ``stream`` with ``handler`` until the peer stops (a
-    handler error becomes a 500 that says nothing about the error)."""
+    """Read HTTP/1.1 requests from ``stream`` and let ``respond`` answer each, until the peer
+    stops or a response closes the connection. Bad requests get 400/413."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
     while True:
         try:
@@ -169,10 +173,8 @@ async def serve_http(
         except DecodeError:
             await _send_error(conn, stream, 400, b"bad request")
             return
-        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-            return
         if not isinstance(event, h11.Request):
-            return
+            return  # ConnectionClosed, PAUSED, or anything unexpected
         try:
             body, _ = await _read_body(conn, stream, max_body)
         except LimitExceeded:
@@ -186,17 +188,29 @@ async def serve_http(
             caller=stream.peer,
             local=local,
         )
-        try:
-            resp = await handler(request)
-        except Exception:
-            resp = HttpResponse(500, (("content-type", "text/plain"),), b"internal error")
-        await _write_response(conn, stream, resp)
+        await respond(conn, request)
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
         try:
             conn.start_next_cycle()
         except h11.LocalProtocolError:
             return
+
+
+async def serve_http(
+    stream: PeerStream, handler: HttpHandler, *, local: Aid, max_body: int = MAX_BODY
+) -> None:
+    """Answer HTTP/1.1 requests on ``stream`` with ``handler`` until the peer stops (a
+    handler error becomes a 500 that says nothing about the error)."""
+
+    async def respond(conn: h11.Connection, request: HttpRequest) -> None:
+        try:
+            resp = await handler(request)
+        except Exception:
+            resp = HttpResponse(500, (("content-type", "text/plain"),), b"internal error")
+        await _write_response(conn, stream, resp)
+
+    await _serve_requests(stream, respond, local=local, max_body=max_body)
 
 
 async def _send_error(conn: h11.Connection, stream: PeerStream, status: int, text: bytes) -> None:
@@ -226,35 +240,11 @@ def _asgi_scope(req: HttpRequest) -> dict[str, Any]:
 async def serve_asgi(stream: PeerStream, app: Any, *, local: Aid, max_body: int = MAX_BODY) -> None:
     """Serve an ASGI 3 application on ``stream``. Response bodies are streamed as the app
     sends them (chunked when it gives no length), so server-sent events flow as they come."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
-    while True:
-        try:
-            event = await _next_event(conn, stream)
-        except DecodeError:
-            await _send_error(conn, stream, 400, b"bad request")
-            return
-        if not isinstance(event, h11.Request):
-            return
-        try:
-            body, _ = await _read_body(conn, stream, max_body)
-        except LimitExceeded:
-            await _send_error(conn, stream, 413, b"request body too large")
-            return
-        req = HttpRequest(
-            method=event.method.decode("ascii"),
-            path=event.target.decode("latin-1"),
-            headers=tuple(kv for kv in _pairs(event.headers) if kv[0] not in CALLER_HEADERS),
-            body=body,
-            caller=stream.peer,
-            local=local,
-        )
-        await _run_asgi(conn, stream, app, req)
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-            return
-        try:
-            conn.start_next_cycle()
-        except h11.LocalProtocolError:
-            return
+
+    async def respond(conn: h11.Connection, request: HttpRequest) -> None:
+        await _run_asgi(conn, stream, app, request)
+
+    await _serve_requests(stream, respond, local=local, max_body=max_body)
 
 
 async def _run_asgi(conn: h11.Connection, stream: PeerStream, app: Any, req: HttpRequest) -> None:

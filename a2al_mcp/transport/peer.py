@@ -230,10 +230,9 @@ class PeerConnection:
         if self.closed:
             raise ConnectionClosed(self.close_reason)
         await self.wait_ready()
-        sid = self.session.open_service_stream(token, admission=admission)
+        sid, preamble = self.session.open_service_stream(token, admission=admission)
         stream = PeerStream(self, sid)
         self._streams[sid] = stream
-        preamble = self.session._streams[sid].kind is ss._Kind.ADMISSION_OUT
         self.service.flush()
         self.last_used = self.service.now()
         if preamble:
@@ -398,7 +397,7 @@ class QuicService:
         self._conns[conn] = pc
         self.host.connect(conn, addr, self.now())
         session.start(expected, held_topic_seq=held_topic_seq)
-        self._pump()
+        self.flush()
         return pc
 
     # -- events from the endpoint ---------------------------------------------------------
@@ -427,9 +426,6 @@ class QuicService:
             pc._on_session_event(se)
         pc._check_ready()
         pc._progress.set()
-
-    def _pump(self) -> None:
-        self.flush()
 
     # -- inbound --------------------------------------------------------------------------
 

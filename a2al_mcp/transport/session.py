@@ -209,10 +209,11 @@ class Session:
 
     def open_service_stream(
         self, token: str | None = None, *, admission: bool | None = None
-    ) -> int:
+    ) -> tuple[int, bool]:
         """Open a service stream. With ``admission`` (default: when the peer advertised it)
         an ``a2s1`` preamble goes first and :class:`AdmissionResult` follows; otherwise the
-        stream is raw and usable at once."""
+        stream is raw and usable at once. Returns the stream ID and whether a preamble
+        (and so an admission result) is on its way."""
         self._check_started()
         use_preamble = self.peer_service_capable if admission is None else admission
         stream_id = self.conn.get_next_available_stream_id()
@@ -222,7 +223,7 @@ class Session:
         else:
             self._streams[stream_id] = _Stream(_Kind.DATA)
             self.conn.send_stream_data(stream_id, b"")  # creates the stream now
-        return stream_id
+        return stream_id, use_preamble
 
     def _check_started(self) -> None:
         if self.is_dialer and _ROUTE_STREAM not in self._streams:

@@ -199,7 +199,7 @@ def test_bad_route_magic_falls_back(pair: Pair) -> None:
 def test_admitted_service_stream_carries_bytes_both_ways(pair: Pair) -> None:
     _route(pair, None)
     pair.take("server")
-    sid = pair.dialer.open_service_stream("secret", admission=True)
+    sid, _ = pair.dialer.open_service_stream("secret", admission=True)
     pair.dialer.send(sid, b"GET / HTTP/1.1\r\n\r\n")
     pair.pump()
     events = pair.take("server")
@@ -218,7 +218,7 @@ def test_admitted_service_stream_carries_bytes_both_ways(pair: Pair) -> None:
 def test_denied_service_stream(pair: Pair) -> None:
     _route(pair)
     pair.take("server")
-    sid = pair.dialer.open_service_stream(admission=True)
+    sid, _ = pair.dialer.open_service_stream(admission=True)
     pair.pump()
     pair.take("server")
     assert pair.acceptor.admit(sid, False, "not you") == []
@@ -229,7 +229,7 @@ def test_denied_service_stream(pair: Pair) -> None:
 def test_raw_stream_replays_its_first_bytes_after_admission(pair: Pair) -> None:
     _route(pair)
     pair.take("server")
-    sid = pair.dialer.open_service_stream(admission=False)
+    sid, _ = pair.dialer.open_service_stream(admission=False)
     pair.dialer.send(sid, b"PING raw bytes", end_stream=True)
     pair.pump()
     assert pair.take("server") == [ss.ServiceRequested(sid, None, legacy=True)]
@@ -240,7 +240,7 @@ def test_raw_stream_replays_its_first_bytes_after_admission(pair: Pair) -> None:
 def test_raw_stream_refused_is_reset(pair: Pair) -> None:
     _route(pair)
     pair.take("server")
-    sid = pair.dialer.open_service_stream(admission=False)
+    sid, _ = pair.dialer.open_service_stream(admission=False)
     pair.dialer.send(sid, b"hello")
     pair.pump()
     pair.take("server")
@@ -252,7 +252,7 @@ def test_raw_stream_refused_is_reset(pair: Pair) -> None:
 def test_unknown_a2_magic_is_refused(pair: Pair) -> None:
     _route(pair)
     pair.take("server")
-    sid = pair.dialer.open_service_stream(admission=False)
+    sid, _ = pair.dialer.open_service_stream(admission=False)
     pair.dialer.send(sid, b"a2zzmore")
     pair.pump()
     assert pair.take("server") == [ss.StreamReset(sid, ss.ERR_PROTOCOL)]
