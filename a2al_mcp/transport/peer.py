@@ -20,6 +20,7 @@ tasks in the service's task group; a failing handler resets its stream, never th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -156,6 +157,7 @@ class PeerConnection:
         self.local_aid: Aid | None = conn.local_identity_aid if not session.is_dialer else None
         self._streams: dict[int, PeerStream] = {}
         self._ready = anyio.Event()
+        self._routed = anyio.Event()
         self._gone = anyio.Event()
         self._progress = anyio.Event()
         self._waiting: dict[int, tuple[anyio.Event, list[ss.SessionEvent]]] = {}
@@ -439,12 +441,14 @@ class QuicService:
 
     async def _route_deadline(self, pc: PeerConnection) -> None:
         with anyio.move_on_after(ROUTE_TIMEOUT_S):
-            while pc.session.route is None and not pc.closed:
-                await pc._progress_wait()
-        if pc.session.route is None and not pc.closed:
+            with contextlib.suppress(BrokenResourceError):  # it closed first: nothing to do
+                await pc._wait(pc._routed)
+            return
+        if not pc.closed:
             pc.close(APP_ERROR_UNKNOWN_AGENT, "no route frame in time")
 
     def _on_route(self, pc: PeerConnection, route: ss.RouteReceived) -> None:
+        pc._routed.set()
         local = self.handlers.route(pc, route)
         if local is None:
             self.refused_connections += 1
