@@ -1,7 +1,7 @@
 """a2al-mcp: a pure-Python node of the A2AL agent network, with an MCP server on top.
 
-This facade is the public API. It does not import the MCP server, so ``import a2al_mcp``
-never loads the MCP SDK.
+This facade is the public API: the node, its value objects and errors, and the tool catalogue.
+It does not import the MCP server, so ``import a2al_mcp`` never loads the MCP SDK.
 """
 
 from ._clock import Clock, SystemClock
@@ -40,6 +40,7 @@ from .identity import (
     SigningKey,
     VerifyKey,
 )
+from .node import Node, NodeStatus, ResolvedEndpoint, ServiceEntry
 from .protocol.payloads import (
     AgentProfilePayload,
     EndpointPayload,
@@ -48,8 +49,10 @@ from .protocol.payloads import (
     topic_key,
 )
 from .protocol.records import RecType, SignedRecord
+from .toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
 
 __all__ = [
+    "TOOLS",
     "A2ALError",
     "AgentProfilePayload",
     "Aid",
@@ -69,25 +72,32 @@ __all__ = [
     "MailboxPayload",
     "NatConfig",
     "NetworkError",
+    "Node",
     "NodeClosed",
     "NodeConfig",
     "NodeId",
+    "NodeStatus",
     "NotFound",
     "QuicConfig",
     "RecType",
     "RequestTimeout",
+    "ResolvedEndpoint",
     "Rng",
     "SeededRng",
+    "ServiceEntry",
     "SignedRecord",
     "SigningKey",
     "SystemClock",
     "SystemRng",
+    "ToolFailure",
+    "ToolSpec",
     "TopicPayload",
     "Unreachable",
     "UsageError",
     "VerificationError",
     "VerifyKey",
     "__version__",
+    "call_tool",
     "load_config",
     "topic_key",
 ]

@@ -10,7 +10,7 @@ headers that claim a caller identity are stripped from inbound requests.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import anyio
@@ -26,7 +26,9 @@ __all__ = [
     "HttpHandler",
     "HttpRequest",
     "HttpResponse",
+    "StreamedResponse",
     "fetch_over",
+    "request_over",
     "serve_asgi",
     "serve_http",
 ]
@@ -104,21 +106,65 @@ async def _read_body(conn: h11.Connection, stream: PeerStream, limit: int) -> tu
             return bytes(body), event
 
 
-async def fetch_over(
+class StreamedResponse:
+    """An HTTP response whose body is read as it arrives (server-sent events, large bodies).
+
+    Iterate it for body chunks; ``aclose()`` (or the end of the body) ends the stream."""
+
+    def __init__(
+        self, head: h11.Response, conn: h11.Connection, stream: PeerStream, max_body: int | None
+    ) -> None:
+        self.status: int = head.status_code
+        self.headers: tuple[tuple[str, str], ...] = _pairs(head.headers)
+        self.reason: str = head.reason.decode("latin-1")
+        self._conn = conn
+        self._stream = stream
+        self._max_body = max_body
+        self._done = False
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), default)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        try:
+            while not self._done:
+                event = await _next_event(self._conn, self._stream)
+                if not isinstance(event, h11.Data):
+                    self._done = True
+                    break
+                size += len(event.data)
+                if self._max_body is not None and size > self._max_body:
+                    raise LimitExceeded(f"HTTP body over {self._max_body} bytes")
+                yield bytes(event.data)
+        finally:
+            await self.aclose()
+
+    async def read(self) -> bytes:
+        """The whole (remaining) body."""
+        return b"".join([chunk async for chunk in self])
+
+    async def aclose(self) -> None:
+        self._done = True
+        await self._stream.aclose()
+
+
+async def request_over(
     stream: PeerStream,
     method: str,
     path: str,
     headers: Sequence[tuple[str, str]] = (),
     body: bytes = b"",
     *,
-    max_body: int = MAX_BODY,
-) -> HttpResponse:
-    """One HTTP/1.1 exchange on ``stream`` (``Host: a2al-agent`` unless given;
-    ``Connection: close``).
+    max_body: int | None = MAX_BODY,
+) -> StreamedResponse:
+    """Send one HTTP/1.1 request on ``stream`` (``Host: a2al-agent`` unless given;
+    ``Connection: close``) and return the response once its head has arrived; the body
+    follows as it comes. The response owns ``stream``.
 
     Raises:
         DecodeError: the answer is not HTTP/1.1.
-        LimitExceeded: the response body exceeds ``max_body``.
     """
     if not path.startswith("/"):
         path = "/" + path
@@ -141,9 +187,27 @@ async def fetch_over(
         event = await _next_event(conn, stream)
     if not isinstance(event, h11.Response):
         raise DecodeError(f"expected an HTTP response, got {type(event).__name__}")
-    data, _ = await _read_body(conn, stream, max_body)
-    return HttpResponse(event.status_code, _pairs(event.headers), data,
-                        event.reason.decode("latin-1"))  # fmt: skip
+    return StreamedResponse(event, conn, stream, max_body)
+
+
+async def fetch_over(
+    stream: PeerStream,
+    method: str,
+    path: str,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    *,
+    max_body: int = MAX_BODY,
+) -> HttpResponse:
+    """One whole HTTP/1.1 exchange on ``stream`` (see :func:`request_over`).
+
+    Raises:
+        DecodeError: the answer is not HTTP/1.1.
+        LimitExceeded: the response body exceeds ``max_body``.
+    """
+    resp = await request_over(stream, method, path, headers, body, max_body=max_body)
+    data = await resp.read()
+    return HttpResponse(resp.status, resp.headers, data, resp.reason)
 
 
 async def _write_response(conn: h11.Connection, stream: PeerStream, resp: HttpResponse) -> None:

@@ -42,7 +42,7 @@ from ..identity.keyfile import export_identity, import_identity
 from ..identity.keys import SigningKey
 from ..identity.local import DelegatedIdentity, Identity
 from ..protocol import limits
-from ..protocol.payloads import EndpointPayload, TopicPayload, topic_key
+from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
 from ..transport import tls
@@ -50,7 +50,15 @@ from ..transport.endpoint import UdpEndpoint
 from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService
 from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
-from .http import HttpHandler, HttpResponse, fetch_over, serve_asgi, serve_http
+from .http import (
+    HttpHandler,
+    HttpResponse,
+    StreamedResponse,
+    fetch_over,
+    request_over,
+    serve_asgi,
+    serve_http,
+)
 from .inbox import Inbox, Note
 from .mailbox import Mailbox, MailboxStats, SendResult
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
@@ -156,6 +164,7 @@ class Node:
         self._identities: dict[Aid, Identity] = {self.identity.aid: self.identity}
         self._published: dict[Aid, int] = {}
         self._services: dict[tuple[Aid, str], TopicPayload] = {}
+        self._profiles: dict[Aid, AgentProfilePayload] = {}
         self._state = _State.UNOPENED
         self._waiters: dict[int, tuple[anyio.Event, list[ev.DhtEvent]]] = {}
         self._endpoint: UdpEndpoint | None = None
@@ -463,7 +472,51 @@ class Node:
         for (owner, _topic), topic_payload in list(self._services.items()):
             if owner == ident.aid:
                 await self._publish_topic(ident, topic_payload, ttl_s)
+        if ident.aid in self._profiles:
+            await self._publish_profile(ident, self._profiles[ident.aid], ttl_s)
         return record
+
+    async def set_profile(
+        self, profile: AgentProfilePayload, aid: Aid | None = None, *, ttl_s: int = 3600
+    ) -> SignedRecord:
+        """Publish the agent profile (rec_type 0x02) of a local identity now and with every
+        renewal (:meth:`publish`).
+
+        Raises:
+            LimitExceeded: the profile encodes to more than 700 bytes.
+        """
+        ident = self._identity(aid)
+        profile.to_bytes()  # raises LimitExceeded early
+        self._profiles[ident.aid] = profile
+        return await self._publish_profile(ident, profile, ttl_s)
+
+    async def _publish_profile(
+        self, ident: Identity, profile: AgentProfilePayload, ttl_s: int
+    ) -> SignedRecord:
+        wall = self._clock.wall()
+        record = SignedRecord.sign(ident, RecType.PROFILE, profile.to_bytes(),
+                                   seq=math.floor(wall * 1e9), timestamp=int(wall),
+                                   ttl=ttl_s)  # fmt: skip
+        await self._publish_record(record, ident.aid.node_id)
+        return record
+
+    async def profile(self, aid: Aid) -> AgentProfilePayload:
+        """The newest valid agent profile (rec_type 0x02) that ``aid`` published.
+
+        Raises:
+            NotFound: nobody holds a valid profile for it.
+        """
+        event = await self._run(
+            lambda d, now: d.lookup(aid.node_id, LookupKind.FIRST, now, rec_type=RecType.PROFILE),
+            self._timeout(),
+        )
+        assert isinstance(event, ev.LookupFinished)
+        for rec in event.records:
+            try:
+                return AgentProfilePayload.from_bytes(rec.payload)
+            except DecodeError:
+                continue
+        raise NotFound(f"no agent profile for {aid}")
 
     async def resolve(self, aid: Aid) -> ResolvedEndpoint:
         """Find the newest valid endpoint record of ``aid``.
@@ -845,6 +898,42 @@ class Node:
                 f"fetch {method} {path} from {aid} took over {timeout_s:g} s"
             ) from None
 
+    async def request(
+        self,
+        aid: Aid,
+        method: str = "GET",
+        path: str = "/",
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        local: Aid | None = None,
+        token: str | None = None,
+        endpoints: Sequence[str] | None = None,
+        timeout_s: float = 30.0,
+        max_body: int | None = None,
+    ) -> StreamedResponse:
+        """Like :meth:`fetch`, but returns once the response head is in; iterate the result
+        for the body as it arrives (server-sent events) and ``aclose()`` it when done.
+        ``timeout_s`` covers connecting and the head, not the body.
+
+        Raises:
+            RequestTimeout: no response head within ``timeout_s``.
+        """
+        try:
+            with anyio.fail_after(timeout_s):
+                stream = await self.open_stream(aid, local=local, token=token,
+                                                endpoints=endpoints)  # fmt: skip
+                try:
+                    return await request_over(stream, method, path, headers, body,
+                                              max_body=max_body)  # fmt: skip
+                except BaseException:
+                    stream.reset()
+                    raise
+        except TimeoutError:
+            raise RequestTimeout(
+                f"{method} {path} to {aid}: no response within {timeout_s:g} s"
+            ) from None
+
     async def tunnel(
         self,
         aid: Aid,
@@ -880,6 +969,7 @@ class Node:
         for endpoints, two for topics). Returns the topics that were registered."""
         ident = self._identity(aid)
         self._published.pop(ident.aid, None)
+        self._profiles.pop(ident.aid, None)
         topics = [t for (owner, t) in self._services if owner == ident.aid]
         for t in topics:
             del self._services[(ident.aid, t)]
