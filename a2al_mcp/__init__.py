@@ -4,9 +4,11 @@ This facade is the public API: the node, its value objects and errors, and the t
 It does not import the MCP server, so ``import a2al_mcp`` never loads the MCP SDK.
 """
 
+from . import agentcall
 from ._clock import Clock, SystemClock
 from ._random import Rng, SeededRng, SystemRng
 from ._version import __version__
+from .agentcall import AgentReply
 from .config import (
     DhtConfig,
     MailboxConfig,
@@ -17,6 +19,7 @@ from .config import (
 )
 from .errors import (
     A2ALError,
+    AgentCallError,
     ConfigError,
     ConnectionClosed,
     DecodeError,
@@ -54,7 +57,9 @@ from .toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
 __all__ = [
     "TOOLS",
     "A2ALError",
+    "AgentCallError",
     "AgentProfilePayload",
+    "AgentReply",
     "Aid",
     "Clock",
     "ConfigError",
@@ -97,6 +102,7 @@ __all__ = [
     "VerificationError",
     "VerifyKey",
     "__version__",
+    "agentcall",
     "call_tool",
     "load_config",
     "topic_key",

@@ -16,6 +16,7 @@ that never changes once released; the MCP layer reports failures as
     │   ├── Unreachable            UNREACHABLE  no usable endpoint
     │   ├── HandshakeFailed        HANDSHAKE    TLS/ALPN/stream-0 failure
     │   └── ConnectionClosed       CLOSED       carries error_code, reason
+    ├── AgentCallError             AGENT_ERROR  an A2A agent answered with an error
     ├── LimitExceeded              LIMIT        payload over a cap, rate limit, queue full
     └── NodeClosed                 NODE_CLOSED  API used after close / node crashed
 
@@ -31,6 +32,7 @@ from typing import ClassVar
 __all__ = [
     "A2ALError",
     "AccessDenied",
+    "AgentCallError",
     "ConfigError",
     "ConnectionClosed",
     "DecodeError",
@@ -143,3 +145,14 @@ class NodeClosed(A2ALError):
     """The node is closed (or crashed; see ``__cause__``)."""
 
     code: ClassVar[str] = "NODE_CLOSED"
+
+
+class AgentCallError(A2ALError):
+    """An A2A agent answered, but not with a result: a JSON-RPC error, an HTTP error status,
+    or something that is not A2A. ``rpc_code`` is the JSON-RPC error code when there is one."""
+
+    code: ClassVar[str] = "AGENT_ERROR"
+
+    def __init__(self, message: str, rpc_code: int | None = None) -> None:
+        super().__init__(message)
+        self.rpc_code = rpc_code

@@ -18,8 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import agentcall
 from .errors import A2ALError, DecodeError
 from .identity.aid import Aid
 from .node.node import Node
@@ -136,6 +137,38 @@ class TunnelCloseArgs(_Args):
     tunnel: str = Field(
         description="The tunnel's local address as returned by connect, e.g. '127.0.0.1:40123'."
     )
+
+
+class CallAgentArgs(_Args):
+    to: str = Field("", description="The agent's " + _AID_HELP + ". Give this or skill.")
+    skill: str = Field(
+        "",
+        description="Or a capability topic (e.g. 'lang.translate'): the message goes to one "
+        "live agent that offers it over A2A.",
+    )
+    text: str = Field(min_length=1, description="The message for the agent.")
+    task_id: str = Field("", description="Continue this task (from an earlier reply).")
+    context_id: str = Field("", description="Continue this conversation context.")
+    timeout_s: float = Field(60.0, ge=1, le=600, description="How long to wait for the reply.")
+    wait: bool = Field(
+        True,
+        description="Wait for the agent to finish; false returns the task at once (then poll "
+        "it with get_agent_task).",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CallAgentArgs:
+        if bool(self.to) == bool(self.skill):
+            raise ValueError("give either to (an AID) or skill (a capability), not both")
+        if self.skill and (self.task_id or self.context_id):
+            raise ValueError("task_id and context_id continue a conversation with one agent: "
+                             "give its AID in to")  # fmt: skip
+        return self
+
+
+class TaskArgs(_Args):
+    aid: str = Field(description="The agent's " + _AID_HELP)
+    task_id: str = Field(min_length=1, description="The task id from call_agent's reply.")
 
 
 # -- implementations ----------------------------------------------------------------------
@@ -260,6 +293,28 @@ async def _tunnel_close(node: Node, a: TunnelCloseArgs) -> dict[str, Any]:
     raise ToolFailure("NOT_FOUND", f"no open tunnel at {a.tunnel}; tunnel_list shows them")
 
 
+async def _call_agent(node: Node, a: CallAgentArgs) -> dict[str, Any]:
+    if a.to:
+        reply = await agentcall.send_message(node, _aid(a.to), a.text, task_id=a.task_id,
+                                             context_id=a.context_id, timeout_s=a.timeout_s,
+                                             return_immediately=not a.wait)  # fmt: skip
+        return reply.to_dict()
+    reply, failed = await agentcall.call_skill(node, a.skill, a.text, timeout_s=a.timeout_s,
+                                               return_immediately=not a.wait)  # fmt: skip
+    out = reply.to_dict()
+    out["skill"] = a.skill
+    out["skipped"] = [{"aid": str(f.aid), "error": f.error} for f in failed]
+    return out
+
+
+async def _get_agent_task(node: Node, a: TaskArgs) -> dict[str, Any]:
+    return (await agentcall.get_task(node, _aid(a.aid), a.task_id)).to_dict()
+
+
+async def _cancel_agent_task(node: Node, a: TaskArgs) -> dict[str, Any]:
+    return (await agentcall.cancel_task(node, _aid(a.aid), a.task_id)).to_dict()
+
+
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("status", "Show this node: its AID, peers, whether it is ready, what it publishes, "
              "open connections and tunnels, mailbox counters. Call it first to check the "
@@ -279,6 +334,16 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("fetch", "Send one HTTP request to an agent's service over a verified QUIC "
              "connection and return the response. If it is unreachable, use send_mailbox.",
              FetchArgs, _fetch),
+    ToolSpec("call_agent", "Send a message to an A2A agent, by AID (to) or by capability "
+             "(skill: one live agent offering it is picked), over a verified QUIC connection, "
+             "and return its reply: a message, or a task with its state (poll it with "
+             "get_agent_task). If the agent is offline, use send_mailbox.", CallAgentArgs,
+             _call_agent),
+    ToolSpec("get_agent_task", "Get the current state and output of a task an A2A agent "
+             "runs for you (the task id from call_agent).", TaskArgs, _get_agent_task,
+             read_only=True),
+    ToolSpec("cancel_agent_task", "Ask an A2A agent to cancel a task it runs for you.",
+             TaskArgs, _cancel_agent_task),
     ToolSpec("send_mailbox", "Leave an encrypted note (up to 389 bytes) for an agent, online "
              "or not; it is delivered directly when possible and kept on the network for an "
              "hour otherwise. For larger data use connect or fetch.", SendMailboxArgs,

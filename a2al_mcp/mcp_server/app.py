@@ -31,13 +31,15 @@ _SLOW = {
     "connect": "resolving and opening a verified QUIC connection",
     "fetch": "resolving, connecting and sending the request",
     "send_mailbox": "resolving the recipient, delivering and storing the note",
+    "call_agent": "reaching the agent and waiting for its reply",
 }
 
 INSTRUCTIONS = (
     "a2al-mcp connects this assistant to the A2AL agent network: every agent has a permanent "
     "cryptographic address (AID). Call status first. Use publish to announce yourself, "
     "discover to find agents by capability, resolve to check one is online, fetch or connect "
-    "to talk to it directly, and send_mailbox when it is offline or unreachable; read_mailbox "
+    "to talk to it directly, call_agent to message an A2A agent (by AID or skill), and "
+    "send_mailbox when it is offline or unreachable; read_mailbox "
     "shows notes left for you. Errors start with a stable code (e.g. NOT_FOUND, UNREACHABLE)."
 )
 

@@ -118,6 +118,12 @@ async def test_errors_are_codes_and_sentences_never_tracebacks() -> None:
                 ("discover", {"service": "x", "limit": 0}, ""),
                 ("tunnel_close", {"tunnel": "127.0.0.1:1"}, "NOT_FOUND"),
                 ("publish", {"ttl_s": 5}, ""),
+                ("call_agent", {"to": stranger, "text": "hi"}, "NOT_FOUND"),
+                ("call_agent", {"text": "hi"}, ""),
+                ("call_agent", {"skill": "nobody.here", "text": "hi"}, "NOT_FOUND"),
+                ("call_agent", {"to": str(seed.aid), "text": "hi"}, "ACCESS_DENIED"),
+                ("get_agent_task", {"aid": stranger, "task_id": "t"}, "NOT_FOUND"),
+                ("cancel_agent_task", {"aid": "zz", "task_id": "t"}, "BAD_AID"),
             ]
             for name, args, code in cases:
                 ok, text = await call(c, name, args)

@@ -18,6 +18,7 @@ from a2al_mcp.mcp_server._compat import MCP_MAJOR
 from a2al_mcp.node.home import DataHome
 from a2al_mcp.node.http import HttpRequest, HttpResponse
 from a2al_mcp.toolspec import TOOLS
+from tests.adapters.demo_agent import serve_demo
 from tests.node.loopnet import network
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +50,7 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
         async with network(2, publish=True) as (seed, other):
             other.serve(http=hello)
             await other.register_service("demo.stdio", name="other")
+            await serve_demo(seed, "demo.stdio.a2a")  # a real a2a-sdk agent
             cmd = (
                 f"{sys.executable} -m a2al_mcp serve --stdio --listen 127.0.0.1:0 "
                 f"--bootstrap {seed.local_addr[0]}:{seed.local_addr[1]} --data-dir {tmp_path}/home"
@@ -73,6 +75,13 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 assert con["tunnel"].startswith("127.0.0.1:")
                 assert (await call(c, "tunnel_list"))["tunnels"]
                 await call(c, "tunnel_close", {"tunnel": con["tunnel"]})
+                reply = await call(c, "call_agent", {"skill": "demo.stdio.a2a", "text": "hi"})
+                assert reply["agent"] == str(seed.aid) and reply["text"] == f"echo hi from {me}"
+                task = await call(c, "call_agent", {"to": str(seed.aid), "text": "wait",
+                                                    "wait": False})  # fmt: skip
+                ask = {"aid": str(seed.aid), "task_id": task["task"]["id"]}
+                assert (await call(c, "get_agent_task", ask))["task"]["id"] == ask["task_id"]
+                assert (await call(c, "cancel_agent_task", ask))["task"]["state"] == "canceled"
                 sent = await call(c, "send_mailbox", {"to": str(other.aid), "text": "via stdio"})
                 assert sent["message_id"]
                 await other.send_mailbox(Aid.from_str(me), "back to you")
@@ -94,7 +103,8 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 names_called = {"status", "publish", "discover", "resolve", "fetch", "connect",
                                 "tunnel_list", "tunnel_close", "send_mailbox", "read_mailbox",
                                 "identity_create", "identity_list", "identity_export",
-                                "identity_import", "unpublish"}  # fmt: skip
+                                "identity_import", "unpublish", "call_agent", "get_agent_task",
+                                "cancel_agent_task"}  # fmt: skip
                 assert names_called == names  # every tool was called above
             lines = stdout_copy.read_text().splitlines()
             assert lines and all(json.loads(line).get("jsonrpc") == "2.0" for line in lines)

@@ -132,6 +132,10 @@ async def test_every_tool_once_on_mcp1() -> None:
         async with network(3, publish=True) as (_seed, other, me):
             other.serve(http=hello)
             await other.register_service("v1.all", name="other")
+            from tests.adapters.demo_agent import serve_demo
+
+            agent = other.create_agent().identity.aid
+            await serve_demo(other, "v1.agent", aid=agent)  # a delegated a2a-sdk agent
             server = build_server(me)
             async with create_connected_server_and_client_session(server._mcp_server) as s:
 
@@ -148,6 +152,7 @@ async def test_every_tool_once_on_mcp1() -> None:
                     ("tunnel_list", {}), ("send_mailbox", {"to": str(other.aid), "text": "x"}),
                     ("read_mailbox", {"peek": True}), ("identity_create", {}),
                     ("identity_list", {}), ("unpublish", {}),
+                    ("call_agent", {"skill": "v1.agent", "text": "wait", "wait": False}),
                 ]:  # fmt: skip
                     out = await call(name, args)
                     seen.add(name)
@@ -162,5 +167,13 @@ async def test_every_tool_once_on_mcp1() -> None:
                             "export": exp["export"], "passphrase": "12345678"}))  # fmt: skip
                         assert ok or "already" in text  # importing to the same node is fine too
                         seen.add("identity_import")
+                    if name == "call_agent":
+                        assert out["agent"] == str(agent) and out["kind"] == "task"
+                        ask = {"aid": str(agent), "task_id": out["task"]["id"]}
+                        assert (await call("get_agent_task", ask))["task"]["id"] == ask["task_id"]
+                        seen.add("get_agent_task")
+                        done = await call("cancel_agent_task", ask)
+                        assert done["task"]["state"] == "canceled"
+                        seen.add("cancel_agent_task")
                 assert seen == {t.name for t in TOOLS}
                 assert (await call("fetch", {"aid": str(other.aid)}))["body"] == "hi"

@@ -1,0 +1,288 @@
+"""Calling A2A agents by AID or by skill: the A2A 1.0 JSON-RPC binding on verified streams (L5).
+
+The requests are the standard A2A HTTP+JSON-RPC binding (``SendMessage``, ``GetTask``,
+``CancelTask`` with the ``A2A-Version: 1.0`` header) sent as HTTP/1.1 on an A2AL stream, so
+they reach an agent served with :func:`a2al_mcp.adapters.a2a.serve_a2a` and any A2A HTTP
+agent behind an a2ald ``service_tcp``. This module needs no A2A SDK: the MCP tools and the
+framework adapters use it; Python programs that want the SDK's own client use
+:func:`a2al_mcp.adapters.a2a.a2a_client`.
+
+Skill anycast (:func:`call_skill`): discover the agents registered under the skill with protocol
+``a2a``, put those we already hold a live connection to first and then the freshest, and try
+them in turn until one answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from .errors import (
+    AgentCallError,
+    HandshakeFailed,
+    NotFound,
+    RequestTimeout,
+    Unreachable,
+)
+from .identity.aid import Aid
+from .node.node import Node, ServiceEntry
+
+__all__ = [
+    "A2A_VERSION",
+    "CARD_PATH",
+    "AgentCallError",
+    "AgentReply",
+    "Attempt",
+    "call_skill",
+    "cancel_task",
+    "candidates",
+    "get_card",
+    "get_task",
+    "send_message",
+]
+
+A2A_VERSION: Final = "1.0"
+CARD_PATH: Final = "/.well-known/agent-card.json"
+_OFFLINE = "it may be offline: leave it a note with send_mailbox, which waits for it"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentReply:
+    """What an agent answered: a message, or a task (with its state)."""
+
+    agent: Aid
+    kind: str
+    """``"message"`` or ``"task"``."""
+    text: str
+    """The text parts of the reply (for a task: its status message and artifacts)."""
+    task_id: str = ""
+    context_id: str = ""
+    state: str = ""
+    """For a task: ``submitted``, ``working``, ``completed``, ``failed``, ``canceled``,
+    ``input-required``, ``rejected`` or ``auth-required``."""
+    result: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The JSON-RPC ``result`` as the agent sent it."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"agent": str(self.agent), "kind": self.kind, "text": self.text}
+        if self.kind == "task":
+            out["task"] = {"id": self.task_id, "context_id": self.context_id,
+                           "state": self.state}  # fmt: skip
+        elif self.context_id or self.task_id:
+            out["context_id"] = self.context_id
+            if self.task_id:
+                out["task_id"] = self.task_id
+        return out
+
+
+def _parts_text(parts: Any) -> list[str]:
+    out: list[str] = []
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            out.append(part["text"])
+        elif "data" in part:
+            out.append(json.dumps(part["data"], ensure_ascii=False))
+        elif isinstance(part.get("url"), str):
+            out.append(part["url"])
+    return out
+
+
+def _state(raw: Any) -> str:
+    text = str(raw or "").removeprefix("TASK_STATE_").lower().replace("_", "-")
+    return "" if text == "unspecified" else text
+
+
+def _reply(agent: Aid, kind: str, body: Mapping[str, Any]) -> AgentReply:
+    if kind == "message":
+        return AgentReply(agent, "message", "\n".join(_parts_text(body.get("parts"))),
+                          task_id=str(body.get("taskId", "")),
+                          context_id=str(body.get("contextId", "")), result=body)  # fmt: skip
+    status = body.get("status") if isinstance(body.get("status"), dict) else {}
+    assert isinstance(status, dict)
+    texts = []
+    if isinstance(status.get("message"), dict):
+        texts += _parts_text(status["message"].get("parts"))
+    for artifact in body.get("artifacts") or []:
+        if isinstance(artifact, dict):
+            texts += _parts_text(artifact.get("parts"))
+    return AgentReply(agent, "task", "\n".join(texts), task_id=str(body.get("id", "")),
+                      context_id=str(body.get("contextId", "")),
+                      state=_state(status.get("state")), result=body)  # fmt: skip
+
+
+async def _reach(node: Node, aid: Aid, local: Aid | None, timeout_s: float) -> None:
+    """Connect (pooled) first, so "offline" and "slow to answer" are told apart."""
+    try:
+        await node.connect(aid, local=local, timeout_s=timeout_s)
+    except NotFound:
+        raise NotFound(f"{aid} has no live endpoint record (not online for about an hour, "
+                       f"or never published); {_OFFLINE}") from None  # fmt: skip
+    except (Unreachable, HandshakeFailed, RequestTimeout) as exc:
+        raise Unreachable(f"{aid} did not answer a connection ({exc}); {_OFFLINE}") from None
+
+
+async def _rpc(
+    node: Node, aid: Aid, method: str, params: Mapping[str, Any], *, local: Aid | None,
+    timeout_s: float, connect_timeout_s: float = 15.0,
+) -> Any:  # fmt: skip
+    await _reach(node, aid, local, min(timeout_s, connect_timeout_s))
+    request = {"jsonrpc": "2.0", "id": uuid.uuid4().hex, "method": method, "params": params}
+    headers = [("content-type", "application/json"), ("accept", "application/json"),
+               ("a2a-version", A2A_VERSION)]  # fmt: skip
+    try:
+        resp = await node.fetch(aid, "POST", "/", headers=headers,
+                                body=json.dumps(request).encode(), local=local,
+                                timeout_s=timeout_s)  # fmt: skip
+    except RequestTimeout:
+        raise RequestTimeout(
+            f"{aid} took over {timeout_s:g} s to answer {method}; a task may still be "
+            "running there (see get_agent_task)"
+        ) from None
+    try:
+        answer = json.loads(resp.body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or answer.get("jsonrpc") != "2.0":
+        raise AgentCallError(f"{aid} is not an A2A agent: {method} got HTTP {resp.status} "
+                             f"{resp.text[:160]!r}")  # fmt: skip
+    error = answer.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        raise AgentCallError(f"{aid} answered {method} with error {code}: "
+                             f"{error.get('message', '')}",
+                             code if isinstance(code, int) else None)  # fmt: skip
+    if "result" not in answer:
+        raise AgentCallError(f"{aid} answered {method} without a result")
+    return answer["result"]
+
+
+async def send_message(
+    node: Node,
+    aid: Aid,
+    text: str,
+    *,
+    task_id: str = "",
+    context_id: str = "",
+    local: Aid | None = None,
+    timeout_s: float = 60.0,
+    return_immediately: bool = False,
+    connect_timeout_s: float = 15.0,
+) -> AgentReply:
+    """Send a text message (``SendMessage``) and return the agent's reply or task. With
+    ``return_immediately`` the agent answers with the task as soon as it exists (poll it
+    with :func:`get_task`); otherwise it answers when the task is done or needs input.
+
+    Raises:
+        NotFound: the agent has no live endpoint record (suggests send_mailbox).
+        Unreachable: it did not answer a connection (suggests send_mailbox).
+        RequestTimeout: it connected but did not answer within ``timeout_s``.
+        AgentCallError: it answered with an error or not as an A2A agent.
+    """
+    message: dict[str, Any] = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER",
+                               "parts": [{"text": text}]}  # fmt: skip
+    if task_id:
+        message["taskId"] = task_id
+    if context_id:
+        message["contextId"] = context_id
+    params: dict[str, Any] = {"message": message}
+    if return_immediately:
+        params["configuration"] = {"returnImmediately": True}
+    result = await _rpc(node, aid, "SendMessage", params, local=local, timeout_s=timeout_s,
+                        connect_timeout_s=connect_timeout_s)  # fmt: skip
+    for kind in ("task", "message"):
+        if isinstance(result, dict) and isinstance(result.get(kind), dict):
+            return _reply(aid, kind, result[kind])
+    raise AgentCallError(f"{aid} answered SendMessage with neither a task nor a message")
+
+
+async def get_task(
+    node: Node, aid: Aid, task_id: str, *, local: Aid | None = None, timeout_s: float = 30.0
+) -> AgentReply:
+    """The current state of a task the agent runs (``GetTask``)."""
+    result = await _rpc(node, aid, "GetTask", {"id": task_id}, local=local, timeout_s=timeout_s)
+    if not isinstance(result, dict):
+        raise AgentCallError(f"{aid} answered GetTask without a task")
+    return _reply(aid, "task", result)
+
+
+async def cancel_task(
+    node: Node, aid: Aid, task_id: str, *, local: Aid | None = None, timeout_s: float = 30.0
+) -> AgentReply:
+    """Ask the agent to cancel a task (``CancelTask``); returns the task as it now stands."""
+    result = await _rpc(node, aid, "CancelTask", {"id": task_id}, local=local,
+                        timeout_s=timeout_s)  # fmt: skip
+    if not isinstance(result, dict):
+        raise AgentCallError(f"{aid} answered CancelTask without a task")
+    return _reply(aid, "task", result)
+
+
+async def get_card(
+    node: Node, aid: Aid, *, local: Aid | None = None, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """The agent card (JSON) the agent serves at ``/.well-known/agent-card.json``."""
+    await _reach(node, aid, local, timeout_s)
+    resp = await node.fetch(aid, "GET", CARD_PATH, local=local, timeout_s=timeout_s)
+    try:
+        card = json.loads(resp.body) if resp.status == 200 else None
+    except ValueError:
+        card = None
+    if not isinstance(card, dict):
+        raise AgentCallError(f"{aid} serves no agent card (HTTP {resp.status})")
+    return card
+
+
+async def candidates(node: Node, skill: str) -> list[ServiceEntry]:
+    """Agents registered under ``skill`` that speak A2A, best first: those we hold a live
+    connection to, then the most recently registered."""
+    found = await node.discover(skill, protocols=["a2a"])
+    live = {pc.peer_aid for pc in node.connections()}
+    return sorted(found, key=lambda e: (e.aid not in live, -e.timestamp))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    aid: Aid
+    error: str
+
+
+async def call_skill(
+    node: Node,
+    skill: str,
+    text: str,
+    *,
+    local: Aid | None = None,
+    max_tries: int = 5,
+    timeout_s: float = 60.0,
+    connect_timeout_s: float = 5.0,
+    return_immediately: bool = False,
+    exclude: Sequence[Aid] = (),
+) -> tuple[AgentReply, list[Attempt]]:
+    """Send ``text`` to one agent that offers ``skill`` (anycast): candidates in order
+    (:func:`candidates`) until one answers; a candidate that does not take a connection
+    within ``connect_timeout_s`` is skipped. Returns the reply and the failed attempts.
+
+    Raises:
+        NotFound: nobody offers the skill (over A2A).
+        Unreachable: no candidate answered; the message says who was tried.
+    """
+    found = [e for e in await candidates(node, skill) if e.aid not in exclude and
+             e.aid not in node.status().published]  # fmt: skip
+    if not found:
+        raise NotFound(f"no A2A agent offers {skill!r}; discover lists what is registered")
+    failed: list[Attempt] = []
+    for entry in found[:max_tries]:
+        try:
+            reply = await send_message(node, entry.aid, text, local=local, timeout_s=timeout_s,
+                                       connect_timeout_s=connect_timeout_s,
+                                       return_immediately=return_immediately)  # fmt: skip
+        except (NotFound, Unreachable) as exc:
+            failed.append(Attempt(entry.aid, str(exc).split(";")[0]))
+            continue
+        return reply, failed
+    tried = ", ".join(f"{a.aid.short()} ({a.error})" for a in failed)
+    raise Unreachable(f"none of the agents offering {skill!r} answered: {tried}")
