@@ -68,6 +68,18 @@ async def fetch_card(node: Node, aid: Aid, *, local: Aid | None = None) -> Agent
     return card
 
 
+def _over_a2al(card: AgentCard, aid: Aid) -> AgentCard:
+    """The card with its interface URLs pointing at ``aid`` over A2AL (path kept): an A2A HTTP
+    agent behind an a2ald ``service_tcp`` names its own ``http://host:port/…``, which is
+    reached through the stream all the same."""
+    target = f"a2al://{aid}"
+    for iface in card.supported_interfaces:
+        url = httpx.URL(iface.url) if iface.url else httpx.URL("/")
+        if not (url.scheme == "a2al" and url.host.lower() == str(aid).lower()):
+            iface.url = target + (url.raw_path.decode() if url.raw_path != b"/" else "")
+    return card
+
+
 async def a2a_client(
     node: Node, aid: Aid, *, local: Aid | None = None, streaming: bool = True,
     timeout_s: float = 30.0,
@@ -75,7 +87,7 @@ async def a2a_client(
     """An a2a-sdk ``Client`` for the agent at ``aid`` (card fetched over A2AL). With
     ``streaming`` (and a card that allows it) ``send_message`` uses ``SendStreamingMessage``
     with server-sent events over the stream. Close it with ``await client.close()``."""
-    card = await fetch_card(node, aid, local=local)
+    card = _over_a2al(await fetch_card(node, aid, local=local), aid)
     http = httpx.AsyncClient(transport=A2ALHttpTransport(node, local=local, timeout_s=timeout_s),
                              headers={"A2A-Version": agentcall.A2A_VERSION},
                              timeout=None)  # fmt: skip
