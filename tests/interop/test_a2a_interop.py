@@ -98,6 +98,8 @@ async def a2a_http_agent() -> AsyncIterator[tuple[int, DemoExecutor]]:
     executor = DemoExecutor()
     executor.release.set()
     sock = socket.socket()
+    # accepted connections inherit it; uvicorn sets it only on sockets it creates itself
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     the_card = card("interop.http")
