@@ -27,6 +27,7 @@ from a2al_mcp.adapters.a2a import (
     a2a_client,
     fetch_card,
     send_to_skill,
+    serve_a2a,
 )
 
 from a2al_mcp import (
@@ -251,3 +252,23 @@ async def test_call_agent_tools() -> None:
                 await call_tool(caller_node, "get_agent_task", {"aid": str(agent_node.aid),
                                                                 "task_id": "nope"})  # fmt: skip
             assert info.value.code == "AGENT_ERROR"
+
+
+async def test_an_asgi_app_that_speaks_a2a_is_served_as_is() -> None:
+    from a2a.server.request_handlers import DefaultRequestHandler
+    from a2a.server.routes import create_jsonrpc_routes
+    from a2a.server.tasks import InMemoryTaskStore
+    from starlette.applications import Starlette
+
+    from tests.adapters.demo_agent import DemoExecutor, card
+
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (agent_node, caller_node):
+            handler = DefaultRequestHandler(DemoExecutor(), InMemoryTaskStore(), card("asgi.x"))
+            app = Starlette(routes=create_jsonrpc_routes(handler, rpc_url="/"))
+            served = await serve_a2a(agent_node, app, card("asgi.x"))
+            assert served.topics == ("asgi.x",)
+            got = await fetch_card(caller_node, agent_node.aid)  # ours, in front of the app
+            assert got.supported_interfaces[0].url == f"a2al://{agent_node.aid}"
+            reply, _ = await agentcall.call_skill(caller_node, "asgi.x", "plain")
+            assert reply.agent == agent_node.aid and reply.text.startswith("echo plain from")
