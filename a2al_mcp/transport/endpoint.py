@@ -4,15 +4,18 @@
 
 * the **receive loop** waits until the socket is readable, drains up to ``max_batch``
   datagrams, classifies each one (:func:`~a2al_mcp.transport.demux.classify`) and hands it to
-  its core, then flushes **once per batch** — the batching that doubles aioquic
-  (reading/quic-perf.md §2.5);
+  its core (all with the same ``now``), then flushes **once per batch** — the batching that
+  doubles aioquic (reading/quic-perf.md §2.5);
 * the **timer loop** sleeps until the earliest ``get_timer()`` of the attached cores, runs
   ``handle_timer`` on the cores that are due, and flushes.
 
 A *flush* drains every core's ``next_event()`` into ``on_events(core_name, event)``, sends what
-``datagrams_to_send(now)`` returns, and re-arms the timer. Callers that run a core command
-(``core.start_lookup(...)``) must call :meth:`UdpEndpoint.flush` afterwards, exactly as
-aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
+``datagrams_to_send(now)`` returns, and re-arms the timer. On Linux, runs of equal-sized
+datagrams to one address leave in one ``sendmsg`` with UDP generic segmentation offload (GSO,
+``UDP_SEGMENT``); the kernel splits them, so receivers see ordinary datagrams. If the kernel
+refuses GSO, the endpoint falls back to one ``sendto`` per datagram for good. Callers that run
+a core command (``core.start_lookup(...)``) must call :meth:`UdpEndpoint.flush` afterwards,
+exactly as aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
 
 Remote garbage and core bugs never stop the loops: exceptions from a core are caught per
 datagram, counted, and logged at most once per 30 s. This is the only module of the package
@@ -23,9 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import ipaddress
 import logging
 import socket
+import struct
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -55,6 +61,15 @@ SOCKET_BUFFER_BYTES: Final = 1 << 20
 LOG_INTERVAL_S: Final = 30.0
 """Repeated failures of one kind are logged at most this often (always counted)."""
 
+GSO_MAX_SEGMENTS: Final = 64
+"""Most datagrams handed to the kernel in one GSO ``sendmsg`` (the kernel allows 64)."""
+
+GSO_MAX_BYTES: Final = 65_000
+"""Most bytes in one GSO ``sendmsg`` (a UDP payload is below 64 KiB)."""
+
+_SOL_UDP: Final = 17
+_UDP_SEGMENT: Final = 103  # linux/udp.h; the socket module has no name for it in 3.11
+_GSO_UNSUPPORTED: Final = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 _MAX_FLUSH_PASSES: Final = 8
 _MAX_HOST_CACHE: Final = 1024
 _MAPPED_PREFIX: Final = "::ffff:"
@@ -74,7 +89,9 @@ class EndpointStatistics:
     dropped_empty: int
     """Empty datagrams received."""
     sent: int
-    """Datagrams handed to the kernel."""
+    """Datagrams handed to the kernel (each segment of a GSO send counts)."""
+    gso_sends: int
+    """``sendmsg`` calls that carried several datagrams (GSO)."""
     send_dropped: int
     """Datagrams dropped because the socket's send buffer was full (BlockingIOError)."""
     send_errors: int
@@ -122,6 +139,8 @@ class UdpEndpoint:
             it, events are drained and discarded (so they cannot pile up).
         echo: answer a2ald-style UDP echo probes (``00 EC`` …) verbatim.
         max_batch: datagrams read per readiness wake-up before flushing.
+        gso: send runs of equal-sized datagrams with UDP GSO where the platform has it
+            (Linux); False always sends one datagram per ``sendto``.
     """
 
     def __init__(
@@ -134,6 +153,7 @@ class UdpEndpoint:
         on_events: Callable[[str, object], None] | None = None,
         echo: bool = False,
         max_batch: int = 64,
+        gso: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -155,6 +175,7 @@ class UdpEndpoint:
         self._on_events = on_events
         self._echo = echo
         self._max_batch = max_batch
+        self._gso = gso and sys.platform == "linux" and hasattr(socket.socket, "sendmsg")
 
         self._state = _State.UNOPENED
         self._sock: socket.socket | None = None
@@ -175,6 +196,7 @@ class UdpEndpoint:
         self._dropped = dict.fromkeys(Kind, 0)
         self._dropped_empty = 0
         self._sent = 0
+        self._gso_sends = 0
         self._send_dropped = 0
         self._send_errors = 0
         self._recv_errors = 0
@@ -301,6 +323,7 @@ class UdpEndpoint:
             dropped=MappingProxyType(dict(self._dropped)),
             dropped_empty=self._dropped_empty,
             sent=self._sent,
+            gso_sends=self._gso_sends,
             send_dropped=self._send_dropped,
             send_errors=self._send_errors,
             recv_errors=self._recv_errors,
@@ -317,10 +340,13 @@ class UdpEndpoint:
         assert sock is not None
         recvfrom = sock.recvfrom
         max_batch = self._max_batch
+        dispatch = self._dispatch
+        monotonic = self._clock.monotonic
         task_status.started()
         while True:
             await anyio.wait_readable(sock)
             count = 0
+            now = monotonic()
             while count < max_batch:
                 try:
                     data, raw_addr = recvfrom(RECV_BUFFER_BYTES)
@@ -331,12 +357,12 @@ class UdpEndpoint:
                     self._log_limited("recv", "endpoint.recv_error error=%r", exc)
                     break
                 count += 1
-                self._dispatch(data, raw_addr)
+                dispatch(data, raw_addr, now)
             if count:
                 self._batches += 1
-                self._flush(self._clock.monotonic())
+                self._flush(monotonic())
 
-    def _dispatch(self, data: bytes, raw_addr: Any) -> None:
+    def _dispatch(self, data: bytes, raw_addr: Any, now: float) -> None:
         self._received += 1
         kind = classify(data)
         if kind is None:
@@ -357,7 +383,7 @@ class UdpEndpoint:
             self._dropped[kind] += 1
             return
         try:
-            core.receive_datagram(data, _normalise(raw_addr), self._clock.monotonic())
+            core.receive_datagram(data, _normalise(raw_addr), now)
         except Exception as exc:
             self._core_errors += 1
             self._log_limited(
@@ -440,8 +466,11 @@ class UdpEndpoint:
                             "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
                         )
                         continue
-                    for data, addr in datagrams:
-                        self._send(data, addr)
+                    if self._gso and len(datagrams) > 1:
+                        self._send_runs(datagrams)
+                    else:
+                        for data, addr in datagrams:
+                            self._send(data, addr)
                 if not self._flush_again:
                     break
         finally:
@@ -472,16 +501,70 @@ class UdpEndpoint:
                 )
 
     def _send(self, data: bytes, addr: Addr) -> None:
+        target = self._target(addr)
+        if target is None:
+            self._send_errors += 1
+            self._log_limited("send", "endpoint.send_error addr=%s error=unreachable family", addr)
+            return
+        self._send_raw(data, target)
+
+    def _target(self, addr: Addr) -> tuple[str, int] | None:
         host, port = addr
         try:
             target = self._send_hosts[host]
         except KeyError:
             target = self._send_host(host)
+        return None if target is None else (target, port)
+
+    def _send_runs(self, datagrams: list[tuple[bytes, Addr]]) -> None:
+        """Send ``datagrams`` in order, each run of equal-sized datagrams to one address
+        (the last of a run may be shorter) in one GSO ``sendmsg``."""
+        i, n = 0, len(datagrams)
+        while i < n:
+            data, addr = datagrams[i]
+            size = total = len(data)
+            j = i + 1
+            while j < n and j - i < GSO_MAX_SEGMENTS:
+                nxt, nxt_addr = datagrams[j]
+                length = len(nxt)
+                if nxt_addr != addr or length > size or total + length > GSO_MAX_BYTES:
+                    break
+                total += length
+                j += 1
+                if length < size:
+                    break  # only the last segment may be shorter
+            if j - i == 1 or not self._gso:
+                for k in range(i, j):
+                    self._send(*datagrams[k])
+            else:
+                self._send_gso([d for d, _ in datagrams[i:j]], size, addr)
+            i = j
+
+    def _send_gso(self, segments: list[bytes], size: int, addr: Addr) -> None:
+        assert self._sock is not None
+        target = self._target(addr)
         if target is None:
-            self._send_errors += 1
+            self._send_errors += len(segments)
             self._log_limited("send", "endpoint.send_error addr=%s error=unreachable family", addr)
             return
-        self._send_raw(data, (target, port))
+        try:
+            self._sock.sendmsg(
+                segments, [(_SOL_UDP, _UDP_SEGMENT, struct.pack("@H", size))], 0, target
+            )
+        except BlockingIOError:
+            self._send_dropped += len(segments)
+        except OSError as exc:
+            if exc.errno not in _GSO_UNSUPPORTED:
+                self._send_errors += len(segments)
+                self._log_limited("send", "endpoint.send_error addr=%s error=%r", addr, exc)
+                return
+            self._gso = False  # this kernel or path has no UDP GSO: one datagram per send
+            logger.info("endpoint.gso_disabled error=%r", exc)
+            for data in segments:
+                self._send_raw(data, target)
+        else:
+            self._sent += len(segments)
+            self._gso_sends += 1
 
     def _send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self._sock is not None

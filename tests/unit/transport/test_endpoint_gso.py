@@ -1,0 +1,145 @@
+"""UdpEndpoint sends runs of equal-sized datagrams with UDP GSO, and falls back without it."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pytest
+
+from a2al_mcp._clock import SystemClock
+from a2al_mcp._types import Addr, Datagram
+from a2al_mcp.transport.endpoint import GSO_MAX_SEGMENTS, UdpEndpoint
+
+LOOPBACK: Addr = ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class Core:
+    """Sends what is put in ``outbox``; records what it receives."""
+
+    received: list[bytes] = field(default_factory=list)
+    outbox: list[Datagram] = field(default_factory=list)
+    events: deque[object] = field(default_factory=deque)
+    want: int = 0
+    done: anyio.Event | None = None
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        self.received.append(data)
+        if self.done is not None and len(self.received) >= self.want:
+            self.done.set()
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return None
+
+    def next_event(self) -> object | None:
+        return self.events.popleft() if self.events else None
+
+
+def _run(n: int, last: int) -> list[Datagram]:
+    """``n`` QUIC-classified datagrams of 1200 bytes (the last ``last`` bytes long)."""
+    out = []
+    for i in range(n):
+        size = last if i == n - 1 else 1200
+        out.append(((bytes([0x41, i & 0xFF]) * size)[:size], ("0", 0)))
+    return out
+
+
+async def _exchange(*, gso: bool, count: int) -> tuple[list[bytes], list[bytes], Any]:
+    clock = SystemClock()
+    a, b = Core(), Core(want=count, done=anyio.Event())
+    async with (
+        UdpEndpoint(LOOPBACK, clock=clock, quic=a, gso=gso) as ep_a,
+        UdpEndpoint(LOOPBACK, clock=clock, quic=b) as ep_b,
+    ):
+        sent = [(d, ep_b.local_addr) for d, _ in _run(count, 700)]
+        a.outbox = list(sent)
+        ep_a.flush()
+        assert b.done is not None
+        with anyio.fail_after(5):
+            await b.done.wait()
+        return [d for d, _ in sent], b.received, ep_a.statistics()
+
+
+@pytest.mark.anyio
+async def test_a_run_arrives_as_separate_datagrams_in_order() -> None:
+    count = GSO_MAX_SEGMENTS + 10  # more than one GSO send
+    sent, received, stats = await _exchange(gso=True, count=count)
+    assert received == sent
+    assert stats.sent == count and stats.send_errors == 0
+    if sys.platform == "linux":
+        assert stats.gso_sends >= 2
+
+
+@pytest.mark.anyio
+async def test_without_gso_every_datagram_is_its_own_send() -> None:
+    sent, received, stats = await _exchange(gso=False, count=20)
+    assert received == sent
+    assert stats.sent == 20 and stats.gso_sends == 0
+
+
+class _NoGsoSocket:
+    """Stands in for a socket whose kernel refuses UDP_SEGMENT."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.gso_tries = 0
+
+    def sendmsg(self, *args: object) -> int:
+        self.gso_tries += 1
+        raise OSError(errno.EIO, "no GSO")
+
+    def sendto(self, data: bytes, addr: object) -> int:
+        self.sent.append(data)
+        return len(data)
+
+
+def test_a_kernel_without_gso_turns_it_off_and_loses_nothing() -> None:
+    ep = UdpEndpoint(LOOPBACK, clock=SystemClock(), quic=Core(), gso=True)
+    ep._gso = True  # as on Linux
+    fake = _NoGsoSocket()
+    ep._sock = fake  # type: ignore[assignment]
+    run = _run(5, 300)
+    ep._send_runs([(d, ("127.0.0.1", 9)) for d, _ in run])
+    ep._send_runs([(d, ("127.0.0.1", 9)) for d, _ in run])
+    assert fake.gso_tries == 1  # tried once, then off for good
+    assert fake.sent == [d for d, _ in run] * 2
+    assert ep.statistics().sent == 10 and ep.statistics().gso_sends == 0
+
+
+def test_runs_split_on_address_and_on_a_longer_datagram() -> None:
+    ep = UdpEndpoint(LOOPBACK, clock=SystemClock(), quic=Core(), gso=True)
+    ep._gso = True
+    calls: list[tuple[int, object]] = []
+
+    class Sock:
+        def sendmsg(self, buffers: list[bytes], anc: object, flags: int, addr: object) -> int:
+            calls.append((len(buffers), addr))
+            return sum(map(len, buffers))
+
+        def sendto(self, data: bytes, addr: object) -> int:
+            calls.append((1, addr))
+            return len(data)
+
+    ep._sock = Sock()  # type: ignore[assignment]
+    x, y = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    big, small = b"\x41" * 1200, b"\x41" * 100
+    ep._send_runs([(big, x), (big, x), (small, x), (big, x), (big, y), (big, y), (big, x)])
+    # [big big small] to x, [big] to x, [big big] to y, [big] to x
+    assert calls == [(3, x), (1, x), (2, y), (1, x)]
