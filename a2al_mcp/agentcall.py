@@ -241,7 +241,7 @@ async def candidates(node: Node, skill: str) -> list[ServiceEntry]:
     connection to, then the most recently registered."""
     found = await node.discover(skill, protocols=["a2a"])
     live = {pc.peer_aid for pc in node.connections()}
-    return sorted(found, key=lambda e: (e.aid not in live, -e.timestamp))
+    return sorted(found, key=lambda e: (e.aid not in live, -e.seq))  # seq: Unix ns
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """HTTP/1.1 over one A2AL stream, both ways (h11): ``fetch`` and in-process serving (§5.5).
 
 a2ald's ``fetch``, ``tunnel`` and ``/aid/`` gateway write plain HTTP/1.1 on a stream, so an
-agent served here is reachable from them, and :func:`fetch_over` reaches a2ald agents whose
+agent served here is reachable from them, and :func:`request_over` reaches a2ald agents whose
 ``service_tcp`` is an HTTP server. The caller's AID comes from the verified QUIC connection and
 reaches handlers as :attr:`HttpRequest.caller` (ASGI: ``scope["extensions"]["a2al"]``);
 headers that claim a caller identity are stripped from inbound requests.
@@ -27,7 +27,6 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "StreamedResponse",
-    "fetch_over",
     "request_over",
     "serve_asgi",
     "serve_http",
@@ -38,6 +37,11 @@ MAX_BODY: Final = 4 * 1024 * 1024
 CALLER_HEADERS: Final = frozenset({"x-a2al-caller", "x-a2al-caller-aid", "x-caller-aid"})
 """Inbound headers removed before a handler sees the request (the caller is the verified AID)."""
 _READ: Final = 65536
+
+
+def _header(headers: tuple[tuple[str, str], ...], name: str, default: str | None) -> str | None:
+    name = name.lower()
+    return next((v for k, v in headers if k == name), default)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,8 +56,7 @@ class HttpRequest:
     """The local identity the request was addressed to."""
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k == name), default)
+        return _header(self.headers, name, default)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,8 +67,7 @@ class HttpResponse:
     reason: str = ""
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k == name), default)
+        return _header(self.headers, name, default)
 
     @property
     def text(self) -> str:
@@ -123,8 +125,7 @@ class StreamedResponse:
         self._done = False
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k == name), default)
+        return _header(self.headers, name, default)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
@@ -188,26 +189,6 @@ async def request_over(
     if not isinstance(event, h11.Response):
         raise DecodeError(f"expected an HTTP response, got {type(event).__name__}")
     return StreamedResponse(event, conn, stream, max_body)
-
-
-async def fetch_over(
-    stream: PeerStream,
-    method: str,
-    path: str,
-    headers: Sequence[tuple[str, str]] = (),
-    body: bytes = b"",
-    *,
-    max_body: int = MAX_BODY,
-) -> HttpResponse:
-    """One whole HTTP/1.1 exchange on ``stream`` (see :func:`request_over`).
-
-    Raises:
-        DecodeError: the answer is not HTTP/1.1.
-        LimitExceeded: the response body exceeds ``max_body``.
-    """
-    resp = await request_over(stream, method, path, headers, body, max_body=max_body)
-    data = await resp.read()
-    return HttpResponse(resp.status, resp.headers, data, resp.reason)
 
 
 async def _write_response(conn: h11.Connection, stream: PeerStream, resp: HttpResponse) -> None:

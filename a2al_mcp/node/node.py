@@ -51,10 +51,10 @@ from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicSe
 from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
 from .http import (
+    MAX_BODY,
     HttpHandler,
     HttpResponse,
     StreamedResponse,
-    fetch_over,
     request_over,
     serve_asgi,
     serve_http,
@@ -889,14 +889,15 @@ class Node:
         """
         try:
             with anyio.fail_after(timeout_s):
-                stream = await self.open_stream(aid, local=local, token=token,
-                                                endpoints=endpoints)  # fmt: skip
-                async with stream:
-                    return await fetch_over(stream, method, path, headers, body)
+                resp = await self.request(aid, method, path, headers=headers, body=body,
+                                          local=local, token=token, endpoints=endpoints,
+                                          timeout_s=math.inf, max_body=MAX_BODY)  # fmt: skip
+                data = await resp.read()
         except TimeoutError:
             raise RequestTimeout(
                 f"fetch {method} {path} from {aid} took over {timeout_s:g} s"
             ) from None
+        return HttpResponse(resp.status, resp.headers, data, resp.reason)
 
     async def request(
         self,

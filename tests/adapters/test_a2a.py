@@ -32,6 +32,7 @@ from a2al_mcp.adapters.a2a import (
 
 from a2al_mcp import (
     AgentCallError,
+    Aid,
     Identity,
     Node,
     NodeConfig,
@@ -201,7 +202,12 @@ async def test_skill_anycast_skips_an_offline_agent() -> None:
             async with lone_node(seed) as gone:
                 await serve_demo(gone, "demo.anycast")  # registered last: the freshest
                 gone_aid = gone.aid
-            order = [e.aid for e in await agentcall.candidates(caller_node, "demo.anycast")]
+            order: list[Aid] = []
+            for _ in range(50):  # precondition: both registrations are on the network
+                order = [e.aid for e in await agentcall.candidates(caller_node, "demo.anycast")]
+                if len(order) == 2:
+                    break
+                await anyio.sleep(0.2)
             assert order == [gone_aid, live.aid]
             reply, failed = await agentcall.call_skill(caller_node, "demo.anycast", "ping",
                                                        connect_timeout_s=2)  # fmt: skip
