@@ -30,6 +30,25 @@ def normalize(schema: Any, *, top: bool = True) -> Any:
     return schema
 
 
+async def mcp_rendering(node: Any) -> dict[str, Any]:
+    """The MCP server's tools as an MCP client lists them (mcp 2.x or 1.x)."""
+    from a2al_mcp.mcp_server import build_server
+    from a2al_mcp.mcp_server._compat import MCP_MAJOR
+
+    server = build_server(node)
+    if MCP_MAJOR == 2:
+        from mcp import Client
+
+        async with Client(server) as client:
+            tools = (await client.list_tools()).tools
+        return {t.name: entry(t.description or "", t.input_schema) for t in tools}
+    from mcp.shared.memory import create_connected_server_and_client_session
+
+    async with create_connected_server_and_client_session(server._mcp_server) as session:
+        tools = (await session.list_tools()).tools
+    return {t.name: entry(t.description or "", t.inputSchema) for t in tools}
+
+
 def entry(description: str, parameters: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "parameters": normalize(parameters)}
 

@@ -25,8 +25,6 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from a2al_mcp import TOOLS, Node, NodeConfig, UsageError, call_tool
-from a2al_mcp.mcp_server import build_server
-from a2al_mcp.mcp_server._compat import MCP_MAJOR
 from tests.adapters import schema_snapshot
 from tests.node.loopnet import network
 
@@ -59,24 +57,9 @@ def card(skill: str, name: str = "agent") -> AgentCard:
 # -- the schema snapshot -----------------------------------------------------------------------
 
 
-async def mcp_rendering(node: Node) -> dict[str, Any]:
-    server = build_server(node)
-    if MCP_MAJOR == 2:
-        from mcp import Client
-
-        async with Client(server) as client:
-            tools = (await client.list_tools()).tools
-        return {t.name: schema_snapshot.entry(t.description or "", t.input_schema) for t in tools}
-    from mcp.shared.memory import create_connected_server_and_client_session
-
-    async with create_connected_server_and_client_session(server._mcp_server) as session:
-        tools = (await session.list_tools()).tools
-    return {t.name: schema_snapshot.entry(t.description or "", t.inputSchema) for t in tools}
-
-
 async def test_mcp_and_langchain_render_every_tool_as_the_snapshot() -> None:
     async with network(1) as (node,):
-        schema_snapshot.check(await mcp_rendering(node), source="mcp")
+        schema_snapshot.check(await schema_snapshot.mcp_rendering(node), source="mcp")
         async with A2ALToolkit(node) as kit:
             rendered = {}
             for tool in kit.get_tools():
