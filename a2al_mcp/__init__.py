@@ -1,14 +1,16 @@
 """a2al-mcp: a pure-Python node of the A2AL agent network, with an MCP server on top.
 
 This facade is the public API: the node, its value objects and errors, and the tool catalogue.
-It does not import the MCP server, so ``import a2al_mcp`` never loads the MCP SDK.
+It stays light: the node and the tool catalogue (which load anyio, aioquic and pydantic) are
+imported on first use, and the MCP server never, so ``import a2al_mcp`` loads neither the MCP
+SDK nor the networking stack.
 """
 
-from . import agentcall
+import typing as _typing
+
 from ._clock import Clock, SystemClock
 from ._random import Rng, SeededRng, SystemRng
 from ._version import __version__
-from .agentcall import AgentReply
 from .config import (
     DhtConfig,
     MailboxConfig,
@@ -43,7 +45,6 @@ from .identity import (
     SigningKey,
     VerifyKey,
 )
-from .node import Node, NodeStatus, ResolvedEndpoint, ServiceEntry
 from .protocol.payloads import (
     AgentProfilePayload,
     EndpointPayload,
@@ -52,10 +53,13 @@ from .protocol.payloads import (
     topic_key,
 )
 from .protocol.records import RecType, SignedRecord
-from .toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
 
-__all__ = [
-    "TOOLS",
+if _typing.TYPE_CHECKING:  # imported on first use: see __getattr__
+    from .agentcall import AgentReply
+    from .node import Node, NodeStatus, ResolvedEndpoint, ServiceEntry
+    from .toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
+
+__all__ = [  # noqa: RUF022 (plain sorted order, checked by a test)
     "A2ALError",
     "AgentCallError",
     "AgentProfilePayload",
@@ -94,6 +98,7 @@ __all__ = [
     "SigningKey",
     "SystemClock",
     "SystemRng",
+    "TOOLS",
     "ToolFailure",
     "ToolSpec",
     "TopicPayload",
@@ -102,8 +107,34 @@ __all__ = [
     "VerificationError",
     "VerifyKey",
     "__version__",
-    "agentcall",
     "call_tool",
     "load_config",
     "topic_key",
 ]
+
+_LAZY = {
+    "Node": "node",
+    "NodeStatus": "node",
+    "ResolvedEndpoint": "node",
+    "ServiceEntry": "node",
+    "AgentReply": "agentcall",
+    "TOOLS": "toolspec",
+    "ToolFailure": "toolspec",
+    "ToolSpec": "toolspec",
+    "call_tool": "toolspec",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The node and the tool catalogue, imported on first use (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

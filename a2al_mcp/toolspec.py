@@ -30,7 +30,8 @@ __all__ = ["TOOLS", "ToolFailure", "ToolSpec", "call_tool", "tool"]
 
 logger = logging.getLogger(__name__)
 
-_AID_HELP = "an agent's AID: 42 hex characters starting with a0 (or an 0x… / bc1… form)"
+_AID_FORM = "42 hex characters starting with a0 (or an 0x… / bc1… form)"
+_AID_HELP = "an agent's AID: " + _AID_FORM
 
 
 class _Args(BaseModel):
@@ -110,7 +111,7 @@ class FetchArgs(_Args):
 
 
 class SendMailboxArgs(_Args):
-    to: str = Field(description="The recipient's " + _AID_HELP)
+    to: str = Field(description="The recipient's AID: " + _AID_FORM)
     text: str = Field(min_length=1, description="The note, at most 389 bytes of UTF-8.")
 
 
@@ -140,7 +141,7 @@ class TunnelCloseArgs(_Args):
 
 
 class CallAgentArgs(_Args):
-    to: str = Field("", description="The agent's " + _AID_HELP + ". Give this or skill.")
+    to: str = Field("", description="The agent's AID (" + _AID_FORM + "); give this or skill.")
     skill: str = Field(
         "",
         description="Or a capability topic (e.g. 'lang.translate'): the message goes to one "
@@ -167,7 +168,7 @@ class CallAgentArgs(_Args):
 
 
 class TaskArgs(_Args):
-    aid: str = Field(description="The agent's " + _AID_HELP)
+    aid: str = Field(description="The agent's AID: " + _AID_FORM)
     task_id: str = Field(min_length=1, description="The task id from call_agent's reply.")
 
 
