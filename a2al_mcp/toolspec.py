@@ -46,6 +46,13 @@ class ToolFailure(Exception):
         self.code = code
         self.message = message
 
+    @classmethod
+    def bad_arguments(cls, exc: ValidationError) -> ToolFailure:
+        """``BAD_ARGUMENTS`` naming each field that failed validation and why."""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+                             for e in exc.errors())  # fmt: skip
+        return cls("BAD_ARGUMENTS", problems)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ToolSpec:
@@ -390,9 +397,7 @@ async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[st
     try:
         args = spec.input_model.model_validate(arguments)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                             for e in exc.errors())  # fmt: skip
-        raise ToolFailure("BAD_ARGUMENTS", problems) from None
+        raise ToolFailure.bad_arguments(exc) from None
     try:
         return await spec.run(node, args)
     except ToolFailure:

@@ -30,11 +30,9 @@ from pydantic import BaseModel, create_model
 from a2al_mcp import TOOLS, Node, ToolFailure, ToolSpec, UsageError, call_tool
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
-
     from a2al_mcp import Identity, NodeConfig
 
-__all__ = ["NodeToolkit", "args_model", "bad_arguments"]
+__all__ = ["NodeToolkit", "args_model"]
 
 
 @functools.cache
@@ -55,13 +53,6 @@ def args_model(spec: ToolSpec) -> type[BaseModel]:
                                           __module__=spec.input_model.__module__,
                                           **overrides)  # fmt: skip
     return model
-
-
-def bad_arguments(exc: ValidationError) -> str:
-    """A validation error in the words :func:`a2al_mcp.call_tool` uses (``BAD_ARGUMENTS: …``)."""
-    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                         for e in exc.errors())  # fmt: skip
-    return f"BAD_ARGUMENTS: {problems}"
 
 
 class NodeToolkit:

@@ -32,7 +32,7 @@ from pydantic import PrivateAttr, ValidationError
 
 from a2al_mcp import ToolFailure
 
-from ._toolkit import NodeToolkit, args_model, bad_arguments
+from ._toolkit import NodeToolkit, args_model
 
 if TYPE_CHECKING:
     from a2a.types import AgentCard
@@ -49,7 +49,9 @@ __all__ = ["A2ALTool", "A2ALToolkit", "serve_runnable"]
 
 
 def _validation_message(exc: Any) -> str:
-    return bad_arguments(exc) if isinstance(exc, ValidationError) else f"BAD_ARGUMENTS: {exc}"
+    if isinstance(exc, ValidationError):
+        return str(ToolFailure.bad_arguments(exc))
+    return f"BAD_ARGUMENTS: {exc}"
 
 
 class A2ALTool(BaseTool):
