@@ -10,13 +10,15 @@ peer 0. Measured:
   ours ``Node.connect`` to a fresh remote identity vs a2ald ``POST /connect/{aid}`` (REST,
   which also opens a local TCP listener) to a fresh a2ald agent each time;
 - single-connection tunnel throughput: 64 MiB pushed through a local TCP tunnel to a TCP sink
-  behind the remote agent: ours→ours vs a2ald→a2ald; ceilings beside it: loopback TCP and
-  one-datagram-per-sendto UDP (1200-byte datagrams);
+  behind the remote agent: ours→ours vs a2ald→a2ald, ours→a2ald; ceilings beside it: loopback
+  TCP and one-datagram-per-sendto UDP (1200-byte datagrams). Our dialling side runs once with
+  each outbound QUIC stack (qh3, the default, and aioquic); our accepting side is aioquic;
 - RSS per open connection (ours: 100 extra connections in one process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import statistics
@@ -29,9 +31,10 @@ import anyio
 import anyio.abc
 from _common import pct, thread
 
-from a2al_mcp import DelegatedIdentity, NodeConfig, SystemRng
+from a2al_mcp import Aid, DelegatedIdentity, NodeConfig, SystemRng
 from a2al_mcp.node import Node
 from a2al_mcp.testing.a2ald import A2aldNetwork, check_sealed
+from a2al_mcp.transport import peer
 
 REPS = 20
 PUSH = 64 * 1024 * 1024
@@ -150,13 +153,15 @@ anyio.run(main)
 """
 
 
+def runs(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.1f} (runs {', '.join(f'{x:.1f}' for x in xs)})"
+
+
 async def separate_process(
     a: Node, seed: str, sink_port: int, state: dict[str, Any]
 ) -> tuple[list[float], list[float]]:
     """First connect (fresh local identities on A, so no pooling) and tunnel throughput to
     a serving node in another process."""
-    from a2al_mcp import Aid
-
     async with await anyio.open_process([sys.executable, "-c", SERVER, seed, str(sink_port)],
                                         stderr=None) as proc:  # fmt: skip
         assert proc.stdout is not None
@@ -191,20 +196,28 @@ async def main() -> None:
         async with listener, anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, functools.partial(sink, state))
             cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
-            async with Node(cfg) as a, Node(cfg) as b:
+            dialers: dict[str, Node] = {}
+            async with contextlib.AsyncExitStack() as stack:
+                for name in peer.OUTBOUND_STACKS:  # one dialling node per outbound stack
+                    peer.DEFAULT_OUTBOUND_STACK = name
+                    dialers[name] = await stack.enter_async_context(Node(cfg))
+                b = await stack.enter_async_context(Node(cfg))
+                a = dialers["qh3"]
                 await b.publish()
                 b.serve(service_tcp=f"127.0.0.1:{port}")
                 url = f"quic://127.0.0.1:{b.local_addr[1]}"
 
                 # -- first connect, ours: fresh remote identities, so no pooling
-                ours: list[float] = []
-                for _ in range(REPS):
-                    agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
-                    b.add_identity(agent)
-                    t = time.perf_counter()
-                    pc = await a.connect(agent.aid, endpoints=[url])
-                    ours.append((time.perf_counter() - t) * 1000)
-                    pc.close()
+                ours: dict[str, list[float]] = {}
+                for name, dialer in dialers.items():
+                    ours[name] = []
+                    for _ in range(REPS):
+                        agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+                        b.add_identity(agent)
+                        t = time.perf_counter()
+                        pc = await dialer.connect(agent.aid, endpoints=[url])
+                        ours[name].append((time.perf_counter() - t) * 1000)
+                        pc.close()
                 # -- a2ald: fresh agents on p0, p1 connects once to each
                 aids = []
                 for _ in range(REPS):
@@ -225,31 +238,39 @@ async def main() -> None:
                     t = time.perf_counter()
                     await thread(p1.post, f"/connect/{aid}", {})
                     theirs.append((time.perf_counter() - t) * 1000)
+                t50, t95 = pct(theirs, 50), pct(theirs, 95)
                 print("| first connect ms | ours p50 | ours p95 | a2ald p50 | a2ald p95 | ratio |")
-                o50, o95, t50, t95 = (pct(ours, 50), pct(ours, 95),
-                                      pct(theirs, 50), pct(theirs, 95))  # fmt: skip
-                print(f"| | {o50:.2f} | {o95:.2f} | {t50:.2f} | {t95:.2f} | {o50 / t50:.2f}× |")
+                for name, xs in ours.items():
+                    o50, o95 = pct(xs, 50), pct(xs, 95)
+                    print(f"| {name} dials | {o50:.2f} | {o95:.2f} | {t50:.2f} | {t95:.2f} "
+                          f"| {o50 / t50:.2f}× |")  # fmt: skip
 
-                # -- tunnel throughput
-                tun = await a.tunnel(b.aid)
-                ours_mbs = [await push_through(tun.addr, state) for _ in range(3)]
+                # -- tunnel throughput: ours→ours per dialling stack, a2ald→a2ald, ours→a2ald
+                for name, dialer in dialers.items():
+                    tun = await dialer.tunnel(b.aid, endpoints=[url])
+                    mbs = [await push_through(tun.addr, state) for _ in range(3)]
+                    await tun.aclose()
+                    print(f"tunnel MB/s ours→ours, {name} dials: {runs(mbs)}")
                 t2 = await thread(p1.post, f"/tunnel/{aids[0]}", {})
                 host, tport = t2["listen"].rsplit(":", 1)
                 theirs_mbs = [await push_through((host, int(tport)), state) for _ in range(3)]
-                print(f"tunnel MB/s ours {statistics.median(ours_mbs):.1f} "
-                      f"(runs {', '.join(f'{x:.1f}' for x in ours_mbs)}); "
-                      f"a2ald {statistics.median(theirs_mbs):.1f} "
-                      f"(runs {', '.join(f'{x:.1f}' for x in theirs_mbs)}); "
-                      f"loopback TCP {tcp_ceiling():.0f}; UDP 1200-byte datagrams "
-                      f"{udp_ceiling():.0f}")  # fmt: skip
+                print(f"tunnel MB/s a2ald→a2ald: {runs(theirs_mbs)}")
+                for name, dialer in dialers.items():
+                    tun = await dialer.tunnel(Aid.from_str(aids[0]),
+                                              endpoints=[f"quic://{p0.listen_addr}"])  # fmt: skip
+                    mbs = [await push_through(tun.addr, state) for _ in range(3)]
+                    await tun.aclose()
+                    print(f"tunnel MB/s ours→a2ald, {name} dials: {runs(mbs)}")
+                print(f"ceilings: loopback TCP {tcp_ceiling():.0f} MB/s; UDP 1200-byte "
+                      f"datagrams {udp_ceiling():.0f} MB/s")  # fmt: skip
 
                 # -- the same two measures with the serving node in its own process
-                sep_connect, sep_mbs = await separate_process(a, seed, port, state)
-                print(f"ours, server in its own process: first connect p50 "
-                      f"{pct(sep_connect, 50):.2f} ms p95 {pct(sep_connect, 95):.2f} ms "
-                      f"({pct(sep_connect, 50) / t50:.2f}× a2ald); tunnel MB/s "
-                      f"{statistics.median(sep_mbs):.1f} "
-                      f"(runs {', '.join(f'{x:.1f}' for x in sep_mbs)})")  # fmt: skip
+                for name, dialer in dialers.items():
+                    sep_connect, sep_mbs = await separate_process(dialer, seed, port, state)
+                    print(f"ours, server in its own process, {name} dials: first connect p50 "
+                          f"{pct(sep_connect, 50):.2f} ms p95 {pct(sep_connect, 95):.2f} ms "
+                          f"({pct(sep_connect, 50) / t50:.2f}× a2ald); tunnel MB/s "
+                          f"{runs(sep_mbs)}")  # fmt: skip
 
                 # -- RSS per open connection
                 before = rss_kib()
@@ -262,7 +283,6 @@ async def main() -> None:
                 live = sum(1 for pc in extra if pc.ready)
                 print(f"RSS per open connection: {(after - before) / 100:.1f} KiB "
                       f"({live} live, both ends in one process)")  # fmt: skip
-                await tun.aclose()
             tg.cancel_scope.cancel()
 
 

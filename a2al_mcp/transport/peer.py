@@ -31,17 +31,39 @@ import anyio.abc
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 
 from .._types import Addr
-from ..errors import AccessDenied, ConnectionClosed, HandshakeFailed, NodeClosed, RequestTimeout
+from ..errors import (
+    AccessDenied,
+    ConnectionClosed,
+    HandshakeFailed,
+    NodeClosed,
+    RequestTimeout,
+    UsageError,
+)
 from ..identity.aid import Aid
 from ..protocol import session_frames as sf
 from . import session as ss
 from . import tls
 from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
 
+try:
+    from .tls_qh3 import Qh3ClientConnection, qh3_client_connection
+except ImportError:  # pragma: no cover - without qh3, aioquic dials too
+    QH3_AVAILABLE = False
+else:
+    QH3_AVAILABLE = True
+
 if TYPE_CHECKING:
     from aioquic.quic import events as qe
 
-__all__ = ["InboundHandlers", "PeerConnection", "PeerStream", "QuicService"]
+__all__ = [
+    "DEFAULT_OUTBOUND_STACK",
+    "OUTBOUND_STACKS",
+    "QH3_AVAILABLE",
+    "InboundHandlers",
+    "PeerConnection",
+    "PeerStream",
+    "QuicService",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +72,15 @@ SEND_BUFFER_BYTES: Final = 1 << 20
 ROUTE_TIMEOUT_S: Final = 15.0
 """An inbound connection must complete stream 0 this fast (a2ald 0.3.5)."""
 APP_ERROR_UNKNOWN_AGENT: Final = 1
+OUTBOUND_STACKS: Final = ("qh3", "aioquic")
+"""QUIC stacks that can dial. Inbound connections always run on aioquic, the only one that
+can require a client certificate (reading/quic-perf.md §3)."""
+DEFAULT_OUTBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
+"""The stack a :class:`QuicService` dials with unless told otherwise: qh3 when installed
+(its Rust packet core sends several times cheaper than aioquic), else aioquic."""
+
+Connection = tls.A2ALQuicConnection | Qh3ClientConnection
+"""A mutually authenticated QUIC connection, either stack."""
 
 
 class PeerStream(anyio.abc.ByteStream):
@@ -106,7 +137,7 @@ class PeerStream(anyio.abc.ByteStream):
         view = memoryview(item)
         chunk = 64 * 1024
         for start in range(0, len(view), chunk):
-            while tls.pending_send_bytes(self.connection.conn, self.stream_id) > svc.send_buffer:
+            while self.connection.conn.pending_send_bytes(self.stream_id) > svc.send_buffer:
                 await self.connection._progress_wait()
                 if self._reset is not None or self.connection.closed:
                     raise BrokenResourceError("the connection or stream went away")
@@ -148,7 +179,7 @@ class PeerStream(anyio.abc.ByteStream):
 class PeerConnection:
     """A QUIC connection with a verified peer."""
 
-    def __init__(self, service: QuicService, conn: tls.A2ALQuicConnection, addr: Addr,
+    def __init__(self, service: QuicService, conn: Connection, addr: Addr,
                  *, session: ss.Session) -> None:  # fmt: skip
         self.service = service
         self.conn = conn
@@ -239,7 +270,9 @@ class PeerConnection:
         self.last_used = self.service.now()
         if preamble:
             result = await self._await(sid)
-            assert isinstance(result, ss.AdmissionResult)
+            if not isinstance(result, ss.AdmissionResult):  # reset instead of an answer
+                self._streams.pop(sid, None)
+                raise AccessDenied(f"{self.peer_aid} reset the stream instead of admitting it")
             if not result.admitted:
                 self._streams.pop(sid, None)
                 raise AccessDenied(f"{self.peer_aid} refused the stream: {result.reason}")
@@ -361,7 +394,15 @@ class QuicService:
         max_connections: int = 1024,
         max_streams_per_connection: int = 100,
         send_buffer: int = SEND_BUFFER_BYTES,
+        outbound_stack: str | None = None,
     ) -> None:
+        """``outbound_stack`` picks the QUIC stack of dialled connections (one of
+        :data:`OUTBOUND_STACKS`; default :data:`DEFAULT_OUTBOUND_STACK`)."""
+        if outbound_stack is None:
+            outbound_stack = DEFAULT_OUTBOUND_STACK
+        if outbound_stack not in OUTBOUND_STACKS or (outbound_stack == "qh3" and not QH3_AVAILABLE):
+            raise UsageError(f"unavailable outbound QUIC stack: {outbound_stack!r}")
+        self.outbound_stack = outbound_stack
         self.certificates = certificates
         self.flush = flush
         self.now = now
@@ -388,11 +429,15 @@ class QuicService:
         certificate (every A2AL server refuses that; for tests)."""
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
-        conn = tls.A2ALQuicConnection(
-            configuration=tls.client_configuration(local, expected),
-            now_wall=self.wall,
-            expected=expected,
-        )
+        conn: Connection
+        if self.outbound_stack == "qh3":
+            conn = qh3_client_connection(local, expected, now_wall=self.wall)
+        else:
+            conn = tls.A2ALQuicConnection(
+                configuration=tls.client_configuration(local, expected),
+                now_wall=self.wall,
+                expected=expected,
+            )
         session = ss.Session(conn)
         pc = PeerConnection(self, conn, addr, session=session)
         pc.local_aid = None if local is None else local.aid

@@ -4,7 +4,9 @@
 each QUIC datagram to its connection by destination connection ID, creates a server-side
 connection for an unknown INITIAL of at least 1200 bytes, follows the connection IDs each
 connection issues and retires, aggregates timers, and drains every connection's events into
-one queue of :class:`HostEvent`. It follows the :class:`~a2al_mcp._types.DatagramCore`
+one queue of :class:`HostEvent`. Consecutive in-order data of one stream (aioquic emits one
+``StreamDataReceived`` per packet) leaves the queue as one event, so the layers above pay per
+batch of datagrams rather than per datagram. It follows the :class:`~a2al_mcp._types.DatagramCore`
 contract, so :class:`~a2al_mcp.transport.endpoint.UdpEndpoint` drives it next to the DHT core
 on the same socket, and tests drive two hosts in memory.
 
@@ -16,11 +18,10 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final, Protocol
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from _buffer
 from aioquic.quic import events as qe
-from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from .._types import Addr, Datagram
@@ -32,17 +33,59 @@ __all__ = [
     "HostEvent",
     "HostStatistics",
     "QuicHost",
+    "SansIoConnection",
 ]
 
 SMALLEST_INITIAL: Final = 1200
 """RFC 9000 §14.1: a client's INITIAL datagram is at least this long."""
+
+_LONG_HEADER: Final = 0x80
+
+
+class SansIoConnection(Protocol):
+    """The seam between the host and a QUIC stack: aioquic's sans-I/O ``QuicConnection``
+    API, which qh3's mirrors (ARCHITECTURE §B3). Events are aioquic event objects."""
+
+    @property
+    def host_cid(self) -> bytes: ...
+
+    def connect(self, addr: Any, now: float) -> None: ...
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None: ...
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_event(self) -> qe.QuicEvent | None: ...
+
+
+class _DataRun:
+    """Consecutive ``StreamDataReceived`` of one stream, queued as one event."""
+
+    __slots__ = ("chunks", "conn", "end", "stream_id")
+
+    def __init__(self, conn: SansIoConnection, event: qe.StreamDataReceived) -> None:
+        self.conn = conn
+        self.stream_id = event.stream_id
+        self.chunks = [event.data]
+        self.end = event.end_stream
+
+    def event(self) -> ConnectionEvent:
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        return ConnectionEvent(
+            self.conn,
+            qe.StreamDataReceived(data=data, end_stream=self.end, stream_id=self.stream_id),
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ConnectionAccepted:
     """A peer opened a connection to us (its handshake is still running)."""
 
-    conn: QuicConnection
+    conn: SansIoConnection
     addr: Addr
 
 
@@ -50,7 +93,7 @@ class ConnectionAccepted:
 class ConnectionEvent:
     """An aioquic event of one connection."""
 
-    conn: QuicConnection
+    conn: SansIoConnection
     event: qe.QuicEvent
 
 
@@ -58,7 +101,7 @@ class ConnectionEvent:
 class ConnectionGone:
     """A connection ended and was removed from the host (after its final event)."""
 
-    conn: QuicConnection
+    conn: SansIoConnection
     error_code: int
     reason: str
 
@@ -91,7 +134,7 @@ class QuicHost:
 
     def __init__(
         self,
-        server_factory: Callable[[bytes, Addr], QuicConnection] | None = None,
+        server_factory: Callable[[bytes, Addr], SansIoConnection] | None = None,
         *,
         cid_length: int = 8,
         max_connections: int = 1024,
@@ -99,9 +142,9 @@ class QuicHost:
         self._factory = server_factory
         self._cid_length = cid_length
         self._max = max_connections
-        self._by_cid: dict[bytes, QuicConnection] = {}
-        self._cids: dict[QuicConnection, set[bytes]] = {}
-        self._events: deque[HostEvent] = deque()
+        self._by_cid: dict[bytes, SansIoConnection] = {}
+        self._cids: dict[SansIoConnection, set[bytes]] = {}
+        self._events: deque[HostEvent | _DataRun] = deque()
         self._accepted = 0
         self._dropped_unknown = 0
         self._dropped_malformed = 0
@@ -109,14 +152,14 @@ class QuicHost:
 
     # -- commands -----------------------------------------------------------------------
 
-    def connect(self, conn: QuicConnection, addr: Addr, now: float) -> None:
+    def connect(self, conn: SansIoConnection, addr: Addr, now: float) -> None:
         """Start a client connection (``conn`` is configured as a client) towards ``addr``.
         The driver must flush afterwards."""
         self._register(conn)
         conn.connect(addr, now=now)
         self._drain(conn)
 
-    def connections(self) -> Iterator[QuicConnection]:
+    def connections(self) -> Iterator[SansIoConnection]:
         """The live connections."""
         return iter(list(self._cids))
 
@@ -132,7 +175,7 @@ class QuicHost:
             refused_full=self._refused_full,
         )
 
-    def drain(self, conn: QuicConnection) -> None:
+    def drain(self, conn: SansIoConnection) -> None:
         """Collect the events a command on ``conn`` produced (e.g. ``close()``)."""
         if conn in self._cids:
             self._drain(conn)
@@ -140,22 +183,26 @@ class QuicHost:
     # -- DatagramCore -------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        try:
-            header = pull_quic_header(Buffer(data=data), host_cid_length=self._cid_length)
-        except ValueError:
-            self._dropped_malformed += 1
-            return
-        conn = self._by_cid.get(header.destination_cid)
+        conn = None
+        if data and not data[0] & _LONG_HEADER:  # short header: the DCID follows byte 0
+            conn = self._by_cid.get(data[1 : 1 + self._cid_length])
         if conn is None:
-            conn = self._accept(header.packet_type, header.destination_cid, len(data), addr)
-            if conn is None:
+            try:
+                header = pull_quic_header(Buffer(data=data), host_cid_length=self._cid_length)
+            except ValueError:
+                self._dropped_malformed += 1
                 return
+            conn = self._by_cid.get(header.destination_cid)
+            if conn is None:
+                conn = self._accept(header.packet_type, header.destination_cid, len(data), addr)
+                if conn is None:
+                    return
         conn.receive_datagram(data, addr, now)
         self._drain(conn)
 
     def _accept(
         self, packet_type: QuicPacketType, dcid: bytes, size: int, addr: Addr
-    ) -> QuicConnection | None:
+    ) -> SansIoConnection | None:
         if packet_type != QuicPacketType.INITIAL or size < SMALLEST_INITIAL or not self._factory:
             self._dropped_unknown += 1
             return None
@@ -194,20 +241,37 @@ class QuicHost:
         return best
 
     def next_event(self) -> HostEvent | None:
-        return self._events.popleft() if self._events else None
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        return event.event() if isinstance(event, _DataRun) else event
 
     # -- internals ----------------------------------------------------------------------
 
-    def _register(self, conn: QuicConnection) -> None:
+    def _register(self, conn: SansIoConnection) -> None:
         cids = self._cids.setdefault(conn, set())
         cids.add(conn.host_cid)
         self._by_cid[conn.host_cid] = conn
 
-    def _drain(self, conn: QuicConnection) -> None:
+    def _drain(self, conn: SansIoConnection) -> None:
         cids = self._cids.get(conn)
         if cids is None:
             return
+        events = self._events
         while (event := conn.next_event()) is not None:
+            if isinstance(event, qe.StreamDataReceived):
+                last = events[-1] if events else None
+                if (
+                    isinstance(last, _DataRun)
+                    and last.conn is conn
+                    and last.stream_id == event.stream_id
+                    and not last.end
+                ):
+                    last.chunks.append(event.data)
+                    last.end = event.end_stream
+                else:
+                    events.append(_DataRun(conn, event))
+                continue
             if isinstance(event, qe.ConnectionIdIssued):
                 self._by_cid[event.connection_id] = conn
                 cids.add(event.connection_id)
@@ -221,7 +285,7 @@ class QuicHost:
                 self._events.append(ConnectionGone(conn, event.error_code, event.reason_phrase))
                 return
 
-    def _forget(self, conn: QuicConnection) -> None:
+    def _forget(self, conn: SansIoConnection) -> None:
         for cid in self._cids.pop(conn, ()):
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]

@@ -25,10 +25,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from enum import Enum
-from typing import Final
+from typing import Any, Final, Protocol
 
 from aioquic.quic import events as qe
-from aioquic.quic.connection import QuicConnection
 
 from .._types import Addr
 from ..errors import DecodeError
@@ -49,6 +48,7 @@ __all__ = [
     "ServiceRequested",
     "Session",
     "SessionEvent",
+    "StreamConnection",
     "StreamData",
     "StreamReset",
 ]
@@ -146,6 +146,22 @@ SessionEvent = (
 )
 
 
+class StreamConnection(Protocol):
+    """What a session needs of its QUIC connection (aioquic's ``QuicConnection`` API; qh3's
+    mirrors it)."""
+
+    @property
+    def configuration(self) -> Any: ...
+
+    def get_next_available_stream_id(self, is_unidirectional: bool = False) -> int: ...
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None: ...
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None: ...
+
+    def stop_stream(self, stream_id: int, error_code: int) -> None: ...
+
+
 class _Kind(Enum):
     ROUTE_IN = "route-in"  # acceptor's view of stream 0
     ROUTE_OUT = "route-out"  # dialer's view of stream 0
@@ -179,9 +195,9 @@ class Session:
         observed_addr: acceptor only: the dialer's UDP address, reported as ObservedAddr.
     """
 
-    def __init__(self, conn: QuicConnection, *, observed_addr: Addr | None = None) -> None:
+    def __init__(self, conn: StreamConnection, *, observed_addr: Addr | None = None) -> None:
         self.conn = conn
-        self.is_dialer = conn.configuration.is_client
+        self.is_dialer: bool = conn.configuration.is_client
         self._observed = observed_addr
         self._streams: dict[int, _Stream] = {}
         self._route_answered = False

@@ -54,7 +54,7 @@ import dataclasses
 import datetime
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Self, cast
+from typing import TYPE_CHECKING, Final, Protocol, Self, cast
 
 from aioquic import tls
 from aioquic._buffer import Buffer  # aioquic.buffer re-exports it implicitly (mypy)
@@ -649,6 +649,10 @@ class A2ALQuicConnection(QuicConnection):
         before the ClientHello), on a client the configured one (None if none)."""
         return self._a2al_local_aid
 
+    def pending_send_bytes(self, stream_id: int) -> int:
+        """See :func:`pending_send_bytes`."""
+        return _aioquic_pending_send_bytes(self, stream_id)
+
     # -- aioquic hooks -----------------------------------------------------------------
 
     def _initialize(self, peer_cid: bytes) -> None:
@@ -683,12 +687,23 @@ class A2ALQuicConnection(QuicConnection):
         self._a2al_peer = peer
 
 
-def pending_send_bytes(conn: QuicConnection, stream_id: int) -> int:
+class _HasPendingSendBytes(Protocol):
+    def pending_send_bytes(self, stream_id: int) -> int: ...
+
+
+def pending_send_bytes(conn: QuicConnection | _HasPendingSendBytes, stream_id: int) -> int:
     """Bytes written to a stream that the peer has not acknowledged yet (0 if unknown).
 
     ``send_stream_data`` buffers without limit; writers wait while this is above their
-    budget (aioquic keeps unacknowledged data in ``[_buffer_start, _buffer_stop)``).
+    budget (aioquic keeps unacknowledged data in ``[_buffer_start, _buffer_stop)``). Another
+    stack's connection answers itself (qh3: the bytes not sent yet).
     """
+    if isinstance(conn, QuicConnection):
+        return _aioquic_pending_send_bytes(conn, stream_id)
+    return conn.pending_send_bytes(stream_id)
+
+
+def _aioquic_pending_send_bytes(conn: QuicConnection, stream_id: int) -> int:
     stream = conn._streams.get(stream_id)
     if stream is None:
         return 0
