@@ -95,7 +95,8 @@ def qh3_client_connection(
 ) -> Qh3ClientConnection:
     """A qh3 client connection dialling ``expected`` as ``local`` (the settings of
     :func:`~a2al_mcp.transport.tls.client_configuration`: SNI ``str(expected)``, ALPN, no
-    chain validation but AID pinning, no session tickets, the same flow-control windows)."""
+    chain validation but AID pinning, no session tickets, the same flow-control windows;
+    and path MTU discovery, which aioquic lacks)."""
     config = Qh3Configuration(
         is_client=True,
         alpn_protocols=[ALPN],
@@ -103,7 +104,10 @@ def qh3_client_connection(
         verify_mode=ssl.CERT_NONE,
         idle_timeout=idle_timeout,
         max_datagram_size=max_datagram_size,
-        probe_datagram_size=False,  # as aioquic: stay at max_datagram_size
+        # DPLPMTUD (RFC 8899), as quic-go in a2ald: start at max_datagram_size and grow only
+        # once a padded probe was acknowledged (up to about 1450 bytes), so it is safe on any
+        # path; fewer, larger packets are most of what an aioquic receiver pays for
+        probe_datagram_size=True,
         max_data=MAX_DATA,
         max_stream_data=MAX_STREAM_DATA,
         signature_algorithms=[

@@ -12,7 +12,6 @@ import anyio
 import pytest
 
 import tests.interop.test_quic_interop as base
-from a2al_mcp.errors import AccessDenied
 from a2al_mcp.identity import Aid
 from a2al_mcp.testing.a2ald import A2aldNetwork
 from a2al_mcp.transport import peer
@@ -48,8 +47,7 @@ async def test_the_dialling_stack_is_the_one_chosen(a2ald_net: A2aldNetwork, sta
             pc = await node.connect(target, endpoints=[f"quic://{p1.listen_addr}"])
             assert pc.peer_aid == target and pc.ready
             assert isinstance(pc.conn, A2ALQuicConnection) == (stack == "aioquic")
-            with pytest.raises(AccessDenied):  # a2ald's node itself serves nothing
-                await pc.open_stream()
+            assert pc.conn.peer_identity is not None and pc.conn.peer_identity.aid == target
 
 
 async def test_aioquic_fetches_and_tunnels_to_an_a2ald_agent_backend(

@@ -27,6 +27,8 @@ from a2al_mcp.transport.tls import (
 )
 from tests.unit.transport.test_tls import (
     BAD_DELEGATIONS,
+    CLIENT_ADDR,
+    LATENCY,
     T0,
     Wire,
     assert_refused,
@@ -78,7 +80,7 @@ def test_configuration_matches_the_aioquic_client() -> None:
     conn = tls_qh3.qh3_client_connection(local(me, rng), them.aid, now_wall=lambda: T0)
     cfg = conn.configuration
     assert cfg.is_client and cfg.alpn_protocols == [ALPN] and cfg.server_name == str(them.aid)
-    assert cfg.max_datagram_size == MAX_DATAGRAM_SIZE and not cfg.probe_datagram_size
+    assert cfg.max_datagram_size == MAX_DATAGRAM_SIZE and cfg.probe_datagram_size  # PMTUD
     assert (cfg.max_data, cfg.max_stream_data) == (MAX_DATA, MAX_STREAM_DATA)
     assert cfg.session_ticket is None and cfg.signature_algorithms is not None
     assert cfg.signature_algorithms[0] == 0x0807  # Ed25519
@@ -186,3 +188,27 @@ def test_every_qh3_event_with_an_aioquic_twin_is_translated() -> None:
         ours, theirs = getattr(events, name), getattr(qh3_events, name)
         assert tls_qh3._EVENTS[theirs][0] is ours
     assert events.StreamDataReceived in {cls for cls, _ in tls_qh3._EVENTS.values()}
+
+
+def test_path_mtu_discovery_grows_packets_beyond_the_safe_minimum() -> None:
+    rng = SeededRng(49)
+    alice, bob = native(rng), native(rng)
+    wire = Qh3Wire(local(alice, rng), bob.aid, CertificateStore.generate(bob, now=T0, rng=rng))
+    wire.run()
+    assert wire.server is not None
+    sid = wire.client.get_next_available_stream_id()
+    wire.client.send_stream_data(sid, bytes(300_000), end_stream=True)
+    largest = 0
+    for _ in range(200):
+        wire.now += LATENCY
+        for data, _ in wire.client.datagrams_to_send(wire.now):
+            largest = max(largest, len(data))
+            wire.server.receive_datagram(data, CLIENT_ADDR, wire.now)
+        wire.to_client()
+        for conn in (wire.client, wire.server):
+            timer = conn.get_timer()
+            if timer is not None and timer <= wire.now:
+                conn.handle_timer(wire.now)
+    got = [e for e in wire.server_events if isinstance(e, events.StreamDataReceived)]
+    assert sum(len(e.data) for e in got) == 300_000
+    assert largest > MAX_DATAGRAM_SIZE  # grew only after a probe of that size was acknowledged
