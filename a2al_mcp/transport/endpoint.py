@@ -70,6 +70,8 @@ GSO_MAX_BYTES: Final = 65_000
 _SOL_UDP: Final = 17
 _UDP_SEGMENT: Final = 103  # linux/udp.h; the socket module has no name for it in 3.11
 _GSO_UNSUPPORTED: Final = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
+_QUIC_FIXED_BIT: Final = 0x40
+"""A datagram with this bit in byte 0 can be neither an echo probe nor STUN (demux.py)."""
 _MAX_FLUSH_PASSES: Final = 8
 _MAX_HOST_CACHE: Final = 1024
 _MAPPED_PREFIX: Final = "::ffff:"
@@ -193,6 +195,7 @@ class UdpEndpoint:
 
         self._received = 0
         self._received_by_kind = dict.fromkeys(Kind, 0)
+        self._received_quic = 0  # QUIC datagrams taken by the fast path (not in the dict)
         self._dropped = dict.fromkeys(Kind, 0)
         self._dropped_empty = 0
         self._sent = 0
@@ -317,9 +320,11 @@ class UdpEndpoint:
 
     def statistics(self) -> EndpointStatistics:
         """A snapshot of the counters."""
+        by_kind = dict(self._received_by_kind)
+        by_kind[Kind.QUIC] += self._received_quic
         return EndpointStatistics(
             received=self._received,
-            received_by_kind=MappingProxyType(dict(self._received_by_kind)),
+            received_by_kind=MappingProxyType(by_kind),
             dropped=MappingProxyType(dict(self._dropped)),
             dropped_empty=self._dropped_empty,
             sent=self._sent,
@@ -364,6 +369,18 @@ class UdpEndpoint:
 
     def _dispatch(self, data: bytes, raw_addr: Any, now: float) -> None:
         self._received += 1
+        if data and data[0] & _QUIC_FIXED_BIT:  # the bulk of the traffic: QUIC, no STUN/echo
+            quic = self._quic
+            if quic is not None:
+                self._received_quic += 1
+                try:
+                    quic.receive_datagram(data, self._normalise(raw_addr), now)
+                except Exception as exc:
+                    self._core_errors += 1
+                    self._log_limited(
+                        "core", "endpoint.core_error kind=quic error=%r", exc, exc_info=True
+                    )
+                return
         kind = classify(data)
         if kind is None:
             self._dropped_empty += 1
@@ -383,7 +400,7 @@ class UdpEndpoint:
             self._dropped[kind] += 1
             return
         try:
-            core.receive_datagram(data, _normalise(raw_addr), now)
+            core.receive_datagram(data, self._normalise(raw_addr), now)
         except Exception as exc:
             self._core_errors += 1
             self._log_limited(
@@ -499,6 +516,11 @@ class UdpEndpoint:
                 self._log_limited(
                     "callback", "endpoint.callback_error core=%s error=%r", name, exc, exc_info=True
                 )
+
+    def _normalise(self, raw_addr: Any) -> Addr:
+        if self._family == socket.AF_INET:
+            return raw_addr  # type: ignore[no-any-return]  # already (host, port)
+        return _normalise(raw_addr)
 
     def _send(self, data: bytes, addr: Addr) -> None:
         target = self._target(addr)
