@@ -20,9 +20,9 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-from a2a.types import AgentCard, AgentInterface
+from a2a.types import AgentCard
 
-from .a2a import CALLER_KEY, ServedAgent, agent_url, serve_a2a
+from .a2a import CALLER_KEY, ServedAgent, card_for, serve_a2a
 
 if TYPE_CHECKING:
     from a2al_mcp import Aid, Node
@@ -104,14 +104,7 @@ async def serve_text_agent(
     token: str | None = None,
 ) -> ServedAgent:
     """Serve ``answer`` as an A2A agent (see :func:`a2al_mcp.adapters.a2a.serve_a2a`)."""
-    served = AgentCard()
-    served.CopyFrom(card)
-    del served.supported_interfaces[:]  # serve_a2a sets the same; the handler wants it now
-    served.supported_interfaces.append(
-        AgentInterface(
-            url=agent_url(aid or node.aid), protocol_binding="JSONRPC", protocol_version="1.0"
-        )
-    )
+    served = card_for(card, aid or node.aid)  # the handler wants the card as served
     handler = DefaultRequestHandler(TextAgentExecutor(answer), InMemoryTaskStore(), served)
     return await serve_a2a(node, handler, served, aid=aid, topics=topics, publish=publish,
                            allow=allow, deny=deny, token=token)  # fmt: skip

@@ -16,7 +16,7 @@ Needs the ``a2a`` extra (``pip install "a2al-mcp[a2a]"``).
 """
 
 from .client import A2ALHttpTransport, a2a_client, fetch_card, send_to_skill
-from .server import CALLER_KEY, ServedAgent, agent_url, serve_a2a
+from .server import CALLER_KEY, ServedAgent, agent_url, card_for, serve_a2a
 
 __all__ = [
     "CALLER_KEY",
@@ -24,6 +24,7 @@ __all__ = [
     "ServedAgent",
     "a2a_client",
     "agent_url",
+    "card_for",
     "fetch_card",
     "send_to_skill",
     "serve_a2a",

@@ -23,7 +23,7 @@ from a2al_mcp import AgentProfilePayload, Aid, LimitExceeded, agentcall
 if TYPE_CHECKING:
     from a2al_mcp import Node
 
-__all__ = ["CALLER_KEY", "ServedAgent", "agent_url", "serve_a2a"]
+__all__ = ["CALLER_KEY", "ServedAgent", "agent_url", "card_for", "serve_a2a"]
 
 CALLER_KEY = "a2al_caller"
 """Key of the verified caller AID (text) in ``ServerCallContext.state``."""
@@ -34,6 +34,18 @@ PROTOCOL = "a2a"
 def agent_url(aid: Aid) -> str:
     """The interface URL of an agent reached over A2AL."""
     return f"a2al://{aid}"
+
+
+def card_for(card: AgentCard, aid: Aid) -> AgentCard:
+    """A copy of ``card`` whose only interface is ``a2al://<aid>`` (JSON-RPC, A2A 1.0): the
+    card :func:`serve_a2a` serves (give it to the request handler too)."""
+    served = AgentCard()
+    served.CopyFrom(card)
+    del served.supported_interfaces[:]
+    served.supported_interfaces.append(
+        AgentInterface(url=agent_url(aid), protocol_binding="JSONRPC", protocol_version="1.0")
+    )
+    return served
 
 
 class _CallerContextBuilder(DefaultServerCallContextBuilder):
@@ -110,12 +122,7 @@ async def serve_a2a(
     carries the card hash. All of it is renewed while the node runs.
     """
     target = aid or node.aid
-    served = AgentCard()
-    served.CopyFrom(card)
-    del served.supported_interfaces[:]
-    served.supported_interfaces.append(
-        AgentInterface(url=agent_url(target), protocol_binding="JSONRPC", protocol_version="1.0")
-    )
+    served = card_for(card, target)
     card_json = json.dumps(agent_card_to_dict(served), separators=(",", ":")).encode()
     chosen = tuple(topics if topics is not None else [s.id for s in served.skills if s.id])
     agent = ServedAgent(target, served, card_json, chosen)
