@@ -44,16 +44,16 @@ from ..protocol import session_frames as sf
 from . import session as ss
 from . import tls
 from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
-
-try:
-    from .tls_qh3 import Qh3ClientConnection, qh3_client_connection
-except ImportError:  # pragma: no cover - without qh3, aioquic dials too
-    QH3_AVAILABLE = False
-else:
-    QH3_AVAILABLE = True
+from .tls_qh3 import AVAILABLE as QH3_AVAILABLE  # without qh3, aioquic dials too
+from .tls_qh3 import qh3_client_connection
 
 if TYPE_CHECKING:
     from aioquic.quic import events as qe
+
+    from .tls_qh3 import Qh3ClientConnection
+
+    Connection = tls.A2ALQuicConnection | Qh3ClientConnection
+    """A mutually authenticated QUIC connection, either stack."""
 
 __all__ = [
     "DEFAULT_OUTBOUND_STACK",
@@ -78,9 +78,6 @@ can require a client certificate (reading/quic-perf.md §3)."""
 DEFAULT_OUTBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
 """The stack a :class:`QuicService` dials with unless told otherwise: qh3 when installed
 (its Rust packet core sends several times cheaper than aioquic), else aioquic."""
-
-Connection = tls.A2ALQuicConnection | Qh3ClientConnection
-"""A mutually authenticated QUIC connection, either stack."""
 
 
 class PeerStream(anyio.abc.ByteStream):
