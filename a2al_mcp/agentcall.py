@@ -237,11 +237,13 @@ async def get_card(
 
 
 async def candidates(node: Node, skill: str) -> list[ServiceEntry]:
-    """Agents registered under ``skill`` that speak A2A, best first: those we hold a live
-    connection to, then the most recently registered."""
+    """Agents registered under ``skill`` that speak A2A, our own identities left out, best
+    first: those we hold a live connection to, then the most recently registered."""
     found = await node.discover(skill, protocols=["a2a"])
+    mine = {ident.aid for ident in node.identities()}
     live = {pc.peer_aid for pc in node.connections()}
-    return sorted(found, key=lambda e: (e.aid not in live, -e.seq))  # seq: Unix ns
+    return sorted((e for e in found if e.aid not in mine),
+                  key=lambda e: (e.aid not in live, -e.seq))  # seq: Unix ns  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -270,8 +272,7 @@ async def call_skill(
         NotFound: nobody offers the skill (over A2A).
         Unreachable: no candidate answered; the message says who was tried.
     """
-    found = [e for e in await candidates(node, skill) if e.aid not in exclude and
-             e.aid not in node.status().published]  # fmt: skip
+    found = [e for e in await candidates(node, skill) if e.aid not in exclude]
     if not found:
         raise NotFound(f"no A2A agent offers {skill!r}; discover lists what is registered")
     failed: list[Attempt] = []

@@ -111,8 +111,7 @@ async def send_to_skill(
         NotFound: nobody offers the skill.
         NetworkError: no candidate answered (the message lists who was tried).
     """
-    mine = set(node.status().published)
-    found = [e for e in await agentcall.candidates(node, skill) if e.aid not in mine]
+    found = await agentcall.candidates(node, skill)
     if not found:
         raise NotFound(f"no A2A agent offers {skill!r}")
     tried: list[str] = []
