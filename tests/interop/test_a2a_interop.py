@@ -32,11 +32,11 @@ from a2a.types import AgentInterface, Role, SendMessageRequest
 from a2al_mcp.adapters.a2a import a2a_client
 from starlette.applications import Starlette
 
-from a2al_mcp import Aid, DelegatedIdentity, Node, NodeConfig, SystemRng, agentcall
+from a2al_mcp import Aid, DelegatedIdentity, SystemRng, agentcall
 from a2al_mcp.testing.a2ald import A2aldNetwork
 from tests.adapters.demo_agent import DemoExecutor, card, serve_demo
 from tests.interop.test_dht_interop import call, poll
-from tests.interop.test_quic_interop import _agent, _fetch
+from tests.interop.test_quic_interop import _agent, _fetch, our_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
@@ -44,12 +44,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@contextlib.asynccontextmanager
-async def our_node(seed: str) -> AsyncIterator[Node]:
-    async with Node(NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))) as node:
-        yield node
 
 
 def _send_message_body(text: str) -> bytes:
