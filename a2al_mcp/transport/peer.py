@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import anyio
 import anyio.abc
@@ -44,21 +44,22 @@ from ..protocol import session_frames as sf
 from . import session as ss
 from . import tls
 from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
-from .tls_qh3 import AVAILABLE as QH3_AVAILABLE  # without qh3, aioquic dials too
-from .tls_qh3 import qh3_client_connection
+from .tls_qh3 import AVAILABLE as QH3_AVAILABLE  # without qh3, aioquic runs both ways
+from .tls_qh3 import qh3_client_connection, qh3_server_connection
 
 if TYPE_CHECKING:
     from aioquic.quic import events as qe
 
-    from .tls_qh3 import Qh3ClientConnection
+    from .tls_qh3 import Qh3ClientConnection, Qh3ServerConnection
 
-    Connection = tls.A2ALQuicConnection | Qh3ClientConnection
-    """A mutually authenticated QUIC connection, either stack."""
+    Connection = tls.A2ALQuicConnection | Qh3ClientConnection | Qh3ServerConnection
+    """A mutually authenticated QUIC connection, either stack, either side."""
 
 __all__ = [
+    "DEFAULT_INBOUND_STACK",
     "DEFAULT_OUTBOUND_STACK",
-    "OUTBOUND_STACKS",
     "QH3_AVAILABLE",
+    "QUIC_STACKS",
     "InboundHandlers",
     "PeerConnection",
     "PeerStream",
@@ -72,12 +73,13 @@ SEND_BUFFER_BYTES: Final = 1 << 20
 ROUTE_TIMEOUT_S: Final = 15.0
 """An inbound connection must complete stream 0 this fast (a2ald 0.3.5)."""
 APP_ERROR_UNKNOWN_AGENT: Final = 1
-OUTBOUND_STACKS: Final = ("qh3", "aioquic")
-"""QUIC stacks that can dial. Inbound connections always run on aioquic, the only one that
-can require a client certificate (reading/quic-perf.md §3)."""
+QUIC_STACKS: Final = ("qh3", "aioquic")
+"""The QUIC stacks connections can run on, each way (both with A2AL's mutual TLS)."""
 DEFAULT_OUTBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
 """The stack a :class:`QuicService` dials with unless told otherwise: qh3 when installed
-(its Rust packet core sends several times cheaper than aioquic), else aioquic."""
+(its Rust packet core moves data several times cheaper than aioquic), else aioquic."""
+DEFAULT_INBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
+"""The stack a :class:`QuicService` accepts with unless told otherwise (as above)."""
 
 
 class PeerStream(anyio.abc.ByteStream):
@@ -305,11 +307,15 @@ class PeerConnection:
         return slot[1][0]
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
-        """Close the connection (the peer sees ``error_code``)."""
+        """Close the connection (the peer sees ``error_code``). It counts as closed at once
+        (the pool hands it out no more), though QUIC reports its end only after the closing
+        period."""
         if not self.closed:
             self.conn.close(error_code=error_code, reason_phrase=reason)
             self.service.host.drain(self.conn)
             self.service.flush()
+            if not self.closed:
+                self._on_gone(reason or "closed")
 
     # -- fed by the service ---------------------------------------------------------------
 
@@ -376,6 +382,12 @@ class InboundHandlers:
     """The acceptor's answer on stream 0 (ObservedAddr and AgentInfo)."""
 
 
+def _stack(way: str, name: str) -> str:
+    if name not in QUIC_STACKS or (name == "qh3" and not QH3_AVAILABLE):
+        raise UsageError(f"unavailable {way} QUIC stack: {name!r}")
+    return name
+
+
 class QuicService:
     """QUIC connections of one node, over the node's shared socket."""
 
@@ -392,14 +404,13 @@ class QuicService:
         max_streams_per_connection: int = 100,
         send_buffer: int = SEND_BUFFER_BYTES,
         outbound_stack: str | None = None,
+        inbound_stack: str | None = None,
     ) -> None:
-        """``outbound_stack`` picks the QUIC stack of dialled connections (one of
-        :data:`OUTBOUND_STACKS`; default :data:`DEFAULT_OUTBOUND_STACK`)."""
-        if outbound_stack is None:
-            outbound_stack = DEFAULT_OUTBOUND_STACK
-        if outbound_stack not in OUTBOUND_STACKS or (outbound_stack == "qh3" and not QH3_AVAILABLE):
-            raise UsageError(f"unavailable outbound QUIC stack: {outbound_stack!r}")
-        self.outbound_stack = outbound_stack
+        """``outbound_stack`` and ``inbound_stack`` pick the QUIC stack of dialled and of
+        accepted connections (each one of :data:`QUIC_STACKS`; by default
+        :data:`DEFAULT_OUTBOUND_STACK` and :data:`DEFAULT_INBOUND_STACK`)."""
+        self.outbound_stack = _stack("outbound", outbound_stack or DEFAULT_OUTBOUND_STACK)
+        self.inbound_stack = _stack("inbound", inbound_stack or DEFAULT_INBOUND_STACK)
         self.certificates = certificates
         self.flush = flush
         self.now = now
@@ -449,8 +460,7 @@ class QuicService:
     def on_event(self, event: HostEvent) -> None:
         """The endpoint's ``on_events`` hook for the ``quic`` core."""
         if isinstance(event, ConnectionAccepted):
-            conn = event.conn
-            assert isinstance(conn, tls.A2ALQuicConnection)
+            conn = cast("Connection", event.conn)  # made by _server_conn
             pc = PeerConnection(self, conn, event.addr,
                                 session=ss.Session(conn, observed_addr=event.addr))  # fmt: skip
             self._conns[conn] = pc
@@ -473,7 +483,11 @@ class QuicService:
 
     # -- inbound --------------------------------------------------------------------------
 
-    def _server_conn(self, dcid: bytes, addr: Addr) -> tls.A2ALQuicConnection:
+    def _server_conn(self, dcid: bytes, addr: Addr) -> Connection:
+        if self.inbound_stack == "qh3":
+            return qh3_server_connection(
+                self.certificates, original_destination_connection_id=dcid, now_wall=self.wall
+            )
         return tls.A2ALQuicConnection(
             configuration=tls.server_configuration(self.certificates),
             now_wall=self.wall,

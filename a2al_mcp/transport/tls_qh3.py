@@ -1,11 +1,12 @@
-"""qh3 as the QUIC stack of outbound connections (a2al-wire §5.1). Core.
+"""qh3 as the QUIC stack of our connections, both ways (a2al-wire §5.1). Core.
 
-qh3 mirrors aioquic's sans-I/O ``QuicConnection`` API over a Rust packet core, and sends data
-several times cheaper than aioquic (reading/quic-perf.md §2.3). It cannot *request* a client
-certificate, so it never accepts connections here: :class:`Qh3ClientConnection` only dials,
-and inbound connections stay on aioquic (:class:`~a2al_mcp.transport.tls.A2ALQuicConnection`).
+qh3 mirrors aioquic's sans-I/O ``QuicConnection`` API over a Rust packet core and moves data
+several times cheaper than aioquic (reading/quic-perf.md §2.3). Its TLS layer is Python
+(``qh3.tls``) and, as a server, cannot *request* a client certificate: it never sends a
+CertificateRequest and has no states for the client's Certificate and CertificateVerify. This
+module adds them, so qh3 can accept A2AL connections too.
 
-A :class:`Qh3ClientConnection` authenticates exactly like an aioquic client:
+:class:`Qh3ClientConnection` (dialling) authenticates exactly like the aioquic client:
 
 * it presents the local identity's certificate when the server asks (the A2AL certificate of
   :func:`~a2al_mcp.transport.tls.make_certificate`, converted to qh3's key types);
@@ -15,30 +16,59 @@ A :class:`Qh3ClientConnection` authenticates exactly like an aioquic client:
 * :attr:`Qh3ClientConnection.handshake_confirmed` waits for the server's HANDSHAKE_DONE, i.e.
   for the server to have accepted our certificate.
 
-Its events are handed out as aioquic event objects, so :mod:`~a2al_mcp.transport.quic_host`
-and :mod:`~a2al_mcp.transport.session` need not know which stack runs.
+:class:`Qh3ServerConnection` (accepting) answers like the aioquic server with
+``_request_client_certificate``: it presents the certificate the ClientHello's SNI names
+(:meth:`~a2al_mcp.transport.tls.CertificateStore.select`), sends a CertificateRequest for
+Ed25519, and requires the client's Certificate and CertificateVerify before its Finished: an
+empty Certificate, a bad signature or a certificate that proves nothing
+(:func:`~a2al_mcp.transport.tls.identify_client`, delegation proof included) aborts the
+handshake. Its handshake is the one A2AL uses and nothing else: a full (EC)DHE handshake with
+X25519MLKEM768, X25519 or P-256 (no HelloRetryRequest), no PSK, no early data, no session
+tickets, no ALPS.
+
+Events of both are handed out as aioquic event objects, so
+:mod:`~a2al_mcp.transport.quic_host` and :mod:`~a2al_mcp.transport.session` need not know
+which stack runs.
 
 Like :mod:`~a2al_mcp.transport.tls` for aioquic, this is the **only** module allowed to touch
 qh3 private names (checked against qh3 2.1.0; the tests cover every one of them):
 
 * ``QuicConnection._create_tls`` — overridden to swap our ``tls.Context`` subclass in right
   after qh3 builds it (it is rebuilt on Retry and version negotiation, and so swapped again);
-* ``QuicConnection._handshake_confirmed`` — read: set when HANDSHAKE_DONE arrived;
-* ``QuicConnection._tls`` (the TLS bridge) and its public ``tls`` attribute — the context;
+* ``QuicConnection._handshake_confirmed`` — read: set when HANDSHAKE_DONE arrived (client) or
+  the handshake completed (server);
+* ``QuicConnection._close_event`` — read: set once the connection is closing (locally, by
+  the peer or by an error), after which writes are dropped as aioquic does;
 * ``tls.Context._client_handle_certificate_verify`` — overridden to check the server's
-  identity after qh3 checked the signature; ``tls.Context._peer_certificate`` — read there.
+  identity after qh3 checked the signature; ``tls.Context._peer_certificate`` — read there;
+* ``tls.Context._server_handle_hello`` — replaced (server) by :meth:`_Qh3ServerTlsContext.
+  _server_handle_hello`, which uses the context's ``_cipher_suites``,
+  ``_legacy_compression_methods``, ``_supported_versions``, ``_alpn_protocols`` and sets
+  ``_enc_key`` / ``_dec_key`` through ``_setup_traffic_protection``, ``_next_dec_key`` and
+  ``_expected_verify_data`` as qh3's own does, so that qh3's ``_server_handle_finished``
+  completes the handshake;
+* ``tls.Context._receive_buffer`` — the partial-message buffer, read while the client's
+  Certificate and CertificateVerify are handled;
+* ``QuicConnection._call_core``, ``_core``, ``_configuration``, ``_handshake_complete`` and
+  ``qh3._hazmat.pull_quic_header`` — in :class:`Qh3ServerConnection`'s mending of qh3's
+  anti-amplification stall (credit whole datagrams; "capacity exhausted" means wait);
+* ``qh3._hazmat`` (``Buffer``, ``Certificate``, ``Ed25519PrivateKey``, the key exchanges)
+  and ``qh3.tls._is_grease_value`` — building blocks of the server handshake.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from aioquic.quic import events as aq_events
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import VerificationError
 from .tls import (
@@ -47,12 +77,15 @@ from .tls import (
     MAX_DATA,
     MAX_DATAGRAM_SIZE,
     MAX_STREAM_DATA,
+    CertificateStore,
     LocalCertificate,
     PeerIdentity,
+    identify_client,
     identify_server,
 )
 
 try:
+    from qh3 import _hazmat as qh3_hazmat
     from qh3 import tls as qh3_tls
     from qh3.quic import events as qh3_events
     from qh3.quic.configuration import QuicConfiguration as Qh3Configuration
@@ -65,10 +98,27 @@ else:
 if TYPE_CHECKING:
     from ..identity import Aid
 
-__all__ = ["AVAILABLE", "Qh3ClientConnection", "qh3_client_connection"]
+__all__ = [
+    "AVAILABLE",
+    "Qh3ClientConnection",
+    "Qh3ServerConnection",
+    "qh3_client_connection",
+    "qh3_server_connection",
+]
 
 _ED25519: Final = 0x0807
 """TLS SignatureScheme ed25519; qh3's default list leaves EdDSA out."""
+
+_SERVER_CONTEXT: Final = b"TLS 1.3, server CertificateVerify"
+_CLIENT_CONTEXT: Final = b"TLS 1.3, client CertificateVerify"
+
+_CAPACITY_EXHAUSTED: Final = "packet builder capacity exhausted"
+"""qh3's core error when a frame does not fit the datagram (see Qh3ServerConnection)."""
+
+# what the server waits for after its flight (qh3's state stays SERVER_EXPECT_FINISHED)
+_EXPECT_CERTIFICATE: Final = 0
+_EXPECT_CERTIFICATE_VERIFY: Final = 1
+_EXPECT_FINISHED: Final = 2
 
 
 def _to_aioquic_events() -> dict[type, tuple[type, tuple[str, ...]]]:
@@ -85,6 +135,36 @@ def _to_aioquic_events() -> dict[type, tuple[type, tuple[str, ...]]]:
 _EVENTS: Final = _to_aioquic_events()
 
 
+def _configuration(
+    *, is_client: bool, idle_timeout: float, max_datagram_size: int, **kwargs: Any
+) -> Qh3Configuration:
+    """The settings both sides share with the aioquic ones (ALPN, flow-control windows)."""
+    return Qh3Configuration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        idle_timeout=idle_timeout,
+        max_datagram_size=max_datagram_size,
+        # DPLPMTUD (RFC 8899), as quic-go in a2ald: start at max_datagram_size and grow only
+        # once a padded probe was acknowledged (up to about 1450 bytes), so it is safe on any
+        # path; fewer, larger packets are most of what a receiver pays for
+        probe_datagram_size=True,
+        max_data=MAX_DATA,
+        max_stream_data=MAX_STREAM_DATA,
+        **kwargs,
+    )
+
+
+def _qh3_credentials(local: LocalCertificate) -> tuple[Any, Any]:
+    """``local``'s certificate and key as qh3 objects."""
+    der = local.certificate.public_bytes(serialization.Encoding.DER)
+    key = local.private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return qh3_hazmat.Certificate(der), qh3_hazmat.Ed25519PrivateKey(key)
+
+
 def qh3_client_connection(
     local: LocalCertificate | None,
     expected: Aid,
@@ -97,39 +177,82 @@ def qh3_client_connection(
     :func:`~a2al_mcp.transport.tls.client_configuration`: SNI ``str(expected)``, ALPN, no
     chain validation but AID pinning, no session tickets, the same flow-control windows;
     and path MTU discovery, which aioquic lacks)."""
-    config = Qh3Configuration(
+    config = _configuration(
         is_client=True,
-        alpn_protocols=[ALPN],
-        server_name=str(expected),
-        verify_mode=ssl.CERT_NONE,
         idle_timeout=idle_timeout,
         max_datagram_size=max_datagram_size,
-        # DPLPMTUD (RFC 8899), as quic-go in a2ald: start at max_datagram_size and grow only
-        # once a padded probe was acknowledged (up to about 1450 bytes), so it is safe on any
-        # path; fewer, larger packets are most of what an aioquic receiver pays for
-        probe_datagram_size=True,
-        max_data=MAX_DATA,
-        max_stream_data=MAX_STREAM_DATA,
+        server_name=str(expected),
+        verify_mode=ssl.CERT_NONE,
         signature_algorithms=[
             _ED25519,
             *(int(a) for a in qh3_tls.SignatureAlgorithm if int(a) != _ED25519),
         ],
     )
     if local is not None:
-        pem = local.certificate.public_bytes(serialization.Encoding.PEM)
-        key = local.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        config.certificate = qh3_tls.load_pem_x509_certificates(pem)[0]
-        config.private_key = qh3_tls.load_pem_private_key(key)
+        config.certificate, config.private_key = _qh3_credentials(local)
     return Qh3ClientConnection(
         configuration=config, now_wall=now_wall, expected=expected, local=local
     )
 
 
+def qh3_server_connection(
+    store: CertificateStore,
+    *,
+    original_destination_connection_id: bytes,
+    now_wall: Callable[[], float],
+    idle_timeout: float = IDLE_TIMEOUT_S,
+    max_datagram_size: int = MAX_DATAGRAM_SIZE,
+) -> Qh3ServerConnection:
+    """A qh3 server connection accepting for the identities in ``store`` (the settings of
+    :func:`~a2al_mcp.transport.tls.server_configuration`, plus path MTU discovery).
+    ``original_destination_connection_id`` is the DCID of the client's first INITIAL."""
+    config = _configuration(
+        is_client=False, idle_timeout=idle_timeout, max_datagram_size=max_datagram_size
+    )
+    # qh3 insists on a server certificate; the one the SNI names is chosen in the handshake
+    config.certificate, config.private_key = _qh3_credentials(store.default)
+    return Qh3ServerConnection(
+        configuration=config,
+        original_destination_connection_id=original_destination_connection_id,
+        now_wall=now_wall,
+        store=store,
+    )
+
+
+def _push_certificate_request(buf: Any) -> None:
+    """A CertificateRequest (RFC 8446 §4.3.2): empty context, Ed25519 signatures only."""
+    buf.push_uint8(qh3_tls.HandshakeType.CERTIFICATE_REQUEST)
+    with qh3_tls.push_block(buf, 3):
+        qh3_tls.push_opaque(buf, 1, b"")
+        with (
+            qh3_tls.push_block(buf, 2),
+            qh3_tls.push_extension(buf, qh3_tls.ExtensionType.SIGNATURE_ALGORITHMS),
+        ):
+            qh3_tls.push_list(buf, 2, buf.push_uint16, [_ED25519])
+
+
 if AVAILABLE:
+    _KEY_EXCHANGES: Final[dict[int, Callable[[], Any]]] = {
+        qh3_tls.Group.X25519ML768: qh3_hazmat.X25519ML768KeyExchange,
+        qh3_tls.Group.X25519: qh3_hazmat.X25519KeyExchange,
+        qh3_tls.Group.SECP256R1: qh3_hazmat.ECDHP256KeyExchange,
+    }
+
+    def _key_exchange(hello: Any) -> tuple[int, bytes, bytes]:
+        """(group, our key share, shared secret) for the first key share of the client's
+        we support (as qh3 does; no HelloRetryRequest)."""
+        for group, peer_key in hello.key_share or ():
+            kx_class = _KEY_EXCHANGES.get(group)
+            if kx_class is None:
+                continue
+            kx = kx_class()
+            shared = kx.exchange(peer_key)
+            ours = kx.shared_ciphertext() if group == qh3_tls.Group.X25519ML768 else kx.public_key()
+            return group, ours, shared
+        raise qh3_tls.AlertHandshakeFailure("No supported key share group in ClientHello")
+
+    class _AlertNoApplicationProtocol(qh3_tls.Alert):
+        description = qh3_tls.AlertDescription.no_application_protocol
 
     class _Qh3TlsContext(qh3_tls.Context):
         """qh3's client TLS context with the A2AL server check. Never constructed:
@@ -141,8 +264,238 @@ if AVAILABLE:
             super()._client_handle_certificate_verify(input_buf)  # signature: possession
             self._a2al_conn._a2al_verify_peer(self._peer_certificate)
 
-    class Qh3ClientConnection(Qh3Connection):
-        """A qh3 ``QuicConnection`` (client only) with A2AL server authentication, whose
+    class _Qh3ServerTlsContext(qh3_tls.Context):
+        """qh3's server TLS context with A2AL's mutual authentication. Never constructed:
+        :meth:`Qh3ServerConnection._create_tls` changes the class of qh3's context."""
+
+        _a2al_conn: Qh3ServerConnection
+        _a2al_expect: int
+        _a2al_leaf: x509.Certificate | None
+
+        def handle_message(
+            self, input_data: bytes, output_buf: dict[Any, Any], epoch: int = -1
+        ) -> None:
+            if (
+                self.state != qh3_tls.State.SERVER_EXPECT_FINISHED
+                or self._a2al_expect == _EXPECT_FINISHED
+            ):
+                super().handle_message(input_data, output_buf, epoch)
+                return
+            # the client's Certificate and CertificateVerify; qh3 takes it from Finished on
+            self._receive_buffer += input_data
+            while self._a2al_expect != _EXPECT_FINISHED and len(self._receive_buffer) >= 4:
+                length = 4 + int.from_bytes(self._receive_buffer[1:4], "big")
+                if len(self._receive_buffer) < length:
+                    return
+                message = self._receive_buffer[:length]
+                self._receive_buffer = self._receive_buffer[length:]
+                if epoch >= 0 and epoch != qh3_tls.Epoch.HANDSHAKE:
+                    raise qh3_tls.AlertUnexpectedMessage
+                buf = qh3_hazmat.Buffer(data=message)
+                if self._a2al_expect == _EXPECT_CERTIFICATE:
+                    self._a2al_handle_certificate(buf)
+                else:
+                    self._a2al_handle_certificate_verify(buf)
+                if not buf.eof():
+                    raise qh3_tls.AlertDecodeError("extra bytes at the end of a handshake message")
+            if self._a2al_expect == _EXPECT_FINISHED and self._receive_buffer:
+                super().handle_message(b"", output_buf, epoch)
+
+        def _server_handle_hello(
+            self, input_buf: Any, initial_buf: Any, handshake_buf: Any, onertt_buf: Any
+        ) -> None:
+            hello = qh3_tls.pull_client_hello(input_buf)
+            cipher_suite = qh3_tls.negotiate(
+                self._cipher_suites,
+                hello.cipher_suites,
+                qh3_tls.AlertHandshakeFailure("No supported cipher suite"),
+                excl_fn=qh3_tls._is_grease_value,
+            )
+            compression_method = qh3_tls.negotiate(
+                self._legacy_compression_methods,
+                hello.legacy_compression_methods,
+                qh3_tls.AlertHandshakeFailure("No supported compression method"),
+            )
+            qh3_tls.negotiate(
+                [_ED25519],
+                hello.signature_algorithms,
+                qh3_tls.AlertHandshakeFailure("No supported signature algorithm"),
+            )
+            supported_version = qh3_tls.negotiate(
+                self._supported_versions,
+                hello.supported_versions,
+                qh3_tls.AlertProtocolVersion("No supported protocol version"),
+            )
+            self.alpn_negotiated = qh3_tls.negotiate(
+                [ALPN],
+                hello.alpn_protocols,
+                _AlertNoApplicationProtocol("No common ALPN protocols"),  # RFC 9001 §8.1
+            )
+            local = self._a2al_conn._a2al_choose_certificate(hello.server_name)
+            self.client_random = hello.random
+            # qh3's own server draws it so (as aioquic does); TLS randomness is never seeded
+            self.server_random = os.urandom(32)  # noqa: TID251
+            self.legacy_session_id = hello.legacy_session_id
+            self.received_extensions = hello.other_extensions
+            if self.alpn_cb:
+                self.alpn_cb(self.alpn_negotiated)  # qh3's bridge reads transport parameters
+
+            ks = self.key_schedule = qh3_tls.KeySchedule(cipher_suite)
+            ks.extract(None)
+            ks.update_hash(input_buf.data)
+            group, our_share, shared = _key_exchange(hello)
+            with qh3_tls.push_message(ks, initial_buf):
+                qh3_tls.push_server_hello(
+                    initial_buf,
+                    qh3_tls.ServerHello(
+                        random=self.server_random,
+                        legacy_session_id=self.legacy_session_id,
+                        cipher_suite=cipher_suite,
+                        compression_method=compression_method,
+                        key_share=(group, our_share),
+                        supported_version=supported_version,
+                    ),
+                )
+            ks.extract(shared)
+            self._setup_traffic_protection(
+                qh3_tls.Direction.ENCRYPT, qh3_tls.Epoch.HANDSHAKE, b"s hs traffic"
+            )
+            self._setup_traffic_protection(
+                qh3_tls.Direction.DECRYPT, qh3_tls.Epoch.HANDSHAKE, b"c hs traffic"
+            )
+            with qh3_tls.push_message(ks, handshake_buf):
+                qh3_tls.push_encrypted_extensions(
+                    handshake_buf,
+                    qh3_tls.EncryptedExtensions(
+                        alpn_protocol=self.alpn_negotiated,
+                        other_extensions=self.handshake_extensions,
+                    ),
+                )
+            with qh3_tls.push_message(ks, handshake_buf):
+                _push_certificate_request(handshake_buf)
+            with qh3_tls.push_message(ks, handshake_buf):
+                qh3_tls.push_certificate(
+                    handshake_buf,
+                    qh3_tls.Certificate(
+                        certificates=[
+                            (local.certificate.public_bytes(serialization.Encoding.DER), b"")
+                        ]
+                    ),
+                )
+            signature = local.private_key.sign(ks.certificate_verify_data(_SERVER_CONTEXT))
+            with qh3_tls.push_message(ks, handshake_buf):
+                qh3_tls.push_certificate_verify(
+                    handshake_buf, qh3_tls.CertificateVerify(_ED25519, signature)
+                )
+            assert self._enc_key is not None  # set just above
+            with qh3_tls.push_message(ks, handshake_buf):
+                qh3_tls.push_finished(
+                    handshake_buf, qh3_tls.Finished(ks.finished_verify_data(self._enc_key))
+                )
+            # application secrets: transcript up to our Finished (RFC 8446 §7.1)
+            ks.extract(None)
+            self._setup_traffic_protection(
+                qh3_tls.Direction.ENCRYPT, qh3_tls.Epoch.ONE_RTT, b"s ap traffic"
+            )
+            self._next_dec_key = ks.derive_secret(b"c ap traffic")
+            self._a2al_expect = _EXPECT_CERTIFICATE
+            self._a2al_leaf = None
+            self._set_state(qh3_tls.State.SERVER_EXPECT_FINISHED)
+
+        def _a2al_handle_certificate(self, input_buf: Any) -> None:
+            certificate = qh3_tls.pull_certificate(input_buf)
+            if certificate.request_context:
+                raise qh3_tls.AlertIllegalParameter("unexpected certificate request context")
+            if not certificate.certificates:
+                raise qh3_tls.AlertBadCertificate("client certificate required")
+            try:
+                self._a2al_leaf = x509.load_der_x509_certificate(certificate.certificates[0][0])
+            except ValueError as exc:
+                raise qh3_tls.AlertBadCertificate(f"unreadable client certificate: {exc}") from exc
+            self._a2al_key_schedule().update_hash(input_buf.data)
+            self._a2al_expect = _EXPECT_CERTIFICATE_VERIFY
+
+        def _a2al_handle_certificate_verify(self, input_buf: Any) -> None:
+            verify = qh3_tls.pull_certificate_verify(input_buf)
+            ks = self._a2al_key_schedule()
+            leaf = self._a2al_leaf
+            assert leaf is not None
+            key = leaf.public_key()
+            if verify.algorithm != _ED25519 or not isinstance(key, Ed25519PublicKey):
+                raise qh3_tls.AlertBadCertificate("client certificate is not Ed25519")
+            try:  # possession of the certificate's key, over the transcript so far
+                key.verify(verify.signature, ks.certificate_verify_data(_CLIENT_CONTEXT))
+            except InvalidSignature as exc:
+                raise qh3_tls.AlertDecryptError("bad client CertificateVerify") from exc
+            self._a2al_conn._a2al_verify_client(leaf)
+            ks.update_hash(input_buf.data)
+            # what qh3's _server_handle_finished compares the client's Finished with
+            assert self._dec_key is not None  # the client handshake secret
+            self._expected_verify_data = ks.finished_verify_data(self._dec_key)
+            self._a2al_expect = _EXPECT_FINISHED
+
+        def _a2al_key_schedule(self) -> qh3_tls.KeySchedule:
+            assert self.key_schedule is not None  # made with the ServerHello
+            return self.key_schedule
+
+    class _Qh3Base(Qh3Connection):
+        """What both qh3 connections add: the A2AL peer, aioquic events, send buffer."""
+
+        _a2al_peer: PeerIdentity | None
+        _a2al_local_aid: Aid | None
+
+        @property
+        def handshake_confirmed(self) -> bool:
+            """True once both sides accepted each other: a client when the server's
+            HANDSHAKE_DONE arrived, a server when its handshake completed; either way with
+            a peer certificate that proved its AID."""
+            return self._handshake_confirmed and self._a2al_peer is not None
+
+        @property
+        def peer_identity(self) -> PeerIdentity | None:
+            """The verified peer; None until :attr:`handshake_confirmed`."""
+            return self._a2al_peer if self.handshake_confirmed else None
+
+        @property
+        def local_identity_aid(self) -> Aid | None:
+            """The AID of the certificate we present (None if none, or on a server before
+            the ClientHello)."""
+            return self._a2al_local_aid
+
+        def pending_send_bytes(self, stream_id: int) -> int:
+            """Bytes written to ``stream_id`` that were not sent yet."""
+            if self._close_event is not None:
+                return 0
+            return self.get_send_buffer_size(stream_id)
+
+        # Once a connection is closing, qh3's core raises on every write where aioquic takes
+        # the bytes and drops them; the end is reported by ConnectionTerminated either way,
+        # and a writer racing with it must not crash.
+
+        def send_stream_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None:
+            if self._close_event is None:
+                super().send_stream_data(stream_id, data, end_stream)
+
+        def reset_stream(self, stream_id: int, error_code: int) -> None:
+            if self._close_event is None:
+                super().reset_stream(stream_id, error_code)
+
+        def stop_stream(self, stream_id: int, error_code: int) -> None:
+            if self._close_event is None:
+                super().stop_stream(stream_id, error_code)
+
+        def next_event(self) -> Any:
+            event = super().next_event()
+            if event is None:
+                return None
+            mapped = _EVENTS.get(type(event))
+            if mapped is None:
+                return self.next_event()  # an event aioquic does not have: nobody reads it
+            cls, names = mapped
+            return cls(**{name: getattr(event, name) for name in names})
+
+    class Qh3ClientConnection(_Qh3Base):
+        """A qh3 ``QuicConnection`` (client) with A2AL server authentication, whose
         events are aioquic event objects. Interface as
         :class:`~a2al_mcp.transport.tls.A2ALQuicConnection`."""
 
@@ -157,44 +510,14 @@ if AVAILABLE:
             assert configuration.is_client and configuration.verify_mode == ssl.CERT_NONE
             self._a2al_expected = expected
             self._a2al_now_wall = now_wall
-            self._a2al_peer: PeerIdentity | None = None
+            self._a2al_peer = None
             self._a2al_local_aid = None if local is None else local.aid
             super().__init__(configuration=configuration)
-
-        @property
-        def handshake_confirmed(self) -> bool:
-            """True once the server's HANDSHAKE_DONE arrived and its certificate proved
-            the expected AID."""
-            return self._handshake_confirmed and self._a2al_peer is not None
-
-        @property
-        def peer_identity(self) -> PeerIdentity | None:
-            """The verified server; None until :attr:`handshake_confirmed`."""
-            return self._a2al_peer if self.handshake_confirmed else None
 
         @property
         def server_name(self) -> str | None:
             """The SNI we sent (the expected AID)."""
             return str(self._a2al_expected)
-
-        @property
-        def local_identity_aid(self) -> Aid | None:
-            """The AID of the certificate we present (None if none)."""
-            return self._a2al_local_aid
-
-        def pending_send_bytes(self, stream_id: int) -> int:
-            """Bytes written to ``stream_id`` that were not sent yet."""
-            return self.get_send_buffer_size(stream_id)
-
-        def next_event(self) -> Any:
-            event = super().next_event()
-            if event is None:
-                return None
-            mapped = _EVENTS.get(type(event))
-            if mapped is None:
-                return self.next_event()  # an event aioquic does not have: nobody reads it
-            cls, names = mapped
-            return cls(**{name: getattr(event, name) for name in names})
 
         def _create_tls(self, remote_source_cid: bytes | None) -> Any:
             bridge = super()._create_tls(remote_source_cid)
@@ -211,3 +534,113 @@ if AVAILABLE:
             except (ValueError, VerificationError) as exc:
                 raise qh3_tls.AlertBadCertificate(str(exc)) from exc
             self._a2al_peer = peer
+
+    class Qh3ServerConnection(_Qh3Base):
+        """A qh3 ``QuicConnection`` (server) that requests, requires and verifies the
+        client's certificate and presents the one the SNI names. Interface as
+        :class:`~a2al_mcp.transport.tls.A2ALQuicConnection`."""
+
+        def __init__(
+            self,
+            *,
+            configuration: Qh3Configuration,
+            original_destination_connection_id: bytes,
+            now_wall: Callable[[], float],
+            store: CertificateStore,
+        ) -> None:
+            assert not configuration.is_client
+            self._a2al_store = store
+            self._a2al_now_wall = now_wall
+            self._a2al_peer = None
+            self._a2al_local_aid = None
+            self._a2al_server_name: str | None = None
+            super().__init__(
+                configuration=configuration,
+                original_destination_connection_id=original_destination_connection_id,
+            )
+
+        @property
+        def server_name(self) -> str | None:
+            """The SNI the client sent (None if absent or before the ClientHello)."""
+            return self._a2al_server_name
+
+        # -- qh3 2.1.0's anti-amplification stall (reading/quic-perf.md §2.3, "700 ms") ---
+        #
+        # Before the client's address is validated a server may send 3x what it received
+        # (RFC 9000 §8.1). qh3's Python layer hands its core one packet slice at a time and
+        # the core credits only the slice, so bytes after the last packet (aioquic pads its
+        # Initial datagram with zeros *after* the packet) never count: a 1200-byte aioquic
+        # Initial holding a 560-byte packet buys 1680 bytes, not 3600. And when the budget
+        # left is smaller than the next frame, the core's packet builder fails with
+        # "capacity exhausted" instead of waiting, and qh3 loses the datagram it had built.
+        # The handshake then stalls until the client's PTO (~700 ms). Both are mended here,
+        # until the handshake completes (the path is validated from then on):
+        # * trailing non-packet bytes go to the core together with the packet before them
+        #   (the core processes the packet, credits the whole slice, ignores the rest);
+        # * "capacity exhausted" from poll_transmit means "nothing more fits now" (qh3's
+        #   builder is transactional: nothing was consumed).
+
+        _a2al_rx: list[Any] | None = None
+        """While a datagram is received before the handshake completed: [datagram, offset
+        of the next packet slice]."""
+
+        def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+            if self._handshake_complete:
+                super().receive_datagram(data, addr, now)
+                return
+            self._a2al_rx = [bytes(data), 0]
+            try:
+                super().receive_datagram(data, addr, now)
+            finally:
+                self._a2al_rx = None
+
+        def _call_core(self, operation: Callable[..., Any], *args: Any) -> Any:
+            core, rx = self._core, self._a2al_rx
+            if core is not None and rx is not None and operation == core.receive_datagram:
+                data, offset = rx
+                if offset >= len(data):  # the trailing bytes, already handed in: a no-op
+                    return (1, len(args[0]), 0, 0, 0, 0)
+                end = rx[1] = offset + len(args[0])
+                if end < len(data) and not self._a2al_is_packet(data, end):
+                    rx[1] = len(data)
+                    args = (data[offset:], *args[1:])
+            elif (
+                core is not None
+                and not self._handshake_complete
+                and operation == core.poll_transmit
+            ):
+                try:
+                    return operation(*args)
+                except RuntimeError as exc:
+                    if str(exc) != _CAPACITY_EXHAUSTED:
+                        raise
+                    return None
+            return super()._call_core(operation, *args)
+
+        def _a2al_is_packet(self, data: bytes, offset: int) -> bool:
+            try:
+                qh3_hazmat.pull_quic_header(data, offset, self._configuration.connection_id_length)
+            except ValueError:
+                return False
+            return True
+
+        def _create_tls(self, remote_source_cid: bytes | None) -> Any:
+            bridge = super()._create_tls(remote_source_cid)
+            bridge.tls.__class__ = _Qh3ServerTlsContext
+            ctx = cast(_Qh3ServerTlsContext, bridge.tls)
+            ctx._a2al_conn = self
+            ctx._a2al_expect = _EXPECT_CERTIFICATE
+            ctx._a2al_leaf = None
+            return bridge
+
+        def _a2al_choose_certificate(self, server_name: str | None) -> LocalCertificate:
+            local = self._a2al_store.select(server_name)
+            self._a2al_server_name = server_name
+            self._a2al_local_aid = local.aid
+            return local
+
+        def _a2al_verify_client(self, leaf: x509.Certificate) -> None:
+            try:
+                self._a2al_peer = identify_client(leaf, self._a2al_now_wall())
+            except VerificationError as exc:
+                raise qh3_tls.AlertBadCertificate(str(exc)) from exc

@@ -49,6 +49,11 @@ async def test_connect_is_mutually_verified_and_pooled() -> None:
             await stream.aclose()
             inbound = [c for c in b.connections() if not c.is_dialer]
             assert [c.peer_aid for c in inbound] == [a.aid]
+            # closed by us: the pool dials anew at once (QUIC's closing period still runs)
+            pc.close()
+            assert pc.closed
+            again = await a.connect(b.aid)
+            assert again is not pc and again.ready and not again.closed
 
 
 async def test_fetch_reaches_an_in_process_http_handler_with_the_verified_caller() -> None:

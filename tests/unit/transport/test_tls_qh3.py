@@ -1,13 +1,20 @@
-"""qh3 as the QUIC stack of outbound connections: the same A2AL mutual authentication as the
-aioquic client, against our aioquic server, in memory (no sockets). See test_tls.py for the
-helpers and the aioquic-only cases."""
+"""qh3 as the QUIC stack of our connections: the same A2AL mutual authentication as aioquic,
+as a client against our aioquic server and as a server (with the client-certificate states
+we add to qh3's TLS) against qh3 and aioquic clients, in memory (no sockets). See test_tls.py
+for the helpers and the aioquic-only cases."""
 
 from __future__ import annotations
 
 import dataclasses
+import ssl
 
 import pytest
+from aioquic.buffer import Buffer
 from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection as AioquicConnection
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from cryptography.hazmat.primitives.asymmetric import ec
 from qh3 import tls as qh3_tls
 from qh3.quic import events as qh3_events
 from qh3.quic.connection import QuicConnection as Qh3Connection
@@ -23,22 +30,30 @@ from a2al_mcp.transport.tls import (
     CertificateStore,
     LocalCertificate,
     PeerIdentity,
+    client_configuration,
     pending_send_bytes,
 )
+from tests.conftest import load_captures
 from tests.unit.transport.test_tls import (
     BAD_DELEGATIONS,
     CLIENT_ADDR,
     LATENCY,
+    NO_APPLICATION_PROTOCOL,
+    SERVER_ADDR,
     T0,
     Wire,
     assert_refused,
     bad_delegation,
     completed,
+    custom_certificate,
     delegated,
+    ed25519_key,
     local,
     native,
     terminated,
 )
+
+BAD_SIGNATURE = 0x100 + 51  # CRYPTO_ERROR + decrypt_error
 
 
 class Qh3Wire(Wire):
@@ -64,14 +79,62 @@ class Qh3Wire(Wire):
         self.client.connect(("192.0.2.2", 4121), now=self.now)
 
 
+class _Qh3Server:
+    """Makes a wire's server a :class:`tls_qh3.Qh3ServerConnection`."""
+
+    server: tls_qh3.Qh3ServerConnection | None
+    store: CertificateStore
+    wall: float
+
+    def _server_for(self, data: bytes) -> tls_qh3.Qh3ServerConnection:
+        if self.server is None:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+            self.server = tls_qh3.qh3_server_connection(
+                self.store,
+                original_destination_connection_id=header.destination_cid,
+                now_wall=lambda: self.wall,
+            )
+        return self.server
+
+
+class Qh3BothWire(_Qh3Server, Qh3Wire):  # type: ignore[misc]
+    """qh3 on both sides."""
+
+
+class AioquicToQh3Wire(_Qh3Server, Wire):  # type: ignore[misc]
+    """An aioquic client and a qh3 server."""
+
+
+def qh3_dial(
+    client: LocalCertificate | None, expected: Aid, store: CertificateStore, *, stack: str
+) -> Wire:
+    """A wire to a qh3 server from a client of ``stack``."""
+    if stack == "qh3":
+        return Qh3BothWire(client, expected, store)
+    return AioquicToQh3Wire(client_configuration(client, expected), expected, store)
+
+
+CLIENT_STACKS = ("qh3", "aioquic")
+
+
 def test_the_private_names_we_use_exist() -> None:
     assert callable(Qh3Connection._create_tls)
     assert callable(qh3_tls.Context._client_handle_certificate_verify)
+    assert callable(qh3_tls.Context._server_handle_hello)
+    assert callable(qh3_tls.Context._server_handle_finished)
+    assert callable(qh3_tls.Context._setup_traffic_protection)
+    assert callable(qh3_tls._is_grease_value)
     ctx = qh3_tls.Context(is_client=True)
     assert ctx._peer_certificate is None
+    server = qh3_tls.Context(is_client=False)
+    assert server.state == qh3_tls.State.SERVER_EXPECT_CLIENT_HELLO
+    assert server._receive_buffer == b""
+    assert server._cipher_suites and server._legacy_compression_methods
+    assert server._supported_versions and server._alpn_protocols is None
+    assert server._enc_key is None and server._dec_key is None
     rng = SeededRng(40)
     conn = tls_qh3.qh3_client_connection(None, native(rng).aid, now_wall=lambda: T0)
-    assert conn._handshake_confirmed is False
+    assert conn._handshake_confirmed is False and conn._close_event is None
 
 
 def test_configuration_matches_the_aioquic_client() -> None:
@@ -212,3 +275,186 @@ def test_path_mtu_discovery_grows_packets_beyond_the_safe_minimum() -> None:
     got = [e for e in wire.server_events if isinstance(e, events.StreamDataReceived)]
     assert sum(len(e.data) for e in got) == 300_000
     assert largest > MAX_DATAGRAM_SIZE  # grew only after a probe of that size was acknowledged
+
+
+# ------------------------------------------------------------------------ qh3 as the server
+
+
+@pytest.mark.parametrize("stack", CLIENT_STACKS)
+def test_qh3_server_requires_and_verifies_the_client_certificate(stack: str) -> None:
+    rng = SeededRng(60)
+    alice, node, agent = native(rng), native(rng), delegated(rng)
+    store = CertificateStore.generate(node, agent, now=T0, rng=rng)
+    wire = qh3_dial(local(alice, rng), agent.aid, store, stack=stack)
+    wire.run()
+    server = wire.server
+    assert isinstance(server, tls_qh3.Qh3ServerConnection)
+    assert server.server_name == str(agent.aid) and server.local_identity_aid == agent.aid
+    assert server.handshake_confirmed and wire.client.handshake_confirmed
+    assert server.peer_identity == PeerIdentity(alice.aid, bytes(alice.key.public), None)
+    assert wire.client.peer_identity == PeerIdentity(
+        agent.aid, bytes(agent.key.public), agent.delegation
+    )
+    assert completed(wire.server_events) is not None
+    assert terminated(wire.client_events) is None and terminated(wire.server_events) is None
+
+
+@pytest.mark.parametrize("stack", CLIENT_STACKS)
+def test_qh3_server_is_confirmed_only_after_the_client_certificate(stack: str) -> None:
+    rng = SeededRng(61)
+    alice, bob = native(rng), native(rng)
+    wire = qh3_dial(local(alice, rng), bob.aid, CertificateStore.generate(bob, now=T0, rng=rng),
+                    stack=stack)  # fmt: skip
+    assert wire.to_server() > 0  # ClientHello
+    assert wire.server is not None and wire.server.local_identity_aid == bob.aid
+    # ServerHello ... CertificateRequest ... Finished, whole in one flight: an aioquic
+    # ClientHello is one 1200-byte datagram whose padding qh3 alone would not count towards
+    # the anti-amplification budget, and the flight would stall until the client's PTO
+    assert wire.to_client() > 1
+    assert completed(wire.client_events) is not None
+    assert not wire.server.handshake_confirmed and wire.server.peer_identity is None
+    assert completed(wire.server_events) is None
+    assert wire.to_server() > 0  # Certificate, CertificateVerify, Finished
+    assert wire.server.handshake_confirmed
+    assert wire.server.peer_identity is not None and wire.server.peer_identity.aid == alice.aid
+
+
+@pytest.mark.parametrize("stack", CLIENT_STACKS)
+def test_qh3_server_picks_the_certificate_named_by_sni(stack: str) -> None:
+    rng = SeededRng(62)
+    node, agent1, agent2, caller = native(rng), delegated(rng), delegated(rng), delegated(rng)
+    store = CertificateStore.generate(node, agent1, agent2, now=T0, rng=rng)
+    for target in (agent2, agent1, node):
+        wire = qh3_dial(local(caller, rng), target.aid, store, stack=stack)
+        wire.run()
+        assert wire.server is not None and wire.server.local_identity_aid == target.aid
+        assert wire.client.peer_identity is not None
+        assert wire.client.peer_identity.aid == target.aid
+        assert wire.server.peer_identity == PeerIdentity(
+            caller.aid, bytes(caller.key.public), caller.delegation
+        )
+
+
+@pytest.mark.parametrize("stack", CLIENT_STACKS)
+def test_qh3_server_refuses_a_client_without_certificate(stack: str) -> None:
+    rng = SeededRng(63)
+    node = native(rng)
+    wire = qh3_dial(None, node.aid, CertificateStore.generate(node, now=T0, rng=rng), stack=stack)
+    assert_refused(wire, by_server=True, reason="client certificate required")
+
+
+@pytest.mark.parametrize("stack", CLIENT_STACKS)
+@pytest.mark.parametrize("kind", sorted(BAD_DELEGATIONS))
+def test_qh3_server_refuses_a_bad_client_delegation(stack: str, kind: str) -> None:
+    rng = SeededRng(64)
+    node = native(rng)
+    store = CertificateStore.generate(node, now=T0, rng=rng)
+    wire = qh3_dial(bad_delegation(kind, rng), node.aid, store, stack=stack)
+    assert_refused(wire, by_server=True, reason=BAD_DELEGATIONS[kind])
+    assert completed(wire.client_events) is not None  # the TLS 1.3 trap, as with aioquic
+
+
+@pytest.mark.parametrize("stack", CLIENT_STACKS)
+def test_qh3_server_refuses_a_signature_by_another_key(stack: str) -> None:
+    # the certificate is alice's, the CertificateVerify is signed with some other key
+    rng = SeededRng(65)
+    alice, node = native(rng), native(rng)
+    impostor = LocalCertificate(alice, local(alice, rng).certificate, ed25519_key(rng))
+    wire = qh3_dial(impostor, node.aid, CertificateStore.generate(node, now=T0, rng=rng),
+                    stack=stack)  # fmt: skip
+    assert_refused(wire, by_server=True, reason="bad client CertificateVerify",
+                   code=BAD_SIGNATURE)  # fmt: skip
+
+
+def test_qh3_server_accepts_no_non_ed25519_client() -> None:
+    # a plain aioquic client with a P-256 certificate: the server asks for Ed25519 only
+    rng = SeededRng(66)
+    caller, node = native(rng), native(rng)
+    key = ec.generate_private_key(ec.SECP256R1())
+    config = QuicConfiguration(
+        is_client=True,
+        alpn_protocols=[ALPN],
+        server_name=str(node.aid),
+        verify_mode=ssl.CERT_NONE,
+        certificate=custom_certificate(key),
+        private_key=key,
+    )
+    wire = qh3_dial(local(caller, rng), node.aid,
+                    CertificateStore.generate(node, now=T0, rng=rng), stack="aioquic")  # fmt: skip
+    wire.client = AioquicConnection(configuration=config)  # type: ignore[assignment]
+    wire.client.connect(SERVER_ADDR, now=wire.now)
+    wire.run_to_close()
+    assert wire.server is not None and not wire.server.handshake_confirmed
+    assert wire.server.peer_identity is None
+    assert completed(wire.server_events) is None and terminated(wire.server_events) is not None
+
+
+def test_qh3_server_refuses_a_wrong_alpn() -> None:
+    rng = SeededRng(67)
+    caller, node = native(rng), native(rng)
+    config = client_configuration(local(caller, rng), node.aid)
+    config.alpn_protocols = ["h3"]
+    wire = AioquicToQh3Wire(config, node.aid, CertificateStore.generate(node, now=T0, rng=rng))
+    assert_refused(
+        wire, by_server=True, reason="No common ALPN protocols", code=NO_APPLICATION_PROTOCOL
+    )
+
+
+@pytest.mark.parametrize("stack", CLIENT_STACKS)
+def test_qh3_server_data_both_ways_and_writes_after_close_are_dropped(stack: str) -> None:
+    rng = SeededRng(68)
+    alice, bob = native(rng), native(rng)
+    wire = qh3_dial(local(alice, rng), bob.aid, CertificateStore.generate(bob, now=T0, rng=rng),
+                    stack=stack)  # fmt: skip
+    wire.run()
+    server = wire.server
+    assert isinstance(server, tls_qh3.Qh3ServerConnection)
+    sid = wire.client.get_next_available_stream_id()
+    wire.client.send_stream_data(sid, b"y" * 200_000, end_stream=True)
+    wire.run(max_rounds=200)
+    server.send_stream_data(sid, b"z" * 100_000, end_stream=True)
+    wire.run(max_rounds=200)
+    got = [e for e in wire.server_events if isinstance(e, events.StreamDataReceived)]
+    assert b"".join(e.data for e in got) == b"y" * 200_000 and got[-1].end_stream
+    back = [e for e in wire.client_events if isinstance(e, events.StreamDataReceived)]
+    assert b"".join(e.data for e in back) == b"z" * 100_000 and back[-1].end_stream
+    assert all(type(e).__module__ == events.__name__ for e in wire.server_events)
+    server.close(error_code=0, reason_phrase="bye")
+    server.send_stream_data(sid + 4, b"late")  # qh3's core would raise; aioquic drops it
+    server.reset_stream(sid + 4, 1)
+    server.stop_stream(sid + 4, 1)
+    assert server.pending_send_bytes(sid + 4) == 0
+    wire.run_to_close()
+    assert terminated(wire.client_events) is not None
+
+
+def test_qh3_server_answers_a_real_a2ald_client_hello() -> None:
+    """a2ald 0.3.5 (quic-go) dialled a peer in the captures; its ClientHello (X25519MLKEM768)
+    spans two Initial packets. The qh3 server reads the SNI, falls back to its default
+    certificate (it is not that AID) and answers with its flight."""
+    quic = load_captures("quic")
+    first = bytes.fromhex(quic[0]["hex"])
+    head = pull_quic_header(Buffer(data=first), host_cid_length=8)
+    hello = [
+        data
+        for row in quic
+        if row["src"] == quic[0]["src"]
+        and (data := bytes.fromhex(row["hex"]))
+        and (h := pull_quic_header(Buffer(data=data), host_cid_length=8)).packet_type
+        == QuicPacketType.INITIAL
+        and h.destination_cid == head.destination_cid
+    ]
+    rng = SeededRng(69)
+    store = CertificateStore.generate(native(rng), now=T0, rng=rng)
+    server = tls_qh3.qh3_server_connection(
+        store, original_destination_connection_id=head.destination_cid, now_wall=lambda: T0
+    )
+    for data in hello:
+        server.receive_datagram(data, ("127.0.0.1", 41213), 0.0)
+    sni = server.server_name
+    assert sni is not None and str(Aid.from_str(sni)) == sni
+    assert server.local_identity_aid == store.default.aid
+    assert events.ProtocolNegotiated(alpn_protocol=ALPN) in iter(server.next_event, None)
+    flight = server.datagrams_to_send(0.0)
+    assert sum(len(d) for d, _ in flight) > 1200  # ServerHello ... Finished
+    assert server.peer_identity is None and not server.handshake_confirmed
