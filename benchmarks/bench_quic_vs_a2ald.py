@@ -11,8 +11,8 @@ peer 0. Measured:
   which also opens a local TCP listener) to a fresh a2ald agent each time;
 - single-connection tunnel throughput: 64 MiB pushed through a local TCP tunnel to a TCP sink
   behind the remote agent: ours→ours vs a2ald→a2ald, ours→a2ald; ceilings beside it: loopback
-  TCP and one-datagram-per-sendto UDP (1200-byte datagrams). Our dialling side runs once with
-  each outbound QUIC stack (qh3, the default, and aioquic); our accepting side is aioquic;
+  TCP and one-datagram-per-sendto UDP (1200-byte datagrams). Ours runs with each QUIC stack
+  on each side (qh3, the default both ways, and aioquic);
 - RSS per open connection (ours: 100 extra connections in one process).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import socket
 import statistics
 import sys
@@ -197,26 +198,31 @@ async def main() -> None:
             tg.start_soon(listener.serve, functools.partial(sink, state))
             cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
             dialers: dict[str, Node] = {}
+            acceptors: dict[str, Node] = {}
             async with contextlib.AsyncExitStack() as stack:
-                for name in peer.OUTBOUND_STACKS:  # one dialling node per outbound stack
-                    peer.DEFAULT_OUTBOUND_STACK = name
+                for name in peer.QUIC_STACKS:  # one dialling and one accepting node per stack
+                    peer.DEFAULT_OUTBOUND_STACK = peer.DEFAULT_INBOUND_STACK = name
                     dialers[name] = await stack.enter_async_context(Node(cfg))
-                b = await stack.enter_async_context(Node(cfg))
-                a = dialers["qh3"]
-                await b.publish()
-                b.serve(service_tcp=f"127.0.0.1:{port}")
+                    acceptors[name] = await stack.enter_async_context(Node(cfg))
+                    await acceptors[name].publish()
+                    acceptors[name].serve(service_tcp=f"127.0.0.1:{port}")
+                peer.DEFAULT_OUTBOUND_STACK = peer.DEFAULT_INBOUND_STACK = "qh3"
+                a, b = dialers["qh3"], acceptors["qh3"]
                 url = f"quic://127.0.0.1:{b.local_addr[1]}"
 
                 # -- first connect, ours: fresh remote identities, so no pooling
                 ours: dict[str, list[float]] = {}
-                for name, dialer in dialers.items():
-                    ours[name] = []
+                for (name, dialer), (accepting, acceptor) in itertools.product(
+                    dialers.items(), acceptors.items()
+                ):
+                    row = ours[f"{name} dials, {accepting} accepts"] = []
+                    to = f"quic://127.0.0.1:{acceptor.local_addr[1]}"
                     for _ in range(REPS):
                         agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
-                        b.add_identity(agent)
+                        acceptor.add_identity(agent)
                         t = time.perf_counter()
-                        pc = await dialer.connect(agent.aid, endpoints=[url])
-                        ours[name].append((time.perf_counter() - t) * 1000)
+                        pc = await dialer.connect(agent.aid, endpoints=[to])
+                        row.append((time.perf_counter() - t) * 1000)
                         pc.close()
                 # -- a2ald: fresh agents on p0, p1 connects once to each
                 aids = []
@@ -242,15 +248,18 @@ async def main() -> None:
                 print("| first connect ms | ours p50 | ours p95 | a2ald p50 | a2ald p95 | ratio |")
                 for name, xs in ours.items():
                     o50, o95 = pct(xs, 50), pct(xs, 95)
-                    print(f"| {name} dials | {o50:.2f} | {o95:.2f} | {t50:.2f} | {t95:.2f} "
+                    print(f"| {name} | {o50:.2f} | {o95:.2f} | {t50:.2f} | {t95:.2f} "
                           f"| {o50 / t50:.2f}× |")  # fmt: skip
 
                 # -- tunnel throughput: ours→ours per dialling stack, a2ald→a2ald, ours→a2ald
                 for name, dialer in dialers.items():
-                    tun = await dialer.tunnel(b.aid, endpoints=[url])
-                    mbs = [await push_through(tun.addr, state) for _ in range(3)]
-                    await tun.aclose()
-                    print(f"tunnel MB/s ours→ours, {name} dials: {runs(mbs)}")
+                    for accepting, acceptor in acceptors.items():
+                        to = f"quic://127.0.0.1:{acceptor.local_addr[1]}"
+                        tun = await dialer.tunnel(acceptor.aid, endpoints=[to])
+                        mbs = [await push_through(tun.addr, state) for _ in range(3)]
+                        await tun.aclose()
+                        print(f"tunnel MB/s ours→ours, {name} dials, {accepting} accepts: "
+                              f"{runs(mbs)}")  # fmt: skip
                 t2 = await thread(p1.post, f"/tunnel/{aids[0]}", {})
                 host, tport = t2["listen"].rsplit(":", 1)
                 theirs_mbs = [await push_through((host, int(tport)), state) for _ in range(3)]

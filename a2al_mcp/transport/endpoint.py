@@ -171,6 +171,9 @@ class UdpEndpoint:
         self._clock = clock
         self._dht = dht
         self._quic = quic
+        self._quic_batch: Callable[[list[tuple[bytes, Addr]], float], None] | None = getattr(
+            quic, "receive_datagrams", None
+        )  # a QUIC core that takes a whole batch (QuicHost) pays per batch, not per datagram
         self._cores: tuple[tuple[str, DatagramCore[object]], ...] = tuple(
             (name, core) for name, core in (("dht", dht), ("quic", quic)) if core is not None
         )
@@ -347,6 +350,8 @@ class UdpEndpoint:
         max_batch = self._max_batch
         dispatch = self._dispatch
         monotonic = self._clock.monotonic
+        normalise = self._normalise
+        quic_batch: list[tuple[bytes, Addr]] = []
         task_status.started()
         while True:
             await anyio.wait_readable(sock)
@@ -362,14 +367,30 @@ class UdpEndpoint:
                     self._log_limited("recv", "endpoint.recv_error error=%r", exc)
                     break
                 count += 1
-                dispatch(data, raw_addr, now)
+                if data and data[0] & _QUIC_FIXED_BIT and self._quic_batch is not None:
+                    # the bulk of the traffic: QUIC (no STUN/echo), handed over per batch
+                    quic_batch.append((data, normalise(raw_addr)))
+                else:
+                    dispatch(data, raw_addr, now)
+            if quic_batch:
+                self._received_quic += len(quic_batch)
+                self._receive_quic_batch(quic_batch, now)
+                quic_batch = []
             if count:
+                self._received += count
                 self._batches += 1
                 self._flush(monotonic())
 
+    def _receive_quic_batch(self, batch: list[tuple[bytes, Addr]], now: float) -> None:
+        assert self._quic_batch is not None
+        try:
+            self._quic_batch(batch, now)
+        except Exception as exc:  # the rest of the batch is lost, as if the network dropped it
+            self._core_errors += 1
+            self._log_limited("core", "endpoint.core_error kind=quic error=%r", exc, exc_info=True)
+
     def _dispatch(self, data: bytes, raw_addr: Any, now: float) -> None:
-        self._received += 1
-        if data and data[0] & _QUIC_FIXED_BIT:  # the bulk of the traffic: QUIC, no STUN/echo
+        if data and data[0] & _QUIC_FIXED_BIT:  # QUIC, no STUN/echo
             quic = self._quic
             if quic is not None:
                 self._received_quic += 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from _buffer
 from aioquic.quic import events as qe
@@ -60,6 +60,12 @@ class SansIoConnection(Protocol):
     def handle_timer(self, now: float) -> None: ...
 
     def next_event(self) -> qe.QuicEvent | None: ...
+
+
+class _BatchConnection(SansIoConnection, Protocol):
+    """A connection that takes several datagrams from one address at once (qh3's)."""
+
+    def receive_many_datagrams(self, datagrams: list[bytes], addr: Any, now: float) -> None: ...
 
 
 class _DataRun:
@@ -198,6 +204,44 @@ class QuicHost:
                 if conn is None:
                     return
         conn.receive_datagram(data, addr, now)
+        self._drain(conn)
+
+    def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
+        """:meth:`receive_datagram` for a batch read in one wake-up (one ``now``).
+
+        Consecutive short-header datagrams of one connection from one address go to it in
+        one ``receive_many_datagrams`` call where the connection has one (qh3: its core
+        takes the whole run), and its events are drained once per run. A connection error
+        stops the batch (the rest is lost, as if the network dropped it)."""
+        cid_length = self._cid_length
+        by_cid = self._by_cid
+        run: list[bytes] = []
+        run_conn: SansIoConnection | None = None
+        run_addr: Addr | None = None
+        for data, addr in datagrams:
+            conn = None
+            if data and not data[0] & _LONG_HEADER:
+                conn = by_cid.get(data[1 : 1 + cid_length])
+            if conn is not None and conn is run_conn and addr == run_addr:
+                run.append(data)
+                continue
+            if run_conn is not None:
+                self._receive_run(run_conn, run, run_addr, now)
+                run_conn = None
+            if conn is not None and hasattr(conn, "receive_many_datagrams"):
+                run, run_conn, run_addr = [data], conn, addr
+            else:
+                self.receive_datagram(data, addr, now)
+        if run_conn is not None:
+            self._receive_run(run_conn, run, run_addr, now)
+
+    def _receive_run(
+        self, conn: SansIoConnection, run: list[bytes], addr: Addr | None, now: float
+    ) -> None:
+        if len(run) == 1:
+            conn.receive_datagram(run[0], addr, now)
+        else:
+            cast(_BatchConnection, conn).receive_many_datagrams(run, addr, now)
         self._drain(conn)
 
     def _accept(

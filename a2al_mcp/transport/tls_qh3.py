@@ -52,6 +52,9 @@ qh3 private names (checked against qh3 2.1.0; the tests cover every one of them)
 * ``QuicConnection._call_core``, ``_core``, ``_configuration``, ``_handshake_complete`` and
   ``qh3._hazmat.pull_quic_header`` — in :class:`Qh3ServerConnection`'s mending of qh3's
   anti-amplification stall (credit whole datagrams; "capacity exhausted" means wait);
+* ``QuicConnection._core`` (its ``poll_transmit`` and ``receive_many_datagrams``),
+  ``_drain_core``, ``_quic_logger``, ``_log_datagram`` and ``_log_packets`` — in the
+  per-datagram paths, which skip qh3's logging work when there is no logger;
 * ``qh3._hazmat`` (``Buffer``, ``Certificate``, ``Ed25519PrivateKey``, the key exchanges)
   and ``qh3.tls._is_grease_value`` — building blocks of the server handshake.
 """
@@ -88,8 +91,10 @@ try:
     from qh3 import _hazmat as qh3_hazmat
     from qh3 import tls as qh3_tls
     from qh3.quic import events as qh3_events
+    from qh3.quic import packet as qh3_packet
     from qh3.quic.configuration import QuicConfiguration as Qh3Configuration
     from qh3.quic.connection import QuicConnection as Qh3Connection
+    from qh3.quic.connection import QuicConnectionError as Qh3ConnectionError
 except ImportError:  # pragma: no cover - qh3 is a dependency; this keeps the node usable
     AVAILABLE = False
 else:
@@ -484,6 +489,53 @@ if AVAILABLE:
             if self._close_event is None:
                 super().stop_stream(stream_id, error_code)
 
+        # -- the per-datagram paths, without qh3's Python overhead ------------------------
+
+        def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+            """As qh3's, which also parses every packet header again to log it, even
+            without a logger (a sixth of a sending process)."""
+            core = self._core
+            if core is None:
+                return []
+            out: list[tuple[bytes, Any]] = []
+            poll = core.poll_transmit
+            try:
+                while (transmit := poll(now)) is not None:
+                    out.append((transmit[0], transmit[1]))
+                    if self._quic_logger is not None:
+                        self._log_datagram("datagrams_sent", transmit[0])
+                        self._log_packets("packet_sent", transmit[0])
+            except RuntimeError as exc:
+                if not self._a2al_wait_on(exc):
+                    raise Qh3ConnectionError(qh3_packet.QuicErrorCode.INTERNAL_ERROR, None,
+                                             str(exc)) from exc  # fmt: skip
+            return out
+
+        def _a2al_wait_on(self, exc: RuntimeError) -> bool:
+            """Whether an error of the core's ``poll_transmit`` only means "not now"."""
+            return False
+
+        def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+            core = self._core
+            if core is None or not self._handshake_complete or self._quic_logger is not None:
+                super().receive_datagram(data, addr, now)
+                return
+            # once the handshake is done, as qh3's receive_many_datagrams: the core takes the
+            # whole datagram (no Python split into packets, no per-packet header parse)
+            self._call_core(core.receive_many_datagrams, [data], addr, now)
+            self._drain_core()
+
+        def receive_many_datagrams(self, datagrams: list[bytes], addr: Any, now: float) -> None:
+            """Several datagrams from ``addr``: after the handshake the core takes them in
+            one call; before it, one by one (as qh3's own)."""
+            core = self._core
+            if core is None or not self._handshake_complete or self._quic_logger is not None:
+                for data in datagrams:
+                    self.receive_datagram(data, addr, now)
+                return
+            self._call_core(core.receive_many_datagrams, datagrams, addr, now)
+            self._drain_core()
+
         def next_event(self) -> Any:
             event = super().next_event()
             if event is None:
@@ -595,8 +647,12 @@ if AVAILABLE:
                 self._a2al_rx = None
 
         def _call_core(self, operation: Callable[..., Any], *args: Any) -> Any:
-            core, rx = self._core, self._a2al_rx
-            if core is not None and rx is not None and operation == core.receive_datagram:
+            rx = self._a2al_rx
+            if (
+                rx is not None
+                and self._core is not None
+                and operation == self._core.receive_datagram
+            ):
                 data, offset = rx
                 if offset >= len(data):  # the trailing bytes, already handed in: a no-op
                     return (1, len(args[0]), 0, 0, 0, 0)
@@ -604,18 +660,10 @@ if AVAILABLE:
                 if end < len(data) and not self._a2al_is_packet(data, end):
                     rx[1] = len(data)
                     args = (data[offset:], *args[1:])
-            elif (
-                core is not None
-                and not self._handshake_complete
-                and operation == core.poll_transmit
-            ):
-                try:
-                    return operation(*args)
-                except RuntimeError as exc:
-                    if str(exc) != _CAPACITY_EXHAUSTED:
-                        raise
-                    return None
             return super()._call_core(operation, *args)
+
+        def _a2al_wait_on(self, exc: RuntimeError) -> bool:
+            return not self._handshake_complete and str(exc) == _CAPACITY_EXHAUSTED
 
         def _a2al_is_packet(self, data: bytes, offset: int) -> bool:
             try:
