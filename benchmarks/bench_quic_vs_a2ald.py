@@ -13,13 +13,14 @@ peer 0. Measured:
   behind the remote agent: ours→ours vs a2ald→a2ald, ours→a2ald; ceilings beside it: loopback
   TCP and one-datagram-per-sendto UDP (1200-byte datagrams). Ours runs with each QUIC stack
   on each side (qh3, the default both ways, and aioquic);
-- RSS per open connection (ours: 100 extra connections in one process).
+- RSS per open connection (ours: 300 extra connections in one process, both ends).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import socket
 import statistics
@@ -38,6 +39,8 @@ from a2al_mcp.testing.a2ald import A2aldNetwork, check_sealed
 from a2al_mcp.transport import peer
 
 REPS = 20
+CONNS = 300
+"""Extra connections for the RSS measure (both ends in this process)."""
 PUSH = 64 * 1024 * 1024
 
 
@@ -282,15 +285,18 @@ async def main() -> None:
                           f"{runs(sep_mbs)}")  # fmt: skip
 
                 # -- RSS per open connection
-                before = rss_kib()
-                extra = []
-                for _ in range(100):
-                    agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+                agents = [DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+                          for _ in range(CONNS)]  # fmt: skip
+                for agent in agents:
                     a.add_identity(agent)
-                    extra.append(await a.connect(b.aid, local=agent.aid, endpoints=[url]))
+                gc.collect()
+                before = rss_kib()
+                extra = [await a.connect(b.aid, local=agent.aid, endpoints=[url])
+                         for agent in agents]  # fmt: skip
+                gc.collect()
                 after = rss_kib()
                 live = sum(1 for pc in extra if pc.ready)
-                print(f"RSS per open connection: {(after - before) / 100:.1f} KiB "
+                print(f"RSS per open connection: {(after - before) / CONNS:.1f} KiB "
                       f"({live} live, both ends in one process)")  # fmt: skip
             tg.cancel_scope.cancel()
 

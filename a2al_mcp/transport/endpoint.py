@@ -69,6 +69,8 @@ GSO_MAX_BYTES: Final = 65_000
 
 _SOL_UDP: Final = 17
 _UDP_SEGMENT: Final = 103  # linux/udp.h; the socket module has no name for it in 3.11
+_UDP_GRO: Final = 104  # linux/udp.h: receive runs of datagrams coalesced, with their size
+_GRO_ANCILLARY: Final = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 _GSO_UNSUPPORTED: Final = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 _QUIC_FIXED_BIT: Final = 0x40
 """A datagram with this bit in byte 0 can be neither an echo probe nor STUN (demux.py)."""
@@ -106,6 +108,8 @@ class EndpointStatistics:
     """Exceptions raised by the ``on_events`` callback; each one is swallowed."""
     batches: int
     """Wake-ups of the receive loop that read at least one datagram."""
+    gro_reads: int
+    """Reads that returned several datagrams coalesced by the kernel (UDP GRO)."""
     timer_fires: int
     """Calls of ``handle_timer`` on a core."""
 
@@ -143,6 +147,9 @@ class UdpEndpoint:
         max_batch: datagrams read per readiness wake-up before flushing.
         gso: send runs of equal-sized datagrams with UDP GSO where the platform has it
             (Linux); False always sends one datagram per ``sendto``.
+        gro: let the kernel hand over runs of datagrams from one sender in one read (UDP
+            GRO, Linux), split here into the datagrams they were; False reads one datagram
+            per ``recvfrom``.
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class UdpEndpoint:
         echo: bool = False,
         max_batch: int = 64,
         gso: bool = True,
+        gro: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -181,6 +189,7 @@ class UdpEndpoint:
         self._echo = echo
         self._max_batch = max_batch
         self._gso = gso and sys.platform == "linux" and hasattr(socket.socket, "sendmsg")
+        self._gro = gro and sys.platform == "linux" and _GRO_ANCILLARY > 0
 
         self._state = _State.UNOPENED
         self._sock: socket.socket | None = None
@@ -209,6 +218,7 @@ class UdpEndpoint:
         self._core_errors = 0
         self._callback_errors = 0
         self._batches = 0
+        self._gro_reads = 0
         self._timer_fires = 0
 
     # ------------------------------------------------------------------ lifetime
@@ -271,6 +281,11 @@ class UdpEndpoint:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            if self._gro:
+                try:
+                    sock.setsockopt(_SOL_UDP, _UDP_GRO, 1)
+                except OSError:
+                    self._gro = False
             sock.bind(self._bind)
         except BaseException:
             sock.close()
@@ -338,6 +353,7 @@ class UdpEndpoint:
             core_errors=self._core_errors,
             callback_errors=self._callback_errors,
             batches=self._batches,
+            gro_reads=self._gro_reads,
             timer_fires=self._timer_fires,
         )
 
@@ -346,7 +362,7 @@ class UdpEndpoint:
     async def _receive_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         sock = self._sock
         assert sock is not None
-        recvfrom = sock.recvfrom
+        recvfrom = self._recv_gro if self._gro else sock.recvfrom
         max_batch = self._max_batch
         dispatch = self._dispatch
         monotonic = self._clock.monotonic
@@ -366,6 +382,16 @@ class UdpEndpoint:
                     self._recv_errors += 1
                     self._log_limited("recv", "endpoint.recv_error error=%r", exc)
                     break
+                if isinstance(data, list):  # a GRO run: several datagrams of one sender
+                    count += len(data)
+                    self._gro_reads += 1
+                    if data[0] and data[0][0] & _QUIC_FIXED_BIT and self._quic_batch is not None:
+                        addr = normalise(raw_addr)
+                        quic_batch.extend((d, addr) for d in data)
+                    else:
+                        for d in data:
+                            dispatch(d, raw_addr, now)
+                    continue
                 count += 1
                 if data and data[0] & _QUIC_FIXED_BIT and self._quic_batch is not None:
                     # the bulk of the traffic: QUIC (no STUN/echo), handed over per batch
@@ -380,6 +406,18 @@ class UdpEndpoint:
                 self._received += count
                 self._batches += 1
                 self._flush(monotonic())
+
+    def _recv_gro(self, size: int) -> tuple[bytes | list[bytes], Any]:
+        """One read: a datagram, or the list of equal-sized datagrams (the last may be
+        shorter) the kernel coalesced from one sender."""
+        assert self._sock is not None
+        data, ancillary, _flags, raw_addr = self._sock.recvmsg(size, _GRO_ANCILLARY)
+        for level, kind, value in ancillary:
+            if level == _SOL_UDP and kind == _UDP_GRO:
+                (segment,) = struct.unpack("@i", value[:4])
+                if 0 < segment < len(data):
+                    return [data[i : i + segment] for i in range(0, len(data), segment)], raw_addr
+        return data, raw_addr
 
     def _receive_quic_batch(self, batch: list[tuple[bytes, Addr]], now: float) -> None:
         assert self._quic_batch is not None

@@ -1,4 +1,5 @@
-"""UdpEndpoint sends runs of equal-sized datagrams with UDP GSO, and falls back without it."""
+"""UdpEndpoint sends runs of equal-sized datagrams with UDP GSO, receives them coalesced with UDP
+GRO and splits them again, and falls back without either."""
 
 from __future__ import annotations
 
@@ -61,26 +62,30 @@ def _run(n: int, last: int) -> list[Datagram]:
     return out
 
 
-async def _exchange(*, gso: bool, count: int) -> tuple[list[bytes], list[bytes], Any]:
+async def _exchange(
+    *, gso: bool, count: int, gro: bool = True, first: int = 0x41
+) -> tuple[list[bytes], list[bytes], Any, Any]:
+    """``count`` datagrams from endpoint A (its ``quic`` core) to endpoint B, whose ``dht``
+    and ``quic`` cores record what arrives; ``first`` is their first byte (0x41: QUIC)."""
     clock = SystemClock()
     a, b = Core(), Core(want=count, done=anyio.Event())
     async with (
         UdpEndpoint(LOOPBACK, clock=clock, quic=a, gso=gso) as ep_a,
-        UdpEndpoint(LOOPBACK, clock=clock, quic=b) as ep_b,
+        UdpEndpoint(LOOPBACK, clock=clock, quic=b, dht=b, gro=gro) as ep_b,
     ):
-        sent = [(d, ep_b.local_addr) for d, _ in _run(count, 700)]
+        sent = [(bytes([first]) + d[1:], ep_b.local_addr) for d, _ in _run(count, 700)]
         a.outbox = list(sent)
         ep_a.flush()
         assert b.done is not None
         with anyio.fail_after(5):
             await b.done.wait()
-        return [d for d, _ in sent], b.received, ep_a.statistics()
+        return [d for d, _ in sent], b.received, ep_a.statistics(), ep_b.statistics()
 
 
 @pytest.mark.anyio
 async def test_a_run_arrives_as_separate_datagrams_in_order() -> None:
     count = GSO_MAX_SEGMENTS + 10  # more than one GSO send
-    sent, received, stats = await _exchange(gso=True, count=count)
+    sent, received, stats, _ = await _exchange(gso=True, count=count)
     assert received == sent
     assert stats.sent == count and stats.send_errors == 0
     if sys.platform == "linux":
@@ -89,9 +94,28 @@ async def test_a_run_arrives_as_separate_datagrams_in_order() -> None:
 
 @pytest.mark.anyio
 async def test_without_gso_every_datagram_is_its_own_send() -> None:
-    sent, received, stats = await _exchange(gso=False, count=20)
+    sent, received, stats, _ = await _exchange(gso=False, count=20)
     assert received == sent
     assert stats.sent == 20 and stats.gso_sends == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("first", [0x41, 0x00], ids=["quic", "not quic"])
+async def test_a_coalesced_run_is_split_into_its_datagrams(first: int) -> None:
+    # on loopback a GSO send reaches a GRO socket as one buffer: the receiver splits it
+    count = GSO_MAX_SEGMENTS + 10
+    sent, received, _, stats = await _exchange(gso=True, count=count, first=first)
+    assert received == sent
+    assert stats.received == count
+    if sys.platform == "linux":
+        assert stats.gro_reads >= 1
+
+
+@pytest.mark.anyio
+async def test_without_gro_every_datagram_is_its_own_read() -> None:
+    sent, received, _, stats = await _exchange(gso=True, count=30, gro=False)
+    assert received == sent
+    assert stats.received == 30 and stats.gro_reads == 0
 
 
 class _NoGsoSocket:
