@@ -144,7 +144,8 @@ class UdpEndpoint:
         on_events: called with ``(core_name, event)`` for every event a core emits. Without
             it, events are drained and discarded (so they cannot pile up).
         echo: answer a2ald-style UDP echo probes (``00 EC`` …) verbatim.
-        max_batch: datagrams read per readiness wake-up before flushing.
+        max_batch: datagrams read per readiness wake-up before flushing (a GRO read
+            counts all its datagrams and may go past it).
         gso: send runs of equal-sized datagrams with UDP GSO where the platform has it
             (Linux); False always sends one datagram per ``sendto``.
         gro: let the kernel hand over runs of datagrams from one sender in one read (UDP

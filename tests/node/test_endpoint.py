@@ -290,10 +290,10 @@ async def test_max_batch_one_still_delivers_everything(clock: SystemClock) -> No
     core_a, core_b, events_a = EchoCore(), EchoCore(), Events()
     async with (
         UdpEndpoint(LOOPBACK, clock=clock, dht=core_a, on_events=events_a) as ep_a,
-        UdpEndpoint(LOOPBACK, clock=clock, dht=core_b, max_batch=1) as ep_b,
+        UdpEndpoint(LOOPBACK, clock=clock, dht=core_b, max_batch=1, gro=False) as ep_b,
     ):
         await _ping_pong(core_a, ep_a, ep_b.local_addr, events_a, 50)
-        assert ep_b.statistics().batches == 50
+        assert ep_b.statistics().batches == 50  # (one GRO read may hold several)
 
 
 # ---------------------------------------------------------------------------- robustness
