@@ -811,23 +811,29 @@ def test_handshake_survives_a_retry() -> None:
 # ------------------------------------------------------------------------ a2ald's ClientHello
 
 
+def a2ald_client_hello() -> tuple[bytes, list[bytes]]:
+    """The first connection a2ald 0.3.5 dialled in the captures: the DCID of its first
+    Initial and the Initial datagrams that carry its ClientHello."""
+    quic = load_captures("quic")
+    head = pull_quic_header(Buffer(data=bytes.fromhex(quic[0]["hex"])), host_cid_length=8)
+    hello = []
+    for row in quic:
+        data = bytes.fromhex(row["hex"])
+        header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+        if (
+            row["src"] == quic[0]["src"]
+            and header.packet_type == QuicPacketType.INITIAL
+            and header.destination_cid == head.destination_cid
+        ):
+            hello.append(data)
+    return head.destination_cid, hello
+
+
 def test_server_reads_the_sni_of_a_real_a2ald_client_hello() -> None:
     """a2ald 0.3.5 (quic-go) dialled a peer in the captures; its ClientHello spans two
     Initial packets. Our server parses it, reads the AID in the SNI, falls back to its
     default certificate (it is not that AID) and asks for a client certificate."""
-    quic = load_captures("quic")
-    first = bytes.fromhex(quic[0]["hex"])
-    head = pull_quic_header(Buffer(data=first), host_cid_length=8)
-    hello = [
-        data
-        for row in quic
-        if row["src"] == quic[0]["src"]
-        and (data := bytes.fromhex(row["hex"]))
-        and pull_quic_header(Buffer(data=data), host_cid_length=8).packet_type
-        == QuicPacketType.INITIAL
-        and pull_quic_header(Buffer(data=data), host_cid_length=8).destination_cid
-        == head.destination_cid
-    ]
+    dcid, hello = a2ald_client_hello()
     assert len(hello) == 2
 
     rng = SeededRng(40)
@@ -836,7 +842,7 @@ def test_server_reads_the_sni_of_a_real_a2ald_client_hello() -> None:
         configuration=server_configuration(store),
         now_wall=lambda: T0,
         store=store,
-        original_destination_connection_id=head.destination_cid,
+        original_destination_connection_id=dcid,
     )
     for data in hello:
         server.receive_datagram(data, ("127.0.0.1", 41213), 0.0)

@@ -13,7 +13,7 @@ from aioquic.buffer import Buffer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection as AioquicConnection
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from aioquic.quic.packet import pull_quic_header
 from cryptography.hazmat.primitives.asymmetric import ec
 from qh3 import tls as qh3_tls
 from qh3.quic import events as qh3_events
@@ -33,7 +33,6 @@ from a2al_mcp.transport.tls import (
     client_configuration,
     pending_send_bytes,
 )
-from tests.conftest import load_captures
 from tests.unit.transport.test_tls import (
     BAD_DELEGATIONS,
     CLIENT_ADDR,
@@ -42,6 +41,7 @@ from tests.unit.transport.test_tls import (
     SERVER_ADDR,
     T0,
     Wire,
+    a2ald_client_hello,
     assert_refused,
     bad_delegation,
     completed,
@@ -432,22 +432,11 @@ def test_qh3_server_answers_a_real_a2ald_client_hello() -> None:
     """a2ald 0.3.5 (quic-go) dialled a peer in the captures; its ClientHello (X25519MLKEM768)
     spans two Initial packets. The qh3 server reads the SNI, falls back to its default
     certificate (it is not that AID) and answers with its flight."""
-    quic = load_captures("quic")
-    first = bytes.fromhex(quic[0]["hex"])
-    head = pull_quic_header(Buffer(data=first), host_cid_length=8)
-    hello = [
-        data
-        for row in quic
-        if row["src"] == quic[0]["src"]
-        and (data := bytes.fromhex(row["hex"]))
-        and (h := pull_quic_header(Buffer(data=data), host_cid_length=8)).packet_type
-        == QuicPacketType.INITIAL
-        and h.destination_cid == head.destination_cid
-    ]
+    dcid, hello = a2ald_client_hello()
     rng = SeededRng(69)
     store = CertificateStore.generate(native(rng), now=T0, rng=rng)
     server = tls_qh3.qh3_server_connection(
-        store, original_destination_connection_id=head.destination_cid, now_wall=lambda: T0
+        store, original_destination_connection_id=dcid, now_wall=lambda: T0
     )
     for data in hello:
         server.receive_datagram(data, ("127.0.0.1", 41213), 0.0)
