@@ -1,9 +1,12 @@
-"""Outbound QUIC to a2ald with each dialling stack (qh3 by default, aioquic as well).
+"""QUIC with a2ald on each of our stacks, both ways (qh3 by default, aioquic as well).
 
-The outbound cases of test_quic_interop run here again with aioquic dialling, so both stacks
-stay proven against the reference daemon: fetch and tunnel to an a2ald agent (plain and
-delegated local identities), a wrong AID refused by our client, and our missing client
-certificate refused by a2ald.
+test_quic_interop runs on the default stacks; its cases run here again with aioquic dialling
+(fetch and tunnel to an a2ald agent with plain and delegated local identities, a wrong AID
+refused by our client, our missing client certificate refused by a2ald) and with aioquic
+accepting (a2ald fetching our HTTP handler and tunnelling to our service, plain and delegated
+on both sides), so both stacks stay proven against the reference daemon. The inbound checks
+refuse a2ald's own connections never; the server-side refusals of bad client certificates
+are tested against each stack in tests/unit/transport (a2ald cannot present a bad one).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from a2al_mcp.identity import Aid
 from a2al_mcp.testing.a2ald import A2aldNetwork
 from a2al_mcp.transport import peer
 from a2al_mcp.transport.tls import A2ALQuicConnection
+from a2al_mcp.transport.tls_qh3 import Qh3ServerConnection
 
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
@@ -37,6 +41,20 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
 @pytest.fixture
 def aioquic_dialer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(peer, "DEFAULT_OUTBOUND_STACK", "aioquic")
+
+
+@pytest.fixture(params=["qh3", "aioquic"])
+def acceptor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    name: str = request.param
+    if name == "qh3" and not peer.QH3_AVAILABLE:
+        pytest.skip("qh3 is not installed")
+    monkeypatch.setattr(peer, "DEFAULT_INBOUND_STACK", name)
+    return name
+
+
+@pytest.fixture
+def aioquic_acceptor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peer, "DEFAULT_INBOUND_STACK", "aioquic")
 
 
 async def test_the_dialling_stack_is_the_one_chosen(a2ald_net: A2aldNetwork, stack: str) -> None:
@@ -66,3 +84,32 @@ async def test_a2ald_refuses_an_aioquic_client_without_certificate(
     a2ald_net: A2aldNetwork, aioquic_dialer: None
 ) -> None:
     await base.test_a2ald_refuses_a_client_without_certificate(a2ald_net)
+
+
+async def test_the_accepting_stack_is_the_one_chosen(
+    a2ald_net: A2aldNetwork, acceptor: str
+) -> None:
+    p0, p2 = a2ald_net.peers[0], a2ald_net.peers[2]
+    with anyio.fail_after(60):
+        async with base.our_node(p0.listen_addr) as node:
+            await node.publish()
+            node.serve(handler=base.echo)
+            await base.poll(lambda: p2.resolve(str(node.aid)), bool, 30, "a2ald resolving us")
+            await base.call(p2.post, f"/connect/{node.aid}", {})
+            inbound = [pc for pc in node.connections() if not pc.is_dialer]
+            assert [pc.peer_aid for pc in inbound] == [Aid.from_str(p2.node_aid)]
+            assert isinstance(inbound[0].conn, A2ALQuicConnection) == (acceptor == "aioquic")
+            if acceptor == "qh3":
+                assert isinstance(inbound[0].conn, Qh3ServerConnection)
+
+
+async def test_a2ald_fetches_our_http_handler_on_aioquic(
+    a2ald_net: A2aldNetwork, aioquic_acceptor: None
+) -> None:
+    await base.test_a2ald_fetches_our_http_handler(a2ald_net)
+
+
+async def test_a2ald_tunnels_to_our_service_on_aioquic(
+    a2ald_net: A2aldNetwork, aioquic_acceptor: None
+) -> None:
+    await base.test_a2ald_tunnels_to_our_service(a2ald_net)
