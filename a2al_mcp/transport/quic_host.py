@@ -271,8 +271,8 @@ class QuicHost:
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out: list[Datagram] = []
         for conn in list(self._cids):
-            for data, addr in conn.datagrams_to_send(now):
-                out.append((data, (addr[0], addr[1])))
+            # connections hand back the (host, port) tuples they were given
+            out.extend(conn.datagrams_to_send(now))
             self._drain(conn)
         return out
 
