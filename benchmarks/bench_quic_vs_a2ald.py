@@ -10,7 +10,8 @@ peer 0. Measured:
   ours ``Node.connect`` to a fresh remote identity vs a2ald ``POST /connect/{aid}`` (REST,
   which also opens a local TCP listener) to a fresh a2ald agent each time;
 - single-connection tunnel throughput: 64 MiB pushed through a local TCP tunnel to a TCP sink
-  behind the remote agent: ours→ours vs a2ald→a2ald, ours→a2ald; ceilings beside it: loopback
+  behind the remote agent (and, for the default stacks and a2ald, 64 MiB pulled the other
+  way: the accepting side sends): ours→ours vs a2ald→a2ald, ours→a2ald; ceilings: loopback
   TCP and one-datagram-per-sendto UDP (1200-byte datagrams). Ours runs with each QUIC stack
   on each side (qh3, the default both ways, and aioquic);
 - RSS per open connection (ours: 300 extra connections in one process, both ends).
@@ -42,6 +43,8 @@ REPS = 20
 CONNS = 300
 """Extra connections for the RSS measure (both ends in this process)."""
 PUSH = 64 * 1024 * 1024
+PULL = b"PULL"
+"""Sent first through a tunnel: the sink answers with PUSH bytes (the serving side sends)."""
 
 
 def rss_kib() -> int:
@@ -58,12 +61,20 @@ async def sink_server() -> tuple[anyio.abc.SocketListener, int, dict[str, Any]]:
 
 
 async def sink(state: dict[str, Any], client: anyio.abc.SocketStream) -> None:
+    """Counts what it receives; a connection that starts with PULL gets PUSH bytes back."""
     async with client:
         try:
+            data = await client.receive(1 << 20)
+            if data == PULL:
+                chunk = b"\x5a" * (256 * 1024)
+                for _ in range(PUSH // len(chunk)):
+                    await client.send(chunk)
+                return
             while True:
-                state["bytes"] += len(await client.receive(1 << 20))
+                state["bytes"] += len(data)
                 if state["bytes"] >= PUSH:
                     state["done"].set()
+                data = await client.receive(1 << 20)
         except (anyio.EndOfStream, anyio.BrokenResourceError):
             pass
 
@@ -77,6 +88,18 @@ async def push_through(addr: tuple[str, int], state: dict[str, Any]) -> float:
             await tcp.send(chunk)
         with anyio.fail_after(300):
             await state["done"].wait()
+    return PUSH / (time.perf_counter() - t) / 1e6
+
+
+async def pull_through(addr: tuple[str, int]) -> float:
+    """The other direction: the service behind the tunnel sends PUSH bytes."""
+    got = 0
+    t = time.perf_counter()
+    async with await anyio.connect_tcp(*addr) as tcp:
+        await tcp.send(PULL)
+        with anyio.fail_after(300):
+            while got < PUSH:
+                got += len(await tcp.receive(1 << 20))
     return PUSH / (time.perf_counter() - t) / 1e6
 
 
@@ -163,7 +186,7 @@ def runs(xs: list[float]) -> str:
 
 async def separate_process(
     a: Node, seed: str, sink_port: int, state: dict[str, Any]
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float]]:
     """First connect (fresh local identities on A, so no pooling) and tunnel throughput to
     a serving node in another process."""
     async with await anyio.open_process([sys.executable, "-c", SERVER, seed, str(sink_port)],
@@ -184,9 +207,10 @@ async def separate_process(
             pc.close()
         tun = await a.tunnel(b_aid, endpoints=[url])
         mbs = [await push_through(tun.addr, state) for _ in range(3)]
+        pulled = [await pull_through(tun.addr) for _ in range(3)]
         await tun.aclose()
         proc.terminate()
-    return times, mbs
+    return times, mbs, pulled
 
 
 async def main() -> None:
@@ -260,6 +284,9 @@ async def main() -> None:
                         to = f"quic://127.0.0.1:{acceptor.local_addr[1]}"
                         tun = await dialer.tunnel(acceptor.aid, endpoints=[to])
                         mbs = [await push_through(tun.addr, state) for _ in range(3)]
+                        if name == accepting == "qh3":
+                            pulled = [await pull_through(tun.addr) for _ in range(3)]
+                            print(f"tunnel MB/s ours→ours, the acceptor sends: {runs(pulled)}")
                         await tun.aclose()
                         print(f"tunnel MB/s ours→ours, {name} dials, {accepting} accepts: "
                               f"{runs(mbs)}")  # fmt: skip
@@ -267,6 +294,8 @@ async def main() -> None:
                 host, tport = t2["listen"].rsplit(":", 1)
                 theirs_mbs = [await push_through((host, int(tport)), state) for _ in range(3)]
                 print(f"tunnel MB/s a2ald→a2ald: {runs(theirs_mbs)}")
+                theirs_pulled = [await pull_through((host, int(tport))) for _ in range(3)]
+                print(f"tunnel MB/s a2ald→a2ald, the acceptor sends: {runs(theirs_pulled)}")
                 for name, dialer in dialers.items():
                     tun = await dialer.tunnel(Aid.from_str(aids[0]),
                                               endpoints=[f"quic://{p0.listen_addr}"])  # fmt: skip
@@ -278,11 +307,13 @@ async def main() -> None:
 
                 # -- the same two measures with the serving node in its own process
                 for name, dialer in dialers.items():
-                    sep_connect, sep_mbs = await separate_process(dialer, seed, port, state)
+                    sep_connect, sep_mbs, sep_pulled = await separate_process(
+                        dialer, seed, port, state
+                    )
                     print(f"ours, server in its own process, {name} dials: first connect p50 "
                           f"{pct(sep_connect, 50):.2f} ms p95 {pct(sep_connect, 95):.2f} ms "
                           f"({pct(sep_connect, 50) / t50:.2f}× a2ald); tunnel MB/s "
-                          f"{runs(sep_mbs)}")  # fmt: skip
+                          f"{runs(sep_mbs)}; the acceptor sends: {runs(sep_pulled)}")  # fmt: skip
 
                 # -- RSS per open connection
                 agents = [DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
