@@ -29,32 +29,32 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["qh3", "aioquic"])
-def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    name: str = request.param
+def _use(monkeypatch: pytest.MonkeyPatch, way: str, name: str) -> str:
+    """Make ``name`` the stack of our ``way`` ("OUTBOUND"/"INBOUND") connections."""
     if name == "qh3" and not peer.QH3_AVAILABLE:
         pytest.skip("qh3 is not installed")
-    monkeypatch.setattr(peer, "DEFAULT_OUTBOUND_STACK", name)
+    monkeypatch.setattr(peer, f"DEFAULT_{way}_STACK", name)
     return name
+
+
+@pytest.fixture(params=["qh3", "aioquic"])
+def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _use(monkeypatch, "OUTBOUND", request.param)
 
 
 @pytest.fixture
 def aioquic_dialer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(peer, "DEFAULT_OUTBOUND_STACK", "aioquic")
+    _use(monkeypatch, "OUTBOUND", "aioquic")
 
 
 @pytest.fixture(params=["qh3", "aioquic"])
 def acceptor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    name: str = request.param
-    if name == "qh3" and not peer.QH3_AVAILABLE:
-        pytest.skip("qh3 is not installed")
-    monkeypatch.setattr(peer, "DEFAULT_INBOUND_STACK", name)
-    return name
+    return _use(monkeypatch, "INBOUND", request.param)
 
 
 @pytest.fixture
 def aioquic_acceptor(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(peer, "DEFAULT_INBOUND_STACK", "aioquic")
+    _use(monkeypatch, "INBOUND", "aioquic")
 
 
 async def test_the_dialling_stack_is_the_one_chosen(a2ald_net: A2aldNetwork, stack: str) -> None:
