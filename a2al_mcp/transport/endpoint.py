@@ -369,6 +369,7 @@ class UdpEndpoint:
         monotonic = self._clock.monotonic
         normalise = self._normalise
         quic_batch: list[tuple[bytes, Addr]] = []
+        batching = self._quic_batch is not None
         task_status.started()
         while True:
             await anyio.wait_readable(sock)
@@ -384,21 +385,20 @@ class UdpEndpoint:
                     self._log_limited("recv", "endpoint.recv_error error=%r", exc)
                     break
                 if isinstance(data, list):  # a GRO run: several datagrams of one sender
-                    count += len(data)
                     self._gro_reads += 1
-                    if data[0] and data[0][0] & _QUIC_FIXED_BIT and self._quic_batch is not None:
-                        addr = normalise(raw_addr)
-                        quic_batch.extend((d, addr) for d in data)
-                    else:
-                        for d in data:
-                            dispatch(d, raw_addr, now)
-                    continue
-                count += 1
-                if data and data[0] & _QUIC_FIXED_BIT and self._quic_batch is not None:
-                    # the bulk of the traffic: QUIC (no STUN/echo), handed over per batch
-                    quic_batch.append((data, normalise(raw_addr)))
+                    segments: list[bytes] | tuple[bytes] = data
                 else:
-                    dispatch(data, raw_addr, now)
+                    segments = (data,)
+                count += len(segments)
+                addr: Addr | None = None
+                for d in segments:  # each by its own first byte: QUIC and DHT share a socket
+                    if d and d[0] & _QUIC_FIXED_BIT and batching:
+                        # the bulk of the traffic: QUIC (no STUN/echo), handed over per batch
+                        if addr is None:
+                            addr = normalise(raw_addr)
+                        quic_batch.append((d, addr))
+                    else:
+                        dispatch(d, raw_addr, now)
             if quic_batch:
                 self._received_quic += len(quic_batch)
                 self._receive_quic_batch(quic_batch, now)

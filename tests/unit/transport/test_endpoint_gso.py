@@ -118,6 +118,34 @@ async def test_without_gro_every_datagram_is_its_own_read() -> None:
     assert stats.received == 30 and stats.gro_reads == 0
 
 
+@dataclass
+class BatchCore(Core):
+    """A QUIC core that takes a batch at once, as QuicHost does."""
+
+    def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
+        for data, addr in datagrams:
+            self.receive_datagram(data, addr, now)
+
+
+@pytest.mark.anyio
+async def test_each_datagram_of_a_coalesced_run_goes_to_its_own_core() -> None:
+    # one socket carries QUIC and the DHT: a short DHT datagram from the same sender may be
+    # the last segment of a GRO run of QUIC datagrams
+    clock = SystemClock()
+    quic, dht = BatchCore(want=5, done=anyio.Event()), Core(want=1, done=anyio.Event())
+    run = [b"\x41" * 1200] * 5 + [b"\xa4" + b"\x00" * 99]
+    async with (
+        UdpEndpoint(LOOPBACK, clock=clock, quic=Core()) as ep_a,
+        UdpEndpoint(LOOPBACK, clock=clock, quic=quic, dht=dht) as ep_b,
+    ):
+        ep_a._send_gso(run, 1200, ep_b.local_addr)
+        assert quic.done is not None and dht.done is not None
+        with anyio.fail_after(5):
+            await quic.done.wait()
+            await dht.done.wait()
+        assert quic.received == run[:5] and dht.received == run[5:]
+
+
 class _NoGsoSocket:
     """Stands in for a socket whose kernel refuses UDP_SEGMENT."""
 
