@@ -516,25 +516,26 @@ if AVAILABLE:
             return False
 
         def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
-            core = self._core
-            if core is None or not self._handshake_complete or self._quic_logger is not None:
+            if not self._a2al_take([data], addr, now):
                 super().receive_datagram(data, addr, now)
-                return
-            # once the handshake is done, as qh3's receive_many_datagrams: the core takes the
-            # whole datagram (no Python split into packets, no per-packet header parse)
-            self._call_core(core.receive_many_datagrams, [data], addr, now)
-            self._drain_core()
 
         def receive_many_datagrams(self, datagrams: list[bytes], addr: Any, now: float) -> None:
             """Several datagrams from ``addr``: after the handshake the core takes them in
             one call; before it, one by one (as qh3's own)."""
-            core = self._core
-            if core is None or not self._handshake_complete or self._quic_logger is not None:
+            if not self._a2al_take(datagrams, addr, now):
                 for data in datagrams:
                     self.receive_datagram(data, addr, now)
-                return
+
+        def _a2al_take(self, datagrams: list[bytes], addr: Any, now: float) -> bool:
+            """Once the handshake is done (and with no logger) the core takes whole
+            datagrams in one call, as in qh3's receive_many_datagrams but without its
+            per-datagram Python (no split into packets, no header parse). False before."""
+            core = self._core
+            if core is None or not self._handshake_complete or self._quic_logger is not None:
+                return False
             self._call_core(core.receive_many_datagrams, datagrams, addr, now)
             self._drain_core()
+            return True
 
         def next_event(self) -> Any:
             event = super().next_event()
