@@ -13,6 +13,7 @@ from ._random import Rng, SeededRng, SystemRng
 from ._version import __version__
 from .config import (
     DhtConfig,
+    LimitsConfig,
     MailboxConfig,
     NatConfig,
     NodeConfig,
@@ -77,6 +78,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by a test)
     "HandshakeFailed",
     "Identity",
     "LimitExceeded",
+    "LimitsConfig",
     "MailboxConfig",
     "MailboxPayload",
     "NatConfig",

@@ -25,6 +25,7 @@ from .errors import ConfigError
 __all__ = [
     "PUBLIC_BOOTSTRAP_DNS",
     "DhtConfig",
+    "LimitsConfig",
     "MailboxConfig",
     "NatConfig",
     "NodeConfig",
@@ -87,14 +88,12 @@ class DhtConfig:
     """Directly reachable replica holders per published record."""
     republish_interval_s: float = 1800.0
     """How often own records are re-published."""
-    max_stored_keys: int = 100_000
-    """Distinct keys held by the record store (LRU beyond)."""
 
     def __post_init__(self) -> None:
         _positive("dht.rpc_timeout_s", self.rpc_timeout_s)
         _positive("dht.lookup_rpc_timeout_s", self.lookup_rpc_timeout_s)
         _positive("dht.republish_interval_s", self.republish_interval_s)
-        for name in ("rpc_attempts", "lookup_concurrency", "replicas", "max_stored_keys"):
+        for name in ("rpc_attempts", "lookup_concurrency", "replicas"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dht.{name} must be at least 1")
 
@@ -108,22 +107,17 @@ class QuicConfig:
     keepalive_s: float = 25.0
     """Send a keep-alive after this long without traffic, to stay under peers' idle timeout."""
     handshake_timeout_s: float = 10.0
-    """Give up on a QUIC/TLS handshake after this long."""
-    max_streams: int = 100
-    """Concurrent bidirectional streams a peer may open per connection."""
+    """Give up on a QUIC/TLS handshake after this long (dialling), and drop an inbound
+    connection that has not completed its handshake by then."""
     send_buffer_max_bytes: int = 4 * 1024 * 1024
     """High-water mark on a stream's unsent data (back-pressure)."""
-    max_connections: int = 1024
-    """Live QUIC connections (inbound INITIALs beyond this are dropped)."""
 
     def __post_init__(self) -> None:
         _positive("quic.idle_timeout_s", self.idle_timeout_s)
         _positive("quic.keepalive_s", self.keepalive_s)
         _positive("quic.handshake_timeout_s", self.handshake_timeout_s)
-        if self.max_streams < 1 or self.send_buffer_max_bytes < 65536:
-            raise ConfigError("quic.max_streams must be ≥ 1 and send_buffer_max_bytes ≥ 65536")
-        if self.max_connections < 1:
-            raise ConfigError("quic.max_connections must be ≥ 1")
+        if self.send_buffer_max_bytes < 65536:
+            raise ConfigError("quic.send_buffer_max_bytes must be ≥ 65536")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +153,91 @@ class MailboxConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    """The node's resource budget: every limit on what peers and clients may make it hold.
+
+    One place for all of them (the ``[limits]`` table), in the spirit of go-libp2p's resource
+    manager. docs/security.md says what happens at each limit. Counts are items, sizes bytes.
+    """
+
+    # --- QUIC connections and streams (transport)
+    connections: int = 1024
+    """Live QUIC connections, inbound and outbound."""
+    connections_per_aid: int = 8
+    """Live connections with one remote AID."""
+    connections_per_ip: int = 32
+    """Live inbound connections from one IPv4 address or one IPv6 /64."""
+    half_open: int = 256
+    """Inbound handshakes in progress (connections not yet authenticated)."""
+    half_open_per_ip: int = 16
+    """Inbound handshakes in progress from one IPv4 address or one IPv6 /64."""
+    retry_above_half_open: int = 64
+    """With more handshakes than this in progress, new clients must prove their address
+    first (QUIC Retry)."""
+    idle_evict_s: float = 30.0
+    """When ``connections`` is reached, an accepted connection idle (no open stream, no data)
+    this long may be closed to make room for a new one."""
+    streams_per_connection: int = 100
+    """Concurrent streams a peer may open per connection."""
+    stream_receive_buffer: int = 1 << 20
+    """Received but unread bytes held per stream; flow-control credit returns as the
+    application reads."""
+    connection_receive_buffer: int = 4 << 20
+    """Received but unread bytes held per connection, over all its streams."""
+
+    # --- mailbox
+    mailbox_notes_per_sender: int = 200
+    """Stored notes from one sender AID (read or unread)."""
+    mailbox_bytes_per_sender: int = 256 << 10
+    """Stored note bytes from one sender AID."""
+    mailbox_notes_total: int = 20_000
+    """Stored notes for all local identities together."""
+    mailbox_bytes_total: int = 32 << 20
+    """Stored note bytes for all local identities together."""
+    mailbox_unread_retention_s: float = 90 * 24 * 3600.0
+    """Unread notes older than this are purged."""
+    mailbox_min_free_disk_bytes: int = 64 << 20
+    """Refuse new notes while the data directory's file system has less free space."""
+
+    # --- DHT record store
+    dht_keys: int = 100_000
+    """Distinct keys held by the record store."""
+    dht_records: int = 200_000
+    """Records held by the record store, over all keys."""
+    dht_records_per_key: int = 256
+    """Records held under one key (topic registrants, mailbox notes, …)."""
+    dht_bytes: int = 64 << 20
+    """Encoded record bytes held by the record store."""
+    dht_stores_per_ip_s: float = 20.0
+    """Sustained STORE rate accepted from one IP address (burst: 3 s worth)."""
+    dht_stores_per_prefix_s: float = 60.0
+    """Sustained STORE rate accepted from one IPv4 /24 or IPv6 /64 (burst: 3 s worth)."""
+
+    # --- HTTP front (serve --http) and MCP messages
+    http_connections: int = 64
+    """Concurrent HTTP connections to ``serve --http``."""
+    http_header_timeout_s: float = 10.0
+    """A request's headers must arrive within this time."""
+    http_body_timeout_s: float = 30.0
+    """A request's body must arrive within this time."""
+    http_body_max_bytes: int = 4 << 20
+    """Largest HTTP request body."""
+    mcp_message_max_bytes: int = 4 << 20
+    """Largest JSON-RPC message accepted from an MCP client."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"limits.{f.name} must be a number, got {value!r}")
+            _positive(f"limits.{f.name}", value)
+        if self.half_open_per_ip > self.half_open or self.connections_per_ip > self.connections:
+            raise ConfigError("limits per IP must not exceed the totals")
+        if self.stream_receive_buffer < 65536 or self.connection_receive_buffer < 65536:
+            raise ConfigError("limits.*_receive_buffer must be ≥ 65536")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """Everything a node needs to start."""
 
@@ -176,6 +255,7 @@ class NodeConfig:
     quic: QuicConfig = dataclasses.field(default_factory=QuicConfig)
     nat: NatConfig = dataclasses.field(default_factory=NatConfig)
     mailbox: MailboxConfig = dataclasses.field(default_factory=MailboxConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.listen_addr, str) or not isinstance(self.advertise_host, str):
@@ -205,6 +285,7 @@ class NodeConfig:
             "quic": QuicConfig,
             "nat": NatConfig,
             "mailbox": MailboxConfig,
+            "limits": LimitsConfig,
         }
         kwargs: dict[str, Any] = {}
         top = {f.name for f in dataclasses.fields(cls)} - set(sections)

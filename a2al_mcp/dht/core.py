@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from .._types import Addr, Datagram
-from ..config import DhtConfig
+from ..config import DhtConfig, LimitsConfig
 from ..errors import A2ALError, DecodeError, LimitExceeded, UsageError
 from ..identity.aid import Aid, NodeId
 from ..protocol import dht_messages as dm
@@ -210,6 +210,7 @@ class DhtCore:
         *,
         rng: Rng,
         config: DhtConfig | None = None,
+        limits: LimitsConfig | None = None,
         wall_offset: float = 0.0,
         allow_local_hearsay: bool = False,
     ) -> None:
@@ -222,7 +223,8 @@ class DhtCore:
         self.rng = rng
         self.wall_offset = wall_offset
         self.routing = RoutingTable(self.node_id, allow_local_hearsay=allow_local_hearsay)
-        self.store = RecordStore(max_keys=self.config.max_stored_keys)
+        self.limits = limits or LimitsConfig()
+        self.store = RecordStore(max_keys=self.limits.dht_keys)
         self._wall_now = wall_offset
         self._now = 0.0
         """Monotonic time of the call being handled (dial slots are chosen against it)."""

@@ -194,6 +194,7 @@ class Node:
             self.identity,
             rng=self._rng,
             config=self.config.dht,
+            limits=self.config.limits,
             wall_offset=wall_offset,
             allow_local_hearsay=host.startswith("127.") or host == "::1",
         )
@@ -215,8 +216,8 @@ class Node:
                 on_peer_control=self._on_peer_control,
                 mailbox=self._on_mailbox_frame,
             ),
-            max_connections=self.config.quic.max_connections,
-            max_streams_per_connection=self.config.quic.max_streams,
+            max_connections=self.config.limits.connections,
+            max_streams_per_connection=self.config.limits.streams_per_connection,
             send_buffer=self.config.quic.send_buffer_max_bytes,
         )
         self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host)
