@@ -293,7 +293,8 @@ class PeerConnection:
         except TimeoutError:
             raise RequestTimeout(f"no mailbox acknowledgement in {timeout_s:g} s") from None
         if not isinstance(event, ss.MailboxAcked):
-            raise ConnectionClosed(f"mailbox stream failed: {event}")
+            code = event.error_code if isinstance(event, ss.StreamReset) else 0
+            raise ConnectionClosed(f"mailbox stream failed: {event}", error_code=code)
 
     async def _await(self, stream_id: int) -> ss.SessionEvent:
         slot: tuple[anyio.Event, list[ss.SessionEvent]] = (anyio.Event(), [])
