@@ -249,6 +249,7 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
         "tunnels": [f"{t.addr[0]}:{t.addr[1]}" for t in node.tunnels()],
         "mailbox": dataclasses.asdict(mb) if mb is not None else {},
         "observed_addrs": [f"{h}:{p}" for (h, p), _n in st.observed_addrs],
+        "contained_errors": dataclasses.asdict(st.contained_errors),
     }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from .._clock import Clock, SystemClock
+from .._containment import containable
 from .._random import Rng, SystemRng
 from .._types import Addr
 from ..config import NodeConfig, parse_host_port
@@ -71,6 +72,11 @@ StreamHandler = Callable[[PeerStream], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
+_LOG_INTERVAL_S = 30.0
+"""A contained task failure of one kind is logged at most this often (always counted)."""
+_LOOP_RESTART_S = 1.0
+"""A background loop that failed is started again after this long."""
+
 
 class _State(Enum):
     UNOPENED = "unopened"
@@ -108,6 +114,25 @@ class ServiceEntry:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ContainedErrors:
+    """Exceptions that ended only one task, datagram or event, never the node (each kind
+    logged at most once per 30 s)."""
+
+    tasks: int = 0
+    """Peer-driven tasks (stream handlers, mailbox stores, route deadlines) that raised."""
+    loops: int = 0
+    """Failures of a background loop (republish, rejoin, keep-alive, mailbox poll); it is
+    started again a second later."""
+    core: int = 0
+    """Exceptions a DHT or QUIC core raised on a datagram, timer or send (the datagram, or
+    the rest of its batch, is dropped)."""
+    callbacks: int = 0
+    """Exceptions raised while handling a core's event."""
+    last: str = ""
+    """The type of the most recent one (empty if none)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatus:
     """A snapshot for status displays and the MCP ``status`` tool."""
 
@@ -127,6 +152,8 @@ class NodeStatus:
     """Local identities that answer inbound service streams."""
     mailbox: MailboxStats | None = None
     """Notes sent, received, duplicates, refused (forged, misaddressed, garbage), polls."""
+    contained_errors: ContainedErrors = ContainedErrors()
+    """Exceptions contained to one task, datagram or event (a hostile peer or a bug)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +208,10 @@ class Node:
         self._mailbox: Mailbox | None = None
         self._observed: dict[Addr, int] = {}
         """Our address as peers report it (DHT PONG/FIND_* answers, QUIC ObservedAddr)."""
+        self._task_errors = 0
+        self._loop_errors = 0
+        self._last_error = ""
+        self._last_log: dict[str, float] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -234,10 +265,9 @@ class Node:
             self._state = _State.OPEN
             stack.push_async_callback(self._save_peers)
             await self._join()
-            self._tg.start_soon(self._republish_loop)
-            self._tg.start_soon(self._rejoin_loop)
-            self._tg.start_soon(self._connector.maintain)
-            self._tg.start_soon(self._mailbox.poll_loop)
+            for loop in (self._republish_loop, self._rejoin_loop,
+                         self._connector.maintain, self._mailbox.poll_loop):  # fmt: skip
+                self._tg.start_soon(self._supervised, loop)
             self._stack = stack.pop_all()
         return self
 
@@ -626,7 +656,15 @@ class Node:
                           dht=stats, observed_addrs=observed, connections=conns,
                           serving=tuple(self._serving),
                           mailbox=None if self._mailbox is None else
-                          dataclasses.replace(self._mailbox.stats))  # fmt: skip
+                          dataclasses.replace(self._mailbox.stats),
+                          contained_errors=self._contained_errors())  # fmt: skip
+
+    def _contained_errors(self) -> ContainedErrors:
+        ep = None if self._endpoint is None else self._endpoint.statistics()
+        return ContainedErrors(tasks=self._task_errors, loops=self._loop_errors,
+                               core=0 if ep is None else ep.core_errors,
+                               callbacks=0 if ep is None else ep.callback_errors,
+                               last=self._last_error)  # fmt: skip
 
     # -- QUIC: plumbing -------------------------------------------------------------------
 
@@ -635,12 +673,43 @@ class Node:
             self._endpoint.flush()
 
     def _spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run peer-driven work (a stream handler, a mailbox store...) in the node's task
+        group. Whatever it raises ends that task only: counted in ``status()``, logged at
+        most once per 30 s; cancellation and exit propagate."""
         if self._tg is not None and self._state is _State.OPEN:
 
             async def run() -> None:
-                await fn()
+                try:
+                    await fn()
+                except BaseException as exc:
+                    if not containable(exc):
+                        raise
+                    self._task_errors += 1
+                    self._contained("task", exc)
 
             self._tg.start_soon(run)
+
+    async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop; if it fails (a peer's data, a full disk...), count it,
+        log it and start it again, so the node carries on."""
+        while True:
+            try:
+                await loop()
+                return
+            except BaseException as exc:
+                if not containable(exc):
+                    raise
+                self._loop_errors += 1
+                self._contained(f"loop.{getattr(loop, '__name__', 'loop')}", exc)
+            await anyio.sleep(_LOOP_RESTART_S)
+
+    def _contained(self, kind: str, exc: BaseException) -> None:
+        self._last_error = type(exc).__name__
+        now = self._clock.monotonic()
+        last = self._last_log.get(kind)
+        if last is None or now - last >= _LOG_INTERVAL_S:
+            self._last_log[kind] = now
+            logger.warning("node.contained kind=%s error=%r", kind, exc, exc_info=exc)
 
     async def _close_quic(self) -> None:
         for t in self._tunnels:

@@ -17,8 +17,10 @@ refuses GSO, the endpoint falls back to one ``sendto`` per datagram for good. Ca
 a core command (``core.start_lookup(...)``) must call :meth:`UdpEndpoint.flush` afterwards,
 exactly as aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
 
-Remote garbage and core bugs never stop the loops: exceptions from a core are caught per
-datagram, counted, and logged at most once per 30 s. This is the only module of the package
+Remote garbage and core bugs never stop the loops: every exception from a core or the
+``on_events`` callback that :func:`~a2al_mcp._containment.containable` allows (everything but
+cancellation and exit, Rust panics of qh3 included) is caught per datagram, batch, timer or
+event, counted, and logged at most once per 30 s. This is the only module of the package
 that touches sockets and the event loop directly.
 """
 
@@ -41,6 +43,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .._containment import containable
 from .._types import Addr, DatagramCore
 from ..errors import UsageError
 from .demux import Kind, classify, echo_reply
@@ -103,7 +106,8 @@ class EndpointStatistics:
     recv_errors: int
     """Errors reported by ``recvfrom`` (for example an ICMP error queued on the socket)."""
     core_errors: int
-    """Exceptions raised by a core (receive, timer, send, get_timer); each one is swallowed."""
+    """Exceptions raised by a core (receive, timer, send, get_timer, next_event); each one is
+    swallowed (Rust panics included; never cancellation or exit)."""
     callback_errors: int
     """Exceptions raised by the ``on_events`` callback; each one is swallowed."""
     batches: int
@@ -424,9 +428,8 @@ class UdpEndpoint:
         assert self._quic_batch is not None
         try:
             self._quic_batch(batch, now)
-        except Exception as exc:  # the rest of the batch is lost, as if the network dropped it
-            self._core_errors += 1
-            self._log_limited("core", "endpoint.core_error kind=quic error=%r", exc, exc_info=True)
+        except BaseException as exc:  # the rest of the batch is lost, as if the network dropped it
+            self._core_failed(exc, "quic")
 
     def _dispatch(self, data: bytes, raw_addr: Any, now: float) -> None:
         if data and data[0] & _QUIC_FIXED_BIT:  # QUIC, no STUN/echo
@@ -435,11 +438,8 @@ class UdpEndpoint:
                 self._received_quic += 1
                 try:
                     quic.receive_datagram(data, self._normalise(raw_addr), now)
-                except Exception as exc:
-                    self._core_errors += 1
-                    self._log_limited(
-                        "core", "endpoint.core_error kind=quic error=%r", exc, exc_info=True
-                    )
+                except BaseException as exc:
+                    self._core_failed(exc, "quic")
                 return
         kind = classify(data)
         if kind is None:
@@ -461,11 +461,8 @@ class UdpEndpoint:
             return
         try:
             core.receive_datagram(data, self._normalise(raw_addr), now)
-        except Exception as exc:
-            self._core_errors += 1
-            self._log_limited(
-                "core", "endpoint.core_error kind=%s error=%r", kind.value, exc, exc_info=True
-            )
+        except BaseException as exc:
+            self._core_failed(exc, kind.value)
 
     # ------------------------------------------------------------------ timer side
 
@@ -493,11 +490,8 @@ class UdpEndpoint:
                     if timer is not None and timer <= now:
                         self._timer_fires += 1
                         core.handle_timer(now)
-                except Exception as exc:
-                    self._core_errors += 1
-                    self._log_limited(
-                        "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
-                    )
+                except BaseException as exc:
+                    self._core_failed(exc, name)
             self._flush(now)
             # A core whose deadline stays in the past must not starve the receive loop.
             await anyio.lowlevel.checkpoint()
@@ -507,11 +501,8 @@ class UdpEndpoint:
         for name, core in self._cores:
             try:
                 timer = core.get_timer()
-            except Exception as exc:
-                self._core_errors += 1
-                self._log_limited(
-                    "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
-                )
+            except BaseException as exc:
+                self._core_failed(exc, name)
                 continue
             if timer is not None and (deadline is None or timer < deadline):
                 deadline = timer
@@ -537,11 +528,8 @@ class UdpEndpoint:
                     self._deliver_events(name, core)
                     try:
                         datagrams = core.datagrams_to_send(now)
-                    except Exception as exc:
-                        self._core_errors += 1
-                        self._log_limited(
-                            "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
-                        )
+                    except BaseException as exc:
+                        self._core_failed(exc, name)
                         continue
                     if self._gso and len(datagrams) > 1:
                         self._send_runs(datagrams)
@@ -559,11 +547,8 @@ class UdpEndpoint:
         while True:
             try:
                 event = core.next_event()
-            except Exception as exc:
-                self._core_errors += 1
-                self._log_limited(
-                    "core", "endpoint.core_error core=%s error=%r", name, exc, exc_info=True
-                )
+            except BaseException as exc:
+                self._core_failed(exc, name)
                 return
             if event is None:
                 return
@@ -571,7 +556,9 @@ class UdpEndpoint:
                 continue
             try:
                 callback(name, event)
-            except Exception as exc:
+            except BaseException as exc:
+                if not containable(exc):
+                    raise
                 self._callback_errors += 1
                 self._log_limited(
                     "callback", "endpoint.callback_error core=%s error=%r", name, exc, exc_info=True
@@ -686,6 +673,14 @@ class UdpEndpoint:
         return target
 
     # ------------------------------------------------------------------ logging
+
+    def _core_failed(self, exc: BaseException, core: str) -> None:
+        """Count and log (rate-limited) an exception a core raised; re-raise it if it is
+        cancellation or exit (:func:`~a2al_mcp._containment.containable`)."""
+        if not containable(exc):
+            raise exc
+        self._core_errors += 1
+        self._log_limited("core", "endpoint.core_error core=%s error=%r", core, exc, exc_info=True)
 
     def _log_limited(self, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
         now = self._clock.monotonic()
