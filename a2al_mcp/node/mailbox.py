@@ -11,7 +11,16 @@ one-shot subscriptions on our key, and by AggregateRecords polling of our key (a
 then with back-off from 5 s to ``mailbox.poll_interval_s``; each poll re-arms the
 subscriptions). Every path goes through :meth:`Mailbox.accept`: signature, freshness, sender
 authority (delegation proofs), recipient is a local identity (and, on ``a2mb``, the routed
-one), decryption, dedup by message id — then one committed inbox row. Refusals are counted.
+one), decryption, dedup by message id, the inbox quotas and the disk (see
+:mod:`~a2al_mcp.node.inbox`) — then one committed inbox row. A refused note is not
+acknowledged on ``a2mb`` (the stream is reset) and not stored from the DHT paths; every
+refusal is counted by its reason in :class:`MailboxStats`. A note refused by a quota is
+remembered (up to ``mailbox_notes_total`` ids), so the copies polls keep finding on the DHT
+are skipped without work until notes are deleted or purged.
+
+A sender whose note the recipient refuses over ``a2mb`` learns it: :class:`SendResult`
+``refused`` (and ``delivered`` is then ``stored`` at best), or :class:`AccessDenied` when no
+DHT replica took the note either.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -26,6 +37,8 @@ import anyio
 
 from ..errors import (
     A2ALError,
+    AccessDenied,
+    ConnectionClosed,
     DecodeError,
     LimitExceeded,
     NodeClosed,
@@ -40,7 +53,8 @@ from ..protocol.mailbox_crypto import MSG_TYPE_TEXT, open_note, seal_note
 from ..protocol.payloads import MailboxPayload
 from ..protocol.records import Category, SignedRecord
 from ..protocol.session_frames import MailboxFrame
-from .inbox import Inbox, Note
+from ..transport.session import ERR_ACCESS_DENIED
+from .inbox import AddResult, Inbox, Note
 
 if TYPE_CHECKING:
     from ..identity.local import Identity
@@ -68,6 +82,9 @@ class SendResult:
     """DHT nodes that accepted the record."""
     direct_error: str = ""
     """Why the direct path did not work (empty when it did)."""
+    refused: bool = False
+    """The recipient was reached and refused the note (its mailbox or disk is full, or the
+    note was not acceptable to it); any DHT copy may be collected once it has room."""
 
     @property
     def message_id(self) -> str:
@@ -80,8 +97,45 @@ class MailboxStats:
     received: int = 0
     duplicates: int = 0
     refused: int = 0
-    """Notes refused: forged or unauthorised sender, not for us, garbage, expired."""
+    """Notes refused, for any reason: forged or unauthorised sender, not for us, garbage,
+    expired, over a quota, disk full (the ``refused_*`` fields say which quota or disk)."""
     polls: int = 0
+    refused_sender_notes: int = 0
+    """Refused: the sender had ``limits.mailbox_notes_per_sender`` notes stored."""
+    refused_sender_bytes: int = 0
+    """Refused: over ``limits.mailbox_bytes_per_sender``."""
+    refused_total_notes: int = 0
+    """Refused: the inbox held ``limits.mailbox_notes_total`` notes."""
+    refused_total_bytes: int = 0
+    """Refused: over ``limits.mailbox_bytes_total``."""
+    refused_disk_low: int = 0
+    """Refused: less than ``limits.mailbox_min_free_disk_bytes`` free on the inbox's disk."""
+    refused_disk_full: int = 0
+    """Refused: the inbox could not be written (disk full, I/O error, read-only)."""
+    refused_known: int = 0
+    """Copies of notes already refused by a quota, skipped without work."""
+    purged_read: int = 0
+    """Read notes removed after ``mailbox.retention_s``."""
+    purged_unread: int = 0
+    """Unread notes removed after ``limits.mailbox_unread_retention_s``."""
+    stored_notes: int = 0
+    """Notes in the inbox now (all local identities)."""
+    stored_bytes: int = 0
+    """Body bytes of the notes in the inbox now."""
+    read_only: bool = False
+    """The inbox cannot be written (disk full): new notes are refused until space returns."""
+    storage_errors: int = 0
+    """Failed inbox database operations (each one a refusal or a read left unmarked)."""
+
+
+_REFUSAL_FIELD: dict[AddResult, str] = {
+    AddResult.SENDER_NOTES: "refused_sender_notes",
+    AddResult.SENDER_BYTES: "refused_sender_bytes",
+    AddResult.TOTAL_NOTES: "refused_total_notes",
+    AddResult.TOTAL_BYTES: "refused_total_bytes",
+    AddResult.DISK_LOW: "refused_disk_low",
+    AddResult.DISK_FULL: "refused_disk_full",
+}
 
 
 class Mailbox:
@@ -90,9 +144,21 @@ class Mailbox:
     def __init__(self, node: Node, inbox: Inbox) -> None:
         self._node = node
         self.inbox = inbox
-        self.stats = MailboxStats()
+        self._stats = MailboxStats()
         self._listeners: list[Callable[[Note], None]] = []
         self._wake = anyio.Event()
+        self._refused_ids: OrderedDict[bytes, None] = OrderedDict()
+        """Message ids refused by a quota (bounded; forgotten when notes are removed)."""
+        self._refused_freed = inbox.usage().freed
+
+    @property
+    def stats(self) -> MailboxStats:
+        """The live counters, with the inbox's current size and state."""
+        usage = self.inbox.usage()
+        st = self._stats
+        st.stored_notes, st.stored_bytes = usage.notes, usage.bytes
+        st.read_only, st.storage_errors = usage.read_only, usage.storage_errors
+        return st
 
     # -- send -----------------------------------------------------------------------------
 
@@ -130,6 +196,7 @@ class Mailbox:
         direct_error = ""
         replicas = 0
         direct_ok = False
+        refused = False
 
         async def direct() -> None:
             nonlocal direct_ok, direct_error
@@ -141,6 +208,16 @@ class Mailbox:
                 direct_ok = True
             except TimeoutError:
                 direct_error = f"no acknowledgement within {DIRECT_TIMEOUT_S:g} s"
+            except ConnectionClosed as exc:
+                if exc.error_code == ERR_ACCESS_DENIED:
+                    nonlocal refused
+                    refused = True
+                    direct_error = (
+                        f"{recipient} refused the note (its mailbox or disk is full, or it "
+                        "did not accept the note)"
+                    )
+                else:
+                    direct_error = str(exc)
             except A2ALError as exc:
                 direct_error = str(exc)
 
@@ -155,14 +232,16 @@ class Mailbox:
         async with anyio.create_task_group() as tg:
             tg.start_soon(direct)
             tg.start_soon(store)
+        if refused and replicas == 0:
+            raise AccessDenied(f"{direct_error}; no DHT node stored it either")
         if not direct_ok and replicas == 0:
             raise Unreachable(
                 f"the note to {recipient} could not be delivered: direct: {direct_error}; "
                 "no DHT node accepted it"
             )
-        self.stats.sent += 1
+        self._stats.sent += 1
         how = "both" if direct_ok and replicas else "direct" if direct_ok else "stored"
-        return SendResult(record.msg_id, how, replicas, direct_error)
+        return SendResult(record.msg_id, how, replicas, direct_error, refused)
 
     # -- receive --------------------------------------------------------------------------
 
@@ -173,9 +252,20 @@ class Mailbox:
 
     def accept(self, record: SignedRecord, *, via: str, routed: Aid | None = None) -> bool:
         """Verify, open and store one mailbox record. True if it is (now or already) in the
-        inbox — the condition for acknowledging it; False if it was refused."""
+        inbox — the condition for acknowledging it; False if it was refused (counted by
+        reason). Never raises: a storage failure is a refusal."""
         node = self._node
         now = node._clock.wall()
+        stats = self._stats
+        if self._refused_ids:
+            freed = self.inbox.usage().freed
+            if freed != self._refused_freed:  # notes were removed: quotas may have room
+                self._refused_ids.clear()
+                self._refused_freed = freed
+            elif record.msg_id in self._refused_ids:
+                stats.refused += 1
+                stats.refused_known += 1
+                return False
         try:
             if record.category is not Category.MAILBOX:
                 raise VerificationError(f"rec_type {record.rec_type:#x} is not a mailbox note")
@@ -186,21 +276,31 @@ class Mailbox:
             ident = node._identities.get(payload.recipient)
             if ident is None or (routed is not None and payload.recipient != routed):
                 raise VerificationError("note is addressed to an AID that is not ours here")
-            if self.inbox.has(payload.recipient, record.msg_id):
-                self.stats.duplicates += 1
+            if self._has(payload.recipient, record.msg_id):
+                stats.duplicates += 1
                 return True
             opened = open_note(payload, own_aid=ident.aid, own_key=ident.key)
         except (VerificationError, DecodeError) as exc:
-            self.stats.refused += 1
+            stats.refused += 1
             logger.info("mailbox.refused via=%s reason=%s", via, exc)
             return False
         note = Note(msg_id=record.msg_id, recipient=payload.recipient, sender=record.address,
                     msg_type=opened.msg_type, body=opened.body, sent_at=record.timestamp,
                     received_at=now, via=via)  # fmt: skip
-        if not self.inbox.add(note):
-            self.stats.duplicates += 1
+        result = self.inbox.add(note)
+        if result is AddResult.DUPLICATE:
+            stats.duplicates += 1
             return True
-        self.stats.received += 1
+        if result is not AddResult.STORED:
+            stats.refused += 1
+            field = _REFUSAL_FIELD[result]
+            setattr(stats, field, getattr(stats, field) + 1)
+            logger.info("mailbox.refused via=%s sender=%s reason=%s", via,
+                        record.address.short(), result.value)  # fmt: skip
+            if result.quota:
+                self._remember_refused(record.msg_id)
+            return False
+        stats.received += 1
         self._wake.set()
         for cb in list(self._listeners):
             try:
@@ -209,15 +309,41 @@ class Mailbox:
                 logger.exception("mailbox.listener_failed")
         return True
 
+    def _has(self, recipient: Aid, msg_id: bytes) -> bool:
+        try:
+            return self.inbox.has(recipient, msg_id)
+        except sqlite3.Error:  # unreadable for now: Inbox.add decides (and counts)
+            return False
+
+    def _remember_refused(self, msg_id: bytes) -> None:
+        if not self._refused_ids:
+            self._refused_freed = self.inbox.usage().freed
+        self._refused_ids[msg_id] = None
+        while len(self._refused_ids) > self.inbox.limits.mailbox_notes_total:
+            self._refused_ids.popitem(last=False)
+
+    def purge(self, now: float | None = None) -> tuple[int, int]:
+        """Remove read notes past ``mailbox.retention_s`` and unread notes past
+        ``limits.mailbox_unread_retention_s``; returns (read, unread) removed."""
+        node = self._node
+        when = node._clock.wall() if now is None else now
+        read, unread = self.inbox.purge(when, node.config.mailbox.retention_s,
+                                        node.config.limits.mailbox_unread_retention_s)  # fmt: skip
+        self._stats.purged_read += read
+        self._stats.purged_unread += unread
+        if read or unread:
+            logger.info("mailbox.purged read=%d unread=%d", read, unread)
+        return read, unread
+
     async def on_frame(self, routed: Aid | None, frame: MailboxFrame) -> bool:
         """An ``a2mb`` frame on a connection routed to ``routed``."""
         try:
             record = SignedRecord.from_bytes(frame.record)
         except DecodeError:
-            self.stats.refused += 1
+            self._stats.refused += 1
             return False
         if record.msg_id != frame.msg_id:
-            self.stats.refused += 1
+            self._stats.refused += 1
             return False
         return self.accept(record, via="direct", routed=routed)
 
@@ -225,8 +351,8 @@ class Mailbox:
         """Collect the notes waiting at our identities' keys (and re-arm the one-shot
         subscriptions there). Returns how many were new."""
         node = self._node
-        before = self.stats.received
-        self.stats.polls += 1
+        before = self._stats.received
+        self._stats.polls += 1
         for ident in list(node._identities.values()):
             try:
                 records = await node._aggregate(ident.aid.node_id, REC_TYPE_MAILBOX,
@@ -236,10 +362,10 @@ class Mailbox:
                 continue
             for rec in records:
                 self.accept(rec, via="poll")
-        return self.stats.received - before
+        return self._stats.received - before
 
     async def poll_loop(self) -> None:
-        """Poll at start-up, then with back-off while nothing arrives; purge old read notes."""
+        """Poll at start-up, then with back-off while nothing arrives; purge old notes."""
         cfg = self._node.config.mailbox
         delay = POLL_START_S
         while True:
@@ -248,7 +374,7 @@ class Mailbox:
                 found = await self.poll() if dht is not None and len(dht.routing) else 0
             except NodeClosed:
                 return
-            self.inbox.purge(self._node._clock.wall(), cfg.retention_s)
+            self.purge()
             delay = POLL_START_S if found else min(delay * 2, cfg.poll_interval_s)
             self._wake = anyio.Event()
             with anyio.move_on_after(delay):

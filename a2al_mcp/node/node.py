@@ -253,7 +253,8 @@ class Node:
         )
         self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host)
         data_dir = self.config.data_dir
-        self._mailbox = Mailbox(self, Inbox(None if data_dir is None else data_dir / "inbox.db"))
+        self._mailbox = Mailbox(self, Inbox(None if data_dir is None else data_dir / "inbox.db",
+                                            self.config.limits))  # fmt: skip
         self._endpoint = UdpEndpoint(self.config.listen, clock=self._clock, dht=self._dht,
                                      quic=self._quic.host, on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
