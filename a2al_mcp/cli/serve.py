@@ -91,11 +91,13 @@ async def _serve(cfg: NodeConfig, http: tuple[str, int] | None, token: str | Non
             logger.info("serve.node_ready aid=%s listen=%s peers=%d", node.aid, node.local_addr,
                         node.status().peers)  # fmt: skip
             # The mcp SDK takes most of a second to import: the node joins first.
-            from ..mcp_server import build_server
+            from ..mcp_server import FrontStats, build_server
             from ..mcp_server._compat import run_http, run_stdio
 
-            server = build_server(node)
+            stats = FrontStats()  # what the front refused: in the status tool
+            server = build_server(node, front_stats=stats)
             if http is None:
-                await run_stdio(server)
+                await run_stdio(server, limits=cfg.limits, stats=stats)
             else:
-                await run_http(server, http[0], http[1], token=token)
+                await run_http(server, http[0], http[1], token=token, limits=cfg.limits,
+                               stats=stats)  # fmt: skip

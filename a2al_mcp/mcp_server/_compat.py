@@ -8,16 +8,19 @@ and streamable HTTP.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from mcp.types import ToolAnnotations
+
+from ..config import LimitsConfig
+from .guard import FrontStats
 
 try:
     from mcp.server.mcpserver import Context
     from mcp.server.mcpserver import MCPServer as _Server
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.shared.subscriptions import ResourceUpdated
+    from mcp_types import jsonrpc_message_adapter as _message_adapter
 
     MCP_MAJOR = 2
 except ImportError:  # pragma: no cover - exercised in the mcp 1.x venv
@@ -28,6 +31,7 @@ except ImportError:  # pragma: no cover - exercised in the mcp 1.x venv
     Context = _fm.Context  # type: ignore[misc]
     _Server = _fm.FastMCP  # type: ignore[misc]
     ToolError = _fx.ToolError  # type: ignore[misc]
+    _message_adapter = importlib.import_module("mcp.types").JSONRPCMessage
     MCP_MAJOR = 1
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "run_http",
     "run_stdio",
     "tool_hints",
+    "validate_message",
 ]
 
 
@@ -77,49 +82,86 @@ def new_server(name: str, instructions: str) -> Any:
     return _Server(name, instructions=instructions)
 
 
-async def run_stdio(server: Any) -> None:
-    await server.run_stdio_async()
+def _lowlevel(server: Any) -> Any:
+    return server._lowlevel_server if MCP_MAJOR == 2 else server._mcp_server
 
 
-async def run_http(server: Any, host: str, port: int, *, token: str | None = None) -> None:
+def validate_message(obj: dict[str, Any]) -> str | None:
+    """The SDK's own JSON-RPC envelope check: None, or why ``obj`` is not a message."""
+    from pydantic import ValidationError
+
+    try:
+        if MCP_MAJOR == 2:
+            _message_adapter.validate_python(obj, by_name=False)
+        else:  # pragma: no cover - mcp 1.x
+            _message_adapter.model_validate(obj)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(x) for x in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return None
+
+
+async def run_stdio(
+    server: Any, *, limits: LimitsConfig | None = None, stats: FrontStats | None = None
+) -> None:
+    """MCP over this process's stdin and stdout, every line checked first (see stdio_front)."""
+    from mcp.server.stdio import stdio_server
+
+    from .stdio_front import StdioWire, claim_stdio
+
+    limits = limits or LimitsConfig()
+    with claim_stdio() as (stdin, stdout):
+        wire = StdioWire(stdin, stdout, max_bytes=limits.mcp_message_max_bytes,
+                         stats=stats or FrontStats(), validate=validate_message)  # fmt: skip
+        async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
+            low = _lowlevel(server)
+            await low.run(read_stream, write_stream, low.create_initialization_options())
+
+
+async def run_http(
+    server: Any,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    limits: LimitsConfig | None = None,
+    stats: FrontStats | None = None,
+) -> None:
     """Streamable HTTP at ``/mcp``. Loopback hosts get the SDK's Host/Origin checks; any
     other host gets the same checks for that host, and ``token`` (required there by the CLI)
-    is demanded as ``Authorization: Bearer <token>`` on every request."""
+    is demanded as ``Authorization: Bearer <token>`` on every request. The front's limits
+    (connections, header and body time, body size, message checks) are in http_front."""
+    import uvicorn
+
+    from .http_front import ConnectionGuard, guard_app
+
+    limits = limits or LimitsConfig()
+    stats = stats or FrontStats()
     if MCP_MAJOR != 2:  # pragma: no cover - mcp 1.x
         if token:
             raise RuntimeError("bearer tokens need mcp 2.x")
         server.settings.host, server.settings.port = host, port
-        await server.run_streamable_http_async()
-        return
-    import uvicorn
-    from mcp.server.transport_security import TransportSecuritySettings
+        app = server.streamable_http_app()
+    else:
+        from mcp.server.transport_security import TransportSecuritySettings
 
-    security = None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        shown = f"[{host}]" if ":" in host else host
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f"{shown}:*"],
-            allowed_origins=[f"http://{shown}:*", f"https://{shown}:*"],
-        )
-    app = server.streamable_http_app(host=host, transport_security=security)
-    if token:
-        app = _bearer(app, token)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+        security = None
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            shown = f"[{host}]" if ":" in host else host
+            security = TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=[f"{shown}:*"],
+                allowed_origins=[f"http://{shown}:*", f"https://{shown}:*"],
+            )
+        app = server.streamable_http_app(host=host, transport_security=security)
+    app = guard_app(app, limits=limits, stats=stats, token=token, validate=validate_message)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        http=ConnectionGuard(limits, stats).protocol_class(),
+        timeout_keep_alive=min(5, max(1, int(limits.http_header_timeout_s))),
+    )
     await uvicorn.Server(config).serve()
-
-
-def _bearer(app: Any, token: str) -> Any:
-    expected = f"Bearer {token}".encode()
-
-    async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers", [])).get(b"authorization", b"")
-            if not hmac.compare_digest(given, expected):
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"www-authenticate", b"Bearer")]})  # fmt: skip
-                await send({"type": "http.response.body", "body": b"missing or wrong token"})
-                return
-        await app(scope, receive, send)
-
-    return guarded

@@ -19,6 +19,7 @@ from ._compat import (
     report_progress,
     tool_hints,
 )
+from .guard import FrontStats
 
 __all__ = ["INBOX_URI", "INSTRUCTIONS", "STATUS_URI", "build_server"]
 
@@ -61,7 +62,7 @@ def _signature(spec: ToolSpec) -> inspect.Signature:
     return inspect.Signature(required + optional + [ctx], return_annotation=dict[str, Any])
 
 
-def _tool_function(node: Node, spec: ToolSpec) -> Any:
+def _tool_function(node: Node, spec: ToolSpec, front_stats: FrontStats | None) -> Any:
     async def run(ctx: Any = None, **kwargs: Any) -> dict[str, Any]:
         slow = _SLOW.get(spec.name)
         if slow:
@@ -72,6 +73,8 @@ def _tool_function(node: Node, spec: ToolSpec) -> Any:
             raise ToolError(str(exc)) from None
         if slow:
             await report_progress(ctx, 1, 1, "done")
+        if spec.name == "status" and front_stats is not None:
+            result["mcp_front"] = front_stats.as_dict()
         return result
 
     run.__name__ = spec.name
@@ -81,12 +84,13 @@ def _tool_function(node: Node, spec: ToolSpec) -> Any:
     return run
 
 
-def build_server(node: Node, *, name: str = "a2al") -> Any:
-    """An MCP server whose tools act on ``node`` (which the caller keeps open)."""
+def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | None = None) -> Any:
+    """An MCP server whose tools act on ``node`` (which the caller keeps open); the ``status``
+    tool and resource add what the stdio/HTTP front refused (``mcp_front``) when given."""
     server = new_server(name, INSTRUCTIONS)
     for spec in TOOLS:
         server.add_tool(
-            _tool_function(node, spec),
+            _tool_function(node, spec, front_stats),
             name=spec.name,
             description=spec.description,
             annotations=tool_hints(read_only=spec.read_only),
@@ -99,7 +103,10 @@ def build_server(node: Node, *, name: str = "a2al") -> Any:
              "received_at": int(n.received_at)} for n in notes]})  # fmt: skip
 
     async def status() -> str:
-        return json.dumps(await call_tool(node, "status", {}))
+        result = await call_tool(node, "status", {})
+        if front_stats is not None:
+            result["mcp_front"] = front_stats.as_dict()
+        return json.dumps(result)
 
     inbox_help = "Unread mailbox notes (subscribe: updated when a note arrives)"
     add_resource(server, INBOX_URI, "inbox", inbox_help, inbox)
