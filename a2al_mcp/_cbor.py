@@ -7,7 +7,11 @@ applied by the callers when they build the maps.
 
 Decoding is strict about what matters and lenient where Go is: exactly one item, no
 trailing bytes, every failure a :class:`~a2al_mcp.errors.DecodeError`. Unknown keys are
-ignored by the field readers (:class:`Fields`), as Go ignores them.
+ignored by the field readers (:class:`Fields`), as Go ignores them. Tagged items (major
+type 6) are refused: no A2AL structure uses them, and cbor2 would otherwise build whatever
+a peer asks for from its semantic tags, including shared references (tags 28/29: a 276-byte
+payload that expands to gigabytes when serialised, or a cycle), sets, regexes, MIME messages
+and bignums (hash-colliding map keys).
 
 :func:`item_end` walks raw CBOR without decoding it, so signatures can be checked over
 the exact bytes received (a2al-wire §1.2).
@@ -36,6 +40,18 @@ __all__ = [
 
 MAX_DEPTH: Final = 16
 """Nesting limit for :func:`item_end`; protocol structures are at most 5 deep."""
+
+
+def _refuse_tag(*_args: object) -> Any:
+    raise DecodeError("CBOR tags are not allowed in A2AL data")
+
+
+# cbor2's built-in semantic tags (6.x); every other tag goes to the tag hook.
+_NO_SEMANTIC_TAGS: Final = dict.fromkeys(
+    (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004,
+     43000, 55799),
+    _refuse_tag,
+)  # fmt: skip
 
 
 def dumps(obj: object) -> bytes:
@@ -69,7 +85,11 @@ def loads(data: bytes) -> Any:
         raise TypeError("CBOR input must be bytes")
     fp = io.BytesIO(data)
     try:
-        value = cbor2.CBORDecoder(fp).decode()
+        value = cbor2.CBORDecoder(
+            fp, tag_hook=_refuse_tag, semantic_decoders=_NO_SEMANTIC_TAGS
+        ).decode()
+    except DecodeError:
+        raise
     except RecursionError as exc:
         raise DecodeError("CBOR nested too deeply") from exc
     except Exception as exc:  # cbor2 raises several types (ValueError, OverflowError, ...)
