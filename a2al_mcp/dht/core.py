@@ -44,9 +44,13 @@ logger = logging.getLogger(__name__)
 
 MAX_RECEIVE: Final = 65536
 SUBSCRIPTION_TTL_S: Final = 60.0
-STORE_RATE_PER_S: Final = 20.0
-STORE_BURST: Final = 60.0
+STORE_BURST_S: Final = 3.0
+"""A STORE rate limit's burst: this many seconds' worth of its rate."""
 RATE_TABLE_MAX: Final = 4096
+"""Source addresses (and, separately, source prefixes) whose STORE rate is tracked; the least
+recently seen is forgotten first."""
+ANSWERED_MAX: Final = 4096
+"""Peers remembered as having answered one of our requests (their records are vouched for)."""
 PUSH_SEEN_MAX: Final = 4096
 PAGE_MARK: Final = b"\xa2\x1f"
 """A tx_id starting with these bytes carries a record-window offset in its next two bytes:
@@ -81,10 +85,31 @@ class DhtStats:
     dropped_oversize: int
     dropped_unsolicited: int
     dropped_rate_limited: int
+    """STOREs dropped unanswered by a rate limit (per address plus per prefix)."""
     rpc_timeouts: int
     peers: int
     stored_records: int
     stored_keys: int
+    rate_limited_ip: int = 0
+    """STOREs dropped by the per-address rate limit (``limits.dht_stores_per_ip_s``)."""
+    rate_limited_prefix: int = 0
+    """STOREs dropped by the per-/24 (IPv4) or per-/64 (IPv6) rate limit."""
+    stored_bytes: int = 0
+    """Encoded bytes of the records in the store."""
+    stored_vouched: int = 0
+    """Records in the store that are ours or from peers that answered us."""
+    store_evicted: int = 0
+    """Records dropped to make room for higher-ranked ones."""
+    store_refused_keys: int = 0
+    """Puts refused (STORE_RESP reason 1): the distinct-key cap (``limits.dht_keys``)."""
+    store_refused_records: int = 0
+    """Puts refused (reason 1): the total-record cap (``limits.dht_records``)."""
+    store_refused_bytes: int = 0
+    """Puts refused (reason 1): the total-bytes cap (``limits.dht_bytes``)."""
+    store_refused_per_key: int = 0
+    """Puts refused (reason 1): the key's cap (``limits.dht_records_per_key``, category caps)."""
+    store_rejected_invalid: int = 0
+    """Puts refused (reason 2): invalid, expired, future-dated or unauthorised records."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -133,16 +158,29 @@ class _Op:
 class _TokenBucket:
     __slots__ = ("tokens", "updated")
 
-    def __init__(self, now: float) -> None:
-        self.tokens, self.updated = STORE_BURST, now
+    def __init__(self, burst: float, now: float) -> None:
+        self.tokens, self.updated = burst, now
 
-    def take(self, now: float) -> bool:
-        self.tokens = min(STORE_BURST, self.tokens + (now - self.updated) * STORE_RATE_PER_S)
+    def refill(self, now: float, rate: float) -> bool:
+        """Add what ``rate`` earned since the last call; True if a token is available."""
+        burst = rate * STORE_BURST_S
+        self.tokens = min(burst, self.tokens + max(0.0, now - self.updated) * rate)
         self.updated = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
+        return self.tokens >= 1.0
+
+
+def _prefix_of(host: str) -> str:
+    """The rate-limit prefix of a source address: its IPv4 /24 or IPv6 /64 (an IPv4-mapped
+    IPv6 address counts as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is None:
+            return str(ipaddress.IPv6Network((ip, 64), strict=False))
+        ip = ip.ipv4_mapped
+    return str(ipaddress.IPv4Network((ip, 24), strict=False))
 
 
 def _publisher_addr(record: SignedRecord) -> Addr | None:
@@ -224,7 +262,7 @@ class DhtCore:
         self.wall_offset = wall_offset
         self.routing = RoutingTable(self.node_id, allow_local_hearsay=allow_local_hearsay)
         self.limits = limits or LimitsConfig()
-        self.store = RecordStore(max_keys=self.limits.dht_keys)
+        self.store = RecordStore.from_limits(self.limits)
         self._wall_now = wall_offset
         self._now = 0.0
         """Monotonic time of the call being handled (dial slots are chosen against it)."""
@@ -236,7 +274,11 @@ class DhtCore:
         self._ops: dict[int, _Op] = {}
         self._next_op = 1
         self._subs: dict[bytes, dict[Addr, float]] = {}
-        self._rates: OrderedDict[str, _TokenBucket] = OrderedDict()
+        self._rates: OrderedDict[str, tuple[_TokenBucket, str]] = OrderedDict()
+        """Per source address: its STORE token bucket and its prefix's key."""
+        self._prefix_rates: OrderedDict[str, _TokenBucket] = OrderedDict()
+        self._answered: OrderedDict[NodeId, None] = OrderedDict()
+        """Peers that answered a request of ours, most recent last."""
         self._next_maintenance: float | None = None
         self._healthy: set[int] = set()
         self._refresh_after: dict[int, float] = {}
@@ -245,7 +287,7 @@ class DhtCore:
         self._c: dict[str, int] = dict.fromkeys(
             (
                 "received", "sent", "answered", "matched", "decode", "verify", "oversize",
-                "unsolicited", "rate_limited", "timeouts",
+                "unsolicited", "rate_limited_ip", "rate_limited_prefix", "timeouts",
             ), 0,
         )  # fmt: skip
 
@@ -298,6 +340,7 @@ class DhtCore:
         self._expire_subscriptions(now)
         if self._next_maintenance is not None and self._next_maintenance <= now:
             self._next_maintenance = now + MAINTENANCE_S
+            self.store.remove_expired(self._wall_now)
             self.refresh_buckets(now, REFRESH_PER_ROUND)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
@@ -375,9 +418,12 @@ class DhtCore:
             UsageError: our own store refuses the record (invalid or not authorised).
         """
         self._now = now
-        result = self.store.put(bytes(key), record, self._wall(now), from_publisher=True)
+        result = self.store.put(bytes(key), record, self._wall(now), from_publisher=True,
+                                vouched=True)  # fmt: skip
         if result.outcome in (PutOutcome.REJECTED_INVALID, PutOutcome.REJECTED_POLICY):
             raise UsageError(f"record refused: {result.reason}")
+        if result.outcome is PutOutcome.REJECTED_FULL:  # the network may still hold it
+            logger.warning("dht.publish local store full (%s)", result.reason)
         if result.is_new:
             self._notify_subscribers(key, record, now)
         op = self._new_op("publish")
@@ -445,9 +491,15 @@ class DhtCore:
             received=c["received"], sent=c["sent"], requests_answered=c["answered"],
             responses_matched=c["matched"], dropped_decode=c["decode"],
             dropped_verify=c["verify"], dropped_oversize=c["oversize"],
-            dropped_unsolicited=c["unsolicited"], dropped_rate_limited=c["rate_limited"],
+            dropped_unsolicited=c["unsolicited"],
+            dropped_rate_limited=c["rate_limited_ip"] + c["rate_limited_prefix"],
             rpc_timeouts=c["timeouts"], peers=len(self.routing),
             stored_records=store.records, stored_keys=store.keys,
+            rate_limited_ip=c["rate_limited_ip"], rate_limited_prefix=c["rate_limited_prefix"],
+            stored_bytes=store.bytes, stored_vouched=store.vouched, store_evicted=store.evicted,
+            store_refused_keys=store.refused_keys, store_refused_records=store.refused_records,
+            store_refused_bytes=store.refused_bytes, store_refused_per_key=store.refused_per_key,
+            store_rejected_invalid=store.rejected_invalid,
         )  # fmt: skip
 
     # == internals: sending ===========================================================
@@ -598,27 +650,22 @@ class DhtCore:
         self, msg: dm.Message, body: dm.Store, sender: Aid, addr: Addr, now: float
     ) -> None:
         ip = addr[0]
-        bucket = self._rates.get(ip)
-        if bucket is None:
-            bucket = self._rates[ip] = _TokenBucket(now)
-            while len(self._rates) > RATE_TABLE_MAX:
-                self._rates.popitem(last=False)
-        self._rates.move_to_end(ip)
-        if not bucket.take(now):
-            self._c["rate_limited"] += 1
+        if not self._take_store_token(ip, now):
             return  # no answer: the sender times out, as with a lost datagram
         record = body.record
         key = bytes(body.key) if body.key is not None else record.default_key()
         from_publisher = sender.node_id == record.address.node_id or (
             record.rec_type == RecType.ENDPOINT and ip in _quic_hosts(record)
         )
-        result = self.store.put(key, record, self._wall(now), from_publisher=from_publisher)
+        vouched = sender.node_id in self._answered or record.address.node_id in self._answered
+        result = self.store.put(key, record, self._wall(now), from_publisher=from_publisher,
+                                vouched=vouched)  # fmt: skip
         match result.outcome:
             case PutOutcome.STORED:
                 resp = dm.StoreResp(stored=True)
             case PutOutcome.STALE:
                 resp = dm.StoreResp(stored=True, already_had=True)
-            case PutOutcome.REJECTED_POLICY:
+            case PutOutcome.REJECTED_POLICY | PutOutcome.REJECTED_FULL:
                 resp = dm.StoreResp(stored=False, reason=dm.StoreReason.POLICY)
             case _:
                 resp = dm.StoreResp(stored=False, reason=dm.StoreReason.INVALID)
@@ -628,6 +675,37 @@ class DhtCore:
             if record.category is Category.MAILBOX:
                 self._events.append(ev.MailboxStored(key=stored_key, record=record, source=addr))
             self._notify_subscribers(stored_key, record, now)
+
+    def _take_store_token(self, host: str, now: float) -> bool:
+        """Charge one STORE to its source address and to its /24 or /64; False (and counted)
+        if either is over its rate (``limits.dht_stores_per_ip_s``, ``_per_prefix_s``, each
+        with a burst of ``STORE_BURST_S`` seconds' worth)."""
+        lim = self.limits
+        entry = self._rates.get(host)
+        if entry is None:
+            bucket = _TokenBucket(lim.dht_stores_per_ip_s * STORE_BURST_S, now)
+            entry = (bucket, _prefix_of(host))
+            self._rates[host] = entry
+            while len(self._rates) > RATE_TABLE_MAX:
+                self._rates.popitem(last=False)
+        self._rates.move_to_end(host)
+        own, prefix = entry
+        shared = self._prefix_rates.get(prefix)
+        if shared is None:
+            shared = _TokenBucket(lim.dht_stores_per_prefix_s * STORE_BURST_S, now)
+            self._prefix_rates[prefix] = shared
+            while len(self._prefix_rates) > RATE_TABLE_MAX:
+                self._prefix_rates.popitem(last=False)
+        self._prefix_rates.move_to_end(prefix)
+        if not own.refill(now, lim.dht_stores_per_ip_s):
+            self._c["rate_limited_ip"] += 1
+            return False
+        if not shared.refill(now, lim.dht_stores_per_prefix_s):
+            self._c["rate_limited_prefix"] += 1
+            return False
+        own.tokens -= 1.0
+        shared.tokens -= 1.0
+        return True
 
     def _on_push(
         self, msg: dm.Message, key: NodeId, record: SignedRecord, addr: Addr, now: float
@@ -676,6 +754,10 @@ class DhtCore:
         del self._pending[msg.tx_id]
         self._c["matched"] += 1
         sender = msg.sender
+        self._answered[sender.node_id] = None
+        self._answered.move_to_end(sender.node_id)
+        if len(self._answered) > ANSWERED_MAX:
+            self._answered.popitem(last=False)
         self.routing.observe_direct(sender, addr, now)
         self.routing.record_success(sender.node_id, now)
         body = msg.body
@@ -846,8 +928,9 @@ class DhtCore:
         if lookup.kind is LookupKind.FIRST:
             records: tuple[SignedRecord, ...] = (lookup.found,) if lookup.found else ()
             if lookup.found is not None:  # cache the hit, as a2ald does (soft-expires in 2 min)
+                vouched = lookup.found.address.node_id in self._answered
                 self.store.put(bytes(op.target), lookup.found, self._wall(now),
-                               from_publisher=False)  # fmt: skip
+                               from_publisher=False, vouched=vouched)  # fmt: skip
                 if lookup.path_hops() > 0:
                     self._path_cache(op, lookup, lookup.found, now)
         else:

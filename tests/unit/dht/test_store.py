@@ -1,4 +1,4 @@
-"""The DHT record store: validation, slots, caps, soft expiry, LRU keys (a2al-wire §3.3–3.5)."""
+"""The DHT record store: validation, slots, caps, fair eviction, soft expiry (wire §3.3–3.5)."""
 
 from __future__ import annotations
 
@@ -242,7 +242,7 @@ def test_authority_failures_are_invalid_as_in_a2ald() -> None:
 # -- topics -----------------------------------------------------------------------------
 
 
-def test_topic_slots_are_per_pubkey_at_the_topic_key() -> None:
+def test_topic_slots_are_per_registrant_at_the_topic_key() -> None:
     s = RecordStore()
     a, b = ident(1), ident(2)
     key = topic_key("chat")
@@ -255,7 +255,8 @@ def test_topic_slots_are_per_pubkey_at_the_topic_key() -> None:
     assert put(s, ta2, key) is PutOutcome.STORED
     assert s.get(key, T0) == [tb, ta2]  # the replaced slot moves to the end
     assert put(s, ta, key) is PutOutcome.STALE
-    # one AID, two operational keys: two slots (keyed by pubkey, not address)
+    # one AID, two operational keys: one slot (keyed by the registrant's address, unlike
+    # a2ald's pubkey); the newer delegation wins
     made = DelegatedIdentity.generate(SeededRng(60), issued_at=T0)
     op2 = SigningKey.generate(SeededRng(61))
     second = Identity.from_delegation(
@@ -263,27 +264,50 @@ def test_topic_slots_are_per_pubkey_at_the_topic_key() -> None:
     )
     assert put(s, topic(made.identity), key) is PutOutcome.STORED
     assert put(s, topic(second), key) is PutOutcome.STORED
-    assert len(s.get(key, T0, 0x10)) == 4
+    assert put(s, topic(made.identity), key) is PutOutcome.STALE
+    assert s.get(key, T0, 0x10) == [tb, ta2, topic(second)]
 
 
-def test_topic_cap_drops_oldest_timestamp() -> None:
+def test_topic_cap_keeps_established_registrations() -> None:
     s = RecordStore()
     key = topic_key("busy")
     records = [topic(ident(100 + i), "busy", ts=T0 - 1000 + (i * 37) % 101) for i in range(100)]
     for r in records:
         assert put(s, r, key) is PutOutcome.STORED
     assert len(s) == 100
-    oldest = min(records, key=lambda r: r.timestamp)
-    newcomer = topic(ident(300), "busy", ts=T0)
-    assert put(s, newcomer, key) is PutOutcome.STORED
+    # newcomers are refused whatever their timestamp (a2ald would drop the oldest timestamp)
+    for n, ts in enumerate((T0, T0 + 59, T0 - 2000)):
+        result = s.put(key, topic(ident(300 + n), "busy", ts=ts), T0, from_publisher=True)
+        assert result.outcome is PutOutcome.REJECTED_FULL and not result.is_new
+        assert (result.reason, result.wire_reason, result.accepted) == ("per_key", 1, False)
+    assert s.get(key, T0) == records
+    # an established registrant still updates its slot
+    update = topic(ident(100), "busy", seq=2, ts=T0)
+    assert put(s, update, key) is PutOutcome.STORED
+    # a vouched newcomer (a peer that answered us) displaces the newest unvouched registration
+    result = s.put(key, topic(ident(310), "busy"), T0, from_publisher=True, vouched=True)
+    assert result.outcome is PutOutcome.STORED
     got = s.get(key, T0)
-    assert len(got) == 100 and oldest not in got and got[-1] == newcomer
-    # a newcomer older than everyone is evicted at once, yet reported stored (a2ald pushes it)
-    ancient = topic(ident(301), "busy", ts=T0 - 2000)
-    result = s.put(key, ancient, T0, from_publisher=True)
-    assert result.outcome is PutOutcome.STORED and result.is_new
-    assert ancient not in s.get(key, T0)
-    assert s.statistics().evicted == 2
+    assert len(got) == 100 and records[-1] not in got and update in got
+    stats = s.statistics()
+    assert (stats.evicted, stats.refused_per_key, stats.vouched) == (1, 3, 1)
+    # vouched records are not displaced by unvouched or later vouched newcomers
+    for i in range(99):
+        s.put(key, topic(ident(320 + i), "busy"), T0, from_publisher=True, vouched=True)
+    assert s.statistics().vouched == 100
+    late = s.put(key, topic(ident(500), "busy"), T0, from_publisher=True, vouched=True)
+    assert late.outcome is PutOutcome.REJECTED_FULL
+    assert topic(ident(310), "busy") in s.get(key, T0)
+
+
+def test_future_dated_records_expire_as_if_dated_now() -> None:
+    s = RecordStore()
+    key = topic_key("t")
+    r = rec(ident(1), 0x10, TopicPayload(topic="t").to_bytes(), ts=T0 + 60, ttl=100)
+    assert put(s, r, key) is PutOutcome.STORED  # 60 s ahead is within a2ald's skew
+    assert s.get(key, T0 + 60) == [r]
+    assert s.get(key, T0 + 101) == []  # a2ald would hold it until T0 + 160
+    assert s.statistics().expired == 1
 
 
 # -- mailbox ----------------------------------------------------------------------------
@@ -320,7 +344,7 @@ def test_mailbox_per_pubkey_cap_drops_that_senders_oldest() -> None:
     ]  # fmt: skip
 
 
-def test_mailbox_per_key_cap_drops_oldest_overall() -> None:
+def test_mailbox_per_key_cap_refuses_new_senders() -> None:
     s = RecordStore()
     bob = ident(2)
     box = nid(bob)
@@ -330,11 +354,15 @@ def test_mailbox_per_key_cap_drops_oldest_overall() -> None:
         for i in range(4):
             m = mail(sender, bob, i, ts=T0 - 1000 + j * 10 + i)
             sent.append(m)
-            assert put(s, m, box) is PutOutcome.STORED
+            want = PutOutcome.STORED if len(sent) <= 50 else PutOutcome.REJECTED_FULL
+            assert put(s, m, box) is want
     got = s.get(box, T0)
-    assert len(got) == limits.MAILBOX_PER_KEY
-    assert got == sent[2:]  # the two oldest timestamps went
-    assert s.statistics().evicted == 2
+    assert got == sent[:50]  # the two newest were refused; nothing held was dropped
+    # a sender at its own cap still gets in: its own oldest note makes room
+    assert put(s, mail(ident(200), bob, 9, ts=T0), box) is PutOutcome.STORED
+    assert sent[0] not in s.get(box, T0) and len(s) == 50
+    stats = s.statistics()
+    assert (stats.evicted, stats.refused_per_key) == (1, 2)
 
 
 # -- sovereign --------------------------------------------------------------------------
@@ -367,10 +395,11 @@ def test_sovereign_victim_when_only_endpoints_remain() -> None:
     # so the rule is checked on the helper directly.
     stamps = [T0 - 5, T0 - 9, T0 - 1, T0 - 9, T0 - 3]
     group: dict[Hashable, store_mod._Entry] = {
-        i: store_mod._Entry(rec(ident(400 + i), ts=t), None) for i, t in enumerate(stamps)
+        i: store_mod._Entry(rec(ident(400 + i), ts=t), None, 0, 0, False, i)
+        for i, t in enumerate(stamps)
     }
     assert store_mod._sovereign_victim(group) == 1  # oldest timestamp, first on ties
-    group["profile"] = store_mod._Entry(rec(ident(1), 2, PROFILE), None)
+    group["profile"] = store_mod._Entry(rec(ident(1), 2, PROFILE), None, 0, 0, False, 9)
     assert store_mod._sovereign_victim(group) == "profile"
 
 
@@ -487,25 +516,53 @@ def test_soft_expiry_only_for_assigned_sovereign_types() -> None:
 # -- keys, expiry sweep, statistics ---------------------------------------------------------
 
 
-def test_lru_key_cap() -> None:
+def test_key_cap_refuses_new_keys_unless_vouched() -> None:
     s = RecordStore(max_keys=3)
-    ids = [ident(i) for i in (1, 2, 3, 4, 5)]
+    ids = [ident(i) for i in (1, 2, 3, 4, 5, 6)]
     for i in ids[:3]:
         put(s, rec(i))
-    assert s.get(nid(ids[0]), T0)  # a read makes key 0 recent
-    put(s, rec(ids[1]))  # a stale put does not
-    put(s, rec(ids[3]))  # evicts key 1, the least recently used
-    assert s.key_count == 3 and len(s) == 3
-    assert s.get(nid(ids[1]), T0) == []
-    assert all(s.get(nid(i), T0) for i in (ids[0], ids[2], ids[3]))
-    # the reads above left the LRU order 0, 2, 3; this one makes it 0, 3, 2
-    s.newest_endpoint(nid(ids[2]), T0)
-    put(s, rec(ids[4]))
-    assert s.get(nid(ids[0]), T0) == []
-    assert s.statistics().evicted == 2
-    # more records under an existing key never evict keys
-    put(s, mail(ids[0], ids[2], 1), nid(ids[2]))
-    assert s.key_count == 3 and len(s) == 4
+    result = s.put(nid(ids[3]), rec(ids[3]), T0, from_publisher=True)
+    assert (result.outcome, result.reason) == (PutOutcome.REJECTED_FULL, "keys")
+    assert all(s.get(nid(i), T0) for i in ids[:3])  # reads and writes do not matter
+    # more records under an existing key never need a key
+    assert put(s, mail(ids[0], ids[2], 1), nid(ids[2])) is PutOutcome.STORED
+    # a vouched newcomer takes the place of the newest key that holds nothing vouched
+    assert s.put(nid(ids[4]), rec(ids[4]), T0, from_publisher=True, vouched=True).accepted
+    assert s.get(nid(ids[2]), T0) == [] and s.key_count == 3 and len(s) == 3
+    # a key holding a vouched record is never taken for another key
+    s.put(nid(ids[1]), rec(ids[1]), T0, from_publisher=True, vouched=True)  # stale: vouches
+    assert s.put(nid(ids[5]), rec(ids[5]), T0, from_publisher=True, vouched=True).accepted
+    assert [bool(s.get(nid(i), T0)) for i in ids] == [False, True, False, False, True, True]
+    stats = s.statistics()
+    assert (stats.evicted, stats.refused_keys, stats.vouched) == (3, 1, 3)
+    assert s.put(nid(ids[3]), rec(ids[3]), T0, from_publisher=True, vouched=True).reason == "keys"
+
+
+def test_total_records_and_bytes_stay_bounded() -> None:
+    size = len(rec(ident(1)).to_bytes())
+    s = RecordStore(max_records=10, max_bytes=1_000_000)
+    ids = [ident(900 + i) for i in range(14)]
+    got = [s.put(nid(i), rec(i), T0, from_publisher=True).outcome for i in ids[:12]]
+    assert got == [PutOutcome.STORED] * 10 + [PutOutcome.REJECTED_FULL] * 2
+    assert len(s) == 10 and s.byte_count == 10 * size
+    assert s.put(nid(ids[12]), rec(ids[12]), T0, from_publisher=True, vouched=True).accepted
+    assert s.get(nid(ids[9]), T0) == []  # the newest unvouched record made room
+    s2 = RecordStore(max_bytes=3 * size + 10)
+    got = [s2.put(nid(i), rec(i), T0, from_publisher=True).reason for i in ids[:5]]
+    assert got == ["stored"] * 3 + ["bytes"] * 2
+    assert s2.byte_count == 3 * size and s2.statistics().refused_bytes == 2
+    # expired records are purged to make room before anything is refused
+    later = rec(ids[5], ts=T0 + 3611)
+    assert s2.put(nid(ids[5]), later, T0 + 3611, from_publisher=True).reason == "stored"
+    assert s2.statistics().expired == 3 and len(s2) == 1
+
+
+def test_records_per_key_cap() -> None:
+    s = RecordStore(max_records_per_key=5)
+    key = topic_key("t")
+    outcomes = [put(s, topic(ident(600 + i), "t"), key) for i in range(7)]
+    assert outcomes == [PutOutcome.STORED] * 5 + [PutOutcome.REJECTED_FULL] * 2
+    assert s.statistics().refused_per_key == 2
 
 
 def test_remove_expired() -> None:
@@ -556,10 +613,12 @@ def test_statistics_counters() -> None:
     put(s, rec(a))
     put(s, dataclasses.replace(rec(b), seq=7))
     put(s, signed(b.key, a.aid, 1, EP))
-    put(s, rec(b))  # evicts key a
+    put(s, rec(b))  # refused: one key only
+    s.put(nid(b), rec(b), T0, from_publisher=True, vouched=True)  # evicts key a
+    size = len(rec(b).to_bytes())
     assert s.statistics() == StoreStats(
         keys=1, records=1, stored=2, stale=1, rejected_policy=0, rejected_invalid=2,
-        evicted=1, expired=0,
+        evicted=1, expired=0, bytes=size, vouched=1, refused_keys=1,
     )  # fmt: skip
 
 
@@ -577,7 +636,7 @@ class _GoModel:
         if r.category is not rec.category:
             return False
         if rec.category is Category.TOPIC:
-            return r.pubkey == rec.pubkey
+            return r.address == rec.address
         if rec.category is Category.MAILBOX:
             return (r.pubkey, r.payload, r.rec_type) == (rec.pubkey, rec.payload, rec.rec_type)
         return (r.address, r.rec_type) == (rec.address, rec.rec_type)
@@ -587,8 +646,21 @@ class _GoModel:
         if any(self._same_slot(r, rec) and not rec.is_newer_than(r) for r in live):
             self.m[key] = live
             return PutOutcome.STALE
-        out = [r for r in live if not self._same_slot(r, rec)] + [rec]
         cat = rec.category
+        grp_before = [r for r in live if r.category is cat]
+        if not any(self._same_slot(r, rec) for r in live):  # a new slot: room or refusal
+            senders = [r for r in grp_before if r.address == rec.address]
+            if cat is Category.TOPIC and len(grp_before) >= limits.TOPIC_PER_KEY:
+                self.m[key] = live
+                return PutOutcome.REJECTED_FULL
+            if (
+                cat is Category.MAILBOX
+                and len(grp_before) >= limits.MAILBOX_PER_KEY
+                and len(senders) < limits.MAILBOX_PER_PUBKEY
+            ):
+                self.m[key] = live
+                return PutOutcome.REJECTED_FULL
+        out = [r for r in live if not self._same_slot(r, rec)] + [rec]
         rest = [r for r in out if r.category is not cat]
         grp = [r for r in out if r.category is cat]
 
@@ -599,16 +671,11 @@ class _GoModel:
             while len(grp) > limits.SOVEREIGN_PER_KEY:
                 idx = next((i for i, r in enumerate(grp) if r.rec_type != 1), None)
                 del grp[oldest(grp) if idx is None else idx]
-        elif cat is Category.TOPIC:
-            while len(grp) > limits.TOPIC_PER_KEY:
-                del grp[oldest(grp)]
-        else:
-            mine = [i for i, r in enumerate(grp) if r.pubkey == rec.pubkey]
+        elif cat is Category.MAILBOX:
+            mine = [i for i, r in enumerate(grp) if r.address == rec.address]
             while len(mine) > limits.MAILBOX_PER_PUBKEY:
                 del grp[min(mine, key=lambda i: (grp[i].timestamp, i))]
-                mine = [i for i, r in enumerate(grp) if r.pubkey == rec.pubkey]
-            while len(grp) > limits.MAILBOX_PER_KEY:
-                del grp[oldest(grp)]
+                mine = [i for i, r in enumerate(grp) if r.address == rec.address]
         self.m[key] = rest + grp
         return PutOutcome.STORED
 
