@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from .. import _cbor
-from ..errors import DecodeError, LimitExceeded
+from ..errors import DecodeError, LimitExceeded, UsageError
 from ..identity.aid import Aid
 from . import limits
 
@@ -34,6 +34,42 @@ def topic_key(topic: str) -> bytes:
 def _nil(items: tuple[str, ...]) -> list[str] | None:
     """Go encodes a nil slice as null; we treat an empty tuple as nil."""
     return list(items) if items else None
+
+
+META_DEPTH_MAX: Final = 16
+"""Deepest nesting of lists and maps in a payload's ``meta`` we encode (Go's CBOR decoder
+stops at 32; the C encoder of cbor2 overflows the C stack, killing the process, near 10,000)."""
+
+
+def _check_meta(meta: Mapping[Any, Any], what: str) -> None:
+    """Refuse a ``meta`` with no faithful A2AL encoding, before cbor2 sees it: nesting deeper
+    than :data:`META_DEPTH_MAX`, integers outside CBOR's 64-bit range (cbor2 would write a
+    bignum tag, which A2AL decoders refuse), text with lone surrogates (not UTF-8).
+
+    Raises:
+        LimitExceeded: nested too deeply.
+        UsageError: an integer or a text that cannot be encoded.
+    """
+    stack: list[tuple[object, int]] = [(meta, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    raise UsageError(f"{what}: meta text is not valid Unicode") from None
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**64) <= value < 2**64:
+                raise UsageError(f"{what}: meta integer outside the 64-bit range")
+        elif isinstance(value, Mapping | list | tuple):
+            if depth > META_DEPTH_MAX:
+                raise LimitExceeded(f"{what}: meta nested deeper than {META_DEPTH_MAX} levels")
+            if isinstance(value, Mapping):
+                stack.extend((k, depth + 1) for k in value)
+                stack.extend((v, depth + 1) for v in value.values())
+            else:
+                stack.extend((v, depth + 1) for v in value)
 
 
 def _meta(value: dict[Any, Any] | None, what: str) -> dict[str, Any]:
@@ -123,7 +159,8 @@ class TopicPayload:
     version: int = 1
 
     def to_bytes(self) -> bytes:
-        """Canonical CBOR; raises LimitExceeded over 512 bytes or a brief over 140 chars."""
+        """Canonical CBOR; raises LimitExceeded over 512 bytes, a brief over 140 chars or a
+        meta nested deeper than 16, UsageError for meta values CBOR cannot carry."""
         if len(self.brief) > limits.BRIEF_MAX_CHARS:
             raise LimitExceeded(f"brief is {len(self.brief)} characters; the limit is 140")
         m: dict[int, Any] = {
@@ -135,6 +172,7 @@ class TopicPayload:
             6: self.brief,
         }
         if self.meta:
+            _check_meta(self.meta, "topic payload")
             m[7] = dict(self.meta)
         data = _cbor.dumps(m)
         if len(data) > limits.TOPIC_PAYLOAD_MAX:
@@ -180,7 +218,8 @@ class AgentProfilePayload:
     version: int = 1
 
     def to_bytes(self) -> bytes:
-        """Canonical CBOR; raises LimitExceeded over 700 bytes."""
+        """Canonical CBOR; raises LimitExceeded over 700 bytes or a meta nested deeper than 16,
+        UsageError for meta values CBOR cannot carry."""
         m: dict[int, Any] = {1: self.version or 1}
         fields: dict[int, Any] = {
             2: self.name,
@@ -192,6 +231,8 @@ class AgentProfilePayload:
             9: dict(self.meta),
         }
         m.update({k: v for k, v in fields.items() if v})
+        if self.meta:
+            _check_meta(self.meta, "profile payload")
         data = _cbor.dumps(m)
         if len(data) > limits.PROFILE_PAYLOAD_MAX:
             raise LimitExceeded(f"profile payload is {len(data)} bytes; the limit is 700")

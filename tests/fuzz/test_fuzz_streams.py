@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from a2al_mcp import _cbor
-from a2al_mcp.errors import DecodeError, LimitExceeded
+from a2al_mcp.errors import DecodeError, LimitExceeded, UsageError
 from a2al_mcp.identity import Aid
 from a2al_mcp.protocol import limits, wireaddr
 from a2al_mcp.protocol import session_frames as sf
@@ -434,3 +436,82 @@ def test_regression_every_cbor_tag_is_refused(tag: int) -> None:
         _cbor.loads(data)
     with pytest.raises(DecodeError):
         _cbor.loads(cbor2.dumps({1: [1]})[:-1] + data)  # nested inside a map
+
+
+# ------------------------------------------------ meta: what we publish decodes again
+
+meta_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=3),
+    max_leaves=20,
+)  # fmt: skip
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@fuzz_settings()
+@given(st.dictionaries(st.text(max_size=4), meta_values | st.integers(1, 40).map(_nested),
+                       max_size=4))  # fmt: skip
+def test_meta_encodes_to_what_decodes_or_is_refused(meta: dict[str, Any]) -> None:
+    """Whatever meta a caller gives, to_bytes refuses it with LimitExceeded/UsageError or
+    writes a payload that decodes (here and at every A2AL peer) to the same meta."""
+    for payload in (
+        TopicPayload(topic="t", meta=meta),
+        AgentProfilePayload(name="n", meta=meta),
+    ):
+        try:
+            data = payload.to_bytes()
+        except (LimitExceeded, UsageError):
+            continue
+        again = type(payload).from_bytes(data)
+        assert _cbor.dumps(dict(again.meta)) == _cbor.dumps(dict(meta))
+
+
+def test_regression_deep_meta_is_refused_not_a_segfault() -> None:
+    """A meta nested 20,000 deep (``publish`` with ``meta``; LangChain/CrewAI and the Python
+    API pass it through) overflowed the C stack in cbor2's encoder: the process died with
+    SIGSEGV at 45ad18d. Run in a child process so that old code fails the test, not the run."""
+    code = (
+        "from a2al_mcp.protocol.payloads import TopicPayload\n"
+        "from a2al_mcp.errors import LimitExceeded\n"
+        "v = 1\n"
+        "for _ in range(20000): v = [v]\n"
+        "try:\n"
+        "    TopicPayload(topic='t', meta={'a': v}).to_bytes()\n"
+        "except LimitExceeded:\n"
+        "    print('refused')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.returncode
+    assert proc.stdout.strip() == b"refused"
+
+
+@pytest.mark.parametrize(
+    ("meta", "error"),
+    [
+        ({"a": "\ud800"}, UsageError),  # cbor2 raised UnicodeEncodeError (INTERNAL in tools)
+        ({"\udfff": 1}, UsageError),
+        ({"a": 2**64}, UsageError),  # cbor2 wrote a bignum tag: a record no peer decodes
+        ({"a": -(2**64) - 1}, UsageError),
+        ({"a": _nested(17)}, LimitExceeded),
+    ],
+)
+def test_regression_meta_without_a_faithful_encoding_is_refused(
+    meta: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        TopicPayload(topic="t", meta=meta).to_bytes()
+    with pytest.raises(error):
+        AgentProfilePayload(name="n", meta=meta).to_bytes()
