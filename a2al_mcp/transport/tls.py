@@ -31,6 +31,8 @@ aioquic 1.7.2; the tests cover every one of them):
 * ``tls.Context._request_client_certificate`` — set on servers to send CertificateRequest
   (aioquic has no public switch for it);
 * ``tls.Context._peer_certificate`` — read: the peer's leaf certificate;
+* ``tls.Context._receive_buffer`` — read: the length of a partial handshake message
+  (:data:`MAX_HANDSHAKE_MESSAGE`);
 * ``tls.Context._server_handle_hello`` — overridden to peek at the ClientHello's SNI and
   choose the certificate before aioquic answers (aioquic keeps no SNI);
 * ``tls.Context._server_handle_certificate`` — overridden to refuse an empty client
@@ -66,6 +68,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import _cbor
+from .._containment import containable
 from ..errors import DecodeError, UsageError, VerificationError
 from ..identity import Aid, DelegationProof, Identity
 
@@ -79,6 +82,7 @@ __all__ = [
     "DELEGATION_OID",
     "IDLE_TIMEOUT_S",
     "MAX_DATAGRAM_SIZE",
+    "MAX_HANDSHAKE_MESSAGE",
     "A2ALQuicConnection",
     "CertificateStore",
     "DelegationExtension",
@@ -115,6 +119,11 @@ MAX_DATA: Final = 32 * 1024 * 1024
 
 MAX_STREAM_DATA: Final = 8 * 1024 * 1024
 """Per-stream flow-control window."""
+
+MAX_HANDSHAKE_MESSAGE: Final = 262_144
+"""Longest TLS handshake message accepted from a peer (Go's crypto/tls, which a2ald uses,
+takes Certificate messages up to 256 KiB; an A2AL certificate is about 500 bytes). Longer
+ones are refused with unexpected_message before they are buffered whole."""
 
 _SERIAL_BITS: Final = 127
 _ORG_NAME: Final = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "a2al")])
@@ -542,6 +551,24 @@ class _A2ALTlsContext(tls.Context):
     """
 
     _a2al_conn: A2ALQuicConnection
+
+    def handle_message(self, input_data: bytes, output_buf: dict[tls.Epoch, Buffer]) -> None:
+        """aioquic's, failing only with an alert (sent in a CONNECTION_CLOSE): aioquic
+        alerts on most garbage itself; anything else a hostile handshake message makes it
+        raise would escape ``receive_datagram`` and leave the connection half-open."""
+        try:
+            super().handle_message(input_data, output_buf)
+        except tls.Alert:
+            raise
+        except BaseException as exc:
+            if not containable(exc):
+                raise
+            if isinstance(exc, ValueError):
+                raise tls.AlertDecodeError(f"Could not parse TLS message: {exc!r}") from exc
+            raise tls.AlertHandshakeFailure(f"handshake failed: {type(exc).__name__}") from exc
+        pending = self._receive_buffer
+        if len(pending) >= 4 and int.from_bytes(pending[1:4], "big") > MAX_HANDSHAKE_MESSAGE:
+            raise tls.AlertUnexpectedMessage("handshake message too long")
 
     def _client_handle_certificate_verify(self, input_buf: Buffer) -> None:
         super()._client_handle_certificate_verify(input_buf)  # signature: key possession

@@ -55,8 +55,22 @@ qh3 private names (checked against qh3 2.1.0; the tests cover every one of them)
 * ``QuicConnection._core`` (its ``poll_transmit`` and ``receive_many_datagrams``),
   ``_drain_core``, ``_quic_logger``, ``_log_datagram`` and ``_log_packets`` — in the
   per-datagram paths, which skip qh3's logging work when there is no logger;
-* ``qh3._hazmat`` (``Buffer``, ``Certificate``, ``Ed25519PrivateKey``, the key exchanges)
-  and ``qh3.tls._is_grease_value`` — building blocks of the server handshake.
+* ``qh3._hazmat`` (``Buffer``, ``BufferReadError``, ``CryptoError``, ``Certificate``,
+  ``Ed25519PrivateKey``, the key exchanges) and ``qh3.tls._is_grease_value`` — building
+  blocks of the server handshake;
+* ``tls.Context._client_handle_hello`` — overridden (client) to check the length of the
+  ServerHello's key share before qh3 exchanges; ``tls.Context._x25519_kyber_768_private_key``
+  (and its X25519 and P-256/384/521 twins) — read there: which groups we offered.
+
+Hostile handshakes (reading/issue 14): qh3 turns only ``tls.Alert`` into a CONNECTION_CLOSE;
+anything else its TLS raises (a short message, a bad point, and for an X25519MLKEM768 share
+of the wrong length a Rust *panic*, a ``BaseException``) would escape ``receive_datagram``
+and leave the connection half-open. So both contexts check every key share's length before
+any exchange (X25519 32 bytes, P-256 65 uncompressed, X25519MLKEM768 1,216 from a client and
+1,120 from a server: ML-KEM-768's encapsulation key or ciphertext followed by the X25519
+share, draft-ietf-tls-ecdhe-mlkem), and turn any other failure of a handshake message into an
+alert, as aioquic does; handshake messages longer than :data:`MAX_HANDSHAKE_MESSAGE` are
+refused before they are buffered.
 """
 
 from __future__ import annotations
@@ -69,16 +83,18 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from aioquic.quic import events as aq_events
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .._containment import containable
 from ..errors import VerificationError
 from .tls import (
     ALPN,
     IDLE_TIMEOUT_S,
     MAX_DATA,
     MAX_DATAGRAM_SIZE,
+    MAX_HANDSHAKE_MESSAGE,
     MAX_STREAM_DATA,
     CertificateStore,
     LocalCertificate,
@@ -116,6 +132,15 @@ _ED25519: Final = 0x0807
 
 _SERVER_CONTEXT: Final = b"TLS 1.3, server CertificateVerify"
 _CLIENT_CONTEXT: Final = b"TLS 1.3, client CertificateVerify"
+
+KEY_SHARE_LENGTHS: Final = {0x001D: 32, 0x0017: 65, 0x0018: 97, 0x0019: 133}
+"""Key share length by group (RFC 8446 §4.2.8.2): X25519; P-256, P-384, P-521 uncompressed."""
+
+X25519MLKEM768: Final = 0x11EC
+X25519MLKEM768_CLIENT_SHARE: Final = 1184 + 32
+"""ML-KEM-768 encapsulation key, then the X25519 share (draft-ietf-tls-ecdhe-mlkem §4.1)."""
+X25519MLKEM768_SERVER_SHARE: Final = 1088 + 32
+"""ML-KEM-768 ciphertext, then the X25519 share."""
 
 _CAPACITY_EXHAUSTED: Final = "packet builder capacity exhausted"
 """qh3's core error when a frame does not fit the datagram (see Qh3ServerConnection)."""
@@ -243,6 +268,18 @@ if AVAILABLE:
         qh3_tls.Group.SECP256R1: qh3_hazmat.ECDHP256KeyExchange,
     }
 
+    def _check_key_share(group: int, share: bytes, *, from_client: bool) -> None:
+        """Refuse a key share whose length is wrong for its group, before any exchange
+        (qh3's X25519MLKEM768 panics on a short one); illegal_parameter as aioquic."""
+        if group == X25519MLKEM768:
+            want = X25519MLKEM768_CLIENT_SHARE if from_client else X25519MLKEM768_SERVER_SHARE
+        else:
+            want = KEY_SHARE_LENGTHS.get(group, len(share))
+        uncompressed = group in (0x0017, 0x0018, 0x0019)  # legacy_form 4 (RFC 8446 §4.2.8.2)
+        if len(share) != want or (uncompressed and share[:1] != b"\x04"):
+            who = "ClientHello" if from_client else "ServerHello"
+            raise qh3_tls.AlertIllegalParameter(f"{who} has an invalid key share")
+
     def _key_exchange(hello: Any) -> tuple[int, bytes, bytes]:
         """(group, our key share, shared secret) for the first key share of the client's
         we support (as qh3 does; no HelloRetryRequest)."""
@@ -250,11 +287,38 @@ if AVAILABLE:
             kx_class = _KEY_EXCHANGES.get(group)
             if kx_class is None:
                 continue
+            _check_key_share(group, peer_key, from_client=True)
             kx = kx_class()
-            shared = kx.exchange(peer_key)
-            ours = kx.shared_ciphertext() if group == qh3_tls.Group.X25519ML768 else kx.public_key()
+            try:
+                shared = kx.exchange(peer_key)
+                ours = kx.shared_ciphertext() if group == X25519MLKEM768 else kx.public_key()
+            except qh3_hazmat.CryptoError as exc:  # not a point of the group, or all zeros
+                raise qh3_tls.AlertIllegalParameter("ClientHello has an invalid key share") from exc
             return group, ours, shared
         raise qh3_tls.AlertHandshakeFailure("No supported key share group in ClientHello")
+
+    def _as_alert(exc: BaseException) -> qh3_tls.Alert:
+        """The alert for a failure of a handshake message that qh3 did not turn into one."""
+        if isinstance(exc, ValueError):  # BufferReadError and friends: a garbled message
+            return qh3_tls.AlertDecodeError(f"Could not parse TLS message: {exc!r}")
+        if isinstance(exc, qh3_hazmat.CryptoError):
+            return qh3_tls.AlertIllegalParameter(f"invalid handshake value: {exc!r}")
+        return qh3_tls.AlertHandshakeFailure(f"handshake failed: {type(exc).__name__}")
+
+    def _handle_alerting(ctx: qh3_tls.Context, handle: Callable[[], None]) -> None:
+        """Run ``handle`` (a context's ``handle_message``) so that it fails only with an
+        alert, which qh3 sends in a CONNECTION_CLOSE (cancellation and exit propagate)."""
+        try:
+            handle()
+        except qh3_tls.Alert:
+            raise
+        except BaseException as exc:
+            if not containable(exc):
+                raise
+            raise _as_alert(exc) from exc
+        pending = ctx._receive_buffer
+        if len(pending) >= 4 and int.from_bytes(pending[1:4], "big") > MAX_HANDSHAKE_MESSAGE:
+            raise qh3_tls.AlertUnexpectedMessage("handshake message too long")
 
     class _AlertNoApplicationProtocol(qh3_tls.Alert):
         description = qh3_tls.AlertDescription.no_application_protocol
@@ -264,6 +328,33 @@ if AVAILABLE:
         :meth:`Qh3ClientConnection._create_tls` changes the class of qh3's context."""
 
         _a2al_conn: Qh3ClientConnection
+
+        def handle_message(
+            self, input_data: bytes, output_buf: dict[Any, Any], epoch: int = -1
+        ) -> None:
+            _handle_alerting(self, lambda: super(_Qh3TlsContext, self).handle_message(
+                input_data, output_buf, epoch))  # fmt: skip
+
+        def _client_handle_hello(self, input_buf: Any, output_buf: Any) -> None:
+            # qh3 exchanges without checking the share (a short X25519MLKEM768 one panics)
+            hello = qh3_tls.pull_server_hello(
+                qh3_hazmat.Buffer(data=input_buf.data_slice(0, input_buf.capacity))
+            )
+            if hello.key_share is not None:
+                group, share = hello.key_share
+                offered = {
+                    X25519MLKEM768: self._x25519_kyber_768_private_key,
+                    qh3_tls.Group.X25519: self._x25519_private_key,
+                    qh3_tls.Group.SECP256R1: self._ec_p256_private_key,
+                    qh3_tls.Group.SECP384R1: self._ec_p384_private_key,
+                    qh3_tls.Group.SECP521R1: self._ec_p521_private_key,
+                }
+                if offered.get(group) is None:
+                    raise qh3_tls.AlertIllegalParameter(
+                        "ServerHello selected a key share group we did not offer"
+                    )
+                _check_key_share(group, share, from_client=False)
+            super()._client_handle_hello(input_buf, output_buf)
 
         def _client_handle_certificate_verify(self, input_buf: Any) -> None:
             super()._client_handle_certificate_verify(input_buf)  # signature: possession
@@ -279,6 +370,11 @@ if AVAILABLE:
 
         def handle_message(
             self, input_data: bytes, output_buf: dict[Any, Any], epoch: int = -1
+        ) -> None:
+            _handle_alerting(self, lambda: self._a2al_handle_message(input_data, output_buf, epoch))
+
+        def _a2al_handle_message(
+            self, input_data: bytes, output_buf: dict[Any, Any], epoch: int
         ) -> None:
             if (
                 self.state != qh3_tls.State.SERVER_EXPECT_FINISHED
@@ -413,10 +509,11 @@ if AVAILABLE:
                 raise qh3_tls.AlertIllegalParameter("unexpected certificate request context")
             if not certificate.certificates:
                 raise qh3_tls.AlertBadCertificate("client certificate required")
-            try:
-                self._a2al_leaf = x509.load_der_x509_certificate(certificate.certificates[0][0])
+            try:  # every entry, as aioquic: junk after a valid leaf is refused too
+                chain = [x509.load_der_x509_certificate(der) for der, _ in certificate.certificates]
             except ValueError as exc:
                 raise qh3_tls.AlertBadCertificate(f"unreadable client certificate: {exc}") from exc
+            self._a2al_leaf = chain[0]
             self._a2al_key_schedule().update_hash(input_buf.data)
             self._a2al_expect = _EXPECT_CERTIFICATE_VERIFY
 
@@ -425,7 +522,10 @@ if AVAILABLE:
             ks = self._a2al_key_schedule()
             leaf = self._a2al_leaf
             assert leaf is not None
-            key = leaf.public_key()
+            try:
+                key = leaf.public_key()
+            except (UnsupportedAlgorithm, ValueError) as exc:  # a key algorithm we cannot read
+                raise qh3_tls.AlertBadCertificate(f"client certificate key: {exc}") from exc
             if verify.algorithm != _ED25519 or not isinstance(key, Ed25519PublicKey):
                 raise qh3_tls.AlertBadCertificate("client certificate is not Ed25519")
             try:  # possession of the certificate's key, over the transcript so far

@@ -124,8 +124,13 @@ def test_the_private_names_we_use_exist() -> None:
     assert callable(qh3_tls.Context._server_handle_finished)
     assert callable(qh3_tls.Context._setup_traffic_protection)
     assert callable(qh3_tls._is_grease_value)
+    assert callable(qh3_tls.Context._client_handle_hello)
+    assert callable(qh3_tls.pull_server_hello)
     ctx = qh3_tls.Context(is_client=True)
     assert ctx._peer_certificate is None
+    assert ctx._receive_buffer == b""
+    for name in ("x25519_kyber_768", "x25519", "ec_p256", "ec_p384", "ec_p521"):
+        assert getattr(ctx, f"_{name}_private_key") is None  # set when the hello is sent
     server = qh3_tls.Context(is_client=False)
     assert server.state == qh3_tls.State.SERVER_EXPECT_CLIENT_HELLO
     assert server._receive_buffer == b""
