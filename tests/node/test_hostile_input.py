@@ -11,9 +11,11 @@ import cbor2
 import pytest
 
 from a2al_mcp import Identity, NodeConfig, SignedRecord, SystemRng
+from a2al_mcp.config import DhtConfig
+from a2al_mcp.identity import NodeId
 from a2al_mcp.node import Node
 from a2al_mcp.protocol import dht_messages as dm
-from a2al_mcp.protocol.payloads import EndpointPayload
+from a2al_mcp.protocol.payloads import EndpointPayload, TopicPayload, topic_key
 
 pytestmark = pytest.mark.anyio
 
@@ -26,11 +28,15 @@ def anyio_backend() -> str:
 class Attacker:
     """A raw UDP socket speaking (and abusing) the DHT wire format."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
         self.target = target
         self.ident = Identity.generate(SystemRng())
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        try:
+            self.sock.bind((host, 0))
+        except OSError:
+            self.sock.close()
+            raise
         self.sock.setblocking(False)
 
     def close(self) -> None:
@@ -43,8 +49,11 @@ class Attacker:
         return dm.encode_message(body, tx_id=tx_id or os.urandom(20), key=self.ident.key)
 
     async def ping(self) -> dm.Message:
+        return await self.request(dm.Ping(address=self.ident.aid))
+
+    async def request(self, body: dm.Body) -> dm.Message:
         tx_id = os.urandom(20)
-        self.send(self.signed(dm.Ping(address=self.ident.aid), tx_id))
+        self.send(self.signed(body, tx_id))
         with anyio.fail_after(5):
             while True:
                 await anyio.wait_readable(self.sock)
@@ -55,7 +64,7 @@ class Attacker:
                     return msg
 
     def drain(self) -> list[dm.Message]:
-        out = []
+        out: list[dm.Message] = []
         while True:
             try:
                 data, _ = self.sock.recvfrom(65536)
@@ -157,3 +166,43 @@ async def test_store_is_rate_limited_per_source_ip_and_caps_hold() -> None:
             assert isinstance(pong.body, dm.Pong)
         finally:
             attacker.close()
+
+
+async def test_honest_topic_registration_survives_a_store_flood_from_many_addresses() -> None:
+    """Finding 6 over real sockets: 130 STOREs of self-made identities' registrations, each
+    from its own 127.x.y.1 address (its own /24), half dated 59 s ahead, to one topic."""
+    try:
+        Attacker(("127.0.0.1", 9), host="127.3.0.1").close()
+    except OSError:
+        pytest.skip("this system cannot bind 127.x.y.z addresses other than 127.0.0.1")
+    # the flooders' sockets are gone when discover asks them: do not wait long for them
+    quick = DhtConfig(lookup_rpc_timeout_s=0.1)
+    async with Node(NodeConfig(listen_addr="127.0.0.1:0", dht=quick)) as node:
+        wall = int(time.time())
+        key = NodeId(topic_key("hostile.test"))
+
+        def registration(who: Identity, ts: int) -> SignedRecord:
+            payload = TopicPayload(topic="hostile.test", name=who.aid.short()).to_bytes()
+            return SignedRecord.sign(who, 0x10, payload, seq=1, timestamp=ts)
+
+        honest = Attacker(node.local_addr, host="127.200.0.1")
+        try:
+            reply = await honest.request(dm.Store(record=registration(honest.ident, wall), key=key))
+            assert isinstance(reply.body, dm.StoreResp) and reply.body.stored
+        finally:
+            honest.close()
+        refused = 0
+        for i in range(130):
+            attacker = Attacker(node.local_addr, host=f"127.{1 + i // 250}.{i % 250}.1")
+            try:
+                rec = registration(attacker.ident, wall + 59 * (i % 2))
+                reply = await attacker.request(dm.Store(record=rec, key=key))
+            finally:
+                attacker.close()
+            assert isinstance(reply.body, dm.StoreResp)
+            refused += not reply.body.stored
+        found = await node.discover("hostile.test")
+        assert honest.ident.aid in {e.aid for e in found}
+        assert len(found) == 100
+        assert refused == 31  # the topic holds 100 registrations; newcomers are refused
+        assert node.status().dht.store_refused_per_key == 31
