@@ -48,7 +48,7 @@ from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
 from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
-from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService
+from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService, QuicStats
 from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
 from .http import (
@@ -154,6 +154,8 @@ class NodeStatus:
     """Notes sent, received, duplicates, refused (forged, misaddressed, garbage), polls."""
     contained_errors: ContainedErrors = ContainedErrors()
     """Exceptions contained to one task, datagram or event (a hostile peer or a bug)."""
+    quic: QuicStats | None = None
+    """QUIC connections, buffered bytes, and what each transport limit refused."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,8 +249,9 @@ class Node:
                 on_peer_control=self._on_peer_control,
                 mailbox=self._on_mailbox_frame,
             ),
-            max_connections=self.config.limits.connections,
-            max_streams_per_connection=self.config.limits.streams_per_connection,
+            limits=self.config.limits,
+            handshake_timeout_s=self.config.quic.handshake_timeout_s,
+            rng=self._rng,
             send_buffer=self.config.quic.send_buffer_max_bytes,
         )
         self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host)
@@ -658,7 +661,8 @@ class Node:
                           serving=tuple(self._serving),
                           mailbox=None if self._mailbox is None else
                           dataclasses.replace(self._mailbox.stats),
-                          contained_errors=self._contained_errors())  # fmt: skip
+                          contained_errors=self._contained_errors(),
+                          quic=None if self._quic is None else self._quic.statistics())  # fmt: skip
 
     def _contained_errors(self) -> ContainedErrors:
         ep = None if self._endpoint is None else self._endpoint.statistics()

@@ -16,6 +16,14 @@ awaitable objects:
 Inbound work is handed to callbacks the node installs (:class:`InboundHandlers`): the route of
 a new connection, service streams (to admit or refuse) and mailbox frames. Handlers run as
 tasks in the service's task group; a failing handler resets its stream, never the node.
+
+The service enforces the transport's part of the node's resource budget
+(:class:`~a2al_mcp.config.LimitsConfig`): admission of inbound connections (in
+:class:`~a2al_mcp.transport.quic_host.QuicHost`: totals, per source, handshakes, Retry,
+handshake timeout), idle eviction of accepted connections when the total is reached,
+connections per remote AID, streams per connection, and receive windows that follow the
+application's reads (:mod:`~a2al_mcp.transport.flow`). What each limit refused is counted
+in :meth:`QuicService.statistics`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, cast
 
@@ -30,7 +39,9 @@ import anyio
 import anyio.abc
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 
+from .._random import Rng
 from .._types import Addr
+from ..config import LimitsConfig
 from ..errors import (
     AccessDenied,
     ConnectionClosed,
@@ -41,8 +52,9 @@ from ..errors import (
 )
 from ..identity.aid import Aid
 from ..protocol import session_frames as sf
+from . import flow, tls
 from . import session as ss
-from . import tls
+from .budget import ReceiveBudget, TransportCounters
 from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
 from .tls_qh3 import AVAILABLE as QH3_AVAILABLE  # without qh3, aioquic runs both ways
 from .tls_qh3 import qh3_client_connection, qh3_server_connection
@@ -64,6 +76,7 @@ __all__ = [
     "PeerConnection",
     "PeerStream",
     "QuicService",
+    "QuicStats",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +86,9 @@ SEND_BUFFER_BYTES: Final = 1 << 20
 ROUTE_TIMEOUT_S: Final = 15.0
 """An inbound connection must complete stream 0 this fast (a2ald 0.3.5)."""
 APP_ERROR_UNKNOWN_AGENT: Final = 1
+APP_ERROR_LIMIT: Final = 2
+"""Application close code: a limit of ours was reached (per-AID connections, eviction)."""
+_FLOW_CONTROL_ERROR: Final = 0x3
 QUIC_STACKS: Final = ("qh3", "aioquic")
 """The QUIC stacks connections can run on, each way (both with A2AL's mutual TLS)."""
 DEFAULT_OUTBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
@@ -94,6 +110,8 @@ class PeerStream(anyio.abc.ByteStream):
         self._readable = anyio.Event()
         self._write_closed = False
         self._closed = False
+        self._stopped: int | None = None
+        """The peer sent STOP_SENDING with this code: we write nothing more."""
 
     @property
     def peer(self) -> Aid:
@@ -103,9 +121,16 @@ class PeerStream(anyio.abc.ByteStream):
     # -- fed by the service ---------------------------------------------------------------
 
     def _feed(self, data: bytes, end: bool) -> None:
-        self._buf += data
+        if self._closed:
+            return  # closed locally: nobody will read it (and it is not held)
+        if data:
+            self._buf += data
+            self.connection.budget.hold(self.stream_id, len(data))
         self._eof = self._eof or end
         self._readable.set()
+
+    def _stop(self, error_code: int) -> None:
+        self._stopped = error_code
 
     def _fail(self, error_code: int) -> None:
         self._reset = error_code
@@ -125,13 +150,22 @@ class PeerStream(anyio.abc.ByteStream):
             await self.connection._wait(self._readable)
         data = bytes(self._buf[:max_bytes])
         del self._buf[:max_bytes]
+        self.connection._after_read(self.stream_id, len(data))
         return data
+
+    @property
+    def buffered(self) -> int:
+        """Received bytes not read yet."""
+        return len(self._buf)
 
     async def send(self, item: bytes) -> None:
         if self._closed or self._write_closed:
             raise ClosedResourceError
         if self._reset is not None:
             raise BrokenResourceError(f"stream reset by peer (code {self._reset:#x})")
+        if self._stopped is not None:
+            raise BrokenResourceError(f"the peer stopped reading (code {self._stopped:#x})")
+        self.connection.last_active = self.connection.service.now()
         svc = self.connection.service
         view = memoryview(item)
         chunk = 64 * 1024
@@ -152,20 +186,32 @@ class PeerStream(anyio.abc.ByteStream):
             self.connection.service.flush()
 
     async def aclose(self) -> None:
+        """Close both ways: FIN our side; if the peer has not finished, ask it to stop
+        (STOP_SENDING, code 0) — nobody will read what it sends. Never raises for a stream
+        the peer stopped or reset."""
         if self._closed:
             return
         await self.send_eof()
-        self._closed = True
-        self._readable.set()
-        self.connection._streams.pop(self.stream_id, None)
+        if not self._eof and self._reset is None and not self.connection.closed:
+            self.connection.session.stop_reading(self.stream_id, 0)
+            self.connection.service.flush()
+        self._release()
 
     def reset(self, error_code: int = ss.ERR_ACCESS_DENIED) -> None:
         """Abort the stream in both directions."""
-        if not self.connection.closed:
+        if not self.connection.closed and not self._closed:
             self.connection.session.refuse(self.stream_id, error_code)
             self.connection.service.flush()
+        self._release()
+
+    def _release(self) -> None:
+        """Closed locally: forget the unread bytes and the stream."""
         self._closed = True
+        self._readable.set()
+        unread = len(self._buf)
+        self._buf = bytearray()
         self.connection._streams.pop(self.stream_id, None)
+        self.connection._after_read(self.stream_id, unread, gone=True)
 
     async def receive_exactly(self, n: int) -> bytes:
         """Read exactly ``n`` bytes (EndOfStream if the stream ends first)."""
@@ -179,7 +225,7 @@ class PeerConnection:
     """A QUIC connection with a verified peer."""
 
     def __init__(self, service: QuicService, conn: Connection, addr: Addr,
-                 *, session: ss.Session) -> None:  # fmt: skip
+                 *, session: ss.Session, budget: ReceiveBudget | None = None) -> None:  # fmt: skip
         self.service = service
         self.conn = conn
         self.addr = addr
@@ -195,6 +241,10 @@ class PeerConnection:
         self.closed = False
         self.peer_control: ss.PeerControl | None = None
         self.last_used = service.now()
+        self.last_active = self.last_used
+        """When the peer or we last did anything on a stream (for idle eviction)."""
+        self.budget: ReceiveBudget = budget or service._budget()
+        self._counted_aid: Aid | None = None
 
     @property
     def is_dialer(self) -> bool:
@@ -313,19 +363,43 @@ class PeerConnection:
         period."""
         if not self.closed:
             self.conn.close(error_code=error_code, reason_phrase=reason)
+            self.service.host.closing(self.conn)
             self.service.host.drain(self.conn)
             self.service.flush()
             if not self.closed:
                 self._on_gone(reason or "closed")
 
+    def _after_read(self, stream_id: int, n: int, *, gone: bool = False) -> None:
+        """The application read (or dropped) ``n`` bytes of a stream: give credit back."""
+        if gone:
+            self.budget.drop(stream_id)
+        else:
+            self.budget.release(stream_id, n)
+        if not self.closed and flow.after_read(self.conn, self.budget):
+            self.service.host.drain(self.conn)
+            self.service.flush()
+
+    def idle_since(self) -> float | None:
+        """When this connection became idle (no stream open either way), or None."""
+        if self._streams or self._waiting or self.session.stream_count > 1:
+            return None
+        if self.session.stream_count == 1 and not self.session.has_only_route_stream():
+            return None
+        return self.last_active
+
     # -- fed by the service ---------------------------------------------------------------
 
     def _on_session_event(self, e: ss.SessionEvent) -> None:
         waiter = self._waiting.get(getattr(e, "stream_id", -1))
+        self.last_active = self.service.now()
         if isinstance(e, ss.StreamData):
             stream = self._streams.get(e.stream_id)
             if stream is not None:
                 stream._feed(e.data, e.end_stream)
+        elif isinstance(e, ss.StreamStopped):
+            stopped = self._streams.get(e.stream_id)
+            if stopped is not None:
+                stopped._stop(e.error_code)
         elif isinstance(e, ss.StreamReset):
             stream = self._streams.pop(e.stream_id, None)
             if stream is not None:
@@ -352,6 +426,8 @@ class PeerConnection:
             return
         verified = self.conn.peer_identity is not None and self.conn.handshake_confirmed
         if verified and (self.is_dialer or self.local_aid is not None):
+            if not self.service._count_aid(self):
+                return
             self._ready.set()
 
     def _on_gone(self, reason: str) -> None:
@@ -360,6 +436,8 @@ class PeerConnection:
         for stream in list(self._streams.values()):
             stream._fail(0)
         self._streams.clear()
+        self.budget.drop_all()
+        self.service._uncount_aid(self)
         self._gone.set()
         self._progress.set()
 
@@ -383,6 +461,29 @@ class InboundHandlers:
     """The acceptor's answer on stream 0 (ObservedAddr and AgentInfo)."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuicStats:
+    """The QUIC service in numbers: what is live, what is held, and what each limit of
+    ``[limits]`` refused (see :class:`~a2al_mcp.transport.budget.TransportCounters`)."""
+
+    connections: int
+    """Live connections (both ways, closing ones included)."""
+    inbound: int
+    """Live accepted connections."""
+    half_open: int
+    """Inbound handshakes in progress."""
+    accepted: int
+    """Inbound connections ever started."""
+    buffered_bytes: int
+    """Received stream bytes waiting for the application, over all connections."""
+    stream_entries: int
+    """Session stream-table entries over all connections."""
+    refused_routes: int
+    """Inbound connections closed for naming no local agent."""
+    counters: TransportCounters
+    """What each limit refused, evicted or dropped."""
+
+
 def _stack(way: str, name: str) -> str:
     if name not in QUIC_STACKS or (name == "qh3" and not QH3_AVAILABLE):
         raise UsageError(f"unavailable {way} QUIC stack: {name!r}")
@@ -401,15 +502,24 @@ class QuicService:
         wall: Callable[[], float],
         spawn: Callable[[Callable[[], Awaitable[None]]], None],
         handlers: InboundHandlers | None = None,
-        max_connections: int = 1024,
-        max_streams_per_connection: int = 100,
+        max_connections: int | None = None,
+        max_streams_per_connection: int | None = None,
         send_buffer: int = SEND_BUFFER_BYTES,
         outbound_stack: str | None = None,
         inbound_stack: str | None = None,
+        limits: LimitsConfig | None = None,
+        handshake_timeout_s: float = 10.0,
+        rng: Rng | None = None,
     ) -> None:
         """``outbound_stack`` and ``inbound_stack`` pick the QUIC stack of dialled and of
         accepted connections (each one of :data:`QUIC_STACKS`; by default
-        :data:`DEFAULT_OUTBOUND_STACK` and :data:`DEFAULT_INBOUND_STACK`)."""
+        :data:`DEFAULT_OUTBOUND_STACK` and :data:`DEFAULT_INBOUND_STACK`).
+
+        ``limits`` is the resource budget (connections, handshakes, streams, receive
+        buffers, idle eviction); ``max_connections`` / ``max_streams_per_connection``
+        override its ``connections`` / ``streams_per_connection``.
+        ``handshake_timeout_s`` bounds inbound handshakes; ``rng`` makes Retry
+        connection IDs and the Retry token key."""
         self.outbound_stack = _stack("outbound", outbound_stack or DEFAULT_OUTBOUND_STACK)
         self.inbound_stack = _stack("inbound", inbound_stack or DEFAULT_INBOUND_STACK)
         self.certificates = certificates
@@ -419,12 +529,121 @@ class QuicService:
         self._spawn = spawn
         self.handlers = handlers or InboundHandlers()
         self.send_buffer = send_buffer
-        self.max_streams = max_streams_per_connection
-        self.host = QuicHost(self._server_conn, max_connections=max_connections)
+        limits = limits or LimitsConfig()
+        if max_connections is not None:
+            limits = dataclasses.replace(
+                limits,
+                connections=max_connections,
+                connections_per_ip=min(limits.connections_per_ip, max_connections),
+            )
+        if max_streams_per_connection is not None:
+            limits = dataclasses.replace(limits, streams_per_connection=max_streams_per_connection)
+        self.limits = limits
+        self.max_streams = limits.streams_per_connection
+        self.counters = TransportCounters()
+        self._buffered = [0]  # shared by every connection's ReceiveBudget
+        self.host = QuicHost(
+            self._server_conn,
+            limits=limits,
+            handshake_timeout_s=handshake_timeout_s,
+            rng=rng,
+            evict=self._evict_idle,
+            counters=self.counters,
+        )
         self._conns: dict[object, PeerConnection] = {}
-        self.refused_streams = 0
+        self._per_aid: Counter[Aid] = Counter()
+        self._evict_not_before = 0.0
         self.refused_connections = 0
         self._closing = False
+
+    @property
+    def refused_streams(self) -> int:
+        """Peer streams refused (stream limit, or nothing serves them)."""
+        return self.counters.refused_streams
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Received stream bytes not read yet by the application, over all connections."""
+        return self._buffered[0]
+
+    def statistics(self) -> QuicStats:
+        c = self.counters
+        writes_dropped = c.writes_dropped + sum(
+            pc.session.writes_dropped for pc in self._conns.values()
+        )
+        refused_streams = c.refused_streams + sum(
+            pc.session.refused_streams for pc in self._conns.values()
+        )
+        return QuicStats(
+            connections=len(self._conns),
+            inbound=sum(1 for pc in self._conns.values() if not pc.is_dialer),
+            half_open=self.host.admission.half_open_count,
+            accepted=self.host.statistics().accepted,
+            buffered_bytes=self._buffered[0],
+            stream_entries=sum(pc.session.stream_count for pc in self._conns.values()),
+            refused_routes=self.refused_connections,
+            counters=dataclasses.replace(
+                c, writes_dropped=writes_dropped, refused_streams=refused_streams
+            ),
+        )
+
+    def _budget(self) -> ReceiveBudget:
+        return ReceiveBudget(
+            stream_window=self.limits.stream_receive_buffer,
+            connection_window=self.limits.connection_receive_buffer,
+            shared=self._buffered,
+        )
+
+    def _session(self, conn: Connection, observed_addr: Addr | None = None) -> ss.Session:
+        return ss.Session(conn, observed_addr=observed_addr,
+                          max_peer_streams=self.limits.streams_per_connection)  # fmt: skip
+
+    def _count_aid(self, pc: PeerConnection) -> bool:
+        """A connection became ready: count it for its peer AID; False (and closed) if
+        the peer already has ``connections_per_aid`` connections."""
+        aid = pc.peer_aid
+        if self._per_aid[aid] >= self.limits.connections_per_aid:
+            self.counters.refused_per_aid += 1
+            pc.close(APP_ERROR_LIMIT, "too many connections from this AID")
+            return False
+        self._per_aid[aid] += 1
+        pc._counted_aid = aid
+        return True
+
+    def _uncount_aid(self, pc: PeerConnection) -> None:
+        aid, pc._counted_aid = pc._counted_aid, None
+        if aid is not None:
+            n = self._per_aid[aid] - 1
+            if n > 0:
+                self._per_aid[aid] = n
+            else:
+                del self._per_aid[aid]
+
+    def _evict_idle(self) -> bool:
+        """``limits.connections`` is reached: close the accepted connection idle longest,
+        if one has been idle for ``limits.idle_evict_s``."""
+        now = self.now()
+        if now < self._evict_not_before:
+            return False  # nothing could be idle long enough yet
+        wait = self.limits.idle_evict_s
+        best: PeerConnection | None = None
+        best_since = 0.0
+        earliest = now + wait
+        for pc in self._conns.values():
+            if pc.is_dialer or pc.closed or not pc.ready:
+                continue
+            since = pc.idle_since()
+            if since is None:
+                continue
+            if now - since >= wait and (best is None or since < best_since):
+                best, best_since = pc, since
+            earliest = min(earliest, since + wait)
+        if best is None:
+            self._evict_not_before = earliest
+            return False
+        self.counters.evicted_idle += 1
+        best.close(APP_ERROR_LIMIT, "idle; evicted to make room")
+        return True
 
     def connections(self) -> list[PeerConnection]:
         return list(self._conns.values())
@@ -439,16 +658,21 @@ class QuicService:
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
         conn: Connection
+        budget = self._budget()
         if self.outbound_stack == "qh3":
             conn = qh3_client_connection(local, expected, now_wall=self.wall)
+            flow.adopt_qh3(conn, budget)
         else:
-            conn = tls.A2ALQuicConnection(
-                configuration=tls.client_configuration(local, expected),
-                now_wall=self.wall,
-                expected=expected,
+            config = tls.client_configuration(local, expected)
+            flow.aioquic_windows(config, budget)
+            aq = flow.FlowAioquicConnection(
+                configuration=config, now_wall=self.wall, expected=expected
             )
-        session = ss.Session(conn)
-        pc = PeerConnection(self, conn, addr, session=session)
+            aq.a2al_budget = budget
+            aq.a2al_limit_streams(self.limits.streams_per_connection)
+            conn = aq
+        session = self._session(conn)
+        pc = PeerConnection(self, conn, addr, session=session, budget=budget)
         pc.local_aid = None if local is None else local.aid
         self._conns[conn] = pc
         self.host.connect(conn, addr, self.now())
@@ -462,8 +686,9 @@ class QuicService:
         """The endpoint's ``on_events`` hook for the ``quic`` core."""
         if isinstance(event, ConnectionAccepted):
             conn = cast("Connection", event.conn)  # made by _server_conn
+            budget = getattr(conn, "a2al_budget", None)
             pc = PeerConnection(self, conn, event.addr,
-                                session=ss.Session(conn, observed_addr=event.addr))  # fmt: skip
+                                session=self._session(conn, event.addr), budget=budget)  # fmt: skip
             self._conns[conn] = pc
             self._spawn(lambda: self._route_deadline(pc))
         elif isinstance(event, ConnectionEvent):
@@ -472,6 +697,8 @@ class QuicService:
                 self._on_quic_event(known, event.event)
         elif isinstance(event, ConnectionGone):
             gone = self._conns.pop(event.conn, None)
+            if event.error_code == _FLOW_CONTROL_ERROR:
+                self.counters.flow_control_violations += 1
             if gone is not None:
                 code = f"error {event.error_code:#x}" if event.error_code else "closed"
                 gone._on_gone(event.reason or code)
@@ -484,17 +711,29 @@ class QuicService:
 
     # -- inbound --------------------------------------------------------------------------
 
-    def _server_conn(self, dcid: bytes, addr: Addr) -> Connection:
+    def _server_conn(self, dcid: bytes, addr: Addr, retry_scid: bytes | None = None
+                     ) -> Connection:  # fmt: skip
+        budget = self._budget()
         if self.inbound_stack == "qh3":
-            return qh3_server_connection(
+            conn = qh3_server_connection(
                 self.certificates, original_destination_connection_id=dcid, now_wall=self.wall
             )
-        return tls.A2ALQuicConnection(
-            configuration=tls.server_configuration(self.certificates),
+            if retry_scid is not None:
+                flow.set_retry_source(conn, retry_scid)
+            flow.adopt_qh3(conn, budget)
+            return conn
+        config = tls.server_configuration(self.certificates)
+        flow.aioquic_windows(config, budget)
+        aq = flow.FlowAioquicConnection(
+            configuration=config,
             now_wall=self.wall,
             store=self.certificates,
             original_destination_connection_id=dcid,
+            retry_source_connection_id=retry_scid,
         )
+        aq.a2al_budget = budget
+        aq.a2al_limit_streams(self.limits.streams_per_connection)
+        return aq
 
     async def _route_deadline(self, pc: PeerConnection) -> None:
         with anyio.move_on_after(ROUTE_TIMEOUT_S):
@@ -520,7 +759,7 @@ class QuicService:
     def _on_service(self, pc: PeerConnection, req: ss.ServiceRequested) -> None:
         handler = self.handlers.service
         if handler is None or pc.local_aid is None or len(pc._streams) >= self.max_streams:
-            self.refused_streams += 1
+            self.counters.refused_streams += 1
             pc.session.admit(req.stream_id, False, "no service here")
             self.flush()
             return
@@ -529,7 +768,7 @@ class QuicService:
         if admitted:
             pc._streams[req.stream_id] = stream
         else:
-            self.refused_streams += 1
+            self.counters.refused_streams += 1
         for held in pc.session.admit(req.stream_id, admitted, reason):
             pc._on_session_event(held)
         self.flush()
@@ -545,11 +784,10 @@ class QuicService:
     ) -> None:
         try:
             await handler(pc, stream, token)
+            await stream.aclose()  # never raises for a stream the peer stopped or reset
         except Exception as exc:  # a broken handler resets its stream, nothing more
             logger.warning("serve.handler_failed peer=%s error=%r", pc.addr, exc, exc_info=True)
             stream.reset(ss.ERR_PROTOCOL)
-            return
-        await stream.aclose()
 
     def _on_mailbox(self, pc: PeerConnection, e: ss.MailboxReceived) -> None:
         handler = self.handlers.mailbox

@@ -10,7 +10,20 @@ batch of datagrams rather than per datagram. It follows the :class:`~a2al_mcp._t
 contract, so :class:`~a2al_mcp.transport.endpoint.UdpEndpoint` drives it next to the DHT core
 on the same socket, and tests drive two hosts in memory.
 
-Sans-I/O: no sockets, no clock reads, no randomness of its own (connections bring theirs).
+**Admission** (issue 14, the resource budget): an INITIAL gets a connection only within the
+limits of :class:`~a2al_mcp.transport.budget.Admission` — live connections in total (an idle
+accepted connection may be evicted to make room, through the ``evict`` callback), per source
+IPv4 address or IPv6 /64, handshakes in progress in total and per source. With more than
+``retry_above_half_open`` handshakes in progress a client must first prove its address: it
+gets a stateless QUIC Retry (what aioquic's ``asyncio/server.py`` does, here with a keyed
+token from :class:`~a2al_mcp.transport.budget.RetryTokens`), and its next INITIAL, carrying
+the token, gets a connection whose transport parameters name the original and the Retry
+connection IDs. An inbound connection whose handshake has not completed within
+``handshake_timeout_s`` is dropped without a word (it may never have been a client).
+Every refusal is counted in :class:`~a2al_mcp.transport.budget.TransportCounters`.
+
+Sans-I/O: no sockets, no clock reads, no randomness of its own (connections bring theirs;
+Retry connection IDs and the token key come from the injected ``rng``).
 """
 
 from __future__ import annotations
@@ -22,9 +35,17 @@ from typing import Any, Final, Protocol, cast
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from _buffer
 from aioquic.quic import events as qe
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from aioquic.quic.packet import (
+    QuicErrorCode,
+    QuicPacketType,
+    encode_quic_retry,
+    pull_quic_header,
+)
 
+from .._random import Rng, SystemRng
 from .._types import Addr, Datagram
+from ..config import LimitsConfig
+from .budget import Admission, RetryTokens, TransportCounters, ip_key
 
 __all__ = [
     "ConnectionAccepted",
@@ -123,7 +144,17 @@ class HostStatistics:
     """Datagrams for no known connection that could not start one."""
     dropped_malformed: int
     refused_full: int
-    """INITIALs refused because ``max_connections`` was reached."""
+    """INITIALs refused by any admission limit (the counters say which)."""
+    half_open: int = 0
+    """Inbound handshakes in progress."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Inbound:
+    key: str
+    """:func:`~a2al_mcp.transport.budget.ip_key` of the client."""
+    deadline: float
+    half_open: bool = True
 
 
 class QuicHost:
@@ -131,30 +162,61 @@ class QuicHost:
 
     Args:
         server_factory: builds the server-side connection for a new INITIAL, given its
-            original destination connection ID and the peer address; None refuses inbound
+            original destination connection ID and the peer address — and, after a Retry,
+            the Retry's source connection ID as a third argument; None refuses inbound
             connections.
         cid_length: length of the connection IDs our connections issue (aioquic's
             ``QuicConfiguration.connection_id_length``, 8 by default).
-        max_connections: inbound INITIALs beyond this many live connections are dropped.
+        max_connections: live connections (``limits.connections`` when ``limits`` is
+            given).
+        limits: the admission limits (default: :class:`~a2al_mcp.config.LimitsConfig`'s,
+            with ``connections = max_connections``).
+        handshake_timeout_s: an inbound connection not authenticated by then is dropped.
+        rng: source of Retry connection IDs and of the token key.
+        evict: called when ``connections`` is reached; closes an idle connection (and
+            reports it with :meth:`closing`) and returns True, or returns False.
+        counters: where refusals are counted (shared with the service).
     """
 
     def __init__(
         self,
-        server_factory: Callable[[bytes, Addr], SansIoConnection] | None = None,
+        server_factory: Callable[..., SansIoConnection] | None = None,
         *,
         cid_length: int = 8,
         max_connections: int = 1024,
+        limits: LimitsConfig | None = None,
+        handshake_timeout_s: float = 10.0,
+        rng: Rng | None = None,
+        evict: Callable[[], bool] | None = None,
+        counters: TransportCounters | None = None,
     ) -> None:
         self._factory = server_factory
         self._cid_length = cid_length
-        self._max = max_connections
+        connections = max_connections if limits is None else limits.connections
+        limits = limits or LimitsConfig()
+        self.counters = counters if counters is not None else TransportCounters()
+        self.admission = Admission(
+            connections=connections,
+            connections_per_ip=limits.connections_per_ip,
+            half_open=limits.half_open,
+            half_open_per_ip=limits.half_open_per_ip,
+            retry_above_half_open=limits.retry_above_half_open,
+            counters=self.counters,
+        )
+        self._handshake_timeout = handshake_timeout_s
+        self._rng = rng or SystemRng()
+        self._retry = RetryTokens(self._rng)
+        self._evict = evict
         self._by_cid: dict[bytes, SansIoConnection] = {}
         self._cids: dict[SansIoConnection, set[bytes]] = {}
+        self._inbound: dict[SansIoConnection, _Inbound] = {}
+        self._deadlines: deque[tuple[float, SansIoConnection]] = deque()
+        self._closing: set[SansIoConnection] = set()
+        self._outbox: list[Datagram] = []
         self._events: deque[HostEvent | _DataRun] = deque()
         self._accepted = 0
         self._dropped_unknown = 0
         self._dropped_malformed = 0
-        self._refused_full = 0
 
     # -- commands -----------------------------------------------------------------------
 
@@ -173,13 +235,30 @@ class QuicHost:
         return len(self._cids)
 
     def statistics(self) -> HostStatistics:
+        c = self.counters
         return HostStatistics(
             connections=len(self._cids),
             accepted=self._accepted,
             dropped_unknown=self._dropped_unknown,
             dropped_malformed=self._dropped_malformed,
-            refused_full=self._refused_full,
-        )
+            refused_full=c.refused_connections + c.refused_per_ip + c.refused_half_open
+            + c.refused_half_open_per_ip,
+            half_open=self.admission.half_open_count,
+        )  # fmt: skip
+
+    def live(self) -> int:
+        """Connections that count against ``limits.connections`` (not those closing)."""
+        return len(self._cids) - len(self._closing)
+
+    def closing(self, conn: SansIoConnection) -> None:
+        """``conn`` was closed locally: it no longer counts against the limits while it
+        finishes its closing period (and it is no longer half-open)."""
+        if conn in self._cids:
+            self._closing.add(conn)
+            self._settle(conn)
+
+    def is_inbound(self, conn: SansIoConnection) -> bool:
+        return conn in self._inbound
 
     def drain(self, conn: SansIoConnection) -> None:
         """Collect the events a command on ``conn`` produced (e.g. ``close()``)."""
@@ -200,7 +279,7 @@ class QuicHost:
                 return
             conn = self._by_cid.get(header.destination_cid)
             if conn is None:
-                conn = self._accept(header.packet_type, header.destination_cid, len(data), addr)
+                conn = self._accept(header, len(data), addr, now)
                 if conn is None:
                     return
         conn.receive_datagram(data, addr, now)
@@ -244,24 +323,81 @@ class QuicHost:
             cast(_BatchConnection, conn).receive_many_datagrams(run, addr, now)
         self._drain(conn)
 
-    def _accept(
-        self, packet_type: QuicPacketType, dcid: bytes, size: int, addr: Addr
-    ) -> SansIoConnection | None:
-        if packet_type != QuicPacketType.INITIAL or size < SMALLEST_INITIAL or not self._factory:
+    def _accept(self, header: Any, size: int, addr: Addr, now: float) -> SansIoConnection | None:
+        if (
+            header.packet_type != QuicPacketType.INITIAL
+            or size < SMALLEST_INITIAL
+            or not self._factory
+        ):
             self._dropped_unknown += 1
             return None
-        if len(self._cids) >= self._max:
-            self._refused_full += 1
+        dcid: bytes = header.destination_cid
+        odcid, rscid = dcid, None
+        if header.token:
+            # only our Retry hands out tokens (we send no NEW_TOKEN): without a valid one
+            # the client's transport-parameter checks would fail anyway
+            valid = self._retry.validate(header.token, addr, dcid, now)
+            if valid is None:
+                self.counters.retry_tokens_invalid += 1
+                return None
+            odcid, rscid = valid, dcid
+        elif self.admission.needs_retry():
+            self._send_retry(header, addr, now)
             return None
-        conn = self._factory(dcid, addr)
+        key = ip_key(addr)
+        if self.live() >= self.admission.connections and self._evict is not None:
+            self._evict()
+        if not self.admission.check(key, self.live()):
+            return None
+        conn = self._factory(odcid, addr) if rscid is None else self._factory(odcid, addr, rscid)
         self._register(conn)
         self._by_cid[dcid] = conn  # the client's first packets still carry its chosen DCID
         self._cids[conn].add(dcid)
         self._accepted += 1
+        self.admission.opened(key)
+        deadline = now + self._handshake_timeout
+        self._inbound[conn] = _Inbound(key, deadline)
+        self._deadlines.append((deadline, conn))
         self._events.append(ConnectionAccepted(conn, addr))
         return conn
 
+    def _send_retry(self, header: Any, addr: Addr, now: float) -> None:
+        """A stateless Retry (RFC 9000 §8.1.2): the client must come back with the token."""
+        scid = self._rng.bytes(self._cid_length)
+        token = self._retry.create(addr, header.destination_cid, scid, now)
+        packet = encode_quic_retry(
+            version=header.version,
+            source_cid=scid,
+            destination_cid=header.source_cid,
+            original_destination_cid=header.destination_cid,
+            retry_token=token,
+        )
+        self._outbox.append((packet, addr))
+        self.counters.retries_sent += 1
+
+    def _settle(self, conn: SansIoConnection) -> None:
+        """``conn`` is no longer half-open (authenticated, closing or gone)."""
+        inbound = self._inbound.get(conn)
+        if inbound is not None and inbound.half_open:
+            inbound.half_open = False
+            self.admission.established(inbound.key)
+
+    def _expire_handshakes(self, now: float) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, conn = deadlines.popleft()
+            inbound = self._inbound.get(conn)
+            if inbound is None or not inbound.half_open or conn in self._closing:
+                continue
+            # dropped without a CONNECTION_CLOSE: it may never have been a real client
+            self.counters.handshake_timeouts += 1
+            self._forget(conn)
+            self._events.append(
+                ConnectionGone(conn, QuicErrorCode.CONNECTION_REFUSED, "handshake timeout")
+            )
+
     def handle_timer(self, now: float) -> None:
+        self._expire_handshakes(now)
         for conn in list(self._cids):
             deadline = conn.get_timer()
             if deadline is not None and deadline <= now:
@@ -270,6 +406,8 @@ class QuicHost:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out: list[Datagram] = []
+        if self._outbox:
+            out, self._outbox = self._outbox, []
         for conn in list(self._cids):
             # connections hand back the (host, port) tuples they were given
             out.extend(conn.datagrams_to_send(now))
@@ -278,6 +416,13 @@ class QuicHost:
 
     def get_timer(self) -> float | None:
         best: float | None = None
+        deadlines = self._deadlines
+        while deadlines and (
+            (inbound := self._inbound.get(deadlines[0][1])) is None or not inbound.half_open
+        ):
+            deadlines.popleft()  # settled or gone: no deadline any more
+        if deadlines:
+            best = deadlines[0][0]
         for conn in self._cids:
             t = conn.get_timer()
             if t is not None and (best is None or t < best):
@@ -323,6 +468,8 @@ class QuicHost:
                 if self._by_cid.get(event.connection_id) is conn:
                     del self._by_cid[event.connection_id]
                 cids.discard(event.connection_id)
+            elif isinstance(event, qe.HandshakeCompleted):
+                self._settle(conn)
             self._events.append(ConnectionEvent(conn, event))
             if isinstance(event, qe.ConnectionTerminated):
                 self._forget(conn)
@@ -330,6 +477,11 @@ class QuicHost:
                 return
 
     def _forget(self, conn: SansIoConnection) -> None:
+        self._settle(conn)
+        inbound = self._inbound.pop(conn, None)
+        if inbound is not None:
+            self.admission.closed(inbound.key)
+        self._closing.discard(conn)
         for cid in self._cids.pop(conn, ()):
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]

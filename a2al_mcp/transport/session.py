@@ -51,6 +51,7 @@ __all__ = [
     "StreamConnection",
     "StreamData",
     "StreamReset",
+    "StreamStopped",
 ]
 
 ERR_ACCESS_DENIED: Final = 0x41
@@ -134,6 +135,15 @@ class StreamReset:
     error_code: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamStopped:
+    """The peer asked us to stop sending on a stream (STOP_SENDING): our writes to it are
+    dropped from now on (counted in ``writes_dropped``)."""
+
+    stream_id: int
+    error_code: int
+
+
 SessionEvent = (
     RouteReceived
     | PeerControl
@@ -143,6 +153,7 @@ SessionEvent = (
     | MailboxAcked
     | StreamData
     | StreamReset
+    | StreamStopped
 )
 
 
@@ -185,21 +196,40 @@ class _Stream:
     legacy: bool = False
     ended: bool = False
     held_seq: int = 0
+    recv_done: bool = False
+    """The stack delivers nothing more (FIN delivered or the peer reset it)."""
+    send_done: bool = False
+    """We wrote FIN or reset, or the peer sent STOP_SENDING: we write nothing more."""
 
 
 class Session:
     """The A2AL protocol on one QUIC connection.
 
+    The stream table holds a stream until it is finished both ways (FIN or reset each
+    way, STOP_SENDING counting as our side's end); then its entry is freed. Writes to a
+    stream whose sending side the peer stopped or reset are dropped, never raised, and
+    counted (:attr:`writes_dropped`).
+
     Args:
         conn: the connection (client side for the dialer, server side for the acceptor).
         observed_addr: acceptor only: the dialer's UDP address, reported as ObservedAddr.
+        max_peer_streams: streams the peer may have open at once (more are reset at once,
+            counted in :attr:`refused_streams`); None: no limit here.
     """
 
-    def __init__(self, conn: StreamConnection, *, observed_addr: Addr | None = None) -> None:
+    def __init__(self, conn: StreamConnection, *, observed_addr: Addr | None = None,
+                 max_peer_streams: int | None = None) -> None:  # fmt: skip
         self.conn = conn
         self.is_dialer: bool = conn.configuration.is_client
         self._observed = observed_addr
         self._streams: dict[int, _Stream] = {}
+        self._started = False
+        self._max_peer = max_peer_streams
+        self._peer_open = 0
+        self.writes_dropped = 0
+        """Writes dropped because the stream's sending side was stopped or reset."""
+        self.refused_streams = 0
+        """Peer streams reset because ``max_peer_streams`` were open."""
         self._route_answered = False
         self.peer_service_capable = False
         """The acceptor advertised ``a2s1`` support (type 6) on stream 0."""
@@ -221,7 +251,8 @@ class Session:
         if token:
             data += sf.ControlMessage(sf.ControlType.ACCESS_TOKEN, _token_bytes(token)).to_bytes()
         self._streams[stream_id] = _Stream(_Kind.ROUTE_OUT)
-        self.conn.send_stream_data(stream_id, data, end_stream=True)
+        self._started = True
+        self._write(stream_id, data, end=True)
 
     def open_service_stream(
         self, token: str | None = None, *, admission: bool | None = None
@@ -242,7 +273,7 @@ class Session:
         return stream_id, use_preamble
 
     def _check_started(self) -> None:
-        if self.is_dialer and _ROUTE_STREAM not in self._streams:
+        if self.is_dialer and not self._started:
             raise RuntimeError("call start() first: stream 0 must carry the route frame")
 
     def send_mailbox(self, frame: sf.MailboxFrame) -> int:
@@ -250,7 +281,7 @@ class Session:
         self._check_started()
         stream_id = self.conn.get_next_available_stream_id()
         self._streams[stream_id] = _Stream(_Kind.MAILBOX_OUT)
-        self.conn.send_stream_data(stream_id, frame.to_bytes(), end_stream=True)
+        self._write(stream_id, frame.to_bytes(), end=True)
         return stream_id
 
     # -- acceptor commands ----------------------------------------------------------------
@@ -271,7 +302,7 @@ class Session:
             out += sf.ControlMessage(sf.ControlType.AGENT_INFO, rec).to_bytes()
         if service_capable:
             out += sf.ControlMessage(sf.ControlType.SERVICE_STREAM_CAPABLE).to_bytes()
-        self.conn.send_stream_data(_ROUTE_STREAM, bytes(out), end_stream=True)
+        self._write(_ROUTE_STREAM, bytes(out), end=True)
 
     def admit(self, stream_id: int, admitted: bool, reason: str = "") -> list[SessionEvent]:
         """Acceptor: decide a :class:`ServiceRequested`. Returns the events held back until
@@ -284,13 +315,12 @@ class Session:
             if st.legacy:
                 self._refuse(stream_id, ERR_ACCESS_DENIED)
             else:  # the reason reaches the dialer; we stop reading
-                result = sf.access_result(False, reason).to_bytes()
-                self.conn.send_stream_data(stream_id, result, end_stream=True)
+                self._write(stream_id, sf.access_result(False, reason).to_bytes(), end=True)
                 with contextlib.suppress(Exception):
                     self.conn.stop_stream(stream_id, ERR_ACCESS_DENIED)
             return []
         if not st.legacy:
-            self.conn.send_stream_data(stream_id, sf.access_result(True).to_bytes())
+            self._write(stream_id, sf.access_result(True).to_bytes())
         st.kind = _Kind.DATA
         held, st.buf = bytes(st.buf), bytearray()
         if held or st.ended:
@@ -302,7 +332,7 @@ class Session:
         st = self._streams.get(stream_id)
         if st is not None and st.kind is _Kind.MAILBOX_IN:
             st.kind = _Kind.DEAD
-            self.conn.send_stream_data(stream_id, sf.MAILBOX_ACK, end_stream=True)
+            self._write(stream_id, sf.MAILBOX_ACK, end=True)
 
     def refuse(self, stream_id: int, error_code: int = ERR_ACCESS_DENIED) -> None:
         """Reset a stream in both directions."""
@@ -310,21 +340,48 @@ class Session:
 
     # -- both sides -----------------------------------------------------------------------
 
-    def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        """Write service bytes on an admitted (or raw) stream."""
-        self.conn.send_stream_data(stream_id, data, end_stream=end_stream)
+    def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> bool:
+        """Write service bytes on an admitted (or raw) stream. False if the write was
+        dropped (the peer stopped or reset the stream, or it is finished)."""
+        return self._write(stream_id, data, end=end_stream)
+
+    def stop_reading(self, stream_id: int, error_code: int) -> None:
+        """We read no more of a stream (STOP_SENDING); the peer is expected to reset it."""
+        with contextlib.suppress(Exception):
+            self.conn.stop_stream(stream_id, error_code)
+
+    def has_only_route_stream(self) -> bool:
+        """Whether stream 0 is the only entry (it lingers for ``a2r1`` dialers)."""
+        return len(self._streams) == 1 and _ROUTE_STREAM in self._streams
+
+    @property
+    def stream_count(self) -> int:
+        """Entries in the stream table (streams not finished both ways)."""
+        return len(self._streams)
 
     def handle_event(self, event: qe.QuicEvent) -> list[SessionEvent]:
         """Feed one QUIC event; returns the session events it completes."""
         if isinstance(event, qe.StreamDataReceived):
             return self._on_data(event.stream_id, event.data, event.end_stream)
         if isinstance(event, qe.StreamReset):
-            st = self._streams.get(event.stream_id)
+            sid = event.stream_id
+            st = self._streams.get(sid)
             if st is not None:
+                st.recv_done = True
                 if st.kind is _Kind.DEAD:
+                    self._maybe_free(sid, st)
                     return []  # the peer's answer to our own refusal
                 st.kind = _Kind.DEAD
-            return [StreamReset(event.stream_id, event.error_code)]
+                self._refuse(sid, event.error_code)  # our side ends too: nothing reads it
+            return [StreamReset(sid, event.error_code)]
+        if isinstance(event, qe.StopSendingReceived):
+            st = self._streams.get(event.stream_id)
+            if st is None:
+                return []
+            st.send_done = True  # the stack resets our side itself
+            data = st.kind is _Kind.DATA
+            self._maybe_free(event.stream_id, st)
+            return [StreamStopped(event.stream_id, event.error_code)] if data else []
         return []
 
     # -- internals ------------------------------------------------------------------------
@@ -334,12 +391,27 @@ class Session:
         if st is None:
             if _locally_initiated(stream_id, self.is_dialer):
                 return []  # a stream we forgot (closed): ignore late bytes
+            if self._max_peer is not None and self._peer_open >= self._max_peer:
+                self.refused_streams += 1
+                self._refuse(stream_id, ERR_PROTOCOL)
+                return []
             kind = (
                 _Kind.ROUTE_IN if stream_id == _ROUTE_STREAM and not self.is_dialer else _Kind.PEEK
             )
             st = self._streams[stream_id] = _Stream(kind)
+            self._peer_open += 1
         if end:
             st.ended = True
+            st.recv_done = True
+        try:
+            return self._dispatch(stream_id, st, data, end)
+        finally:
+            if st.recv_done:
+                if st.kind is _Kind.DEAD and not st.send_done and stream_id != _ROUTE_STREAM:
+                    self._write(stream_id, b"", end=True)  # nothing to answer: end our side
+                self._maybe_free(stream_id, st)
+
+    def _dispatch(self, stream_id: int, st: _Stream, data: bytes, end: bool) -> list[SessionEvent]:
         try:
             match st.kind:
                 case _Kind.ROUTE_IN:
@@ -501,13 +573,46 @@ class Session:
 
     def _refuse(self, stream_id: int, error_code: int) -> None:
         st = self._streams.get(stream_id)
+        # Either direction may already be finished (aioquic raises then): nothing to undo.
+        if st is None or not st.send_done:
+            with contextlib.suppress(Exception):
+                self.conn.reset_stream(stream_id, error_code)
+        if st is None or not st.recv_done:
+            with contextlib.suppress(Exception):
+                self.conn.stop_stream(stream_id, error_code)
         if st is not None:
             st.kind = _Kind.DEAD
-        # Either direction may already be finished (aioquic raises then): nothing to undo.
-        with contextlib.suppress(Exception):
-            self.conn.reset_stream(stream_id, error_code)
-        with contextlib.suppress(Exception):
-            self.conn.stop_stream(stream_id, error_code)
+            st.send_done = True
+            self._maybe_free(stream_id, st)
+
+    def _write(self, stream_id: int, data: bytes, *, end: bool = False) -> bool:
+        """Every write to the connection: dropped (and counted) once the stream's sending
+        side is over — the stacks raise there (aioquic RuntimeError after a reset or FIN,
+        ValueError on a finished stream; qh3 ValueError)."""
+        st = self._streams.get(stream_id)
+        if st is not None and st.send_done:
+            self.writes_dropped += 1
+            return False
+        try:
+            self.conn.send_stream_data(stream_id, data, end_stream=end)
+        except (RuntimeError, ValueError):
+            self.writes_dropped += 1
+            if st is not None:
+                st.send_done = True
+                self._maybe_free(stream_id, st)
+            return False
+        if end and st is not None:
+            st.send_done = True
+            self._maybe_free(stream_id, st)
+        return True
+
+    def _maybe_free(self, stream_id: int, st: _Stream) -> None:
+        """Drop a stream's entry once it is finished both ways (the stack delivers nothing
+        more for it and we write nothing more)."""
+        if st.recv_done and st.send_done and self._streams.get(stream_id) is st:
+            del self._streams[stream_id]
+            if not _locally_initiated(stream_id, self.is_dialer):
+                self._peer_open -= 1
 
 
 def _locally_initiated(stream_id: int, is_client: bool) -> bool:
