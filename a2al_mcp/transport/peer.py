@@ -599,8 +599,11 @@ class QuicService:
                           max_peer_streams=self.limits.streams_per_connection)  # fmt: skip
 
     def _count_aid(self, pc: PeerConnection) -> bool:
-        """A connection became ready: count it for its peer AID; False (and closed) if
-        the peer already has ``connections_per_aid`` connections."""
+        """An accepted connection became ready: count it for its peer AID; False (and
+        closed) if that peer already has ``connections_per_aid`` connections to us. (Our
+        own dials are the local user's choice: not counted.)"""
+        if pc.is_dialer:
+            return True
         aid = pc.peer_aid
         if self._per_aid[aid] >= self.limits.connections_per_aid:
             self.counters.refused_per_aid += 1

@@ -256,6 +256,9 @@ class QuicHost:
         if conn in self._cids:
             self._closing.add(conn)
             self._settle(conn)
+            inbound = self._inbound.pop(conn, None)
+            if inbound is not None:
+                self.admission.closed(inbound.key)
 
     def is_inbound(self, conn: SansIoConnection) -> bool:
         return conn in self._inbound
