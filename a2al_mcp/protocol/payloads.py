@@ -27,8 +27,16 @@ __all__ = [
 
 
 def topic_key(topic: str) -> bytes:
-    """The DHT key of a topic: SHA-256("topic:" ‖ UTF-8 topic), case-sensitive."""
-    return hashlib.sha256(b"topic:" + topic.encode()).digest()
+    """The DHT key of a topic: SHA-256("topic:" ‖ UTF-8 topic), case-sensitive.
+
+    Raises:
+        UsageError: the topic is not valid Unicode (a lone surrogate has no UTF-8 form).
+    """
+    try:
+        raw = topic.encode()
+    except UnicodeEncodeError:
+        raise UsageError("a topic must be valid Unicode text (it has a lone surrogate)") from None
+    return hashlib.sha256(b"topic:" + raw).digest()
 
 
 def _nil(items: tuple[str, ...]) -> list[str] | None:
@@ -70,6 +78,15 @@ def _check_meta(meta: Mapping[Any, Any], what: str) -> None:
                 stack.extend((v, depth + 1) for v in value.values())
             else:
                 stack.extend((v, depth + 1) for v in value)
+
+
+def _dumps_texts(m: dict[int, Any], what: str) -> bytes:
+    """Canonical CBOR of a payload map holding caller texts; a text with a lone surrogate
+    (no UTF-8 form) is a UsageError, not cbor2's UnicodeEncodeError."""
+    try:
+        return _cbor.dumps(m)
+    except UnicodeEncodeError:
+        raise UsageError(f"{what}: a text is not valid Unicode (it has a lone surrogate)") from None
 
 
 def _meta(value: dict[Any, Any] | None, what: str) -> dict[str, Any]:
@@ -174,7 +191,7 @@ class TopicPayload:
         if self.meta:
             _check_meta(self.meta, "topic payload")
             m[7] = dict(self.meta)
-        data = _cbor.dumps(m)
+        data = _dumps_texts(m, "topic payload")
         if len(data) > limits.TOPIC_PAYLOAD_MAX:
             raise LimitExceeded(
                 f"topic payload is {len(data)} bytes; the limit is {limits.TOPIC_PAYLOAD_MAX}"
@@ -233,7 +250,7 @@ class AgentProfilePayload:
         m.update({k: v for k, v in fields.items() if v})
         if self.meta:
             _check_meta(self.meta, "profile payload")
-        data = _cbor.dumps(m)
+        data = _dumps_texts(m, "profile payload")
         if len(data) > limits.PROFILE_PAYLOAD_MAX:
             raise LimitExceeded(f"profile payload is {len(data)} bytes; the limit is 700")
         return data

@@ -36,6 +36,7 @@ from a2al_mcp.protocol.payloads import (
     EndpointPayload,
     MailboxPayload,
     TopicPayload,
+    topic_key,
 )
 from a2al_mcp.protocol.records import SignedRecord
 from tests.fuzz.fuzzcfg import fuzz_settings
@@ -515,3 +516,24 @@ def test_regression_meta_without_a_faithful_encoding_is_refused(
         TopicPayload(topic="t", meta=meta).to_bytes()
     with pytest.raises(error):
         AgentProfilePayload(name="n", meta=meta).to_bytes()
+
+
+@pytest.mark.parametrize("field", ["topic", "name", "brief", "tags", "protocols"])
+def test_regression_texts_with_a_lone_surrogate_are_a_usage_error(field: str) -> None:
+    """``discover``/``publish`` with a lone surrogate in the topic, name, brief, tags or
+    protocols ended in UnicodeEncodeError (INTERNAL in the tools) at 45ad18d; pydantic lets
+    lone surrogates through str fields."""
+    bad = "x\ud800"
+    if field == "topic":
+        with pytest.raises(UsageError):
+            topic_key(bad)
+    value: Any = (bad,) if field in ("tags", "protocols") else bad
+    kwargs: dict[str, Any] = {"topic": "t", field: value}
+    with pytest.raises(UsageError):
+        TopicPayload(**kwargs).to_bytes()
+    if field != "topic":
+        kwargs.pop("topic")
+        if field == "tags":
+            kwargs["skills"] = kwargs.pop("tags")
+        with pytest.raises(UsageError):
+            AgentProfilePayload(**kwargs).to_bytes()
