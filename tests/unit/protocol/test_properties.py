@@ -196,7 +196,10 @@ def test_endpoint_payload_round_trip(
     st.lists(texts, max_size=3).map(tuple),
     st.lists(texts, max_size=3).map(tuple),
     st.text(max_size=30),
-    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    # CBOR ints only: wider ones would need a bignum tag, which A2AL refuses
+    st.dictionaries(
+        st.text(max_size=5), st.integers(-(2**64), 2**64 - 1) | st.text(max_size=5), max_size=3
+    ),
 )
 def test_topic_payload_round_trip(
     topic: str, name: str, protocols: tuple[str, ...], tags: tuple[str, ...], brief: str,
