@@ -548,8 +548,8 @@ def test_total_records_and_bytes_stay_bounded() -> None:
     assert s.put(nid(ids[12]), rec(ids[12]), T0, from_publisher=True, vouched=True).accepted
     assert s.get(nid(ids[9]), T0) == []  # the newest unvouched record made room
     s2 = RecordStore(max_bytes=3 * size + 10)
-    got = [s2.put(nid(i), rec(i), T0, from_publisher=True).reason for i in ids[:5]]
-    assert got == ["stored"] * 3 + ["bytes"] * 2
+    reasons = [s2.put(nid(i), rec(i), T0, from_publisher=True).reason for i in ids[:5]]
+    assert reasons == ["stored"] * 3 + ["bytes"] * 2
     assert s2.byte_count == 3 * size and s2.statistics().refused_bytes == 2
     # expired records are purged to make room before anything is refused
     later = rec(ids[5], ts=T0 + 3611)
