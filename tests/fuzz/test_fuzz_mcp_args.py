@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+import pydantic_core
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ from a2al_mcp.identity import keyfile
 from a2al_mcp.node import Node
 from a2al_mcp.toolspec import TOOLS, ToolFailure, call_tool
 from tests.fuzz.fuzzcfg import fuzz_settings
+from tests.node.loopnet import network
 
 pytestmark = pytest.mark.anyio
 
@@ -218,6 +220,7 @@ async def test_every_tool_survives_hostile_arguments(tmp_path: Path) -> None:
                 _check_failure(result, name, args)
             else:
                 assert isinstance(result, dict)
+                pydantic_core.to_json(result)  # what the MCP SDK sends must serialise
 
         await anyio.to_thread.run_sync(run)
         status = await call_tool(node, "status", {})
@@ -315,3 +318,19 @@ async def test_fetch_with_a_lone_surrogate_body_is_a_clear_failure(tmp_path: Pat
         got = await _call(node, "fetch", {"aid": "a0" + "11" * 20, "body": "\ud800"})
         assert isinstance(got, ToolFailure)
         _check_failure(got, "fetch", {"body": "\ud800"})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="toolspec.py _discover returns a peer's topic meta as decoded: a byte string that "
+    "is not UTF-8 cannot be serialised, so one hostile registration makes discover fail "
+    "('Error executing tool discover') for every MCP caller of that topic; reported, file "
+    "not owned by H6",
+)
+async def test_discover_survives_a_registration_with_binary_meta() -> None:
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (me, evil):
+            await evil.register_service("fuzz.meta", name="evil", meta={"x": b"\x00\xff"})
+            got = await _call(me, "discover", {"service": "fuzz.meta"})
+            assert isinstance(got, dict) and got["count"] == 1, got
+            pydantic_core.to_json(got)
