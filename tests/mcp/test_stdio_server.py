@@ -147,7 +147,11 @@ async def test_http_server_checks_host_and_token(tmp_path: Path) -> None:
                 wrong = {"Authorization": "Bearer nope"}
                 assert (await http.post(url, json={}, headers=wrong)).status_code == 401
                 bad_host = {**auth, "Host": "evil.example:80"}
-                assert (await http.post(url, json={}, headers=bad_host)).status_code in (403, 421)
+                ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}  # a valid message
+                assert (await http.post(url, json=ping, headers=bad_host)).status_code in (403, 421)
+                # a malformed one is refused before the SDK sees it, with a JSON-RPC error
+                res = await http.post(url, json={}, headers=auth)
+                assert res.status_code == 400 and res.json()["error"]["code"] == -32600
             async with (
                 httpx.AsyncClient(headers=auth) as authed,
                 Client(_http_transport(url, authed)) as c,
