@@ -162,6 +162,7 @@ async def run_http(
         port=port,
         log_level="warning",
         http=ConnectionGuard(limits, stats).protocol_class(),
+        ws="none",  # MCP has no WebSocket transport; an upgrade would leave the guard
         timeout_keep_alive=min(5, max(1, int(limits.http_header_timeout_s))),
     )
     await uvicorn.Server(config).serve()

@@ -35,6 +35,17 @@ from .guard import FrontStats, check_message
 __all__ = ["ConnectionGuard", "guard_app"]
 
 logger = logging.getLogger(__name__)
+_LOG_EVERY_S = 10.0
+_last_logged: dict[str, float] = {}
+
+
+def _log_refusal(kind: str, count: int, now: float, msg: str, *args: object) -> None:
+    """A warning for the first refusal of a kind, then at most one per 10 s (a flood of
+    slow clients must not become a flood of log lines); the counters have every one."""
+    if now - _last_logged.get(kind, -_LOG_EVERY_S) >= _LOG_EVERY_S:
+        _last_logged[kind] = now
+        logger.warning("http.%s " + msg + " (%d so far)", kind, *args, count)
+
 
 _REFUSED_BODY = b"too many HTTP connections"
 _REFUSED = (
@@ -61,13 +72,15 @@ class ConnectionGuard:
             if self.waiting:
                 oldest = min(self.waiting, key=self.waiting.__getitem__)
                 self.stats.http_connections_evicted += 1
-                logger.warning("http.evicted %s (still sending headers; connection limit %d)",
-                               oldest.client, self.limits.http_connections)  # fmt: skip
+                _log_refusal("evicted", self.stats.http_connections_evicted, conn.loop.time(),
+                             "%s (still sending headers; connection limit %d)", oldest.client,
+                             self.limits.http_connections)  # fmt: skip
                 oldest.drop()
             else:
                 self.stats.http_connections_refused += 1
-                logger.warning("http.refused %s (connection limit %d, all busy)", conn.client,
-                               self.limits.http_connections)  # fmt: skip
+                _log_refusal("refused", self.stats.http_connections_refused, conn.loop.time(),
+                             "%s (connection limit %d, all busy)", conn.client,
+                             self.limits.http_connections)  # fmt: skip
                 return False
         return True
 
@@ -124,9 +137,11 @@ class _GuardedH11(H11Protocol):
     def _headers_late(self) -> None:
         self._deadline = None
         if self in self.guard.waiting:
-            self.guard.stats.http_header_timeouts += 1
-            logger.warning("http.header_timeout %s (no complete request headers in %.1f s)",
-                           self.client, self.guard.limits.http_header_timeout_s)  # fmt: skip
+            stats = self.guard.stats
+            stats.http_header_timeouts += 1
+            _log_refusal("header_timeout", stats.http_header_timeouts, self.loop.time(),
+                         "%s (no complete request headers in %.1f s)", self.client,
+                         self.guard.limits.http_header_timeout_s)  # fmt: skip
             self.drop()
 
 
@@ -163,13 +178,15 @@ def guard_app(
             headers.get(b"authorization", b""), expected
         ):
             stats.http_unauthorized += 1
-            logger.info("http.unauthorized %s", scope.get("client"))
+            _log_refusal("unauthorized", stats.http_unauthorized, anyio.current_time(), "%s",
+                         scope.get("client"))  # fmt: skip
             await reply(_plain(401, "missing or wrong token", ((b"www-authenticate", b"Bearer"),)))
             return
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > cap:
             stats.http_too_large += 1
-            logger.warning("http.too_large %s content-length %r", scope.get("client"), length[:20])
+            _log_refusal("too_large", stats.http_too_large, anyio.current_time(),
+                         "%s content-length %r", scope.get("client"), length[:20])  # fmt: skip
             await reply(_plain(413, f"request body over {cap} bytes"))
             return
         chunks: list[bytes] = []
@@ -183,7 +200,8 @@ def guard_app(
                 size += len(chunk)
                 if size > cap:
                     stats.http_too_large += 1
-                    logger.warning("http.too_large %s (over %d bytes)", scope.get("client"), cap)
+                    _log_refusal("too_large", stats.http_too_large, anyio.current_time(),
+                                 "%s (body over %d bytes)", scope.get("client"), cap)  # fmt: skip
                     await reply(_plain(413, f"request body over {cap} bytes"))
                     return
                 chunks.append(chunk)
@@ -191,8 +209,9 @@ def guard_app(
                     break
         if timer.cancelled_caught:
             stats.http_body_timeouts += 1
-            logger.warning("http.body_timeout %s (body not complete in %.1f s)",
-                           scope.get("client"), limits.http_body_timeout_s)  # fmt: skip
+            _log_refusal("body_timeout", stats.http_body_timeouts, anyio.current_time(),
+                         "%s (body not complete in %.1f s)", scope.get("client"),
+                         limits.http_body_timeout_s)  # fmt: skip
             await reply(_plain(408, "request body too slow"))
             return
         body = b"".join(chunks)
@@ -201,7 +220,8 @@ def guard_app(
                                     validate=validate)  # fmt: skip
             if checked.reply is not None:
                 stats.count_refused(checked)
-                logger.warning("mcp.malformed (http) %s", checked.summary())
+                _log_refusal("malformed", stats.malformed_messages + stats.oversized_messages,
+                             anyio.current_time(), "%s", checked.summary())  # fmt: skip
                 await reply([
                     {"type": "http.response.start", "status": 400, "headers": [
                         (b"content-type", b"application/json"), (b"connection", b"close")]},
