@@ -430,8 +430,12 @@ def _signed_messages() -> list[bytes]:
 SIGNED = _signed_messages()
 
 
-def test_the_captures_verify() -> None:
+def test_the_captures_verify_and_reencode_byte_identically() -> None:
+    """a2al-wire §4.2: every captured a2ald datagram verifies and re-encodes to its bytes
+    (decode→encode is canonical for what a2ald sends)."""
     assert len(SIGNED) == len(CAPTURES)
+    for d in CAPTURES:
+        assert dm.decode_message(d).to_bytes() == d
 
 
 @fuzz_settings(scale=2)
