@@ -327,15 +327,9 @@ class Inbox:
             except sqlite3.Error as exc:
                 self._write_failed(exc, "lookup")
                 return AddResult.DISK_FULL
-            n, b = self._per_sender.get(sender, (0, 0))
-            if n + 1 > lim.mailbox_notes_per_sender:
-                return AddResult.SENDER_NOTES
-            if b + size > lim.mailbox_bytes_per_sender:
-                return AddResult.SENDER_BYTES
-            if self._notes + 1 > lim.mailbox_notes_total:
-                return AddResult.TOTAL_NOTES
-            if self._bytes + size > lim.mailbox_bytes_total:
-                return AddResult.TOTAL_BYTES
+            over = self._over_quota(sender, size)
+            if over is not None:
+                return over
             free = self._free_disk()
             if free is not None and free < lim.mailbox_min_free_disk_bytes:
                 return AddResult.DISK_LOW
@@ -362,6 +356,25 @@ class Inbox:
             self._notes += 1
             self._bytes += size
             return AddResult.STORED
+
+    def precheck(self, sender: Aid) -> AddResult | None:
+        """The quota that would refuse any new note from ``sender`` now, or None: lets the
+        mailbox refuse before the work of verifying and decrypting. :meth:`add` decides."""
+        with self._lock:
+            return self._over_quota(str(sender), 0)
+
+    def _over_quota(self, sender: str, size: int) -> AddResult | None:
+        lim = self.limits
+        n, b = self._per_sender.get(sender, (0, 0))
+        if n + 1 > lim.mailbox_notes_per_sender:
+            return AddResult.SENDER_NOTES
+        if b + size > lim.mailbox_bytes_per_sender:
+            return AddResult.SENDER_BYTES
+        if self._notes + 1 > lim.mailbox_notes_total:
+            return AddResult.TOTAL_NOTES
+        if self._bytes + size > lim.mailbox_bytes_total:
+            return AddResult.TOTAL_BYTES
+        return None
 
     def _has(self, recipient: Aid, msg_id: bytes) -> bool:
         row = self._db.execute(

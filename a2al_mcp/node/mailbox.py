@@ -269,16 +269,21 @@ class Mailbox:
         try:
             if record.category is not Category.MAILBOX:
                 raise VerificationError(f"rec_type {record.rec_type:#x} is not a mailbox note")
-            record.validate(now)  # signature, freshness, sender authority (delegation)
             payload = MailboxPayload.from_bytes(record.payload)
             if payload.sender != record.address:
                 raise VerificationError("note sender does not match the record's signer")
             ident = node._identities.get(payload.recipient)
             if ident is None or (routed is not None and payload.recipient != routed):
                 raise VerificationError("note is addressed to an AID that is not ours here")
-            if self._has(payload.recipient, record.msg_id):
+            if self._has(payload.recipient, record.msg_id):  # acknowledged again, even at quota
                 stats.duplicates += 1
                 return True
+            record.validate(now)  # signature, freshness, sender authority (delegation)
+            over = self.inbox.precheck(record.address)  # before the work of decrypting
+            if over is not None:
+                self._count_refusal(over, record, via)
+                self._remember_refused(record.msg_id)
+                return False
             opened = open_note(payload, own_aid=ident.aid, own_key=ident.key)
         except (VerificationError, DecodeError) as exc:
             stats.refused += 1
@@ -292,11 +297,7 @@ class Mailbox:
             stats.duplicates += 1
             return True
         if result is not AddResult.STORED:
-            stats.refused += 1
-            field = _REFUSAL_FIELD[result]
-            setattr(stats, field, getattr(stats, field) + 1)
-            logger.info("mailbox.refused via=%s sender=%s reason=%s", via,
-                        record.address.short(), result.value)  # fmt: skip
+            self._count_refusal(result, record, via)
             if result.quota:
                 self._remember_refused(record.msg_id)
             return False
@@ -309,6 +310,14 @@ class Mailbox:
                 logger.exception("mailbox.listener_failed")
         return True
 
+    def _count_refusal(self, result: AddResult, record: SignedRecord, via: str) -> None:
+        stats = self._stats
+        stats.refused += 1
+        field = _REFUSAL_FIELD[result]
+        setattr(stats, field, getattr(stats, field) + 1)
+        logger.info("mailbox.refused via=%s sender=%s reason=%s", via, record.address.short(),
+                    result.value)  # fmt: skip
+
     def _has(self, recipient: Aid, msg_id: bytes) -> bool:
         try:
             return self.inbox.has(recipient, msg_id)
@@ -316,6 +325,8 @@ class Mailbox:
             return False
 
     def _remember_refused(self, msg_id: bytes) -> None:
+        """Only for verified records: the id is then this sender's note, never someone
+        else's (the payload names its sender)."""
         if not self._refused_ids:
             self._refused_freed = self.inbox.usage().freed
         self._refused_ids[msg_id] = None
