@@ -23,7 +23,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -137,7 +137,7 @@ async def test_a_handler_that_never_reads_holds_at_most_the_stream_buffer(
 # ------------------------------------------------------------------------------ finding 5
 
 
-def _garbage_initial(rng: Any) -> bytes:
+def _garbage_initial(rng: SystemRng) -> bytes:
     """A long-header INITIAL (QUIC v1) of 1200 bytes whose payload is noise."""
     head = b"\xc3" + (1).to_bytes(4, "big")
     head += b"\x08" + rng.bytes(8) + b"\x08" + rng.bytes(8) + b"\x00"  # DCID, SCID, no token
@@ -337,7 +337,7 @@ def test_a_write_to_a_stopped_stream_is_dropped_not_raised(server_stack: str) ->
     conn.send_stream_data(sid, b"GET / HTTP/1.1\r\n")  # a raw service stream
     now = _pump(server, client, now)
     (sconn,) = server.connections()
-    sess = ss.Session(sconn, observed_addr=CLIENT)
+    sess = ss.Session(cast(Any, sconn), observed_addr=CLIENT)
     requested = [
         se
         for e in iter(server.next_event, None)
