@@ -15,6 +15,7 @@ set it high).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from hypothesis import strategies as st
 from a2al_mcp import _cbor
 from a2al_mcp.errors import DecodeError, LimitExceeded, UsageError
 from a2al_mcp.identity import Aid
+from a2al_mcp.protocol import dht_messages as dm
 from a2al_mcp.protocol import limits, wireaddr
 from a2al_mcp.protocol import session_frames as sf
 from a2al_mcp.protocol.payloads import (
@@ -537,3 +539,64 @@ def test_regression_texts_with_a_lone_surrogate_are_a_usage_error(field: str) ->
             kwargs["skills"] = kwargs.pop("tags")
         with pytest.raises(UsageError):
             AgentProfilePayload(**kwargs).to_bytes()
+
+
+# ----------------------------------- large inputs: the map-key check before decoding
+
+
+@fuzz_settings()
+@given(
+    cbor_values
+    | st.dictionaries(st.text(max_size=6) | st.integers(-(2**64), 2**64 - 1), cbor_values),
+    st.integers(0, 3),
+    st.binary(max_size=3),
+    st.integers(0, 2**16),
+)
+def test_large_inputs_decode_as_cbor2_does_or_only_decode_error(
+    value: Any, op: int, noise: bytes, at: int
+) -> None:
+    """Over KEY_CHECK_MIN bytes the raw walk runs first: it accepts exactly what decodes to
+    the same value (for tag-free input with integer or string keys), and mutated input still
+    raises only DecodeError."""
+    data = cbor2.dumps([bytes(_cbor.KEY_CHECK_MIN), value])
+    assert _cbor.loads(data) == cbor2.loads(data) or _contains_nan(value)
+    at %= len(data)
+    mutated = [data[:at] + noise + data[at + len(noise) :], data[:at], data[:at] + data[at + 1 :]]
+    with contextlib.suppress(DecodeError):
+        _cbor.loads(mutated[op % 3])
+
+
+def _contains_nan(value: Any) -> bool:
+    return "nan" in repr(value)
+
+
+def _colliding_keys_datagram() -> bytes:
+    """A 63 KB DHT datagram whose PING body has an extra map of 2,250 array keys that all
+    hash alike in Python (integers k·(2^61−1))."""
+    p = 2**61 - 1
+    ints = sorted({s * k * p for k in range(9) for s in (1, -1) if -(2**64) <= s * k * p < 2**64})
+    keys = list(itertools.islice(itertools.product(ints, repeat=3), 2250))
+    body = cbor2.dumps({1: b"\xa0" + bytes(20), 9: dict.fromkeys(keys)})
+    header = _cbor.dumps({1: 1, 2: 0, 3: 1, 4: bytes(20)})
+    return (
+        b"\xa4\x01"
+        + header
+        + b"\x02"
+        + body
+        + b"\x03\x58\x20"
+        + bytes(32)
+        + b"\x04\x58\x40"
+        + bytes(64)
+    )
+
+
+def test_regression_hash_colliding_map_keys_are_refused_before_decoding() -> None:
+    """At 45ad18d this datagram decoded (~150 ms of CPU each, ~70x an honest message of its
+    size, from a spoofable UDP source): the map was built key by key with every key in one
+    hash bucket. Now the raw walk refuses the array keys before cbor2 builds anything."""
+    data = _colliding_keys_datagram()
+    assert 60_000 < len(data) <= 65_536
+    with pytest.raises(DecodeError):
+        _cbor.loads(data[data.index(b"\x02\xa2") + 1 : -102])  # the body alone
+    with pytest.raises(DecodeError):
+        dm.decode_message(data)
