@@ -11,7 +11,8 @@ ignored by the field readers (:class:`Fields`), as Go ignores them. Tagged items
 type 6) are refused: no A2AL structure uses them, and cbor2 would otherwise build whatever
 a peer asks for from its semantic tags, including shared references (tags 28/29: a 276-byte
 payload that expands to gigabytes when serialised, or a cycle), sets, regexes, MIME messages
-and bignums (hash-colliding map keys).
+and bignums. Inputs over :data:`KEY_CHECK_MIN` bytes are walked raw first and refused if a
+map key is not an integer or a string (hash-colliding array keys; see :func:`_check_keys`).
 
 :func:`item_end` walks raw CBOR without decoding it, so signatures can be checked over
 the exact bytes received (a2al-wire §1.2).
