@@ -118,12 +118,17 @@ cbor_scalars = (
     | st.floats()
     | st.sampled_from([b"", bytes(21), b"\xa0" + bytes(20), bytes(32), bytes(64)])
 )
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(
+        st.integers(0, 10) | st.text(max_size=3), inner, max_size=6
+    )
+
+
 cbor_values = st.recursive(
     cbor_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.integers(0, 10) | st.text(max_size=3), inner, max_size=6)
-    ),
+    _containers,
     max_leaves=25,
 )
 aids = st.binary(min_size=20, max_size=20).map(lambda h: Aid(b"\xa0" + h))

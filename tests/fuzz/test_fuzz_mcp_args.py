@@ -91,12 +91,17 @@ numbers = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0, 0.5]),
 )
 leaves = st.none() | st.booleans() | numbers | texts
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(
+        texts | st.sampled_from(FIELDS), inner, max_size=4
+    )
+
+
 json_values = st.recursive(
     leaves,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(texts | st.sampled_from(FIELDS), inner, max_size=4)
-    ),
+    _containers,
     max_leaves=12,
 )
 hostile_values = st.one_of(

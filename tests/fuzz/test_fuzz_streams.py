@@ -57,12 +57,17 @@ cbor_scalars = (
     | st.text(max_size=20)
     | st.floats()
 )
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(
+        st.integers(0, 10) | st.text(max_size=3), inner, max_size=6
+    )
+
+
 cbor_values = st.recursive(
     cbor_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.integers(0, 10) | st.text(max_size=3), inner, max_size=6)
-    ),
+    _containers,
     max_leaves=25,
 )
 cbor_bytes = cbor_values.map(lambda v: cbor2.dumps(v, canonical=True))
@@ -443,6 +448,11 @@ def test_regression_every_cbor_tag_is_refused(tag: int) -> None:
 
 # ------------------------------------------------ meta: what we publish decodes again
 
+
+def _meta_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+
+
 meta_values = st.recursive(
     st.none()
     | st.booleans()
@@ -450,8 +460,7 @@ meta_values = st.recursive(
     | st.floats(allow_nan=False)
     | st.text(max_size=8)
     | st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                 max_size=3),
+    _meta_containers,
     max_leaves=20,
 )  # fmt: skip
 
