@@ -184,6 +184,10 @@ class LimitsConfig:
     application reads."""
     connection_receive_buffer: int = 4 << 20
     """Received but unread bytes held per connection, over all its streams."""
+    receive_buffer_total: int = 128 << 20
+    """Received but unread bytes held over all connections; a stream whose data would go
+    past it is reset (the stream asking for memory that is not there loses, as in
+    go-libp2p's resource manager)."""
 
     # --- mailbox
     mailbox_notes_per_sender: int = 200
@@ -235,6 +239,8 @@ class LimitsConfig:
             raise ConfigError("limits per IP must not exceed the totals")
         if self.stream_receive_buffer < 65536 or self.connection_receive_buffer < 65536:
             raise ConfigError("limits.*_receive_buffer must be ≥ 65536")
+        if self.receive_buffer_total < self.connection_receive_buffer:
+            raise ConfigError("limits.receive_buffer_total must be ≥ connection_receive_buffer")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

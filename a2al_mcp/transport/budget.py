@@ -88,6 +88,9 @@ class TransportCounters:
     """Connections closed because the peer sent beyond the window it was given."""
     writes_dropped: int = 0
     """Writes to a stream the peer had stopped or reset (dropped, not raised)."""
+    reset_memory: int = 0
+    """Peer streams reset because their data would take the node's unread bytes past
+    ``limits.receive_buffer_total``."""
 
 
 class Admission:
@@ -261,6 +264,11 @@ class ReceiveBudget:
             self._unannounced = 0
             return True
         return False
+
+    def over_total(self, n: int, total: int) -> bool:
+        """Whether ``n`` more bytes would take the unread bytes of every connection that
+        shares :attr:`shared` past ``total``."""
+        return self.shared[0] + n > total
 
     def drop(self, stream_id: int) -> None:
         """Forget everything held for ``stream_id`` (closed, reset)."""

@@ -98,6 +98,11 @@ DEFAULT_INBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
 """The stack a :class:`QuicService` accepts with unless told otherwise (as above)."""
 
 
+ERR_RESOURCE: Final = 0x44
+"""Stream reset code when the node's unread bytes would pass ``limits.receive_buffer_total``
+(ours: a2ald's codes stop at 0x43; any peer treats an unknown code as a plain reset)."""
+
+
 class PeerStream(anyio.abc.ByteStream):
     """One QUIC stream to or from a verified peer."""
 
@@ -124,8 +129,13 @@ class PeerStream(anyio.abc.ByteStream):
         if self._closed:
             return  # closed locally: nobody will read it (and it is not held)
         if data:
+            conn = self.connection
+            if conn.budget.over_total(len(data), conn.service.limits.receive_buffer_total):
+                conn.service.counters.reset_memory += 1
+                self._abort(ERR_RESOURCE)
+                return
             self._buf += data
-            self.connection.budget.hold(self.stream_id, len(data))
+            conn.budget.hold(self.stream_id, len(data))
         self._eof = self._eof or end
         self._readable.set()
 
@@ -204,10 +214,23 @@ class PeerStream(anyio.abc.ByteStream):
             self.connection.service.flush()
         self._release()
 
+    def _abort(self, error_code: int) -> None:
+        """Reset by us for the node's sake (not by the application): both directions are
+        reset, the unread bytes dropped, and the reader sees a broken stream."""
+        conn = self.connection
+        if not conn.closed:
+            conn.session.refuse(self.stream_id, error_code)
+            conn.service.flush()
+        self._fail(error_code)
+        self._forget()
+
     def _release(self) -> None:
         """Closed locally: forget the unread bytes and the stream."""
         self._closed = True
         self._readable.set()
+        self._forget()
+
+    def _forget(self) -> None:
         unread = len(self._buf)
         self._buf = bytearray()
         self.connection._streams.pop(self.stream_id, None)

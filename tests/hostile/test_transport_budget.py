@@ -134,6 +134,64 @@ async def test_a_handler_that_never_reads_holds_at_most_the_stream_buffer(
             assert b.status().quic.buffered_bytes == 0  # type: ignore[union-attr]
 
 
+async def test_the_node_wide_receive_budget_resets_the_stream_that_would_pass_it() -> None:
+    """Many connections each within their own windows cannot together make the node hold
+    more than ``receive_buffer_total``: the stream whose data would pass it is reset."""
+    from a2al_mcp.config import LimitsConfig
+
+    limits = LimitsConfig(stream_receive_buffer=64 << 10, connection_receive_buffer=128 << 10,
+                          receive_buffer_total=128 << 10)  # fmt: skip
+    chunk = bytes(range(256)) * 256
+    served: list[PeerStream] = []
+    broken: list[PeerStream] = []
+    release = anyio.Event()
+
+    async def hoarder(stream: PeerStream) -> None:
+        served.append(stream)
+        await release.wait()
+        try:
+            while await stream.receive():
+                pass
+        except EndOfStream:
+            pass
+        except anyio.BrokenResourceError:
+            broken.append(stream)
+
+    with anyio.fail_after(60):
+        configs = (NodeConfig(limits=limits), NodeConfig(), NodeConfig(), NodeConfig())
+        async with _nodes(*configs) as (b, a1, a2, a3):
+            b.serve(handler=hoarder)
+            streams = [await a.open_stream(b.aid, endpoints=[_url(b)])
+                       for a in (a1, a1, a2, a2, a3, a3)]  # fmt: skip
+
+            async def push(s: PeerStream) -> None:
+                with contextlib.suppress(anyio.BrokenResourceError):
+                    for _ in range(8):  # 512 KiB each, far more than the windows
+                        await s.send(chunk)
+
+            held_max = 0
+            async with anyio.create_task_group() as tg:
+                for s in streams:
+                    tg.start_soon(push, s)
+                for _ in range(60):  # sample while the handlers hold everything
+                    await anyio.sleep(0.05)
+                    status = b.status().quic
+                    assert status is not None
+                    held_max = max(held_max, status.buffered_bytes)
+                    if status.counters.reset_memory and len(served) == len(streams):
+                        break
+                tg.cancel_scope.cancel()
+            status = b.status().quic
+            assert status is not None
+            assert held_max <= limits.receive_buffer_total, f"held {held_max} bytes"
+            assert status.counters.reset_memory >= 1
+            release.set()
+            with anyio.fail_after(10):
+                while len(broken) < status.counters.reset_memory:
+                    await anyio.sleep(0.02)
+            assert broken, "no handler saw its stream reset"
+
+
 # ------------------------------------------------------------------------------ finding 5
 
 
