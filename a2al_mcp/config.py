@@ -164,7 +164,7 @@ class LimitsConfig:
     connections: int = 1024
     """Live QUIC connections, inbound and outbound."""
     connections_per_aid: int = 8
-    """Live connections with one remote AID."""
+    """Live inbound connections from one remote AID to one of our identities."""
     connections_per_ip: int = 32
     """Live inbound connections from one IPv4 address or one IPv6 /64."""
     half_open: int = 256

@@ -267,7 +267,7 @@ class PeerConnection:
         self.last_active = self.last_used
         """When the peer or we last did anything on a stream (for idle eviction)."""
         self.budget: ReceiveBudget = budget or service._budget()
-        self._counted_aid: Aid | None = None
+        self._counted_aid: tuple[Aid, Aid | None] | None = None
 
     @property
     def is_dialer(self) -> bool:
@@ -574,7 +574,8 @@ class QuicService:
             counters=self.counters,
         )
         self._conns: dict[object, PeerConnection] = {}
-        self._per_aid: Counter[Aid] = Counter()
+        self._per_aid: Counter[tuple[Aid, Aid | None]] = Counter()
+        """Accepted connections per (remote AID, our identity it reached)."""
         self._evict_not_before = 0.0
         self.refused_connections = 0
         self._closing = False
@@ -622,12 +623,14 @@ class QuicService:
                           max_peer_streams=self.limits.streams_per_connection)  # fmt: skip
 
     def _count_aid(self, pc: PeerConnection) -> bool:
-        """An accepted connection became ready: count it for its peer AID; False (and
-        closed) if that peer already has ``connections_per_aid`` connections to us. (Our
-        own dials are the local user's choice: not counted.)"""
+        """An accepted connection became ready: count it for its peer AID and the local
+        identity it reached; False (and closed) if that pair already has
+        ``connections_per_aid`` connections. A node dialling several agents we host needs one
+        connection per agent, so the pair is counted, not the remote AID alone. (Our own
+        dials are the local user's choice: not counted.)"""
         if pc.is_dialer:
             return True
-        aid = pc.peer_aid
+        aid = (pc.peer_aid, pc.local_aid)
         if self._per_aid[aid] >= self.limits.connections_per_aid:
             self.counters.refused_per_aid += 1
             pc.close(APP_ERROR_LIMIT, "too many connections from this AID")

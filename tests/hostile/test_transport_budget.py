@@ -279,6 +279,34 @@ async def test_the_per_ip_connection_cap_holds() -> None:
             assert status is not None and status.counters.refused_per_ip > 0
 
 
+async def test_the_per_aid_connection_cap_counts_each_of_our_identities_apart() -> None:
+    """One self-made AID gets at most ``connections_per_aid`` (8) connections to one of our
+    identities; a node dialling ten agents we host needs (and gets) one connection each."""
+    from a2al_mcp import DelegatedIdentity
+
+    with anyio.fail_after(60):
+        async with _nodes(NodeConfig(), NodeConfig()) as (a, b):
+            one = Identity.generate(SystemRng())
+            await _dial_as(a, [one] * 12, b, wait_s=4.0)
+            with anyio.fail_after(10):
+                while True:  # the extra ones are closed once authenticated
+                    status = b.status().quic
+                    assert status is not None
+                    if status.counters.refused_per_aid >= 4:
+                        break
+                    await anyio.sleep(0.02)
+            assert status.counters.refused_per_aid == 4
+            assert status.inbound == 8
+            url = _url(b)
+            for _ in range(10):
+                agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
+                b.add_identity(agent)
+                pc = await a.connect(agent.aid, endpoints=[url])
+                assert pc.peer_aid == agent.aid
+            status = b.status().quic
+            assert status is not None and status.counters.refused_per_aid == 4
+
+
 def _small_node_config(listen: str) -> NodeConfig:
     """Eight connection slots; accepted connections idle for 0.5 s may be evicted."""
     try:
