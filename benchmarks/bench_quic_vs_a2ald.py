@@ -34,7 +34,7 @@ import anyio
 import anyio.abc
 from _common import pct, thread
 
-from a2al_mcp import Aid, DelegatedIdentity, NodeConfig, SystemRng
+from a2al_mcp import Aid, DelegatedIdentity, LimitsConfig, NodeConfig, SystemRng
 from a2al_mcp.node import Node
 from a2al_mcp.testing.a2ald import A2aldNetwork, check_sealed
 from a2al_mcp.transport import peer
@@ -223,7 +223,10 @@ async def main() -> None:
         listener, port, state = await sink_server()
         async with listener, anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, functools.partial(sink, state))
-            cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))
+            # every connection comes from 127.0.0.1: lift the per-source limits above the
+            # CONNS connections the RSS measure opens (the defaults allow 32 per address)
+            limits = LimitsConfig(connections_per_ip=2 * CONNS, half_open_per_ip=128)
+            cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,), limits=limits)
             dialers: dict[str, Node] = {}
             acceptors: dict[str, Node] = {}
             async with contextlib.AsyncExitStack() as stack:
