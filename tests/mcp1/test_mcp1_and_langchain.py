@@ -177,3 +177,45 @@ async def test_every_tool_once_on_mcp1() -> None:
                         seen.add("cancel_agent_task")
                 assert seen == {t.name for t in TOOLS}
                 assert (await call("fetch", {"aid": str(other.aid)}))["body"] == "hi"
+
+
+async def test_malformed_messages_get_errors_on_mcp1(tmp_path: Path) -> None:
+    """Issue 14 finding 10 on mcp 1.x: each malformed line on stdin gets its JSON-RPC error
+    at once, and the server goes on (raw JSON-RPC lines, no SDK client)."""
+    env = {**os.environ, "A2AL_MCP_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "a2al_mcp", "serve", "--stdio"]
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "raw", "version": "1"}}}  # fmt: skip
+    bad = [
+        b'{"jsonrpc":"2.0","id":7,"method":"ping","params":' + b"[" * 10_000 + b"]" * 10_000
+        + b"}",
+        b'{"jsonrpc":"2.0","id":8,"method":"ping","params":{"x":"\\ud800"}}',
+        b'{"jsonrpc":"2.0","id":9,"method":"ping","params":{"x":' + b"9" * 5000 + b"}}",
+    ]  # fmt: skip
+    async with await anyio.open_process(cmd, env=env, stderr=None) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        buf = bytearray()
+
+        async def line() -> dict[str, Any]:
+            while b"\n" not in buf:
+                buf.extend(await proc.stdout.receive())  # type: ignore[union-attr]
+            raw, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            msg: dict[str, Any] = json.loads(raw)
+            return msg
+
+        try:
+            with anyio.fail_after(30):
+                await proc.stdin.send(json.dumps(init).encode() + b"\n")
+                assert "result" in await line()
+                await proc.stdin.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+                for data in bad:
+                    await proc.stdin.send(data + b"\n")
+                    reply = await line()
+                    assert reply["error"]["code"] == -32700, reply
+                await proc.stdin.send(b'{"jsonrpc":"2.0","id":2,"method":"tools/list"}\n')
+                listed = await line()
+                assert listed["id"] == 2 and len(listed["result"]["tools"]) == len(TOOLS)
+        finally:
+            proc.kill()
