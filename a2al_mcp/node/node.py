@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ from typing import Any, Self
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from .._clock import Clock, SystemClock
 from .._containment import containable
@@ -39,7 +41,7 @@ from ..errors import (
 )
 from ..identity.aid import Aid, NodeId
 from ..identity.delegation import DelegationProof
-from ..identity.keyfile import export_identity, import_identity
+from ..identity.keyfile import import_identity, seal_identity
 from ..identity.keys import SigningKey
 from ..identity.local import DelegatedIdentity, Identity
 from ..protocol import limits
@@ -206,6 +208,8 @@ class Node:
         self._quic: QuicService | None = None
         self._connector: Connector | None = None
         self._tunnels: list[Tunnel] = []
+        self._kdf_limiter = anyio.CapacityLimiter(1)
+        """One passphrase KDF (scrypt, up to 64 MiB) at a time, in a worker thread."""
         self._topic_records: dict[tuple[Aid, str], SignedRecord] = {}
         self._mailbox: Mailbox | None = None
         self._observed: dict[Addr, int] = {}
@@ -379,14 +383,26 @@ class Node:
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f)
 
-    def export_identity(self, passphrase: str, aid: Aid | None = None) -> str:
+    async def export_identity(self, passphrase: str, aid: Aid | None = None) -> str:
         """A local identity (default: the node) sealed under ``passphrase`` (scrypt,
-        AES-GCM), to move it to another machine with :meth:`import_identity`."""
-        return export_identity(self._identity(aid), passphrase, rng=self._rng)
+        AES-GCM), to move it to another machine with :meth:`import_identity`. The KDF runs
+        in a worker thread (one at a time), not on the event loop."""
+        ident = self._identity(aid)
+        salt, nonce = self._rng.bytes(16), self._rng.bytes(12)
+        seal = functools.partial(seal_identity, ident, passphrase, salt=salt, nonce=nonce)
+        return await anyio.to_thread.run_sync(seal, limiter=self._kdf_limiter)
 
-    def import_identity(self, blob: str, passphrase: str) -> Identity:
-        """Add an exported delegated agent to this node (kept in the data directory)."""
-        ident = import_identity(blob, passphrase, now=self._clock.wall())
+    async def import_identity(self, blob: str, passphrase: str) -> Identity:
+        """Add an exported delegated agent to this node (kept in the data directory). The
+        export is bounded and checked before its KDF runs, in a worker thread (one at a time).
+
+        Raises:
+            DecodeError: not an export, or one asking for more scrypt than allowed.
+            VerificationError: wrong passphrase. UsageError: not a delegated agent, or its
+                delegation no longer verifies.
+        """
+        open_ = functools.partial(import_identity, blob, passphrase, now=self._clock.wall())
+        ident = await anyio.to_thread.run_sync(open_, limiter=self._kdf_limiter)
         if not ident.is_delegated:
             raise UsageError("only delegated agents can be imported; a node key is the node's")
         self._save_agent(ident)
