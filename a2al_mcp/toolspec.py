@@ -6,19 +6,39 @@ the LangChain and CrewAI adapters render the same specs, so names, descriptions 
 agree everywhere. Failures are :class:`ToolFailure` with a stable ``code`` and a sentence a
 person understands; nothing else escapes ``run`` (unexpected errors become ``INTERNAL``).
 
-Results are JSON objects; AIDs always in their checksummed text form.
+Results are JSON objects; AIDs always in their checksummed text form. What peers wrote (a
+topic's ``meta`` in ``discover``, an A2A agent's reply) may hold values JSON has no form for;
+:func:`call_tool` renders them so one hostile record cannot break a result for everyone:
+a byte string becomes ``{"$base64": "<standard base64>"}``, a NaN or infinity
+``{"$float": "NaN" | "Infinity" | "-Infinity"}``, a map key that is not text its JSON text
+(``1`` -> ``"1"``; a byte-string key ``"$base64:<…>"``), text with a lone surrogate
+has it replaced by ``?``, anything else CBOR can carry ``{"$cbor": "<type name>"}``, and
+nesting past :data:`RESULT_DEPTH_MAX` ``{"$truncated": "…"}``.
+
+Arguments are checked before any tool runs: text with a lone surrogate (no UTF-8 form) in any
+field, at any depth, is a ``USAGE`` failure naming the field.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from . import agentcall
 from .errors import A2ALError, DecodeError
@@ -26,7 +46,7 @@ from .identity.aid import Aid
 from .node.node import Node
 from .protocol.payloads import EndpointPayload
 
-__all__ = ["TOOLS", "ToolFailure", "ToolSpec", "call_tool", "tool"]
+__all__ = ["TOOLS", "ToolFailure", "ToolSpec", "call_tool", "json_safe", "tool"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +54,45 @@ _AID_FORM = "42 hex characters starting with a0 (or an 0x… / bc1… form)"
 _AID_HELP = "an agent's AID: " + _AID_FORM
 
 
+_SURROGATE: Final = "lone_surrogate"
+
+
+def _surrogate_at(value: Any) -> str | None:
+    """Where in ``value`` (an argument as given) a text with a lone surrogate is: ``""`` for
+    the value itself, ``"['k'][0]"`` inside it, None if nowhere. Iterative: arguments such as
+    ``meta`` may be nested deeply."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return where
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                stack.append((k, f"{where} (a key)"))
+                stack.append((v, f"{where}[{k!r}]" if len(repr(k)) <= 40 else f"{where}[…]"))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return None
+
+
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _unicode_only(cls, value: Any) -> Any:
+        where = _surrogate_at(value)
+        if where is not None:
+            raise PydanticCustomError(
+                _SURROGATE,
+                "text{where} has a lone surrogate (U+D800-U+DFFF), which is not valid Unicode",
+                {"where": f" at {where}" if where else ""},
+            )
+        return value
 
 
 class ToolFailure(Exception):
@@ -48,10 +105,13 @@ class ToolFailure(Exception):
 
     @classmethod
     def bad_arguments(cls, exc: ValidationError) -> ToolFailure:
-        """``BAD_ARGUMENTS`` naming each field that failed validation and why."""
+        """``BAD_ARGUMENTS`` naming each field that failed validation and why; ``USAGE`` if
+        every problem is text that is not valid Unicode (as the node's own API says)."""
+        errors = exc.errors()
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                             for e in exc.errors())  # fmt: skip
-        return cls("BAD_ARGUMENTS", problems)
+                             for e in errors)  # fmt: skip
+        usage = errors and all(e["type"] == _SURROGATE for e in errors)
+        return cls("USAGE" if usage else "BAD_ARGUMENTS", problems)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +134,48 @@ def _aid(text: str) -> Aid:
 
 def _age(node: Node, timestamp: int) -> int:
     return max(0, int(node._clock.wall()) - timestamp)
+
+
+RESULT_DEPTH_MAX: Final = 32
+"""Deepest nesting :func:`json_safe` renders (decoded peer data is at most 16 deep)."""
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes):
+        return "$base64:" + base64.b64encode(key).decode()
+    return json.dumps(json_safe(key), sort_keys=True, ensure_ascii=False)
+
+
+def _text(value: str) -> str:
+    if value.isascii():
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\\ud800" escape
+        return value.encode("utf-8", "replace").decode()
+    return value
+
+
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """``value`` with everything JSON cannot carry rendered as the module docstring says
+    (texts, finite numbers, booleans and null unchanged; tuples become lists)."""
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": json.dumps(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$base64": base64.b64encode(value).decode()}
+    if _depth >= RESULT_DEPTH_MAX:
+        return {"$truncated": f"nested deeper than {RESULT_DEPTH_MAX}"}
+    if isinstance(value, dict):
+        return {_key_text(k): json_safe(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v, _depth + 1) for v in value]
+    return {"$cbor": type(value).__name__}
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -228,7 +330,16 @@ async def _fetch(node: Node, a: FetchArgs) -> dict[str, Any]:
 
 async def _send_mailbox(node: Node, a: SendMailboxArgs) -> dict[str, Any]:
     res = await node.send_mailbox(_aid(a.to), a.text)
-    return {"message_id": res.message_id, "delivered": res.delivered, "replicas": res.replicas}
+    out: dict[str, Any] = {"message_id": res.message_id, "delivered": res.delivered,
+                           "replicas": res.replicas, "refused": res.refused}  # fmt: skip
+    if res.direct_error:
+        out["direct_error"] = res.direct_error
+    if res.refused:
+        out["note"] = (
+            "the recipient refused the note (its mailbox or disk is full, or it did not "
+            "accept it); a copy kept on the network may still reach it"
+        )
+    return out
 
 
 async def _read_mailbox(node: Node, a: ReadMailboxArgs) -> dict[str, Any]:
@@ -250,6 +361,8 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
         "mailbox": dataclasses.asdict(mb) if mb is not None else {},
         "observed_addrs": [f"{h}:{p}" for (h, p), _n in st.observed_addrs],
         "contained_errors": dataclasses.asdict(st.contained_errors),
+        "dht": dataclasses.asdict(st.dht),
+        "quic": dataclasses.asdict(st.quic) if st.quic is not None else {},
     }  # fmt: skip
 
 
@@ -279,12 +392,12 @@ async def _identity_list(node: Node, a: NoArgs) -> dict[str, Any]:
 
 async def _identity_export(node: Node, a: ExportArgs) -> dict[str, Any]:
     aid = _aid(a.aid) if a.aid else None
-    return {"export": node.export_identity(a.passphrase, aid),
+    return {"export": await node.export_identity(a.passphrase, aid),
             "warning": "Whoever has this text and the passphrase can act as it."}  # fmt: skip
 
 
 async def _identity_import(node: Node, a: ImportArgs) -> dict[str, Any]:
-    ident = node.import_identity(a.export, a.passphrase)
+    ident = await node.import_identity(a.export, a.passphrase)
     await node.publish(ident.aid)
     return {"aid": str(ident.aid), "published": True}
 
@@ -400,7 +513,7 @@ async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[st
     except ValidationError as exc:
         raise ToolFailure.bad_arguments(exc) from None
     try:
-        return await spec.run(node, args)
+        return cast("dict[str, Any]", json_safe(await spec.run(node, args)))
     except ToolFailure:
         raise
     except A2ALError as exc:

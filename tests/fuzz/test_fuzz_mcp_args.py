@@ -163,9 +163,9 @@ def arguments(draw: st.DrawFn, name: str) -> Any:
     return args
 
 
-KNOWN_BROKEN = {"identity_import"}
-"""Tools the general fuzz leaves out because of a bug reported but not fixed yet; the strict
-xfail reproducers below flip when it is, and then the tool goes back into the fuzz."""
+KNOWN_BROKEN: set[str] = set()
+"""Tools the general fuzz leaves out because of a bug reported but not fixed yet (a strict
+xfail reproducer stands beside each); none now."""
 FUZZED = [n for n in NAMES if n not in KNOWN_BROKEN]
 
 
@@ -187,15 +187,9 @@ def _with_self(args: Any, aid: str) -> Any:
     return {k: aid if isinstance(v, str) and v == SELF else v for k, v in args.items()}
 
 
-def _has_surrogate(value: Any) -> bool:
-    return isinstance(value, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in value)
-
-
 def _known_broken(name: str, args: Any) -> bool:
     """Cases of a bug reported but not fixed yet (see the strict xfail reproducers)."""
-    if name in KNOWN_BROKEN:
-        return True
-    return name == "fetch" and isinstance(args, dict) and _has_surrogate(args.get("body"))
+    return name in KNOWN_BROKEN
 
 
 async def _call(node: Node, name: str, args: Any) -> dict[str, Any] | ToolFailure:
@@ -278,12 +272,6 @@ SCRYPT_MEMORY_MAX = 64 * 2**20
 """An import may make scrypt use at most this (ours use 32 MiB: n=2^15, r=8, p=1)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="identity/keyfile.py import_identity: hostile exports raise unexpected exceptions "
-    "(INTERNAL in identity_import) and scrypt parameters up to n=2^20, r=32, p=16 are "
-    "accepted (4 GiB, minutes of CPU on the event loop); reported, file not owned by H6",
-)
 @pytest.mark.parametrize(
     "blob",
     [
@@ -311,12 +299,6 @@ def test_identity_import_refuses_hostile_exports(
         keyfile.import_identity(blob, "passphrase", now=0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="toolspec.py _fetch encodes the body with str.encode(): a lone surrogate raises "
-    "UnicodeEncodeError (INTERNAL); pydantic str fields accept lone surrogates; reported, "
-    "file not owned by H6",
-)
 async def test_fetch_with_a_lone_surrogate_body_is_a_clear_failure(tmp_path: Path) -> None:
     cfg = NodeConfig(listen_addr="127.0.0.1:0", data_dir=tmp_path)
     async with Node(cfg) as node:
@@ -325,13 +307,6 @@ async def test_fetch_with_a_lone_surrogate_body_is_a_clear_failure(tmp_path: Pat
         _check_failure(got, "fetch", {"body": "\ud800"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="toolspec.py _discover returns a peer's topic meta as decoded: a byte string that "
-    "is not UTF-8 cannot be serialised, so one hostile registration makes discover fail "
-    "('Error executing tool discover') for every MCP caller of that topic; reported, file "
-    "not owned by H6",
-)
 async def test_discover_survives_a_registration_with_binary_meta() -> None:
     with anyio.fail_after(60):
         async with network(2, publish=True) as (me, evil):
