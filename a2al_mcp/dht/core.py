@@ -42,7 +42,10 @@ __all__ = ["DhtCore", "DhtStats"]
 
 logger = logging.getLogger(__name__)
 
-MAX_RECEIVE: Final = 65536
+MAX_RECEIVE: Final = limits.MAX_DATAGRAM
+"""Longest DHT datagram decoded; longer ones are dropped and counted (``dropped_oversize``).
+No A2AL sender writes more (a2ald's transports refuse to send over 1200 bytes, a2al-wire
+§4.1; so does our encoder), so anything longer is not a DHT message of any peer."""
 SUBSCRIPTION_TTL_S: Final = 60.0
 STORE_BURST_S: Final = 3.0
 """A STORE rate limit's burst: this many seconds' worth of its rate."""
@@ -83,7 +86,9 @@ class DhtStats:
     dropped_decode: int
     dropped_verify: int
     dropped_oversize: int
+    """Datagrams longer than any A2AL sender writes (:data:`MAX_RECEIVE`), dropped undecoded."""
     dropped_unsolicited: int
+    """Responses nobody asked for, and NAT_PROBE_REQ/ECHO (we neither send nor serve probes)."""
     dropped_rate_limited: int
     """STOREs dropped unanswered by a rate limit (per address plus per prefix)."""
     rpc_timeouts: int
@@ -591,7 +596,7 @@ class DhtCore:
             case dm.NatProbeReq() | dm.NatProbeEcho():
                 # We never send probes, so echoes are not ours; and answering a probe would
                 # send a datagram to an address nobody but the asker vouches for.
-                pass
+                self._c["unsolicited"] += 1
             case _:  # pragma: no cover - responses are routed elsewhere
                 self._c["unsolicited"] += 1
 

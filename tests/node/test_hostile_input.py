@@ -90,7 +90,8 @@ def _garbage(attacker: Attacker, node_aid: object) -> dict[str, list[bytes]]:
 
     return {
         "decode": [dht_class(n) for n in (1, 7, 64, 500, 1199)]
-        + [ping[: len(ping) // 2], wrong_types, b"\xbf" * 100, b"\xa4" + bytes(60000)],
+        + [ping[: len(ping) // 2], wrong_types, b"\xbf" * 100],
+        "oversize": [b"\xa4" + bytes(1200), b"\xa4" + bytes(60000)],  # over any sender's 1200
         "verify": [bytes(bad_sig), forged_ping],
         "unsolicited": [unsolicited, unsolicited],
     }
@@ -112,6 +113,7 @@ async def test_keeps_answering_and_counts_every_drop() -> None:
             after = node.status().dht
             assert after.dropped_decode - before.dropped_decode == 20 * len(kinds["decode"])
             assert after.dropped_verify - before.dropped_verify == 20 * len(kinds["verify"])
+            assert after.dropped_oversize - before.dropped_oversize == 20 * len(kinds["oversize"])
             assert after.dropped_unsolicited - before.dropped_unsolicited == 40
             assert after.requests_answered - before.requests_answered == 20
         finally:
