@@ -33,13 +33,14 @@ from .._types import Addr
 from ..errors import DecodeError
 from ..identity.aid import Aid
 from ..protocol import session_frames as sf
-from ..protocol.limits import ACCESS_TOKEN_MAX
+from ..protocol.limits import ACCESS_TOKEN_MAX, CONTROL_PAYLOAD_MAX
 from ..protocol.wireaddr import decode_addr, encode_addr
 
 __all__ = [
     "ERR_ACCESS_DENIED",
     "ERR_NO_INBOUND",
     "ERR_PROTOCOL",
+    "ROUTE_ANSWER_MAX",
     "AdmissionResult",
     "MailboxAcked",
     "MailboxReceived",
@@ -57,6 +58,10 @@ __all__ = [
 ERR_ACCESS_DENIED: Final = 0x41
 ERR_NO_INBOUND: Final = 0x42
 ERR_PROTOCOL: Final = 0x1
+ROUTE_ANSWER_MAX: Final = 16 * (3 + CONTROL_PAYLOAD_MAX)
+"""Most bytes the dialer reads of the acceptor's stream-0 answer (ObservedAddr, AgentInfo
+records, capabilities) before resetting it: sixteen full-size control messages, room for
+dozens of topic records (each under 1 KiB). a2al-wire sets no bound; a2ald reads to FIN."""
 _ROUTE_STREAM: Final = 0
 _UNSET: Final = object()
 
@@ -200,6 +205,10 @@ class _Stream:
     """The stack delivers nothing more (FIN delivered or the peer reset it)."""
     send_done: bool = False
     """We wrote FIN or reset, or the peer sent STOP_SENDING: we write nothing more."""
+    received: int = 0
+    """Dialer's stream 0: bytes of the acceptor's answer so far."""
+    answer: list[sf.ControlMessage] = dataclasses.field(default_factory=list)
+    """Dialer's stream 0: the acceptor's control messages so far."""
 
 
 class Session:
@@ -229,7 +238,10 @@ class Session:
         self.writes_dropped = 0
         """Writes dropped because the stream's sending side was stopped or reset."""
         self.refused_streams = 0
-        """Peer streams reset because ``max_peer_streams`` were open."""
+        """Peer streams reset because ``max_peer_streams`` were open, and stream-0 answers
+        over :data:`ROUTE_ANSWER_MAX` (also in :attr:`route_answer_overflows`)."""
+        self.route_answer_overflows = 0
+        """Dialer: stream-0 answers reset for exceeding :data:`ROUTE_ANSWER_MAX`."""
         self._route_answered = False
         self.peer_service_capable = False
         """The acceptor advertised ``a2s1`` support (type 6) on stream 0."""
@@ -478,13 +490,19 @@ class Session:
         return [self.route]
 
     def _route_out(self, st: _Stream, data: bytes, end: bool) -> list[SessionEvent]:
-        st.buf += data
+        st.received += len(data)
+        if st.received > ROUTE_ANSWER_MAX:
+            self.route_answer_overflows += 1
+            self.refused_streams += 1
+            self._refuse(_ROUTE_STREAM, ERR_PROTOCOL)
+            return [StreamReset(_ROUTE_STREAM, ERR_PROTOCOL)]
+        st.answer += st.control.feed(data)  # parsed as it comes: no copy of the whole answer
         if not end:
             return []
         observed: Addr | None = None
         info: list[bytes] = []
         service = envelope = False
-        for msg in sf.ControlReader().feed(bytes(st.buf)):
+        for msg in st.answer:
             if msg.type == sf.ControlType.OBSERVED_ADDR:
                 with contextlib.suppress(DecodeError):
                     observed = decode_addr(msg.payload)
@@ -494,7 +512,7 @@ class Session:
                 service = True
             elif msg.type == sf.ControlType.ENVELOPE_CAPABLE:
                 envelope = True
-        st.kind = _Kind.DEAD
+        st.kind, st.answer = _Kind.DEAD, []
         self.peer_service_capable = service
         return [PeerControl(observed, tuple(info), service, envelope)]
 

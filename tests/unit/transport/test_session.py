@@ -325,3 +325,69 @@ def test_oversize_mailbox_frame_is_refused(pair: Pair) -> None:
     pair.conn.send_stream_data(sid, b"a2mb" + bytes(32) + (70_000).to_bytes(4, "big") + b"x")
     pair.pump()
     assert pair.take("server") == [ss.StreamReset(sid, ss.ERR_PROTOCOL)]
+
+
+class _FakeDialerConn:
+    """Just enough of a client QuicConnection for the dialer's stream 0."""
+
+    class configuration:  # mirrors QuicConnection.configuration
+        is_client = True
+
+    def __init__(self) -> None:
+        self.next_id = 0
+        self.resets: list[tuple[int, int]] = []
+        self.stops: list[tuple[int, int]] = []
+
+    def get_next_available_stream_id(self, is_unidirectional: bool = False) -> int:
+        sid, self.next_id = self.next_id, self.next_id + 4
+        return sid
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        pass
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        self.resets.append((stream_id, error_code))
+
+    def stop_stream(self, stream_id: int, error_code: int) -> None:
+        self.stops.append((stream_id, error_code))
+
+
+def test_an_endless_stream0_answer_is_reset_not_buffered() -> None:
+    """A hostile acceptor streams AgentInfo messages on stream 0 and never ends it. At
+    45ad18d the dialer buffered all of it until FIN (no cap); now it stops reading and resets
+    stream 0 past ss.ROUTE_ANSWER_MAX (64 KiB), counted; the connection goes on."""
+    conn = _FakeDialerConn()
+    dialer = ss.Session(conn)
+    dialer.start(TARGET)
+    chunk = sf.ControlMessage(sf.ControlType.AGENT_INFO, bytes(4096)).to_bytes() * 4
+    sent, events = 0, list[ss.SessionEvent]()
+    while sent < 1 << 20 and not events:
+        events = dialer.handle_event(qe.StreamDataReceived(data=chunk, end_stream=False,
+                                                           stream_id=0))  # fmt: skip
+        sent += len(chunk)
+    assert events == [ss.StreamReset(0, ss.ERR_PROTOCOL)], f"{sent} bytes buffered, no reset"
+    assert sent <= 16 * (3 + 4096) + len(chunk)
+    assert (0, ss.ERR_PROTOCOL) in conn.stops
+    assert dialer.route_answer_overflows == 1 and dialer.refused_streams == 1
+    more = qe.StreamDataReceived(data=chunk, end_stream=True, stream_id=0)
+    assert dialer.handle_event(more) == []  # later bytes are ignored
+    assert not dialer.peer_service_capable
+    sid, _ = dialer.open_service_stream(admission=False)  # the connection is still usable
+    assert sid == 4
+
+
+def test_a_stream0_answer_up_to_the_cap_is_read() -> None:
+    conn = _FakeDialerConn()
+    dialer = ss.Session(conn)
+    dialer.start(TARGET)
+    info = sf.ControlMessage(sf.ControlType.AGENT_INFO, bytes(4096)).to_bytes()
+    answer = info * 15 + sf.ControlMessage(sf.ControlType.SERVICE_STREAM_CAPABLE).to_bytes()
+    assert len(answer) <= ss.ROUTE_ANSWER_MAX
+    events: list[ss.SessionEvent] = []
+    for i in range(0, len(answer), 1000):
+        piece = answer[i : i + 1000]
+        events += dialer.handle_event(qe.StreamDataReceived(
+            data=piece, end_stream=i + 1000 >= len(answer), stream_id=0))  # fmt: skip
+    (ctl,) = events
+    assert isinstance(ctl, ss.PeerControl) and len(ctl.agent_info) == 15 and ctl.service_capable
+    assert dialer.route_answer_overflows == 0 and not conn.stops
