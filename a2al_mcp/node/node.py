@@ -127,7 +127,8 @@ class ContainedErrors:
     started again a second later."""
     core: int = 0
     """Exceptions a DHT or QUIC core raised on a datagram, timer or send (the datagram, or
-    the rest of its batch, is dropped)."""
+    the rest of its batch, is dropped), and QUIC connections whose stack raised (each closed
+    and forgotten; ``quic.counters.connections_failed``)."""
     callbacks: int = 0
     """Exceptions raised while handling a core's event."""
     last: str = ""
@@ -682,8 +683,9 @@ class Node:
 
     def _contained_errors(self) -> ContainedErrors:
         ep = None if self._endpoint is None else self._endpoint.statistics()
+        failed = 0 if self._quic is None else self._quic.host.statistics().failed
         return ContainedErrors(tasks=self._task_errors, loops=self._loop_errors,
-                               core=0 if ep is None else ep.core_errors,
+                               core=failed + (0 if ep is None else ep.core_errors),
                                callbacks=0 if ep is None else ep.callback_errors,
                                last=self._last_error)  # fmt: skip
 

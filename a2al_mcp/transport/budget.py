@@ -91,6 +91,8 @@ class TransportCounters:
     reset_memory: int = 0
     """Peer streams reset because their data would take the node's unread bytes past
     ``limits.receive_buffer_total``."""
+    connections_failed: int = 0
+    """Connections whose QUIC stack raised (a bug or a panic): closed and forgotten."""
 
 
 class Admission:

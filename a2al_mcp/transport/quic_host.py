@@ -22,6 +22,13 @@ connection IDs. An inbound connection whose handshake has not completed within
 ``handshake_timeout_s`` is dropped without a word (it may never have been a client).
 Every refusal is counted in :class:`~a2al_mcp.transport.budget.TransportCounters`.
 
+**Containment**: a connection whose stack raises (``receive_datagram``, ``handle_timer``,
+``get_timer``, ``datagrams_to_send``, ``next_event``; any exception that
+:func:`~a2al_mcp._containment.containable` allows, qh3's Rust panics included) is closed
+(best effort, INTERNAL_ERROR) and forgotten at once, with a :class:`ConnectionGone`: it frees
+its slot, its deadline leaves the timer, and it cannot stop the other connections' timers or
+sends. Counted (``connections_failed``), logged at most once per 30 s.
+
 Sans-I/O: no sockets, no clock reads, no randomness of its own (connections bring theirs;
 Retry connection IDs and the token key come from the injected ``rng``).
 """
@@ -29,6 +36,7 @@ Retry connection IDs and the token key come from the injected ``rng``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol, cast
@@ -42,6 +50,7 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 
+from .._containment import containable
 from .._random import Rng, SystemRng
 from .._types import Addr, Datagram
 from ..config import LimitsConfig
@@ -61,6 +70,10 @@ SMALLEST_INITIAL: Final = 1200
 """RFC 9000 §14.1: a client's INITIAL datagram is at least this long."""
 
 _LONG_HEADER: Final = 0x80
+LOG_INTERVAL_S: Final = 30.0
+"""At most one log line per this many seconds for failing connections (all are counted)."""
+
+logger = logging.getLogger(__name__)
 
 
 class SansIoConnection(Protocol):
@@ -147,6 +160,8 @@ class HostStatistics:
     """INITIALs refused by any admission limit (the counters say which)."""
     half_open: int = 0
     """Inbound handshakes in progress."""
+    failed: int = 0
+    """Connections whose stack raised: closed and forgotten (see Containment)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -217,6 +232,10 @@ class QuicHost:
         self._accepted = 0
         self._dropped_unknown = 0
         self._dropped_malformed = 0
+        self._failed = 0
+        self._now = 0.0
+        """The latest time any call brought (for the rate limit of failure logs)."""
+        self._last_log: float | None = None
 
     # -- commands -----------------------------------------------------------------------
 
@@ -224,8 +243,12 @@ class QuicHost:
         """Start a client connection (``conn`` is configured as a client) towards ``addr``.
         The driver must flush afterwards."""
         self._register(conn)
-        conn.connect(addr, now=now)
-        self._drain(conn)
+        try:
+            conn.connect(addr, now=now)
+        except BaseException:
+            self._forget(conn)  # a local command: the caller sees the error
+            raise
+        self._guarded(conn, self._drain, conn)
 
     def connections(self) -> Iterator[SansIoConnection]:
         """The live connections."""
@@ -243,7 +266,7 @@ class QuicHost:
             dropped_malformed=self._dropped_malformed,
             refused_full=c.refused_connections + c.refused_per_ip + c.refused_half_open
             + c.refused_half_open_per_ip,
-            half_open=self.admission.half_open_count,
+            half_open=self.admission.half_open_count, failed=self._failed,
         )  # fmt: skip
 
     def live(self) -> int:
@@ -266,7 +289,7 @@ class QuicHost:
     def drain(self, conn: SansIoConnection) -> None:
         """Collect the events a command on ``conn`` produced (e.g. ``close()``)."""
         if conn in self._cids:
-            self._drain(conn)
+            self._guarded(conn, self._drain, conn)
 
     # -- DatagramCore -------------------------------------------------------------------
 
@@ -285,8 +308,12 @@ class QuicHost:
                 conn = self._accept(header, len(data), addr, now)
                 if conn is None:
                     return
-        conn.receive_datagram(data, addr, now)
-        self._drain(conn)
+        self._now = now
+        try:
+            conn.receive_datagram(data, addr, now)
+            self._drain(conn)
+        except BaseException as exc:
+            self._failed_connection(conn, exc)
 
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
         """:meth:`receive_datagram` for a batch read in one wake-up (one ``now``).
@@ -294,7 +321,7 @@ class QuicHost:
         Consecutive short-header datagrams of one connection from one address go to it in
         one ``receive_many_datagrams`` call where the connection has one (qh3: its core
         takes the whole run), and its events are drained once per run. A connection error
-        stops the batch (the rest is lost, as if the network dropped it)."""
+        stops only that run: the connection is closed and forgotten (see Containment)."""
         cid_length = self._cid_length
         by_cid = self._by_cid
         run: list[bytes] = []
@@ -320,11 +347,15 @@ class QuicHost:
     def _receive_run(
         self, conn: SansIoConnection, run: list[bytes], addr: Addr | None, now: float
     ) -> None:
-        if len(run) == 1:
-            conn.receive_datagram(run[0], addr, now)
-        else:
-            cast(_BatchConnection, conn).receive_many_datagrams(run, addr, now)
-        self._drain(conn)
+        self._now = now
+        try:
+            if len(run) == 1:
+                conn.receive_datagram(run[0], addr, now)
+            else:
+                cast(_BatchConnection, conn).receive_many_datagrams(run, addr, now)
+            self._drain(conn)
+        except BaseException as exc:
+            self._failed_connection(conn, exc)
 
     def _accept(self, header: Any, size: int, addr: Addr, now: float) -> SansIoConnection | None:
         if (
@@ -400,21 +431,34 @@ class QuicHost:
             )
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         self._expire_handshakes(now)
         for conn in list(self._cids):
-            deadline = conn.get_timer()
-            if deadline is not None and deadline <= now:
-                conn.handle_timer(now)
-                self._drain(conn)
+            if conn not in self._cids:
+                continue  # forgotten while the loop ran
+            try:
+                deadline = conn.get_timer()
+                if deadline is not None and deadline <= now:
+                    conn.handle_timer(now)
+                    self._drain(conn)
+            except BaseException as exc:
+                self._failed_connection(conn, exc)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
+        self._now = now
         out: list[Datagram] = []
-        if self._outbox:
-            out, self._outbox = self._outbox, []
         for conn in list(self._cids):
-            # connections hand back the (host, port) tuples they were given
-            out.extend(conn.datagrams_to_send(now))
-            self._drain(conn)
+            if conn not in self._cids:
+                continue
+            try:
+                # connections hand back the (host, port) tuples they were given
+                out.extend(conn.datagrams_to_send(now))
+                self._drain(conn)
+            except BaseException as exc:
+                self._failed_connection(conn, exc)
+        if self._outbox:  # Retry packets, and the last words of failed connections
+            out.extend(self._outbox)
+            self._outbox = []
         return out
 
     def get_timer(self) -> float | None:
@@ -426,8 +470,12 @@ class QuicHost:
             deadlines.popleft()  # settled or gone: no deadline any more
         if deadlines:
             best = deadlines[0][0]
-        for conn in self._cids:
-            t = conn.get_timer()
+        for conn in list(self._cids):
+            try:
+                t = conn.get_timer()
+            except BaseException as exc:
+                self._failed_connection(conn, exc)
+                continue
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -439,6 +487,38 @@ class QuicHost:
         return event.event() if isinstance(event, _DataRun) else event
 
     # -- internals ----------------------------------------------------------------------
+
+    def _guarded(self, conn: SansIoConnection, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:
+            self._failed_connection(conn, exc)
+
+    def _failed_connection(self, conn: SansIoConnection, exc: BaseException) -> None:
+        """``conn``'s stack raised ``exc``: close it (best effort, its CONNECTION_CLOSE goes
+        out with the next send) and forget it now, or re-raise cancellation and exit."""
+        if not containable(exc):
+            raise exc
+        if conn not in self._cids:
+            return
+        self._failed += 1
+        self.counters.connections_failed += 1
+        if self._last_log is None or self._now - self._last_log >= LOG_INTERVAL_S:
+            self._last_log = self._now
+            logger.warning("quic_host.connection_failed error=%r (closed; further failures "
+                           "counted, logged at most every %.0f s)", exc, LOG_INTERVAL_S,
+                           exc_info=exc)  # fmt: skip
+        close = getattr(conn, "close", None)
+        try:
+            if close is not None:
+                close(error_code=QuicErrorCode.INTERNAL_ERROR, reason_phrase="internal error")
+            self._outbox.extend(conn.datagrams_to_send(self._now))
+        except BaseException as again:  # it is broken: it goes without a word
+            if not containable(again):
+                raise
+        self._forget(conn)
+        self._events.append(ConnectionGone(conn, QuicErrorCode.INTERNAL_ERROR,
+                                           f"contained {type(exc).__name__}"))  # fmt: skip
 
     def _register(self, conn: SansIoConnection) -> None:
         cids = self._cids.setdefault(conn, set())

@@ -222,3 +222,110 @@ def test_aioquic_connections_take_a_batch_one_datagram_at_a_time() -> None:
     _batches(server, client, now)
     events = [e for e in _drain(server) if isinstance(e, qe.StreamDataReceived)]
     assert b"".join(e.data for e in events) == b"z" * 50_000 and events[-1].end_stream
+
+
+class _Panic(BaseException):
+    """Stands for pyo3_runtime.PanicException (a direct BaseException subclass)."""
+
+
+class _Breaking:
+    """A SansIoConnection whose stack raises in ``where`` (or nowhere)."""
+
+    def __init__(self, cid: bytes, where: str = "", exc: BaseException | None = None) -> None:
+        self.host_cid = cid
+        self.where = where
+        self.exc = exc or _Panic("qh3 panicked")
+        self.timer: float | None = 5.0
+        self.timers_handled = 0
+        self.closed_with: int | None = None
+
+    def _maybe(self, name: str) -> None:
+        if self.where == name:
+            raise self.exc
+
+    def connect(self, addr: Any, now: float) -> None:
+        pass
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        self._maybe("receive_datagram")
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        self._maybe("datagrams_to_send")
+        if self.closed_with is not None:
+            return [(b"close", SERVER)]
+        return []
+
+    def get_timer(self) -> float | None:
+        self._maybe("get_timer")
+        return self.timer
+
+    def handle_timer(self, now: float) -> None:
+        self.timers_handled += 1
+        self._maybe("handle_timer")
+        self.timer = now + 5.0
+
+    def next_event(self) -> qe.QuicEvent | None:
+        return None
+
+    def close(self, error_code: int = 0, reason_phrase: str = "") -> None:
+        self.closed_with = error_code
+
+
+def _gone(host: QuicHost) -> list[Any]:
+    from a2al_mcp.transport.quic_host import ConnectionGone
+
+    events = []
+    while (e := host.next_event()) is not None:
+        events.append(e)
+    return [e for e in events if isinstance(e, ConnectionGone)]
+
+
+def test_a_connection_whose_timer_panics_is_closed_and_forgotten() -> None:
+    """At 45ad18d the panic left QuicHost.handle_timer (the endpoint counted it), the
+    connection kept its slot and its past deadline, so the endpoint's timer loop fired on it
+    again and again, and the connections after it in the loop got no timer at all."""
+    host = QuicHost()
+    bad, good = _Breaking(b"b" * 8, "handle_timer"), _Breaking(b"g" * 8)
+    host.connect(bad, SERVER, 1.0)
+    host.connect(good, SERVER, 1.0)
+    assert host.get_timer() == 5.0
+    host.handle_timer(6.0)  # must not raise
+    assert good.timers_handled == 1  # the good one still got its timer
+    (gone,) = _gone(host)
+    assert gone.conn is bad and gone.error_code == 0x1  # INTERNAL_ERROR
+    assert list(host.connections()) == [good] and len(host) == 1
+    assert host.get_timer() == good.timer == 11.0  # bad's deadline is no longer reported
+    assert host.statistics().failed == 1 and host.counters.connections_failed == 1
+    assert bad.closed_with == 0x1
+    assert (b"close", SERVER) in host.datagrams_to_send(6.0)  # its CONNECTION_CLOSE goes out
+    host.handle_timer(12.0)
+    assert bad.timers_handled == 1  # never called again
+
+
+def test_every_stack_entry_point_is_contained() -> None:
+    for where in ("receive_datagram", "datagrams_to_send", "get_timer"):
+        host = QuicHost()
+        cid = b"c" * 8
+        bad, good = _Breaking(cid, where), _Breaking(b"g" * 8)
+        host.connect(bad, SERVER, 1.0)
+        host.connect(good, SERVER, 1.0)
+        if where == "receive_datagram":
+            host.receive_datagram(b"\x40" + cid + bytes(30), SERVER, 2.0)
+        elif where == "datagrams_to_send":
+            host.datagrams_to_send(2.0)
+        else:
+            assert host.get_timer() == 5.0  # good's
+        assert list(host.connections()) == [good], where
+        assert [g.conn for g in _gone(host)] == [bad], where
+        assert host.statistics().failed == 1, where
+
+
+def test_cancellation_from_a_connection_is_not_contained() -> None:
+    import asyncio
+
+    import pytest
+
+    host = QuicHost()
+    host.connect(_Breaking(b"x" * 8, "handle_timer", asyncio.CancelledError()), SERVER, 1.0)
+    with pytest.raises(asyncio.CancelledError):
+        host.handle_timer(6.0)
