@@ -179,11 +179,12 @@ class LimitsConfig:
     this long may be closed to make room for a new one."""
     streams_per_connection: int = 100
     """Concurrent streams a peer may open per connection."""
-    stream_receive_buffer: int = 1 << 20
+    stream_receive_buffer: int = 6 << 20
     """Received but unread bytes held per stream; flow-control credit returns as the
-    application reads."""
-    connection_receive_buffer: int = 4 << 20
-    """Received but unread bytes held per connection, over all its streams."""
+    application reads (quic-go's largest stream window)."""
+    connection_receive_buffer: int = 15 << 20
+    """Received but unread bytes held per connection, over all its streams (quic-go's
+    largest connection window)."""
     receive_buffer_total: int = 128 << 20
     """Received but unread bytes held over all connections; a stream whose data would go
     past it is reset (the stream asking for memory that is not there loses, as in

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.anyio
 LINUX = sys.platform.startswith("linux")
 """127.0.0.2 and other 127/8 sources need no setup on Linux only."""
 STACKS = ("qh3", "aioquic")
-DEFAULT_STREAM_BUFFER = 1 << 20  # LimitsConfig.stream_receive_buffer's default
+DEFAULT_STREAM_BUFFER = 6 << 20  # LimitsConfig.stream_receive_buffer's default
 
 
 @pytest.fixture
