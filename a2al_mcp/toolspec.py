@@ -404,7 +404,8 @@ async def _identity_import(node: Node, a: ImportArgs) -> dict[str, Any]:
 
 async def _tunnel_list(node: Node, a: NoArgs) -> dict[str, Any]:
     return {"tunnels": [{"tunnel": f"{t.addr[0]}:{t.addr[1]}", "aid": str(t.remote),
-                         "connections": t.connections} for t in node.tunnels()]}  # fmt: skip
+                         "connections": t.connections, "failures": t.failures,
+                         "errors": t.errors} for t in node.tunnels()]}  # fmt: skip
 
 
 async def _tunnel_close(node: Node, a: TunnelCloseArgs) -> dict[str, Any]:

@@ -121,7 +121,8 @@ class ContainedErrors:
     logged at most once per 30 s)."""
 
     tasks: int = 0
-    """Peer-driven tasks (stream handlers, mailbox stores, route deadlines) that raised."""
+    """Peer-driven tasks (stream handlers, mailbox stores, route deadlines, tunnel
+    connections) that raised."""
     loops: int = 0
     """Failures of a background loop (republish, rejoin, keep-alive, mailbox poll); it is
     started again a second later."""
@@ -209,6 +210,8 @@ class Node:
         self._quic: QuicService | None = None
         self._connector: Connector | None = None
         self._tunnels: list[Tunnel] = []
+        self._tunnel_errors = 0
+        """Contained errors of tunnels no longer in ``_tunnels``."""
         self._kdf_limiter = anyio.CapacityLimiter(1)
         """One passphrase KDF (scrypt, up to 64 MiB) at a time, in a worker thread."""
         self._topic_records: dict[tuple[Aid, str], SignedRecord] = {}
@@ -684,7 +687,8 @@ class Node:
     def _contained_errors(self) -> ContainedErrors:
         ep = None if self._endpoint is None else self._endpoint.statistics()
         failed = 0 if self._quic is None else self._quic.host.statistics().failed
-        return ContainedErrors(tasks=self._task_errors, loops=self._loop_errors,
+        tunnels = self._tunnel_errors + sum(t.errors for t in self._tunnels)
+        return ContainedErrors(tasks=self._task_errors + tunnels, loops=self._loop_errors,
                                core=failed + (0 if ep is None else ep.core_errors),
                                callbacks=0 if ep is None else ep.callback_errors,
                                last=self._last_error)  # fmt: skip
@@ -1045,6 +1049,7 @@ class Node:
         t = Tunnel(aid, lambda: self.open_stream(aid, local=local, token=token,
                                                  endpoints=endpoints), listen=listen)  # fmt: skip
         await t.start(self._tg)
+        self._tunnel_errors += sum(x.errors for x in self._tunnels if x.closed)
         self._tunnels = [x for x in self._tunnels if not x.closed] + [t]
         return t
 

@@ -3,6 +3,12 @@
 
 Bytes are copied both ways; when one side reaches EOF the other is half-closed (a stream gets
 FIN, never a reset), and the bridge ends when both directions are done.
+
+A tunnel runs in the node's task group, so nothing one of its connections does may escape it:
+each connection's handler contains every exception :func:`~a2al_mcp._containment.containable`
+allows (as ``Node._spawn`` does), and so does accepting (e.g. out of file descriptors: the
+listener backs off and accepts again); counted in :attr:`Tunnel.errors`, logged at most once
+per 30 s per tunnel.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import anyio
 import anyio.abc
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 
+from .._containment import containable
 from .._types import Addr
 from ..errors import A2ALError, NetworkError
 from ..identity.aid import Aid
@@ -26,6 +33,11 @@ __all__ = ["Tunnel", "bridge", "bridge_to_tcp"]
 logger = logging.getLogger(__name__)
 
 _CHUNK: Final = 65536
+LOG_INTERVAL_S: Final = 30.0
+CLOSE_TIMEOUT_S: Final = 5.0
+"""Longest a bridge waits for its two streams to close (neither ever blocks today)."""
+ACCEPT_BACKOFF_S: Final = 0.5
+"""Pause before accepting again after the listener failed (EMFILE and the like)."""
 
 
 async def _pump(src: anyio.abc.ByteStream, dst: anyio.abc.ByteStream) -> None:
@@ -49,11 +61,11 @@ async def bridge(a: anyio.abc.ByteStream, b: anyio.abc.ByteStream) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_pump, a, b)
             tg.start_soon(_pump, b, a)
-    finally:
-        with contextlib.suppress(Exception):
-            await a.aclose()
-        with contextlib.suppress(Exception):
-            await b.aclose()
+    finally:  # shielded: a cancelled bridge (tunnel or node closing) still closes both
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            for stream in (a, b):
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
 
 
 async def bridge_to_tcp(stream: PeerStream, target: Addr, *, timeout_s: float = 10.0) -> None:
@@ -89,7 +101,12 @@ class Tunnel:
         self._done = anyio.Event()
         self.connections = 0
         self.failures = 0
+        """Connections whose stream could not be opened (the remote was unreachable...)."""
+        self.errors = 0
+        """Exceptions contained to one connection, or to one failed accept."""
         self.addr: Addr = listen
+        self._stopping = False
+        self._last_log: float | None = None
 
     async def start(self, tg: anyio.abc.TaskGroup) -> None:
         """Bind and start accepting in ``tg`` (the node's task group)."""
@@ -102,15 +119,45 @@ class Tunnel:
         await tg.start(self._serve)
 
     async def _serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        assert self._listener is not None
+        listener = self._listener
+        assert listener is not None
         with anyio.CancelScope() as scope:
             self._scope = scope
             task_status.started()
             try:
-                async with self._listener:
-                    await self._listener.serve(self._one)
+                async with listener, anyio.create_task_group() as handlers:
+                    while not self._stopping:
+                        try:
+                            await listener.serve(self._contained, handlers)
+                        except BaseException as exc:
+                            if self._stopping or not containable(exc):
+                                raise
+                            self._failed("accept", exc)
+                            await anyio.sleep(ACCEPT_BACKOFF_S)
+            except BaseException as exc:
+                if not (self._stopping and containable(exc)):
+                    raise  # our own aclose() closed the listener under serve(): done
             finally:
                 self._done.set()
+
+    async def _contained(self, client: anyio.abc.SocketStream) -> None:
+        try:
+            await self._one(client)
+        except BaseException as exc:
+            if not containable(exc):
+                raise
+            self._failed("connection", exc)
+            with contextlib.suppress(Exception):
+                await anyio.aclose_forcefully(client)
+
+    def _failed(self, where: str, exc: BaseException) -> None:
+        self.errors += 1
+        now = anyio.current_time()
+        if self._last_log is None or now - self._last_log >= LOG_INTERVAL_S:
+            self._last_log = now
+            logger.warning("tunnel.contained remote=%s where=%s error=%r (counted; logged at "
+                           "most every %.0f s)", self.remote.short(), where, exc, LOG_INTERVAL_S,
+                           exc_info=exc)  # fmt: skip
 
     async def _one(self, client: anyio.abc.SocketStream) -> None:
         self.connections += 1
@@ -128,6 +175,7 @@ class Tunnel:
         return self._done.is_set()
 
     async def aclose(self) -> None:
+        self._stopping = True
         if self._scope is not None:
             self._scope.cancel()
         if self._listener is not None:
