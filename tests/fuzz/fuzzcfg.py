@@ -20,8 +20,9 @@ import os
 from typing import Any
 
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
-__all__ = ["EXAMPLES", "fuzz_settings"]
+__all__ = ["EXAMPLES", "cbor_scalars", "cbor_values", "fuzz_settings"]
 
 DEFAULT_EXAMPLES = 200
 
@@ -55,3 +56,27 @@ def fuzz_settings(scale: float = 1.0, **overrides: Any) -> settings:
     }
     kwargs.update(overrides)
     return settings(**kwargs)
+
+
+# --------------------------------------------------------------------- shared strategies
+
+cbor_scalars: st.SearchStrategy[Any] = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20)
+    | st.floats()
+)
+"""Every CBOR scalar a peer may send (no tags: they are refused)."""
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(
+        st.integers(0, 10) | st.text(max_size=3), inner, max_size=6
+    )
+
+
+def cbor_values(scalars: st.SearchStrategy[Any] = cbor_scalars) -> st.SearchStrategy[Any]:
+    """Nested CBOR values (lists and maps) over ``scalars``."""
+    return st.recursive(scalars, _containers, max_leaves=25)

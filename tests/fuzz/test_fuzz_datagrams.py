@@ -34,7 +34,8 @@ from a2al_mcp.protocol.payloads import EndpointPayload, TopicPayload
 from a2al_mcp.protocol.records import SignedRecord
 from a2al_mcp.transport import demux
 from tests.conftest import load_captures
-from tests.fuzz.fuzzcfg import fuzz_settings
+from tests.fuzz.fuzzcfg import cbor_scalars, fuzz_settings
+from tests.fuzz.fuzzcfg import cbor_values as fuzzcfg_cbor_values
 
 WALL = 1_780_000_000.0
 """Virtual Unix time of the core (records are dated around it)."""
@@ -96,27 +97,8 @@ def _key_for(addr: tuple[str, int]) -> Identity:
 
 # --------------------------------------------------------------------- strategies
 
-cbor_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**64), 2**64 - 1)
-    | st.binary(max_size=40)
-    | st.text(max_size=20)
-    | st.floats()
-    | st.sampled_from([b"", bytes(21), b"\xa0" + bytes(20), bytes(32), bytes(64)])
-)
-
-
-def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.lists(inner, max_size=4) | st.dictionaries(
-        st.integers(0, 10) | st.text(max_size=3), inner, max_size=6
-    )
-
-
-cbor_values = st.recursive(
-    cbor_scalars,
-    _containers,
-    max_leaves=25,
+cbor_values = fuzzcfg_cbor_values(
+    cbor_scalars | st.sampled_from([b"", bytes(21), b"\xa0" + bytes(20), bytes(32), bytes(64)])
 )
 aids = st.binary(min_size=20, max_size=20).map(lambda h: Aid(b"\xa0" + h))
 node_ids = st.binary(min_size=32, max_size=32).map(NodeId)

@@ -41,6 +41,7 @@ from a2al_mcp.protocol.payloads import (
     topic_key,
 )
 from a2al_mcp.protocol.records import SignedRecord
+from tests.fuzz.fuzzcfg import cbor_values as fuzzcfg_cbor_values
 from tests.fuzz.fuzzcfg import fuzz_settings
 
 CONTROL_HELD_MAX = 3 + limits.CONTROL_PAYLOAD_MAX - 1
@@ -49,27 +50,7 @@ MAILBOX_HELD_MAX = 36 + limits.MAILBOX_FRAME_RECORD_MAX
 """Most bytes a MailboxFrameReader may hold: one whole frame (after the magic)."""
 
 aids = st.binary(min_size=20, max_size=20).map(lambda h: Aid(b"\xa0" + h))
-cbor_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**64), 2**64 - 1)
-    | st.binary(max_size=40)
-    | st.text(max_size=20)
-    | st.floats()
-)
-
-
-def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.lists(inner, max_size=4) | st.dictionaries(
-        st.integers(0, 10) | st.text(max_size=3), inner, max_size=6
-    )
-
-
-cbor_values = st.recursive(
-    cbor_scalars,
-    _containers,
-    max_leaves=25,
-)
+cbor_values = fuzzcfg_cbor_values()
 cbor_bytes = cbor_values.map(lambda v: cbor2.dumps(v, canonical=True))
 
 
