@@ -1,4 +1,8 @@
-"""Shared fixtures: the wire vectors and the captured a2ald datagrams."""
+"""Shared fixtures: the anyio backend, the wire vectors and the captured a2ald datagrams.
+
+This file is also loaded by the suites that run in their own virtual environments
+(``tests/mcp1``, ``tests/crewai``): import nothing here beyond pytest and ``a2al_mcp``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,12 @@ def load_captures(kind: str = "dht") -> list[dict[str, Any]]:
     lines = (VECTORS / "a2ald-0.3.5-udp-datagrams.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines if line.strip()]
     return [r for r in rows if r["kind"] == kind]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Every ``@pytest.mark.anyio`` test runs on asyncio (trio is not installed in any test venv)."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")

@@ -50,11 +50,6 @@ from tests.node.loopnet import network
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_send_message_with_the_verified_caller_and_the_card() -> None:
     with anyio.fail_after(60):
         async with network(2, publish=True) as (agent_node, caller_node):

@@ -32,11 +32,6 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def load_example(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / name)
     assert spec is not None and spec.loader is not None

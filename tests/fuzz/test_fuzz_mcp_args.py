@@ -46,11 +46,6 @@ NAMES = [spec.name for spec in TOOLS]
 FIELDS = sorted({f for spec in TOOLS for f in spec.input_model.model_fields})
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _deep(depth: int, leaf: Any, as_dict: bool) -> Any:
     value = leaf
     for _ in range(depth):

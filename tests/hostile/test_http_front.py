@@ -39,11 +39,6 @@ INIT = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": 
     "clientInfo": {"name": "honest", "version": "1"}}}).encode()  # fmt: skip
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def http_server(tmp_path: Path) -> AsyncIterator[int]:
     config = tmp_path / "a2al.toml"

@@ -40,11 +40,6 @@ from a2al_mcp.transport.peer import PeerConnection
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _limits(**limits: Any) -> dict[str, Any]:
     """``{"limits": LimitsConfig(...)}`` — or nothing on the old code, which has no limits
     (the flood then runs against an unbounded inbox and the test's assertions fail)."""

@@ -39,11 +39,6 @@ GARBAGE = "this is not JSON"
 NOT_AN_ENVELOPE = '{"hello": "world"}'
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class StdioClient:
     def __init__(self, proc: Process) -> None:
         assert proc.stdin is not None and proc.stdout is not None

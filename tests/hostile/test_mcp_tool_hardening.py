@@ -32,11 +32,6 @@ from tests.node.loopnet import network
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _call(node: Node, name: str, args: dict[str, Any]) -> dict[str, Any] | ToolFailure:
     with anyio.fail_after(30):
         try:

@@ -67,11 +67,6 @@ raise SystemExit(main(sys.argv[2:]))
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def served(stack: str, home: Path) -> StdioServerParameters:
     args = ["-c", SERVE, stack, "serve", "--stdio", "--listen", "127.0.0.1:0",
             "--data-dir", str(home)]  # fmt: skip

@@ -46,11 +46,6 @@ STACKS = ("qh3", "aioquic")
 DEFAULT_STREAM_BUFFER = 6 << 20  # LimitsConfig.stream_receive_buffer's default
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _use_stacks(monkeypatch: pytest.MonkeyPatch, *, inbound: str, outbound: str) -> None:
     monkeypatch.setattr(peer, "DEFAULT_INBOUND_STACK", inbound)
     monkeypatch.setattr(peer, "DEFAULT_OUTBOUND_STACK", outbound)

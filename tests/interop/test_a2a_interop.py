@@ -41,11 +41,6 @@ from tests.interop.test_quic_interop import _agent, _fetch, our_node
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _send_message_body(text: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": 7, "method": "SendMessage", "params": {
         "message": {"messageId": "m-interop", "role": "ROLE_USER",

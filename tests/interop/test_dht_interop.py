@@ -20,11 +20,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 T = TypeVar("T")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     """Run a blocking a2ald REST call in a thread so our node keeps serving meanwhile."""
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kw))

@@ -20,11 +20,6 @@ from tests.interop.test_dht_interop import call, poll
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @contextlib.asynccontextmanager
 async def our_node(
     seed: str, identity: Identity | None = None, data_dir: Path | None = None

@@ -28,11 +28,6 @@ if MCP_MAJOR != 2:  # pragma: no cover
 from mcp import Client  # noqa: E402
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def tool(client: Any, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     res = await client.call_tool(name, args or {})
     assert not res.is_error, (name, res.content)

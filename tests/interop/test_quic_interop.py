@@ -33,11 +33,6 @@ from tests.interop.test_dht_interop import call, poll
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @contextlib.asynccontextmanager
 async def our_node(seed: str) -> AsyncIterator[Node]:
     async with Node(NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))) as node:

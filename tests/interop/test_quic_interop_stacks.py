@@ -24,11 +24,6 @@ from a2al_mcp.transport.tls_qh3 import Qh3ServerConnection
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _use(monkeypatch: pytest.MonkeyPatch, way: str, name: str) -> str:
     """Make ``name`` the stack of our ``way`` ("OUTBOUND"/"INBOUND") connections."""
     if name == "qh3" and not peer.QH3_AVAILABLE:

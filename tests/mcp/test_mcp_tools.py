@@ -25,11 +25,6 @@ if MCP_MAJOR != 2:  # pragma: no cover - the mcp 1.x run uses its own client hel
 from mcp import Client  # noqa: E402
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def call(client: Any, name: str, args: dict[str, Any] | None = None) -> tuple[bool, Any]:
     res = await client.call_tool(name, args or {})
     text = res.content[0].text if res.content else ""

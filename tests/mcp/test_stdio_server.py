@@ -29,11 +29,6 @@ if MCP_MAJOR != 2:  # pragma: no cover
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def hello(req: HttpRequest) -> HttpResponse:
     return HttpResponse(200, (), f"hello {req.caller}".encode())
 

@@ -37,11 +37,6 @@ from a2al_mcp.toolspec import TOOLS  # noqa: E402
 from tests.node.loopnet import network  # noqa: E402
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _content(res: Any) -> tuple[bool, Any]:
     text = res.content[0].text if res.content else ""
     if res.isError:

@@ -17,11 +17,6 @@ from tests.node.loopnet import network
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def cli(*args: str, home: Path, seed: str) -> tuple[int, Any, str]:
     res = await anyio.run_process(
         [sys.executable, "-m", "a2al_mcp", *args, "--listen", "127.0.0.1:0",

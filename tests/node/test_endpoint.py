@@ -25,11 +25,6 @@ WAIT_S = 5.0
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def clock() -> SystemClock:
     return SystemClock()
 

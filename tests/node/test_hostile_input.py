@@ -20,11 +20,6 @@ from a2al_mcp.protocol.payloads import EndpointPayload, TopicPayload, topic_key
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Attacker:
     """A raw UDP socket speaking (and abusing) the DHT wire format."""
 

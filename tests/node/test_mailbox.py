@@ -21,11 +21,6 @@ from tests.node.loopnet import network
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _wait_notes(node: Node, n: int, *, local: object = None, limit_s: float = 10) -> list:
     with anyio.fail_after(limit_s):
         for _ in range(10_000):

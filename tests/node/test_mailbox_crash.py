@@ -40,11 +40,6 @@ anyio.run(main)
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _start(seed: bytes, data_dir: Path) -> tuple[anyio.abc.Process, int]:
     proc = await anyio.open_process([sys.executable, "-c", RECEIVER, seed.hex(), str(data_dir)],
                                     stderr=None)  # fmt: skip

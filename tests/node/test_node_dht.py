@@ -15,11 +15,6 @@ from tests.node.loopnet import network
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_publish_resolve_discover_on_loopback() -> None:
     with anyio.fail_after(30):
         async with network(5) as nodes:

@@ -16,11 +16,6 @@ from a2al_mcp.node.seeds import load_peer_cache, parse_txt_seeds, save_peer_cach
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_parse_txt_seeds() -> None:
     got = parse_txt_seeds(
         ["1.2.3.4:4121, 5.6.7.8:4121;[2001:db8::1]:4121", "  bad  x:y 1.2.3.4:4121"]

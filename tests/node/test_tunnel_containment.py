@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 REMOTE = Identity.generate(SeededRng(5)).aid
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Panic(BaseException):
     """Stands for pyo3_runtime.PanicException (a direct BaseException subclass)."""
 

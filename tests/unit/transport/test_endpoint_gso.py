@@ -19,11 +19,6 @@ from a2al_mcp.transport.endpoint import GSO_MAX_SEGMENTS, UdpEndpoint
 LOOPBACK: Addr = ("127.0.0.1", 0)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Core:
     """Sends what is put in ``outbox``; records what it receives."""
