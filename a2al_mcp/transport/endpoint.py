@@ -155,6 +155,10 @@ class UdpEndpoint:
         gro: let the kernel hand over runs of datagrams from one sender in one read (UDP
             GRO, Linux), split here into the datagrams they were; False reads one datagram
             per ``recvfrom``.
+        sock_factory: makes the socket, called as ``sock_factory(family, socket.SOCK_DGRAM)``
+            in ``__aenter__``; the endpoint then sets its options, binds it and owns it
+            (closes it). Default :class:`socket.socket`; tests pass a subclass that records
+            or refuses sends, so nothing patches the endpoint's internals.
     """
 
     def __init__(
@@ -169,6 +173,9 @@ class UdpEndpoint:
         max_batch: int = 64,
         gso: bool = True,
         gro: bool = True,
+        sock_factory: Callable[[socket.AddressFamily, socket.SocketKind], socket.socket] = (
+            socket.socket
+        ),
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -195,6 +202,7 @@ class UdpEndpoint:
         self._max_batch = max_batch
         self._gso = gso and sys.platform == "linux" and hasattr(socket.socket, "sendmsg")
         self._gro = gro and sys.platform == "linux" and _GRO_ANCILLARY > 0
+        self._sock_factory = sock_factory
 
         self._state = _State.UNOPENED
         self._sock: socket.socket | None = None
@@ -278,7 +286,7 @@ class UdpEndpoint:
         logger.debug("endpoint.closed local=%s", self._local_addr)
 
     def _open_socket(self) -> socket.socket:
-        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        sock = self._sock_factory(self._family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             if self._family == socket.AF_INET6 and self._bind[0] == "::":

@@ -4,6 +4,7 @@ GRO and splits them again, and falls back without either."""
 from __future__ import annotations
 
 import errno
+import socket
 import sys
 from collections import deque
 from dataclasses import dataclass, field
@@ -129,11 +130,13 @@ async def test_each_datagram_of_a_coalesced_run_goes_to_its_own_core() -> None:
     clock = SystemClock()
     quic, dht = BatchCore(want=5, done=anyio.Event()), Core(want=1, done=anyio.Event())
     run = [b"\x41" * 1200] * 5 + [b"\xa4" + b"\x00" * 99]
+    sender = Core()
     async with (
-        UdpEndpoint(LOOPBACK, clock=clock, quic=Core()) as ep_a,
+        UdpEndpoint(LOOPBACK, clock=clock, quic=sender) as ep_a,
         UdpEndpoint(LOOPBACK, clock=clock, quic=quic, dht=dht) as ep_b,
     ):
-        ep_a._send_gso(run, 1200, ep_b.local_addr)
+        sender.outbox = [(d, ep_b.local_addr) for d in run]  # one run: the last is shorter
+        ep_a.flush()
         assert quic.done is not None and dht.done is not None
         with anyio.fail_after(5):
             await quic.done.wait()
@@ -141,52 +144,81 @@ async def test_each_datagram_of_a_coalesced_run_goes_to_its_own_core() -> None:
         assert quic.received == run[:5] and dht.received == run[5:]
 
 
-class _NoGsoSocket:
-    """Stands in for a socket whose kernel refuses UDP_SEGMENT."""
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="UDP GSO exists only on Linux")
 
-    def __init__(self) -> None:
+
+class _NoGsoSocket(socket.socket):
+    """A socket whose kernel refuses UDP_SEGMENT; records what it sends one by one."""
+
+    def __init__(self, family: int, kind: int) -> None:
+        super().__init__(family, kind)
         self.sent: list[bytes] = []
         self.gso_tries = 0
 
-    def sendmsg(self, *args: object) -> int:
+    def sendmsg(self, *args: Any) -> int:
         self.gso_tries += 1
         raise OSError(errno.EIO, "no GSO")
 
-    def sendto(self, data: bytes, addr: object) -> int:
-        self.sent.append(data)
+    def sendto(self, data: Any, addr: Any) -> int:  # type: ignore[override]
+        self.sent.append(bytes(data))
         return len(data)
 
 
-def test_a_kernel_without_gso_turns_it_off_and_loses_nothing() -> None:
-    ep = UdpEndpoint(LOOPBACK, clock=SystemClock(), quic=Core(), gso=True)
-    ep._gso = True  # as on Linux
-    fake = _NoGsoSocket()
-    ep._sock = fake  # type: ignore[assignment]
-    run = _run(5, 300)
-    ep._send_runs([(d, ("127.0.0.1", 9)) for d, _ in run])
-    ep._send_runs([(d, ("127.0.0.1", 9)) for d, _ in run])
-    assert fake.gso_tries == 1  # tried once, then off for good
-    assert fake.sent == [d for d, _ in run] * 2
-    assert ep.statistics().sent == 10 and ep.statistics().gso_sends == 0
+class _RecordingSocket(socket.socket):
+    """Records each send: (datagrams in it, address)."""
+
+    def __init__(self, family: int, kind: int) -> None:
+        super().__init__(family, kind)
+        self.calls: list[tuple[int, object]] = []
+
+    def sendmsg(self, buffers: Any, anc: Any = (), flags: int = 0, addr: Any = None) -> int:
+        self.calls.append((len(buffers), addr))
+        return sum(map(len, buffers))
+
+    def sendto(self, data: Any, addr: Any) -> int:  # type: ignore[override]
+        self.calls.append((1, addr))
+        return len(data)
 
 
-def test_runs_split_on_address_and_on_a_longer_datagram() -> None:
-    ep = UdpEndpoint(LOOPBACK, clock=SystemClock(), quic=Core(), gso=True)
-    ep._gso = True
-    calls: list[tuple[int, object]] = []
+def _made(factory: type[socket.socket]) -> tuple[Any, list[socket.socket]]:
+    """``factory`` as a ``sock_factory``, and the list of sockets it made."""
+    made: list[socket.socket] = []
 
-    class Sock:
-        def sendmsg(self, buffers: list[bytes], anc: object, flags: int, addr: object) -> int:
-            calls.append((len(buffers), addr))
-            return sum(map(len, buffers))
+    def make(family: socket.AddressFamily, kind: socket.SocketKind) -> socket.socket:
+        made.append(factory(family, kind))
+        return made[-1]
 
-        def sendto(self, data: bytes, addr: object) -> int:
-            calls.append((1, addr))
-            return len(data)
+    return make, made
 
-    ep._sock = Sock()  # type: ignore[assignment]
-    x, y = ("127.0.0.1", 1), ("127.0.0.1", 2)
-    big, small = b"\x41" * 1200, b"\x41" * 100
-    ep._send_runs([(big, x), (big, x), (small, x), (big, x), (big, y), (big, y), (big, x)])
-    # [big big small] to x, [big] to x, [big big] to y, [big] to x
-    assert calls == [(3, x), (1, x), (2, y), (1, x)]
+
+@linux_only
+@pytest.mark.anyio
+async def test_a_kernel_without_gso_turns_it_off_and_loses_nothing() -> None:
+    core = Core()
+    make, made = _made(_NoGsoSocket)
+    async with UdpEndpoint(LOOPBACK, clock=SystemClock(), quic=core, sock_factory=make) as ep:
+        (fake,) = made
+        assert isinstance(fake, _NoGsoSocket)
+        run = [(d, ("127.0.0.1", 9)) for d, _ in _run(5, 300)]
+        for _ in range(2):
+            core.outbox = list(run)
+            ep.flush()
+        assert fake.gso_tries == 1  # tried once, then off for good
+        assert fake.sent == [d for d, _ in run] * 2
+        assert ep.statistics().sent == 10 and ep.statistics().gso_sends == 0
+
+
+@linux_only
+@pytest.mark.anyio
+async def test_runs_split_on_address_and_on_a_longer_datagram() -> None:
+    core = Core()
+    make, made = _made(_RecordingSocket)
+    async with UdpEndpoint(LOOPBACK, clock=SystemClock(), quic=core, sock_factory=make) as ep:
+        (sock,) = made
+        assert isinstance(sock, _RecordingSocket)
+        x, y = ("127.0.0.1", 1), ("127.0.0.1", 2)
+        big, small = b"\x41" * 1200, b"\x41" * 100
+        core.outbox = [(big, x), (big, x), (small, x), (big, x), (big, y), (big, y), (big, x)]
+        ep.flush()
+        # [big big small] to x, [big] to x, [big big] to y, [big] to x
+        assert sock.calls == [(3, x), (1, x), (2, y), (1, x)]
