@@ -85,12 +85,12 @@ async def test_every_tool_succeeds_on_a_three_node_network() -> None:
             assert ok
             ok, sent = await call(c, "send_mailbox", {"to": str(other.aid), "text": "hi other"})
             assert ok and sent["delivered"] in ("direct", "stored", "both")
+            arrived = anyio.Event()
+            stop = me.on_mail(lambda note: arrived.set() if note.text == "hi me" else None)
             await other.send_mailbox(me.aid, "hi me")
-            for _ in range(100):
-                ok, inbox = await call(c, "read_mailbox", {"peek": True})
-                if inbox["count"]:
-                    break
-                await anyio.sleep(0.05)
+            await arrived.wait()
+            stop()
+            ok, inbox = await call(c, "read_mailbox", {"peek": True})
             assert inbox["messages"][0]["from"] == str(other.aid)
             assert inbox["messages"][0]["text"] == "hi me" and inbox["messages"][0]["id"]
             ok, inbox = await call(c, "read_mailbox")

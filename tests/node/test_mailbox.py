@@ -22,13 +22,19 @@ pytestmark = pytest.mark.anyio
 
 
 async def _wait_notes(node: Node, n: int, *, local: object = None, limit_s: float = 10) -> list:
-    with anyio.fail_after(limit_s):
-        for _ in range(10_000):
-            notes = await node.read_mailbox(local=local, peek=True)  # type: ignore[arg-type]
-            if len(notes) >= n:
-                return notes
-            await anyio.sleep(0.05)
-    raise AssertionError("unreachable")
+    """The first ``n`` unread notes of ``local``, waiting on ``Node.on_mail`` for more."""
+    arrived = [anyio.Event()]
+    stop = node.on_mail(lambda _note: arrived[0].set())
+    try:
+        with anyio.fail_after(limit_s):
+            while True:
+                arrived[0] = anyio.Event()  # armed before reading: no arrival is missed
+                notes = await node.read_mailbox(local=local, peek=True)  # type: ignore[arg-type]
+                if len(notes) >= n:
+                    return notes
+                await arrived[0].wait()
+    finally:
+        stop()
 
 
 async def test_online_note_goes_direct_and_stored() -> None:
