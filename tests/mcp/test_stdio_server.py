@@ -28,6 +28,8 @@ if MCP_MAJOR != 2:  # pragma: no cover
 
 from mcp import Client, StdioServerParameters  # noqa: E402
 
+from a2al_mcp.mcp_server.app import INBOX_URI  # noqa: E402
+
 
 async def hello(req: HttpRequest) -> HttpResponse:
     return HttpResponse(200, (), f"hello {req.caller}".encode())
@@ -79,12 +81,10 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 assert (await call(c, "cancel_agent_task", ask))["task"]["state"] == "canceled"
                 sent = await call(c, "send_mailbox", {"to": str(other.aid), "text": "via stdio"})
                 assert sent["message_id"]
-                await other.send_mailbox(Aid.from_str(me), "back to you")
-                for _ in range(100):
-                    inbox = await call(c, "read_mailbox", {"peek": True})
-                    if inbox["count"]:
-                        break
-                    await anyio.sleep(0.1)
+                async with c.listen(resource_subscriptions=[INBOX_URI]) as sub:
+                    await other.send_mailbox(Aid.from_str(me), "back to you")
+                    await sub.__anext__()  # the inbox resource changed: the note is in
+                inbox = await call(c, "read_mailbox", {"peek": True})
                 assert inbox["messages"][0]["text"] == "back to you"
                 assert (await call(c, "read_mailbox"))["count"] == 1
                 made = await call(c, "identity_create")
