@@ -20,7 +20,6 @@ node's peer-driven tasks swallow (and count) any exception but cancellation and 
 
 from __future__ import annotations
 
-import json
 import math
 import socket
 import sys
@@ -41,6 +40,7 @@ from a2al_mcp.protocol.records import SignedRecord
 from a2al_mcp.protocol.session_frames import MailboxFrame
 from a2al_mcp.transport.endpoint import UdpEndpoint
 from a2al_mcp.transport.tls import client_configuration
+from tests.mcp.toolcall import call
 from tests.unit.transport.test_handshake_differential import (
     CALLER,
     MLKEM,
@@ -71,13 +71,6 @@ def served(stack: str, home: Path) -> StdioServerParameters:
     args = ["-c", SERVE, stack, "serve", "--stdio", "--listen", "127.0.0.1:0",
             "--data-dir", str(home)]  # fmt: skip
     return StdioServerParameters(command=sys.executable, args=args)
-
-
-async def call(client: Any, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    res = await client.call_tool(name, args or {})
-    assert not res.is_error, (name, res.content)
-    out: dict[str, Any] = res.structured_content or json.loads(res.content[0].text)
-    return out
 
 
 async def where(client: Any) -> tuple[Aid, int]:

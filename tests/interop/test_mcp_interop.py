@@ -19,6 +19,7 @@ from a2al_mcp.testing.a2ald import A2aldNetwork, A2aldPeer
 from tests.interop.test_dht_interop import call as thread_call
 from tests.interop.test_dht_interop import poll
 from tests.interop.test_quic_interop import http_backend
+from tests.mcp.toolcall import call as tool
 
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
@@ -26,12 +27,6 @@ if MCP_MAJOR != 2:  # pragma: no cover
     pytest.skip("mcp 2.x client", allow_module_level=True)
 
 from mcp import Client  # noqa: E402
-
-
-async def tool(client: Any, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    res = await client.call_tool(name, args or {})
-    assert not res.is_error, (name, res.content)
-    return res.structured_content or json.loads(res.content[0].text)
 
 
 def _agent(peer: A2aldPeer, service_tcp: str) -> dict[str, Any]:

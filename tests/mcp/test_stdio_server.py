@@ -19,6 +19,7 @@ from a2al_mcp.node.home import DataHome
 from a2al_mcp.node.http import HttpRequest, HttpResponse
 from a2al_mcp.toolspec import TOOLS
 from tests.adapters.demo_agent import serve_demo
+from tests.mcp.toolcall import call
 from tests.node.loopnet import network
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +34,6 @@ from a2al_mcp.mcp_server.app import INBOX_URI  # noqa: E402
 
 async def hello(req: HttpRequest) -> HttpResponse:
     return HttpResponse(200, (), f"hello {req.caller}".encode())
-
-
-async def call(client: Any, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    res = await client.call_tool(name, args or {})
-    assert not res.is_error, (name, res.content)
-    return res.structured_content or json.loads(res.content[0].text)
 
 
 async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
