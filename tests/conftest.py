@@ -30,7 +30,7 @@ def load_captures(kind: str = "dht") -> list[dict[str, Any]]:
 
 @pytest.fixture
 def anyio_backend() -> str:
-    """Every ``@pytest.mark.anyio`` test runs on asyncio (trio is not installed in any test venv)."""
+    """Every ``@pytest.mark.anyio`` test runs on asyncio (no test venv installs trio)."""
     return "asyncio"
 
 
