@@ -36,6 +36,7 @@ from a2al_mcp.protocol.mailbox_crypto import seal_note
 from a2al_mcp.protocol.records import SignedRecord
 from a2al_mcp.protocol.session_frames import MailboxFrame
 from a2al_mcp.transport.peer import PeerConnection
+from tests.node.loopnet import quic_url
 
 pytestmark = pytest.mark.anyio
 
@@ -108,9 +109,7 @@ async def test_flood_from_ten_identities_is_capped_and_honest_sender_told() -> N
             target,
         ):
             key = target.identity.key.public
-            pc = await attacker.connect(
-                target.aid, endpoints=[f"quic://127.0.0.1:{target.local_addr[1]}"]
-            )
+            pc = await attacker.connect(target.aid, endpoints=[quic_url(target)])
             rng = SystemRng()
             flooders = [Identity.generate(rng) for _ in range(12)]
 
@@ -178,9 +177,7 @@ async def test_duplicates_are_acked_at_quota_and_bytes_capped() -> None:
             target,
         ):
             key = target.identity.key.public
-            pc = await attacker.connect(
-                target.aid, endpoints=[f"quic://127.0.0.1:{target.local_addr[1]}"]
-            )
+            pc = await attacker.connect(target.aid, endpoints=[quic_url(target)])
             rng = SystemRng()
             body = b"x" * 389
             sent: list[SignedRecord] = []
@@ -234,9 +231,7 @@ async def test_sqlite_full_refuses_without_ack_and_node_carries_on(tmp_path: Pat
                              **_limits(mailbox_min_free_disk_bytes=1))  # fmt: skip
             target = await stack.enter_async_context(Node(cfg))
             key = target.identity.key.public
-            pc = await sender.connect(
-                target.aid, endpoints=[f"quic://127.0.0.1:{target.local_addr[1]}"]
-            )
+            pc = await sender.connect(target.aid, endpoints=[quic_url(target)])
 
             def note(i: int) -> SignedRecord:
                 return _note(sender.identity, target.aid, key, b"n%d" % i, target._clock.wall())
@@ -259,9 +254,7 @@ async def test_sqlite_full_refuses_without_ack_and_node_carries_on(tmp_path: Pat
             assert not all(results), "no note was refused on a full database"
             # the node is alive and serves: a fresh connection, a replay (a duplicate: acked)
             pc.close()
-            pc = await sender.connect(
-                target.aid, endpoints=[f"quic://127.0.0.1:{target.local_addr[1]}"]
-            )
+            pc = await sender.connect(target.aid, endpoints=[quic_url(target)])
             assert await _deliver(pc, first), "the node is down after its database filled up"
             st = target.status().mailbox
             assert st is not None and st.refused_disk_full >= 1 and st.storage_errors >= 1

@@ -37,6 +37,7 @@ from a2al_mcp.transport import peer, tls, tls_qh3
 from a2al_mcp.transport import session as ss
 from a2al_mcp.transport.peer import PeerStream
 from a2al_mcp.transport.quic_host import ConnectionEvent, QuicHost
+from tests.node.loopnet import quic_url
 
 pytestmark = pytest.mark.anyio
 
@@ -56,11 +57,6 @@ async def _nodes(*configs: NodeConfig) -> AsyncIterator[list[Node]]:
     async with contextlib.AsyncExitStack() as stack:
         nodes = [await stack.enter_async_context(Node(c)) for c in configs]
         yield nodes
-
-
-def _url(node: Node) -> str:
-    host, port = node.local_addr
-    return f"quic://{host}:{port}"
 
 
 # ------------------------------------------------------------------------------ finding 4
@@ -93,7 +89,7 @@ async def test_a_handler_that_never_reads_holds_at_most_the_stream_buffer(
     with anyio.fail_after(120):
         async with _nodes(NodeConfig(), NodeConfig()) as (a, b):
             b.serve(handler=hoarder)
-            s = await a.open_stream(b.aid, endpoints=[_url(b)])
+            s = await a.open_stream(b.aid, endpoints=[quic_url(b)])
 
             async def push() -> None:
                 for _ in range(total // len(chunk)):
@@ -158,7 +154,7 @@ async def test_the_node_wide_receive_budget_resets_the_stream_that_would_pass_it
         configs = (NodeConfig(limits=limits), NodeConfig(), NodeConfig(), NodeConfig())
         async with _nodes(*configs) as (b, a1, a2, a3):
             b.serve(handler=hoarder)
-            streams = [await a.open_stream(b.aid, endpoints=[_url(b)])
+            streams = [await a.open_stream(b.aid, endpoints=[quic_url(b)])
                        for a in (a1, a1, a2, a2, a3, a3)]  # fmt: skip
 
             async def push(s: PeerStream) -> None:
@@ -230,7 +226,7 @@ async def test_an_initial_flood_does_not_lock_out_an_honest_peer(
             await _flood(b.local_addr, 2400)
             # the honest peer dials right after the flood, while the garbage is still
             # half-open: it must be let in (through a Retry), and quickly
-            s = await a.open_stream(b.aid, endpoints=[_url(b)])
+            s = await a.open_stream(b.aid, endpoints=[quic_url(b)])
             await s.send(b"still here")
             assert await s.receive() == b"still here"
             await s.aclose()
@@ -292,7 +288,7 @@ async def test_the_per_aid_connection_cap_counts_each_of_our_identities_apart() 
                     await anyio.sleep(0.02)
             assert status.counters.refused_per_aid == 4
             assert status.inbound == 8
-            url = _url(b)
+            url = quic_url(b)
             for _ in range(10):
                 agent = DelegatedIdentity.generate(SystemRng(), issued_at=0).identity
                 b.add_identity(agent)
@@ -328,7 +324,7 @@ async def test_idle_self_made_identities_are_evicted_for_an_honest_peer() -> Non
                                   wait_s=5.0)  # fmt: skip
             assert len(held) == 8  # every slot taken, then left idle
             await anyio.sleep(0.6)  # the attacker's connections are idle beyond idle_evict_s
-            pc = await honest.connect(b.aid, endpoints=[_url(b)], timeout_s=5.0)
+            pc = await honest.connect(b.aid, endpoints=[quic_url(b)], timeout_s=5.0)
             assert pc.ready
             status = b.status().quic
             assert status is not None and status.counters.evicted_idle >= 1
@@ -357,7 +353,7 @@ async def test_finished_streams_leave_the_stream_tables() -> None:
         async with _nodes(NodeConfig(), NodeConfig()) as (a, b):
             b.serve(handler=echo_once)
             for i in range(500):
-                s = await a.open_stream(b.aid, endpoints=[_url(b)])
+                s = await a.open_stream(b.aid, endpoints=[quic_url(b)])
                 await s.send(b"%d" % i)
                 assert await s.receive() == b"%d" % i
                 await s.send_eof()

@@ -9,6 +9,12 @@ from a2al_mcp import NodeConfig
 from a2al_mcp.node import Node
 
 
+def quic_url(node: Node) -> str:
+    """``quic://host:port`` of ``node``'s socket, for ``endpoints=[...]``."""
+    host, port = node.local_addr
+    return f"quic://{host}:{port}"
+
+
 @contextlib.asynccontextmanager
 async def network(n: int, *, publish: bool = False) -> AsyncIterator[list[Node]]:
     """``n`` nodes joined through the first; with ``publish`` each publishes its record."""

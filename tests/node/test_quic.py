@@ -11,7 +11,7 @@ from a2al_mcp.errors import AccessDenied, HandshakeFailed, NotFound, UsageError
 from a2al_mcp.identity import Identity
 from a2al_mcp.node.http import HttpRequest, HttpResponse
 from a2al_mcp.transport.peer import PeerStream
-from tests.node.loopnet import network
+from tests.node.loopnet import network, quic_url
 
 pytestmark = pytest.mark.anyio
 
@@ -140,7 +140,7 @@ async def test_wrong_aid_at_an_endpoint_is_refused() -> None:
     with anyio.fail_after(30):
         async with network(2, publish=True) as (a, b):
             impostor = Identity.generate(SystemRng()).aid
-            url = f"quic://127.0.0.1:{b.local_addr[1]}"
+            url = quic_url(b)
             with pytest.raises(HandshakeFailed):
                 await a.connect(impostor, endpoints=[url])
 
