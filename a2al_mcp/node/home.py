@@ -1,28 +1,34 @@
 """The node's data directory: its key, its lock, and where the inbox and peer cache live.
 
-``DataHome(path)`` creates the directory (0700), takes an exclusive lock so two processes never
-share it (the second one gets a clear error naming the first), and keeps the node's Ed25519 key
-in ``node.key`` (hex seed, 0600), made on first use. Default location: the platform's user data
+``DataHome(path)`` creates the directory (0700), takes an exclusive lock on ``lock`` so two
+processes never share it (the holder's process id is in ``lock.info``; the second one gets a
+clear error naming the first), removes temp files an interrupted write left, and keeps the
+node's Ed25519 key in ``node.key`` (hex seed, 0600), made on first use. Every file is written
+through :func:`~a2al_mcp.node.state.write_atomic`. Default location: the platform's user data
 directory (``platformdirs``), overridden by ``A2AL_MCP_HOME`` or ``--data-dir``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import platformdirs
 
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, DecodeError, UsageError
 from ..identity.keys import SigningKey
 from ..identity.local import Identity
+from .state import clean_temp, ensure_dir, write_atomic
 
 if TYPE_CHECKING:
     from .._random import Rng
 
-__all__ = ["DataHome", "default_home"]
+__all__ = ["LOCK_INFO", "DataHome", "default_home"]
+
+LOCK_INFO: Final = "lock.info"
 
 
 def default_home() -> Path:
@@ -34,44 +40,67 @@ class DataHome:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).expanduser()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise ConfigError(f"cannot create the data directory {self.path}: {exc}") from exc
+        ensure_dir(self.path)
         lock_path = self.path / "lock"
+        # the lock file itself is never replaced (a rename would give the next process a
+        # fresh, unlocked inode): what it says about its holder lives in lock.info
         self._lock = open(lock_path, "a+")  # noqa: SIM115 - held for the directory's lifetime
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.seek(0)
-            other = self._lock.read().strip() or "another process"
+            other = self._holder()
             self._lock.close()
             raise UsageError(
                 f"the data directory {self.path} is in use by process {other}; stop it or "
                 "choose another directory (--data-dir or A2AL_MCP_HOME)"
             ) from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
+        try:
+            clean_temp(self.path)
+            if lock_path.stat().st_size:  # an earlier version wrote its holder's id there
+                self._lock.truncate(0)
+            write_atomic(self.path / LOCK_INFO, f"{os.getpid()}\n")
+        except (ConfigError, OSError) as exc:
+            self.close()
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"cannot prepare the data directory {self.path}: {exc}") from exc
+
+    def _holder(self) -> str:
+        """Who holds the lock, as its ``lock.info`` (or an earlier version's ``lock``) says."""
+        for path in (self.path / LOCK_INFO, self.path / "lock"):
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if text:
+                return text
+        return "another process"
 
     def identity(self, rng: Rng) -> Identity:
-        """The node identity kept here (created on first use)."""
+        """The node identity kept here (created on first use).
+
+        Raises:
+            ConfigError: ``node.key`` is unreadable or corrupt, or cannot be written (the
+                message names it).
+        """
         key_path = self.path / "node.key"
-        if key_path.exists():
-            try:
-                seed = bytes.fromhex(key_path.read_text().strip())
-                return Identity.from_key(SigningKey(seed))
-            except (ValueError, OSError) as exc:
-                raise ConfigError(f"{key_path} does not hold a node key: {exc}") from exc
-        key = SigningKey.generate(rng)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key.seed.hex() + "\n")
-        return Identity.from_key(key)
+        try:
+            text = key_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            key = SigningKey.generate(rng)
+            write_atomic(key_path, key.seed.hex() + "\n")
+            return Identity.from_key(key)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the node key {key_path}: {exc}") from exc
+        try:
+            return Identity.from_key(SigningKey(bytes.fromhex(text.strip())))
+        except (ValueError, DecodeError) as exc:
+            raise ConfigError(f"{key_path} does not hold a node key: {exc}") from exc
 
     def close(self) -> None:
         if not self._lock.closed:
+            with contextlib.suppress(OSError):  # while still locked: no other holder's file
+                (self.path / LOCK_INFO).unlink()
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
 

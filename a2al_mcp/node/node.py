@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import math
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, Self
@@ -33,6 +31,7 @@ from ..dht.lookup import LookupKind
 from ..errors import (
     A2ALError,
     AccessDenied,
+    ConfigError,
     DecodeError,
     NodeClosed,
     NotFound,
@@ -40,9 +39,7 @@ from ..errors import (
     UsageError,
 )
 from ..identity.aid import Aid, NodeId
-from ..identity.delegation import DelegationProof
 from ..identity.keyfile import import_identity, seal_identity
-from ..identity.keys import SigningKey
 from ..identity.local import DelegatedIdentity, Identity
 from ..protocol import limits
 from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
@@ -65,6 +62,7 @@ from .http import (
 from .inbox import Inbox, Note
 from .mailbox import Mailbox, MailboxStats, SendResult
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
+from .state import clean_temp, load_agents, save_agent
 from .tunnel import Tunnel, bridge_to_tcp
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
@@ -318,7 +316,7 @@ class Node:
                  for p in peers]  # fmt: skip
         try:
             save_peer_cache(self.config.data_dir, addrs)
-        except OSError as exc:
+        except ConfigError as exc:
             logger.warning("peers.cache_write_failed reason=%s", exc)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -377,15 +375,8 @@ class Node:
         return created
 
     def _save_agent(self, ident: Identity) -> None:
-        if self.config.data_dir is None or ident.delegation is None:
-            return
-        folder = self.config.data_dir / "agents"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        doc = {"aid": str(ident.aid), "operational_seed_hex": ident.key.seed.hex(),
-               "delegation_proof_hex": ident.delegation.to_bytes().hex()}  # fmt: skip
-        fd = os.open(folder / f"{ident.aid}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
+        if self.config.data_dir is not None and ident.delegation is not None:
+            save_agent(self.config.data_dir / "agents", ident)
 
     async def export_identity(self, passphrase: str, aid: Aid | None = None) -> str:
         """A local identity (default: the node) sealed under ``passphrase`` (scrypt,
@@ -414,17 +405,13 @@ class Node:
         return ident
 
     def _load_agents(self) -> None:
-        folder = None if self.config.data_dir is None else self.config.data_dir / "agents"
-        if folder is None or not folder.is_dir():
+        """The agents kept in ``data_dir/agents``; a corrupt file refuses the start
+        (``ConfigError`` naming it). Temp files an interrupted write left are removed."""
+        if self.config.data_dir is None:
             return
-        for path in sorted(folder.glob("*.json")):
-            try:
-                doc = json.loads(path.read_text())
-                proof = DelegationProof.from_bytes(bytes.fromhex(doc["delegation_proof_hex"]))
-                key = SigningKey(bytes.fromhex(doc["operational_seed_hex"]))
-                self.add_identity(Identity.from_delegation(key, proof, self._clock.wall()))
-            except (A2ALError, ValueError, KeyError, OSError) as exc:
-                logger.warning("agents.load_failed file=%s reason=%s", path.name, exc)
+        clean_temp(self.config.data_dir)
+        for ident in load_agents(self.config.data_dir / "agents", self._clock.wall()):
+            self.add_identity(ident)
 
     def _identity(self, aid: Aid | None) -> Identity:
         if aid is None:

@@ -1,16 +1,16 @@
 """Where a node finds its first peers: configured seeds, the peer cache, the public seeds.
 
 The peer cache is a2ald's format (``peers.cache``: JSON ``{"peers": ["host:port", …]}``),
-written atomically at close from the healthiest routing peers. The public seed list is the
-DNS TXT record ``_a2al-bootstrap.a2al.org``; it is looked up only when the configuration
-says ``network = "public"``: joining the public network is an explicit opt-in.
+written atomically (``state.write_atomic``) at close from the healthiest routing peers. The
+public seed list is the DNS TXT record ``_a2al-bootstrap.a2al.org``; it is looked up only
+when the configuration says ``network = "public"``: joining the public network is an
+explicit opt-in.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Final
 
 from ..config import PUBLIC_BOOTSTRAP_DNS, parse_host_port
 from ..errors import ConfigError
+from .state import ensure_dir, write_atomic
 
 __all__ = ["load_peer_cache", "lookup_public_seeds", "parse_txt_seeds", "save_peer_cache"]
 
@@ -59,7 +60,8 @@ async def lookup_public_seeds(name: str = PUBLIC_BOOTSTRAP_DNS) -> list[str]:
 
 
 def load_peer_cache(data_dir: Path) -> list[str]:
-    """Seeds remembered from the last run (empty if none or unreadable)."""
+    """Seeds remembered from the last run (empty if none). An unreadable or malformed cache
+    is only a cache: it is logged with its path and ignored, and the next close rewrites it."""
     path = data_dir / PEER_CACHE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -70,19 +72,17 @@ def load_peer_cache(data_dir: Path) -> list[str]:
         return []
     peers = data.get("peers") if isinstance(data, dict) else None
     if not isinstance(peers, list):
+        logger.warning('seeds.cache_unreadable path=%s reason=no "peers" list', path)
         return []
     return parse_txt_seeds(p for p in peers if isinstance(p, str))[:PEER_CACHE_MAX]
 
 
 def save_peer_cache(data_dir: Path, peers: Iterable[str]) -> None:
-    """Write the cache atomically (temp file + rename, mode 0600)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / PEER_CACHE
-    tmp = path.with_suffix(".tmp")
+    """Write the cache atomically (:func:`~a2al_mcp.node.state.write_atomic`, mode 0600).
+
+    Raises:
+        ConfigError: the file could not be written (names the path).
+    """
+    ensure_dir(data_dir)
     payload = json.dumps({"peers": list(peers)[:PEER_CACHE_MAX]}, indent=1)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(data_dir / PEER_CACHE, payload)
