@@ -74,26 +74,24 @@ def _positive(name: str, value: float) -> None:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class DhtConfig:
-    """Tunables of the DHT."""
+    """Tunables of the DHT. The protocol's own timers are not settings: they live in
+    ``a2al_mcp.protocol.timers``, with the section of the wire description each comes from."""
 
-    rpc_timeout_s: float = 5.0
-    """Timeout of one RPC attempt."""
-    rpc_attempts: int = 3
-    """Attempts per RPC outside lookups."""
     lookup_rpc_timeout_s: float = 2.0
-    """Deadline of each RPC inside an iterative lookup."""
+    """Deadline of each DHT RPC the node sends: inside an iterative lookup, and each PING,
+    STORE and DHT_PUSH (a2ald: 2 s). A seed gets two PINGs, every other RPC one attempt; the
+    node gives up on a whole operation after 15 s + 16 of these."""
     lookup_concurrency: int = 5
     """Concurrent RPCs to healthy peers during a lookup."""
     replicas: int = 8
     """Directly reachable replica holders per published record."""
     republish_interval_s: float = 1800.0
-    """How often own records are re-published."""
+    """How often own records are re-published (a2ald: 30 min, half the records' TTL)."""
 
     def __post_init__(self) -> None:
-        _positive("dht.rpc_timeout_s", self.rpc_timeout_s)
         _positive("dht.lookup_rpc_timeout_s", self.lookup_rpc_timeout_s)
         _positive("dht.republish_interval_s", self.republish_interval_s)
-        for name in ("rpc_attempts", "lookup_concurrency", "replicas"):
+        for name in ("lookup_concurrency", "replicas"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dht.{name} must be at least 1")
 
@@ -103,18 +101,22 @@ class QuicConfig:
     """Tunables of the QUIC data plane."""
 
     idle_timeout_s: float = 90.0
-    """Close a connection after this long without traffic (a2ald uses 90 s)."""
+    """Our QUIC max idle timeout (transport parameter): a connection with no traffic this
+    long is closed; the shorter of ours and the peer's applies (a2ald uses 90 s)."""
     keepalive_s: float = 25.0
-    """Send a keep-alive after this long without traffic, to stay under peers' idle timeout."""
+    """Ping every pooled outgoing connection this often, to stay under the idle timeouts
+    (a2ald: 25 s). Must be shorter than ``idle_timeout_s``."""
     handshake_timeout_s: float = 10.0
     """Give up on a QUIC/TLS handshake after this long (dialling), and drop an inbound
-    connection that has not completed its handshake by then."""
+    connection that has not completed its handshake by then (a2ald: 10 s)."""
     send_buffer_max_bytes: int = 4 * 1024 * 1024
     """High-water mark on a stream's unsent data (back-pressure)."""
 
     def __post_init__(self) -> None:
         _positive("quic.idle_timeout_s", self.idle_timeout_s)
         _positive("quic.keepalive_s", self.keepalive_s)
+        if self.keepalive_s >= self.idle_timeout_s:
+            raise ConfigError("quic.keepalive_s must be shorter than quic.idle_timeout_s")
         _positive("quic.handshake_timeout_s", self.handshake_timeout_s)
         if self.send_buffer_max_bytes < 65536:
             raise ConfigError("quic.send_buffer_max_bytes must be ≥ 65536")
@@ -122,7 +124,11 @@ class QuicConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class NatConfig:
-    """Reachability helpers. All off unless configured: nothing probes the internet."""
+    """Reachability helpers: **not implemented yet, these settings do nothing.**
+
+    They are accepted and validated, and NAT traversal will use them (STUN, UPnP,
+    observed-address consensus); until then nothing in the node reads them, and nothing
+    probes the internet."""
 
     stun_servers: tuple[str, ...] = ()
     """``host:port`` STUN servers to learn our public address; empty = none."""

@@ -29,6 +29,12 @@ from ..protocol import dht_messages as dm
 from ..protocol import limits
 from ..protocol.payloads import EndpointPayload
 from ..protocol.records import Category, RecType, SignedRecord
+from ..protocol.timers import (
+    MAINTENANCE_S,
+    REFRESH_COOLDOWNS_S,
+    REFRESH_PER_ROUND,
+    SUBSCRIPTION_TTL_S,
+)
 from . import events as ev
 from .lookup import Lookup, LookupKind
 from .routing import RoutingTable
@@ -46,7 +52,6 @@ MAX_RECEIVE: Final = limits.MAX_DATAGRAM
 """Longest DHT datagram decoded; longer ones are dropped and counted (``dropped_oversize``).
 No A2AL sender writes more (a2ald's transports refuse to send over 1200 bytes, a2al-wire
 §4.1; so does our encoder), so anything longer is not a DHT message of any peer."""
-SUBSCRIPTION_TTL_S: Final = 60.0
 STORE_BURST_S: Final = 3.0
 """A STORE rate limit's burst: this many seconds' worth of its rate."""
 RATE_TABLE_MAX: Final = 4096
@@ -59,12 +64,11 @@ PAGE_MARK: Final = b"\xa2\x1f"
 """A tx_id starting with these bytes carries a record-window offset in its next two bytes:
 our extension for paging FIND_VALUE answers (a2ald's random tx_ids ignore it in practice)."""
 MAX_PAGES: Final = 16
-MAINTENANCE_S: Final = 15.0
-REFRESH_PER_ROUND: Final = 2
 HEARSAY_PROBE_MIN_BUCKET: Final = 3
+BOOTSTRAP_PING_ATTEMPTS: Final = 2
+"""A seed gets this many PINGs (each ``lookup_rpc_timeout_s``); every other RPC of the core
+gets one attempt, as a2ald's lookups, replication STOREs and DHT_PUSHes do (§4.5)."""
 REFRESH_AFTER_BOOTSTRAP: Final = 2
-REFRESH_COOLDOWNS_S: Final = (30.0, 120.0, 600.0, 900.0)
-"""Wait before refreshing a bucket again after 0, 1, 2, ≥3 futile refreshes (a2ald §4.7)."""
 _RESPONSE_OF: Final = {
     dm.MsgType.PING: dm.MsgType.PONG,
     dm.MsgType.FIND_NODE: dm.MsgType.FIND_NODE_RESP,
@@ -384,7 +388,8 @@ class DhtCore:
         seeds = list(dict.fromkeys(seeds))
         op.seeds_left = len(seeds)
         for addr in seeds:
-            self._request(dm.Ping(address=self.aid), addr, op.op_id, None, now, attempts=2)
+            self._request(dm.Ping(address=self.aid), addr, op.op_id, None, now,
+                          attempts=BOOTSTRAP_PING_ATTEMPTS)  # fmt: skip
         if not seeds:
             self._finish_bootstrap(op, now)
         return op.op_id

@@ -20,16 +20,14 @@ from typing import Final
 
 from .._types import Addr
 from ..identity.aid import Aid, NodeId
+from ..protocol.timers import LIVE_FRESH_S, PENDING_TTL_S
+from ..protocol.timers import PEER_BACKOFF_BASE_S as BACKOFF_BASE_S
 
 __all__ = ["Health", "Peer", "RoutingStats", "RoutingTable"]
 
 K: Final = 16
 PENDING_MAX: Final = 5
-PENDING_TTL_S: Final = 7200.0
 BAD_AFTER_FAILURES: Final = 2
-BACKOFF_BASE_S: Final = 30.0
-LIVE_FRESH_S: Final = 300.0
-"""A verified live address this young is preferred to an anchor."""
 QUESTIONABLE_AFTER_S: Final = 900.0
 """A full bucket's least-recently-seen entry is pinged only when silent this long."""
 

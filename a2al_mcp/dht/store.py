@@ -35,8 +35,10 @@ last (a2ald's per-category eviction splits the list and rejoins it that way). Wi
 that is plain insertion order, oldest first — the order FIND_VALUE answers in and trims from.
 
 Soft expiry: a sovereign record (0x01–0x0F) that a node other than its publisher STOREs into a
-slot with no visible record is hidden 120 s later unless the publisher confirms it
-(:meth:`RecordStore.confirm`, after the publisher answered us) or stores it itself.
+slot with no visible record is hidden 120 s later (``SOFT_EXPIRY_S``, §3.5) unless the
+publisher stores it itself. (a2ald also lifts the soft expiry when the publisher answers a
+FIND_NODE it sends; this node does not send that FIND_NODE, so only the publisher's own STORE
+confirms.)
 
 Expired records are purged lazily on access, by :meth:`RecordStore.remove_expired`, and before
 any refusal for room. Per-source rate limiting is the DHT core's business, not the store's.
@@ -53,14 +55,13 @@ from typing import Final, TypeAlias
 
 from ..config import LimitsConfig
 from ..errors import A2ALError, UsageError
-from ..identity.aid import Aid, NodeId
+from ..identity.aid import NodeId
 from ..protocol import limits
 from ..protocol.records import Category, RecType, SignedRecord
+from ..protocol.timers import SOFT_EXPIRY_S
 
 __all__ = ["SOFT_EXPIRY_S", "PutOutcome", "PutResult", "RecordStore", "StoreStats"]
 
-SOFT_EXPIRY_S: Final = 120.0
-"""How long a sovereign record path-cached by a non-publisher stays visible unconfirmed."""
 
 KEY_LEN: Final = 32
 _ZERO_KEY: Final = bytes(KEY_LEN)
@@ -349,8 +350,8 @@ class RecordStore:
             from_publisher: the STORE came from the record's publisher (sender NodeID equals
                 NodeID(address), or, for endpoints, the sender IP is one of the record's
                 ``quic://`` IPs), or the record is our own. Otherwise a sovereign record stored
-                into a slot with no visible record is hidden after :data:`SOFT_EXPIRY_S` unless
-                :meth:`confirm` is called. A publisher's put — even a stale one — confirms.
+                into a slot with no visible record is hidden after ``SOFT_EXPIRY_S``; a
+                publisher's put — even a stale one — confirms it.
             vouched: the record is ours, or its sender or publisher is a peer that answered
                 us: it ranks above records that are not (and stays so when its slot is
                 updated).
@@ -434,30 +435,6 @@ class RecordStore:
             self._push_expiry(k, bucket)
         self._c["stored"] += 1
         return PutResult(PutOutcome.STORED, "stored", True, k)
-
-    def confirm(self, key: KeyLike, address: Aid, rec_type: int, now: float) -> bool:
-        """The publisher of ``address`` acknowledged us: cancel the slot's soft expiry.
-
-        ``key`` may be empty (NodeID(address)).
-
-        Returns:
-            True if a soft-expiry deadline was cancelled (the record is visible again even
-            if the deadline had passed).
-        """
-        k = _norm_key(key)
-        if len(k) != KEY_LEN or k == _ZERO_KEY:
-            k = bytes(address.node_id)
-        bucket = self._buckets.get(k)
-        if bucket is None:
-            return False
-        if not self._purge_if_due(k, bucket, int(now)):
-            return False
-        group = bucket.groups.get(Category.SOVEREIGN)
-        entry = group.get((bytes(address), rec_type)) if group is not None else None
-        if entry is None or entry.soft_deadline is None:
-            return False
-        entry.soft_deadline = None
-        return True
 
     def remove_expired(self, now: float) -> int:
         """Purge every record whose TTL ran out; drop keys left empty.

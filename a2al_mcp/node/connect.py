@@ -3,8 +3,9 @@
 :class:`Connector` keeps one connection per ``(local AID, remote AID)``. A new connection dials
 every ``quic://``/``udp://`` endpoint of the remote's endpoint record (IP literals, de-duplicated,
 IPv6 only where our socket can send it), starting one attempt every 250 ms until one is
-verified; the others are closed. Failed dials back off 15 s, doubling to 5 min. Idle pooled
-connections are pinged every 25 s (keep-alive) and closed after 5 min without use.
+verified; the others are closed. Failed dials back off 15 s, doubling to 5 min. Pooled
+connections are pinged every ``quic.keepalive_s`` (25 s, §5.1) and closed after 5 min without
+use. The timers are a2ald's (:mod:`a2al_mcp.protocol.timers`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ import anyio
 from .._types import Addr
 from ..errors import HandshakeFailed, RequestTimeout, Unreachable
 from ..identity.aid import Aid
+from ..protocol.timers import (
+    DIAL_BACKOFF_MAX_S,
+    DIAL_BACKOFF_START_S,
+    DIAL_STAGGER_S,
+    POOL_IDLE_EVICT_S,
+    QUIC_KEEPALIVE_S,
+)
 from ..transport import tls
 from ..transport.peer import PeerConnection, QuicService
 
@@ -28,12 +36,8 @@ __all__ = ["Connector", "dial_targets"]
 
 logger = logging.getLogger(__name__)
 
-STAGGER_S: Final = 0.25
 DIAL_TIMEOUT_S: Final = 10.0
-IDLE_EVICT_S: Final = 300.0
-KEEPALIVE_S: Final = 25.0
-BACKOFF_START_S: Final = 15.0
-BACKOFF_MAX_S: Final = 300.0
+"""Default limit on one dial (a2ald waits 60 s, §5.5; a tool call should not)."""
 
 
 def dial_targets(endpoints: Sequence[str], *, ipv6: bool = True) -> list[Addr]:
@@ -78,8 +82,12 @@ class Connector:
         *,
         now: Callable[[], float],
         ipv6: bool,
+        keepalive_s: float = QUIC_KEEPALIVE_S,
     ) -> None:
+        """``keepalive_s``: how often pooled connections are pinged (``quic.keepalive_s``);
+        it must stay under the peers' QUIC idle timeout."""
         self.service = service
+        self.keepalive_s = keepalive_s
         self._now = now
         self._ipv6 = ipv6
         self._pool: dict[tuple[Aid, Aid], PeerConnection] = {}
@@ -88,14 +96,6 @@ class Connector:
         self.dials = 0
         self.dial_failures = 0
 
-    def pooled(self) -> list[PeerConnection]:
-        return [pc for pc in self._pool.values() if not pc.closed]
-
-    def adopt(self, pc: PeerConnection) -> None:
-        """Pool an inbound connection so replies reuse it (keyed by its local identity)."""
-        if pc.local_aid is not None and pc.ready:
-            self._pool.setdefault((pc.local_aid, pc.peer_aid), pc)
-
     async def connect(
         self,
         local: tls.LocalCertificate,
@@ -103,7 +103,6 @@ class Connector:
         endpoints: Callable[[], Awaitable[Sequence[str]]],
         *,
         timeout_s: float = DIAL_TIMEOUT_S,
-        force: bool = False,
     ) -> PeerConnection:
         """A verified connection from ``local`` to ``remote`` (pooled, or dialled now).
 
@@ -127,7 +126,7 @@ class Connector:
             if key not in self._pool:
                 break
         bo = self._backoff.get(key)
-        if bo is not None and bo.until > self._now() and not force:
+        if bo is not None and bo.until > self._now():
             raise Unreachable(
                 f"{remote} failed recently; next attempt in {bo.until - self._now():.0f} s"
             )
@@ -140,7 +139,7 @@ class Connector:
             pc = await self._happy_eyeballs(local, remote, targets, timeout_s)
         except (Unreachable, HandshakeFailed, RequestTimeout):
             self.dial_failures += 1
-            delay = min(bo.delay * 2, BACKOFF_MAX_S) if bo else BACKOFF_START_S
+            delay = min(bo.delay * 2, DIAL_BACKOFF_MAX_S) if bo else DIAL_BACKOFF_START_S
             self._backoff[key] = _Backoff(self._now() + delay, delay)
             raise
         finally:
@@ -176,7 +175,7 @@ class Connector:
         with anyio.move_on_after(timeout_s):
             async with anyio.create_task_group() as tg:
                 for i, addr in enumerate(targets):
-                    tg.start_soon(attempt, addr, i * STAGGER_S, tg)
+                    tg.start_soon(attempt, addr, i * DIAL_STAGGER_S, tg)
         for pc in attempts:
             if not winner or pc is not winner[0]:
                 pc.close(0, "another path won")
@@ -193,12 +192,12 @@ class Connector:
     async def maintain(self) -> None:
         """Keep-alive and idle eviction, forever (run in the node's task group)."""
         while True:
-            await anyio.sleep(KEEPALIVE_S)
+            await anyio.sleep(self.keepalive_s)
             now = self._now()
             for key, pc in list(self._pool.items()):
                 if pc.closed:
                     del self._pool[key]
-                elif now - pc.last_used > IDLE_EVICT_S and not pc._streams:
+                elif now - pc.last_used > POOL_IDLE_EVICT_S and not pc._streams:
                     del self._pool[key]
                     pc.close(0, "idle")
                 else:

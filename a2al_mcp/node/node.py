@@ -41,7 +41,7 @@ from ..errors import (
 from ..identity.aid import Aid, NodeId
 from ..identity.keyfile import import_identity, seal_identity
 from ..identity.local import DelegatedIdentity, Identity
-from ..protocol import limits
+from ..protocol import limits, timers
 from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
@@ -257,10 +257,12 @@ class Node:
             ),
             limits=self.config.limits,
             handshake_timeout_s=self.config.quic.handshake_timeout_s,
+            idle_timeout_s=self.config.quic.idle_timeout_s,
             rng=self._rng,
             send_buffer=self.config.quic.send_buffer_max_bytes,
         )
-        self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host)
+        self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host,
+                                    keepalive_s=self.config.quic.keepalive_s)  # fmt: skip
         data_dir = self.config.data_dir
         self._mailbox = Mailbox(self, Inbox(None if data_dir is None else data_dir / "inbox.db",
                                             self.config.limits))  # fmt: skip
@@ -462,8 +464,12 @@ class Node:
             slot[0].set()
 
     def _timeout(self) -> float:
-        c = self.config.dht
-        return c.rpc_timeout_s * c.rpc_attempts + 4 * c.lookup_rpc_timeout_s * 4
+        """How long the node awaits one DHT operation (bootstrap, lookup, publish) before
+        raising RequestTimeout: a backstop, since every RPC of the core has its own deadline
+        and every operation ends. a2ald's budget for RPCs outside lookups (3 attempts of 5 s,
+        §4.5, the seed PINGs' 15 s) plus 16 lookup RPC deadlines; 47 s by default."""
+        lookup_rpc = self.config.dht.lookup_rpc_timeout_s
+        return timers.RPC_ATTEMPT_TIMEOUT_S * timers.RPC_ATTEMPTS + 16 * lookup_rpc
 
     async def bootstrap(self, seeds: Sequence[str] | None = None) -> int:
         """Join through ``seeds`` (default: ``config.bootstrap``). Returns the peer count.

@@ -532,6 +532,7 @@ class QuicService:
         inbound_stack: str | None = None,
         limits: LimitsConfig | None = None,
         handshake_timeout_s: float = 10.0,
+        idle_timeout_s: float = tls.IDLE_TIMEOUT_S,
         rng: Rng | None = None,
     ) -> None:
         """``outbound_stack`` and ``inbound_stack`` pick the QUIC stack of dialled and of
@@ -541,8 +542,9 @@ class QuicService:
         ``limits`` is the resource budget (connections, handshakes, streams, receive
         buffers, idle eviction); ``max_connections`` / ``max_streams_per_connection``
         override its ``connections`` / ``streams_per_connection``.
-        ``handshake_timeout_s`` bounds inbound handshakes; ``rng`` makes Retry
-        connection IDs and the Retry token key."""
+        ``handshake_timeout_s`` bounds inbound handshakes; ``idle_timeout_s`` is every
+        connection's QUIC max idle timeout (both stacks); ``rng`` makes Retry connection IDs
+        and the Retry token key."""
         self.outbound_stack = _stack("outbound", outbound_stack or DEFAULT_OUTBOUND_STACK)
         self.inbound_stack = _stack("inbound", inbound_stack or DEFAULT_INBOUND_STACK)
         self.certificates = certificates
@@ -552,6 +554,7 @@ class QuicService:
         self._spawn = spawn
         self.handlers = handlers or InboundHandlers()
         self.send_buffer = send_buffer
+        self.idle_timeout_s = idle_timeout_s
         limits = limits or LimitsConfig()
         if max_connections is not None:
             limits = dataclasses.replace(
@@ -689,10 +692,12 @@ class QuicService:
         conn: Connection
         budget = self._budget()
         if self.outbound_stack == "qh3":
-            conn = qh3_client_connection(local, expected, now_wall=self.wall)
+            conn = qh3_client_connection(
+                local, expected, now_wall=self.wall, idle_timeout=self.idle_timeout_s
+            )
             flow.adopt_qh3(conn, budget)
         else:
-            config = tls.client_configuration(local, expected)
+            config = tls.client_configuration(local, expected, idle_timeout=self.idle_timeout_s)
             flow.aioquic_windows(config, budget)
             aq = flow.FlowAioquicConnection(
                 configuration=config, now_wall=self.wall, expected=expected
@@ -745,13 +750,16 @@ class QuicService:
         budget = self._budget()
         if self.inbound_stack == "qh3":
             conn = qh3_server_connection(
-                self.certificates, original_destination_connection_id=dcid, now_wall=self.wall
+                self.certificates,
+                original_destination_connection_id=dcid,
+                now_wall=self.wall,
+                idle_timeout=self.idle_timeout_s,
             )
             if retry_scid is not None:
                 flow.set_retry_source(conn, retry_scid)
             flow.adopt_qh3(conn, budget)
             return conn
-        config = tls.server_configuration(self.certificates)
+        config = tls.server_configuration(self.certificates, idle_timeout=self.idle_timeout_s)
         flow.aioquic_windows(config, budget)
         aq = flow.FlowAioquicConnection(
             configuration=config,

@@ -71,6 +71,7 @@ from .. import _cbor
 from .._containment import containable
 from ..errors import DecodeError, UsageError, VerificationError
 from ..identity import Aid, DelegationProof, Identity
+from ..protocol.timers import QUIC_IDLE_TIMEOUT_S
 
 if TYPE_CHECKING:
     from .._random import Rng
@@ -108,8 +109,8 @@ CERT_BACKDATE_S: Final = 3600
 CERT_LIFETIME_S: Final = 365 * 24 * 3600
 """NotAfter is this many seconds after the time the certificate is made."""
 
-IDLE_TIMEOUT_S: Final = 90.0
-"""a2ald's QUIC max idle timeout."""
+IDLE_TIMEOUT_S: Final = QUIC_IDLE_TIMEOUT_S
+"""a2ald's QUIC max idle timeout (§5.1; ``quic.idle_timeout_s`` tunes it per node)."""
 
 MAX_DATAGRAM_SIZE: Final = 1200
 """QUIC datagram size: the smallest every path must carry (RFC 9000 §14)."""

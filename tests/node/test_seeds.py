@@ -56,8 +56,7 @@ async def test_unreachable_seed_does_not_stop_start(tmp_path: Path) -> None:
         dead = "{}:{}".format(*s.getsockname())
         cfg = NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(dead,))
         cfg = cfg.__class__(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
-                               "dht": cfg.dht.__class__(rpc_timeout_s=0.2, lookup_rpc_timeout_s=0.2,
-                                                        rpc_attempts=1)})  # fmt: skip
+                               "dht": cfg.dht.__class__(lookup_rpc_timeout_s=0.2)})  # fmt: skip
         with anyio.fail_after(20):
             async with Node(cfg) as node:
                 assert node.status().peers == 0 and not node.status().ready

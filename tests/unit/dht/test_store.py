@@ -453,21 +453,15 @@ def test_soft_expiry_hides_unconfirmed_path_cached_records() -> None:
     # a replay is still stale against the hidden record, and does not re-arm
     assert put(s, r, now=T0 + 200, publisher=False) is PutOutcome.STALE
     assert s.get(key, T0 + 200) == []
-    # the publisher answered us: visible again
-    assert s.confirm(b"", a.aid, 1, T0 + 200)
+    # the publisher stores it itself: visible again
+    assert put(s, r, now=T0 + 200, publisher=True) is PutOutcome.STALE
     assert s.get(key, T0 + 200) == [r]
-    assert not s.confirm(key, a.aid, 1, T0 + 200)
-    assert not s.confirm(key, a.aid, 2, T0 + 200)
-    assert not s.confirm(nid(ident(2)), ident(2).aid, 1, T0)
 
 
-def test_confirmed_and_publisher_stored_records_stay() -> None:
-    a, b = ident(1), ident(2)
+def test_publisher_stored_records_stay() -> None:
+    b = ident(2)
     s = RecordStore()
-    put(s, rec(a), now=T0, publisher=False)
-    assert s.confirm(nid(a), a.aid, 1, T0 + 5)
-    assert len(s.get(nid(a), T0 + 3000)) == 1
-    # the publisher's own STORE of the same record (stale) also confirms
+    # the publisher's own STORE of the same record (stale) confirms
     put(s, rec(b), now=T0, publisher=False)
     assert put(s, rec(b), now=T0 + 10, publisher=True) is PutOutcome.STALE
     assert len(s.get(nid(b), T0 + 3000)) == 1
