@@ -11,8 +11,8 @@ directory (``platformdirs``), overridden by ``A2AL_MCP_HOME`` or ``--data-dir``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -31,6 +31,35 @@ __all__ = ["LOCK_INFO", "DataHome", "default_home"]
 LOCK_INFO: Final = "lock.info"
 
 
+if sys.platform == "win32":  # no flock: lock the lock file's first byte instead
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def default_home() -> Path:
     return Path(platformdirs.user_data_dir("a2al-mcp", appauthor=False))
 
@@ -45,15 +74,13 @@ class DataHome:
         # the lock file itself is never replaced (a rename would give the next process a
         # fresh, unlocked inode): what it says about its holder lives in lock.info
         self._lock = open(lock_path, "a+")  # noqa: SIM115 - held for the directory's lifetime
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(self._lock.fileno()):
             other = self._holder()
             self._lock.close()
             raise UsageError(
                 f"the data directory {self.path} is in use by process {other}; stop it or "
                 "choose another directory (--data-dir or A2AL_MCP_HOME)"
-            ) from None
+            )
         try:
             clean_temp(self.path)
             if lock_path.stat().st_size:  # an earlier version wrote its holder's id there
@@ -101,7 +128,7 @@ class DataHome:
         if not self._lock.closed:
             with contextlib.suppress(OSError):  # while still locked: no other holder's file
                 (self.path / LOCK_INFO).unlink()
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            _unlock(self._lock.fileno())
             self._lock.close()
 
     def __enter__(self) -> DataHome:
