@@ -41,7 +41,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import agentcall
-from .errors import A2ALError, DecodeError
+from .errors import (
+    A2ALError,
+    BadAid,
+    BadArguments,
+    DecodeError,
+    InternalError,
+    NotFound,
+    UnknownTool,
+    UsageError,
+)
 from .identity.aid import Aid
 from .node.node import Node
 from .protocol.payloads import EndpointPayload
@@ -96,22 +105,43 @@ class _Args(BaseModel):
 
 
 class ToolFailure(Exception):
-    """A tool failed in a way the caller (a model) should read: ``code: message``."""
+    """A tool failed in a way the caller (a model) should read: ``code: message``.
 
-    def __init__(self, code: str, message: str) -> None:
+    ``code`` is the code of a class of the :mod:`a2al_mcp.errors` tree, and ``error`` the
+    :class:`~a2al_mcp.A2ALError` the tool failed with (also the ``__cause__``), with its
+    context as attributes; ``tool`` names the tool when the failure came out of
+    :func:`call_tool`."""
+
+    def __init__(
+        self, code: str, message: str, *, error: A2ALError | None = None, tool: str = ""
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.error = error
+        self.tool = tool
 
     @classmethod
-    def bad_arguments(cls, exc: ValidationError) -> ToolFailure:
+    def from_error(cls, error: A2ALError, *, tool: str = "") -> ToolFailure:
+        """The failure that reports ``error``: its code and text, with ``error`` as the
+        cause."""
+        failure = cls(error.code, str(error), error=error, tool=tool)
+        failure.__cause__ = error
+        return failure
+
+    @classmethod
+    def bad_arguments(cls, exc: ValidationError, *, tool: str = "") -> ToolFailure:
         """``BAD_ARGUMENTS`` naming each field that failed validation and why; ``USAGE`` if
-        every problem is text that is not valid Unicode (as the node's own API says)."""
+        every problem is text that is not valid Unicode (as the node's own API says). The
+        validation error is the cause of the :class:`~a2al_mcp.BadArguments` it carries."""
         errors = exc.errors()
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
                              for e in errors)  # fmt: skip
         usage = errors and all(e["type"] == _SURROGATE for e in errors)
-        return cls("USAGE" if usage else "BAD_ARGUMENTS", problems)
+        kind = UsageError if usage else BadArguments
+        error = kind(problems, operation=tool or None)
+        error.__cause__ = exc
+        return cls.from_error(error, tool=tool)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,9 +157,9 @@ def _aid(text: str) -> Aid:
     try:
         return Aid.from_str(text)
     except DecodeError as exc:
-        raise ToolFailure(
-            "BAD_AID", f"{text!r} is {exc}; an AID is 42 hex characters starting with a0"
-        ) from None
+        raise BadAid(
+            f"{text!r} is {exc}", hint="an AID is 42 hex characters starting with a0"
+        ) from exc
 
 
 def _age(node: Node, timestamp: int) -> int:
@@ -413,7 +443,8 @@ async def _tunnel_close(node: Node, a: TunnelCloseArgs) -> dict[str, Any]:
         if f"{t.addr[0]}:{t.addr[1]}" == a.tunnel:
             await t.aclose()
             return {"closed": a.tunnel}
-    raise ToolFailure("NOT_FOUND", f"no open tunnel at {a.tunnel}; tunnel_list shows them")
+    raise NotFound(f"no open tunnel at {a.tunnel}", operation="tunnel_close",
+                   hint="tunnel_list shows them")  # fmt: skip
 
 
 async def _call_agent(node: Node, a: CallAgentArgs) -> dict[str, Any]:
@@ -507,19 +538,23 @@ async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[st
     """
     try:
         spec = tool(name)
-    except KeyError:
-        raise ToolFailure("UNKNOWN_TOOL", f"there is no tool {name!r}") from None
+    except KeyError:  # the lookup is no cause worth keeping
+        unknown = UnknownTool(f"there is no tool {name!r}", operation=name)
+        raise ToolFailure.from_error(unknown, tool=name) from unknown
     try:
         args = spec.input_model.model_validate(arguments)
     except ValidationError as exc:
-        raise ToolFailure.bad_arguments(exc) from None
+        failure = ToolFailure.bad_arguments(exc, tool=name)
+        raise failure from failure.error  # a BadArguments (or UsageError) caused by exc
     try:
         return cast("dict[str, Any]", json_safe(await spec.run(node, args)))
     except ToolFailure:
         raise
     except A2ALError as exc:
-        raise ToolFailure(exc.code, str(exc)) from None
-    except Exception:
+        raise ToolFailure.from_error(exc, tool=name) from exc
+    except Exception as exc:
         logger.exception("tool.internal_error tool=%s", name)
-        raise ToolFailure("INTERNAL", "an unexpected error happened; the server log has "
-                          "details") from None  # fmt: skip
+        error = InternalError("an unexpected error happened; the server log has details",
+                              operation=name)  # fmt: skip
+        error.__cause__ = exc
+        raise ToolFailure.from_error(error, tool=name) from error

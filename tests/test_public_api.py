@@ -24,3 +24,16 @@ def test_import_does_not_load_the_mcp_sdk() -> None:
     code = "import sys, a2al_mcp; print('mcp' in sys.modules, 'anyio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_whole_error_tree_is_exported() -> None:
+    from a2al_mcp import errors
+
+    tree = {
+        name
+        for name, obj in vars(errors).items()
+        if isinstance(obj, type) and issubclass(obj, errors.A2ALError)
+    }
+    assert tree <= set(a2al_mcp.__all__)
+    assert tree == set(errors.__all__)
+    assert all(getattr(a2al_mcp, name) is getattr(errors, name) for name in tree)
