@@ -157,9 +157,6 @@ class Admission:
         half-open)."""
         _decrement(self._per_ip, key)
 
-    def per_ip(self, key: str) -> int:
-        return self._per_ip[key]
-
 
 def _decrement(counter: Counter[str], key: str) -> None:
     n = counter[key] - 1

@@ -236,13 +236,6 @@ class PeerStream(anyio.abc.ByteStream):
         self.connection._streams.pop(self.stream_id, None)
         self.connection._after_read(self.stream_id, unread, gone=True)
 
-    async def receive_exactly(self, n: int) -> bytes:
-        """Read exactly ``n`` bytes (EndOfStream if the stream ends first)."""
-        out = bytearray()
-        while len(out) < n:
-            out += await self.receive(n - len(out))
-        return bytes(out)
-
 
 class PeerConnection:
     """A QUIC connection with a verified peer."""

@@ -283,9 +283,6 @@ class QuicHost:
             if inbound is not None:
                 self.admission.closed(inbound.key)
 
-    def is_inbound(self, conn: SansIoConnection) -> bool:
-        return conn in self._inbound
-
     def drain(self, conn: SansIoConnection) -> None:
         """Collect the events a command on ``conn`` produced (e.g. ``close()``)."""
         if conn in self._cids:
