@@ -119,11 +119,13 @@ async def _reach(node: Node, aid: Aid, local: Aid | None, timeout_s: float) -> N
     """Connect (pooled) first, so "offline" and "slow to answer" are told apart."""
     try:
         await node.connect(aid, local=local, timeout_s=timeout_s)
-    except NotFound:
+    except NotFound as exc:
         raise NotFound(f"{aid} has no live endpoint record (not online for about an hour, "
-                       f"or never published); {_OFFLINE}") from None  # fmt: skip
+                       "or never published)", aid=aid, operation="connect",
+                       hint=_OFFLINE) from exc  # fmt: skip
     except (Unreachable, HandshakeFailed, RequestTimeout) as exc:
-        raise Unreachable(f"{aid} did not answer a connection ({exc}); {_OFFLINE}") from None
+        raise Unreachable(f"{aid} did not answer a connection ({exc})", aid=aid,
+                          operation="connect", hint=_OFFLINE) from exc  # fmt: skip
 
 
 async def _rpc(
@@ -138,26 +140,28 @@ async def _rpc(
         resp = await node.fetch(aid, "POST", "/", headers=headers,
                                 body=json.dumps(request).encode(), local=local,
                                 timeout_s=timeout_s)  # fmt: skip
-    except RequestTimeout:
-        raise RequestTimeout(
-            f"{aid} took over {timeout_s:g} s to answer {method}; a task may still be "
-            "running there (see get_agent_task)"
-        ) from None
+    except RequestTimeout as exc:
+        hint = "a task may still be running there (see get_agent_task)"
+        raise RequestTimeout(f"{aid} took over {timeout_s:g} s to answer {method}", aid=aid,
+                             operation=method, hint=hint) from exc  # fmt: skip
     try:
         answer = json.loads(resp.body)
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or answer.get("jsonrpc") != "2.0":
         raise AgentCallError(f"{aid} is not an A2A agent: {method} got HTTP {resp.status} "
-                             f"{resp.text[:160]!r}")  # fmt: skip
+                             f"{resp.text[:160]!r}", http_status=resp.status, aid=aid,
+                             operation=method)  # fmt: skip
     error = answer.get("error")
     if isinstance(error, dict):
         code = error.get("code")
         raise AgentCallError(f"{aid} answered {method} with error {code}: "
                              f"{error.get('message', '')}",
-                             code if isinstance(code, int) else None)  # fmt: skip
+                             code if isinstance(code, int) else None,
+                             http_status=resp.status, aid=aid, operation=method)  # fmt: skip
     if "result" not in answer:
-        raise AgentCallError(f"{aid} answered {method} without a result")
+        raise AgentCallError(f"{aid} answered {method} without a result",
+                             http_status=resp.status, aid=aid, operation=method)  # fmt: skip
     return answer["result"]
 
 
@@ -197,7 +201,8 @@ async def send_message(
     for kind in ("task", "message"):
         if isinstance(result, dict) and isinstance(result.get(kind), dict):
             return _reply(aid, kind, result[kind])
-    raise AgentCallError(f"{aid} answered SendMessage with neither a task nor a message")
+    raise AgentCallError(f"{aid} answered SendMessage with neither a task nor a message",
+                         aid=aid, operation="SendMessage")  # fmt: skip
 
 
 async def get_task(
@@ -206,7 +211,8 @@ async def get_task(
     """The current state of a task the agent runs (``GetTask``)."""
     result = await _rpc(node, aid, "GetTask", {"id": task_id}, local=local, timeout_s=timeout_s)
     if not isinstance(result, dict):
-        raise AgentCallError(f"{aid} answered GetTask without a task")
+        raise AgentCallError(f"{aid} answered GetTask without a task", aid=aid,
+                             operation="GetTask")  # fmt: skip
     return _reply(aid, "task", result)
 
 
@@ -217,7 +223,8 @@ async def cancel_task(
     result = await _rpc(node, aid, "CancelTask", {"id": task_id}, local=local,
                         timeout_s=timeout_s)  # fmt: skip
     if not isinstance(result, dict):
-        raise AgentCallError(f"{aid} answered CancelTask without a task")
+        raise AgentCallError(f"{aid} answered CancelTask without a task", aid=aid,
+                             operation="CancelTask")  # fmt: skip
     return _reply(aid, "task", result)
 
 
@@ -232,7 +239,8 @@ async def get_card(
     except ValueError:
         card = None
     if not isinstance(card, dict):
-        raise AgentCallError(f"{aid} serves no agent card (HTTP {resp.status})")
+        raise AgentCallError(f"{aid} serves no agent card (HTTP {resp.status})",
+                             http_status=resp.status, aid=aid, operation="get_card")  # fmt: skip
     return card
 
 
@@ -274,7 +282,8 @@ async def call_skill(
     """
     found = [e for e in await candidates(node, skill) if e.aid not in exclude]
     if not found:
-        raise NotFound(f"no A2A agent offers {skill!r}; discover lists what is registered")
+        raise NotFound(f"no A2A agent offers {skill!r}", operation="call_skill",
+                       hint="discover lists what is registered")  # fmt: skip
     failed: list[Attempt] = []
     for entry in found[:max_tries]:
         try:
@@ -282,8 +291,9 @@ async def call_skill(
                                        connect_timeout_s=connect_timeout_s,
                                        return_immediately=return_immediately)  # fmt: skip
         except (NotFound, Unreachable) as exc:
-            failed.append(Attempt(entry.aid, str(exc).split(";")[0]))
+            failed.append(Attempt(entry.aid, exc.message))  # without the hint
             continue
         return reply, failed
     tried = ", ".join(f"{a.aid.short()} ({a.error})" for a in failed)
-    raise Unreachable(f"none of the agents offering {skill!r} answered: {tried}")
+    raise Unreachable(f"none of the agents offering {skill!r} answered: {tried}",
+                      operation="call_skill")  # fmt: skip

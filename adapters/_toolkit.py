@@ -27,12 +27,20 @@ from typing import TYPE_CHECKING, Any, Self
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import BaseModel, create_model
 
-from a2al_mcp import TOOLS, Node, ToolFailure, ToolSpec, UsageError, call_tool
+from a2al_mcp import TOOLS, Node, NodeClosed, ToolFailure, ToolSpec, UsageError, call_tool
 
 if TYPE_CHECKING:
     from a2al_mcp import Identity, NodeConfig
 
 __all__ = ["NodeToolkit", "args_model"]
+
+
+def _closed(message: str, cause: BaseException) -> NodeClosed:
+    """What a ``NODE_CLOSED`` failure reports: a :class:`~a2al_mcp.NodeClosed` caused by
+    ``cause``."""
+    error = NodeClosed(message, operation="tool call")
+    error.__cause__ = cause
+    return error
 
 
 @functools.cache
@@ -144,7 +152,9 @@ class NodeToolkit:
 
     def _open_portal(self) -> BlockingPortal:
         if self._portal is None:
-            raise ToolFailure("NODE_CLOSED", "the A2AL toolkit is not open (or already closed)")
+            raise ToolFailure.from_error(
+                NodeClosed("the A2AL toolkit is not open (or already closed)")
+            )
         return self._portal
 
     async def acall(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -163,9 +173,10 @@ class NodeToolkit:
         future = portal.start_task_soon(call_tool, self.node, name, arguments)
         try:
             return await asyncio.wrap_future(future)
-        except concurrent.futures.CancelledError:
+        except concurrent.futures.CancelledError as exc:
             if self._portal is None:
-                raise ToolFailure("NODE_CLOSED", "the toolkit closed during the call") from None
+                error = _closed("the toolkit closed during the call", exc)
+                raise ToolFailure.from_error(error) from error
             raise
 
     def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -184,9 +195,14 @@ class NodeToolkit:
             )
         try:
             return portal.call(call_tool, self.node, name, arguments)
-        except concurrent.futures.CancelledError:
-            raise ToolFailure("NODE_CLOSED", "the toolkit closed during the call") from None
+        except concurrent.futures.CancelledError as exc:
+            error = _closed("the toolkit closed during the call", exc)
+            raise ToolFailure.from_error(error) from error
         except RuntimeError as exc:
-            if self._portal is None or "not running" in str(exc):
-                raise ToolFailure("NODE_CLOSED", "the A2AL toolkit is closed") from None
+            # The portal refuses once the toolkit closed (it drops the portal before stopping
+            # it) or the loop under it stopped; told by that state, not by the text.
+            loop = self._loop
+            if self._portal is not portal or loop is None or not loop.is_running():
+                error = _closed("the A2AL toolkit is closed", exc)
+                raise ToolFailure.from_error(error) from error
             raise

@@ -104,8 +104,8 @@ def _b64(doc: dict[str, Any], name: str, sizes: range) -> bytes:
         raise _bad(f"{name} must be base64 text")
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error):
-        raise _bad(f"{name} is not base64") from None
+    except (UnicodeEncodeError, binascii.Error) as exc:
+        raise _bad(f"{name} is not base64") from exc
     if len(raw) not in sizes:
         raise _bad(f"{name} has {len(raw)} bytes")
     return raw
@@ -125,8 +125,8 @@ def _parse(blob: str) -> tuple[bytes, bytes, bytes, int, int, int]:
         raise _bad(f"longer than {EXPORT_MAX_CHARS} characters")
     try:
         doc = json.loads(blob)
-    except (ValueError, RecursionError):
-        raise _bad("not JSON") from None
+    except (ValueError, RecursionError) as exc:
+        raise _bad("not JSON") from exc
     if not isinstance(doc, dict) or doc.get("format") != _FORMAT or doc.get("kdf") != "scrypt":
         raise _bad("wrong format")
     n, r, p = _int(doc, "n"), _int(doc, "r"), _int(doc, "p")
@@ -166,6 +166,6 @@ def import_identity(blob: str, passphrase: str, *, now: float) -> Identity:
         if not isinstance(proof_hex, str):
             raise _bad("delegation proof must be hex text")
         proof = DelegationProof.from_bytes(bytes.fromhex(proof_hex))
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # no cause: a JSON error would hold the plaintext
         raise _bad("malformed content") from None
     return Identity.from_delegation(key, proof, now)

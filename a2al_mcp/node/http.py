@@ -86,7 +86,7 @@ async def _next_event(conn: h11.Connection, stream: PeerStream) -> Any:
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            raise DecodeError(f"bad HTTP from peer: {exc}") from None
+            raise DecodeError(f"bad HTTP from peer: {exc}") from exc
         if event is not h11.NEED_DATA:
             return event
         try:

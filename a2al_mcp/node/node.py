@@ -564,7 +564,7 @@ class Node:
                 return AgentProfilePayload.from_bytes(rec.payload)
             except DecodeError:
                 continue
-        raise NotFound(f"no agent profile for {aid}")
+        raise NotFound(f"no agent profile for {aid}", aid=aid, operation="profile")
 
     async def resolve(self, aid: Aid) -> ResolvedEndpoint:
         """Find the newest valid endpoint record of ``aid``.
@@ -578,7 +578,7 @@ class Node:
         )
         assert isinstance(event, ev.LookupFinished)
         if not event.records:
-            raise NotFound(f"no endpoint record for {aid}")
+            raise NotFound(f"no endpoint record for {aid}", aid=aid, operation="resolve")
         rec = event.records[0]
         ep = EndpointPayload.from_bytes(rec.payload)
         return ResolvedEndpoint(aid=rec.address, endpoints=ep.endpoints, nat_type=ep.nat_type,
@@ -984,9 +984,8 @@ class Node:
                                           timeout_s=math.inf, max_body=MAX_BODY)  # fmt: skip
                 data = await resp.read()
         except TimeoutError:
-            raise RequestTimeout(
-                f"fetch {method} {path} from {aid} took over {timeout_s:g} s"
-            ) from None
+            raise RequestTimeout(f"fetch {method} {path} from {aid} took over {timeout_s:g} s",
+                                 aid=aid, operation="fetch") from None  # fmt: skip
         return HttpResponse(resp.status, resp.headers, data, resp.reason)
 
     async def request(
@@ -1021,9 +1020,8 @@ class Node:
                     stream.reset()
                     raise
         except TimeoutError:
-            raise RequestTimeout(
-                f"{method} {path} to {aid}: no response within {timeout_s:g} s"
-            ) from None
+            raise RequestTimeout(f"{method} {path} to {aid}: no response within {timeout_s:g} s",
+                                 aid=aid, operation="request") from None  # fmt: skip
 
     async def tunnel(
         self,

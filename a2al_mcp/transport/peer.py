@@ -337,10 +337,13 @@ class PeerConnection:
             result = await self._await(sid)
             if not isinstance(result, ss.AdmissionResult):  # reset instead of an answer
                 self._streams.pop(sid, None)
-                raise AccessDenied(f"{self.peer_aid} reset the stream instead of admitting it")
+                raise AccessDenied(f"{self.peer_aid} reset the stream instead of admitting it",
+                                   aid=self.peer_aid, operation="open stream")  # fmt: skip
             if not result.admitted:
                 self._streams.pop(sid, None)
-                raise AccessDenied(f"{self.peer_aid} refused the stream: {result.reason}")
+                raise AccessDenied(f"{self.peer_aid} refused the stream: {result.reason}",
+                                   reason=result.reason, aid=self.peer_aid,
+                                   operation="open stream")  # fmt: skip
         return stream
 
     async def send_mailbox(self, frame: sf.MailboxFrame, timeout_s: float = 5.0) -> None:

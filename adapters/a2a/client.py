@@ -113,16 +113,17 @@ async def send_to_skill(
     """
     found = await agentcall.candidates(node, skill)
     if not found:
-        raise NotFound(f"no A2A agent offers {skill!r}")
+        raise NotFound(f"no A2A agent offers {skill!r}", operation="send_to_skill")
     tried: list[str] = []
     for entry in found[:max_tries]:
         try:
             client = await a2a_client(node, entry.aid, local=local, streaming=streaming)
         except (NetworkError, NotFound, AgentCallError) as exc:
-            tried.append(f"{entry.aid.short()} ({str(exc).split(';')[0]})")
+            tried.append(f"{entry.aid.short()} ({exc.message})")  # without the hint
             continue
         try:
             return entry.aid, [event async for event in client.send_message(request)]
         finally:
             await client.close()
-    raise NetworkError(f"none of the agents offering {skill!r} answered: {', '.join(tried)}")
+    raise NetworkError(f"none of the agents offering {skill!r} answered: {', '.join(tried)}",
+                       operation="send_to_skill")  # fmt: skip
