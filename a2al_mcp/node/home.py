@@ -90,7 +90,9 @@ class DataHome:
             self.close()
             if isinstance(exc, ConfigError):
                 raise
-            raise ConfigError(f"cannot prepare the data directory {self.path}: {exc}") from exc
+            raise ConfigError(
+                f"cannot prepare the data directory {self.path}: {exc}", path=str(self.path)
+            ) from exc
 
     def _holder(self) -> str:
         """Who holds the lock, as its ``lock.info`` (or an earlier version's ``lock``) says."""
@@ -118,11 +120,15 @@ class DataHome:
             write_atomic(key_path, key.seed.hex() + "\n")
             return Identity.from_key(key)
         except OSError as exc:
-            raise ConfigError(f"cannot read the node key {key_path}: {exc}") from exc
+            raise ConfigError(
+                f"cannot read the node key {key_path}: {exc}", path=str(key_path)
+            ) from exc
         try:
             return Identity.from_key(SigningKey(bytes.fromhex(text.strip())))
         except (ValueError, DecodeError) as exc:
-            raise ConfigError(f"{key_path} does not hold a node key: {exc}") from exc
+            raise ConfigError(
+                f"{key_path} does not hold a node key: {exc}", path=str(key_path)
+            ) from exc
 
     def close(self) -> None:
         if not self._lock.closed:

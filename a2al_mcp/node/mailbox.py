@@ -233,7 +233,7 @@ class Mailbox:
             tg.start_soon(direct)
             tg.start_soon(store)
         if refused and replicas == 0:
-            raise AccessDenied(f"{direct_error}; no DHT node stored it either")
+            raise AccessDenied(f"{direct_error}; no DHT node stored it either", aid=recipient)
         if not direct_ok and replicas == 0:
             raise Unreachable(
                 f"the note to {recipient} could not be delivered: direct: {direct_error}; "

@@ -53,7 +53,7 @@ def ensure_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise ConfigError(f"cannot create the directory {folder}: {exc}") from exc
+        raise ConfigError(f"cannot create the directory {folder}: {exc}", path=str(folder)) from exc
 
 
 def is_temp(path: Path) -> bool:
@@ -75,7 +75,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     try:
         fd = os.open(tmp, flags, 0o600)
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", path=str(path)) from exc
     try:
         try:
             view = memoryview(raw)
@@ -88,7 +88,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", path=str(path)) from exc
     _fsync_dir(folder, path)
 
 
@@ -102,7 +102,7 @@ def clean_temp(folder: Path) -> list[Path]:
     except FileNotFoundError:
         return removed
     except OSError as exc:
-        raise ConfigError(f"cannot read the directory {folder}: {exc}") from exc
+        raise ConfigError(f"cannot read the directory {folder}: {exc}", path=str(folder)) from exc
     for entry in entries:
         if is_temp(entry) and entry.is_file():
             try:
@@ -110,7 +110,9 @@ def clean_temp(folder: Path) -> list[Path]:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise ConfigError(f"cannot remove the leftover temp file {entry}: {exc}") from exc
+                raise ConfigError(
+                    f"cannot remove the leftover temp file {entry}: {exc}", path=str(entry)
+                ) from exc
             logger.warning("state.temp_removed path=%s (left by an interrupted write)", entry)
             removed.append(entry)
     return removed
@@ -127,7 +129,9 @@ def _fsync_dir(folder: Path, path: Path) -> None:
         os.fsync(fd)
     except OSError as exc:
         if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
-            raise ConfigError(f"cannot make {path} durable: {exc.strerror or exc}") from exc
+            raise ConfigError(
+                f"cannot make {path} durable: {exc.strerror or exc}", path=str(path)
+            ) from exc
     finally:
         os.close(fd)
 
