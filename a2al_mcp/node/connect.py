@@ -197,7 +197,7 @@ class Connector:
             for key, pc in list(self._pool.items()):
                 if pc.closed:
                     del self._pool[key]
-                elif now - pc.last_used > POOL_IDLE_EVICT_S and not pc._streams:
+                elif now - pc.last_used > POOL_IDLE_EVICT_S and not pc.streams:
                     del self._pool[key]
                     pc.close(0, "idle")
                 else:

@@ -24,6 +24,12 @@ handshake timeout), idle eviction of accepted connections when the total is reac
 connections per remote AID, streams per connection, and receive windows that follow the
 application's reads (:mod:`~a2al_mcp.transport.flow`). What each limit refused is counted
 in :meth:`QuicService.statistics`.
+
+The three classes drive one another through methods and attributes without a leading
+underscore (``PeerStream.feed``/``mark_stopped``/``fail``, ``PeerConnection.streams``,
+``wait_event``, ``after_read``, ``on_session_event``, ``check_ready``, ``on_gone``,
+``QuicService.on_route``/``on_service``/``on_mailbox``/``count_aid``/``new_budget`` …):
+they are internal to the transport — the service's event path, not an application API.
 """
 
 from __future__ import annotations
@@ -125,7 +131,8 @@ class PeerStream(anyio.abc.ByteStream):
 
     # -- fed by the service ---------------------------------------------------------------
 
-    def _feed(self, data: bytes, end: bool) -> None:
+    def feed(self, data: bytes, end: bool) -> None:
+        """Bytes (and maybe the FIN) arrived for this stream (transport-internal)."""
         if self._closed:
             return  # closed locally: nobody will read it (and it is not held)
         if data:
@@ -139,10 +146,12 @@ class PeerStream(anyio.abc.ByteStream):
         self._eof = self._eof or end
         self._readable.set()
 
-    def _stop(self, error_code: int) -> None:
+    def mark_stopped(self, error_code: int) -> None:
+        """The peer sent STOP_SENDING (transport-internal)."""
         self._stopped = error_code
 
-    def _fail(self, error_code: int) -> None:
+    def fail(self, error_code: int) -> None:
+        """The stream was reset or its connection ended: wake the reader (transport-internal)."""
         self._reset = error_code
         self._readable.set()
 
@@ -157,10 +166,10 @@ class PeerStream(anyio.abc.ByteStream):
             if self._eof:
                 raise EndOfStream
             self._readable = anyio.Event()
-            await self.connection._wait(self._readable)
+            await self.connection.wait_event(self._readable)
         data = bytes(self._buf[:max_bytes])
         del self._buf[:max_bytes]
-        self.connection._after_read(self.stream_id, len(data))
+        self.connection.after_read(self.stream_id, len(data))
         return data
 
     @property
@@ -181,7 +190,7 @@ class PeerStream(anyio.abc.ByteStream):
         chunk = 64 * 1024
         for start in range(0, len(view), chunk):
             while self.connection.conn.pending_send_bytes(self.stream_id) > svc.send_buffer:
-                await self.connection._progress_wait()
+                await self.connection.wait_progress()
                 if self._reset is not None or self.connection.closed:
                     raise BrokenResourceError("the connection or stream went away")
             self.connection.session.send(self.stream_id, bytes(view[start : start + chunk]))
@@ -221,7 +230,7 @@ class PeerStream(anyio.abc.ByteStream):
         if not conn.closed:
             conn.session.refuse(self.stream_id, error_code)
             conn.service.flush()
-        self._fail(error_code)
+        self.fail(error_code)
         self._forget()
 
     def _release(self) -> None:
@@ -233,8 +242,8 @@ class PeerStream(anyio.abc.ByteStream):
     def _forget(self) -> None:
         unread = len(self._buf)
         self._buf = bytearray()
-        self.connection._streams.pop(self.stream_id, None)
-        self.connection._after_read(self.stream_id, unread, gone=True)
+        self.connection.streams.pop(self.stream_id, None)
+        self.connection.after_read(self.stream_id, unread, gone=True)
 
 
 class PeerConnection:
@@ -247,11 +256,14 @@ class PeerConnection:
         self.addr = addr
         self.session = session
         self.local_aid: Aid | None = conn.local_identity_aid if not session.is_dialer else None
-        self._streams: dict[int, PeerStream] = {}
+        self.streams: dict[int, PeerStream] = {}
+        """Open streams by ID (transport-internal: the service adds, streams remove)."""
         self._ready = anyio.Event()
-        self._routed = anyio.Event()
+        self.routed = anyio.Event()
+        """Set when an inbound connection's route frame arrived (transport-internal)."""
         self._gone = anyio.Event()
-        self._progress = anyio.Event()
+        self.progress = anyio.Event()
+        """Set on every QUIC event of this connection (transport-internal)."""
         self._waiting: dict[int, tuple[anyio.Event, list[ss.SessionEvent]]] = {}
         self.close_reason: str = ""
         self.closed = False
@@ -259,8 +271,9 @@ class PeerConnection:
         self.last_used = service.now()
         self.last_active = self.last_used
         """When the peer or we last did anything on a stream (for idle eviction)."""
-        self.budget: ReceiveBudget = budget or service._budget()
-        self._counted_aid: tuple[Aid, Aid | None] | None = None
+        self.budget: ReceiveBudget = budget or service.new_budget()
+        self.counted_aid: tuple[Aid, Aid | None] | None = None
+        """The (peer, local) pair this connection is counted under (transport-internal)."""
 
     @property
     def is_dialer(self) -> bool:
@@ -288,12 +301,13 @@ class PeerConnection:
         """Until the handshake is confirmed and the peer verified (HandshakeFailed if the
         connection ends first)."""
         try:
-            await self._wait(self._ready)
+            await self.wait_event(self._ready)
         except BrokenResourceError:
             raise HandshakeFailed(f"connection failed: {self.close_reason or 'closed'}") from None
 
-    async def _wait(self, event: anyio.Event) -> None:
-        """Wait for ``event`` unless the connection goes away first."""
+    async def wait_event(self, event: anyio.Event) -> None:
+        """Wait for ``event`` unless the connection goes away first (BrokenResourceError
+        then; transport-internal)."""
         if self.closed:
             if not event.is_set():
                 raise BrokenResourceError(f"connection closed: {self.close_reason}")
@@ -311,10 +325,11 @@ class PeerConnection:
         if not event.is_set():
             raise BrokenResourceError(f"connection closed: {self.close_reason}")
 
-    async def _progress_wait(self) -> None:
-        self._progress = anyio.Event()
+    async def wait_progress(self) -> None:
+        """Until the connection next moves (or a short tick passes; transport-internal)."""
+        self.progress = anyio.Event()
         with anyio.move_on_after(0.05):  # also re-check on a short tick
-            await self._wait(self._progress)
+            await self.wait_event(self.progress)
 
     async def open_stream(self, token: str | None = None, *,
                           admission: bool | None = None) -> PeerStream:  # fmt: skip
@@ -330,17 +345,17 @@ class PeerConnection:
         await self.wait_ready()
         sid, preamble = self.session.open_service_stream(token, admission=admission)
         stream = PeerStream(self, sid)
-        self._streams[sid] = stream
+        self.streams[sid] = stream
         self.service.flush()
         self.last_used = self.service.now()
         if preamble:
             result = await self._await(sid)
             if not isinstance(result, ss.AdmissionResult):  # reset instead of an answer
-                self._streams.pop(sid, None)
+                self.streams.pop(sid, None)
                 raise AccessDenied(f"{self.peer_aid} reset the stream instead of admitting it",
                                    aid=self.peer_aid, operation="open stream")  # fmt: skip
             if not result.admitted:
-                self._streams.pop(sid, None)
+                self.streams.pop(sid, None)
                 raise AccessDenied(f"{self.peer_aid} refused the stream: {result.reason}",
                                    reason=result.reason, aid=self.peer_aid,
                                    operation="open stream")  # fmt: skip
@@ -369,7 +384,7 @@ class PeerConnection:
         slot: tuple[anyio.Event, list[ss.SessionEvent]] = (anyio.Event(), [])
         self._waiting[stream_id] = slot
         try:
-            await self._wait(slot[0])
+            await self.wait_event(slot[0])
         except BrokenResourceError as exc:
             raise ConnectionClosed(str(exc)) from None
         finally:
@@ -386,10 +401,11 @@ class PeerConnection:
             self.service.host.drain(self.conn)
             self.service.flush()
             if not self.closed:
-                self._on_gone(reason or "closed")
+                self.on_gone(reason or "closed")
 
-    def _after_read(self, stream_id: int, n: int, *, gone: bool = False) -> None:
-        """The application read (or dropped) ``n`` bytes of a stream: give credit back."""
+    def after_read(self, stream_id: int, n: int, *, gone: bool = False) -> None:
+        """The application read (or dropped) ``n`` bytes of a stream: give credit back
+        (transport-internal)."""
         if gone:
             self.budget.drop(stream_id)
         else:
@@ -400,7 +416,7 @@ class PeerConnection:
 
     def idle_since(self) -> float | None:
         """When this connection became idle (no stream open either way), or None."""
-        if self._streams or self._waiting or self.session.stream_count > 1:
+        if self.streams or self._waiting or self.session.stream_count > 1:
             return None
         if self.session.stream_count == 1 and not self.session.has_only_route_stream():
             return None
@@ -408,21 +424,22 @@ class PeerConnection:
 
     # -- fed by the service ---------------------------------------------------------------
 
-    def _on_session_event(self, e: ss.SessionEvent) -> None:
+    def on_session_event(self, e: ss.SessionEvent) -> None:
+        """One event of this connection's session (transport-internal)."""
         waiter = self._waiting.get(getattr(e, "stream_id", -1))
         self.last_active = self.service.now()
         if isinstance(e, ss.StreamData):
-            stream = self._streams.get(e.stream_id)
+            stream = self.streams.get(e.stream_id)
             if stream is not None:
-                stream._feed(e.data, e.end_stream)
+                stream.feed(e.data, e.end_stream)
         elif isinstance(e, ss.StreamStopped):
-            stopped = self._streams.get(e.stream_id)
+            stopped = self.streams.get(e.stream_id)
             if stopped is not None:
-                stopped._stop(e.error_code)
+                stopped.mark_stopped(e.error_code)
         elif isinstance(e, ss.StreamReset):
-            stream = self._streams.pop(e.stream_id, None)
+            stream = self.streams.pop(e.stream_id, None)
             if stream is not None:
-                stream._fail(e.error_code)
+                stream.fail(e.error_code)
             if waiter is not None:
                 waiter[1].append(e)
                 waiter[0].set()
@@ -434,31 +451,33 @@ class PeerConnection:
             self.peer_control = e
             self.service.handlers.on_peer_control(self, e)
         elif isinstance(e, ss.RouteReceived):
-            self.service._on_route(self, e)
+            self.service.on_route(self, e)
         elif isinstance(e, ss.ServiceRequested):
-            self.service._on_service(self, e)
+            self.service.on_service(self, e)
         elif isinstance(e, ss.MailboxReceived):
-            self.service._on_mailbox(self, e)
+            self.service.on_mailbox(self, e)
 
-    def _check_ready(self) -> None:
+    def check_ready(self) -> None:
+        """Mark the connection ready once verified and routed (transport-internal)."""
         if self._ready.is_set() or self.closed:
             return
         verified = self.conn.peer_identity is not None and self.conn.handshake_confirmed
         if verified and (self.is_dialer or self.local_aid is not None):
-            if not self.service._count_aid(self):
+            if not self.service.count_aid(self):
                 return
             self._ready.set()
 
-    def _on_gone(self, reason: str) -> None:
+    def on_gone(self, reason: str) -> None:
+        """The connection ended: fail its streams, release its budget (transport-internal)."""
         self.closed = True
         self.close_reason = reason
-        for stream in list(self._streams.values()):
-            stream._fail(0)
-        self._streams.clear()
+        for stream in list(self.streams.values()):
+            stream.fail(0)
+        self.streams.clear()
         self.budget.drop_all()
-        self.service._uncount_aid(self)
+        self.service.uncount_aid(self)
         self._gone.set()
-        self._progress.set()
+        self.progress.set()
 
 
 @dataclasses.dataclass(slots=True)
@@ -610,7 +629,8 @@ class QuicService:
             ),
         )
 
-    def _budget(self) -> ReceiveBudget:
+    def new_budget(self) -> ReceiveBudget:
+        """A connection's receive budget, sharing the node's total (transport-internal)."""
         return ReceiveBudget(
             stream_window=self.limits.stream_receive_buffer,
             connection_window=self.limits.connection_receive_buffer,
@@ -621,7 +641,7 @@ class QuicService:
         return ss.Session(conn, observed_addr=observed_addr,
                           max_peer_streams=self.limits.streams_per_connection)  # fmt: skip
 
-    def _count_aid(self, pc: PeerConnection) -> bool:
+    def count_aid(self, pc: PeerConnection) -> bool:
         """An accepted connection became ready: count it for its peer AID and the local
         identity it reached; False (and closed) if that pair already has
         ``connections_per_aid`` connections. A node dialling several agents we host needs one
@@ -635,11 +655,12 @@ class QuicService:
             pc.close(APP_ERROR_LIMIT, "too many connections from this AID")
             return False
         self._per_aid[aid] += 1
-        pc._counted_aid = aid
+        pc.counted_aid = aid
         return True
 
-    def _uncount_aid(self, pc: PeerConnection) -> None:
-        aid, pc._counted_aid = pc._counted_aid, None
+    def uncount_aid(self, pc: PeerConnection) -> None:
+        """Release the per-AID count of a connection that ended (transport-internal)."""
+        aid, pc.counted_aid = pc.counted_aid, None
         if aid is not None:
             n = self._per_aid[aid] - 1
             if n > 0:
@@ -686,7 +707,7 @@ class QuicService:
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
         conn: Connection
-        budget = self._budget()
+        budget = self.new_budget()
         if self.outbound_stack == "qh3":
             conn = qh3_client_connection(
                 local, expected, now_wall=self.wall, idle_timeout=self.idle_timeout_s
@@ -731,19 +752,19 @@ class QuicService:
                 self.counters.flow_control_violations += 1
             if gone is not None:
                 code = f"error {event.error_code:#x}" if event.error_code else "closed"
-                gone._on_gone(event.reason or code)
+                gone.on_gone(event.reason or code)
 
     def _on_quic_event(self, pc: PeerConnection, e: qe.QuicEvent) -> None:
         for se in pc.session.handle_event(e):
-            pc._on_session_event(se)
-        pc._check_ready()
-        pc._progress.set()
+            pc.on_session_event(se)
+        pc.check_ready()
+        pc.progress.set()
 
     # -- inbound --------------------------------------------------------------------------
 
     def _server_conn(self, dcid: bytes, addr: Addr, retry_scid: bytes | None = None
                      ) -> Connection:  # fmt: skip
-        budget = self._budget()
+        budget = self.new_budget()
         if self.inbound_stack == "qh3":
             conn = qh3_server_connection(
                 self.certificates,
@@ -771,13 +792,14 @@ class QuicService:
     async def _route_deadline(self, pc: PeerConnection) -> None:
         with anyio.move_on_after(ROUTE_TIMEOUT_S):
             with contextlib.suppress(BrokenResourceError):  # it closed first: nothing to do
-                await pc._wait(pc._routed)
+                await pc.wait_event(pc.routed)
             return
         if not pc.closed:
             pc.close(APP_ERROR_UNKNOWN_AGENT, "no route frame in time")
 
-    def _on_route(self, pc: PeerConnection, route: ss.RouteReceived) -> None:
-        pc._routed.set()
+    def on_route(self, pc: PeerConnection, route: ss.RouteReceived) -> None:
+        """An inbound connection named its agent (transport-internal)."""
+        pc.routed.set()
         local = self.handlers.route(pc, route)
         if local is None:
             self.refused_connections += 1
@@ -786,12 +808,13 @@ class QuicService:
         pc.local_aid = local
         target = route.target or local
         pc.session.answer_route(self.handlers.agent_info(target, route.held_topic_seq))
-        pc._check_ready()
+        pc.check_ready()
         self.flush()
 
-    def _on_service(self, pc: PeerConnection, req: ss.ServiceRequested) -> None:
+    def on_service(self, pc: PeerConnection, req: ss.ServiceRequested) -> None:
+        """An inbound service stream asks for admission (transport-internal)."""
         handler = self.handlers.service
-        if handler is None or pc.local_aid is None or len(pc._streams) >= self.max_streams:
+        if handler is None or pc.local_aid is None or len(pc.streams) >= self.max_streams:
             self.counters.refused_streams += 1
             pc.session.admit(req.stream_id, False, "no service here")
             self.flush()
@@ -799,11 +822,11 @@ class QuicService:
         admitted, reason = self.handlers.admit(pc, req.token)
         stream = PeerStream(pc, req.stream_id)
         if admitted:
-            pc._streams[req.stream_id] = stream
+            pc.streams[req.stream_id] = stream
         else:
             self.counters.refused_streams += 1
         for held in pc.session.admit(req.stream_id, admitted, reason):
-            pc._on_session_event(held)
+            pc.on_session_event(held)
         self.flush()
         if admitted:
             self._spawn(lambda: self._serve(handler, pc, stream, req.token))
@@ -822,7 +845,8 @@ class QuicService:
             logger.warning("serve.handler_failed peer=%s error=%r", pc.addr, exc, exc_info=True)
             stream.reset(ss.ERR_PROTOCOL)
 
-    def _on_mailbox(self, pc: PeerConnection, e: ss.MailboxReceived) -> None:
+    def on_mailbox(self, pc: PeerConnection, e: ss.MailboxReceived) -> None:
+        """An inbound mailbox frame (transport-internal)."""
         handler = self.handlers.mailbox
         if handler is None or pc.local_aid is None:
             pc.session.refuse(e.stream_id, ss.ERR_ACCESS_DENIED)
