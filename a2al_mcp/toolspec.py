@@ -163,7 +163,7 @@ def _aid(text: str) -> Aid:
 
 
 def _age(node: Node, timestamp: int) -> int:
-    return max(0, int(node._clock.wall()) - timestamp)
+    return max(0, int(node.clock.wall()) - timestamp)
 
 
 RESULT_DEPTH_MAX: Final = 32

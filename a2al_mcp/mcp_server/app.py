@@ -111,5 +111,5 @@ def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | No
     inbox_help = "Unread mailbox notes (subscribe: updated when a note arrives)"
     add_resource(server, INBOX_URI, "inbox", inbox_help, inbox)
     add_resource(server, STATUS_URI, "status", "This node's status", status)
-    node.on_mail(lambda note: node._spawn(lambda: publish_resource_updated(server, INBOX_URI)))
+    node.on_mail(lambda note: node.spawn(lambda: publish_resource_updated(server, INBOX_URI)))
     return server

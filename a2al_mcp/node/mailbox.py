@@ -30,11 +30,14 @@ import logging
 import math
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 
+from .._clock import Clock
+from .._random import Rng
+from ..config import MailboxConfig
 from ..errors import (
     A2ALError,
     AccessDenied,
@@ -46,7 +49,7 @@ from ..errors import (
     Unreachable,
     VerificationError,
 )
-from ..identity.aid import Aid
+from ..identity.aid import Aid, NodeId
 from ..identity.keys import VerifyKey
 from ..protocol import limits
 from ..protocol.mailbox_crypto import MSG_TYPE_TEXT, open_note, seal_note
@@ -57,8 +60,9 @@ from ..transport.session import ERR_ACCESS_DENIED
 from .inbox import AddResult, Inbox, Note
 
 if TYPE_CHECKING:
+    from ..dht.events import PublishFinished
     from ..identity.local import Identity
-    from .node import Node
+    from ..transport.peer import PeerConnection
 
 __all__ = ["Mailbox", "MailboxStats", "SendResult"]
 
@@ -138,12 +142,66 @@ _REFUSAL_FIELD: dict[AddResult, str] = {
 }
 
 
-class Mailbox:
-    """The node's mailbox service (owned by :class:`~a2al_mcp.node.Node`)."""
+class Resolved(Protocol):
+    """What the mailbox reads of a resolved recipient (a :class:`~a2al_mcp.node.node.
+    ResolvedEndpoint`)."""
 
-    def __init__(self, node: Node, inbox: Inbox) -> None:
-        self._node = node
+    @property
+    def record(self) -> SignedRecord: ...
+    @property
+    def endpoints(self) -> tuple[str, ...]: ...
+
+
+class Connect(Protocol):
+    """Open (or reuse) a verified connection from ``local`` to ``aid`` (``Node.connect``)."""
+
+    def __call__(
+        self, aid: Aid, *, local: Aid | None = ..., endpoints: Sequence[str] | None = ...
+    ) -> Awaitable[PeerConnection]: ...
+
+
+class Aggregate(Protocol):
+    """Collect every record of ``rec_type`` at ``key`` from the DHT, optionally subscribing
+    to it there (an AggregateRecords lookup)."""
+
+    def __call__(
+        self, key: NodeId, rec_type: int, *, subscribe: bool = ...
+    ) -> Awaitable[tuple[SignedRecord, ...]]: ...
+
+
+class Mailbox:
+    """The node's mailbox service (owned by :class:`~a2al_mcp.node.Node`), built from the
+    narrow things it needs of the node, so it can be built and tested alone:
+
+    ``identities`` is the live mapping of the local identities (notes to others are
+    refused); ``resolve``, ``connect``, ``publish_record`` (STORE a record on the replica
+    set of a key) and ``aggregate`` are the node's DHT and QUIC verbs; ``dht_ready`` says
+    whether the routing table has anyone to poll."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        *,
+        config: MailboxConfig,
+        clock: Clock,
+        rng: Rng,
+        identities: Mapping[Aid, Identity],
+        resolve: Callable[[Aid], Awaitable[Resolved]],
+        connect: Connect,
+        publish_record: Callable[[SignedRecord, NodeId], Awaitable[PublishFinished]],
+        aggregate: Aggregate,
+        dht_ready: Callable[[], bool],
+    ) -> None:
         self.inbox = inbox
+        self._config = config
+        self._clock = clock
+        self._rng = rng
+        self._identities = identities
+        self._resolve = resolve
+        self._connect = connect
+        self._publish_record = publish_record
+        self._aggregate = aggregate
+        self._dht_ready = dht_ready
         self._stats = MailboxStats()
         self._listeners: list[Callable[[Note], None]] = []
         self._wake = anyio.Event()
@@ -177,9 +235,8 @@ class Mailbox:
                 f"a mailbox note holds at most {limits.MAILBOX_BODY_MAX} bytes, this body has "
                 f"{len(body)}; send larger data over a direct connection (connect or fetch)"
             )
-        node = self._node
         try:
-            resolved = await node.resolve(recipient)
+            resolved = await self._resolve(recipient)
         except NotFound:
             raise NotFound(
                 f"{recipient} has no endpoint record, so there is no key to encrypt to; "
@@ -187,8 +244,8 @@ class Mailbox:
             ) from None
         key = VerifyKey(resolved.record.pubkey)
         payload = seal_note(sender=sender.aid, recipient=recipient, recipient_key=key,
-                            body=body, msg_type=msg_type, rng=node._rng)  # fmt: skip
-        wall = node._clock.wall()
+                            body=body, msg_type=msg_type, rng=self._rng)  # fmt: skip
+        wall = self._clock.wall()
         record = SignedRecord.sign(sender, REC_TYPE_MAILBOX, payload.to_bytes(),
                                    seq=math.floor(wall * 1e9), timestamp=int(wall),
                                    ttl=NOTE_TTL_S)  # fmt: skip
@@ -202,8 +259,8 @@ class Mailbox:
             nonlocal direct_ok, direct_error
             try:
                 with anyio.fail_after(DIRECT_TIMEOUT_S):
-                    pc = await node.connect(recipient, local=sender.aid,
-                                            endpoints=resolved.endpoints)  # fmt: skip
+                    pc = await self._connect(recipient, local=sender.aid,
+                                             endpoints=resolved.endpoints)  # fmt: skip
                     await pc.send_mailbox(frame)
                 direct_ok = True
             except TimeoutError:
@@ -224,7 +281,7 @@ class Mailbox:
         async def store() -> None:
             nonlocal replicas
             try:
-                event = await node._publish_record(record, recipient.node_id)
+                event = await self._publish_record(record, recipient.node_id)
                 replicas = len(event.stored_at)
             except A2ALError as exc:
                 logger.info("mailbox.store_failed recipient=%s error=%s", recipient.short(), exc)
@@ -254,8 +311,7 @@ class Mailbox:
         """Verify, open and store one mailbox record. True if it is (now or already) in the
         inbox — the condition for acknowledging it; False if it was refused (counted by
         reason). Never raises: a storage failure is a refusal."""
-        node = self._node
-        now = node._clock.wall()
+        now = self._clock.wall()
         stats = self._stats
         if self._refused_ids:
             freed = self.inbox.usage().freed
@@ -272,7 +328,7 @@ class Mailbox:
             payload = MailboxPayload.from_bytes(record.payload)
             if payload.sender != record.address:
                 raise VerificationError("note sender does not match the record's signer")
-            ident = node._identities.get(payload.recipient)
+            ident = self._identities.get(payload.recipient)
             if ident is None or (routed is not None and payload.recipient != routed):
                 raise VerificationError("note is addressed to an AID that is not ours here")
             if self._has(payload.recipient, record.msg_id):  # acknowledged again, even at quota
@@ -336,10 +392,9 @@ class Mailbox:
     def purge(self, now: float | None = None) -> tuple[int, int]:
         """Remove read notes past ``mailbox.retention_s`` and unread notes past
         ``limits.mailbox_unread_retention_s``; returns (read, unread) removed."""
-        node = self._node
-        when = node._clock.wall() if now is None else now
-        read, unread = self.inbox.purge(when, node.config.mailbox.retention_s,
-                                        node.config.limits.mailbox_unread_retention_s)  # fmt: skip
+        when = self._clock.wall() if now is None else now
+        read, unread = self.inbox.purge(when, self._config.retention_s,
+                                        self.inbox.limits.mailbox_unread_retention_s)  # fmt: skip
         self._stats.purged_read += read
         self._stats.purged_unread += unread
         if read or unread:
@@ -361,12 +416,11 @@ class Mailbox:
     async def poll(self) -> int:
         """Collect the notes waiting at our identities' keys (and re-arm the one-shot
         subscriptions there). Returns how many were new."""
-        node = self._node
         before = self._stats.received
         self._stats.polls += 1
-        for ident in list(node._identities.values()):
+        for ident in list(self._identities.values()):
             try:
-                records = await node._aggregate(ident.aid.node_id, REC_TYPE_MAILBOX,
+                records = await self._aggregate(ident.aid.node_id, REC_TYPE_MAILBOX,
                                                 subscribe=True)  # fmt: skip
             except A2ALError as exc:
                 logger.info("mailbox.poll_failed aid=%s error=%s", ident.aid.short(), exc)
@@ -377,12 +431,11 @@ class Mailbox:
 
     async def poll_loop(self) -> None:
         """Poll at start-up, then with back-off while nothing arrives; purge old notes."""
-        cfg = self._node.config.mailbox
+        cfg = self._config
         delay = POLL_START_S
         while True:
-            dht = self._node._dht
             try:
-                found = await self.poll() if dht is not None and len(dht.routing) else 0
+                found = await self.poll() if self._dht_ready() else 0
             except NodeClosed:
                 return
             self.purge()

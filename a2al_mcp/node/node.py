@@ -264,8 +264,18 @@ class Node:
         self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host,
                                     keepalive_s=self.config.quic.keepalive_s)  # fmt: skip
         data_dir = self.config.data_dir
-        self._mailbox = Mailbox(self, Inbox(None if data_dir is None else data_dir / "inbox.db",
-                                            self.config.limits))  # fmt: skip
+        self._mailbox = Mailbox(
+            Inbox(None if data_dir is None else data_dir / "inbox.db", self.config.limits),
+            config=self.config.mailbox,
+            clock=self._clock,
+            rng=self._rng,
+            identities=self._identities,
+            resolve=self.resolve,
+            connect=self.connect,
+            publish_record=self._publish_record,
+            aggregate=self._aggregate,
+            dht_ready=self._dht_ready,
+        )
         self._endpoint = UdpEndpoint(self.config.listen, clock=self._clock, dht=self._dht,
                                      quic=self._quic.host, on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
@@ -348,6 +358,11 @@ class Node:
     def aid(self) -> Aid:
         """The node's own AID."""
         return self.identity.aid
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the node reads (wall and monotonic time; virtual in a simulation)."""
+        return self._clock
 
     @property
     def local_addr(self) -> Addr:
@@ -497,6 +512,10 @@ class Node:
         if ":" in advertise:
             return (f"quic://[{advertise}]:{port}",)
         return (f"quic://{advertise}:{port}",)
+
+    def _dht_ready(self) -> bool:
+        """The routing table has someone to ask."""
+        return self._dht is not None and len(self._dht.routing) > 0
 
     def _now_wall(self) -> int:
         return int(self._clock.wall())
@@ -708,6 +727,12 @@ class Node:
                     self._contained("task", exc)
 
             self._tg.start_soon(run)
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn()`` as a task of the open node (ignored when it is not open): what it
+        raises ends that task only, counted in ``status()`` and logged; it is cancelled when
+        the node closes."""
+        self._spawn(fn)
 
     async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Run a background loop; if it fails (a peer's data, a full disk...), count it,
