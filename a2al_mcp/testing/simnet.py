@@ -46,6 +46,7 @@ from a2al_mcp.testing.clock import FakeClock
 __all__ = [
     "DEFAULT_PORT",
     "Link",
+    "NetState",
     "NodeStats",
     "Router",
     "SimNetwork",
@@ -170,10 +171,29 @@ class SimStats:
     """Per-node counters of the nodes currently in the network, in insertion order."""
 
 
-class _Counters:
-    __slots__ = ("dropped_in", "dropped_out", "events", "received", "sent", "timers_fired")
+class NetState:
+    """The network's bookkeeping for one :class:`SimNode` (written by :class:`SimNetwork`
+    only; read it through :attr:`SimNode.alive`, :meth:`SimNode.timer` and
+    :meth:`SimNode.stats`)."""
+
+    __slots__ = (
+        "alive",
+        "dropped_in",
+        "dropped_out",
+        "events",
+        "received",
+        "sent",
+        "timer_at",
+        "timer_gen",
+        "timers_fired",
+    )
 
     def __init__(self) -> None:
+        self.alive = True
+        self.timer_at: float | None = None
+        """The deadline scheduled for the node's timer, if any."""
+        self.timer_gen = 0
+        """Bumped whenever the scheduled deadline changes: older timer entries are stale."""
         self.sent = 0
         self.received = 0
         self.dropped_out = 0
@@ -188,7 +208,7 @@ class SimNode(Generic[E]):
     Created by :meth:`SimNetwork.add_node`; do not build one yourself.
     """
 
-    __slots__ = ("_alive", "_c", "_timer_at", "_timer_gen", "addr", "core", "events", "on_event")
+    __slots__ = ("addr", "core", "events", "net", "on_event")
 
     def __init__(
         self,
@@ -205,26 +225,24 @@ class SimNode(Generic[E]):
         """Events drained from the core, oldest first; the oldest fall out when full."""
         self.on_event: Callable[[E], None] | None = on_event
         """Called with each event as it is drained, after it is appended to :attr:`events`."""
-        self._alive = True
-        self._c = _Counters()
-        self._timer_at: float | None = None
-        self._timer_gen = 0
+        self.net = NetState()
+        """The network's bookkeeping for this node (liveness, timer, counters)."""
 
     @property
     def alive(self) -> bool:
         """False once killed or removed (until revived)."""
-        return self._alive
+        return self.net.alive
 
     def timer(self) -> float | None:
         """The deadline the network has scheduled for this node, if any.
 
         (A method, not a property, so type checkers do not narrow it across calls.)
         """
-        return self._timer_at
+        return self.net.timer_at
 
     def stats(self) -> NodeStats:
         """A snapshot of this node's counters."""
-        c = self._c
+        c = self.net
         return NodeStats(
             sent=c.sent,
             received=c.received,
@@ -235,7 +253,7 @@ class SimNode(Generic[E]):
         )
 
     def __repr__(self) -> str:
-        state = "alive" if self._alive else "dead"
+        state = "alive" if self.net.alive else "dead"
         return f"<SimNode {_fmt_addr(self.addr)} {state} {type(self.core).__name__}>"
 
 
@@ -396,9 +414,9 @@ class SimNetwork:
 
         Its timer is cancelled and its core is never called again, until :meth:`revive`.
         """
-        node._alive = False
-        node._timer_gen += 1
-        node._timer_at = None
+        node.net.alive = False
+        node.net.timer_gen += 1
+        node.net.timer_at = None
 
     def revive(self, node: SimNode[Any]) -> None:
         """Bring a killed node back with its core as it was, and flush it.
@@ -408,7 +426,7 @@ class SimNetwork:
         """
         if self._nodes.get(node.addr) is not node:
             raise ValueError(f"{node!r} is not in this network")
-        node._alive = True
+        node.net.alive = True
         self._flush(node)
 
     def remove_node(self, node: SimNode[Any]) -> None:
@@ -579,7 +597,7 @@ class SimNetwork:
             entry = heap[0]
             action = entry[2]
             if isinstance(action, _TimerFire) and (
-                action.gen != action.node._timer_gen or not action.node._alive
+                action.gen != action.node.net.timer_gen or not action.node.net.alive
             ):
                 heapq.heappop(heap)
                 continue
@@ -615,34 +633,34 @@ class SimNetwork:
         if dst is None:
             self._drop(now, src, None, d.dst, len(d.data), "unroutable")
             return
-        if not (src._alive and dst._alive):
+        if not (src.net.alive and dst.net.alive):
             self._drop(now, src, dst, d.dst, len(d.data), "killed")
             return
-        dst._c.received += 1
+        dst.net.received += 1
         self._delivered += 1
         self._record(now, src.addr, d.dst, len(d.data), "duplicate" if d.dup else "delivered")
         dst.core.receive_datagram(d.data, src.addr, now)
         self._flush(dst)
 
     def _fire_timer(self, node: SimNode[Any]) -> None:
-        node._timer_at = None
-        node._c.timers_fired += 1
+        node.net.timer_at = None
+        node.net.timers_fired += 1
         self._timers_fired += 1
         node.core.handle_timer(self._clock.monotonic())
         self._flush(node)
 
     def _flush(self, node: SimNode[Any]) -> None:
-        if not node._alive:
+        if not node.net.alive:
             return
         core = node.core
         now = self._clock.monotonic()
         self._drain(node)
-        while node._alive and (datagrams := core.datagrams_to_send(now)):
+        while node.net.alive and (datagrams := core.datagrams_to_send(now)):
             for data, dst in datagrams:
                 self._send(node, data, dst)
             if not self._drain(node):
                 break
-        if node._alive:
+        if node.net.alive:
             self._sync_timer(node)
 
     def _drain(self, node: SimNode[Any]) -> bool:
@@ -651,7 +669,7 @@ class SimNetwork:
         while (event := core.next_event()) is not None:
             got = True
             node.events.append(event)
-            node._c.events += 1
+            node.net.events += 1
             self._events += 1
             if node.on_event is not None:
                 node.on_event(event)
@@ -659,25 +677,25 @@ class SimNetwork:
 
     def _sync_timer(self, node: SimNode[Any]) -> None:
         deadline = node.core.get_timer()
-        if deadline == node._timer_at:
+        if deadline == node.net.timer_at:
             return
         if deadline is not None and math.isnan(deadline):
             raise SimulationError(f"{node!r} returned a NaN timer deadline")
-        node._timer_gen += 1
-        node._timer_at = deadline
+        node.net.timer_gen += 1
+        node.net.timer_at = deadline
         if deadline is not None and deadline != math.inf:
-            self._push(max(deadline, self._clock.monotonic()), _TimerFire(node, node._timer_gen))
+            self._push(max(deadline, self._clock.monotonic()), _TimerFire(node, node.net.timer_gen))
 
     def _send(self, src: SimNode[Any], data: bytes, dst_addr: Addr) -> None:
         now = self._clock.monotonic()
-        src._c.sent += 1
+        src.net.sent += 1
         self._sent += 1
         size = len(data)
         dst = self._nodes.get(dst_addr)
         if dst is None:
             self._drop(now, src, None, dst_addr, size, "unroutable")
             return
-        if not (src._alive and dst._alive):
+        if not (src.net.alive and dst.net.alive):
             self._drop(now, src, dst, dst_addr, size, "killed")
             return
         link = self._links.get((src.addr, dst_addr), self._default_link)
@@ -714,9 +732,9 @@ class SimNetwork:
         verdict: Verdict,
     ) -> None:
         self._drops[verdict] += 1
-        src._c.dropped_out += 1
+        src.net.dropped_out += 1
         if dst is not None:
-            dst._c.dropped_in += 1
+            dst.net.dropped_in += 1
         self._record(now, src.addr, dst_addr, size, verdict)
 
     def _record(self, now: float, src: Addr, dst: Addr, size: int, verdict: Verdict) -> None:
