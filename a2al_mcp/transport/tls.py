@@ -548,10 +548,10 @@ class _A2ALTlsContext(tls.Context):
     """aioquic's TLS context with A2AL's certificate choice and peer checks.
 
     Never constructed: :meth:`A2ALQuicConnection._initialize` changes the class of the
-    context aioquic built and sets ``_a2al_conn``.
+    context aioquic built and sets ``a2al_conn``.
     """
 
-    _a2al_conn: A2ALQuicConnection
+    a2al_conn: A2ALQuicConnection
 
     def handle_message(self, input_data: bytes, output_buf: dict[tls.Epoch, Buffer]) -> None:
         """aioquic's, failing only with an alert (sent in a CONNECTION_CLOSE): aioquic
@@ -573,12 +573,12 @@ class _A2ALTlsContext(tls.Context):
 
     def _client_handle_certificate_verify(self, input_buf: Buffer) -> None:
         super()._client_handle_certificate_verify(input_buf)  # signature: key possession
-        self._a2al_conn._a2al_verify_peer(self._peer_certificate)
+        self.a2al_conn.a2al_verify_peer(self._peer_certificate)
 
     def _server_handle_hello(
         self, input_buf: Buffer, initial_buf: Buffer, handshake_buf: Buffer
     ) -> None:
-        self._a2al_conn._a2al_choose_certificate(self, _peek_server_name(input_buf))
+        self.a2al_conn.a2al_choose_certificate(self, _peek_server_name(input_buf))
         super()._server_handle_hello(input_buf, initial_buf, handshake_buf)
 
     def _server_handle_certificate(self, input_buf: Buffer) -> None:
@@ -588,7 +588,7 @@ class _A2ALTlsContext(tls.Context):
 
     def _server_handle_certificate_verify(self, input_buf: Buffer) -> None:
         super()._server_handle_certificate_verify(input_buf)  # signature: key possession
-        self._a2al_conn._a2al_verify_peer(self._peer_certificate)
+        self.a2al_conn.a2al_verify_peer(self._peer_certificate)
 
 
 class A2ALQuicConnection(QuicConnection):
@@ -687,11 +687,11 @@ class A2ALQuicConnection(QuicConnection):
         super()._initialize(peer_cid)
         self.tls.__class__ = _A2ALTlsContext
         ctx = cast(_A2ALTlsContext, self.tls)
-        ctx._a2al_conn = self
+        ctx.a2al_conn = self
         if not self.configuration.is_client:
             ctx._request_client_certificate = True
 
-    def _a2al_choose_certificate(self, ctx: tls.Context, server_name: str | None) -> None:
+    def a2al_choose_certificate(self, ctx: tls.Context, server_name: str | None) -> None:
         """Server: present the certificate the SNI names (before aioquic answers)."""
         assert self._a2al_store is not None
         local = self._a2al_store.select(server_name)
@@ -700,7 +700,7 @@ class A2ALQuicConnection(QuicConnection):
         self._a2al_server_name = server_name
         self._a2al_local_aid = local.aid
 
-    def _a2al_verify_peer(self, cert: x509.Certificate | None) -> None:
+    def a2al_verify_peer(self, cert: x509.Certificate | None) -> None:
         """Check the peer's leaf certificate; abort the handshake if it proves nothing."""
         if cert is None:
             raise tls.AlertBadCertificate("no peer certificate")

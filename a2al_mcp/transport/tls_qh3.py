@@ -327,7 +327,7 @@ if AVAILABLE:
         """qh3's client TLS context with the A2AL server check. Never constructed:
         :meth:`Qh3ClientConnection._create_tls` changes the class of qh3's context."""
 
-        _a2al_conn: Qh3ClientConnection
+        a2al_conn: Qh3ClientConnection
 
         def handle_message(
             self, input_data: bytes, output_buf: dict[Any, Any], epoch: int = -1
@@ -358,15 +358,15 @@ if AVAILABLE:
 
         def _client_handle_certificate_verify(self, input_buf: Any) -> None:
             super()._client_handle_certificate_verify(input_buf)  # signature: possession
-            self._a2al_conn._a2al_verify_peer(self._peer_certificate)
+            self.a2al_conn.a2al_verify_peer(self._peer_certificate)
 
     class _Qh3ServerTlsContext(qh3_tls.Context):
         """qh3's server TLS context with A2AL's mutual authentication. Never constructed:
         :meth:`Qh3ServerConnection._create_tls` changes the class of qh3's context."""
 
-        _a2al_conn: Qh3ServerConnection
-        _a2al_expect: int
-        _a2al_leaf: x509.Certificate | None
+        a2al_conn: Qh3ServerConnection
+        a2al_expect: int
+        a2al_leaf: x509.Certificate | None
 
         def handle_message(
             self, input_data: bytes, output_buf: dict[Any, Any], epoch: int = -1
@@ -378,13 +378,13 @@ if AVAILABLE:
         ) -> None:
             if (
                 self.state != qh3_tls.State.SERVER_EXPECT_FINISHED
-                or self._a2al_expect == _EXPECT_FINISHED
+                or self.a2al_expect == _EXPECT_FINISHED
             ):
                 super().handle_message(input_data, output_buf, epoch)
                 return
             # the client's Certificate and CertificateVerify; qh3 takes it from Finished on
             self._receive_buffer += input_data
-            while self._a2al_expect != _EXPECT_FINISHED and len(self._receive_buffer) >= 4:
+            while self.a2al_expect != _EXPECT_FINISHED and len(self._receive_buffer) >= 4:
                 length = 4 + int.from_bytes(self._receive_buffer[1:4], "big")
                 if len(self._receive_buffer) < length:
                     return
@@ -393,13 +393,13 @@ if AVAILABLE:
                 if epoch >= 0 and epoch != qh3_tls.Epoch.HANDSHAKE:
                     raise qh3_tls.AlertUnexpectedMessage
                 buf = qh3_hazmat.Buffer(data=message)
-                if self._a2al_expect == _EXPECT_CERTIFICATE:
+                if self.a2al_expect == _EXPECT_CERTIFICATE:
                     self._a2al_handle_certificate(buf)
                 else:
                     self._a2al_handle_certificate_verify(buf)
                 if not buf.eof():
                     raise qh3_tls.AlertDecodeError("extra bytes at the end of a handshake message")
-            if self._a2al_expect == _EXPECT_FINISHED and self._receive_buffer:
+            if self.a2al_expect == _EXPECT_FINISHED and self._receive_buffer:
                 super().handle_message(b"", output_buf, epoch)
 
         def _server_handle_hello(
@@ -432,7 +432,7 @@ if AVAILABLE:
                 hello.alpn_protocols,
                 _AlertNoApplicationProtocol("No common ALPN protocols"),  # RFC 9001 §8.1
             )
-            local = self._a2al_conn._a2al_choose_certificate(hello.server_name)
+            local = self.a2al_conn.a2al_choose_certificate(hello.server_name)
             self.client_random = hello.random
             # qh3's own server draws it so (as aioquic does); TLS randomness is never seeded
             self.server_random = os.urandom(32)  # noqa: TID251
@@ -499,8 +499,8 @@ if AVAILABLE:
                 qh3_tls.Direction.ENCRYPT, qh3_tls.Epoch.ONE_RTT, b"s ap traffic"
             )
             self._next_dec_key = ks.derive_secret(b"c ap traffic")
-            self._a2al_expect = _EXPECT_CERTIFICATE
-            self._a2al_leaf = None
+            self.a2al_expect = _EXPECT_CERTIFICATE
+            self.a2al_leaf = None
             self._set_state(qh3_tls.State.SERVER_EXPECT_FINISHED)
 
         def _a2al_handle_certificate(self, input_buf: Any) -> None:
@@ -513,14 +513,14 @@ if AVAILABLE:
                 chain = [x509.load_der_x509_certificate(der) for der, _ in certificate.certificates]
             except ValueError as exc:
                 raise qh3_tls.AlertBadCertificate(f"unreadable client certificate: {exc}") from exc
-            self._a2al_leaf = chain[0]
+            self.a2al_leaf = chain[0]
             self._a2al_key_schedule().update_hash(input_buf.data)
-            self._a2al_expect = _EXPECT_CERTIFICATE_VERIFY
+            self.a2al_expect = _EXPECT_CERTIFICATE_VERIFY
 
         def _a2al_handle_certificate_verify(self, input_buf: Any) -> None:
             verify = qh3_tls.pull_certificate_verify(input_buf)
             ks = self._a2al_key_schedule()
-            leaf = self._a2al_leaf
+            leaf = self.a2al_leaf
             assert leaf is not None
             try:
                 key = leaf.public_key()
@@ -532,12 +532,12 @@ if AVAILABLE:
                 key.verify(verify.signature, ks.certificate_verify_data(_CLIENT_CONTEXT))
             except InvalidSignature as exc:
                 raise qh3_tls.AlertDecryptError("bad client CertificateVerify") from exc
-            self._a2al_conn._a2al_verify_client(leaf)
+            self.a2al_conn.a2al_verify_client(leaf)
             ks.update_hash(input_buf.data)
             # what qh3's _server_handle_finished compares the client's Finished with
             assert self._dec_key is not None  # the client handshake secret
             self._expected_verify_data = ks.finished_verify_data(self._dec_key)
-            self._a2al_expect = _EXPECT_FINISHED
+            self.a2al_expect = _EXPECT_FINISHED
 
         def _a2al_key_schedule(self) -> qh3_tls.KeySchedule:
             assert self.key_schedule is not None  # made with the ServerHello
@@ -675,10 +675,10 @@ if AVAILABLE:
         def _create_tls(self, remote_source_cid: bytes | None) -> Any:
             bridge = super()._create_tls(remote_source_cid)
             bridge.tls.__class__ = _Qh3TlsContext
-            cast(_Qh3TlsContext, bridge.tls)._a2al_conn = self
+            cast(_Qh3TlsContext, bridge.tls).a2al_conn = self
             return bridge
 
-        def _a2al_verify_peer(self, cert: Any) -> None:
+        def a2al_verify_peer(self, cert: Any) -> None:
             if cert is None:
                 raise qh3_tls.AlertBadCertificate("no peer certificate")
             try:
@@ -777,18 +777,18 @@ if AVAILABLE:
             bridge = super()._create_tls(remote_source_cid)
             bridge.tls.__class__ = _Qh3ServerTlsContext
             ctx = cast(_Qh3ServerTlsContext, bridge.tls)
-            ctx._a2al_conn = self
-            ctx._a2al_expect = _EXPECT_CERTIFICATE
-            ctx._a2al_leaf = None
+            ctx.a2al_conn = self
+            ctx.a2al_expect = _EXPECT_CERTIFICATE
+            ctx.a2al_leaf = None
             return bridge
 
-        def _a2al_choose_certificate(self, server_name: str | None) -> LocalCertificate:
+        def a2al_choose_certificate(self, server_name: str | None) -> LocalCertificate:
             local = self._a2al_store.select(server_name)
             self._a2al_server_name = server_name
             self._a2al_local_aid = local.aid
             return local
 
-        def _a2al_verify_client(self, leaf: x509.Certificate) -> None:
+        def a2al_verify_client(self, leaf: x509.Certificate) -> None:
             try:
                 self._a2al_peer = identify_client(leaf, self._a2al_now_wall())
             except VerificationError as exc:
