@@ -4,6 +4,11 @@ mcp 2 renamed FastMCP to MCPServer (``mcp.server.mcpserver``); mcp 1.30 (which C
 still has ``mcp.server.fastmcp``. Both take ``add_tool(fn, name=, description=,
 annotations=)``, both send a :class:`ToolError`'s message to the client, and both run stdio
 and streamable HTTP.
+
+It is also the one module that touches the SDK's private names (ruff ``SLF001`` is off for it
+alone): ``MCPServer._subscriptions`` (resource-updated notifications, mcp 2; pinned by the
+inbox subscription tests), and the low-level server the stdio front runs,
+``MCPServer._lowlevel_server`` (mcp 2) / ``FastMCP._mcp_server`` (mcp 1).
 """
 
 from __future__ import annotations
