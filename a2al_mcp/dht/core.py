@@ -119,6 +119,8 @@ class DhtStats:
     """Puts refused (reason 1): the key's cap (``limits.dht_records_per_key``, category caps)."""
     store_rejected_invalid: int = 0
     """Puts refused (reason 2): invalid, expired, future-dated or unauthorised records."""
+    cancelled_ops: int = 0
+    """Operations stopped by :meth:`DhtCore.cancel` before they finished."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -296,7 +298,7 @@ class DhtCore:
         self._c: dict[str, int] = dict.fromkeys(
             (
                 "received", "sent", "answered", "matched", "decode", "verify", "oversize",
-                "unsolicited", "rate_limited_ip", "rate_limited_prefix", "timeouts",
+                "unsolicited", "rate_limited_ip", "rate_limited_prefix", "timeouts", "cancelled",
             ), 0,
         )  # fmt: skip
 
@@ -442,6 +444,23 @@ class DhtCore:
         self._advance_lookup(op, now)
         return op.op_id
 
+    def cancel(self, op_id: int) -> bool:
+        """Stop an operation its caller no longer waits for; True if it was still running.
+
+        It sends nothing more and ends without an event; its outstanding requests are
+        forgotten, so their late answers are dropped and counted as ``dropped_unsolicited``
+        (what they taught the routing table before the cancel stays). Work it already
+        handed on (a path-cache STORE, the background self-lookup of a bootstrap) goes on.
+        """
+        op = self._ops.pop(op_id, None)
+        if op is None or op.done:
+            return False
+        op.done = True
+        for tx_id in [t for t, p in self._pending.items() if p.op_id == op_id]:
+            del self._pending[tx_id]  # its heap entry is skipped by get_timer/handle_timer
+        self._c["cancelled"] += 1
+        return True
+
     def refresh_buckets(self, now: float, limit: int) -> int:
         """Look up a random ID in up to ``limit`` unhealthy buckets; returns how many started.
 
@@ -509,7 +528,7 @@ class DhtCore:
             stored_bytes=store.bytes, stored_vouched=store.vouched, store_evicted=store.evicted,
             store_refused_keys=store.refused_keys, store_refused_records=store.refused_records,
             store_refused_bytes=store.refused_bytes, store_refused_per_key=store.refused_per_key,
-            store_rejected_invalid=store.rejected_invalid,
+            store_rejected_invalid=store.rejected_invalid, cancelled_ops=c["cancelled"],
         )  # fmt: skip
 
     # == internals: sending ===========================================================

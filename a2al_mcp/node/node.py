@@ -454,6 +454,8 @@ class Node:
             raise RequestTimeout(f"DHT operation did not finish in {timeout_s:g} s") from None
         finally:
             self._waiters.pop(op_id, None)
+            if not slot[1] and dht.cancel(op_id):  # timed out or the caller was cancelled
+                self._endpoint.flush()  # re-arm the timer without the op's deadlines
         if not slot[1]:
             raise NodeClosed("the node closed during the operation") from self._crash
         return slot[1][0]
