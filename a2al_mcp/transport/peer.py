@@ -263,7 +263,10 @@ class PeerConnection:
         """Set when an inbound connection's route frame arrived (transport-internal)."""
         self._gone = anyio.Event()
         self.progress = anyio.Event()
-        """Set on every QUIC event of this connection (transport-internal)."""
+        """Set on every QUIC event of this connection, and when it received, sent or fired
+        a timer while a writer waits on it (transport-internal)."""
+        self.progress_waiters = 0
+        """Writers blocked in :meth:`wait_progress` (transport-internal)."""
         self._waiting: dict[int, tuple[anyio.Event, list[ss.SessionEvent]]] = {}
         self.close_reason: str = ""
         self.closed = False
@@ -326,10 +329,18 @@ class PeerConnection:
             raise BrokenResourceError(f"connection closed: {self.close_reason}")
 
     async def wait_progress(self) -> None:
-        """Until the connection next moves (or a short tick passes; transport-internal)."""
-        self.progress = anyio.Event()
-        with anyio.move_on_after(0.05):  # also re-check on a short tick
-            await self.wait_event(self.progress)
+        """Until the connection next moves: a QUIC event, a datagram in or out, a timer
+        (:meth:`QuicService.on_active`), or its end (transport-internal). Every writer
+        waiting on one connection waits on the same event."""
+        if self.closed:
+            return
+        if self.progress.is_set():
+            self.progress = anyio.Event()
+        self.progress_waiters += 1
+        try:
+            await self.progress.wait()  # on_gone sets it too
+        finally:
+            self.progress_waiters -= 1
 
     async def open_stream(self, token: str | None = None, *,
                           admission: bool | None = None) -> PeerStream:  # fmt: skip
@@ -590,6 +601,7 @@ class QuicService:
             rng=rng,
             evict=self._evict_idle,
             counters=self.counters,
+            on_active=self.on_active,
         )
         self._conns: dict[object, PeerConnection] = {}
         self._per_aid: Counter[tuple[Aid, Aid | None]] = Counter()
@@ -753,6 +765,13 @@ class QuicService:
             if gone is not None:
                 code = f"error {event.error_code:#x}" if event.error_code else "closed"
                 gone.on_gone(event.reason or code)
+
+    def on_active(self, conn: object) -> None:
+        """The host's ``on_active`` hook: ``conn`` received, sent or fired a timer, which
+        may have freed its send buffer; wake its blocked writers (transport-internal)."""
+        pc = self._conns.get(conn)
+        if pc is not None and pc.progress_waiters:
+            pc.progress.set()
 
     def _on_quic_event(self, pc: PeerConnection, e: qe.QuicEvent) -> None:
         for se in pc.session.handle_event(e):

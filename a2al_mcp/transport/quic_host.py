@@ -191,6 +191,9 @@ class QuicHost:
         evict: called when ``connections`` is reached; closes an idle connection (and
             reports it with :meth:`closing`) and returns True, or returns False.
         counters: where refusals are counted (shared with the service).
+        on_active: called with a connection that received datagrams, fired a timer or
+            sent datagrams — what can free its send buffer (acknowledgements, a window
+            update, pacing); the service wakes its blocked writers on it instead of polling.
     """
 
     def __init__(
@@ -204,8 +207,10 @@ class QuicHost:
         rng: Rng | None = None,
         evict: Callable[[], bool] | None = None,
         counters: TransportCounters | None = None,
+        on_active: Callable[[SansIoConnection], None] | None = None,
     ) -> None:
         self._factory = server_factory
+        self._on_active = on_active
         self._cid_length = cid_length
         connections = max_connections if limits is None else limits.connections
         limits = limits or LimitsConfig()
@@ -311,6 +316,8 @@ class QuicHost:
             self._drain(conn)
         except BaseException as exc:
             self._failed_connection(conn, exc)
+        if self._on_active is not None:
+            self._on_active(conn)
 
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
         """:meth:`receive_datagram` for a batch read in one wake-up (one ``now``).
@@ -353,6 +360,8 @@ class QuicHost:
             self._drain(conn)
         except BaseException as exc:
             self._failed_connection(conn, exc)
+        if self._on_active is not None:
+            self._on_active(conn)
 
     def _accept(self, header: Any, size: int, addr: Addr, now: float) -> SansIoConnection | None:
         if (
@@ -438,6 +447,8 @@ class QuicHost:
                 if deadline is not None and deadline <= now:
                     conn.handle_timer(now)
                     self._drain(conn)
+                    if self._on_active is not None:
+                        self._on_active(conn)
             except BaseException as exc:
                 self._failed_connection(conn, exc)
 
@@ -449,8 +460,11 @@ class QuicHost:
                 continue
             try:
                 # connections hand back the (host, port) tuples they were given
-                out.extend(conn.datagrams_to_send(now))
+                sent = conn.datagrams_to_send(now)
+                out.extend(sent)
                 self._drain(conn)
+                if sent and self._on_active is not None:
+                    self._on_active(conn)
             except BaseException as exc:
                 self._failed_connection(conn, exc)
         if self._outbox:  # Retry packets, and the last words of failed connections
