@@ -47,6 +47,8 @@ def fuzz_settings(scale: float = 1.0, **overrides: Any) -> settings:
         "max_examples": max(10, int(EXAMPLES * scale)),
         "deadline": None,
         "database": None,
+        # the default run (CI) is the same every time; the long mode explores new inputs
+        "derandomize": "A2AL_MCP_FUZZ_EXAMPLES" not in os.environ,
         "suppress_health_check": [
             HealthCheck.too_slow,
             HealthCheck.data_too_large,

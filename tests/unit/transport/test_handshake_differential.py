@@ -79,6 +79,8 @@ FUZZ = settings(
     max_examples=_examples(),
     deadline=None,
     database=None,
+    # the default run (CI) is the same every time; the long mode explores new inputs
+    derandomize="A2AL_MCP_FUZZ_EXAMPLES" not in os.environ,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
