@@ -1,7 +1,7 @@
 """Which exceptions one peer, stream, connection or handler may cause without ending the node.
 
 The policy lives here, in one place: the UDP driver (:mod:`~a2al_mcp.transport.endpoint`)
-and the node's peer-driven tasks (:meth:`~a2al_mcp.node.Node._spawn`) contain every
+and the node's peer-driven tasks (:meth:`~a2al_mcp.node.Node.spawn`) contain every
 exception this module calls *containable* to that one datagram, connection or task, count
 it, log it (rate-limited) and carry on. Containable is every exception except the ones that
 steer control flow: cancellation (asyncio's ``CancelledError``, trio's ``Cancelled``, as

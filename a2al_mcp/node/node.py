@@ -246,7 +246,7 @@ class Node:
             flush=self._flush,
             now=self._clock.monotonic,
             wall=self._clock.wall,
-            spawn=self._spawn,
+            spawn=self.spawn,
             handlers=InboundHandlers(
                 route=self._route,
                 service=self._serve_stream,
@@ -713,10 +713,11 @@ class Node:
         if self._endpoint is not None:
             self._endpoint.flush()
 
-    def _spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
-        """Run peer-driven work (a stream handler, a mailbox store...) in the node's task
-        group. Whatever it raises ends that task only: counted in ``status()``, logged at
-        most once per 30 s; cancellation and exit propagate."""
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn()`` as a task of the open node (ignored when it is not open): peer-driven
+        work (a stream handler, a mailbox store...) and the MCP server's. Whatever it raises
+        ends that task only: counted in ``status()``, logged at most once per 30 s;
+        cancellation and exit propagate; it is cancelled when the node closes."""
         if self._tg is not None and self._state is _State.OPEN:
 
             async def run() -> None:
@@ -729,12 +730,6 @@ class Node:
                     self._contained("task", exc)
 
             self._tg.start_soon(run)
-
-    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
-        """Run ``fn()`` as a task of the open node (ignored when it is not open): what it
-        raises ends that task only, counted in ``status()`` and logged; it is cancelled when
-        the node closes."""
-        self._spawn(fn)
 
     async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Run a background loop; if it fails (a peer's data, a full disk...), count it,

@@ -6,7 +6,7 @@ FIN, never a reset), and the bridge ends when both directions are done.
 
 A tunnel runs in the node's task group, so nothing one of its connections does may escape it:
 each connection's handler contains every exception :func:`~a2al_mcp._containment.containable`
-allows (as ``Node._spawn`` does), and so does accepting (e.g. out of file descriptors: the
+allows (as ``Node.spawn`` does), and so does accepting (e.g. out of file descriptors: the
 listener backs off and accepts again); counted in :attr:`Tunnel.errors`, logged at most once
 per 30 s per tunnel.
 """

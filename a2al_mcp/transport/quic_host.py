@@ -237,7 +237,6 @@ class QuicHost:
         self._accepted = 0
         self._dropped_unknown = 0
         self._dropped_malformed = 0
-        self._failed = 0
         self._now = 0.0
         """The latest time any call brought (for the rate limit of failure logs)."""
         self._last_log: float | None = None
@@ -271,7 +270,7 @@ class QuicHost:
             dropped_malformed=self._dropped_malformed,
             refused_full=c.refused_connections + c.refused_per_ip + c.refused_half_open
             + c.refused_half_open_per_ip,
-            half_open=self.admission.half_open_count, failed=self._failed,
+            half_open=self.admission.half_open_count, failed=self.counters.connections_failed,
         )  # fmt: skip
 
     def live(self) -> int:
@@ -512,7 +511,6 @@ class QuicHost:
             raise exc
         if conn not in self._cids:
             return
-        self._failed += 1
         self.counters.connections_failed += 1
         if self._last_log is None or self._now - self._last_log >= LOG_INTERVAL_S:
             self._last_log = self._now

@@ -215,8 +215,8 @@ async def test_node_tasks_contain_panics_and_count_them() -> None:
         async def failing() -> None:
             raise ValueError("a write to a reset stream")
 
-        node._spawn(failing)
-        node._spawn(hostile)
+        node.spawn(failing)
+        node.spawn(hostile)
         await done.wait()
         await anyio.lowlevel.checkpoint()
         st = node.status()
