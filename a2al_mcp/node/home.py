@@ -21,7 +21,7 @@ import platformdirs
 from ..errors import ConfigError, DecodeError, UsageError
 from ..identity.keys import SigningKey
 from ..identity.local import Identity
-from .state import clean_temp, ensure_dir, write_atomic
+from .state import clean_temp, ensure_dir, read_text, write_atomic
 
 if TYPE_CHECKING:
     from .._random import Rng
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["LOCK_INFO", "DataHome", "default_home"]
 
 LOCK_INFO: Final = "lock.info"
+LOCK_INFO_MAX: Final = 4096
+"""Most bytes of ``lock.info`` read for the "in use by" message."""
+NODE_KEY_MAX: Final = 4096
+"""Largest ``node.key`` read (it holds 64 hex digits)."""
 
 
 if sys.platform == "win32":  # no flock: lock the lock file's first byte instead
@@ -98,8 +102,8 @@ class DataHome:
         """Who holds the lock, as its ``lock.info`` (or an earlier version's ``lock``) says."""
         for path in (self.path / LOCK_INFO, self.path / "lock"):
             try:
-                text = path.read_text(encoding="utf-8").strip()
-            except OSError:
+                text = read_text(path, LOCK_INFO_MAX).strip()
+            except (OSError, ValueError):
                 continue
             if text:
                 return text
@@ -114,7 +118,7 @@ class DataHome:
         """
         key_path = self.path / "node.key"
         try:
-            text = key_path.read_text(encoding="utf-8")
+            text = read_text(key_path, NODE_KEY_MAX)
         except FileNotFoundError:
             key = SigningKey.generate(rng)
             write_atomic(key_path, key.seed.hex() + "\n")
@@ -122,6 +126,10 @@ class DataHome:
         except OSError as exc:
             raise ConfigError(
                 f"cannot read the node key {key_path}: {exc}", path=str(key_path)
+            ) from exc
+        except ValueError as exc:  # too long, or not text
+            raise ConfigError(
+                f"{key_path} does not hold a node key: {exc}", path=str(key_path)
             ) from exc
         try:
             return Identity.from_key(SigningKey(bytes.fromhex(text.strip())))

@@ -18,7 +18,7 @@ from typing import Final
 
 from ..config import PUBLIC_BOOTSTRAP_DNS, parse_host_port
 from ..errors import ConfigError
-from .state import ensure_dir, write_atomic
+from .state import ensure_dir, read_text, write_atomic
 
 __all__ = ["load_peer_cache", "lookup_public_seeds", "parse_txt_seeds", "save_peer_cache"]
 
@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 PEER_CACHE: Final = "peers.cache"
 PEER_CACHE_MAX: Final = 64
+PEER_CACHE_MAX_BYTES: Final = 64 * 1024
+"""Largest peer cache read (64 entries of ``[v6]:port`` are ~4 KB); a longer one is ignored."""
 
 
 def parse_txt_seeds(strings: Iterable[str]) -> list[str]:
@@ -64,7 +66,7 @@ def load_peer_cache(data_dir: Path) -> list[str]:
     is only a cache: it is logged with its path and ignored, and the next close rewrites it."""
     path = data_dir / PEER_CACHE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, PEER_CACHE_MAX_BYTES))
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:

@@ -33,6 +33,7 @@ __all__ = [
     "ensure_dir",
     "is_temp",
     "load_agents",
+    "read_text",
     "save_agent",
     "write_atomic",
 ]
@@ -43,6 +44,8 @@ TEMP_SUFFIX: Final = ".tmp"
 _TEMP_NAME: Final = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
 _LEGACY_TEMPS: Final = frozenset({"peers.tmp"})
 """Temp names earlier versions used (``peers.cache`` was written through ``peers.tmp``)."""
+AGENT_FILE_MAX: Final = 64 * 1024
+"""Largest agent key file read (ours are ~0.4 KB)."""
 _DIR_FSYNC_UNSUPPORTED: Final = frozenset(
     {errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES, errno.EPERM}
 )
@@ -90,6 +93,20 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             tmp.unlink()
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", path=str(path)) from exc
     _fsync_dir(folder, path)
+
+
+def read_text(path: Path, max_bytes: int) -> str:
+    """The UTF-8 text of a small file the node keeps, read no further than ``max_bytes``.
+
+    Raises:
+        OSError: as ``open``/``read`` do (FileNotFoundError when it is not there).
+        ValueError: the file is longer than ``max_bytes`` or not UTF-8 (UnicodeDecodeError).
+    """
+    with path.open("rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ValueError(f"longer than {max_bytes} bytes")
+    return raw.decode("utf-8")
 
 
 def clean_temp(folder: Path) -> list[Path]:
@@ -172,7 +189,7 @@ def load_agents(folder: Path, now: float) -> list[Identity]:
     out: list[Identity] = []
     for path in sorted(folder.glob("*.json")):
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(read_text(path, AGENT_FILE_MAX))
             proof = DelegationProof.from_bytes(bytes.fromhex(doc["delegation_proof_hex"]))
             key = SigningKey(bytes.fromhex(doc["operational_seed_hex"]))
             named = doc["aid"]

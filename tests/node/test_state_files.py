@@ -149,7 +149,7 @@ def test_data_home_lock_info_and_temp_cleanup(tmp_path: Path) -> None:
         assert home.identity(SystemRng()).aid == made
 
 
-@pytest.mark.parametrize("content", ["", "12", "not hex at all\n", "00" * 31])
+@pytest.mark.parametrize("content", ["", "12", "not hex at all\n", "00" * 31, "0" * 5000])
 def test_data_home_refuses_a_corrupt_node_key(tmp_path: Path, content: str) -> None:
     (tmp_path / "node.key").write_text(content)
     with DataHome(tmp_path) as home, pytest.raises(ConfigError, match=str(tmp_path / "node.key")):
@@ -184,7 +184,8 @@ def test_agents_round_trip_0600_and_temp_leftovers_ignored(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "content",
     ["", '{"aid": "a', "[]", '{"aid": "x"}',
-     '{"aid": "x", "operational_seed_hex": "zz", "delegation_proof_hex": "00"}'],
+     '{"aid": "x", "operational_seed_hex": "zz", "delegation_proof_hex": "00"}',
+     '{"aid": "' + "a" * 70_000 + '"}'],  # over state.AGENT_FILE_MAX: not read whole
 )  # fmt: skip
 async def test_a_corrupt_agent_file_refuses_the_start_naming_it(
     tmp_path: Path, content: str
@@ -244,7 +245,10 @@ async def test_node_persists_created_agents_and_cleans_leftovers(tmp_path: Path)
 # -- peer cache -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"peers": 5}'])
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", "[1, 2]", '{"peers": 5}', '{"peers": ["' + "1" * 70_000 + '"]}'],
+)
 def test_a_bad_peer_cache_is_ignored_with_a_warning_naming_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
 ) -> None:
