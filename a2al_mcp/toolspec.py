@@ -66,6 +66,18 @@ _AID_HELP = "an agent's AID: " + _AID_FORM
 _SURROGATE: Final = "lone_surrogate"
 
 
+def _is_unicode(text: str) -> bool:
+    """False if ``text`` holds a lone surrogate (e.g. from a JSON ``"\\ud800"`` escape),
+    which has no UTF-8 form."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _surrogate_at(value: Any) -> str | None:
     """Where in ``value`` (an argument as given) a text with a lone surrogate is: ``""`` for
     the value itself, ``"['k'][0]"`` inside it, None if nowhere. Iterative: arguments such as
@@ -74,11 +86,8 @@ def _surrogate_at(value: Any) -> str | None:
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode()
-                except UnicodeEncodeError:
-                    return where
+            if not _is_unicode(item):
+                return where
         elif isinstance(item, dict):
             for k, v in item.items():
                 stack.append((k, f"{where} (a key)"))
@@ -179,13 +188,9 @@ def _key_text(key: Any) -> str:
 
 
 def _text(value: str) -> str:
-    if value.isascii():
+    if _is_unicode(value):
         return value
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\\ud800" escape
-        return value.encode("utf-8", "replace").decode()
-    return value
+    return value.encode("utf-8", "replace").decode()  # a lone surrogate becomes "?"
 
 
 def json_safe(value: Any, _depth: int = 0) -> Any:
