@@ -777,7 +777,7 @@ class Node:
             self._note_observed(ctl.observed_addr)
         if self._dht is None or not ctl.agent_info:
             return
-        wall = self._clock.wall()
+        now = self._clock.monotonic()
         for raw in ctl.agent_info:  # verified and cached like a DHT hit (§5.2 type 3)
             try:
                 rec = SignedRecord.from_bytes(raw)
@@ -786,7 +786,7 @@ class Node:
                 topic = TopicPayload.from_bytes(rec.payload).topic
             except A2ALError:
                 continue
-            self._dht.store.put(topic_key(topic), rec, wall, from_publisher=False)
+            self._dht.cache_record(topic_key(topic), rec, now)
 
     def _route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
         if route.target is not None:
