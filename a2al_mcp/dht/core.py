@@ -507,7 +507,7 @@ class DhtCore:
         value = (own & keep) | ((own & flip) ^ flip) | low
         return NodeId(value.to_bytes(32, "big"))
 
-    def cache_record(self, key: NodeId, record: SignedRecord, now: float) -> PutOutcome:
+    def cache_record(self, key: NodeId | bytes, record: SignedRecord, now: float) -> PutOutcome:
         """Keep a record learnt outside the DHT (a peer's stream-0 AgentInfo, a2al-wire §5.2
         type 3) as if a lookup had found it: verified, unvouched, under the store's limits."""
         return self.store.put(bytes(key), record, self._wall(now), from_publisher=False).outcome
