@@ -114,8 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _safe_console() -> None:
+    """Text the console's encoding cannot show (a check mark on a Windows cp1252 console, a
+    peer's note) is escaped instead of ending the command with UnicodeEncodeError. Only the
+    text layers change: the MCP stdio channel writes UTF-8 bytes to ``sys.stdout.buffer``."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
+    _safe_console()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -39,7 +39,10 @@ def client_config_path(client: str, *, home: Path | None = None) -> Path:
 
 
 def server_block(extra_args: list[str] | None = None) -> dict[str, Any]:
-    exe = shutil.which("a2al-mcp") or str(Path(sys.executable).with_name("a2al-mcp"))
+    """The ``mcpServers`` entry: this installation's ``a2al-mcp`` (``a2al-mcp.exe`` beside
+    the interpreter on Windows, where pip puts console scripts in ``Scripts``)."""
+    script = "a2al-mcp.exe" if sys.platform == "win32" else "a2al-mcp"
+    exe = shutil.which("a2al-mcp") or str(Path(sys.executable).with_name(script))
     return {"command": exe, "args": ["serve", "--stdio", *(extra_args or [])]}
 
 

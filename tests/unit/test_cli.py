@@ -68,3 +68,33 @@ def test_install_prints_and_merges(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     cfg.write_text("{not json")
     assert main(["install", "cursor", "--write"]) == 3  # CONFIG error, file untouched
     assert cfg.read_text() == "{not json"
+
+
+@pytest.mark.parametrize(("platform", "script"), [("win32", "a2al-mcp.exe"), ("linux", "a2al-mcp")])
+def test_install_names_the_script_of_the_platform(monkeypatch: pytest.MonkeyPatch, platform: str,
+                                                  script: str) -> None:  # fmt: skip
+    """Off PATH (an assistant app's environment), the entry names the script beside the
+    interpreter: on Windows pip writes ``Scripts/a2al-mcp.exe``."""
+    import shutil
+    import sys
+
+    from a2al_mcp.cli.install import server_block
+
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(sys, "platform", platform)
+    assert Path(server_block()["command"]).name == script
+
+
+def test_demo_runs_on_a_cp1252_console() -> None:
+    """A Windows console's cp1252 cannot encode the demo's check marks: they are escaped,
+    the demo completes (it ended with UnicodeEncodeError before)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    done = subprocess.run([sys.executable, "-m", "a2al_mcp", "demo", "--nodes", "3"], env=env,
+                          capture_output=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode("cp1252", "replace")[-2000:]
+    out = done.stdout.decode("cp1252")
+    assert "\\u2713" in out and "Done." in out
