@@ -28,6 +28,7 @@ from ..config import NodeConfig, parse_host_port
 from ..dht import events as ev
 from ..dht.core import DhtCore, DhtStats
 from ..dht.lookup import LookupKind
+from ..dht.service import DHT_EVENT_TYPES, DhtService, operation_timeout
 from ..errors import (
     A2ALError,
     AccessDenied,
@@ -41,13 +42,14 @@ from ..errors import (
 from ..identity.aid import Aid, NodeId
 from ..identity.keyfile import import_identity, seal_identity
 from ..identity.local import DelegatedIdentity, Identity
-from ..protocol import limits, timers
+from ..protocol import limits
 from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
 from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
 from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService, QuicStats
+from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone
 from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
 from .http import (
@@ -66,6 +68,8 @@ from .state import clean_temp, load_agents, save_agent
 from .tunnel import Tunnel, bridge_to_tcp
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
+
+_QUIC_EVENT_TYPES = (ConnectionAccepted, ConnectionEvent, ConnectionGone)
 
 StreamHandler = Callable[[PeerStream], Awaitable[None]]
 """Serves one admitted inbound stream; ``stream.peer`` is the verified caller."""
@@ -197,9 +201,8 @@ class Node:
         self._services: dict[tuple[Aid, str], TopicPayload] = {}
         self._profiles: dict[Aid, AgentProfilePayload] = {}
         self._state = _State.UNOPENED
-        self._waiters: dict[int, tuple[anyio.Event, list[ev.DhtEvent]]] = {}
         self._endpoint: UdpEndpoint | None = None
-        self._dht: DhtCore | None = None
+        self._dht: DhtService | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._crash: BaseException | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -229,7 +232,7 @@ class Node:
         host, _port = self.config.listen
         self._load_agents()
         wall_offset = self._clock.wall() - self._clock.monotonic()
-        self._dht = DhtCore(
+        core = DhtCore(
             self.identity,
             rng=self._rng,
             config=self.config.dht,
@@ -237,6 +240,10 @@ class Node:
             wall_offset=wall_offset,
             allow_local_hearsay=host.startswith("127.") or host == "::1",
         )
+        self._dht = DhtService(core, clock=self._clock, flush=self._flush,
+                               timeout_s=operation_timeout(self.config.dht),
+                               closed_cause=lambda: self._crash, on_address=self._note_observed,
+                               on_mailbox=self._on_mailbox_record)  # fmt: skip
         self._certs = tls.CertificateStore.generate(
             self.identity, *[i for a, i in self._identities.items() if a != self.aid],
             now=self._clock.wall(), rng=self._rng,
@@ -274,9 +281,9 @@ class Node:
             connect=self.connect,
             publish_record=self._publish_record,
             aggregate=self._aggregate,
-            dht_ready=self._dht_ready,
+            dht_ready=lambda: self._dht is not None and self._dht.ready,
         )
-        self._endpoint = UdpEndpoint(self.config.listen, clock=self._clock, dht=self._dht,
+        self._endpoint = UdpEndpoint(self.config.listen, clock=self._clock, dht=core,
                                      quic=self._quic.host, on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._endpoint)
@@ -317,15 +324,13 @@ class Node:
         """While the routing table is empty, try the seeds again (every 30 s)."""
         while True:
             await anyio.sleep(30.0)
-            if self._dht is not None and len(self._dht.routing) == 0:
+            if self._dht is not None and not self._dht.ready:
                 await self._join()
 
     async def _save_peers(self) -> None:
         if self.config.data_dir is None or self._dht is None:
             return
-        peers = sorted(self._dht.routing.peers(), key=lambda p: (p.health, -p.last_seen))
-        addrs = [f"[{p.addr[0]}]:{p.addr[1]}" if ":" in p.addr[0] else f"{p.addr[0]}:{p.addr[1]}"
-                 for p in peers]  # fmt: skip
+        addrs = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self._dht.peer_addrs()]
         try:
             save_peer_cache(self.config.data_dir, addrs)
         except ConfigError as exc:
@@ -340,14 +345,14 @@ class Node:
 
     def _mark_closed(self) -> None:
         self._state = _State.CLOSED
-        for event, _ in self._waiters.values():
-            event.set()
+        if self._dht is not None:
+            self._dht.close()
 
     async def aclose(self) -> None:
         """Stop background work and close the socket. Idempotent."""
         await self.__aexit__(None, None, None)
 
-    def _check_open(self) -> DhtCore:
+    def _check_open(self) -> DhtService:
         if self._state is not _State.OPEN or self._dht is None:
             raise NodeClosed(f"the node is {self._state.value}") from self._crash
         return self._dht
@@ -440,53 +445,21 @@ class Node:
 
     # -- operations -------------------------------------------------------------------
 
-    async def _run(self, start: Any, timeout_s: float) -> ev.DhtEvent:
-        dht = self._check_open()
-        op_id = start(dht, self._clock.monotonic())
-        slot: tuple[anyio.Event, list[ev.DhtEvent]] = (anyio.Event(), [])
-        self._waiters[op_id] = slot
-        assert self._endpoint is not None
-        self._endpoint.flush()
-        try:
-            with anyio.fail_after(timeout_s):
-                await slot[0].wait()
-        except TimeoutError:
-            raise RequestTimeout(f"DHT operation did not finish in {timeout_s:g} s") from None
-        finally:
-            self._waiters.pop(op_id, None)
-            if not slot[1] and dht.cancel(op_id):  # timed out or the caller was cancelled
-                self._endpoint.flush()  # re-arm the timer without the op's deadlines
-        if not slot[1]:
-            raise NodeClosed("the node closed during the operation") from self._crash
-        return slot[1][0]
-
     def _on_events(self, core: str, event: object) -> None:
-        if core == "quic":
+        """The endpoint's hook: QUIC host events to the QUIC service, DHT events to the
+        DHT service."""
+        if isinstance(event, _QUIC_EVENT_TYPES):
             if self._quic is not None:
-                self._quic.on_event(event)  # type: ignore[arg-type]
-            return
-        if isinstance(event, ev.AddressObserved):
-            self._note_observed(event.addr)
-            return
-        if isinstance(event, ev.MailboxStored | ev.RecordPushed):
-            if self._mailbox is not None and event.record.category is Category.MAILBOX:
-                via = "store" if isinstance(event, ev.MailboxStored) else "push"
-                if any(event.key == i.node_id for i in self._identities):
-                    self._mailbox.accept(event.record, via=via)
-            return
-        op_id = getattr(event, "op_id", None)
-        if op_id is not None and op_id in self._waiters:
-            slot = self._waiters[op_id]
-            slot[1].append(event)  # type: ignore[arg-type]
-            slot[0].set()
+                self._quic.on_event(event)
+        elif isinstance(event, DHT_EVENT_TYPES) and self._dht is not None:
+            self._dht.on_event(event)
 
-    def _timeout(self) -> float:
-        """How long the node awaits one DHT operation (bootstrap, lookup, publish) before
-        raising RequestTimeout: a backstop, since every RPC of the core has its own deadline
-        and every operation ends. a2ald's budget for RPCs outside lookups (3 attempts of 5 s,
-        §4.5, the seed PINGs' 15 s) plus 16 lookup RPC deadlines; 47 s by default."""
-        lookup_rpc = self.config.dht.lookup_rpc_timeout_s
-        return timers.RPC_ATTEMPT_TIMEOUT_S * timers.RPC_ATTEMPTS + 16 * lookup_rpc
+    def _on_mailbox_record(self, event: ev.MailboxStored | ev.RecordPushed) -> None:
+        """A mailbox record STOREd with us or pushed to us: filed if it is for one of ours."""
+        if self._mailbox is not None and event.record.category is Category.MAILBOX:
+            via = "store" if isinstance(event, ev.MailboxStored) else "push"
+            if any(event.key == i.node_id for i in self._identities):
+                self._mailbox.accept(event.record, via=via)
 
     async def bootstrap(self, seeds: Sequence[str] | None = None) -> int:
         """Join through ``seeds`` (default: ``config.bootstrap``). Returns the peer count.
@@ -498,8 +471,7 @@ class Node:
         for seed in seeds or self.config.bootstrap:
             host, port = parse_host_port(seed, what="bootstrap entry")
             addrs.append((host, port))
-        event = await self._run(lambda d, now: d.bootstrap(addrs, now), self._timeout())
-        assert isinstance(event, ev.BootstrapFinished)
+        event = await self._check_open().bootstrap(addrs)
         if not event.ok:
             raise RequestTimeout("no bootstrap peer answered")
         return event.peers
@@ -515,17 +487,11 @@ class Node:
             return (f"quic://[{advertise}]:{port}",)
         return (f"quic://{advertise}:{port}",)
 
-    def _dht_ready(self) -> bool:
-        """The routing table has someone to ask."""
-        return self._dht is not None and len(self._dht.routing) > 0
-
     def _now_wall(self) -> int:
         return int(self._clock.wall())
 
     async def _publish_record(self, record: SignedRecord, key: NodeId) -> ev.PublishFinished:
-        event = await self._run(lambda d, now: d.publish(record, key, now), self._timeout())
-        assert isinstance(event, ev.PublishFinished)
-        return event
+        return await self._check_open().publish(record, key)
 
     async def publish(self, aid: Aid | None = None, *, ttl_s: int = 3600) -> SignedRecord:
         """Publish (and keep renewing) the endpoint record of a local identity."""
@@ -575,11 +541,8 @@ class Node:
         Raises:
             NotFound: nobody holds a valid profile for it.
         """
-        event = await self._run(
-            lambda d, now: d.lookup(aid.node_id, LookupKind.FIRST, now, rec_type=RecType.PROFILE),
-            self._timeout(),
-        )
-        assert isinstance(event, ev.LookupFinished)
+        event = await self._check_open().lookup(aid.node_id, LookupKind.FIRST,
+                                                rec_type=RecType.PROFILE)  # fmt: skip
         for rec in event.records:
             try:
                 return AgentProfilePayload.from_bytes(rec.payload)
@@ -593,11 +556,8 @@ class Node:
         Raises:
             NotFound: nobody holds a valid record.
         """
-        event = await self._run(
-            lambda d, now: d.lookup(aid.node_id, LookupKind.FIRST, now, rec_type=RecType.ENDPOINT),
-            self._timeout(),
-        )
-        assert isinstance(event, ev.LookupFinished)
+        event = await self._check_open().lookup(aid.node_id, LookupKind.FIRST,
+                                                rec_type=RecType.ENDPOINT)  # fmt: skip
         if not event.records:
             raise NotFound(f"no endpoint record for {aid}", aid=aid, operation="resolve")
         rec = event.records[0]
@@ -652,13 +612,8 @@ class Node:
             raise UsageError("give at least one topic")
         per_topic: list[dict[Aid, ServiceEntry]] = []
         for topic in topic_list:
-            event = await self._run(
-                lambda d, now, t=topic: d.lookup(
-                    NodeId(topic_key(t)), LookupKind.ALL, now, rec_type=RecType.TOPIC
-                ),
-                self._timeout(),
-            )
-            assert isinstance(event, ev.LookupFinished)
+            event = await self._check_open().lookup(NodeId(topic_key(topic)), LookupKind.ALL,
+                                                    rec_type=RecType.TOPIC)  # fmt: skip
             found: dict[Aid, ServiceEntry] = {}
             for rec in event.records:
                 try:
@@ -777,7 +732,6 @@ class Node:
             self._note_observed(ctl.observed_addr)
         if self._dht is None or not ctl.agent_info:
             return
-        now = self._clock.monotonic()
         for raw in ctl.agent_info:  # verified and cached like a DHT hit (§5.2 type 3)
             try:
                 rec = SignedRecord.from_bytes(raw)
@@ -786,7 +740,7 @@ class Node:
                 topic = TopicPayload.from_bytes(rec.payload).topic
             except A2ALError:
                 continue
-            self._dht.cache_record(topic_key(topic), rec, now)
+            self._dht.cache_record(NodeId(topic_key(topic)), rec)
 
     def _route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
         if route.target is not None:
@@ -828,13 +782,8 @@ class Node:
     async def _aggregate(
         self, key: NodeId, rec_type: int, *, subscribe: bool = False
     ) -> tuple[SignedRecord, ...]:
-        event = await self._run(
-            lambda d, now: d.lookup(
-                key, LookupKind.ALL, now, rec_type=rec_type, subscribe=subscribe
-            ),
-            self._timeout(),
-        )
-        assert isinstance(event, ev.LookupFinished)
+        event = await self._check_open().lookup(key, LookupKind.ALL, rec_type=rec_type,
+                                                subscribe=subscribe)  # fmt: skip
         return event.records
 
     # -- mailbox: public API -------------------------------------------------------------
