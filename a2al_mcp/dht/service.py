@@ -127,6 +127,11 @@ class DhtService:
         return len(self._core.routing) > 0
 
     @property
+    def core(self) -> DhtCore:
+        """The core behind the service (for its driver and for inspection)."""
+        return self._core
+
+    @property
     def timeout_s(self) -> float:
         return self._timeout_s
 

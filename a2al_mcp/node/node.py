@@ -26,7 +26,7 @@ from .._random import Rng, SystemRng
 from .._types import Addr
 from ..config import NodeConfig, parse_host_port
 from ..dht import events as ev
-from ..dht.core import DhtCore, DhtStats
+from ..dht.core import DhtCore
 from ..dht.lookup import LookupKind
 from ..dht.service import DHT_EVENT_TYPES, DhtService, operation_timeout
 from ..errors import (
@@ -48,7 +48,7 @@ from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
 from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
-from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService, QuicStats
+from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService
 from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone
 from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
@@ -65,6 +65,7 @@ from .inbox import Inbox, Note
 from .mailbox import Mailbox, MailboxStats, SendResult
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
 from .state import clean_temp, load_agents, save_agent
+from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
 from .tunnel import Tunnel, bridge_to_tcp
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
@@ -86,82 +87,6 @@ class _State(Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ResolvedEndpoint:
-    """Where an AID can be reached, from its verified endpoint record."""
-
-    aid: Aid
-    endpoints: tuple[str, ...]
-    nat_type: int
-    seq: int
-    timestamp: int
-    ttl: int
-    record: SignedRecord
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceEntry:
-    """One registration found by :meth:`Node.discover`."""
-
-    aid: Aid
-    service: str
-    name: str
-    brief: str
-    protocols: tuple[str, ...]
-    tags: tuple[str, ...]
-    meta: dict[str, Any]
-    seq: int
-    timestamp: int
-    ttl: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ContainedErrors:
-    """Exceptions that ended only one task, datagram or event, never the node (each kind
-    logged at most once per 30 s)."""
-
-    tasks: int = 0
-    """Peer-driven tasks (stream handlers, mailbox stores, route deadlines, tunnel
-    connections) that raised."""
-    loops: int = 0
-    """Failures of a background loop (republish, rejoin, keep-alive, mailbox poll); it is
-    started again a second later."""
-    core: int = 0
-    """Exceptions a DHT or QUIC core raised on a datagram, timer or send (the datagram, or
-    the rest of its batch, is dropped), and QUIC connections whose stack raised (each closed
-    and forgotten; ``quic.counters.connections_failed``)."""
-    callbacks: int = 0
-    """Exceptions raised while handling a core's event."""
-    last: str = ""
-    """The type of the most recent one (empty if none)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class NodeStatus:
-    """A snapshot for status displays and the MCP ``status`` tool."""
-
-    aid: Aid
-    listen: Addr
-    peers: int
-    ready: bool
-    """At least one peer is known."""
-    published: tuple[Aid, ...]
-    """Identities whose endpoint record we keep published."""
-    dht: DhtStats
-    observed_addrs: tuple[tuple[Addr, int], ...] = ()
-    """Our address as peers report it, most reported first, with counts."""
-    connections: int = 0
-    """Live QUIC connections."""
-    serving: tuple[Aid, ...] = ()
-    """Local identities that answer inbound service streams."""
-    mailbox: MailboxStats | None = None
-    """Notes sent, received, duplicates, refused (forged, misaddressed, garbage), polls."""
-    contained_errors: ContainedErrors = ContainedErrors()
-    """Exceptions contained to one task, datagram or event (a hostile peer or a bug)."""
-    quic: QuicStats | None = None
-    """QUIC connections, buffered bytes, and what each transport limit refused."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
