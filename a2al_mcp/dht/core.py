@@ -18,7 +18,7 @@ import ipaddress
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import urlsplit
 
 from .._types import Addr, Datagram
@@ -37,6 +37,17 @@ from ..protocol.timers import (
 )
 from . import events as ev
 from .lookup import Lookup, LookupKind
+from .ops import (
+    BootstrapOp,
+    BucketRefreshOp,
+    FindOp,
+    LookupOp,
+    Op,
+    PathCacheOp,
+    PingOp,
+    PublishOp,
+    SelfLookupOp,
+)
 from .routing import RoutingTable
 from .store import PutOutcome, RecordStore
 
@@ -45,6 +56,8 @@ if TYPE_CHECKING:
     from ..identity.local import Identity
 
 __all__ = ["DhtCore", "DhtStats"]
+
+_O = TypeVar("_O", bound=Op)
 
 logger = logging.getLogger(__name__)
 
@@ -134,36 +147,6 @@ class _Pending:
     body: dm.Body
     attempts_left: int
     timeout_s: float
-
-
-@dataclasses.dataclass(slots=True)
-class _Op:
-    op_id: int
-    kind: str
-    target: NodeId | None = None
-    lookup: Lookup | None = None
-    rec_type: int = 0
-    subscribe: bool = False
-    record: SignedRecord | None = None
-    store_queue: list[tuple[Aid, Addr]] = dataclasses.field(default_factory=list)
-    stored_at: list[Aid] = dataclasses.field(default_factory=list)
-    refused: list[tuple[Aid, int]] = dataclasses.field(default_factory=list)
-    in_flight: int = 0
-    seeds_answered: int = 0
-    seeds_left: int = 0
-    pages: dict[NodeId, int] = dataclasses.field(default_factory=dict)
-    seen_from: dict[NodeId, int] = dataclasses.field(default_factory=dict)
-    storing: bool = False
-    """A publish in its STORE phase."""
-    cache_at: tuple[Aid, Addr] | None = None
-    """For path caching: the peer that answered without the record."""
-    internal: bool = False
-    """Maintenance work: finishes without an event."""
-    bucket: int = -1
-    """For a bucket refresh: the bucket index."""
-    bucket_size_before: int = 0
-    """For a bucket refresh: the bucket's size when it started (did it grow?)."""
-    done: bool = False
 
 
 class _TokenBucket:
@@ -282,7 +265,7 @@ class DhtCore:
         self._events: deque[ev.DhtEvent] = deque()
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[float, bytes]] = []
-        self._ops: dict[int, _Op] = {}
+        self._ops: dict[int, Op] = {}
         self._next_op = 1
         self._subs: dict[bytes, dict[Addr, float]] = {}
         self._rates: OrderedDict[str, tuple[_TokenBucket, str]] = OrderedDict()
@@ -340,7 +323,7 @@ class DhtCore:
             p = self._pending.get(tx_id)
             if p is None or p.deadline > now:
                 continue
-            del self._pending[tx_id]
+            self._untrack(p)
             if p.attempts_left > 0:
                 self._resend(p, now)
                 continue
@@ -380,20 +363,19 @@ class DhtCore:
 
     def ping(self, addr: Addr, now: float) -> int:
         """PING ``addr``; ends with :class:`PingFinished`."""
-        op = self._new_op("ping")
+        op = self._add(PingOp(op_id=self._take_op_id()))
         self._request(dm.Ping(address=self.aid), addr, op.op_id, None, now, attempts=1)
         return op.op_id
 
     def bootstrap(self, seeds: Iterable[Addr], now: float) -> int:
         """PING every seed, then look up our own NodeID; ends with :class:`BootstrapFinished`."""
-        op = self._new_op("bootstrap")
         seeds = list(dict.fromkeys(seeds))
-        op.seeds_left = len(seeds)
+        op = self._add(BootstrapOp(op_id=self._take_op_id(), seeds_left=len(seeds)))
         for addr in seeds:
             self._request(dm.Ping(address=self.aid), addr, op.op_id, None, now,
                           attempts=BOOTSTRAP_PING_ATTEMPTS)  # fmt: skip
         if not seeds:
-            self._finish_bootstrap(op, now)
+            self._finish_bootstrap(op)
         return op.op_id
 
     def lookup(
@@ -412,9 +394,9 @@ class DhtCore:
         """
         self._wall_now = self._wall(now)
         self._now = now
-        op = self._new_op("lookup")
-        op.target, op.rec_type, op.subscribe = target, rec_type, subscribe
-        op.lookup = self._make_lookup(target, kind, rec_type)
+        op_id = self._take_op_id()
+        op = self._add(FindOp(op_id=op_id, lookup=self._make_lookup(target, kind, rec_type),
+                              rec_type=rec_type, subscribe=subscribe))  # fmt: skip
         if kind is not LookupKind.NODES:
             local = self.store.get(bytes(target), self._wall(now), rec_type)
             op.lookup.add_records(local)
@@ -438,9 +420,9 @@ class DhtCore:
             logger.warning("dht.publish local store full (%s)", result.reason)
         if result.is_new:
             self._notify_subscribers(key, record, now)
-        op = self._new_op("publish")
-        op.target, op.record = key, record
-        op.lookup = self._make_lookup(key, LookupKind.NODES, 0)
+        op_id = self._take_op_id()
+        op = self._add(PublishOp(op_id=op_id, lookup=self._make_lookup(key, LookupKind.NODES, 0),
+                                 key=key, record=record))  # fmt: skip
         self._advance_lookup(op, now)
         return op.op_id
 
@@ -456,8 +438,9 @@ class DhtCore:
         if op is None or op.done:
             return False
         op.done = True
-        for tx_id in [t for t, p in self._pending.items() if p.op_id == op_id]:
+        for tx_id in op.txs:
             del self._pending[tx_id]  # its heap entry is skipped by get_timer/handle_timer
+        op.txs.clear()
         self._c["cancelled"] += 1
         return True
 
@@ -486,12 +469,11 @@ class DhtCore:
                 continue
             if started >= limit:
                 break
-            op = self._new_op("lookup")
-            op.internal = True
-            op.kind = "refresh"
-            op.bucket, op.bucket_size_before = i, size
-            op.target = self._random_id_in_bucket(i)
-            op.lookup = self._make_lookup(op.target, LookupKind.NODES, 0)
+            op_id = self._take_op_id()
+            target = self._random_id_in_bucket(i)
+            op = self._add(BucketRefreshOp(
+                op_id=op_id, lookup=self._make_lookup(target, LookupKind.NODES, 0),
+                bucket=i, size_before=size))  # fmt: skip
             self._refresh_after[i] = now + REFRESH_COOLDOWNS_S[-1]  # until the outcome is in
             self._advance_lookup(op, now)
             started += 1
@@ -541,9 +523,12 @@ class DhtCore:
     def _wall(self, now: float) -> float:
         return now + self.wall_offset
 
-    def _new_op(self, kind: str) -> _Op:
-        op = _Op(self._next_op, kind)
+    def _take_op_id(self) -> int:
+        op_id = self._next_op
         self._next_op += 1
+        return op_id
+
+    def _add(self, op: _O) -> _O:
         self._ops[op.op_id] = op
         return op
 
@@ -582,6 +567,15 @@ class DhtCore:
     def _track(self, p: _Pending) -> None:
         self._pending[p.tx_id] = p
         heapq.heappush(self._timers, (p.deadline, p.tx_id))
+        op = self._ops.get(p.op_id)
+        if op is not None:
+            op.txs.add(p.tx_id)
+
+    def _untrack(self, p: _Pending) -> None:
+        del self._pending[p.tx_id]
+        op = self._ops.get(p.op_id)
+        if op is not None:
+            op.txs.discard(p.tx_id)
 
     def _resend(self, p: _Pending, now: float) -> None:
         """Retry a timed-out request with a fresh tx_id (as a2ald does), same body."""
@@ -785,7 +779,7 @@ class DhtCore:
         if p is None or p.expect != msg.msg_type or p.addr != addr:
             self._c["unsolicited"] += 1
             return
-        del self._pending[msg.tx_id]
+        self._untrack(p)
         self._c["matched"] += 1
         sender = msg.sender
         self._answered[sender.node_id] = None
@@ -803,40 +797,32 @@ class DhtCore:
         op = self._ops.get(p.op_id)
         if op is None or op.done:
             return
-        if op.kind == "path-cache":
-            confirmed = op.record is not None and sender == op.record.address
-            if isinstance(body, dm.Pong) and confirmed and not op.storing:
-                self._store_cached(op, now)
-            else:
-                self._finish(op, ev.PingFinished(op_id=op.op_id, ok=True))
-            return
-        if isinstance(body, dm.Pong):
-            if op.kind == "ping":
-                self._finish(op, ev.PingFinished(op_id=op.op_id, ok=True, aid=sender))
-            elif op.kind == "bootstrap":
+        match op:
+            case PathCacheOp():
+                if isinstance(body, dm.Pong) and op.on_pong_confirms(sender):
+                    self._store_cached(op, now)
+                else:
+                    self._finish(op, op.ended(ok=True))
+            case PingOp() if isinstance(body, dm.Pong):
+                self._finish(op, op.on_pong(sender))
+            case BootstrapOp() if isinstance(body, dm.Pong):
                 self.routing.set_anchor(sender.node_id, addr)  # a seed we were given
-                op.seeds_answered += 1
-                op.seeds_left -= 1
-                if op.seeds_answered == 1:
+                if op.on_pong():
                     # a2ald's rule: joined at the first PONG; the self-lookup (and then the
                     # bucket refresh) go on in the background
-                    self._finish_bootstrap(op, now)
+                    self._finish_bootstrap(op)
                     self._start_self_lookup([(sender, addr)], now)
-        elif isinstance(body, dm.FindNodeResp | dm.FindValueResp):
-            if op.lookup is not None and not op.storing:
+            case PublishOp(storing=True) if isinstance(body, dm.StoreResp):
+                op.on_store_resp(sender, body)
+                self._advance_publish(op, now)
+            case LookupOp() if op.answers and isinstance(body, dm.FindNodeResp | dm.FindValueResp):
                 self._lookup_answer(op, sender, body, now)
-        elif isinstance(body, dm.StoreResp) and op.storing:
-            op.in_flight -= 1
-            if body.stored:
-                op.stored_at.append(sender)
-            else:
-                op.refused.append((sender, body.reason))
-            self._advance_publish(op, now)
+            case _:
+                pass
 
     def _lookup_answer(
-        self, op: _Op, sender: Aid, body: dm.FindNodeResp | dm.FindValueResp, now: float
+        self, op: LookupOp, sender: Aid, body: dm.FindNodeResp | dm.FindValueResp, now: float
     ) -> None:
-        assert op.lookup is not None
         peers = []
         for n in body.nodes:
             try:
@@ -855,10 +841,10 @@ class DhtCore:
         if isinstance(body, dm.FindValueResp):
             records = list(body.records) + ([body.record] if body.record else [])
         before = len(op.lookup.records())
-        op.seen_from[sender.node_id] = op.seen_from.get(sender.node_id, 0) + len(records)
-        op.lookup.on_answer(sender.node_id, peers, records)
+        op.on_answer(sender.node_id, peers, records)
         if (
-            op.lookup.kind is LookupKind.ALL
+            isinstance(op, FindOp)
+            and op.lookup.kind is LookupKind.ALL
             and isinstance(body, dm.FindValueResp)
             and len(body.nodes) <= 1  # responders trim nodes before records: likely trimmed
             and len(op.lookup.records()) > before
@@ -866,35 +852,33 @@ class DhtCore:
             self._request_page(op, sender, now)
         self._advance_lookup(op, now)
 
-    def _request_page(self, op: _Op, peer: Aid, now: float) -> None:
+    def _request_page(self, op: FindOp, peer: Aid, now: float) -> None:
         """Ask a peer whose answer was trimmed for the next window of its records."""
-        assert op.lookup is not None and op.target is not None
-        page = op.pages.get(peer.node_id, 0) + 1
-        if page > MAX_PAGES or not op.lookup.reopen(peer.node_id):
+        seen = op.next_page(peer.node_id, MAX_PAGES)
+        if seen is None:
             return
-        op.pages[peer.node_id] = page
         cand = op.lookup.candidate(peer.node_id)
-        seen = op.seen_from.get(peer.node_id, 0)
         tx_id = PAGE_MARK + (seen % 65536).to_bytes(2, "big") + self.rng.bytes(16)
-        body = dm.FindValue(target=op.target, rec_type=op.rec_type,
-                            one_shot_subscribe=op.subscribe)  # fmt: skip
-        self._request(body, cand.addr, op.op_id, peer.node_id, now, tx_id=tx_id)
+        self._request(op.value_request(), cand.addr, op.op_id, peer.node_id, now, tx_id=tx_id)
 
     def _on_rpc_failed(self, p: _Pending, now: float) -> None:
         op = self._ops.get(p.op_id)
         if op is None or op.done:
             return
-        match op.kind:
-            case "ping" | "path-cache":
-                self._finish(op, ev.PingFinished(op_id=op.op_id, ok=False))
-            case "bootstrap":
-                op.seeds_left -= 1
-                if op.seeds_left <= 0:
-                    self._finish_bootstrap(op, now)
-            case "publish" if op.storing and p.expect is dm.MsgType.STORE_RESP:
-                op.in_flight -= 1
-                self._advance_publish(op, now)
-            case _ if op.lookup is not None and p.node_id is not None:
+        match op:
+            case PingOp():
+                self._finish(op, op.on_failure())
+            case PathCacheOp():
+                self._finish(op, op.ended(ok=False))
+            case BootstrapOp():
+                if op.on_failure():
+                    self._finish_bootstrap(op)
+            case PublishOp(storing=True):
+                if p.expect is dm.MsgType.STORE_RESP:
+                    op.on_store_failed()
+                    self._advance_publish(op, now)
+                # a late FIND_NODE timeout: the lookup has ended, nothing to ask any more
+            case LookupOp() if p.node_id is not None:
                 op.lookup.on_failure(p.node_id)
                 self._advance_lookup(op, now)
             case _:
@@ -919,127 +903,94 @@ class DhtCore:
         lookup.add_candidates(self.find_node_peers(target, 64))
         return lookup
 
-    def _advance_lookup(self, op: _Op, now: float) -> None:
-        assert op.lookup is not None
+    def _advance_lookup(self, op: LookupOp, now: float) -> None:
         lookup = op.lookup
-        target = lookup.target
         for cand in lookup.next_requests():
-            if lookup.kind is LookupKind.NODES:
-                body: dm.Body = dm.FindNode(target=target)
-            else:
-                body = dm.FindValue(target=target, rec_type=op.rec_type,
-                                    one_shot_subscribe=op.subscribe)  # fmt: skip
-            self._request(body, cand.addr, op.op_id, cand.node_id, now)
+            self._request(op.request_body(), cand.addr, op.op_id, cand.node_id, now)
         if lookup.finished or lookup.waiting == 0:
             self._lookup_done(op, now)
 
-    def _lookup_done(self, op: _Op, now: float) -> None:
-        assert op.lookup is not None
+    def _lookup_done(self, op: LookupOp, now: float) -> None:
+        match op:
+            case BucketRefreshOp(bucket=bucket):
+                grew = self.routing.bucket_size(bucket) > op.size_before
+                self._futile[bucket] = 0 if grew else self._futile.get(bucket, 0) + 1
+                cooldown = min(self._futile[bucket], len(REFRESH_COOLDOWNS_S) - 1)
+                self._refresh_after[bucket] = now + REFRESH_COOLDOWNS_S[cooldown]
+                self._finish(op, op.nodes_finished())
+            case SelfLookupOp():
+                self._finish(op, op.nodes_finished())
+                self.refresh_buckets(now, REFRESH_AFTER_BOOTSTRAP)
+            case PublishOp():
+                if not op.storing:
+                    op.start_storing(list(op.closest()) or self.find_node_peers(op.key))
+                    self._advance_publish(op, now)
+            case FindOp():
+                self._find_done(op, now)
+            case _:  # pragma: no cover - every LookupOp kind is matched above
+                raise AssertionError(f"unknown lookup op {op!r}")
+
+    def _find_done(self, op: FindOp, now: float) -> None:
         lookup = op.lookup
-        closest = tuple((c.aid, c.addr) for c in lookup.closest())
-        if op.kind == "refresh":
-            bucket = op.bucket
-            grew = self.routing.bucket_size(bucket) > op.bucket_size_before
-            self._futile[bucket] = 0 if grew else self._futile.get(bucket, 0) + 1
-            wait = REFRESH_COOLDOWNS_S[min(self._futile[bucket], len(REFRESH_COOLDOWNS_S) - 1)]
-            self._refresh_after[bucket] = now + wait
-            self._finish(op, ev.LookupFinished(op_id=op.op_id, target=lookup.target,
-                                               closest=closest))  # fmt: skip
-            return
-        if op.kind == "self-lookup":
-            self._finish(
-                op, ev.LookupFinished(op_id=op.op_id, target=self.node_id, closest=closest)
-            )
-            self.refresh_buckets(now, REFRESH_AFTER_BOOTSTRAP)
-            return
-        if op.kind == "publish":
-            if not op.storing:
-                op.storing = True
-                op.store_queue = list(closest) or self.find_node_peers(op.target or self.node_id)
-                self._advance_publish(op, now)
-            return
-        assert op.target is not None
+        target = lookup.target
         if lookup.kind is LookupKind.FIRST:
             records: tuple[SignedRecord, ...] = (lookup.found,) if lookup.found else ()
             if lookup.found is not None:  # cache the hit, as a2ald does (soft-expires in 2 min)
                 vouched = lookup.found.address.node_id in self._answered
-                self.store.put(bytes(op.target), lookup.found, self._wall(now),
+                self.store.put(bytes(target), lookup.found, self._wall(now),
                                from_publisher=False, vouched=vouched)  # fmt: skip
                 if lookup.path_hops() > 0:
-                    self._path_cache(op, lookup, lookup.found, now)
+                    self._path_cache(op, lookup.found, now)
         else:
             records = tuple(lookup.records())
-        self._finish(op, ev.LookupFinished(op_id=op.op_id, target=op.target, closest=closest,
-                                           records=records, queried=lookup.queried,
-                                           hops=lookup.path_hops()))  # fmt: skip
+        self._finish(op, op.finished(records))
 
-    def _path_cache(self, op: _Op, lookup: Lookup, record: SignedRecord, now: float) -> None:
+    def _path_cache(self, op: FindOp, record: SignedRecord, now: float) -> None:
         """a2al-wire §4.8: STORE a found record at the closest peer that answered without it;
         a sovereign record only after its publisher answered a PING at its advertised
         address (so a dead publisher's record is not spread further)."""
-        assert op.target is not None
-        peer = next((c for c in lookup.closest() if not op.seen_from.get(c.node_id)), None)
+        peer = op.path_cache_peer()
         if peer is None:
             return
-        pc = self._new_op("path-cache")
-        pc.internal, pc.record, pc.target = True, record, op.target
-        pc.cache_at = (peer.aid, peer.addr)
+        pc = self._add(PathCacheOp(op_id=self._take_op_id(), key=op.lookup.target,
+                                   record=record, cache_at=peer))  # fmt: skip
         if record.category is Category.SOVEREIGN:
             addr = _publisher_addr(record)
             if addr is None:
-                self._finish(pc, ev.PingFinished(op_id=pc.op_id, ok=False))
+                self._finish(pc, pc.ended(ok=False))
                 return
             self._request(dm.Ping(address=self.aid), addr, pc.op_id, None, now)
         else:
             self._store_cached(pc, now)
 
-    def _store_cached(self, pc: _Op, now: float) -> None:
-        assert pc.record is not None and pc.target is not None and pc.cache_at is not None
-        pc.storing = True
+    def _store_cached(self, pc: PathCacheOp, now: float) -> None:
         aid, addr = pc.cache_at
-        self._request(dm.Store(record=pc.record, key=pc.target), addr, pc.op_id,
-                      aid.node_id, now)  # fmt: skip
+        self._request(pc.store_request(), addr, pc.op_id, aid.node_id, now)
 
-    def _advance_publish(self, op: _Op, now: float) -> None:
-        assert op.record is not None and op.target is not None
+    def _advance_publish(self, op: PublishOp, now: float) -> None:
         want = self.config.replicas
-        while (
-            op.store_queue
-            and op.in_flight < self.config.lookup_concurrency
-            and (len(op.stored_at) + op.in_flight < want)
-        ):
-            aid, addr = op.store_queue.pop(0)
-            op.in_flight += 1
-            self._request(dm.Store(record=op.record, key=op.target), addr, op.op_id,
-                          aid.node_id, now)  # fmt: skip
-        if op.in_flight == 0 and (len(op.stored_at) >= want or not op.store_queue):
-            self._finish_publish(op)
-
-    def _finish_publish(self, op: _Op) -> None:
-        assert op.target is not None
-        self._finish(op, ev.PublishFinished(op_id=op.op_id, key=op.target,
-                                            stored_at=tuple(op.stored_at),
-                                            refused=tuple(op.refused)))  # fmt: skip
+        for aid, addr in op.next_stores(self.config.lookup_concurrency, want):
+            self._request(op.store_request(), addr, op.op_id, aid.node_id, now)
+        if op.complete(want):
+            self._finish(op, op.finished())
 
     def _start_self_lookup(self, seeds: list[tuple[Aid, Addr]], now: float) -> None:
-        op = self._new_op("lookup")
-        op.internal = True
-        op.kind = "self-lookup"
-        op.target = self.node_id
-        op.lookup = self._make_lookup(self.node_id, LookupKind.NODES, 0)
-        op.lookup.add_candidates(seeds)
+        op_id = self._take_op_id()
+        lookup = self._make_lookup(self.node_id, LookupKind.NODES, 0)
+        lookup.add_candidates(seeds)
+        op = self._add(SelfLookupOp(op_id=op_id, lookup=lookup))
         self._next_maintenance = now + MAINTENANCE_S
         self._advance_lookup(op, now)
 
-    def _finish_bootstrap(self, op: _Op, now: float) -> None:
-        if op.done:
-            return
-        self._finish(op, ev.BootstrapFinished(op_id=op.op_id, ok=op.seeds_answered > 0,
-                                              seeds_answered=op.seeds_answered,
-                                              peers=len(self.routing)))  # fmt: skip
+    def _finish_bootstrap(self, op: BootstrapOp) -> None:
+        if not op.done:
+            self._finish(op, op.finished(len(self.routing)))
 
-    def _finish(self, op: _Op, event: ev.DhtEvent) -> None:
+    def _finish(self, op: Op, event: ev.DhtEvent) -> None:
+        """End ``op``; its requests still pending stay (their answers still teach the routing
+        table, their timeouts still count) but no longer reach it."""
         op.done = True
         self._ops.pop(op.op_id, None)
-        if not op.internal:
+        op.txs.clear()
+        if not op.INTERNAL:
             self._events.append(event)
