@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,7 +17,6 @@ from typing import Any, Self
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 from .._clock import Clock, SystemClock
 from .._containment import containable
@@ -40,7 +38,6 @@ from ..errors import (
     UsageError,
 )
 from ..identity.aid import Aid, NodeId
-from ..identity.keyfile import import_identity, seal_identity
 from ..identity.local import DelegatedIdentity, Identity
 from ..protocol import limits
 from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
@@ -61,10 +58,10 @@ from .http import (
     serve_asgi,
     serve_http,
 )
+from .identities import IdentityStore
 from .inbox import Inbox, Note
 from .mailbox import Mailbox, MailboxStats, SendResult
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
-from .state import clean_temp, load_agents, save_agent
 from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
 from .tunnel import Tunnel, bridge_to_tcp
 
@@ -119,9 +116,9 @@ class Node:
         self._clock = clock or SystemClock()
         self._rng = rng or SystemRng()
         self.identity = identity or Identity.generate(self._rng)
-        if self.identity.is_delegated:
-            raise UsageError("the node identity must be native; add agents with add_identity()")
-        self._identities: dict[Aid, Identity] = {self.identity.aid: self.identity}
+        self._identities = IdentityStore(self.identity, data_dir=self.config.data_dir,
+                                         clock=self._clock, rng=self._rng,
+                                         on_added=self._add_certificate)  # fmt: skip
         self._published: dict[Aid, int] = {}
         self._services: dict[tuple[Aid, str], TopicPayload] = {}
         self._profiles: dict[Aid, AgentProfilePayload] = {}
@@ -138,8 +135,6 @@ class Node:
         self._tunnels: list[Tunnel] = []
         self._tunnel_errors = 0
         """Contained errors of tunnels no longer in ``_tunnels``."""
-        self._kdf_limiter = anyio.CapacityLimiter(1)
-        """One passphrase KDF (scrypt, up to 64 MiB) at a time, in a worker thread."""
         self._topic_records: dict[tuple[Aid, str], SignedRecord] = {}
         self._mailbox: Mailbox | None = None
         self._observed: dict[Addr, int] = {}
@@ -155,7 +150,7 @@ class Node:
         if self._state is not _State.UNOPENED:
             raise UsageError(f"cannot open a node that is {self._state.value}")
         host, _port = self.config.listen
-        self._load_agents()
+        self._identities.load_agents()
         wall_offset = self._clock.wall() - self._clock.monotonic()
         core = DhtCore(
             self.identity,
@@ -303,36 +298,27 @@ class Node:
 
     def add_identity(self, identity: Identity) -> None:
         """Act as another identity too (e.g. a delegated agent)."""
-        self._identities[identity.aid] = identity
+        self._identities.add(identity)
+
+    def _add_certificate(self, identity: Identity) -> None:
         if self._certs is not None and identity.aid not in self._certs:
             self._certs.add(tls.LocalCertificate.create(identity, now=self._clock.wall(),
                                                         rng=self._rng))  # fmt: skip
 
     def identities(self) -> list[Identity]:
-        return list(self._identities.values())
+        return self._identities.identities()
 
     def create_agent(self) -> DelegatedIdentity:
         """A new delegated agent identity served by this node. Its operational key and proof
         are kept in ``data_dir/agents/`` (0600) and loaded on every start; the owner (master)
         key is returned once and **not** kept."""
-        created = DelegatedIdentity.generate(self._rng, issued_at=int(self._clock.wall()))
-        ident = created.identity
-        self._save_agent(ident)
-        self.add_identity(ident)
-        return created
-
-    def _save_agent(self, ident: Identity) -> None:
-        if self.config.data_dir is not None and ident.delegation is not None:
-            save_agent(self.config.data_dir / "agents", ident)
+        return self._identities.create_agent()
 
     async def export_identity(self, passphrase: str, aid: Aid | None = None) -> str:
         """A local identity (default: the node) sealed under ``passphrase`` (scrypt,
         AES-GCM), to move it to another machine with :meth:`import_identity`. The KDF runs
         in a worker thread (one at a time), not on the event loop."""
-        ident = self._identity(aid)
-        salt, nonce = self._rng.bytes(16), self._rng.bytes(12)
-        seal = functools.partial(seal_identity, ident, passphrase, salt=salt, nonce=nonce)
-        return await anyio.to_thread.run_sync(seal, limiter=self._kdf_limiter)
+        return await self._identities.export(passphrase, aid)
 
     async def import_identity(self, blob: str, passphrase: str) -> Identity:
         """Add an exported delegated agent to this node (kept in the data directory). The
@@ -343,30 +329,10 @@ class Node:
             VerificationError: wrong passphrase. UsageError: not a delegated agent, or its
                 delegation no longer verifies.
         """
-        open_ = functools.partial(import_identity, blob, passphrase, now=self._clock.wall())
-        ident = await anyio.to_thread.run_sync(open_, limiter=self._kdf_limiter)
-        if not ident.is_delegated:
-            raise UsageError("only delegated agents can be imported; a node key is the node's")
-        self._save_agent(ident)
-        self.add_identity(ident)
-        return ident
-
-    def _load_agents(self) -> None:
-        """The agents kept in ``data_dir/agents``; a corrupt file refuses the start
-        (``ConfigError`` naming it). Temp files an interrupted write left are removed."""
-        if self.config.data_dir is None:
-            return
-        clean_temp(self.config.data_dir)
-        for ident in load_agents(self.config.data_dir / "agents", self._clock.wall()):
-            self.add_identity(ident)
+        return await self._identities.import_sealed(blob, passphrase)
 
     def _identity(self, aid: Aid | None) -> Identity:
-        if aid is None:
-            return self.identity
-        try:
-            return self._identities[aid]
-        except KeyError:
-            raise UsageError(f"{aid} is not a local identity") from None
+        return self._identities.require(aid)
 
     # -- operations -------------------------------------------------------------------
 
