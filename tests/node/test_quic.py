@@ -205,7 +205,7 @@ async def test_stream0_answer_feeds_observed_address_and_agent_info() -> None:
             assert a.status().connections >= 1 and b.status().serving == (b.aid,)
             # b's topic record arrived on stream 0, was verified, and is cached in a's store
             assert a._dht is not None
-            cached = a._dht.store.get(topic_key("demo.svc"), a._clock.wall(), 0x10)
+            cached = a._dht.core.store.get(topic_key("demo.svc"), a._clock.wall(), 0x10)
             assert rec in cached
 
 
