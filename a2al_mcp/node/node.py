@@ -39,7 +39,6 @@ from ..errors import (
 )
 from ..identity.aid import Aid, NodeId
 from ..identity.local import DelegatedIdentity, Identity
-from ..protocol import limits
 from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
@@ -61,6 +60,7 @@ from .http import (
 from .identities import IdentityStore
 from .inbox import Inbox, Note
 from .mailbox import Mailbox, MailboxStats, SendResult
+from .publisher import Publisher
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
 from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
 from .tunnel import Tunnel, bridge_to_tcp
@@ -119,9 +119,11 @@ class Node:
         self._identities = IdentityStore(self.identity, data_dir=self.config.data_dir,
                                          clock=self._clock, rng=self._rng,
                                          on_added=self._add_certificate)  # fmt: skip
-        self._published: dict[Aid, int] = {}
-        self._services: dict[tuple[Aid, str], TopicPayload] = {}
-        self._profiles: dict[Aid, AgentProfilePayload] = {}
+        self._publisher = Publisher(
+            publish_record=self._publish_record, identity=self._identity,
+            endpoint_urls=self._endpoint_urls, clock=self._clock,
+            republish_interval_s=self.config.dht.republish_interval_s,
+        )  # fmt: skip
         self._state = _State.UNOPENED
         self._endpoint: UdpEndpoint | None = None
         self._dht: DhtService | None = None
@@ -135,7 +137,6 @@ class Node:
         self._tunnels: list[Tunnel] = []
         self._tunnel_errors = 0
         """Contained errors of tunnels no longer in ``_tunnels``."""
-        self._topic_records: dict[tuple[Aid, str], SignedRecord] = {}
         self._mailbox: Mailbox | None = None
         self._observed: dict[Addr, int] = {}
         """Our address as peers report it (DHT PONG/FIND_* answers, QUIC ObservedAddr)."""
@@ -178,7 +179,7 @@ class Node:
                 route=self._route,
                 service=self._serve_stream,
                 admit=self._admit,
-                agent_info=self._agent_info,
+                agent_info=self._publisher.agent_info,
                 on_peer_control=self._on_peer_control,
                 mailbox=self._on_mailbox_frame,
             ),
@@ -214,7 +215,7 @@ class Node:
             self._state = _State.OPEN
             stack.push_async_callback(self._save_peers)
             await self._join()
-            for loop in (self._republish_loop, self._rejoin_loop,
+            for loop in (self._publisher.republish_loop, self._rejoin_loop,
                          self._connector.maintain, self._mailbox.poll_loop):  # fmt: skip
                 self._tg.start_soon(self._supervised, loop)
             self._stack = stack.pop_all()
@@ -378,29 +379,12 @@ class Node:
             return (f"quic://[{advertise}]:{port}",)
         return (f"quic://{advertise}:{port}",)
 
-    def _now_wall(self) -> int:
-        return int(self._clock.wall())
-
     async def _publish_record(self, record: SignedRecord, key: NodeId) -> ev.PublishFinished:
         return await self._check_open().publish(record, key)
 
     async def publish(self, aid: Aid | None = None, *, ttl_s: int = 3600) -> SignedRecord:
         """Publish (and keep renewing) the endpoint record of a local identity."""
-        ident = self._identity(aid)
-        # Newer than anything an earlier run of this identity published: replicas keep the
-        # record with the higher seq, so a per-process counter would lose after a restart.
-        seq = max(self._published.get(ident.aid, 0) + 1, math.floor(self._clock.wall() * 1e9))
-        self._published[ident.aid] = seq
-        payload = EndpointPayload(endpoints=self._endpoint_urls()).to_bytes()
-        record = SignedRecord.sign(ident, RecType.ENDPOINT, payload, seq=seq,
-                                   timestamp=self._now_wall(), ttl=ttl_s)  # fmt: skip
-        await self._publish_record(record, ident.aid.node_id)
-        for (owner, _topic), topic_payload in list(self._services.items()):
-            if owner == ident.aid:
-                await self._publish_topic(ident, topic_payload, ttl_s)
-        if ident.aid in self._profiles:
-            await self._publish_profile(ident, self._profiles[ident.aid], ttl_s)
-        return record
+        return await self._publisher.publish(aid, ttl_s=ttl_s)
 
     async def set_profile(
         self, profile: AgentProfilePayload, aid: Aid | None = None, *, ttl_s: int = 3600
@@ -411,20 +395,7 @@ class Node:
         Raises:
             LimitExceeded: the profile encodes to more than 700 bytes.
         """
-        ident = self._identity(aid)
-        profile.to_bytes()  # raises LimitExceeded early
-        self._profiles[ident.aid] = profile
-        return await self._publish_profile(ident, profile, ttl_s)
-
-    async def _publish_profile(
-        self, ident: Identity, profile: AgentProfilePayload, ttl_s: int
-    ) -> SignedRecord:
-        wall = self._clock.wall()
-        record = SignedRecord.sign(ident, RecType.PROFILE, profile.to_bytes(),
-                                   seq=math.floor(wall * 1e9), timestamp=int(wall),
-                                   ttl=ttl_s)  # fmt: skip
-        await self._publish_record(record, ident.aid.node_id)
-        return record
+        return await self._publisher.set_profile(profile, aid, ttl_s=ttl_s)
 
     async def profile(self, aid: Aid) -> AgentProfilePayload:
         """The newest valid agent profile (rec_type 0x02) that ``aid`` published.
@@ -470,27 +441,9 @@ class Node:
         aid: Aid | None = None,
     ) -> SignedRecord:
         """Register a local identity under ``topic`` (renewed with :meth:`publish`)."""
-        if not topic:
-            raise UsageError("topic must not be empty")
-        ident = self._identity(aid)
-        payload = TopicPayload(topic=topic, name=name, brief=brief, protocols=tuple(protocols),
-                               tags=tuple(tags), meta=meta or {})  # fmt: skip
-        payload.to_bytes()  # raises LimitExceeded early
-        self._services[(ident.aid, topic)] = payload
-        return await self._publish_topic(ident, payload, ttl_s)
-
-    async def _publish_topic(
-        self, ident: Identity, payload: TopicPayload, ttl_s: int
-    ) -> SignedRecord:
-        wall = self._clock.wall()
-        ttl = min(ttl_s, limits.TOPIC_TTL_MAX_S)
-        record = SignedRecord.sign(
-            ident, RecType.TOPIC, payload.to_bytes(),
-            seq=math.floor(wall * 1e9), timestamp=int(wall), ttl=ttl,
-        )  # fmt: skip
-        await self._publish_record(record, NodeId(topic_key(payload.topic)))
-        self._topic_records[(ident.aid, payload.topic)] = record
-        return record
+        return await self._publisher.register_service(topic, name=name, brief=brief,
+                                                      protocols=protocols, tags=tags, meta=meta,
+                                                      ttl_s=ttl_s, aid=aid)  # fmt: skip
 
     async def discover(
         self, topics: str | Sequence[str], *, protocols: Sequence[str] = (),
@@ -536,7 +489,7 @@ class Node:
         observed = tuple(sorted(self._observed.items(), key=lambda kv: -kv[1]))
         conns = len(self._quic.connections()) if self._quic is not None else 0
         return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
-                          ready=stats.peers > 0, published=tuple(self._published),
+                          ready=stats.peers > 0, published=self._publisher.published(),
                           dht=stats, observed_addrs=observed, connections=conns,
                           serving=tuple(self._serving),
                           mailbox=None if self._mailbox is None else
@@ -612,11 +565,6 @@ class Node:
         if len(self._observed) > 64:  # keep the most reported
             for a, _ in sorted(self._observed.items(), key=lambda kv: kv[1])[:32]:
                 del self._observed[a]
-
-    def _agent_info(self, target: Aid, held_seq: int) -> list[bytes]:
-        """Stream-0 AgentInfo: our topic records for ``target`` newer than the dialer's."""
-        return [rec.to_bytes() for (aid, _t), rec in self._topic_records.items()
-                if aid == target and rec.seq > held_seq]  # fmt: skip
 
     def _on_peer_control(self, pc: PeerConnection, ctl: PeerControl) -> None:
         if ctl.observed_addr is not None:
@@ -919,21 +867,4 @@ class Node:
         """Stop renewing the endpoint record and the service registrations of ``aid``
         (default: the node). Copies on the network expire with their TTL (an hour at most
         for endpoints, two for topics). Returns the topics that were registered."""
-        ident = self._identity(aid)
-        self._published.pop(ident.aid, None)
-        self._profiles.pop(ident.aid, None)
-        topics = [t for (owner, t) in self._services if owner == ident.aid]
-        for t in topics:
-            del self._services[(ident.aid, t)]
-            self._topic_records.pop((ident.aid, t), None)
-        return topics
-
-    async def _republish_loop(self) -> None:
-        interval = self.config.dht.republish_interval_s
-        while True:
-            await anyio.sleep(interval)
-            for aid in list(self._published):
-                try:
-                    await self.publish(aid)
-                except (RequestTimeout, UsageError) as exc:
-                    logger.warning("republish.failed aid=%s reason=%s", aid.short(), exc)
+        return self._publisher.unpublish(aid)
