@@ -1,9 +1,11 @@
 """DhtCore: the sans-I/O DHT peer (a2al-wire §4). Implements :class:`DatagramCore`.
 
-It answers every request type, runs pings, bootstraps, lookups and publishes as operations
-that end in events, and keeps the routing table, the record store, the transaction table and
-one-shot subscriptions. It never reads a clock or opens a socket: each call carries ``now``
-(monotonic seconds); record times use ``now + wall_offset`` (Unix seconds).
+It answers every request type (through its :class:`~a2al_mcp.dht.responder.Responder`),
+runs pings, bootstraps, lookups and publishes as operations (:mod:`a2al_mcp.dht.ops`, one
+class per kind) that end in events, and keeps the routing table, the record store, the
+transaction table (indexed per operation) and one-shot subscriptions. It never reads a
+clock or opens a socket: each call carries ``now`` (monotonic seconds); record times use
+``now + wall_offset`` (Unix seconds).
 
 After calling any command (``ping``, ``bootstrap``, ``lookup``, ``publish``…) the driver must
 send :meth:`datagrams_to_send` and re-read :meth:`get_timer`, as after a received datagram.
@@ -33,7 +35,6 @@ from ..protocol.timers import (
     MAINTENANCE_S,
     REFRESH_COOLDOWNS_S,
     REFRESH_PER_ROUND,
-    SUBSCRIPTION_TTL_S,
 )
 from . import events as ev
 from .lookup import Lookup, LookupKind
@@ -48,6 +49,7 @@ from .ops import (
     PublishOp,
     SelfLookupOp,
 )
+from .responder import PAGE_MARK, Responder, Subscriptions
 from .routing import RoutingTable
 from .store import PutOutcome, RecordStore
 
@@ -65,17 +67,8 @@ MAX_RECEIVE: Final = limits.MAX_DATAGRAM
 """Longest DHT datagram decoded; longer ones are dropped and counted (``dropped_oversize``).
 No A2AL sender writes more (a2ald's transports refuse to send over 1200 bytes, a2al-wire
 §4.1; so does our encoder), so anything longer is not a DHT message of any peer."""
-STORE_BURST_S: Final = 3.0
-"""A STORE rate limit's burst: this many seconds' worth of its rate."""
-RATE_TABLE_MAX: Final = 4096
-"""Source addresses (and, separately, source prefixes) whose STORE rate is tracked; the least
-recently seen is forgotten first."""
 ANSWERED_MAX: Final = 4096
 """Peers remembered as having answered one of our requests (their records are vouched for)."""
-PUSH_SEEN_MAX: Final = 4096
-PAGE_MARK: Final = b"\xa2\x1f"
-"""A tx_id starting with these bytes carries a record-window offset in its next two bytes:
-our extension for paging FIND_VALUE answers (a2ald's random tx_ids ignore it in practice)."""
 MAX_PAGES: Final = 16
 HEARSAY_PROBE_MIN_BUCKET: Final = 3
 BOOTSTRAP_PING_ATTEMPTS: Final = 2
@@ -149,34 +142,6 @@ class _Pending:
     timeout_s: float
 
 
-class _TokenBucket:
-    __slots__ = ("tokens", "updated")
-
-    def __init__(self, burst: float, now: float) -> None:
-        self.tokens, self.updated = burst, now
-
-    def refill(self, now: float, rate: float) -> bool:
-        """Add what ``rate`` earned since the last call; True if a token is available."""
-        burst = rate * STORE_BURST_S
-        self.tokens = min(burst, self.tokens + max(0.0, now - self.updated) * rate)
-        self.updated = now
-        return self.tokens >= 1.0
-
-
-def _prefix_of(host: str) -> str:
-    """The rate-limit prefix of a source address: its IPv4 /24 or IPv6 /64 (an IPv4-mapped
-    IPv6 address counts as IPv4)."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is None:
-            return str(ipaddress.IPv6Network((ip, 64), strict=False))
-        ip = ip.ipv4_mapped
-    return str(ipaddress.IPv4Network((ip, 24), strict=False))
-
-
 def _publisher_addr(record: SignedRecord) -> Addr | None:
     """The first ``quic://``/``udp://`` IP-literal endpoint of an endpoint record."""
     if record.rec_type != RecType.ENDPOINT:
@@ -202,35 +167,6 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _quic_hosts(record: SignedRecord) -> set[str]:
-    try:
-        ep = EndpointPayload.from_bytes(record.payload)
-    except DecodeError:
-        return set()
-    hosts = set()
-    for url in ep.endpoints:
-        try:
-            host = urlsplit(url).hostname
-        except ValueError:
-            continue
-        if host:
-            hosts.add(host)
-    return hosts
-
-
-_NODEINFO_MAX: Final = 81
-"""Largest NodeInfo encoding: map head, 21-byte AID, 32-byte NodeID, 16-byte IP, 2-byte port."""
-
-
-def _fewer_nodes(nodes: tuple[dm.NodeInfo, ...], size: int) -> tuple[dm.NodeInfo, ...]:
-    """Drop trailing NodeInfos (at least one, never the first) towards shedding
-    ``size - MAX_BODY`` bytes: the trimming of a2al-wire §4.6 in fewer steps. No NodeInfo
-    encodes to more than ``_NODEINFO_MAX`` bytes, so this never drops more than the one-by-one
-    rule would; the caller re-encodes and calls again while the body is too big."""
-    drop = max(1, (size - limits.MAX_BODY) // _NODEINFO_MAX)
-    return nodes[: max(1, len(nodes) - drop)]
 
 
 class DhtCore:
@@ -267,22 +203,23 @@ class DhtCore:
         self._timers: list[tuple[float, bytes]] = []
         self._ops: dict[int, Op] = {}
         self._next_op = 1
-        self._subs: dict[bytes, dict[Addr, float]] = {}
-        self._rates: OrderedDict[str, tuple[_TokenBucket, str]] = OrderedDict()
-        """Per source address: its STORE token bucket and its prefix's key."""
-        self._prefix_rates: OrderedDict[str, _TokenBucket] = OrderedDict()
+        self._subs = Subscriptions()
         self._answered: OrderedDict[NodeId, None] = OrderedDict()
         """Peers that answered a request of ours, most recent last."""
         self._next_maintenance: float | None = None
         self._healthy: set[int] = set()
         self._refresh_after: dict[int, float] = {}
         self._futile: dict[int, int] = {}
-        self._push_seen: OrderedDict[bytes, None] = OrderedDict()
         self._c: dict[str, int] = dict.fromkeys(
             (
                 "received", "sent", "answered", "matched", "decode", "verify", "oversize",
-                "unsolicited", "rate_limited_ip", "rate_limited_prefix", "timeouts", "cancelled",
+                "unsolicited", "timeouts", "cancelled",
             ), 0,
+        )  # fmt: skip
+        self._responder = Responder(
+            aid=self.aid, routing=self.routing, store=self.store, limits=self.limits,
+            subscriptions=self._subs, answered=self._answered, reply=self._reply,
+            emit=self._events.append, on_new_record=self._notify_subscribers,
         )  # fmt: skip
 
     # == DatagramCore =================================================================
@@ -331,7 +268,7 @@ class DhtCore:
             if p.node_id is not None:
                 self.routing.record_failure(p.node_id, now)
             self._on_rpc_failed(p, now)
-        self._expire_subscriptions(now)
+        self._subs.expire(now)
         if self._next_maintenance is not None and self._next_maintenance <= now:
             self._next_maintenance = now + MAINTENANCE_S
             self.store.remove_expired(self._wall_now)
@@ -501,17 +438,17 @@ class DhtCore:
         return [(p.aid, p.dial(now)) for p in self.routing.closest(target, n)]
 
     def statistics(self) -> DhtStats:
-        c = self._c
+        c, r = self._c, self._responder
         store = self.store.statistics()
         return DhtStats(
             received=c["received"], sent=c["sent"], requests_answered=c["answered"],
             responses_matched=c["matched"], dropped_decode=c["decode"],
-            dropped_verify=c["verify"], dropped_oversize=c["oversize"],
-            dropped_unsolicited=c["unsolicited"],
-            dropped_rate_limited=c["rate_limited_ip"] + c["rate_limited_prefix"],
+            dropped_verify=c["verify"] + r.invalid, dropped_oversize=c["oversize"],
+            dropped_unsolicited=c["unsolicited"] + r.unsolicited,
+            dropped_rate_limited=r.rate_limited_ip + r.rate_limited_prefix,
             rpc_timeouts=c["timeouts"], peers=len(self.routing),
             stored_records=store.records, stored_keys=store.keys,
-            rate_limited_ip=c["rate_limited_ip"], rate_limited_prefix=c["rate_limited_prefix"],
+            rate_limited_ip=r.rate_limited_ip, rate_limited_prefix=r.rate_limited_prefix,
             stored_bytes=store.bytes, stored_vouched=store.vouched, store_evicted=store.evicted,
             store_refused_keys=store.refused_keys, store_refused_records=store.refused_records,
             store_refused_bytes=store.refused_bytes, store_refused_per_key=store.refused_per_key,
@@ -586,7 +523,7 @@ class DhtCore:
                                         attempts_left=p.attempts_left - 1))  # fmt: skip
 
     def _reply(
-        self, request: dm.Message, body: dm.Body, addr: Addr, body_bytes: bytes | None = None
+        self, request: dm.Message, body: dm.Body, addr: Addr, body_bytes: bytes | None
     ) -> None:
         self._c["answered"] += 1
         self._send(body, addr, request.tx_id, body_bytes)
@@ -594,183 +531,17 @@ class DhtCore:
     # == internals: requests ==========================================================
 
     def _on_request(self, msg: dm.Message, addr: Addr, now: float) -> None:
-        body = msg.body
-        sender = msg.sender
         if self._next_maintenance is None:
             self._next_maintenance = now + MAINTENANCE_S
-        if not isinstance(body, dm.NatProbeReq | dm.NatProbeEcho):
-            lru = self.routing.observe_direct(sender, addr, now)
+        if not isinstance(msg.body, dm.NatProbeReq | dm.NatProbeEcho):
+            lru = self.routing.observe_direct(msg.sender, addr, now)
             if lru is not None:  # full bucket: check the least recently seen peer
                 self._request(dm.Ping(address=self.aid), lru.dial(now), 0, lru.node_id, now)
-        match body:
-            case dm.Ping():
-                self._reply(msg, dm.Pong(address=self.aid, observed_addr=addr), addr)
-            case dm.FindNode(target=target):
-                nodes = self._node_infos(target)
-                resp = dm.FindNodeResp(nodes=tuple(nodes), observed_addr=addr)
-                resp, data = self._trim_nodes(resp)
-                self._reply(msg, resp, addr, data)
-            case dm.FindValue():
-                self._on_find_value(msg, body, addr, now)
-            case dm.Store():
-                self._on_store(msg, body, sender, addr, now)
-            case dm.DhtPush(key=key, record=record):
-                self._on_push(msg, key, record, addr, now)
-            case dm.NatProbeReq() | dm.NatProbeEcho():
-                # We never send probes, so echoes are not ours; and answering a probe would
-                # send a datagram to an address nobody but the asker vouches for.
-                self._c["unsolicited"] += 1
-            case _:  # pragma: no cover - responses are routed elsewhere
-                self._c["unsolicited"] += 1
-
-    def _node_infos(self, target: NodeId) -> list[dm.NodeInfo]:
-        out = []
-        for p in self.routing.closest(target, limits.K):
-            try:
-                out.append(dm.NodeInfo.of(p.aid, p.dial(self._now)))
-            except DecodeError:
-                continue
-        return out
-
-    @staticmethod
-    def _trim_nodes(resp: dm.FindNodeResp) -> tuple[dm.FindNodeResp, bytes]:
-        """Drop trailing NodeInfos until the body fits (a2al-wire §4.6); returns the body and
-        its encoding."""
-        data = dm.encode_body(resp)
-        while len(resp.nodes) > 1 and len(data) > limits.MAX_BODY:
-            resp = dataclasses.replace(resp, nodes=_fewer_nodes(resp.nodes, len(data)))
-            data = dm.encode_body(resp)
-        return resp, data
-
-    def _on_find_value(self, msg: dm.Message, body: dm.FindValue, addr: Addr, now: float) -> None:
-        key = bytes(body.target)
-        wall = self._wall(now)
-        newest_first = self.store.get(key, wall, body.rec_type)[::-1]
-        if newest_first and msg.tx_id.startswith(PAGE_MARK):
-            off = int.from_bytes(msg.tx_id[2:4], "big") % len(newest_first)
-            newest_first = newest_first[off:] + newest_first[:off]
-        records = tuple(newest_first)
-        legacy = None if records else self.store.newest_endpoint(key, wall)
-        resp = dm.FindValueResp(
-            nodes=tuple(self._node_infos(body.target)),
-            observed_addr=addr,
-            records=records,
-            record=legacy,
-        )
-        data = dm.encode_body(resp)
-        while len(data) > limits.MAX_BODY:
-            if len(resp.nodes) > 1:
-                resp = dataclasses.replace(resp, nodes=_fewer_nodes(resp.nodes, len(data)))
-            elif len(resp.records) > 1:  # keep the front of the window (newest first)
-                resp = dataclasses.replace(resp, records=resp.records[:-1])
-            elif resp.record is not None:
-                resp = dataclasses.replace(resp, record=None)
-            elif resp.nodes:
-                resp = dataclasses.replace(resp, nodes=())
-            else:
-                break
-            data = dm.encode_body(resp)
-        self._reply(msg, resp, addr, data)
-        if body.one_shot_subscribe and (resp.records or resp.record is not None):
-            self._subscribe(key, addr, now)
-
-    def _on_store(
-        self, msg: dm.Message, body: dm.Store, sender: Aid, addr: Addr, now: float
-    ) -> None:
-        ip = addr[0]
-        if not self._take_store_token(ip, now):
-            return  # no answer: the sender times out, as with a lost datagram
-        record = body.record
-        key = bytes(body.key) if body.key is not None else record.default_key()
-        from_publisher = sender.node_id == record.address.node_id or (
-            record.rec_type == RecType.ENDPOINT and ip in _quic_hosts(record)
-        )
-        vouched = sender.node_id in self._answered or record.address.node_id in self._answered
-        result = self.store.put(key, record, self._wall(now), from_publisher=from_publisher,
-                                vouched=vouched)  # fmt: skip
-        match result.outcome:
-            case PutOutcome.STORED:
-                resp = dm.StoreResp(stored=True)
-            case PutOutcome.STALE:
-                resp = dm.StoreResp(stored=True, already_had=True)
-            case PutOutcome.REJECTED_POLICY | PutOutcome.REJECTED_FULL:
-                resp = dm.StoreResp(stored=False, reason=dm.StoreReason.POLICY)
-            case _:
-                resp = dm.StoreResp(stored=False, reason=dm.StoreReason.INVALID)
-        self._reply(msg, resp, addr)
-        if result.is_new:
-            stored_key = NodeId(result.key or key)
-            if record.category is Category.MAILBOX:
-                self._events.append(ev.MailboxStored(key=stored_key, record=record, source=addr))
-            self._notify_subscribers(stored_key, record, now)
-
-    def _take_store_token(self, host: str, now: float) -> bool:
-        """Charge one STORE to its source address and to its /24 or /64; False (and counted)
-        if either is over its rate (``limits.dht_stores_per_ip_s``, ``_per_prefix_s``, each
-        with a burst of ``STORE_BURST_S`` seconds' worth)."""
-        lim = self.limits
-        entry = self._rates.get(host)
-        if entry is None:
-            bucket = _TokenBucket(lim.dht_stores_per_ip_s * STORE_BURST_S, now)
-            entry = (bucket, _prefix_of(host))
-            self._rates[host] = entry
-            while len(self._rates) > RATE_TABLE_MAX:
-                self._rates.popitem(last=False)
-        self._rates.move_to_end(host)
-        own, prefix = entry
-        shared = self._prefix_rates.get(prefix)
-        if shared is None:
-            shared = _TokenBucket(lim.dht_stores_per_prefix_s * STORE_BURST_S, now)
-            self._prefix_rates[prefix] = shared
-            while len(self._prefix_rates) > RATE_TABLE_MAX:
-                self._prefix_rates.popitem(last=False)
-        self._prefix_rates.move_to_end(prefix)
-        if not own.refill(now, lim.dht_stores_per_ip_s):
-            self._c["rate_limited_ip"] += 1
-            return False
-        if not shared.refill(now, lim.dht_stores_per_prefix_s):
-            self._c["rate_limited_prefix"] += 1
-            return False
-        own.tokens -= 1.0
-        shared.tokens -= 1.0
-        return True
-
-    def _on_push(
-        self, msg: dm.Message, key: NodeId, record: SignedRecord, addr: Addr, now: float
-    ) -> None:
-        try:
-            record.validate(self._wall(now), key=bytes(key))
-        except A2ALError:
-            self._c["verify"] += 1
-            return
-        msg_id = record.msg_id
-        is_new = msg_id not in self._push_seen
-        if is_new:
-            self._push_seen[msg_id] = None
-            while len(self._push_seen) > PUSH_SEEN_MAX:
-                self._push_seen.popitem(last=False)
-            self._events.append(ev.RecordPushed(key=key, record=record, source=addr))
-        self._reply(msg, dm.DhtPushAck(key=key, msg_id=msg_id, one_shot_subscribe=is_new), addr)
-
-    # == internals: subscriptions =====================================================
-
-    def _subscribe(self, key: bytes, addr: Addr, now: float) -> None:
-        subs = self._subs.setdefault(key, {})
-        subs[addr] = now + SUBSCRIPTION_TTL_S
-        if len(subs) > 64:
-            del subs[min(subs, key=lambda a: subs[a])]
-        if len(self._subs) > RATE_TABLE_MAX:
-            self._subs.pop(next(iter(self._subs)))
-
-    def _expire_subscriptions(self, now: float) -> None:
-        for key in [k for k, s in self._subs.items() if all(t <= now for t in s.values())]:
-            del self._subs[key]
+        self._responder.answer(msg, addr, now, self._wall(now))
 
     def _notify_subscribers(self, key: NodeId, record: SignedRecord, now: float) -> None:
-        subs = self._subs.pop(bytes(key), {})
-        for addr, expiry in subs.items():
-            if expiry > now:
-                self._request(dm.DhtPush(key=key, record=record), addr, 0, None, now)
+        for addr in self._subs.take(key, now):
+            self._request(dm.DhtPush(key=key, record=record), addr, 0, None, now)
 
     # == internals: responses =========================================================
 
@@ -793,7 +564,7 @@ class DhtCore:
         if observed is not None:
             self._events.append(ev.AddressObserved(reporter=sender, addr=observed))
         if isinstance(body, dm.DhtPushAck) and body.one_shot_subscribe:
-            self._subscribe(bytes(body.key), addr, now)
+            self._subs.subscribe(bytes(body.key), addr, now)
         op = self._ops.get(p.op_id)
         if op is None or op.done:
             return
