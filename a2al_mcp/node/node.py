@@ -28,7 +28,6 @@ from ..dht.core import DhtCore
 from ..dht.lookup import LookupKind
 from ..dht.service import DHT_EVENT_TYPES, DhtService, operation_timeout
 from ..errors import (
-    A2ALError,
     AccessDenied,
     ConfigError,
     DecodeError,
@@ -44,33 +43,22 @@ from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
 from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
-from ..transport.peer import InboundHandlers, PeerConnection, PeerStream, QuicService
+from ..transport.peer import PeerConnection, PeerStream, QuicService
 from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone
-from ..transport.session import PeerControl, RouteReceived
 from .connect import Connector
-from .http import (
-    MAX_BODY,
-    HttpHandler,
-    HttpResponse,
-    StreamedResponse,
-    request_over,
-    serve_asgi,
-    serve_http,
-)
+from .http import MAX_BODY, HttpHandler, HttpResponse, StreamedResponse, request_over
 from .identities import IdentityStore
 from .inbox import Inbox, Note
 from .mailbox import Mailbox, MailboxStats, SendResult
 from .publisher import Publisher
 from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
+from .serving import Acceptor, Serving, StreamHandler
 from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
-from .tunnel import Tunnel, bridge_to_tcp
+from .tunnel import Tunnel
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
 
 _QUIC_EVENT_TYPES = (ConnectionAccepted, ConnectionEvent, ConnectionGone)
-
-StreamHandler = Callable[[PeerStream], Awaitable[None]]
-"""Serves one admitted inbound stream; ``stream.peer`` is the verified caller."""
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +72,6 @@ class _State(Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Serving:
-    """How a local identity answers inbound service streams (see :meth:`Node.serve`)."""
-
-    handler: StreamHandler | None = None
-    http: HttpHandler | None = None
-    app: Any = None
-    service_tcp: Addr | None = None
-    allow: frozenset[Aid] | None = None
-    """Only these callers (None: everyone not denied)."""
-    deny: frozenset[Aid] = frozenset()
-    token: str | None = None
-    """Callers must present this access token (``a2s1`` preamble or stream 0)."""
 
 
 class Node:
@@ -130,7 +103,10 @@ class Node:
         self._tg: anyio.abc.TaskGroup | None = None
         self._crash: BaseException | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._serving: dict[Aid, Serving] = {}
+        self._acceptor = Acceptor(identities=self._identities, node_aid=self.identity.aid,
+                                  note_observed=self._note_observed,
+                                  cache_record=self._cache_record,
+                                  on_mailbox=self._on_mailbox_frame)  # fmt: skip
         self._certs: tls.CertificateStore | None = None
         self._quic: QuicService | None = None
         self._connector: Connector | None = None
@@ -175,14 +151,7 @@ class Node:
             now=self._clock.monotonic,
             wall=self._clock.wall,
             spawn=self.spawn,
-            handlers=InboundHandlers(
-                route=self._route,
-                service=self._serve_stream,
-                admit=self._admit,
-                agent_info=self._publisher.agent_info,
-                on_peer_control=self._on_peer_control,
-                mailbox=self._on_mailbox_frame,
-            ),
+            handlers=self._acceptor.handlers(self._publisher.agent_info),
             limits=self.config.limits,
             handshake_timeout_s=self.config.quic.handshake_timeout_s,
             idle_timeout_s=self.config.quic.idle_timeout_s,
@@ -491,7 +460,7 @@ class Node:
         return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
                           ready=stats.peers > 0, published=self._publisher.published(),
                           dht=stats, observed_addrs=observed, connections=conns,
-                          serving=tuple(self._serving),
+                          serving=self._acceptor.serving(),
                           mailbox=None if self._mailbox is None else
                           dataclasses.replace(self._mailbox.stats),
                           contained_errors=self._contained_errors(),
@@ -566,57 +535,13 @@ class Node:
             for a, _ in sorted(self._observed.items(), key=lambda kv: kv[1])[:32]:
                 del self._observed[a]
 
-    def _on_peer_control(self, pc: PeerConnection, ctl: PeerControl) -> None:
-        if ctl.observed_addr is not None:
-            self._note_observed(ctl.observed_addr)
-        if self._dht is None or not ctl.agent_info:
-            return
-        for raw in ctl.agent_info:  # verified and cached like a DHT hit (§5.2 type 3)
-            try:
-                rec = SignedRecord.from_bytes(raw)
-                if rec.rec_type != RecType.TOPIC or rec.address != pc.peer_aid:
-                    continue
-                topic = TopicPayload.from_bytes(rec.payload).topic
-            except A2ALError:
-                continue
-            self._dht.cache_record(NodeId(topic_key(topic)), rec)
+    def _cache_record(self, key: NodeId, record: SignedRecord) -> None:
+        if self._dht is not None:
+            self._dht.cache_record(key, record)
 
-    def _route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
-        if route.target is not None:
-            return route.target if route.target in self._identities else None
-        return pc.conn.local_identity_aid or self.aid  # SNI, then the node (a2al-wire §5.2)
-
-    def _admit(self, pc: PeerConnection, token: str | None) -> tuple[bool, str]:
-        serving = self._serving.get(pc.local_aid) if pc.local_aid is not None else None
-        if serving is None:
-            return False, "no service here"
-        caller = pc.peer_aid
-        if caller in serving.deny or (serving.allow is not None and caller not in serving.allow):
-            return False, "denied"
-        route_token = pc.session.route.token if pc.session.route is not None else None
-        if serving.token is not None and serving.token not in (token, route_token):
-            return False, "access token required"
-        return True, ""
-
-    async def _serve_stream(
-        self, pc: PeerConnection, stream: PeerStream, token: str | None
-    ) -> None:
-        assert pc.local_aid is not None
-        serving = self._serving.get(pc.local_aid)
-        if serving is None:
-            stream.reset()
-        elif serving.handler is not None:
-            await serving.handler(stream)
-        elif serving.http is not None:
-            await serve_http(stream, serving.http, local=pc.local_aid)
-        elif serving.app is not None:
-            await serve_asgi(stream, serving.app, local=pc.local_aid)
-        elif serving.service_tcp is not None:
-            await bridge_to_tcp(stream, serving.service_tcp)
-
-    async def _on_mailbox_frame(self, pc: PeerConnection, frame: MailboxFrame) -> bool:
+    async def _on_mailbox_frame(self, local: Aid | None, frame: MailboxFrame) -> bool:
         assert self._mailbox is not None
-        return await self._mailbox.on_frame(pc.local_aid, frame)
+        return await self._mailbox.on_frame(local, frame)
 
     async def _aggregate(
         self, key: NodeId, rec_type: int, *, subscribe: bool = False
@@ -711,12 +636,12 @@ class Node:
         serving = Serving(handler=handler, http=http, app=app, service_tcp=service_tcp,
                           allow=None if allow is None else frozenset(allow),
                           deny=frozenset(deny), token=token)  # fmt: skip
-        self._serving[ident.aid] = serving
+        self._acceptor.set(ident.aid, serving)
         return serving
 
     def unserve(self, aid: Aid | None = None) -> None:
         """Stop answering service streams for ``aid`` (they are refused from now on)."""
-        self._serving.pop(self._identity(aid).aid, None)
+        self._acceptor.remove(self._identity(aid).aid)
 
     async def connect(
         self,

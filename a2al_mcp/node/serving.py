@@ -1,0 +1,145 @@
+"""Acceptor: the node as the accepting side of QUIC connections.
+
+It keeps how each local identity answers inbound service streams (:class:`Serving`, set
+with ``Node.serve``) and gives the QUIC service its inbound hooks (:meth:`Acceptor.handlers`):
+which local identity a stream-0 route addresses, whether a caller is admitted, serving an
+admitted stream (raw handler, HTTP, ASGI or a TCP bridge), the peer's stream-0 answer
+(observed address, AgentInfo topic records) and mailbox frames. What it needs of the node
+comes in as callables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from .._types import Addr
+from ..errors import A2ALError
+from ..identity.aid import Aid, NodeId
+from ..identity.local import Identity
+from ..protocol.payloads import TopicPayload, topic_key
+from ..protocol.records import RecType, SignedRecord
+from ..protocol.session_frames import MailboxFrame
+from ..transport.peer import InboundHandlers, PeerConnection, PeerStream
+from ..transport.session import PeerControl, RouteReceived
+from .http import HttpHandler, serve_asgi, serve_http
+from .tunnel import bridge_to_tcp
+
+__all__ = ["Acceptor", "Serving", "StreamHandler"]
+
+StreamHandler = Callable[[PeerStream], Awaitable[None]]
+"""Serves one admitted inbound stream; ``stream.peer`` is the verified caller."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Serving:
+    """How a local identity answers inbound service streams (see :meth:`Node.serve`)."""
+
+    handler: StreamHandler | None = None
+    http: HttpHandler | None = None
+    app: Any = None
+    service_tcp: Addr | None = None
+    allow: frozenset[Aid] | None = None
+    """Only these callers (None: everyone not denied)."""
+    deny: frozenset[Aid] = frozenset()
+    token: str | None = None
+    """Callers must present this access token (``a2s1`` preamble or stream 0)."""
+
+
+class Acceptor:
+    """The serving registry and the inbound hooks of the QUIC service."""
+
+    def __init__(
+        self,
+        *,
+        identities: Mapping[Aid, Identity],
+        node_aid: Aid,
+        note_observed: Callable[[Addr], None],
+        cache_record: Callable[[NodeId, SignedRecord], object],
+        on_mailbox: Callable[[Aid | None, MailboxFrame], Awaitable[bool]],
+    ) -> None:
+        """
+        Args:
+            identities: the local identities (a route may address any of them).
+            node_aid: the node's own AID (a route with neither target nor SNI).
+            note_observed: our address as a peer reports it (stream-0 ObservedAddr).
+            cache_record: keeps a verified topic record a peer sent in AgentInfo, under its
+                key, like a DHT hit.
+            on_mailbox: files a mailbox frame received for a local identity.
+        """
+        self._identities = identities
+        self._node_aid = node_aid
+        self._note_observed = note_observed
+        self._cache_record = cache_record
+        self._on_mailbox = on_mailbox
+        self._serving: dict[Aid, Serving] = {}
+
+    # -- the registry -------------------------------------------------------------------
+
+    def set(self, aid: Aid, serving: Serving) -> None:
+        """Answer service streams to ``aid`` as ``serving`` says (replaces any earlier)."""
+        self._serving[aid] = serving
+
+    def remove(self, aid: Aid) -> None:
+        """Refuse service streams to ``aid`` from now on."""
+        self._serving.pop(aid, None)
+
+    def serving(self) -> tuple[Aid, ...]:
+        """The local identities answering service streams."""
+        return tuple(self._serving)
+
+    # -- the QUIC service's inbound hooks ---------------------------------------------------
+
+    def handlers(self, agent_info: Callable[[Aid, int], list[bytes]]) -> InboundHandlers:
+        """The hooks for :class:`QuicService`; ``agent_info`` answers stream-0 AgentInfo."""
+        return InboundHandlers(route=self.route, service=self.serve_stream, admit=self.admit,
+                               agent_info=agent_info, on_peer_control=self.on_peer_control,
+                               mailbox=self.on_mailbox_frame)  # fmt: skip
+
+    def on_peer_control(self, pc: PeerConnection, ctl: PeerControl) -> None:
+        if ctl.observed_addr is not None:
+            self._note_observed(ctl.observed_addr)
+        for raw in ctl.agent_info:  # verified and cached like a DHT hit (§5.2 type 3)
+            try:
+                rec = SignedRecord.from_bytes(raw)
+                if rec.rec_type != RecType.TOPIC or rec.address != pc.peer_aid:
+                    continue
+                topic = TopicPayload.from_bytes(rec.payload).topic
+            except A2ALError:
+                continue
+            self._cache_record(NodeId(topic_key(topic)), rec)
+
+    def route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
+        if route.target is not None:
+            return route.target if route.target in self._identities else None
+        return pc.conn.local_identity_aid or self._node_aid  # SNI, then the node (§5.2)
+
+    def admit(self, pc: PeerConnection, token: str | None) -> tuple[bool, str]:
+        serving = self._serving.get(pc.local_aid) if pc.local_aid is not None else None
+        if serving is None:
+            return False, "no service here"
+        caller = pc.peer_aid
+        if caller in serving.deny or (serving.allow is not None and caller not in serving.allow):
+            return False, "denied"
+        route_token = pc.session.route.token if pc.session.route is not None else None
+        if serving.token is not None and serving.token not in (token, route_token):
+            return False, "access token required"
+        return True, ""
+
+    async def serve_stream(self, pc: PeerConnection, stream: PeerStream, token: str | None) -> None:
+        assert pc.local_aid is not None
+        serving = self._serving.get(pc.local_aid)
+        if serving is None:
+            stream.reset()
+        elif serving.handler is not None:
+            await serving.handler(stream)
+        elif serving.http is not None:
+            await serve_http(stream, serving.http, local=pc.local_aid)
+        elif serving.app is not None:
+            await serve_asgi(stream, serving.app, local=pc.local_aid)
+        elif serving.service_tcp is not None:
+            await bridge_to_tcp(stream, serving.service_tcp)
+
+    async def on_mailbox_frame(self, pc: PeerConnection, frame: MailboxFrame) -> bool:
+        return await self._on_mailbox(pc.local_aid, frame)
