@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import ipaddress
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, TypeVar
-from urllib.parse import urlsplit
 
 from .._types import Addr, Datagram
 from ..config import DhtConfig, LimitsConfig
@@ -29,8 +27,7 @@ from ..errors import A2ALError, DecodeError, LimitExceeded, UsageError
 from ..identity.aid import Aid, NodeId
 from ..protocol import dht_messages as dm
 from ..protocol import limits
-from ..protocol.payloads import EndpointPayload
-from ..protocol.records import Category, RecType, SignedRecord
+from ..protocol.records import Category, SignedRecord
 from ..protocol.timers import (
     MAINTENANCE_S,
     REFRESH_COOLDOWNS_S,
@@ -51,6 +48,7 @@ from .ops import (
 )
 from .responder import PAGE_MARK, Responder, Subscriptions
 from .routing import RoutingTable
+from .stats import DhtStats
 from .store import PutOutcome, RecordStore
 
 if TYPE_CHECKING:
@@ -85,50 +83,6 @@ _RESPONSE_OF: Final = {
 _RESPONSES: Final = frozenset(_RESPONSE_OF.values())
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DhtStats:
-    """Counters of the DHT core."""
-
-    received: int
-    sent: int
-    requests_answered: int
-    responses_matched: int
-    dropped_decode: int
-    dropped_verify: int
-    dropped_oversize: int
-    """Datagrams longer than any A2AL sender writes (:data:`MAX_RECEIVE`), dropped undecoded."""
-    dropped_unsolicited: int
-    """Responses nobody asked for, and NAT_PROBE_REQ/ECHO (we neither send nor serve probes)."""
-    dropped_rate_limited: int
-    """STOREs dropped unanswered by a rate limit (per address plus per prefix)."""
-    rpc_timeouts: int
-    peers: int
-    stored_records: int
-    stored_keys: int
-    rate_limited_ip: int = 0
-    """STOREs dropped by the per-address rate limit (``limits.dht_stores_per_ip_s``)."""
-    rate_limited_prefix: int = 0
-    """STOREs dropped by the per-/24 (IPv4) or per-/64 (IPv6) rate limit."""
-    stored_bytes: int = 0
-    """Encoded bytes of the records in the store."""
-    stored_vouched: int = 0
-    """Records in the store that are ours or from peers that answered us."""
-    store_evicted: int = 0
-    """Records dropped to make room for higher-ranked ones."""
-    store_refused_keys: int = 0
-    """Puts refused (STORE_RESP reason 1): the distinct-key cap (``limits.dht_keys``)."""
-    store_refused_records: int = 0
-    """Puts refused (reason 1): the total-record cap (``limits.dht_records``)."""
-    store_refused_bytes: int = 0
-    """Puts refused (reason 1): the total-bytes cap (``limits.dht_bytes``)."""
-    store_refused_per_key: int = 0
-    """Puts refused (reason 1): the key's cap (``limits.dht_records_per_key``, category caps)."""
-    store_rejected_invalid: int = 0
-    """Puts refused (reason 2): invalid, expired, future-dated or unauthorised records."""
-    cancelled_ops: int = 0
-    """Operations stopped by :meth:`DhtCore.cancel` before they finished."""
-
-
 @dataclasses.dataclass(slots=True)
 class _Pending:
     tx_id: bytes
@@ -140,33 +94,6 @@ class _Pending:
     body: dm.Body
     attempts_left: int
     timeout_s: float
-
-
-def _publisher_addr(record: SignedRecord) -> Addr | None:
-    """The first ``quic://``/``udp://`` IP-literal endpoint of an endpoint record."""
-    if record.rec_type != RecType.ENDPOINT:
-        return None
-    try:
-        ep = EndpointPayload.from_bytes(record.payload)
-    except DecodeError:
-        return None
-    for url in ep.endpoints:
-        try:
-            parts = urlsplit(url)
-            host, port = parts.hostname, parts.port
-        except ValueError:
-            continue
-        if parts.scheme in ("quic", "udp") and host and port and _is_ip(host):
-            return host, port
-    return None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class DhtCore:
@@ -726,7 +653,7 @@ class DhtCore:
         pc = self._add(PathCacheOp(op_id=self._take_op_id(), key=op.lookup.target,
                                    record=record, cache_at=peer))  # fmt: skip
         if record.category is Category.SOVEREIGN:
-            addr = _publisher_addr(record)
+            addr = pc.publisher_addr()
             if addr is None:
                 self._finish(pc, pc.ended(ok=False))
                 return

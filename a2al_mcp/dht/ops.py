@@ -17,12 +17,16 @@ a finished operation into its :mod:`events` (or into nothing, for maintenance wo
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from .._types import Addr
+from ..errors import DecodeError
 from ..identity.aid import Aid, NodeId
 from ..protocol import dht_messages as dm
-from ..protocol.records import SignedRecord
+from ..protocol.payloads import EndpointPayload
+from ..protocol.records import RecType, SignedRecord
 from . import events as ev
 from .lookup import Lookup, LookupKind
 
@@ -239,6 +243,26 @@ class PathCacheOp(Op):
     cache_at: tuple[Aid, Addr]
     storing: bool = False
 
+    def publisher_addr(self) -> Addr | None:
+        """Where to PING a sovereign record's publisher: the first ``quic://``/``udp://``
+        IP-literal endpoint of an endpoint record (None: nowhere, so no copy)."""
+        record = self.record
+        if record.rec_type != RecType.ENDPOINT:
+            return None
+        try:
+            ep = EndpointPayload.from_bytes(record.payload)
+        except DecodeError:
+            return None
+        for url in ep.endpoints:
+            try:
+                parts = urlsplit(url)
+                host, port = parts.hostname, parts.port
+            except ValueError:
+                continue
+            if parts.scheme in ("quic", "udp") and host and port and _is_ip(host):
+                return host, port
+        return None
+
     def on_pong_confirms(self, sender: Aid) -> bool:
         """True if this PONG is the publisher's confirmation (the STORE goes out next)."""
         return sender == self.record.address and not self.storing
@@ -250,3 +274,11 @@ class PathCacheOp(Op):
     def ended(self, *, ok: bool) -> ev.PingFinished:
         """Its (unemitted) end event."""
         return ev.PingFinished(op_id=self.op_id, ok=ok)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
