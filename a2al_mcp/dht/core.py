@@ -30,11 +30,11 @@ from ..protocol import limits
 from ..protocol.records import Category, SignedRecord
 from ..protocol.timers import (
     MAINTENANCE_S,
-    REFRESH_COOLDOWNS_S,
     REFRESH_PER_ROUND,
 )
 from . import events as ev
 from .lookup import Lookup, LookupKind
+from .maintenance import BucketRefresher
 from .ops import (
     BootstrapOp,
     BucketRefreshOp,
@@ -134,9 +134,7 @@ class DhtCore:
         self._answered: OrderedDict[NodeId, None] = OrderedDict()
         """Peers that answered a request of ours, most recent last."""
         self._next_maintenance: float | None = None
-        self._healthy: set[int] = set()
-        self._refresh_after: dict[int, float] = {}
-        self._futile: dict[int, int] = {}
+        self._refresher = BucketRefresher(self.routing)
         self._c: dict[str, int] = dict.fromkeys(
             (
                 "received", "sent", "answered", "matched", "decode", "verify", "oversize",
@@ -311,34 +309,20 @@ class DhtCore:
     def refresh_buckets(self, now: float, limit: int) -> int:
         """Look up a random ID in up to ``limit`` unhealthy buckets; returns how many started.
 
-        a2ald's rule (§4.7): a bucket is refilled when it is non-empty and holds fewer than
-        K/2 verified peers, nearest buckets (highest CPL) first, each bucket backing off
-        30 s → 2 min → 10 min → 15 min while its refills bring nobody new; a bucket that was
-        healthy and declines starts again at 30 s.
+        a2ald's rule (§4.7), kept by :class:`~a2al_mcp.dht.maintenance.BucketRefresher`: a
+        bucket is refilled when it is non-empty and holds fewer than K/2 verified peers,
+        nearest buckets (highest CPL) first, each bucket backing off 30 s → 2 min → 10 min →
+        15 min while its refills bring nobody new; a bucket that was healthy and declines
+        starts again at 30 s.
         """
         self._now = now
         started = 0
-        for i in range(256, -1, -1):
-            size = self.routing.bucket_size(i)
-            if size == 0:
-                continue
-            if self.routing.verified_in_bucket(i) >= limits.K // 2:
-                self._healthy.add(i)
-                continue
-            if i in self._healthy:
-                self._healthy.discard(i)
-                self._futile[i] = 0
-                self._refresh_after.pop(i, None)
-            if self._refresh_after.get(i, 0.0) > now:
-                continue
-            if started >= limit:
-                break
+        for i, size in self._refresher.due(now, limit):
             op_id = self._take_op_id()
             target = self._random_id_in_bucket(i)
             op = self._add(BucketRefreshOp(
                 op_id=op_id, lookup=self._make_lookup(target, LookupKind.NODES, 0),
                 bucket=i, size_before=size))  # fmt: skip
-            self._refresh_after[i] = now + REFRESH_COOLDOWNS_S[-1]  # until the outcome is in
             self._advance_lookup(op, now)
             started += 1
         return started
@@ -610,11 +594,8 @@ class DhtCore:
 
     def _lookup_done(self, op: LookupOp, now: float) -> None:
         match op:
-            case BucketRefreshOp(bucket=bucket):
-                grew = self.routing.bucket_size(bucket) > op.size_before
-                self._futile[bucket] = 0 if grew else self._futile.get(bucket, 0) + 1
-                cooldown = min(self._futile[bucket], len(REFRESH_COOLDOWNS_S) - 1)
-                self._refresh_after[bucket] = now + REFRESH_COOLDOWNS_S[cooldown]
+            case BucketRefreshOp():
+                self._refresher.done(op.bucket, op.size_before, now)
                 self._finish(op, op.nodes_finished())
             case SelfLookupOp():
                 self._finish(op, op.nodes_finished())
