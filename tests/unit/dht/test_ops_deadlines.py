@@ -17,6 +17,7 @@ from a2al_mcp.dht.core import HEARSAY_PROBE_MIN_BUCKET, DhtCore
 from a2al_mcp.dht.lookup import LookupKind
 from a2al_mcp.identity import Identity, NodeId
 from a2al_mcp.protocol import dht_messages as dm
+from a2al_mcp.protocol.limits import K
 from a2al_mcp.protocol.payloads import EndpointPayload, TopicPayload, topic_key
 from a2al_mcp.protocol.records import RecType, SignedRecord
 from a2al_mcp.protocol.timers import REFRESH_COOLDOWNS_S
@@ -247,3 +248,18 @@ def test_cancel_of_a_bootstrap_retrying_its_seed_stops_the_retry() -> None:
     seed.pong(core, retry, T0 + RPC + 0.1)
     assert events(core) == [] and core.statistics().dropped_unsolicited == 1
     assert core.get_timer() is None  # (a response does not start maintenance)
+
+
+def test_a_healthy_bucket_that_declines_is_refreshed_at_once() -> None:
+    core = make_core()
+    peers = [p for p in remotes(60) if core.routing.bucket_index(p.ident.aid.node_id) == 0]
+    half = K // 2
+    assert len(peers) > half
+    for p in peers[:half]:
+        core.routing.observe_direct(p.ident.aid, p.addr, T0)
+    assert core.refresh_buckets(T0, 4) == 0  # K/2 verified: healthy
+    core.routing.remove(peers[0].ident.aid.node_id)
+    assert core.refresh_buckets(T0 + 1, 4) == 1  # declined: due at once, no old backoff
+    finds = sent(core, T0 + 1)
+    assert finds and all(isinstance(m.body, dm.FindNode) for m, _ in finds)
+    assert core.refresh_buckets(T0 + 1, 4) == 0  # being refreshed
