@@ -8,8 +8,6 @@ live, never re-typed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from a2al_mcp._random import SeededRng
 from a2al_mcp.config import DhtConfig
 from a2al_mcp.dht import events as ev
@@ -22,6 +20,9 @@ from a2al_mcp.protocol.payloads import EndpointPayload, TopicPayload, topic_key
 from a2al_mcp.protocol.records import RecType, SignedRecord
 from a2al_mcp.protocol.timers import REFRESH_COOLDOWNS_S
 from a2al_mcp.testing.clock import FakeClock
+from tests.unit.dht.test_core import Remote as CoreRemote
+from tests.unit.dht.test_core import events, make_core, sent
+from tests.unit.dht.test_core import remotes as core_remotes
 
 _Addr = tuple[str, int]
 RPC = DhtConfig().lookup_rpc_timeout_s
@@ -33,38 +34,13 @@ TOPIC_KEY = NodeId(topic_key(TOPIC))
 SEEN_AT = ("10.9.9.9", 1)
 
 
-@dataclass
-class Remote:
-    ident: Identity
-    addr: _Addr
-
-    def answer(self, core: DhtCore, request: dm.Message, body: dm.Body, now: float) -> None:
-        data = dm.encode_message(body, tx_id=request.tx_id, key=self.ident.key)
-        core.receive_datagram(data, self.addr, now)
-
+class Remote(CoreRemote):
     def pong(self, core: DhtCore, request: dm.Message, now: float) -> None:
         self.answer(core, request, dm.Pong(address=self.ident.aid, observed_addr=SEEN_AT), now)
 
 
-def make_core(seed: int = 1) -> DhtCore:
-    return DhtCore(Identity.generate(SeededRng(seed)), rng=SeededRng(seed + 1000),
-                   wall_offset=WALL_OFFSET)  # fmt: skip
-
-
 def remotes(n: int, start: int = 100) -> list[Remote]:
-    return [Remote(Identity.generate(SeededRng(start + i)), (f"10.0.{i // 250}.{i % 250 + 1}",
-                                                             4121)) for i in range(n)]  # fmt: skip
-
-
-def sent(core: DhtCore, now: float) -> list[tuple[dm.Message, _Addr]]:
-    return [(dm.decode_message(d), a) for d, a in core.datagrams_to_send(now)]
-
-
-def events(core: DhtCore) -> list[ev.DhtEvent]:
-    out = []
-    while (e := core.next_event()) is not None:
-        out.append(e)
-    return [e for e in out if not isinstance(e, ev.AddressObserved)]
+    return [Remote(p.ident, p.addr) for p in core_remotes(n, start)]
 
 
 def far(core: DhtCore, peers: list[Remote]) -> list[Remote]:
