@@ -29,20 +29,6 @@ Every refusal is counted in :class:`~a2al_mcp.transport.budget.TransportCounters
 its slot, its deadline leaves the timer, and it cannot stop the other connections' timers or
 sends. Counted (``connections_failed``), logged at most once per 30 s.
 
-**Only what moved is asked** (issue 15): a send on one connection must not cost a pass over
-all of them. A connection is *dirty* — asked for datagrams at the next
-:meth:`QuicHost.datagrams_to_send` — when it received datagrams, its timer fired, or a command
-was issued on it. Commands are caught at one choke point, the connection handle itself: when
-a connection is registered, its command methods (:data:`COMMANDS`: ``send_stream_data``,
-``reset_stream``, ``stop_stream``, ``close``, ``send_ping`` …) are wrapped on the instance so
-that every caller — the session layer, the service, the node's keep-alive, a test — marks it,
-and :meth:`QuicHost.drain` / :meth:`QuicHost.closing` / :meth:`QuicHost.touch` mark it too
-(new flow-control credit goes out with ``datagrams_to_send``, not a command; a connection
-that yielded events is asked once more, as qh3 grants credit when they are taken). Deadlines sit
-in a lazy-deletion heap of ``(deadline, generation, connection)``: a connection's timer is
-re-read only after it was touched (dirty, or asked for datagrams), the entry it replaces stays
-in the heap but no longer matches the connection's generation and is skipped when it surfaces.
-
 Sans-I/O: no sockets, no clock reads, no randomness of its own (connections bring theirs;
 Retry connection IDs and the token key come from the injected ``rng``).
 """
@@ -50,7 +36,6 @@ Retry connection IDs and the token key come from the injected ``rng``).
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -80,19 +65,6 @@ __all__ = [
     "QuicHost",
     "SansIoConnection",
 ]
-
-COMMANDS: Final = (
-    "send_stream_data",
-    "reset_stream",
-    "stop_stream",
-    "close",
-    "send_ping",
-    "send_datagram_frame",
-    "change_connection_id",
-    "request_key_update",
-)
-"""The connection methods (aioquic's and qh3's) that give a connection something to send;
-each is wrapped on a registered connection to mark it dirty (see the module docstring)."""
 
 SMALLEST_INITIAL: Final = 1200
 """RFC 9000 §14.1: a client's INITIAL datagram is at least this long."""
@@ -260,17 +232,6 @@ class QuicHost:
         self._inbound: dict[SansIoConnection, _Inbound] = {}
         self._deadlines: deque[tuple[float, SansIoConnection]] = deque()
         self._closing: set[SansIoConnection] = set()
-        self._dirty: dict[SansIoConnection, None] = {}
-        """Connections to ask for datagrams (an ordered set)."""
-        self._stale: dict[SansIoConnection, None] = {}
-        """Connections whose ``get_timer()`` must be re-read (an ordered set)."""
-        self._timers: list[tuple[float, int, SansIoConnection]] = []
-        """Heap of (deadline, generation, connection); an entry counts only while it is the
-        connection's in ``_timer_of`` (lazy deletion). Generations are unique, so the
-        connections themselves are never compared."""
-        self._timer_of: dict[SansIoConnection, tuple[float, int]] = {}
-        """(deadline, generation) of each connection's live heap entry."""
-        self._generation = 0
         self._outbox: list[Datagram] = []
         self._events: deque[HostEvent | _DataRun] = deque()
         self._accepted = 0
@@ -291,7 +252,6 @@ class QuicHost:
         except BaseException:
             self._forget(conn)  # a local command: the caller sees the error
             raise
-        self.touch(conn)
         self._guarded(conn, self._drain, conn)
 
     def connections(self) -> Iterator[SansIoConnection]:
@@ -317,19 +277,10 @@ class QuicHost:
         """Connections that count against ``limits.connections`` (not those closing)."""
         return len(self._cids) - len(self._closing)
 
-    def touch(self, conn: SansIoConnection) -> None:
-        """``conn`` may have something to send: ask it at the next :meth:`datagrams_to_send`
-        and re-read its timer. Commands on a registered connection do this themselves
-        (:data:`COMMANDS`); call it after changing a connection any other way."""
-        if conn in self._cids:
-            self._dirty[conn] = None
-            self._stale[conn] = None
-
     def closing(self, conn: SansIoConnection) -> None:
         """``conn`` was closed locally: it no longer counts against the limits while it
         finishes its closing period (and it is no longer half-open)."""
         if conn in self._cids:
-            self.touch(conn)
             self._closing.add(conn)
             self._settle(conn)
             inbound = self._inbound.pop(conn, None)
@@ -337,10 +288,8 @@ class QuicHost:
                 self.admission.closed(inbound.key)
 
     def drain(self, conn: SansIoConnection) -> None:
-        """Collect the events a command on ``conn`` produced (e.g. ``close()``), or that new
-        flow-control credit released; ``conn`` is asked for datagrams at the next send."""
+        """Collect the events a command on ``conn`` produced (e.g. ``close()``)."""
         if conn in self._cids:
-            self.touch(conn)
             self._guarded(conn, self._drain, conn)
 
     # -- DatagramCore -------------------------------------------------------------------
@@ -361,7 +310,6 @@ class QuicHost:
                 if conn is None:
                     return
         self._now = now
-        self.touch(conn)
         try:
             conn.receive_datagram(data, addr, now)
             self._drain(conn)
@@ -403,7 +351,6 @@ class QuicHost:
         self, conn: SansIoConnection, run: list[bytes], addr: Addr | None, now: float
     ) -> None:
         self._now = now
-        self.touch(conn)
         try:
             if len(run) == 1:
                 conn.receive_datagram(run[0], addr, now)
@@ -491,23 +438,13 @@ class QuicHost:
     def handle_timer(self, now: float) -> None:
         self._now = now
         self._expire_handshakes(now)
-        self._refresh_timers()
-        timers, entries = self._timers, self._timer_of
-        due: list[SansIoConnection] = []
-        while timers and timers[0][0] <= now:
-            deadline, generation, conn = heapq.heappop(timers)
-            if entries.get(conn) == (deadline, generation):
-                del entries[conn]  # its timer is re-read after it fired
-                due.append(conn)
-        for conn in due:
+        for conn in list(self._cids):
             if conn not in self._cids:
                 continue  # forgotten while the loop ran
-            self._stale[conn] = None
             try:
-                timer = conn.get_timer()  # unchanged since it was read: it was not touched
-                if timer is not None and timer <= now:
+                deadline = conn.get_timer()
+                if deadline is not None and deadline <= now:
                     conn.handle_timer(now)
-                    self._dirty[conn] = None
                     self._drain(conn)
                     if self._on_active is not None:
                         self._on_active(conn)
@@ -517,12 +454,9 @@ class QuicHost:
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         self._now = now
         out: list[Datagram] = []
-        dirty, self._dirty = self._dirty, {}
-        stale = self._stale
-        for conn in dirty:
+        for conn in list(self._cids):
             if conn not in self._cids:
                 continue
-            stale[conn] = None  # sending moves its timers (ACK, loss, pacing)
             try:
                 # connections hand back the (host, port) tuples they were given
                 sent = conn.datagrams_to_send(now)
@@ -546,40 +480,15 @@ class QuicHost:
             deadlines.popleft()  # settled or gone: no deadline any more
         if deadlines:
             best = deadlines[0][0]
-        self._refresh_timers()
-        timers, entries = self._timers, self._timer_of
-        while timers and entries.get(timers[0][2]) != timers[0][:2]:
-            heapq.heappop(timers)  # replaced or gone
-        if timers and (best is None or timers[0][0] < best):
-            best = timers[0][0]
-        return best
-
-    def _refresh_timers(self) -> None:
-        """Re-read the timer of every connection touched since the last read (only those)."""
-        if not self._stale:
-            return
-        stale, self._stale = self._stale, {}
-        timers, entries = self._timers, self._timer_of
-        for conn in stale:
-            if conn not in self._cids:
-                continue
+        for conn in list(self._cids):
             try:
                 t = conn.get_timer()
             except BaseException as exc:
                 self._failed_connection(conn, exc)
                 continue
-            entry = entries.get(conn)
-            if entry is not None:
-                if entry[0] == t:
-                    continue  # unchanged: its entry stands
-                del entries[conn]  # its heap entry is dead from now on
-            if t is not None:
-                self._generation += 1
-                entries[conn] = (t, self._generation)
-                heapq.heappush(timers, (t, self._generation, conn))
-        if len(timers) > 2 * len(entries) + 64:  # mostly dead entries: compact
-            self._timers = [e for e in timers if entries.get(e[2]) == e[:2]]
-            heapq.heapify(self._timers)
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def next_event(self) -> HostEvent | None:
         if not self._events:
@@ -621,28 +530,9 @@ class QuicHost:
                                            f"contained {type(exc).__name__}"))  # fmt: skip
 
     def _register(self, conn: SansIoConnection) -> None:
-        if conn not in self._cids:
-            for name in COMMANDS:
-                self._mark_on(conn, name)
         cids = self._cids.setdefault(conn, set())
         cids.add(conn.host_cid)
         self._by_cid[conn.host_cid] = conn
-        self._dirty[conn] = None
-        self._stale[conn] = None
-
-    def _mark_on(self, conn: SansIoConnection, name: str) -> None:
-        """Wrap ``conn``'s command ``name`` (on the instance) so that every call marks it
-        dirty, whoever issues it (see the module docstring)."""
-        command = getattr(conn, name, None)
-        if command is None:
-            return
-        touch = self.touch
-
-        def marked(*args: Any, **kwargs: Any) -> Any:
-            touch(conn)
-            return command(*args, **kwargs)
-
-        setattr(conn, name, marked)
 
     def _drain(self, conn: SansIoConnection) -> None:
         cids = self._cids.get(conn)
@@ -650,8 +540,6 @@ class QuicHost:
             return
         events = self._events
         while (event := conn.next_event()) is not None:
-            # taking events may grant flow-control credit (qh3): ask it once more
-            self._dirty[conn] = None
             if isinstance(event, qe.StreamDataReceived):
                 last = events[-1] if events else None
                 if (
@@ -686,9 +574,6 @@ class QuicHost:
         if inbound is not None:
             self.admission.closed(inbound.key)
         self._closing.discard(conn)
-        self._dirty.pop(conn, None)
-        self._stale.pop(conn, None)
-        self._timer_of.pop(conn, None)  # its heap entry is dead
         for cid in self._cids.pop(conn, ()):
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]

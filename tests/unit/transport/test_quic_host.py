@@ -1,11 +1,9 @@
-"""QuicHost: routing by connection ID, one event per run of in-order stream data, batches
-handed to a qh3 connection in one call, and only the connections that moved asked for
-datagrams, their deadlines in a heap (issue 15)."""
+"""QuicHost: routing by connection ID, one event per run of in-order stream data, and batches
+handed to a qh3 connection in one call."""
 
 from __future__ import annotations
 
 import datetime
-from collections import Counter
 from typing import Any
 
 from aioquic.quic import events as qe
@@ -61,17 +59,7 @@ def _pair() -> tuple[QuicHost, QuicHost, QuicConnection, float]:
     return server, client, conn, now
 
 
-def _tick(*hosts: QuicHost, now: float) -> None:
-    """What the endpoint's timer loop does: fire the hosts whose deadline has come (pacing,
-    delayed ACKs, loss detection: a host asks only the connections that moved)."""
-    for host in hosts:
-        timer = host.get_timer()
-        if timer is not None and timer <= now:
-            host.handle_timer(now)
-
-
 def _move(client: QuicHost, server: QuicHost, now: float) -> float:
-    _tick(client, server, now=now)
     for src, dst, addr in ((client, server, CLIENT), (server, client, SERVER)):
         for data, _ in src.datagrams_to_send(now):
             dst.receive_datagram(data, addr, now)
@@ -90,7 +78,6 @@ def _send_all(server: QuicHost, client: QuicHost, now: float) -> tuple[list[qe.Q
     """Move everything; the server answers (ACKs) but its events are read only at the end."""
     packets = 0
     for _ in range(50):
-        _tick(client, server, now=now)
         for data, _ in client.datagrams_to_send(now):
             server.receive_datagram(data, CLIENT, now)
             packets += 1
@@ -184,7 +171,6 @@ def _batches(server: QuicHost, client: QuicHost, now: float, first: Any = None) 
     """Move everything, the client's datagrams to the server a batch per round (``first``
     may rewrite the first batch)."""
     for i in range(50):
-        _tick(client, server, now=now)
         batch = [(data, CLIENT) for data, _ in client.datagrams_to_send(now)]
         server.receive_datagrams(first(batch) if i == 0 and first else batch, now)
         for data, _ in server.datagrams_to_send(now):
@@ -343,175 +329,3 @@ def test_cancellation_from_a_connection_is_not_contained() -> None:
     host.connect(_Breaking(b"x" * 8, "handle_timer", asyncio.CancelledError()), SERVER, 1.0)
     with pytest.raises(asyncio.CancelledError):
         host.handle_timer(6.0)
-
-
-# ------------------------------------------------------------------------ dirty set (issue 15)
-
-
-N = 12
-
-
-def _counted(conn: QuicConnection, calls: Counter[str], key: str) -> QuicConnection:
-    """Count the host's ``datagrams_to_send`` / ``get_timer`` calls on a real connection."""
-    send, timer = conn.datagrams_to_send, conn.get_timer
-
-    def datagrams_to_send(now: float) -> list[tuple[bytes, Any]]:
-        calls["send", key] += 1
-        return send(now)
-
-    def get_timer() -> float | None:
-        calls["timer", key] += 1
-        return timer()
-
-    conn.datagrams_to_send = datagrams_to_send  # type: ignore[method-assign]
-    conn.get_timer = get_timer  # type: ignore[method-assign]
-    return conn
-
-
-def _many() -> tuple[QuicHost, QuicHost, list[QuicConnection], Counter[str], float]:
-    """N handshaken aioquic connections from one client host to one server host, each
-    counted on both sides, all quiet."""
-    calls: Counter[Any] = Counter()
-    made: list[QuicConnection] = []
-
-    def factory(dcid: bytes, addr: tuple[str, int]) -> QuicConnection:
-        cfg = QuicConfiguration(is_client=False, alpn_protocols=["a2al-quic-1"])
-        cfg.certificate, cfg.private_key = CERT, KEY
-        conn = QuicConnection(configuration=cfg, original_destination_connection_id=dcid)
-        made.append(conn)
-        return _counted(conn, calls, f"s{len(made) - 1}")
-
-    server, client = QuicHost(factory), QuicHost()
-    conns = []
-    now = 1.0
-    for i in range(N):
-        cfg = QuicConfiguration(is_client=True, alpn_protocols=["a2al-quic-1"])
-        cfg.verify_mode = 0
-        conns.append(_counted(QuicConnection(configuration=cfg), calls, f"c{i}"))
-        client.connect(conns[-1], SERVER, now)
-    for _ in range(40):  # handshakes, then delayed ACKs and HANDSHAKE_DONE settle
-        _tick(client, server, now=now)
-        for src, dst, addr in ((client, server, CLIENT), (server, client, SERVER)):
-            for data, _ in src.datagrams_to_send(now):
-                dst.receive_datagram(data, addr, now)
-        _drain(client), _drain(server)
-        now += 0.01
-    assert all(c._handshake_confirmed for c in conns)
-    client.datagrams_to_send(now), server.datagrams_to_send(now)  # the last replies
-    client.get_timer(), server.get_timer()
-    calls.clear()
-    return server, client, conns, calls, now
-
-
-def test_a_send_on_one_connection_asks_only_that_one() -> None:
-    server, client, conns, calls, now = _many()
-    conn = conns[5]
-    conn.send_stream_data(conn.get_next_available_stream_id(), b"x" * 3000, end_stream=True)
-    out = client.datagrams_to_send(now)
-    assert out and calls == Counter({("send", "c5"): 1})
-    client.get_timer()  # only the connection that sent has its timer re-read
-    assert calls == Counter({("send", "c5"): 1, ("timer", "c5"): 1})
-    calls.clear()
-    for data, _ in out:
-        server.receive_datagram(data, CLIENT, now)
-    assert server.datagrams_to_send(now) is not None
-    server.get_timer()
-    assert calls == Counter({("send", "s5"): 1, ("timer", "s5"): 1})  # its peer, alone
-    assert not client.datagrams_to_send(now)  # nothing moved on the client since
-    assert not any(key.startswith("c") for _, key in calls)
-
-
-def test_every_command_marks_its_connection_whoever_issues_it() -> None:
-    """The node's keep-alive calls ``send_ping`` on the connection itself (no host call)."""
-    _, client, conns, calls, now = _many()
-    conns[2].send_ping(7)
-    conns[9].close(error_code=0, reason_phrase="bye")
-    out = client.datagrams_to_send(now)
-    assert len(out) == 2
-    assert calls == Counter({("send", "c2"): 1, ("send", "c9"): 1})
-
-
-def test_a_connection_whose_timer_fired_is_asked() -> None:
-    _, client, conns, calls, now = _many()
-    conn = conns[0]
-    conn.send_stream_data(conn.get_next_available_stream_id(), b"y" * 1000)
-    assert client.datagrams_to_send(now)  # lost: the client's loss detection must resend
-    calls.clear()
-    deadline = client.get_timer()
-    assert deadline is not None
-    client.handle_timer(deadline)
-    assert client.datagrams_to_send(deadline)  # the probe / retransmission
-    assert {key for _, key in calls} == {"c0"}
-
-
-# ------------------------------------------------------------------------ timer heap
-
-
-class _Timed(_Breaking):
-    """A connection stub whose deadline a command moves (for the ordering of the heap)."""
-
-    def send_ping(self, uid: int) -> None:
-        self.timer = float(uid)
-
-
-def test_deadlines_come_in_order_across_connections() -> None:
-    host = QuicHost()
-    a, b, c = _Timed(b"a" * 8), _Timed(b"b" * 8), _Timed(b"c" * 8)
-    a.timer, b.timer, c.timer = 7.0, 5.0, 9.0
-    for conn in (a, b, c):
-        host.connect(conn, SERVER, 1.0)
-    assert host.get_timer() == 5.0
-    host.handle_timer(5.0)  # b only: its next deadline is 10
-    assert (a.timers_handled, b.timers_handled, c.timers_handled) == (0, 1, 0)
-    assert host.get_timer() == 7.0
-    c.send_ping(3)  # a command moves c's deadline before everyone's
-    assert host.get_timer() == 3.0
-    host.handle_timer(8.0)  # c (3) and a (7) are due, b (10) is not
-    assert (a.timers_handled, b.timers_handled, c.timers_handled) == (1, 1, 1)
-    assert host.get_timer() == 10.0  # b's; a and c now at 13
-    a.send_ping(20)
-    b.send_ping(30)
-    c.send_ping(25)
-    assert host.get_timer() == 20.0
-    host.handle_timer(26.0)
-    assert (a.timers_handled, b.timers_handled, c.timers_handled) == (2, 1, 2)
-    assert host.get_timer() == 30.0
-
-
-def test_a_gone_connection_leaves_the_heap() -> None:
-    host = QuicHost()
-    a, b = _Timed(b"a" * 8), _Timed(b"b" * 8)
-    a.timer, b.timer = 4.0, 6.0
-    host.connect(a, SERVER, 1.0)
-    host.connect(b, SERVER, 1.0)
-    assert host.get_timer() == 4.0
-    a.where = "get_timer"  # breaks on its next read: contained, forgotten
-    a.send_ping(2)
-    assert host.get_timer() == 6.0
-    assert list(host.connections()) == [b]
-    host.handle_timer(6.0)
-    assert b.timers_handled == 1 and a.timers_handled == 0
-
-
-def test_an_idle_connection_timer_is_not_reread() -> None:
-    """Only touched connections are asked for their timer again."""
-    host = QuicHost()
-    conns = [_Timed(bytes([65 + i]) * 8) for i in range(20)]
-    reads: Counter[bytes] = Counter()
-    for i, conn in enumerate(conns):
-        conn.timer = 100.0 + i
-        read = conn.get_timer
-
-        def counted(conn: _Timed = conn, read: Any = read) -> float | None:
-            reads[conn.host_cid] += 1
-            return read()
-
-        conn.get_timer = counted  # type: ignore[method-assign]
-        host.connect(conn, SERVER, 1.0)
-    host.datagrams_to_send(2.0)  # new connections are asked once
-    assert host.get_timer() == 100.0
-    reads.clear()
-    conns[7].send_ping(50)
-    assert host.get_timer() == 50.0
-    assert host.get_timer() == 50.0
-    assert reads == Counter({conns[7].host_cid: 1})
