@@ -179,8 +179,11 @@ class DhtService:
         try:
             with anyio.fail_after(self._timeout_s):
                 await waiter.done.wait()
-        except TimeoutError:
-            raise RequestTimeout(f"DHT operation did not finish in {self._timeout_s:g} s") from None
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"DHT operation did not finish in {self._timeout_s:g} s",
+                operation=kind.__name__.removesuffix("Finished").lower(),
+            ) from exc
         finally:
             del self._waiters[op_id]
             if waiter.result is None and self._core.cancel(op_id):  # timed out or cancelled
