@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import a2al_mcp.testing.a2ald as harness
+import a2al_mcp.testing.a2ald_peer as peer_module
 from a2al_mcp.testing.a2ald import (
     A2aldNetwork,
     A2aldPeer,
@@ -24,6 +25,7 @@ from a2al_mcp.testing.a2ald import (
     poll_until,
     render_config,
 )
+from a2al_mcp.testing.a2ald_config import daemon_env
 
 DEV_HEADER = (
     "Inter-|   Receive                                                |  Transmit\n"
@@ -166,7 +168,7 @@ def test_start_refuses_when_not_sealed(tmp_path: Path, monkeypatch: pytest.Monke
     def no_popen(*args: object, **kwargs: object) -> None:
         raise AssertionError("a2ald must not be launched")
 
-    monkeypatch.setattr(harness, "check_sealed", not_sealed)
+    monkeypatch.setattr(peer_module, "check_sealed", not_sealed)
     monkeypatch.setattr(subprocess, "Popen", no_popen)
     fake_binary = tmp_path / "a2ald"
     fake_binary.write_text("#!/bin/sh\nexit 1\n")
@@ -184,7 +186,7 @@ def test_network_refuses_when_not_sealed(tmp_path: Path, monkeypatch: pytest.Mon
     def no_popen(*args: object, **kwargs: object) -> None:
         raise AssertionError("a2ald must not be launched")
 
-    monkeypatch.setattr(harness, "check_sealed", not_sealed)
+    monkeypatch.setattr(peer_module, "check_sealed", not_sealed)
     monkeypatch.setattr(subprocess, "Popen", no_popen)
     fake_binary = tmp_path / "a2ald"
     fake_binary.write_text("#!/bin/sh\nexit 1\n")
@@ -220,7 +222,7 @@ def test_daemon_env_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in scrubbed:
         monkeypatch.setenv(name, "x")
     monkeypatch.setenv("A2ALD_BIN", "/kept")
-    env = harness._daemon_env()
+    env = daemon_env()
     assert not scrubbed & env.keys()
     assert env["A2ALD_BIN"] == "/kept"
 
