@@ -25,6 +25,7 @@ from .errors import ConfigError
 __all__ = [
     "PUBLIC_BOOTSTRAP_DNS",
     "DhtConfig",
+    "HubConfig",
     "LimitsConfig",
     "MailboxConfig",
     "NatConfig",
@@ -159,6 +160,33 @@ class MailboxConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HubConfig:
+    """One node per data directory, shared by every MCP client (``serve --stdio``).
+
+    Each ``a2al-mcp serve --stdio`` is a small proxy that attaches to the node running on its
+    data directory, or starts one (``a2al-mcp node run``) that stops ``grace_s`` after its
+    last client left; ``a2al-mcp node start`` runs one that stays up."""
+
+    grace_s: float = 60.0
+    """A node started for a client stops this long after its last client left."""
+    start_timeout_s: float = 30.0
+    """How long a client waits for the node it started to open its channel."""
+    hello_timeout_s: float = 5.0
+    """A local client must identify itself (token) within this time."""
+    channel: Literal["auto", "unix", "tcp"] = "auto"
+    """``unix``: a 0600 socket in the data directory (POSIX); ``tcp``: a loopback port whose
+    token is in the 0600 ``mcp.channel`` file (Windows); ``auto``: unix where it exists."""
+
+    def __post_init__(self) -> None:
+        for name in ("grace_s", "start_timeout_s", "hello_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"hub.{name} must be a number ≥ 0, got {value!r}")
+        if self.channel not in ("auto", "unix", "tcp"):
+            raise ConfigError(f"hub.channel must be auto, unix or tcp, got {self.channel!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LimitsConfig:
     """The node's resource budget: every limit on what peers and clients may make it hold.
 
@@ -235,6 +263,8 @@ class LimitsConfig:
     """Largest HTTP request body."""
     mcp_message_max_bytes: int = 4 << 20
     """Largest JSON-RPC message accepted from an MCP client."""
+    mcp_local_clients: int = 32
+    """MCP clients attached at once to the shared node (``serve --stdio`` proxies)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -269,6 +299,7 @@ class NodeConfig:
     nat: NatConfig = dataclasses.field(default_factory=NatConfig)
     mailbox: MailboxConfig = dataclasses.field(default_factory=MailboxConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    hub: HubConfig = dataclasses.field(default_factory=HubConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.listen_addr, str) or not isinstance(self.advertise_host, str):
@@ -299,6 +330,7 @@ class NodeConfig:
             "nat": NatConfig,
             "mailbox": MailboxConfig,
             "limits": LimitsConfig,
+            "hub": HubConfig,
         }
         kwargs: dict[str, Any] = {}
         top = {f.name for f in dataclasses.fields(cls)} - set(sections)
@@ -344,7 +376,8 @@ def load_config(
     """Read the TOML file (if any), then ``A2AL_MCP_*`` variables, then ``overrides``.
 
     Environment variables: ``A2AL_MCP_LISTEN``, ``A2AL_MCP_BOOTSTRAP`` (comma-separated),
-    ``A2AL_MCP_ADVERTISE``, ``A2AL_MCP_HOME`` (data directory), ``A2AL_MCP_NETWORK``.
+    ``A2AL_MCP_ADVERTISE``, ``A2AL_MCP_HOME`` (data directory), ``A2AL_MCP_NETWORK``,
+    ``A2AL_MCP_HUB_GRACE_S`` (``hub.grace_s``).
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown keys, or invalid values.
@@ -370,5 +403,12 @@ def load_config(
         value = env.get(ENV_PREFIX + suffix)
         if value:
             data[key] = convert(value)
+    grace = env.get(ENV_PREFIX + "HUB_GRACE_S")
+    if grace:
+        try:
+            hub = dict(data.get("hub", {}), grace_s=float(grace))
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}HUB_GRACE_S={grace!r} is not a number") from None
+        data["hub"] = hub
     data.update({k: v for k, v in overrides.items() if v is not None})
     return NodeConfig.from_mapping(data)

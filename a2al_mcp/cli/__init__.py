@@ -13,14 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .._clock import SystemClock
-from .._random import SystemRng
 from .._version import __version__
 from ..errors import A2ALError
-from ..identity import Aid, DelegatedIdentity, Identity
-from ..protocol.dht_messages import decode_message
-from ..protocol.records import SignedRecord
-from ..toolspec import ToolFailure
 
 __all__ = ["main"]
 
@@ -28,6 +22,10 @@ EXIT_CODES = {"USAGE": 2, "CONFIG": 3, "DECODE": 4, "VERIFY": 5, "EXTRA_MISSING"
 
 
 def _cmd_identity_new(args: argparse.Namespace) -> dict[str, Any]:
+    from .._clock import SystemClock
+    from .._random import SystemRng
+    from ..identity import DelegatedIdentity, Identity
+
     rng = SystemRng()
     if args.delegated:
         created = DelegatedIdentity.generate(rng, issued_at=int(SystemClock().wall()))
@@ -47,12 +45,16 @@ def _cmd_identity_new(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_aid(args: argparse.Namespace) -> dict[str, Any]:
+    from ..identity import Aid
+
     aid = Aid.from_str(args.text)
     return {"aid": str(aid), "hex": bytes(aid).hex(), "version": f"0x{aid.version:02x}",
             "node_id": str(aid.node_id)}  # fmt: skip
 
 
 def _describe(value: Any) -> Any:
+    from ..identity import Aid
+
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, Aid):
@@ -65,6 +67,9 @@ def _describe(value: Any) -> Any:
 
 
 def _cmd_decode(args: argparse.Namespace) -> dict[str, Any]:
+    from ..protocol.dht_messages import decode_message
+    from ..protocol.records import SignedRecord
+
     try:
         data = bytes.fromhex(args.hex.strip())
     except ValueError:
@@ -105,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import add_demo_parser
     from .human import add_human_parsers
     from .install import add_install_parser
+    from .node_cmd import add_node_parser
     from .serve import add_serve_parser
 
     add_serve_parser(sub)
+    add_node_parser(sub)
     add_demo_parser(sub)
     add_install_parser(sub)
     add_human_parsers(sub)
@@ -138,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except A2ALError as exc:
         print(f"error: {exc.code}: {exc}", file=sys.stderr)
         return EXIT_CODES.get(exc.code, 1)
-    except ToolFailure as exc:
+    except Exception as exc:
+        failure = sys.modules.get("a2al_mcp.toolspec")  # loaded only by commands that call tools
+        if failure is None or not isinstance(exc, failure.ToolFailure):
+            raise
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_CODES.get(exc.code, 1)
     except KeyboardInterrupt:

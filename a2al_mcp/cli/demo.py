@@ -13,15 +13,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from .._random import SystemRng
-from ..config import NodeConfig
-from ..identity.local import Identity
-from ..node.http import HttpRequest, HttpResponse
-from ..node.node import Node
+if TYPE_CHECKING:  # the node is imported when the demo runs, not when the CLI starts
+    from ..node.http import HttpRequest, HttpResponse
 
 __all__ = ["add_demo_parser"]
 
@@ -48,12 +43,21 @@ class _Steps:
 
 
 async def translate(req: HttpRequest) -> HttpResponse:
+    from ..node.http import HttpResponse
+
     words = req.body.decode().split()
     out = " ".join(WORDS.get(w.lower(), w) for w in words)
     return HttpResponse(200, (("content-type", "text/plain"),), out.encode())
 
 
 async def _demo(n: int) -> None:
+    import anyio
+
+    from .._random import SystemRng
+    from ..config import NodeConfig
+    from ..identity.local import Identity
+    from ..node.node import Node
+
     s = _Steps()
     s.step(f"Starting {n} nodes on 127.0.0.1 (nothing leaves this machine)")
     async with contextlib.AsyncExitStack() as stack:
@@ -124,5 +128,7 @@ def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     if args.nodes < 3:
         print("error: USAGE: the demo needs at least 3 nodes", file=sys.stderr)
         raise SystemExit(2)
+    import anyio
+
     anyio.run(_demo, args.nodes)
     return {}

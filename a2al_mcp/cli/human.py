@@ -10,12 +10,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import anyio
-
-from .._random import SystemRng
-from ..node.home import DataHome
-from ..node.node import Node
-from ..toolspec import call_tool
 from .serve import add_node_options, config_from_args
 
 __all__ = ["add_human_parsers"]
@@ -48,6 +42,13 @@ def add_human_parsers(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
+    import anyio
+
+    from .._random import SystemRng
+    from ..node.home import DataHome
+    from ..node.node import Node
+    from ..toolspec import call_tool
+
     cfg = config_from_args(args)
     result: dict[str, Any] = {}
 

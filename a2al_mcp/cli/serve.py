@@ -1,8 +1,16 @@
-"""``a2al-mcp serve``: a node plus the MCP server, over stdio (default) or streamable HTTP.
+"""``a2al-mcp serve``: MCP over stdio (default) or streamable HTTP.
 
-In stdio mode stdout carries only JSON-RPC; logs go to stderr. HTTP listens on loopback by
-default; any other address requires ``--token`` (clients send ``Authorization: Bearer …``),
-and Host/Origin headers are checked either way.
+``serve --stdio`` is what assistant apps start. It is a small proxy: it attaches to the node
+already running on its data directory, or starts one (``a2al-mcp node run``, see
+:mod:`a2al_mcp.hub`), so every assistant on the machine shares one identity and one inbox.
+``--standalone`` runs the node in this process instead (the data directory is then this
+process's alone). In stdio mode stdout carries only JSON-RPC; logs go to stderr.
+
+``serve --http`` runs the node in this process. HTTP listens on loopback by default; any other
+address requires ``--token`` (clients send ``Authorization: Bearer …``), and Host/Origin
+headers are checked either way.
+
+This module imports no networking at load time: the proxy path must stay small and fast.
 """
 
 from __future__ import annotations
@@ -10,18 +18,17 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from .._random import SystemRng
 from ..config import NodeConfig, load_config, parse_host_port
 from ..errors import UsageError
-from ..node.home import DataHome, default_home
-from ..node.node import Node
 
-__all__ = ["add_serve_parser", "config_from_args"]
+if TYPE_CHECKING:
+    from ..hub.server import NodeHub
+
+__all__ = ["add_node_options", "add_serve_parser", "config_from_args", "node_args", "run_node"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,20 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file")
 
 
+def node_args(args: argparse.Namespace) -> list[str]:
+    """The node options of ``args`` as arguments for a node process (not ``--data-dir``)."""
+    out: list[str] = []
+    for name in ("listen", "bootstrap", "advertise"):
+        value = getattr(args, name, None)
+        if value:
+            out += [f"--{name}", value]
+    if getattr(args, "config", None):
+        out += ["--config", str(Path(args.config).expanduser().resolve())]
+    if getattr(args, "verbose", False):
+        out.insert(0, "-v")
+    return out
+
+
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
     overrides: dict[str, Any] = {}
     if args.listen:
@@ -48,23 +69,30 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         overrides["data_dir"] = Path(args.data_dir)
     cfg = load_config(args.config, **overrides)
     if cfg.data_dir is None:
+        from ..node.home import default_home
+
         cfg = load_config(args.config, **{**overrides, "data_dir": default_home()})
     return cfg
 
 
 def add_serve_parser(sub: Any) -> None:
-    p = sub.add_parser("serve", help="run a node and the MCP server (stdio by default)")
+    p = sub.add_parser("serve", help="the MCP server (stdio by default)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="MCP over stdin/stdout (default)")
     mode.add_argument("--http", metavar="HOST:PORT", help="MCP over streamable HTTP at /mcp")
     p.add_argument("--token", help="bearer token HTTP clients must send (required off loopback)")
+    p.add_argument("--standalone", action="store_true",
+                   help="stdio: run the node in this process instead of sharing the data "
+                   "directory's node with other assistants")  # fmt: skip
+    p.add_argument("--grace", type=float, metavar="SECONDS",
+                   help="stdio: a node this starts stops this long after its last client "
+                   "(default hub.grace_s, 60)")  # fmt: skip
     add_node_options(p)
     p.set_defaults(func=_cmd_serve, long_running=True)
 
 
 def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config_from_args(args)
-    http: tuple[str, int] | None = None
     if args.http:
         http = parse_host_port(args.http, what="--http")
         if not _loopback(http[0]) and not args.token:
@@ -72,8 +100,37 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
                 f"--http on {http[0]} (not loopback) needs --token: clients then send "
                 "'Authorization: Bearer <token>'"
             )
-    anyio.run(_serve, cfg, http, args.token)
+        _run(_serve_inline, cfg, http, args.token)
+    elif args.standalone:
+        _run(_serve_inline, cfg, None, None)
+    else:
+        raise SystemExit(_proxy(args, cfg))
     return {}
+
+
+def _run(fn: Any, *args: Any) -> None:
+    import anyio
+
+    anyio.run(fn, *args)
+
+
+def _proxy(args: argparse.Namespace, cfg: NodeConfig) -> int:
+    """Relay this process's stdio to the data directory's node (start it if needed)."""
+    from ..hub.launcher import node_command
+    from ..hub.proxy import StdioProxy
+
+    assert cfg.data_dir is not None
+    data_dir = cfg.data_dir.expanduser().resolve()
+    grace = args.grace if args.grace is not None else cfg.hub.grace_s
+    proxy = StdioProxy(
+        data_dir,
+        command=node_command(data_dir, node_args(args), grace_s=grace),
+        stdin=sys.stdin.buffer,
+        stdout=sys.stdout.buffer,
+        max_bytes=cfg.limits.mcp_message_max_bytes,
+        start_timeout_s=cfg.hub.start_timeout_s,
+    )
+    return proxy.run()
 
 
 def _loopback(host: str) -> bool:
@@ -83,7 +140,11 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def _serve(cfg: NodeConfig, http: tuple[str, int] | None, token: str | None) -> None:
+async def _serve_inline(cfg: NodeConfig, http: tuple[str, int] | None, token: str | None) -> None:
+    from .._random import SystemRng
+    from ..node.home import DataHome
+    from ..node.node import Node
+
     assert cfg.data_dir is not None
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
@@ -101,3 +162,55 @@ async def _serve(cfg: NodeConfig, http: tuple[str, int] | None, token: str | Non
             else:
                 await run_http(server, http[0], http[1], token=token, limits=cfg.limits,
                                stats=stats)  # fmt: skip
+
+
+async def run_node(cfg: NodeConfig, *, stay: bool) -> None:
+    """The shared node: this data directory's node, serving MCP to every local client on
+    its channel until stopped or idle past ``hub.grace_s`` (never, with ``stay``)."""
+    import anyio
+
+    from .._random import SystemRng
+    from ..hub.server import NodeHub
+    from ..node.home import DataHome
+    from ..node.node import Node
+
+    assert cfg.data_dir is not None
+    with DataHome(cfg.data_dir) as home:
+        identity = home.identity(SystemRng())
+        async with Node(cfg, identity) as node:
+            from ..mcp_server import FrontStats, build_server
+            from ..mcp_server._compat import run_stream
+
+            stats = FrontStats()
+            server = build_server(node, front_stats=stats)
+
+            async def session(stream: Any) -> None:
+                await run_stream(server, stream, limits=cfg.limits, stats=stats)
+
+            hub = NodeHub(
+                cfg.data_dir,
+                session=session,
+                describe=lambda: {"aid": str(node.aid), "data_dir": str(cfg.data_dir)},
+                config=cfg.hub,
+                max_clients=cfg.limits.mcp_local_clients,
+                stay=stay,
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, hub)
+                await hub.serve()
+                tg.cancel_scope.cancel()
+
+
+async def _stop_on_signal(hub: NodeHub) -> None:
+    """SIGTERM/SIGINT stop the hub cleanly (its channel file goes); Windows has neither
+    handler in the event loop, where Ctrl+C ends the process as KeyboardInterrupt."""
+    if sys.platform == "win32":
+        return
+    import signal
+
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            hub.stop()
+            return

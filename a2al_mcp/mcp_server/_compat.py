@@ -49,6 +49,7 @@ __all__ = [
     "report_progress",
     "run_http",
     "run_stdio",
+    "run_stream",
     "tool_hints",
     "validate_message",
 ]
@@ -122,6 +123,27 @@ async def run_stdio(
         async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
             low = _lowlevel(server)
             await low.run(read_stream, write_stream, low.create_initialization_options())
+
+
+async def run_stream(
+    server: Any,
+    stream: Any,
+    *,
+    limits: LimitsConfig | None = None,
+    stats: FrontStats | None = None,
+) -> None:
+    """One MCP session over a byte stream (a client of the shared node on the hub's local
+    channel), every line checked first as on stdio; returns when the client hangs up."""
+    from mcp.server.stdio import stdio_server
+
+    from .line_front import StreamWire
+
+    limits = limits or LimitsConfig()
+    wire = StreamWire(stream, max_bytes=limits.mcp_message_max_bytes,
+                      stats=stats or FrontStats(), validate=validate_message)  # fmt: skip
+    async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
+        low = _lowlevel(server)
+        await low.run(read_stream, write_stream, low.create_initialization_options())
 
 
 async def run_http(

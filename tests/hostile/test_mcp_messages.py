@@ -65,8 +65,8 @@ class StdioClient:
 
 @asynccontextmanager
 async def stdio_server(home: Path) -> AsyncIterator[StdioClient]:
-    cmd = [sys.executable, "-m", "a2al_mcp", "serve", "--stdio", "--listen", "127.0.0.1:0",
-           "--data-dir", str(home)]  # fmt: skip
+    cmd = [sys.executable, "-m", "a2al_mcp", "serve", "--stdio", "--grace", "1", "--listen",
+           "127.0.0.1:0", "--data-dir", str(home)]  # fmt: skip
     async with await anyio.open_process(cmd) as proc:
         client = StdioClient(proc)
         try:

@@ -68,7 +68,8 @@ raise SystemExit(main(sys.argv[2:]))
 
 
 def served(stack: str, home: Path) -> StdioServerParameters:
-    args = ["-c", SERVE, stack, "serve", "--stdio", "--listen", "127.0.0.1:0",
+    # --standalone: the node must run in this process, where the stack was chosen
+    args = ["-c", SERVE, stack, "serve", "--stdio", "--standalone", "--listen", "127.0.0.1:0",
             "--data-dir", str(home)]  # fmt: skip
     return StdioServerParameters(command=sys.executable, args=args)
 

@@ -44,7 +44,7 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
             await other.register_service("demo.stdio", name="other")
             await serve_demo(seed, "demo.stdio.a2a")  # a real a2a-sdk agent
             cmd = (
-                f"{sys.executable} -m a2al_mcp serve --stdio --listen 127.0.0.1:0 "
+                f"{sys.executable} -m a2al_mcp serve --stdio --grace 1 --listen 127.0.0.1:0 "
                 f"--bootstrap {seed.local_addr[0]}:{seed.local_addr[1]} --data-dir {tmp_path}/home"
                 f" | tee {stdout_copy}"
             )

@@ -82,7 +82,8 @@ async def test_langchain_mcp_adapters_drive_the_stdio_server(tmp_path: Path) -> 
         async with network(2, publish=True) as (seed, other):
             client = MultiServerMCPClient({"a2al": {
                 "command": sys.executable,
-                "args": ["-m", "a2al_mcp", "serve", "--stdio", "--listen", "127.0.0.1:0",
+                "args": ["-m", "a2al_mcp", "serve", "--stdio", "--grace", "1", "--listen",
+                         "127.0.0.1:0",
                          "--bootstrap", f"{seed.local_addr[0]}:{seed.local_addr[1]}",
                          "--data-dir", str(tmp_path / "home")],
                 "transport": "stdio",
@@ -177,7 +178,7 @@ async def test_malformed_messages_get_errors_on_mcp1(tmp_path: Path) -> None:
     """Issue 14 finding 10 on mcp 1.x: each malformed line on stdin gets its JSON-RPC error
     at once, and the server goes on (raw JSON-RPC lines, no SDK client)."""
     env = {**os.environ, "A2AL_MCP_HOME": str(tmp_path)}
-    cmd = [sys.executable, "-m", "a2al_mcp", "serve", "--stdio"]
+    cmd = [sys.executable, "-m", "a2al_mcp", "serve", "--stdio", "--grace", "1"]
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                        "clientInfo": {"name": "raw", "version": "1"}}}  # fmt: skip

@@ -41,6 +41,7 @@ CONFIG_CLASSES: tuple[type, ...] = (
     config.NatConfig,
     config.MailboxConfig,
     config.LimitsConfig,
+    config.HubConfig,
 )
 
 UNREAD_ON_PURPOSE: dict[str, str] = {

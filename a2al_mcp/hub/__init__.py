@@ -1,0 +1,7 @@
+"""One node per data directory, shared by every local MCP client.
+
+- :mod:`.channel`: where the node listens and who may talk to it (stdlib only);
+- :mod:`.launcher`: attach to the node, or start one detached (stdlib only);
+- :mod:`.proxy`: ``serve --stdio``, one client's stdio relayed to the node (stdlib only);
+- :mod:`.server`: the node process's side, one MCP session per attached client.
+"""

@@ -1,0 +1,307 @@
+"""``a2al-mcp serve --stdio``: relay one MCP client's stdio to the node of its data directory.
+
+Every assistant that starts ``a2al-mcp serve --stdio`` gets one of these. It attaches to the
+node already running on the data directory (or starts one, see :mod:`.launcher`) and relays
+newline-delimited JSON-RPC both ways, so any number of assistants share one identity, one
+inbox and one DHT node. It holds no protocol state of its own beyond what it needs to survive
+the node going away:
+
+- the client's ``initialize`` request, its ``notifications/initialized`` and its
+  ``resources/subscribe`` requests (at most :data:`MAX_SUBSCRIPTIONS`), replayed to a new node
+  under the proxy's own request ids, whose answers it drops;
+- the ids of the client's requests the node has not answered: when the node's connection
+  ends, each gets a JSON-RPC error at once (``UNREACHABLE: …``), so no client waits forever.
+
+The next message after a lost node starts a node again (same data directory, so the same
+AID and inbox) and is delivered to it. A line longer than ``limits.mcp_message_max_bytes``
+from the client is answered with an error and not relayed (as the in-process stdio front
+does); lines from the node are relayed in bounded pieces, whatever their length.
+
+Standard library only, and threads rather than an event loop: the proxy must stay small and
+start fast, and blocking reads of stdin and a socket work the same on Windows and POSIX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+from .channel import ChannelError
+from .launcher import attach
+
+__all__ = ["MAX_SUBSCRIPTIONS", "StdioProxy"]
+
+logger = logging.getLogger(__name__)
+
+MAX_SUBSCRIPTIONS: Final = 64
+"""Resource subscriptions remembered for replay to a restarted node."""
+MAX_TRACKED: Final = 4096
+"""Unanswered client requests tracked per connection to the node (older ones are no longer
+failed for the client when the node goes away; they still get the node's answer)."""
+CHUNK: Final = 1 << 16
+"""Largest piece of a node line held at once; longer lines are relayed piece by piece."""
+DISCARD: Final = 1 << 16
+CLOSE_WAIT_S: Final = 5.0
+"""After the client's EOF, how long answers still on their way are relayed."""
+NODE_GONE: Final = -32000
+"""JSON-RPC error code (implementation-defined server error) for a request the node never
+answered because its connection ended."""
+OVERSIZED: Final = -32600
+
+
+def _key(msg_id: Any) -> str:
+    return json.dumps(msg_id, sort_keys=True)
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _is_request(msg: dict[str, Any] | None) -> bool:
+    return msg is not None and isinstance(msg.get("method"), str) and "id" in msg
+
+
+def _is_response(msg: dict[str, Any] | None) -> bool:
+    return (
+        msg is not None
+        and "method" not in msg
+        and "id" in msg
+        and ("result" in msg or "error" in msg)
+    )
+
+
+class _Link:
+    """One connection to the node, with the requests sent over it and not yet answered."""
+
+    def __init__(self, sock: socket.socket, hello: dict[str, Any]) -> None:
+        self.sock = sock
+        self.hello = hello
+        self.alive = True
+        self.pending: dict[str, Any] = {}
+        self.swallow: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def send(self, data: bytes) -> None:
+        with self.lock:
+            self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.alive = False
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class StdioProxy:
+    """Relay ``stdin``/``stdout`` (binary, newline-delimited JSON-RPC) to the shared node."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        command: Sequence[str],
+        stdin: BinaryIO,
+        stdout: BinaryIO,
+        max_bytes: int,
+        start_timeout_s: float,
+    ) -> None:
+        self._data_dir = data_dir
+        self._command = list(command)
+        self._in, self._out = stdin, stdout
+        self._max = max_bytes
+        self._start_timeout_s = start_timeout_s
+        self._out_lock = threading.Lock()
+        self._link: _Link | None = None
+        self._initialize: dict[str, Any] | None = None
+        self._initialized: bytes | None = None
+        self._subscriptions: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._client_gone = False
+        self.restarts = 0
+        """How many times a node was attached again after its connection ended."""
+
+    # --- the client side (this thread)
+    def run(self) -> int:
+        """Relay until the client closes stdin; returns the exit status (0)."""
+        while not self._client_gone:
+            line = self._in.readline(self._max + 2)
+            if not line:
+                break
+            if not line.endswith(b"\n") and len(line) >= self._max + 2:
+                self._discard_rest()
+                self._reply_error(None, OVERSIZED, f"LIMIT_EXCEEDED: message longer than "
+                                  f"{self._max} bytes (limits.mcp_message_max_bytes)")  # fmt: skip
+                continue
+            body = line.rstrip(b"\r\n")
+            if body.strip():
+                self._from_client(body)
+        self._finish()
+        return 0
+
+    def _discard_rest(self) -> None:
+        while True:
+            part = self._in.readline(DISCARD)
+            if not part or part.endswith(b"\n"):
+                return
+
+    def _from_client(self, body: bytes) -> None:
+        msg = _parse(body)
+        method = msg.get("method") if msg is not None else None
+        if method == "initialize" and _is_request(msg):
+            assert msg is not None
+            self._initialize = msg
+        elif method == "notifications/initialized":
+            self._initialized = body
+        elif method in ("resources/subscribe", "resources/unsubscribe") and msg is not None:
+            self._remember_subscription(method, msg)
+        link = self._link
+        if link is None or not link.alive:
+            try:
+                link = self._open(replay=method != "initialize")
+            except ChannelError as exc:
+                logger.warning("proxy.node_unreachable %s", exc.reason)
+                if _is_request(msg):
+                    assert msg is not None
+                    self._reply_error(msg["id"], NODE_GONE, f"UNREACHABLE: {exc.reason}")
+                return
+        if _is_request(msg):
+            assert msg is not None
+            with link.lock:
+                if len(link.pending) < MAX_TRACKED:
+                    link.pending[_key(msg["id"])] = msg["id"]
+        try:
+            link.send(body + b"\n")
+        except OSError:
+            self._lost(link)
+        if not link.alive:  # it ended while we sent: fail what it left unanswered
+            self._lost(link)
+
+    def _remember_subscription(self, method: str, msg: dict[str, Any]) -> None:
+        params = msg.get("params")
+        uri = params.get("uri") if isinstance(params, dict) else None
+        if not isinstance(uri, str):
+            return
+        if method == "resources/unsubscribe":
+            self._subscriptions.pop(uri, None)
+        elif uri in self._subscriptions or len(self._subscriptions) < MAX_SUBSCRIPTIONS:
+            self._subscriptions[uri] = {"jsonrpc": "2.0", "method": method, "params": params}
+
+    # --- the node side
+    def _open(self, *, replay: bool) -> _Link:
+        """Attach to (or start) the node; with ``replay``, initialize it as the client did."""
+        sock, hello, _child = attach(self._data_dir, "mcp", command=self._command,
+                                     start_timeout_s=self._start_timeout_s)  # fmt: skip
+        link = _Link(sock, hello)
+        if self._link is not None:
+            self.restarts += 1
+        self._link = link
+        threading.Thread(target=self._pump, args=(link,), name="a2al-proxy-node",
+                         daemon=True).start()  # fmt: skip
+        if replay and self._initialize is not None:
+            try:
+                answered = self._send_own(link, self._initialize)
+                if not answered.wait(self._start_timeout_s):
+                    raise ChannelError("the node did not answer the replayed initialize")
+                if self._initialized is not None:
+                    link.send(self._initialized + b"\n")
+                for sub in self._subscriptions.values():
+                    self._send_own(link, sub)
+            except (OSError, ChannelError) as exc:
+                link.close()
+                reason = exc.reason if isinstance(exc, ChannelError) else str(exc)
+                raise ChannelError(f"the restarted node failed: {reason}") from exc
+            logger.info("proxy.reattached pid=%s", link.hello.get("pid"))
+        return link
+
+    def _send_own(self, link: _Link, msg: dict[str, Any]) -> threading.Event:
+        """Send ``msg`` under a proxy request id whose answer is dropped; set when answered."""
+        own = dict(msg, id=f"a2al-proxy-{next(self._ids)}")
+        answered = threading.Event()
+        with link.lock:
+            link.swallow[_key(own["id"])] = answered
+        link.send(json.dumps(own, separators=(",", ":")).encode("utf-8") + b"\n")
+        return answered
+
+    def _pump(self, link: _Link) -> None:
+        """Node → client, until the node's connection ends."""
+        try:
+            reader = link.sock.makefile("rb")
+            while True:
+                line = reader.readline(CHUNK)
+                if not line:
+                    break
+                if not line.endswith(b"\n"):  # a long line: relay it in pieces, untracked
+                    self._write(line)
+                    continue
+                msg = _parse(line) if _is_response_shaped(line) else None
+                if _is_response(msg):
+                    assert msg is not None
+                    key = _key(msg["id"])
+                    with link.lock:
+                        answered = link.swallow.pop(key, None)
+                        link.pending.pop(key, None)
+                    if answered is not None:
+                        answered.set()
+                        continue
+                self._write(line)
+        except OSError:
+            pass
+        finally:
+            self._lost(link)
+            link.done.set()
+
+    def _lost(self, link: _Link) -> None:
+        """The node's connection ended: every request it did not answer gets an error."""
+        with link.lock:
+            if not link.alive and not link.pending:
+                return
+            link.alive = False
+            pending, link.pending = list(link.pending.values()), {}
+        link.close()
+        if pending and not self._client_gone:
+            logger.warning("proxy.node_lost unanswered=%d", len(pending))
+        for msg_id in pending:
+            self._reply_error(msg_id, NODE_GONE, "UNREACHABLE: the a2al-mcp node stopped before "
+                              "answering; the next call starts it again")  # fmt: skip
+
+    # --- output and shutdown
+    def _reply_error(self, msg_id: Any, code: int, message: str) -> None:
+        reply = {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
+        self._write(json.dumps(reply, separators=(",", ":")).encode("utf-8") + b"\n")
+
+    def _write(self, data: bytes) -> None:
+        with self._out_lock:
+            if self._client_gone:
+                return
+            try:
+                self._out.write(data)
+                self._out.flush()
+            except (OSError, ValueError):
+                self._client_gone = True
+
+    def _finish(self) -> None:
+        link = self._link
+        if link is None or not link.alive:
+            return
+        with contextlib.suppress(OSError):
+            link.sock.shutdown(socket.SHUT_WR)
+        link.done.wait(CLOSE_WAIT_S)
+        self._client_gone = True
+        link.close()
+
+
+def _is_response_shaped(line: bytes) -> bool:
+    """Cheap pre-check before parsing a node line: answers carry ``"result"`` or ``"error"``
+    (notifications and server requests need no parsing: they are relayed as they are)."""
+    return b'"result"' in line or b'"error"' in line
