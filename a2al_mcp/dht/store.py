@@ -42,38 +42,47 @@ confirms.)
 
 Expired records are purged lazily on access, by :meth:`RecordStore.remove_expired`, and before
 any refusal for room. Per-source rate limiting is the DHT core's business, not the store's.
+
+Module map: this module decides what a put does (validation, authority, staleness, soft
+expiry, list order) and answers reads; :mod:`.store_slots` says what a slot is and how held
+records rank; :mod:`.store_room` holds the caps and makes room fairly;
+:mod:`.store_ledger` files, evicts, purges and counts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
-from collections import OrderedDict
 from collections.abc import Hashable
 from enum import Enum
 from typing import Final, TypeAlias
 
 from ..config import LimitsConfig
-from ..errors import A2ALError, UsageError
+from ..errors import A2ALError
 from ..identity.aid import NodeId
 from ..protocol import limits
 from ..protocol.records import Category, RecType, SignedRecord
 from ..protocol.timers import SOFT_EXPIRY_S
+from .store_ledger import StoreLedger
+from .store_room import StoreCaps, make_room
+from .store_slots import (
+    KEY_LEN,
+    Entry,
+    KeyRecords,
+    expires_at,
+    oldest,
+    slot_of,
+    soft_expiring,
+    visible,
+)
 
-__all__ = ["SOFT_EXPIRY_S", "PutOutcome", "PutResult", "RecordStore", "StoreStats"]
+__all__ = ["SOFT_EXPIRY_S", "KeyLike", "PutOutcome", "PutResult", "RecordStore", "StoreStats"]
 
 
-KEY_LEN: Final = 32
 _ZERO_KEY: Final = bytes(KEY_LEN)
-_HEAP_SLACK: Final = 1024
-"""The expiry heap is rebuilt when it holds this many more entries than twice the keys."""
 _DEFAULTS: Final = LimitsConfig()
 
 KeyLike: TypeAlias = bytes | NodeId
 """A DHT key: 32 bytes, or a :class:`NodeId`."""
-
-_Ref: TypeAlias = tuple[bytes, Category, Hashable]
-"""Where a record is held: (key, category, slot)."""
 
 
 class PutOutcome(Enum):
@@ -158,109 +167,6 @@ class StoreStats:
     """Puts refused because the key's cap (per key or per category) was reached."""
 
 
-class _Entry:
-    """A record in its slot: the slot's soft-expiry deadline (None: not soft-expiring), when
-    it expires here, its encoded size, whether it is vouched for and its registration order
-    (``since``, kept across updates of the slot)."""
-
-    __slots__ = ("expires", "record", "since", "size", "soft_deadline", "vouched")
-
-    def __init__(
-        self,
-        record: SignedRecord,
-        soft_deadline: float | None,
-        expires: int,
-        size: int,
-        vouched: bool,
-        since: int,
-    ) -> None:
-        self.record = record
-        self.soft_deadline = soft_deadline
-        self.expires = expires
-        self.size = size
-        self.vouched = vouched
-        self.since = since
-
-
-class _Bucket:
-    """The records at one key: per category (in a2ald's list order) the slots in insertion
-    order. Empty categories are removed, so ``groups`` is never left holding an empty dict."""
-
-    __slots__ = ("count", "groups", "next_expiry", "vouched")
-
-    def __init__(self) -> None:
-        self.groups: dict[Category, dict[Hashable, _Entry]] = {}
-        self.next_expiry: int = 2**64
-        """A lower bound on the earliest expiry of the records here."""
-        self.count = 0
-        """Records held here."""
-        self.vouched = 0
-        """Vouched records held here."""
-
-
-def _slot(record: SignedRecord, category: Category) -> Hashable:
-    if category is Category.TOPIC:
-        return bytes(record.address)  # one registration per registrant AID
-    if category is Category.MAILBOX:
-        return (record.pubkey, record.payload, record.rec_type)
-    return (bytes(record.address), record.rec_type)
-
-
-def _soft_expiring(rec_type: int) -> bool:
-    """a2ald arms and clears soft expiry only for the assigned sovereign range, not for the
-    unknown rec types it otherwise stores like sovereign ones."""
-    return 0x01 <= rec_type <= 0x0F
-
-
-def _expires(record: SignedRecord, now_s: int) -> int:
-    """When a record expires here: a future date counts as now."""
-    return min(record.timestamp, now_s) + record.ttl
-
-
-def _visible(entry: _Entry, now: float) -> bool:
-    """Valid at ``now`` (VerifySignedRecord's time checks) and not soft-expired."""
-    if entry.expires < int(now) or entry.record.timestamp > now + limits.CLOCK_SKEW_S:
-        return False
-    deadline = entry.soft_deadline
-    return deadline is None or now <= deadline
-
-
-def _rank(entry: _Entry) -> tuple[bool, int]:
-    """Higher is kept longer: vouched first, then the older registration."""
-    return entry.vouched, -entry.since
-
-
-def _oldest(group: dict[Hashable, _Entry], address: bytes | None = None) -> Hashable | None:
-    """The slot with the smallest timestamp (first in order on ties), optionally among one
-    sender address's records."""
-    best: Hashable | None = None
-    best_ts = 0
-    for slot, entry in group.items():
-        record = entry.record
-        if address is not None and bytes(record.address) != address:
-            continue
-        if best is None or record.timestamp < best_ts:
-            best, best_ts = slot, record.timestamp
-    return best
-
-
-def _sovereign_victim(group: dict[Hashable, _Entry]) -> Hashable | None:
-    """The first non-endpoint record in list order; if only endpoints are left, the one with
-    the oldest timestamp (store.go evictSovereign)."""
-    for slot, entry in group.items():
-        if entry.record.rec_type != RecType.ENDPOINT:
-            return slot
-    return _oldest(group)
-
-
-def _category_cap(category: Category) -> int:
-    if category is Category.TOPIC:
-        return limits.TOPIC_PER_KEY
-    if category is Category.MAILBOX:
-        return limits.MAILBOX_PER_KEY
-    return limits.SOVEREIGN_PER_KEY
-
-
 class RecordStore:
     """The bounded, sans-I/O record store of a DHT node.
 
@@ -275,21 +181,7 @@ class RecordStore:
     wall clock in Unix seconds (records carry Unix times).
     """
 
-    __slots__ = (
-        "_buckets",
-        "_bytes",
-        "_c",
-        "_heap",
-        "_max_bytes",
-        "_max_keys",
-        "_max_per_key",
-        "_max_records",
-        "_plain",
-        "_plain_keys",
-        "_records",
-        "_since",
-        "_vouched",
-    )
+    __slots__ = ("_caps", "_held", "_since")
 
     def __init__(
         self,
@@ -299,24 +191,10 @@ class RecordStore:
         max_records_per_key: int = _DEFAULTS.dht_records_per_key,
         max_bytes: int = _DEFAULTS.dht_bytes,
     ) -> None:
-        if min(max_keys, max_records, max_records_per_key, max_bytes) < 1:
-            raise UsageError("record store limits must be at least 1")
-        self._max_keys = max_keys
-        self._max_records = max_records
-        self._max_per_key = max_records_per_key
-        self._max_bytes = max_bytes
-        self._buckets: dict[bytes, _Bucket] = {}
-        self._heap: list[tuple[int, bytes]] = []
-        """(a bucket's next_expiry, key); stale entries are skipped when popped."""
-        self._plain: OrderedDict[_Ref, None] = OrderedDict()
-        """Records not vouched for, oldest registration first."""
-        self._plain_keys: OrderedDict[bytes, None] = OrderedDict()
-        """Keys holding no vouched record, in the order they became so."""
-        self._records = self._bytes = self._vouched = self._since = 0
-        self._c: dict[str, int] = dict.fromkeys(
-            ("stored", "stale", "policy", "invalid", "evicted", "expired",
-             "keys", "records", "bytes", "per_key"), 0,
-        )  # fmt: skip
+        self._caps = StoreCaps(max_keys, max_records, max_records_per_key, max_bytes)
+        self._held = StoreLedger()
+        self._since = 0
+        """The registration order given to the newest slot filled."""
 
     @classmethod
     def from_limits(cls, lim: LimitsConfig) -> RecordStore:
@@ -380,61 +258,66 @@ class RecordStore:
             # from the record's replica set.
             return self._reject(PutOutcome.REJECTED_INVALID, str(exc), k)
 
+        held = self._held
         now_s = int(now)
-        bucket = self._live_bucket(k, now)
-        slot = _slot(record, category)
+        bucket = held.live_bucket(k, now)
+        slot = slot_of(record, category)
         group = bucket.groups.get(category) if bucket is not None else None
         old = group.get(slot) if group is not None else None
-        soft = _soft_expiring(record.rec_type)
+        soft = soft_expiring(record.rec_type)
         if old is not None and not record.is_newer_than(old.record):
-            self._c["stale"] += 1
+            held.counts["stale"] += 1
             if soft and from_publisher:
                 old.soft_deadline = None
             if vouched and bucket is not None:
-                self._vouch(k, bucket, category, slot, old)
+                held.vouch(k, bucket, category, slot, old)
             return PutResult(PutOutcome.STALE, "already holds an equal or newer record", False, k)
 
         if not soft or from_publisher:
             deadline: float | None = None
-        elif old is not None and _visible(old, now):
+        elif old is not None and visible(old, now):
             deadline = old.soft_deadline  # an occupied slot keeps whatever it had
         else:
             deadline = now + SOFT_EXPIRY_S
 
         size = len(record.to_bytes())
         since = old.since if old is not None else self._since + 1
-        entry = _Entry(record, deadline, _expires(record, now_s), size,
-                       vouched or (old is not None and old.vouched), since)  # fmt: skip
-        full = self._make_room(k, category, slot, old, entry, now_s)
+        entry = Entry(record, deadline, expires_at(record, now_s), size,
+                      vouched or (old is not None and old.vouched), since)  # fmt: skip
+        full = make_room(held, self._caps, k, category, slot, old, entry, now_s)
         if full:
-            self._c[full] += 1
+            held.counts[full] += 1
             return PutResult(PutOutcome.REJECTED_FULL, full, False, k)
         if old is None:
             self._since = since
+        self._file(k, category, slot, entry)
+        held.counts["stored"] += 1
+        return PutResult(PutOutcome.STORED, "stored", True, k)
 
-        bucket = self._buckets.get(k)  # making room may have dropped or purged it
+    def _file(self, k: bytes, category: Category, slot: Hashable, entry: Entry) -> None:
+        """Put ``entry`` in its slot at ``k``, its category last in the key's list order."""
+        held = self._held
+        bucket = held.buckets.get(k)  # making room may have dropped or purged it
         if bucket is None:
-            bucket = self._buckets[k] = _Bucket()
-            self._plain_keys[k] = None
+            bucket = held.buckets[k] = KeyRecords()
+            held.plain_keys[k] = None
         group = bucket.groups.pop(category, None) or {}
         prev = group.pop(slot, None)
         group[slot] = entry
         bucket.groups[category] = group  # the category just stored moves to the end
         if prev is None:
-            self._hold(k, bucket, category, slot, entry)
+            held.hold(k, bucket, category, slot, entry)
         else:
-            self._replace(k, bucket, category, slot, prev, entry)
+            held.replace(k, bucket, category, slot, prev, entry)
         if category is Category.MAILBOX:  # a2ald: a sender's own oldest notes go first
-            address = bytes(record.address)
+            address = bytes(entry.record.address)
             same = sum(1 for e in group.values() if bytes(e.record.address) == address)
             while same > limits.MAILBOX_PER_PUBKEY:
-                self._evict(k, bucket, category, _oldest(group, address))
+                held.evict(k, bucket, category, oldest(group, address))
                 same -= 1
         if entry.expires < bucket.next_expiry:
             bucket.next_expiry = entry.expires
-            self._push_expiry(k, bucket)
-        self._c["stored"] += 1
-        return PutResult(PutOutcome.STORED, "stored", True, k)
+            held.push_expiry(k, bucket)
 
     def remove_expired(self, now: float) -> int:
         """Purge every record whose TTL ran out; drop keys left empty.
@@ -444,15 +327,7 @@ class RecordStore:
         Returns:
             The number of records removed.
         """
-        now_s = int(now)
-        before = self._c["expired"]
-        heap = self._heap
-        while heap and heap[0][0] < now_s:
-            due, k = heapq.heappop(heap)
-            bucket = self._buckets.get(k)
-            if bucket is not None and bucket.next_expiry == due:
-                self._purge(k, bucket, now_s)
-        return self._c["expired"] - before
+        return self._held.remove_expired(int(now))
 
     # -- reading ----------------------------------------------------------------------
 
@@ -468,27 +343,27 @@ class RecordStore:
             Oldest first in a2ald's list order (see the module docstring), without expired,
             future-dated or soft-expired records.
         """
-        bucket = self._live_bucket(_norm_key(key), now)
+        bucket = self._held.live_bucket(_norm_key(key), now)
         if bucket is None:
             return []
         return [
             entry.record
             for group in bucket.groups.values()
             for entry in group.values()
-            if (rec_type == 0 or entry.record.rec_type == rec_type) and _visible(entry, now)
+            if (rec_type == 0 or entry.record.rec_type == rec_type) and visible(entry, now)
         ]
 
     def newest_endpoint(self, key: KeyLike, now: float) -> SignedRecord | None:
         """The newest currently valid endpoint record at ``key`` (FIND_VALUE's legacy
         ``record``), or None."""
-        bucket = self._live_bucket(_norm_key(key), now)
+        bucket = self._held.live_bucket(_norm_key(key), now)
         group = bucket.groups.get(Category.SOVEREIGN) if bucket is not None else None
         if group is None:
             return None
         best: SignedRecord | None = None
         for entry in group.values():
             record = entry.record
-            if record.rec_type != RecType.ENDPOINT or not _visible(entry, now):
+            if record.rec_type != RecType.ENDPOINT or not visible(entry, now):
                 continue
             if best is None or record.is_newer_than(best):
                 best = record
@@ -496,241 +371,39 @@ class RecordStore:
 
     def __len__(self) -> int:
         """Records held (including soft-hidden ones and expired ones not yet purged)."""
-        return self._records
+        return self._held.records
 
     @property
     def key_count(self) -> int:
         """Distinct keys held."""
-        return len(self._buckets)
+        return len(self._held.buckets)
 
     @property
     def max_keys(self) -> int:
         """The distinct-key cap."""
-        return self._max_keys
+        return self._caps.max_keys
 
     @property
     def byte_count(self) -> int:
         """Encoded bytes of the records held."""
-        return self._bytes
+        return self._held.bytes
 
     def statistics(self) -> StoreStats:
         """Current size and lifetime counters."""
-        c = self._c
+        held = self._held
+        c = held.counts
         return StoreStats(
-            keys=len(self._buckets), records=self._records, stored=c["stored"],
+            keys=len(held.buckets), records=held.records, stored=c["stored"],
             stale=c["stale"], rejected_policy=c["policy"], rejected_invalid=c["invalid"],
-            evicted=c["evicted"], expired=c["expired"], bytes=self._bytes,
-            vouched=self._vouched, refused_keys=c["keys"], refused_records=c["records"],
+            evicted=c["evicted"], expired=c["expired"], bytes=held.bytes,
+            vouched=held.vouched, refused_keys=c["keys"], refused_records=c["records"],
             refused_bytes=c["bytes"], refused_per_key=c["per_key"],
         )  # fmt: skip
 
-    # -- internals: room --------------------------------------------------------------
-
-    def _make_room(
-        self,
-        k: bytes,
-        category: Category,
-        slot: Hashable,
-        old: _Entry | None,
-        entry: _Entry,
-        now_s: int,
-    ) -> str:
-        """Evict lower-ranked records until ``entry`` fits in place of ``old`` (None: a new
-        slot). Returns the name of the cap that refuses it, or "" when it fits."""
-        rank = _rank(entry)
-        own: _Ref = (k, category, slot)
-        if k not in self._buckets and len(self._buckets) >= self._max_keys:
-            self.remove_expired(now_s)
-            while len(self._buckets) >= self._max_keys:
-                victim = next(reversed(self._plain_keys), None) if entry.vouched else None
-                if victim is None:
-                    return "keys"
-                self._drop_key(victim)
-        grow = 0 if old is not None else 1
-        need = entry.size - (old.size if old is not None else 0)
-        if self._records + grow > self._max_records or self._bytes + need > self._max_bytes:
-            self.remove_expired(now_s)
-        while self._records + grow > self._max_records or self._bytes + need > self._max_bytes:
-            cap = "records" if self._records + grow > self._max_records else "bytes"
-            ref = next((r for r in reversed(self._plain) if r != own), None)
-            if ref is None:
-                return cap
-            vk, vcat, vslot = ref
-            victim_entry = self._buckets[vk].groups[vcat][vslot]
-            if _rank(victim_entry) >= rank:
-                return cap
-            self._evict(vk, self._buckets[vk], vcat, vslot)
-        bucket = self._buckets.get(k)
-        if old is not None or bucket is None:
-            return ""
-        group = bucket.groups.get(category, {})
-        if category is Category.MAILBOX:
-            address = bytes(entry.record.address)
-            mine = sum(1 for e in group.values() if bytes(e.record.address) == address)
-            if mine >= limits.MAILBOX_PER_PUBKEY:
-                return ""  # the sender's own oldest note makes room after the put
-        if category is Category.SOVEREIGN:  # only the owner fills these: a2ald's rule
-            while len(group) >= limits.SOVEREIGN_PER_KEY:
-                self._evict(k, bucket, category, _sovereign_victim(group))
-        cap_group = min(_category_cap(category), self._max_per_key)
-        while len(group) >= cap_group or bucket.count >= self._max_per_key:
-            pool = group if len(group) >= cap_group else None
-            vcat, vslot, ventry = self._lowest(bucket, pool, category)
-            if ventry is None or _rank(ventry) >= rank:
-                return "per_key"
-            self._evict(k, bucket, vcat, vslot)
-            if k not in self._buckets:
-                break
-        return ""
-
-    @staticmethod
-    def _lowest(
-        bucket: _Bucket, pool: dict[Hashable, _Entry] | None, category: Category
-    ) -> tuple[Category, Hashable, _Entry | None]:
-        """The lowest-ranked record of ``pool`` (one category's group), or of the whole
-        bucket when ``pool`` is None."""
-        groups = {category: pool} if pool is not None else bucket.groups
-        best: tuple[Category, Hashable, _Entry | None] = (category, None, None)
-        best_rank: tuple[bool, int] | None = None
-        for cat, group in groups.items():
-            for slot, entry in group.items():
-                r = _rank(entry)
-                if best_rank is None or r < best_rank:
-                    best, best_rank = (cat, slot, entry), r
-        return best
-
-    # -- internals: bookkeeping -------------------------------------------------------
-
-    def _hold(
-        self, k: bytes, bucket: _Bucket, category: Category, slot: Hashable, entry: _Entry
-    ) -> None:
-        """Account for ``entry`` just placed in ``bucket``."""
-        self._records += 1
-        self._bytes += entry.size
-        bucket.count += 1
-        if entry.vouched:
-            self._vouched += 1
-            bucket.vouched += 1
-            self._plain_keys.pop(k, None)
-        else:
-            self._plain[(k, category, slot)] = None
-
-    def _replace(
-        self,
-        k: bytes,
-        bucket: _Bucket,
-        category: Category,
-        slot: Hashable,
-        prev: _Entry,
-        entry: _Entry,
-    ) -> None:
-        """Account for ``entry`` having replaced ``prev`` in its slot (same registration:
-        an unvouched one keeps its place in the order)."""
-        self._bytes += entry.size - prev.size
-        if entry.vouched and not prev.vouched:
-            self._plain.pop((k, category, slot), None)
-            self._vouched += 1
-            bucket.vouched += 1
-            self._plain_keys.pop(k, None)
-
-    def _unhold(
-        self, k: bytes, bucket: _Bucket, category: Category, slot: Hashable, entry: _Entry
-    ) -> None:
-        """Account for ``entry`` just removed from ``bucket`` (the caller removed it)."""
-        self._records -= 1
-        self._bytes -= entry.size
-        bucket.count -= 1
-        if entry.vouched:
-            self._vouched -= 1
-            bucket.vouched -= 1
-            if bucket.vouched == 0:
-                self._plain_keys[k] = None
-        else:
-            self._plain.pop((k, category, slot), None)
-
-    def _vouch(
-        self, k: bytes, bucket: _Bucket, category: Category, slot: Hashable, entry: _Entry
-    ) -> None:
-        if entry.vouched:
-            return
-        self._plain.pop((k, category, slot), None)
-        entry.vouched = True
-        self._vouched += 1
-        bucket.vouched += 1
-        self._plain_keys.pop(k, None)
-
-    def _evict(self, k: bytes, bucket: _Bucket, category: Category, slot: Hashable | None) -> None:
-        if slot is None:  # pragma: no cover - callers only ask for a victim in a full group
-            raise AssertionError("no record to evict")
-        group = bucket.groups[category]
-        entry = group.pop(slot)
-        self._unhold(k, bucket, category, slot, entry)
-        self._c["evicted"] += 1
-        if not group:
-            del bucket.groups[category]
-        if not bucket.groups:
-            self._forget_key(k)
-
-    def _drop_key(self, k: bytes) -> None:
-        bucket = self._buckets[k]
-        for category, group in bucket.groups.items():
-            for slot, entry in group.items():
-                self._unhold(k, bucket, category, slot, entry)
-                self._c["evicted"] += 1
-        bucket.groups.clear()
-        self._forget_key(k)
-
-    def _forget_key(self, k: bytes) -> None:
-        del self._buckets[k]
-        self._plain_keys.pop(k, None)
-
     def _reject(self, outcome: PutOutcome, reason: str, key: bytes = b"") -> PutResult:
-        if outcome is PutOutcome.REJECTED_POLICY:
-            self._c["policy"] += 1
-        else:
-            self._c["invalid"] += 1
+        counter = "policy" if outcome is PutOutcome.REJECTED_POLICY else "invalid"
+        self._held.counts[counter] += 1
         return PutResult(outcome, reason, False, key)
-
-    def _live_bucket(self, k: bytes, now: float) -> _Bucket | None:
-        bucket = self._buckets.get(k)
-        if bucket is None or not self._purge_if_due(k, bucket, int(now)):
-            return None
-        return bucket
-
-    def _purge_if_due(self, k: bytes, bucket: _Bucket, now_s: int) -> bool:
-        """Purge if a record may have expired; False if the bucket went away."""
-        if bucket.next_expiry >= now_s:
-            return True
-        return self._purge(k, bucket, now_s)
-
-    def _purge(self, k: bytes, bucket: _Bucket, now_s: int) -> bool:
-        """Remove expired records and recompute ``next_expiry``; drop the key if it is left
-        empty. Returns False if it was dropped."""
-        earliest = 2**64
-        for category in list(bucket.groups):
-            group = bucket.groups[category]
-            dead = [slot for slot, e in group.items() if e.expires < now_s]
-            for slot in dead:
-                self._unhold(k, bucket, category, slot, group.pop(slot))
-            self._c["expired"] += len(dead)
-            if not group:
-                del bucket.groups[category]
-                continue
-            earliest = min(earliest, min(e.expires for e in group.values()))
-        if not bucket.groups:
-            self._forget_key(k)
-            return False
-        bucket.next_expiry = earliest
-        self._push_expiry(k, bucket)
-        return True
-
-    def _push_expiry(self, k: bytes, bucket: _Bucket) -> None:
-        heap = self._heap
-        if len(heap) > 2 * len(self._buckets) + _HEAP_SLACK:
-            heap[:] = [(b.next_expiry, key) for key, b in self._buckets.items()]
-            heapq.heapify(heap)  # the rebuild already holds this bucket's entry
-            return
-        heapq.heappush(heap, (bucket.next_expiry, k))
 
 
 def _norm_key(key: KeyLike) -> bytes:

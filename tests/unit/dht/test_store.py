@@ -8,8 +8,9 @@ from collections.abc import Hashable
 import pytest
 
 from a2al_mcp._random import SeededRng
-from a2al_mcp.dht import store as store_mod
+from a2al_mcp.dht import store_slots
 from a2al_mcp.dht.store import SOFT_EXPIRY_S, PutOutcome, RecordStore, StoreStats
+from a2al_mcp.dht.store_ledger import HEAP_SLACK, StoreLedger
 from a2al_mcp.errors import UsageError
 from a2al_mcp.identity import Aid, DelegatedIdentity, DelegationProof, Identity, SigningKey
 from a2al_mcp.protocol import limits
@@ -394,13 +395,13 @@ def test_sovereign_victim_when_only_endpoints_remain() -> None:
     # Unreachable through put (one endpoint slot per key short of a NodeID collision),
     # so the rule is checked on the helper directly.
     stamps = [T0 - 5, T0 - 9, T0 - 1, T0 - 9, T0 - 3]
-    group: dict[Hashable, store_mod._Entry] = {
-        i: store_mod._Entry(rec(ident(400 + i), ts=t), None, 0, 0, False, i)
+    group: dict[Hashable, store_slots.Entry] = {
+        i: store_slots.Entry(rec(ident(400 + i), ts=t), None, 0, 0, False, i)
         for i, t in enumerate(stamps)
     }
-    assert store_mod._sovereign_victim(group) == 1  # oldest timestamp, first on ties
-    group["profile"] = store_mod._Entry(rec(ident(1), 2, PROFILE), None, 0, 0, False, 9)
-    assert store_mod._sovereign_victim(group) == "profile"
+    assert store_slots.sovereign_victim(group) == 1  # oldest timestamp, first on ties
+    group["profile"] = store_slots.Entry(rec(ident(1), 2, PROFILE), None, 0, 0, False, 9)
+    assert store_slots.sovereign_victim(group) == "profile"
 
 
 # -- order and filtering ----------------------------------------------------------------
@@ -584,6 +585,22 @@ def test_remove_expired() -> None:
     assert s.statistics().expired == 5
 
 
+def test_ledger_compacts_its_expiry_heap() -> None:
+    ledger = StoreLedger()
+    keys = [bytes([i + 1]) * 32 for i in range(50)]
+    for k in keys:
+        ledger.buckets[k] = store_slots.KeyRecords()
+    for round_ in range(30):  # ever earlier expiries: every update pushes an expiry hint
+        for i, k in enumerate(keys[:40]):
+            bucket = ledger.buckets[k]
+            bucket.next_expiry = T0 + 2000 - round_ * 10 - i
+            ledger.push_expiry(k, bucket)
+    for k in keys[40:]:
+        ledger.push_expiry(k, ledger.buckets[k])
+    assert len(ledger.heap) <= 2 * 50 + HEAP_SLACK + 1  # compacted, not 1210
+    assert sorted(ledger.heap)[0] == (T0 + 2000 - 29 * 10 - 39, keys[39])
+
+
 def test_remove_expired_many_keys_and_heap_compaction() -> None:
     s = RecordStore(max_keys=50)
     people = [ident(500 + i) for i in range(50)]
@@ -594,7 +611,6 @@ def test_remove_expired_many_keys_and_heap_compaction() -> None:
     for p in people[40:]:
         put(s, rec(p, ttl=50), now=T0 + 40)
     assert s.key_count == 50
-    assert len(s._heap) <= 2 * 50 + store_mod._HEAP_SLACK + 1  # compacted, not 1210
     assert s.remove_expired(T0 + 91) == 10
     assert s.key_count == 40
     assert s.remove_expired(T0 + 3000) == 40 and s.key_count == 0 and len(s) == 0
