@@ -27,7 +27,7 @@ from a2al_mcp import _cbor
 from a2al_mcp._random import SeededRng
 from a2al_mcp.errors import DecodeError, UsageError, VerificationError
 from a2al_mcp.identity import Aid, DelegatedIdentity, Identity, SigningKey
-from a2al_mcp.transport import tls as tls_mod
+from a2al_mcp.transport import certificates
 from a2al_mcp.transport.tls import (
     ALPN,
     CERT_BACKDATE_S,
@@ -352,9 +352,9 @@ def test_delegated_certificate_carries_the_extension() -> None:
 )
 def test_der_octet_string_lengths(size: int, head: bytes) -> None:
     content = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
-    encoded = tls_mod._der_octet_string(content)
+    encoded = certificates._der_octet_string(content)
     assert encoded == head + content
-    assert tls_mod._der_octet_string_content(encoded) == content
+    assert certificates._der_octet_string_content(encoded) == content
 
 
 @pytest.mark.parametrize(
