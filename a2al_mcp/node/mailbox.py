@@ -38,6 +38,7 @@ import anyio
 from .._clock import Clock
 from .._random import Rng
 from ..config import MailboxConfig
+from ..dht.events import RecordPushed
 from ..errors import (
     A2ALError,
     AccessDenied,
@@ -60,7 +61,7 @@ from ..transport.session import ERR_ACCESS_DENIED
 from .inbox import AddResult, Inbox, Note
 
 if TYPE_CHECKING:
-    from ..dht.events import PublishFinished
+    from ..dht.events import MailboxStored, PublishFinished
     from ..identity.local import Identity
     from ..transport.peer import PeerConnection
 
@@ -220,16 +221,24 @@ class Mailbox:
 
     # -- send -----------------------------------------------------------------------------
 
+    def statistics(self) -> MailboxStats:
+        """A snapshot of :attr:`stats`."""
+        return dataclasses.replace(self.stats)
+
     async def send(
-        self, recipient: Aid, body: bytes, *, sender: Identity, msg_type: int = MSG_TYPE_TEXT
-    ) -> SendResult:
-        """Seal ``body`` for ``recipient`` and deliver it (see the module docstring).
+        self, recipient: Aid, body: bytes | str, *, sender: Identity,
+        msg_type: int = MSG_TYPE_TEXT,
+    ) -> SendResult:  # fmt: skip
+        """Seal ``body`` (a ``str`` is sent as UTF-8) for ``recipient`` and deliver it (see
+        the module docstring).
 
         Raises:
             LimitExceeded: the body is over 389 bytes.
             NotFound: the recipient has no endpoint record (so no key to encrypt to).
             Unreachable: neither the direct path nor any DHT replica took the note.
         """
+        if isinstance(body, str):
+            body = body.encode()
         if len(body) > limits.MAILBOX_BODY_MAX:
             raise LimitExceeded(
                 f"a mailbox note holds at most {limits.MAILBOX_BODY_MAX} bytes, this body has "
@@ -301,6 +310,24 @@ class Mailbox:
         return SendResult(record.msg_id, how, replicas, direct_error, refused)
 
     # -- receive --------------------------------------------------------------------------
+
+    def read(
+        self,
+        recipient: Aid,
+        *,
+        peek: bool = False,
+        limit: int = 50,
+        sender: Aid | None = None,
+        include_read: bool = False,
+    ) -> list[Note]:
+        """Notes for the local identity ``recipient``, oldest first; unless ``peek`` they
+        are marked read (kept until deleted or past retention)."""
+        return self.inbox.read(recipient, peek=peek, limit=limit, sender=sender,
+                               include_read=include_read, now=self._clock.wall())  # fmt: skip
+
+    def delete(self, recipient: Aid, msg_ids: Sequence[bytes]) -> int:
+        """Remove notes of ``recipient`` from the inbox; returns how many were removed."""
+        return self.inbox.delete(recipient, msg_ids)
 
     def listen(self, callback: Callable[[Note], None]) -> Callable[[], None]:
         """Call ``callback(note)`` for every new note; returns a function that stops it."""
@@ -400,6 +427,14 @@ class Mailbox:
         if read or unread:
             logger.info("mailbox.purged read=%d unread=%d", read, unread)
         return read, unread
+
+    def on_dht_record(self, event: MailboxStored | RecordPushed) -> None:
+        """A mailbox record a peer STOREd with us or pushed to us (a DHT event): accepted if
+        it is filed under the key of one of the local identities."""
+        if event.record.category is Category.MAILBOX:
+            via = "push" if isinstance(event, RecordPushed) else "store"
+            if any(event.key == aid.node_id for aid in self._identities):
+                self.accept(event.record, via=via)
 
     async def on_frame(self, routed: Aid | None, frame: MailboxFrame) -> bool:
         """An ``a2mb`` frame on a connection routed to ``routed``."""

@@ -27,12 +27,30 @@ from ..protocol import limits
 from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
 from ..protocol.records import RecType, SignedRecord
 
-__all__ = ["PublishRecord", "Publisher"]
+__all__ = ["PublishRecord", "Publisher", "endpoint_urls"]
 
 logger = logging.getLogger(__name__)
 
 PublishRecord = Callable[[SignedRecord, NodeId], Awaitable[ev.PublishFinished]]
 """Store ``record`` under ``key`` on the DHT (e.g. :meth:`DhtService.publish`)."""
+
+
+def endpoint_urls(local_addr: tuple[str, int], advertise_host: str = "") -> tuple[str, ...]:
+    """The ``quic://`` URL to publish for a socket bound to ``local_addr``: at
+    ``advertise_host`` when given, else at the bound host.
+
+    Raises:
+        UsageError: the host is a wildcard (``0.0.0.0``, ``::``) and none is advertised.
+    """
+    host, port = local_addr
+    advertise = advertise_host or host
+    if advertise in ("0.0.0.0", "::", ""):
+        raise UsageError(
+            "cannot determine an address to publish: set advertise_host (a2ald's fallback_host)"
+        )
+    if ":" in advertise:
+        return (f"quic://[{advertise}]:{port}",)
+    return (f"quic://{advertise}:{port}",)
 
 
 class Publisher:
