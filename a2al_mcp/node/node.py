@@ -1,16 +1,21 @@
-"""Node: one UDP socket, the DHT core, local identities, and the public async API.
+"""Node: the composition root — it builds the services, owns their task group, and forwards
+the public async API to them.
 
 ``async with Node(config, identity) as node:`` binds the socket and joins the network
 through ``config.bootstrap``; nothing is sent anywhere else. Every background task lives in
 the node's task group and stops on close.
+
+Who does what: :class:`~.identities.IdentityStore` (who we act as), :class:`~.joining.Joiner`
+(bootstrap, rejoin, the peer cache), :class:`~.finder.Finder` (resolve, profile, discover),
+:class:`~.publisher.Publisher` (what we publish, renewed), :class:`~.serving.Acceptor` (the
+accepting side of QUIC), :class:`~.dialer.Dialer` (the dialling side: connect, streams,
+fetch, tunnels), :class:`~.mailbox.Mailbox` (notes), :class:`~.supervision.Supervisor`
+(tasks and what they raise), :class:`~.observed.ObservedAddresses` (our address as seen).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, Self
@@ -19,53 +24,40 @@ import anyio
 import anyio.lowlevel
 
 from .._clock import Clock, SystemClock
-from .._containment import containable
 from .._random import Rng, SystemRng
 from .._types import Addr
-from ..config import NodeConfig, parse_host_port
+from ..config import NodeConfig
 from ..dht import events as ev
 from ..dht.core import DhtCore
 from ..dht.lookup import LookupKind
 from ..dht.service import DHT_EVENT_TYPES, DhtService, operation_timeout
-from ..errors import (
-    AccessDenied,
-    ConfigError,
-    DecodeError,
-    NodeClosed,
-    NotFound,
-    RequestTimeout,
-    UsageError,
-)
+from ..errors import NodeClosed, UsageError
 from ..identity.aid import Aid, NodeId
 from ..identity.local import DelegatedIdentity, Identity
-from ..protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload, topic_key
-from ..protocol.records import Category, RecType, SignedRecord
-from ..protocol.session_frames import MailboxFrame
+from ..protocol.payloads import AgentProfilePayload
+from ..protocol.records import SignedRecord
 from ..transport import tls
 from ..transport.endpoint import UdpEndpoint
 from ..transport.peer import PeerConnection, PeerStream, QuicService
 from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone
 from .connect import Connector
-from .http import MAX_BODY, HttpHandler, HttpResponse, StreamedResponse, request_over
+from .dialer import Dialer
+from .finder import Finder
+from .http import HttpHandler, HttpResponse, StreamedResponse
 from .identities import IdentityStore
 from .inbox import Inbox, Note
+from .joining import Joiner
 from .mailbox import Mailbox, MailboxStats, SendResult
-from .publisher import Publisher
-from .seeds import load_peer_cache, lookup_public_seeds, save_peer_cache
+from .observed import ObservedAddresses
+from .publisher import Publisher, endpoint_urls
 from .serving import Acceptor, Serving, StreamHandler
 from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
+from .supervision import Supervisor
 from .tunnel import Tunnel
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
 
 _QUIC_EVENT_TYPES = (ConnectionAccepted, ConnectionEvent, ConnectionGone)
-
-logger = logging.getLogger(__name__)
-
-_LOG_INTERVAL_S = 30.0
-"""A contained task failure of one kind is logged at most this often (always counted)."""
-_LOOP_RESTART_S = 1.0
-"""A background loop that failed is started again after this long."""
 
 
 class _State(Enum):
@@ -75,7 +67,7 @@ class _State(Enum):
 
 
 class Node:
-    """A full A2AL peer: DHT, QUIC connections and streams (mailbox in a later layer)."""
+    """A full A2AL peer: DHT, QUIC connections and streams, mailbox."""
 
     def __init__(
         self,
@@ -89,163 +81,158 @@ class Node:
         self._clock = clock or SystemClock()
         self._rng = rng or SystemRng()
         self.identity = identity or Identity.generate(self._rng)
+        self._state = _State.UNOPENED
         self._identities = IdentityStore(self.identity, data_dir=self.config.data_dir,
                                          clock=self._clock, rng=self._rng,
                                          on_added=self._add_certificate)  # fmt: skip
+        self._joiner = Joiner(self.config, dht=self._check_open)
+        self._finder = Finder(self._lookup)
         self._publisher = Publisher(
             publish_record=self._publish_record, identity=self._identity,
-            endpoint_urls=self._endpoint_urls, clock=self._clock,
-            republish_interval_s=self.config.dht.republish_interval_s,
+            endpoint_urls=lambda: endpoint_urls(self.local_addr, self.config.advertise_host),
+            clock=self._clock, republish_interval_s=self.config.dht.republish_interval_s,
         )  # fmt: skip
-        self._state = _State.UNOPENED
+        self._acceptor = Acceptor(identities=self._identities, node_aid=self.identity.aid)
+        self._tasks = Supervisor(clock=self._clock)
+        self._observed = ObservedAddresses()
+        # Built on open (they bind, generate certificates or open the inbox):
         self._endpoint: UdpEndpoint | None = None
         self._dht: DhtService | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._crash: BaseException | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._acceptor = Acceptor(identities=self._identities, node_aid=self.identity.aid,
-                                  note_observed=self._note_observed,
-                                  cache_record=self._cache_record,
-                                  on_mailbox=self._on_mailbox_frame)  # fmt: skip
         self._certs: tls.CertificateStore | None = None
         self._quic: QuicService | None = None
         self._connector: Connector | None = None
-        self._tunnels: list[Tunnel] = []
-        self._tunnel_errors = 0
-        """Contained errors of tunnels no longer in ``_tunnels``."""
+        self._dialer: Dialer | None = None
         self._mailbox: Mailbox | None = None
-        self._observed: dict[Addr, int] = {}
-        """Our address as peers report it (DHT PONG/FIND_* answers, QUIC ObservedAddr)."""
-        self._task_errors = 0
-        self._loop_errors = 0
-        self._last_error = ""
-        self._last_log: dict[str, float] = {}
+        self._stack: contextlib.AsyncExitStack | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         if self._state is not _State.UNOPENED:
             raise UsageError(f"cannot open a node that is {self._state.value}")
-        host, _port = self.config.listen
+        cfg = self.config
+        host, _port = cfg.listen
         self._identities.load_agents()
-        wall_offset = self._clock.wall() - self._clock.monotonic()
-        core = DhtCore(
-            self.identity,
-            rng=self._rng,
-            config=self.config.dht,
-            limits=self.config.limits,
-            wall_offset=wall_offset,
-            allow_local_hearsay=host.startswith("127.") or host == "::1",
-        )
-        self._dht = DhtService(core, clock=self._clock, flush=self._flush,
-                               timeout_s=operation_timeout(self.config.dht),
-                               closed_cause=lambda: self._crash, on_address=self._note_observed,
-                               on_mailbox=self._on_mailbox_record)  # fmt: skip
+        core = DhtCore(self.identity, rng=self._rng, config=cfg.dht, limits=cfg.limits,
+                       wall_offset=self._clock.wall() - self._clock.monotonic(),
+                       allow_local_hearsay=host.startswith("127.") or host == "::1")  # fmt: skip
+        inbox = Inbox(None if cfg.data_dir is None else cfg.data_dir / "inbox.db", cfg.limits)
+        mailbox = self._mailbox = Mailbox(
+            inbox, config=cfg.mailbox, clock=self._clock, rng=self._rng,
+            identities=self._identities, resolve=self.resolve, connect=self.connect,
+            publish_record=self._publish_record, aggregate=self._finder.aggregate,
+            dht_ready=lambda: self._dht is not None and self._dht.ready,
+        )  # fmt: skip
+        dht = self._dht = DhtService(core, clock=self._clock, flush=self._flush,
+                                     timeout_s=operation_timeout(cfg.dht),
+                                     on_address=self._observed.note,
+                                     on_mailbox=mailbox.on_dht_record)  # fmt: skip
         self._certs = tls.CertificateStore.generate(
             self.identity, *[i for a, i in self._identities.items() if a != self.aid],
             now=self._clock.wall(), rng=self._rng,
         )  # fmt: skip
-        self._quic = QuicService(
-            certificates=self._certs,
-            flush=self._flush,
-            now=self._clock.monotonic,
-            wall=self._clock.wall,
-            spawn=self.spawn,
-            handlers=self._acceptor.handlers(self._publisher.agent_info),
-            limits=self.config.limits,
-            handshake_timeout_s=self.config.quic.handshake_timeout_s,
-            idle_timeout_s=self.config.quic.idle_timeout_s,
-            rng=self._rng,
-            send_buffer=self.config.quic.send_buffer_max_bytes,
-        )
-        self._connector = Connector(self._quic, now=self._clock.monotonic, ipv6=":" in host,
-                                    keepalive_s=self.config.quic.keepalive_s)  # fmt: skip
-        data_dir = self.config.data_dir
-        self._mailbox = Mailbox(
-            Inbox(None if data_dir is None else data_dir / "inbox.db", self.config.limits),
-            config=self.config.mailbox,
-            clock=self._clock,
-            rng=self._rng,
-            identities=self._identities,
-            resolve=self.resolve,
-            connect=self.connect,
-            publish_record=self._publish_record,
-            aggregate=self._aggregate,
-            dht_ready=lambda: self._dht is not None and self._dht.ready,
-        )
-        self._endpoint = UdpEndpoint(self.config.listen, clock=self._clock, dht=core,
-                                     quic=self._quic.host, on_events=self._on_events)  # fmt: skip
+        handlers = self._acceptor.handlers(agent_info=self._publisher.agent_info,
+                                           note_observed=self._observed.note,
+                                           cache_record=dht.cache_record,
+                                           on_mailbox=mailbox.on_frame)  # fmt: skip
+        quic = self._quic = QuicService(
+            certificates=self._certs, flush=self._flush, now=self._clock.monotonic,
+            wall=self._clock.wall, spawn=self.spawn, handlers=handlers, limits=cfg.limits,
+            handshake_timeout_s=cfg.quic.handshake_timeout_s,
+            idle_timeout_s=cfg.quic.idle_timeout_s, rng=self._rng,
+            send_buffer=cfg.quic.send_buffer_max_bytes,
+        )  # fmt: skip
+        connector = self._connector = Connector(quic, now=self._clock.monotonic, ipv6=":" in host,
+                                                keepalive_s=cfg.quic.keepalive_s)  # fmt: skip
+        self._endpoint = UdpEndpoint(cfg.listen, clock=self._clock, dht=core, quic=quic.host,
+                                     on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._endpoint)
-            stack.callback(self._mailbox.inbox.close)  # after the task group has stopped
+            stack.callback(inbox.close)  # after the task group has stopped
             stack.push_async_callback(self._close_quic)
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(self._tg.cancel_scope.cancel)  # runs first on exit
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tg.cancel_scope.cancel)  # runs first on exit
+            self._dialer = Dialer(connector, identity=self._identity, resolve=self.resolve,
+                                  task_group=tg, check_open=self._check_open,
+                                  handshake_timeout_s=cfg.quic.handshake_timeout_s)  # fmt: skip
+            self._tasks.attach(tg)
+            stack.callback(self._tasks.detach)  # also when joining fails
             self._state = _State.OPEN
-            stack.push_async_callback(self._save_peers)
-            await self._join()
-            for loop in (self._publisher.republish_loop, self._rejoin_loop,
-                         self._connector.maintain, self._mailbox.poll_loop):  # fmt: skip
-                self._tg.start_soon(self._supervised, loop)
+            stack.callback(lambda: self._joiner.save_peers(dht.peer_addrs()))
+            await self._joiner.join()
+            for loop in (self._publisher.republish_loop, self._joiner.rejoin_loop,
+                         connector.maintain, mailbox.poll_loop):  # fmt: skip
+                self._tasks.start(loop)
             self._stack = stack.pop_all()
         return self
 
-    async def _seeds(self) -> list[str]:
-        seeds = list(self.config.bootstrap)
-        if self.config.data_dir is not None:
-            seeds += load_peer_cache(self.config.data_dir)
-        if self.config.network == "public":
-            seeds += await lookup_public_seeds()
-        return list(dict.fromkeys(seeds))
-
-    async def _join(self) -> None:
-        """Bootstrap from every known seed; a node with no reachable seed still starts."""
-        seeds = await self._seeds()
-        if not seeds:
-            return
-        try:
-            peers = await self.bootstrap(seeds)
-        except RequestTimeout:
-            logger.warning("bootstrap.failed seeds=%d: starting alone, will retry", len(seeds))
-        else:
-            logger.info("bootstrap.done peers=%d", peers)
-
-    async def _rejoin_loop(self) -> None:
-        """While the routing table is empty, try the seeds again (every 30 s)."""
-        while True:
-            await anyio.sleep(30.0)
-            if self._dht is not None and not self._dht.ready:
-                await self._join()
-
-    async def _save_peers(self) -> None:
-        if self.config.data_dir is None or self._dht is None:
-            return
-        addrs = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self._dht.peer_addrs()]
-        try:
-            save_peer_cache(self.config.data_dir, addrs)
-        except ConfigError as exc:
-            logger.warning("peers.cache_write_failed reason=%s", exc)
-
     async def __aexit__(self, *exc: object) -> None:
         """Close: stop background tasks and the socket (must run in the entering task)."""
-        self._mark_closed()
+        self._state = _State.CLOSED
+        self._tasks.detach()
+        if self._dht is not None:
+            self._dht.close()
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
-
-    def _mark_closed(self) -> None:
-        self._state = _State.CLOSED
-        if self._dht is not None:
-            self._dht.close()
 
     async def aclose(self) -> None:
         """Stop background work and close the socket. Idempotent."""
         await self.__aexit__(None, None, None)
 
+    async def _close_quic(self) -> None:
+        if self._dialer is not None:
+            await self._dialer.aclose()  # its tunnels
+        if self._quic is not None and self._quic.connections():
+            self._quic.close_all()
+            self._flush()  # the CONNECTION_CLOSE frames leave now
+            await anyio.lowlevel.checkpoint()
+
     def _check_open(self) -> DhtService:
         if self._state is not _State.OPEN or self._dht is None:
-            raise NodeClosed(f"the node is {self._state.value}") from self._crash
+            raise NodeClosed(f"the node is {self._state.value}")
         return self._dht
+
+    # -- wiring -------------------------------------------------------------------------
+
+    def _on_events(self, core: str, event: object) -> None:
+        """The endpoint's hook: QUIC host events to the QUIC service, DHT events to the
+        DHT service."""
+        if isinstance(event, _QUIC_EVENT_TYPES):
+            if self._quic is not None:
+                self._quic.on_event(event)
+        elif isinstance(event, DHT_EVENT_TYPES) and self._dht is not None:
+            self._dht.on_event(event)
+
+    def _flush(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.flush()
+
+    async def _lookup(self, target: NodeId, kind: LookupKind, *, rec_type: int = 0,
+                      subscribe: bool = False) -> ev.LookupFinished:  # fmt: skip
+        return await self._check_open().lookup(target, kind, rec_type=rec_type,
+                                               subscribe=subscribe)  # fmt: skip
+
+    async def _publish_record(self, record: SignedRecord, key: NodeId) -> ev.PublishFinished:
+        return await self._check_open().publish(record, key)
+
+    def _add_certificate(self, identity: Identity) -> None:
+        if self._certs is not None and identity.aid not in self._certs:
+            self._certs.add(tls.LocalCertificate.create(identity, now=self._clock.wall(),
+                                                        rng=self._rng))  # fmt: skip
+
+    def _identity(self, aid: Aid | None) -> Identity:
+        return self._identities.require(aid)
+
+    def _dial(self) -> Dialer:
+        self._check_open()
+        assert self._dialer is not None
+        return self._dialer
+
+    def _mail(self) -> Mailbox:
+        self._check_open()
+        assert self._mailbox is not None
+        return self._mailbox
 
     # -- identities -------------------------------------------------------------------
 
@@ -269,11 +256,6 @@ class Node:
     def add_identity(self, identity: Identity) -> None:
         """Act as another identity too (e.g. a delegated agent)."""
         self._identities.add(identity)
-
-    def _add_certificate(self, identity: Identity) -> None:
-        if self._certs is not None and identity.aid not in self._certs:
-            self._certs.add(tls.LocalCertificate.create(identity, now=self._clock.wall(),
-                                                        rng=self._rng))  # fmt: skip
 
     def identities(self) -> list[Identity]:
         return self._identities.identities()
@@ -301,26 +283,7 @@ class Node:
         """
         return await self._identities.import_sealed(blob, passphrase)
 
-    def _identity(self, aid: Aid | None) -> Identity:
-        return self._identities.require(aid)
-
-    # -- operations -------------------------------------------------------------------
-
-    def _on_events(self, core: str, event: object) -> None:
-        """The endpoint's hook: QUIC host events to the QUIC service, DHT events to the
-        DHT service."""
-        if isinstance(event, _QUIC_EVENT_TYPES):
-            if self._quic is not None:
-                self._quic.on_event(event)
-        elif isinstance(event, DHT_EVENT_TYPES) and self._dht is not None:
-            self._dht.on_event(event)
-
-    def _on_mailbox_record(self, event: ev.MailboxStored | ev.RecordPushed) -> None:
-        """A mailbox record STOREd with us or pushed to us: filed if it is for one of ours."""
-        if self._mailbox is not None and event.record.category is Category.MAILBOX:
-            via = "store" if isinstance(event, ev.MailboxStored) else "push"
-            if any(event.key == i.node_id for i in self._identities):
-                self._mailbox.accept(event.record, via=via)
+    # -- DHT: join, publish, find -------------------------------------------------------
 
     async def bootstrap(self, seeds: Sequence[str] | None = None) -> int:
         """Join through ``seeds`` (default: ``config.bootstrap``). Returns the peer count.
@@ -328,28 +291,7 @@ class Node:
         Raises:
             Unreachable-like RequestTimeout: no seed answered in time.
         """
-        addrs = []
-        for seed in seeds or self.config.bootstrap:
-            host, port = parse_host_port(seed, what="bootstrap entry")
-            addrs.append((host, port))
-        event = await self._check_open().bootstrap(addrs)
-        if not event.ok:
-            raise RequestTimeout("no bootstrap peer answered")
-        return event.peers
-
-    def _endpoint_urls(self) -> tuple[str, ...]:
-        host, port = self.local_addr
-        advertise = self.config.advertise_host or host
-        if advertise in ("0.0.0.0", "::", ""):
-            raise UsageError(
-                "cannot determine an address to publish: set advertise_host (a2ald's fallback_host)"
-            )
-        if ":" in advertise:
-            return (f"quic://[{advertise}]:{port}",)
-        return (f"quic://{advertise}:{port}",)
-
-    async def _publish_record(self, record: SignedRecord, key: NodeId) -> ev.PublishFinished:
-        return await self._check_open().publish(record, key)
+        return await self._joiner.bootstrap(seeds)
 
     async def publish(self, aid: Aid | None = None, *, ttl_s: int = 3600) -> SignedRecord:
         """Publish (and keep renewing) the endpoint record of a local identity."""
@@ -365,37 +307,6 @@ class Node:
             LimitExceeded: the profile encodes to more than 700 bytes.
         """
         return await self._publisher.set_profile(profile, aid, ttl_s=ttl_s)
-
-    async def profile(self, aid: Aid) -> AgentProfilePayload:
-        """The newest valid agent profile (rec_type 0x02) that ``aid`` published.
-
-        Raises:
-            NotFound: nobody holds a valid profile for it.
-        """
-        event = await self._check_open().lookup(aid.node_id, LookupKind.FIRST,
-                                                rec_type=RecType.PROFILE)  # fmt: skip
-        for rec in event.records:
-            try:
-                return AgentProfilePayload.from_bytes(rec.payload)
-            except DecodeError:
-                continue
-        raise NotFound(f"no agent profile for {aid}", aid=aid, operation="profile")
-
-    async def resolve(self, aid: Aid) -> ResolvedEndpoint:
-        """Find the newest valid endpoint record of ``aid``.
-
-        Raises:
-            NotFound: nobody holds a valid record.
-        """
-        event = await self._check_open().lookup(aid.node_id, LookupKind.FIRST,
-                                                rec_type=RecType.ENDPOINT)  # fmt: skip
-        if not event.records:
-            raise NotFound(f"no endpoint record for {aid}", aid=aid, operation="resolve")
-        rec = event.records[0]
-        ep = EndpointPayload.from_bytes(rec.payload)
-        return ResolvedEndpoint(aid=rec.address, endpoints=ep.endpoints, nat_type=ep.nat_type,
-                                seq=rec.seq, timestamp=rec.timestamp, ttl=rec.ttl,
-                                record=rec)  # fmt: skip
 
     async def register_service(
         self,
@@ -414,148 +325,66 @@ class Node:
                                                       protocols=protocols, tags=tags, meta=meta,
                                                       ttl_s=ttl_s, aid=aid)  # fmt: skip
 
+    def unpublish(self, aid: Aid | None = None) -> list[str]:
+        """Stop renewing the endpoint record and the service registrations of ``aid``
+        (default: the node). Copies on the network expire with their TTL (an hour at most
+        for endpoints, two for topics). Returns the topics that were registered."""
+        return self._publisher.unpublish(aid)
+
+    async def profile(self, aid: Aid) -> AgentProfilePayload:
+        """The newest valid agent profile (rec_type 0x02) that ``aid`` published.
+
+        Raises:
+            NotFound: nobody holds a valid profile for it.
+        """
+        return await self._finder.profile(aid)
+
+    async def resolve(self, aid: Aid) -> ResolvedEndpoint:
+        """Find the newest valid endpoint record of ``aid``.
+
+        Raises:
+            NotFound: nobody holds a valid record.
+        """
+        return await self._finder.resolve(aid)
+
     async def discover(
         self, topics: str | Sequence[str], *, protocols: Sequence[str] = (),
         tags: Sequence[str] = (),
     ) -> list[ServiceEntry]:  # fmt: skip
         """Find registrations under every topic (AIDs present in all), filtered by
         protocols (any) and tags (all)."""
-        topic_list = [topics] if isinstance(topics, str) else list(topics)
-        if not topic_list:
-            raise UsageError("give at least one topic")
-        per_topic: list[dict[Aid, ServiceEntry]] = []
-        for topic in topic_list:
-            event = await self._check_open().lookup(NodeId(topic_key(topic)), LookupKind.ALL,
-                                                    rec_type=RecType.TOPIC)  # fmt: skip
-            found: dict[Aid, ServiceEntry] = {}
-            for rec in event.records:
-                try:
-                    tp = TopicPayload.from_bytes(rec.payload)
-                except DecodeError:
-                    continue
-                if tp.topic != topic:
-                    continue
-                entry = ServiceEntry(aid=rec.address, service=topic, name=tp.name,
-                                     brief=tp.brief, protocols=tp.protocols, tags=tp.tags,
-                                     meta=dict(tp.meta), seq=rec.seq, timestamp=rec.timestamp,
-                                     ttl=rec.ttl)  # fmt: skip
-                old = found.get(rec.address)
-                if old is None or entry.seq > old.seq:
-                    found[rec.address] = entry
-            per_topic.append(found)
-        common = set(per_topic[0]).intersection(*per_topic[1:])
-        out = [per_topic[0][a] for a in common]
-        if protocols:
-            out = [e for e in out if set(protocols) & set(e.protocols)]
-        if tags:
-            out = [e for e in out if set(tags) <= set(e.tags)]
-        out.sort(key=lambda e: -e.timestamp)
-        return out
+        return await self._finder.discover(topics, protocols=protocols, tags=tags)
+
+    # -- status and tasks -----------------------------------------------------------------
 
     def status(self) -> NodeStatus:
-        dht = self._check_open()
-        stats = dht.statistics()
-        observed = tuple(sorted(self._observed.items(), key=lambda kv: -kv[1]))
-        conns = len(self._quic.connections()) if self._quic is not None else 0
+        stats = self._check_open().statistics()
+        assert self._quic is not None and self._mailbox is not None
         return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
                           ready=stats.peers > 0, published=self._publisher.published(),
-                          dht=stats, observed_addrs=observed, connections=conns,
-                          serving=self._acceptor.serving(),
-                          mailbox=None if self._mailbox is None else
-                          dataclasses.replace(self._mailbox.stats),
+                          dht=stats, observed_addrs=self._observed.ranked(),
+                          connections=len(self._quic.connections()),
+                          serving=self._acceptor.serving(), mailbox=self._mailbox.statistics(),
                           contained_errors=self._contained_errors(),
-                          quic=None if self._quic is None else self._quic.statistics())  # fmt: skip
+                          quic=self._quic.statistics())  # fmt: skip
 
     def _contained_errors(self) -> ContainedErrors:
         ep = None if self._endpoint is None else self._endpoint.statistics()
         failed = 0 if self._quic is None else self._quic.host.statistics().failed
-        tunnels = self._tunnel_errors + sum(t.errors for t in self._tunnels)
-        return ContainedErrors(tasks=self._task_errors + tunnels, loops=self._loop_errors,
+        tunnels = 0 if self._dialer is None else self._dialer.tunnel_errors
+        return ContainedErrors(tasks=self._tasks.tasks + tunnels, loops=self._tasks.loops,
                                core=failed + (0 if ep is None else ep.core_errors),
                                callbacks=0 if ep is None else ep.callback_errors,
-                               last=self._last_error)  # fmt: skip
-
-    # -- QUIC: plumbing -------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        if self._endpoint is not None:
-            self._endpoint.flush()
+                               last=self._tasks.last)  # fmt: skip
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run ``fn()`` as a task of the open node (ignored when it is not open): peer-driven
         work (a stream handler, a mailbox store...) and the MCP server's. Whatever it raises
         ends that task only: counted in ``status()``, logged at most once per 30 s;
         cancellation and exit propagate; it is cancelled when the node closes."""
-        if self._tg is not None and self._state is _State.OPEN:
+        self._tasks.spawn(fn)
 
-            async def run() -> None:
-                try:
-                    await fn()
-                except BaseException as exc:
-                    if not containable(exc):
-                        raise
-                    self._task_errors += 1
-                    self._contained("task", exc)
-
-            self._tg.start_soon(run)
-
-    async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run a background loop; if it fails (a peer's data, a full disk...), count it,
-        log it and start it again, so the node carries on."""
-        while True:
-            try:
-                await loop()
-                return
-            except BaseException as exc:
-                if not containable(exc):
-                    raise
-                self._loop_errors += 1
-                self._contained(f"loop.{getattr(loop, '__name__', 'loop')}", exc)
-            await anyio.sleep(_LOOP_RESTART_S)
-
-    def _contained(self, kind: str, exc: BaseException) -> None:
-        self._last_error = type(exc).__name__
-        now = self._clock.monotonic()
-        last = self._last_log.get(kind)
-        if last is None or now - last >= _LOG_INTERVAL_S:
-            self._last_log[kind] = now
-            logger.warning("node.contained kind=%s error=%r", kind, exc, exc_info=exc)
-
-    async def _close_quic(self) -> None:
-        for t in self._tunnels:
-            await t.aclose()
-        if self._quic is not None and self._quic.connections():
-            self._quic.close_all()
-            self._flush()  # the CONNECTION_CLOSE frames leave now
-            await anyio.lowlevel.checkpoint()
-
-    def _note_observed(self, addr: Addr) -> None:
-        self._observed[addr] = self._observed.get(addr, 0) + 1
-        if len(self._observed) > 64:  # keep the most reported
-            for a, _ in sorted(self._observed.items(), key=lambda kv: kv[1])[:32]:
-                del self._observed[a]
-
-    def _cache_record(self, key: NodeId, record: SignedRecord) -> None:
-        if self._dht is not None:
-            self._dht.cache_record(key, record)
-
-    async def _on_mailbox_frame(self, local: Aid | None, frame: MailboxFrame) -> bool:
-        assert self._mailbox is not None
-        return await self._mailbox.on_frame(local, frame)
-
-    async def _aggregate(
-        self, key: NodeId, rec_type: int, *, subscribe: bool = False
-    ) -> tuple[SignedRecord, ...]:
-        event = await self._check_open().lookup(key, LookupKind.ALL, rec_type=rec_type,
-                                                subscribe=subscribe)  # fmt: skip
-        return event.records
-
-    # -- mailbox: public API -------------------------------------------------------------
-
-    def _mail(self) -> Mailbox:
-        self._check_open()
-        assert self._mailbox is not None
-        return self._mailbox
+    # -- mailbox ----------------------------------------------------------------------------
 
     async def send_mailbox(
         self, recipient: Aid, body: bytes | str, *, local: Aid | None = None, msg_type: int = 3
@@ -568,9 +397,8 @@ class Node:
             NotFound: the recipient never published an endpoint record (no key).
             Unreachable: nobody took the note.
         """
-        raw = body.encode() if isinstance(body, str) else body
-        return await self._mail().send(recipient, raw, sender=self._identity(local),
-                                       msg_type=msg_type)  # fmt: skip
+        mail = self._mail()
+        return await mail.send(recipient, body, sender=self._identity(local), msg_type=msg_type)
 
     async def read_mailbox(
         self,
@@ -584,12 +412,12 @@ class Node:
         """Notes for local identity ``local`` (default: the node), oldest first. Unless
         ``peek``, returned notes are marked read (kept until deleted or past retention)."""
         mail = self._mail()
-        return mail.inbox.read(self._identity(local).aid, peek=peek, limit=limit, sender=sender,
-                               include_read=include_read, now=self._clock.wall())  # fmt: skip
+        return mail.read(self._identity(local).aid, peek=peek, limit=limit, sender=sender,
+                         include_read=include_read)  # fmt: skip
 
     def delete_mailbox(self, msg_ids: Sequence[bytes], *, local: Aid | None = None) -> int:
         """Remove notes from the inbox; returns how many were removed."""
-        return self._mail().inbox.delete(self._identity(local).aid, msg_ids)
+        return self._mail().delete(self._identity(local).aid, msg_ids)
 
     async def check_mailbox(self) -> int:
         """Poll the DHT for waiting notes now; returns how many were new."""
@@ -600,14 +428,9 @@ class Node:
         return self._mail().listen(callback)
 
     def mailbox_statistics(self) -> MailboxStats:
-        return dataclasses.replace(self._mail().stats)
+        return self._mail().statistics()
 
-    def _quic_parts(self) -> tuple[QuicService, Connector, tls.CertificateStore]:
-        self._check_open()
-        assert self._quic is not None and self._connector is not None and self._certs is not None
-        return self._quic, self._connector, self._certs
-
-    # -- QUIC: public API -----------------------------------------------------------------
+    # -- QUIC: serving ----------------------------------------------------------------------
 
     def serve(
         self,
@@ -627,21 +450,15 @@ class Node:
         ``allow``/``deny`` filter callers by verified AID; ``token`` requires an access token.
         Calling it again replaces the previous setting.
         """
-        ident = self._identity(aid)
-        if isinstance(service_tcp, str):
-            service_tcp = parse_host_port(service_tcp.removeprefix("http://"), what="service_tcp")
-        given = [x for x in (handler, http, app, service_tcp) if x is not None]
-        if len(given) != 1:
-            raise UsageError("give exactly one of handler=, http=, app= or service_tcp=")
-        serving = Serving(handler=handler, http=http, app=app, service_tcp=service_tcp,
-                          allow=None if allow is None else frozenset(allow),
-                          deny=frozenset(deny), token=token)  # fmt: skip
-        self._acceptor.set(ident.aid, serving)
-        return serving
+        return self._acceptor.serve(self._identity(aid).aid, handler=handler, http=http,
+                                    app=app, service_tcp=service_tcp, allow=allow, deny=deny,
+                                    token=token)  # fmt: skip
 
     def unserve(self, aid: Aid | None = None) -> None:
         """Stop answering service streams for ``aid`` (they are refused from now on)."""
         self._acceptor.remove(self._identity(aid).aid)
+
+    # -- QUIC: dialling ---------------------------------------------------------------------
 
     async def connect(
         self,
@@ -660,19 +477,8 @@ class Node:
             Unreachable / RequestTimeout: no endpoint answered; HandshakeFailed: none proved
                 ``aid``.
         """
-        _quic, connector, certs = self._quic_parts()
-        ident = self._identity(local)
-        cert = certs.get(ident.aid)
-        assert cert is not None
-
-        async def urls() -> Sequence[str]:
-            if endpoints is not None:
-                return endpoints
-            return (await self.resolve(aid)).endpoints
-
-        return await connector.connect(
-            cert, aid, urls, timeout_s=timeout_s or self.config.quic.handshake_timeout_s
-        )
+        return await self._dial().connect(aid, local=local, endpoints=endpoints,
+                                          timeout_s=timeout_s)  # fmt: skip
 
     async def open_stream(
         self, aid: Aid, *, local: Aid | None = None, token: str | None = None,
@@ -680,19 +486,7 @@ class Node:
     ) -> PeerStream:  # fmt: skip
         """A new service stream to ``aid`` (connecting first if needed). One retry on a
         connection that turns out to be dead, as a2ald does."""
-        for attempt in (1, 2):
-            pc = await self.connect(aid, local=local, endpoints=endpoints)
-            try:
-                return await pc.open_stream(token)
-            except AccessDenied:
-                raise
-            except NodeClosed:
-                raise
-            except Exception:
-                if attempt == 2:
-                    raise
-                pc.close(0, "retrying")
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._dial().open_stream(aid, local=local, token=token, endpoints=endpoints)
 
     async def fetch(
         self,
@@ -712,16 +506,9 @@ class Node:
         Raises:
             RequestTimeout: no complete answer within ``timeout_s``.
         """
-        try:
-            with anyio.fail_after(timeout_s):
-                resp = await self.request(aid, method, path, headers=headers, body=body,
-                                          local=local, token=token, endpoints=endpoints,
-                                          timeout_s=math.inf, max_body=MAX_BODY)  # fmt: skip
-                data = await resp.read()
-        except TimeoutError:
-            raise RequestTimeout(f"fetch {method} {path} from {aid} took over {timeout_s:g} s",
-                                 aid=aid, operation="fetch") from None  # fmt: skip
-        return HttpResponse(resp.status, resp.headers, data, resp.reason)
+        return await self._dial().fetch(aid, method, path, headers=headers, body=body,
+                                        local=local, token=token, endpoints=endpoints,
+                                        timeout_s=timeout_s)  # fmt: skip
 
     async def request(
         self,
@@ -744,19 +531,9 @@ class Node:
         Raises:
             RequestTimeout: no response head within ``timeout_s``.
         """
-        try:
-            with anyio.fail_after(timeout_s):
-                stream = await self.open_stream(aid, local=local, token=token,
-                                                endpoints=endpoints)  # fmt: skip
-                try:
-                    return await request_over(stream, method, path, headers, body,
-                                              max_body=max_body)  # fmt: skip
-                except BaseException:
-                    stream.reset()
-                    raise
-        except TimeoutError:
-            raise RequestTimeout(f"{method} {path} to {aid}: no response within {timeout_s:g} s",
-                                 aid=aid, operation="request") from None  # fmt: skip
+        return await self._dial().request(aid, method, path, headers=headers, body=body,
+                                          local=local, token=token, endpoints=endpoints,
+                                          timeout_s=timeout_s, max_body=max_body)  # fmt: skip
 
     async def tunnel(
         self,
@@ -769,27 +546,13 @@ class Node:
     ) -> Tunnel:
         """A local TCP listener (``tunnel.addr``) whose every connection becomes a stream
         to ``aid``. Close it with ``await tunnel.aclose()``; the node closes it on exit."""
-        self._quic_parts()
-        assert self._tg is not None
-        await self.connect(aid, local=local, endpoints=endpoints)  # fail early
-        t = Tunnel(aid, lambda: self.open_stream(aid, local=local, token=token,
-                                                 endpoints=endpoints), listen=listen)  # fmt: skip
-        await t.start(self._tg)
-        self._tunnel_errors += sum(x.errors for x in self._tunnels if x.closed)
-        self._tunnels = [x for x in self._tunnels if not x.closed] + [t]
-        return t
+        return await self._dial().tunnel(aid, local=local, token=token, listen=listen,
+                                         endpoints=endpoints)  # fmt: skip
 
     def tunnels(self) -> list[Tunnel]:
         """Open tunnels."""
-        return [t for t in self._tunnels if not t.closed]
+        return [] if self._dialer is None else self._dialer.tunnels()
 
     def connections(self) -> list[PeerConnection]:
         """Live QUIC connections (both directions)."""
-        quic, _, _ = self._quic_parts()
-        return quic.connections()
-
-    def unpublish(self, aid: Aid | None = None) -> list[str]:
-        """Stop renewing the endpoint record and the service registrations of ``aid``
-        (default: the node). Copies on the network expire with their TTL (an hour at most
-        for endpoints, two for topics). Returns the topics that were registered."""
-        return self._publisher.unpublish(aid)
+        return self._dial().connections()

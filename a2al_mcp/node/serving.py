@@ -4,18 +4,20 @@ It keeps how each local identity answers inbound service streams (:class:`Servin
 with ``Node.serve``) and gives the QUIC service its inbound hooks (:meth:`Acceptor.handlers`):
 which local identity a stream-0 route addresses, whether a caller is admitted, serving an
 admitted stream (raw handler, HTTP, ASGI or a TCP bridge), the peer's stream-0 answer
-(observed address, AgentInfo topic records) and mailbox frames. What it needs of the node
-comes in as callables.
+(observed address, AgentInfo topic records) and mailbox frames. The registry lives as long
+as the node (``serve`` works before it opens); what the hooks need of the node's services is
+handed to :meth:`Acceptor.handlers` as callables when they exist.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from .._types import Addr
-from ..errors import A2ALError
+from ..config import parse_host_port
+from ..errors import A2ALError, UsageError
 from ..identity.aid import Aid, NodeId
 from ..identity.local import Identity
 from ..protocol.payloads import TopicPayload, topic_key
@@ -50,32 +52,47 @@ class Serving:
 class Acceptor:
     """The serving registry and the inbound hooks of the QUIC service."""
 
-    def __init__(
-        self,
-        *,
-        identities: Mapping[Aid, Identity],
-        node_aid: Aid,
-        note_observed: Callable[[Addr], None],
-        cache_record: Callable[[NodeId, SignedRecord], object],
-        on_mailbox: Callable[[Aid | None, MailboxFrame], Awaitable[bool]],
-    ) -> None:
+    def __init__(self, *, identities: Mapping[Aid, Identity], node_aid: Aid) -> None:
         """
         Args:
             identities: the local identities (a route may address any of them).
             node_aid: the node's own AID (a route with neither target nor SNI).
-            note_observed: our address as a peer reports it (stream-0 ObservedAddr).
-            cache_record: keeps a verified topic record a peer sent in AgentInfo, under its
-                key, like a DHT hit.
-            on_mailbox: files a mailbox frame received for a local identity.
         """
         self._identities = identities
         self._node_aid = node_aid
-        self._note_observed = note_observed
-        self._cache_record = cache_record
-        self._on_mailbox = on_mailbox
         self._serving: dict[Aid, Serving] = {}
 
     # -- the registry -------------------------------------------------------------------
+
+    def serve(
+        self,
+        aid: Aid,
+        *,
+        handler: StreamHandler | None = None,
+        http: HttpHandler | None = None,
+        app: Any = None,
+        service_tcp: str | Addr | None = None,
+        allow: Iterable[Aid] | None = None,
+        deny: Iterable[Aid] = (),
+        token: str | None = None,
+    ) -> Serving:
+        """Answer service streams to ``aid`` with exactly one of ``handler``, ``http``,
+        ``app`` or ``service_tcp`` (``host:port``, an ``http://`` prefix allowed), for the
+        callers ``allow``/``deny`` admit, with ``token`` if given (see ``Node.serve``).
+
+        Raises:
+            UsageError: not exactly one way to answer. ConfigError: a bad ``service_tcp``.
+        """
+        if isinstance(service_tcp, str):
+            service_tcp = parse_host_port(service_tcp.removeprefix("http://"), what="service_tcp")
+        given = [x for x in (handler, http, app, service_tcp) if x is not None]
+        if len(given) != 1:
+            raise UsageError("give exactly one of handler=, http=, app= or service_tcp=")
+        serving = Serving(handler=handler, http=http, app=app, service_tcp=service_tcp,
+                          allow=None if allow is None else frozenset(allow),
+                          deny=frozenset(deny), token=token)  # fmt: skip
+        self.set(aid, serving)
+        return serving
 
     def set(self, aid: Aid, serving: Serving) -> None:
         """Answer service streams to ``aid`` as ``serving`` says (replaces any earlier)."""
@@ -91,16 +108,44 @@ class Acceptor:
 
     # -- the QUIC service's inbound hooks ---------------------------------------------------
 
-    def handlers(self, agent_info: Callable[[Aid, int], list[bytes]]) -> InboundHandlers:
-        """The hooks for :class:`QuicService`; ``agent_info`` answers stream-0 AgentInfo."""
-        return InboundHandlers(route=self.route, service=self.serve_stream, admit=self.admit,
-                               agent_info=agent_info, on_peer_control=self.on_peer_control,
-                               mailbox=self.on_mailbox_frame)  # fmt: skip
+    def handlers(
+        self,
+        *,
+        agent_info: Callable[[Aid, int], list[bytes]],
+        note_observed: Callable[[Addr], None],
+        cache_record: Callable[[NodeId, SignedRecord], object],
+        on_mailbox: Callable[[Aid | None, MailboxFrame], Awaitable[bool]],
+    ) -> InboundHandlers:
+        """The hooks for :class:`QuicService`, bound to the services that exist once the
+        node is open.
 
-    def on_peer_control(self, pc: PeerConnection, ctl: PeerControl) -> None:
-        if ctl.observed_addr is not None:
-            self._note_observed(ctl.observed_addr)
-        for raw in ctl.agent_info:  # verified and cached like a DHT hit (§5.2 type 3)
+        Args:
+            agent_info: answers stream-0 AgentInfo (our topic records for an AID).
+            note_observed: our address as a peer reports it (stream-0 ObservedAddr).
+            cache_record: keeps a verified topic record a peer sent in AgentInfo, under its
+                key, like a DHT hit.
+            on_mailbox: files a mailbox frame received for the routed local identity.
+        """
+
+        def on_peer_control(pc: PeerConnection, ctl: PeerControl) -> None:
+            if ctl.observed_addr is not None:
+                note_observed(ctl.observed_addr)
+            for key, rec in self.agent_records(pc, ctl):
+                cache_record(key, rec)
+
+        async def mailbox(pc: PeerConnection, frame: MailboxFrame) -> bool:
+            return await on_mailbox(pc.local_aid, frame)
+
+        return InboundHandlers(route=self.route, service=self.serve_stream, admit=self.admit,
+                               agent_info=agent_info, on_peer_control=on_peer_control,
+                               mailbox=mailbox)  # fmt: skip
+
+    @staticmethod
+    def agent_records(pc: PeerConnection, ctl: PeerControl) -> list[tuple[NodeId, SignedRecord]]:
+        """The acceptor's AgentInfo topic records that verify and are the peer's own, with
+        the key each belongs under (§5.2 type 3); the rest are dropped."""
+        out = []
+        for raw in ctl.agent_info:
             try:
                 rec = SignedRecord.from_bytes(raw)
                 if rec.rec_type != RecType.TOPIC or rec.address != pc.peer_aid:
@@ -108,7 +153,8 @@ class Acceptor:
                 topic = TopicPayload.from_bytes(rec.payload).topic
             except A2ALError:
                 continue
-            self._cache_record(NodeId(topic_key(topic)), rec)
+            out.append((NodeId(topic_key(topic)), rec))
+        return out
 
     def route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
         if route.target is not None:
@@ -140,6 +186,3 @@ class Acceptor:
             await serve_asgi(stream, serving.app, local=pc.local_aid)
         elif serving.service_tcp is not None:
             await bridge_to_tcp(stream, serving.service_tcp)
-
-    async def on_mailbox_frame(self, pc: PeerConnection, frame: MailboxFrame) -> bool:
-        return await self._on_mailbox(pc.local_aid, frame)

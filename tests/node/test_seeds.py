@@ -9,8 +9,7 @@ import anyio
 import pytest
 
 from a2al_mcp import NodeConfig
-from a2al_mcp.node import Node
-from a2al_mcp.node import node as node_module
+from a2al_mcp.node import Node, joining
 from a2al_mcp.node.seeds import load_peer_cache, parse_txt_seeds, save_peer_cache
 
 pytestmark = pytest.mark.anyio
@@ -69,7 +68,7 @@ async def test_public_network_only_on_opt_in(monkeypatch: pytest.MonkeyPatch) ->
         calls.append("looked up")
         return []
 
-    monkeypatch.setattr(node_module, "lookup_public_seeds", fake_lookup)
+    monkeypatch.setattr(joining, "lookup_public_seeds", fake_lookup)
     async with Node(NodeConfig(listen_addr="127.0.0.1:0")):
         pass
     assert calls == []
