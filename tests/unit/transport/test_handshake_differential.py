@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from a2al_mcp._containment import containable
 from a2al_mcp._random import SeededRng
-from a2al_mcp.transport import tls_qh3
+from a2al_mcp.transport import qh3_handshake, tls_qh3
 from a2al_mcp.transport.tls import (
     MAX_HANDSHAKE_MESSAGE,
     A2ALQuicConnection,
@@ -512,7 +512,7 @@ def test_our_clients_fail_cleanly_on_a_hostile_server_hello(
     """A hostile server's ServerHello with a bad key share (a short X25519MLKEM768 one made
     qh3's client panic: the dialling node died) ends only that connection, with an alert."""
     group, share = SERVER_SHARES[case]
-    monkeypatch.setattr(tls_qh3, "_key_exchange", lambda hello: (group, share, bytes(32)))
+    monkeypatch.setattr(qh3_handshake, "_key_exchange", lambda hello: (group, share, bytes(32)))
     client = _our_client(client_stack)
     _, cside, _ = exchange(client, lambda d: _server("qh3", d))
     assert cside.leaked is None, f"our {client_stack} client leaked {cside.leaked}"
