@@ -26,6 +26,9 @@ Example::
     net.poke(a)
     assert net.run_until(lambda: len(a.events) > 0, limit_s=5.0)
     log.debug("%s", net.format_trace())
+
+This module is the driver; links are :mod:`.simnet_links`, a node's bookkeeping
+:mod:`.simnet_nodes`, the trace and counters :mod:`.simnet_stats`.
 """
 
 from __future__ import annotations
@@ -33,15 +36,16 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Final, Generic, Literal, NamedTuple, TypeAlias, TypeVar
+from collections.abc import Callable
+from typing import Any, Final, TypeAlias, TypeVar
 
 from a2al_mcp._random import SeededRng
 from a2al_mcp._types import Addr, DatagramCore
 from a2al_mcp.testing.clock import FakeClock
+
+from .simnet_links import Link, Router, transit
+from .simnet_nodes import DEFAULT_PORT, NetState, NodeStats, SimNode, fmt_addr, virtual_addr
+from .simnet_stats import SimRecorder, SimStats, TraceEntry, Verdict
 
 __all__ = [
     "DEFAULT_PORT",
@@ -59,202 +63,11 @@ __all__ = [
 
 E = TypeVar("E")
 
-DEFAULT_PORT: Final = 4121
-"""The UDP port of auto-assigned virtual addresses."""
-
-Verdict: TypeAlias = Literal["delivered", "duplicate", "lost", "router", "killed", "unroutable"]
-"""What happened to one datagram.
-
-``delivered``: handed to the destination core. ``duplicate``: an extra copy, made by the link's
-``duplicate`` probability, handed to the destination core. ``lost``: dropped by the link's
-``loss`` probability. ``router``: dropped by the router hook. ``killed``: the source or the
-destination was killed or removed (checked when sent and again when it arrives).
-``unroutable``: no node holds the destination address.
-"""
-
-Router: TypeAlias = Callable[[Addr, Addr, bytes], bool | float]
-"""``fn(src, dst, data)``: ``False`` drops the datagram, ``True`` lets it pass unchanged, and a
-number ``>= 0`` lets it pass with that many extra seconds of delay."""
+_DEFAULT_LINK: Final = Link(latency_s=0.01)
 
 
 class SimulationError(RuntimeError):
     """The simulation cannot go on: a core livelocks at one instant or returns a bad deadline."""
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """One direction of a path between two nodes.
-
-    Each datagram takes ``latency_s + uniform(0, jitter_s)`` seconds, so jitter can reorder
-    datagrams sent close together.
-    """
-
-    latency_s: float
-    """Fixed one-way delay in seconds, ``>= 0``."""
-    jitter_s: float = 0.0
-    """Extra delay drawn uniformly from ``[0, jitter_s]`` per datagram and per copy."""
-    loss: float = 0.0
-    """Probability in ``[0, 1]`` that a datagram is dropped."""
-    duplicate: float = 0.0
-    """Probability in ``[0, 1]`` that a datagram that was not lost arrives twice."""
-
-    def __post_init__(self) -> None:
-        for name in ("latency_s", "jitter_s", "loss", "duplicate"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"Link.{name} must be a finite number >= 0, got {value!r}")
-        for name in ("loss", "duplicate"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"Link.{name} is a probability, got {getattr(self, name)!r}")
-
-
-class TraceEntry(NamedTuple):
-    """One line of the trace: what happened to one datagram, and when."""
-
-    time: float
-    """Virtual time of the verdict: arrival for deliveries, the moment of the drop otherwise."""
-    src: Addr
-    """Source address."""
-    dst: Addr
-    """Destination address."""
-    length: int
-    """Datagram size in bytes."""
-    verdict: Verdict
-    """What happened."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStats:
-    """Counters of one node."""
-
-    sent: int
-    """Datagrams the core handed out (every copy decision comes after this)."""
-    received: int
-    """Datagrams handed to the core, duplicates included."""
-    dropped_out: int
-    """Datagrams from this node that were dropped, for any reason."""
-    dropped_in: int
-    """Datagrams to this node that were dropped (lost, router, killed)."""
-    timers_fired: int
-    """Calls of ``handle_timer``."""
-    events: int
-    """Events drained from the core (the bounded :attr:`SimNode.events` may hold fewer)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SimStats:
-    """A snapshot of the network's counters. ``dropped`` is the sum of the four ``dropped_*``."""
-
-    now: float
-    """Virtual time of the snapshot."""
-    sent: int
-    """Datagrams handed out by all cores."""
-    delivered: int
-    """Datagrams handed to cores, duplicates included."""
-    dropped: int
-    """All drops."""
-    dropped_loss: int
-    """Drops by link loss."""
-    dropped_router: int
-    """Drops by the router hook."""
-    dropped_killed: int
-    """Drops because an end was killed or removed."""
-    dropped_unroutable: int
-    """Drops because no node held the destination address."""
-    duplicated: int
-    """Extra copies made by link duplication."""
-    timers_fired: int
-    """``handle_timer`` calls on all nodes."""
-    events: int
-    """Events drained from all cores."""
-    nodes: Mapping[Addr, NodeStats]
-    """Per-node counters of the nodes currently in the network, in insertion order."""
-
-
-class NetState:
-    """The network's bookkeeping for one :class:`SimNode` (written by :class:`SimNetwork`
-    only; read it through :attr:`SimNode.alive`, :meth:`SimNode.timer` and
-    :meth:`SimNode.stats`)."""
-
-    __slots__ = (
-        "alive",
-        "dropped_in",
-        "dropped_out",
-        "events",
-        "received",
-        "sent",
-        "timer_at",
-        "timer_gen",
-        "timers_fired",
-    )
-
-    def __init__(self) -> None:
-        self.alive = True
-        self.timer_at: float | None = None
-        """The deadline scheduled for the node's timer, if any."""
-        self.timer_gen = 0
-        """Bumped whenever the scheduled deadline changes: older timer entries are stale."""
-        self.sent = 0
-        self.received = 0
-        self.dropped_out = 0
-        self.dropped_in = 0
-        self.timers_fired = 0
-        self.events = 0
-
-
-class SimNode(Generic[E]):
-    """A core attached to a :class:`SimNetwork` at a virtual address.
-
-    Created by :meth:`SimNetwork.add_node`; do not build one yourself.
-    """
-
-    __slots__ = ("addr", "core", "events", "net", "on_event")
-
-    def __init__(
-        self,
-        core: DatagramCore[E],
-        addr: Addr,
-        max_events: int,
-        on_event: Callable[[E], None] | None,
-    ) -> None:
-        self.core: DatagramCore[E] = core
-        """The core, to call commands on (then :meth:`SimNetwork.poke` this node)."""
-        self.addr: Addr = addr
-        """The node's virtual address; peers see datagrams coming from it."""
-        self.events: deque[E] = deque(maxlen=max_events)
-        """Events drained from the core, oldest first; the oldest fall out when full."""
-        self.on_event: Callable[[E], None] | None = on_event
-        """Called with each event as it is drained, after it is appended to :attr:`events`."""
-        self.net = NetState()
-        """The network's bookkeeping for this node (liveness, timer, counters)."""
-
-    @property
-    def alive(self) -> bool:
-        """False once killed or removed (until revived)."""
-        return self.net.alive
-
-    def timer(self) -> float | None:
-        """The deadline the network has scheduled for this node, if any.
-
-        (A method, not a property, so type checkers do not narrow it across calls.)
-        """
-        return self.net.timer_at
-
-    def stats(self) -> NodeStats:
-        """A snapshot of this node's counters."""
-        c = self.net
-        return NodeStats(
-            sent=c.sent,
-            received=c.received,
-            dropped_out=c.dropped_out,
-            dropped_in=c.dropped_in,
-            timers_fired=c.timers_fired,
-            events=c.events,
-        )
-
-    def __repr__(self) -> str:
-        state = "alive" if self.net.alive else "dead"
-        return f"<SimNode {_fmt_addr(self.addr)} {state} {type(self.core).__name__}>"
 
 
 class _Delivery:
@@ -298,7 +111,7 @@ class SimNetwork:
         self,
         seed: int,
         *,
-        default_link: Link = Link(latency_s=0.01),
+        default_link: Link = _DEFAULT_LINK,
         clock: FakeClock | None = None,
         trace_size: int = 10_000,
         max_steps_per_instant: int = 1_000_000,
@@ -317,16 +130,9 @@ class SimNetwork:
         self._next_host = 0
         self._heap: list[_Entry] = []
         self._seq = 0
-        self._trace: deque[TraceEntry] = deque(maxlen=trace_size)
-        self._trace_total = 0
+        self._rec = SimRecorder(trace_size)
         self._max_instant = max_steps_per_instant
         self._instant_steps = 0
-        self._sent = 0
-        self._delivered = 0
-        self._duplicated = 0
-        self._timers_fired = 0
-        self._events = 0
-        self._drops: dict[Verdict, int] = {"lost": 0, "router": 0, "killed": 0, "unroutable": 0}
 
     # ------------------------------------------------------------------ properties
 
@@ -358,7 +164,7 @@ class SimNetwork:
     @property
     def trace(self) -> tuple[TraceEntry, ...]:
         """The last ``trace_size`` datagram verdicts, oldest first."""
-        return tuple(self._trace)
+        return tuple(self._rec.trace)
 
     # ------------------------------------------------------------------ topology
 
@@ -399,7 +205,7 @@ class SimNetwork:
             ):
                 raise ValueError(f"addr must be a (host, port) tuple, got {addr!r}")
             if addr in self._nodes:
-                raise ValueError(f"address {_fmt_addr(addr)} is already in use")
+                raise ValueError(f"address {fmt_addr(addr)} is already in use")
         node = SimNode(core, addr, max_events, on_event)
         self._nodes[addr] = node
         self._flush(node)
@@ -536,48 +342,18 @@ class SimNetwork:
 
     def stats(self) -> SimStats:
         """A snapshot of all counters."""
-        drops = self._drops
-        return SimStats(
-            now=self.now,
-            sent=self._sent,
-            delivered=self._delivered,
-            dropped=sum(drops.values()),
-            dropped_loss=drops["lost"],
-            dropped_router=drops["router"],
-            dropped_killed=drops["killed"],
-            dropped_unroutable=drops["unroutable"],
-            duplicated=self._duplicated,
-            timers_fired=self._timers_fired,
-            events=self._events,
-            nodes=MappingProxyType({a: n.stats() for a, n in self._nodes.items()}),
-        )
+        return self._rec.snapshot(self.now, self._nodes)
 
     def format_trace(self, last: int = 50) -> str:
         """The seed and the last ``last`` trace entries, one per line, for failure messages."""
-        entries = list(self._trace)[-last:] if last > 0 else []
-        lines = [
-            f"# SimNetwork seed={self._seed} now={self.now:.6f}: "
-            f"last {len(entries)} of {self._trace_total} datagram verdicts"
-        ]
-        lines.extend(
-            f"{e.time:14.6f}  {_fmt_addr(e.src):>21} -> {_fmt_addr(e.dst):<21} "
-            f"{e.length:5d} B  {e.verdict}"
-            for e in entries
-        )
-        return "\n".join(lines)
+        return self._rec.format_trace(self._seed, self.now, last)
 
     # ------------------------------------------------------------------ internals
 
     def _auto_addr(self) -> Addr:
         while True:
-            n = self._next_host
+            addr = virtual_addr(self._next_host)
             self._next_host += 1
-            # 10.0.0.1 .. 10.0.0.254, 10.0.1.1 .. (x.0 and x.255 are skipped)
-            host_byte = n % 254 + 1
-            n //= 254
-            addr = (f"10.{(n >> 8) & 0xFF}.{n & 0xFF}.{host_byte}", DEFAULT_PORT)
-            if n >= 1 << 16:
-                raise ValueError("out of auto-assigned virtual addresses")
             if addr not in self._nodes:
                 return addr
 
@@ -637,15 +413,15 @@ class SimNetwork:
             self._drop(now, src, dst, d.dst, len(d.data), "killed")
             return
         dst.net.received += 1
-        self._delivered += 1
-        self._record(now, src.addr, d.dst, len(d.data), "duplicate" if d.dup else "delivered")
+        self._rec.delivered += 1
+        self._rec.record(now, src.addr, d.dst, len(d.data), "duplicate" if d.dup else "delivered")
         dst.core.receive_datagram(d.data, src.addr, now)
         self._flush(dst)
 
     def _fire_timer(self, node: SimNode[Any]) -> None:
         node.net.timer_at = None
         node.net.timers_fired += 1
-        self._timers_fired += 1
+        self._rec.timers_fired += 1
         node.core.handle_timer(self._clock.monotonic())
         self._flush(node)
 
@@ -670,7 +446,7 @@ class SimNetwork:
             got = True
             node.events.append(event)
             node.net.events += 1
-            self._events += 1
+            self._rec.events += 1
             if node.on_event is not None:
                 node.on_event(event)
         return got
@@ -689,7 +465,7 @@ class SimNetwork:
     def _send(self, src: SimNode[Any], data: bytes, dst_addr: Addr) -> None:
         now = self._clock.monotonic()
         src.net.sent += 1
-        self._sent += 1
+        self._rec.sent += 1
         size = len(data)
         dst = self._nodes.get(dst_addr)
         if dst is None:
@@ -699,28 +475,14 @@ class SimNetwork:
             self._drop(now, src, dst, dst_addr, size, "killed")
             return
         link = self._links.get((src.addr, dst_addr), self._default_link)
-        delay = link.latency_s
-        if self._router is not None:
-            verdict = self._router(src.addr, dst_addr, data)
-            if verdict is False:
-                self._drop(now, src, dst, dst_addr, size, "router")
-                return
-            if verdict is not True:
-                extra = float(verdict)
-                if not math.isfinite(extra) or extra < 0:
-                    raise ValueError(f"router returned {verdict!r}; want a bool or a delay >= 0")
-                delay += extra
-        rnd = self._random
-        if link.loss and rnd.random() < link.loss:
-            self._drop(now, src, dst, dst_addr, size, "lost")
+        fate = transit(link, self._router, src.addr, dst_addr, data, self._random)
+        if isinstance(fate, str):
+            self._drop(now, src, dst, dst_addr, size, fate)
             return
-        jitter = link.jitter_s
-        first = delay + rnd.random() * jitter if jitter else delay
-        self._push(now + first, _Delivery(src, dst_addr, data, False))
-        if link.duplicate and rnd.random() < link.duplicate:
-            self._duplicated += 1
-            second = delay + rnd.random() * jitter if jitter else delay
-            self._push(now + second, _Delivery(src, dst_addr, data, True))
+        self._push(now + fate[0], _Delivery(src, dst_addr, data, False))
+        if len(fate) > 1:
+            self._rec.duplicated += 1
+            self._push(now + fate[1], _Delivery(src, dst_addr, data, True))
 
     def _drop(
         self,
@@ -731,17 +493,8 @@ class SimNetwork:
         size: int,
         verdict: Verdict,
     ) -> None:
-        self._drops[verdict] += 1
+        self._rec.drops[verdict] += 1
         src.net.dropped_out += 1
         if dst is not None:
             dst.net.dropped_in += 1
-        self._record(now, src.addr, dst_addr, size, verdict)
-
-    def _record(self, now: float, src: Addr, dst: Addr, size: int, verdict: Verdict) -> None:
-        self._trace.append(TraceEntry(now, src, dst, size, verdict))
-        self._trace_total += 1
-
-
-def _fmt_addr(addr: Addr) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._rec.record(now, src.addr, dst_addr, size, verdict)
