@@ -127,7 +127,6 @@ def _proxy(args: argparse.Namespace, cfg: NodeConfig) -> int:
         command=node_command(data_dir, node_args(args), grace_s=grace),
         stdin=sys.stdin.buffer,
         stdout=sys.stdout.buffer,
-        max_bytes=cfg.limits.mcp_message_max_bytes,
         start_timeout_s=cfg.hub.start_timeout_s,
     )
     return proxy.run()

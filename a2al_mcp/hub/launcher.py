@@ -41,11 +41,14 @@ CONNECT_TIMEOUT_S: Final = 5.0
 
 
 def node_command(data_dir: Path, node_args: Sequence[str], *, grace_s: float | None) -> list[str]:
-    """The command line of a node process for ``data_dir`` (this interpreter, this package)."""
-    cmd = [sys.executable, "-m", "a2al_mcp", "node", "run", "--data-dir", str(data_dir)]
+    """The command line of a node process for ``data_dir`` (this interpreter, this package);
+    ``-v`` in ``node_args`` (a global option) goes before the command."""
+    rest = [a for a in node_args if a != "-v"]
+    verbose = ["-v"] if len(rest) != len(node_args) else []
+    cmd = [sys.executable, "-m", "a2al_mcp", *verbose, "node", "run", "--data-dir", str(data_dir)]
     if grace_s is not None:
         cmd += ["--grace", repr(grace_s)]
-    return cmd + list(node_args)
+    return cmd + rest
 
 
 def spawn_node(data_dir: Path, command: Sequence[str]) -> subprocess.Popen[bytes]:

@@ -13,9 +13,10 @@ the node going away:
   ends, each gets a JSON-RPC error at once (``UNREACHABLE: …``), so no client waits forever.
 
 The next message after a lost node starts a node again (same data directory, so the same
-AID and inbox) and is delivered to it. A line longer than ``limits.mcp_message_max_bytes``
-from the client is answered with an error and not relayed (as the in-process stdio front
-does); lines from the node are relayed in bounded pieces, whatever their length.
+AID and inbox) and is delivered to it. The proxy judges no message: the node's front checks
+every line (size, JSON, JSON-RPC) and answers the bad ones, as it does for its own stdio.
+Memory stays bounded: a line longer than :data:`TRACKED_LINE_MAX` either way is relayed in
+:data:`CHUNK` pieces.
 
 Standard library only, and threads rather than an event loop: the proxy must stay small and
 start fast, and blocking reads of stdin and a socket work the same on Windows and POSIX.
@@ -46,14 +47,15 @@ MAX_TRACKED: Final = 4096
 """Unanswered client requests tracked per connection to the node (older ones are no longer
 failed for the client when the node goes away; they still get the node's answer)."""
 CHUNK: Final = 1 << 16
-"""Largest piece of a node line held at once; longer lines are relayed piece by piece."""
-DISCARD: Final = 1 << 16
+"""Largest piece of a long line held at once; such lines are relayed piece by piece."""
+TRACKED_LINE_MAX: Final = 1 << 20
+"""Client messages up to this size are parsed (to track requests and remember initialize);
+longer ones are relayed in :data:`CHUNK` pieces, untracked."""
 CLOSE_WAIT_S: Final = 5.0
 """After the client's EOF, how long answers still on their way are relayed."""
 NODE_GONE: Final = -32000
 """JSON-RPC error code (implementation-defined server error) for a request the node never
 answered because its connection ended."""
-OVERSIZED: Final = -32600
 
 
 def _key(msg_id: Any) -> str:
@@ -63,7 +65,7 @@ def _key(msg_id: Any) -> str:
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # the node answers what is not JSON-RPC
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -113,13 +115,11 @@ class StdioProxy:
         command: Sequence[str],
         stdin: BinaryIO,
         stdout: BinaryIO,
-        max_bytes: int,
         start_timeout_s: float,
     ) -> None:
         self._data_dir = data_dir
         self._command = list(command)
         self._in, self._out = stdin, stdout
-        self._max = max_bytes
         self._start_timeout_s = start_timeout_s
         self._out_lock = threading.Lock()
         self._link: _Link | None = None
@@ -135,13 +135,11 @@ class StdioProxy:
     def run(self) -> int:
         """Relay until the client closes stdin; returns the exit status (0)."""
         while not self._client_gone:
-            line = self._in.readline(self._max + 2)
+            line = self._in.readline(TRACKED_LINE_MAX)
             if not line:
                 break
-            if not line.endswith(b"\n") and len(line) >= self._max + 2:
-                self._discard_rest()
-                self._reply_error(None, OVERSIZED, f"LIMIT_EXCEEDED: message longer than "
-                                  f"{self._max} bytes (limits.mcp_message_max_bytes)")  # fmt: skip
+            if not line.endswith(b"\n") and len(line) == TRACKED_LINE_MAX:
+                self._relay_long(line)
                 continue
             body = line.rstrip(b"\r\n")
             if body.strip():
@@ -149,11 +147,37 @@ class StdioProxy:
         self._finish()
         return 0
 
-    def _discard_rest(self) -> None:
+    def _relay_long(self, first: bytes) -> None:
+        """A message longer than :data:`TRACKED_LINE_MAX`: relayed piece by piece, not
+        parsed (the node's ``limits.mcp_message_max_bytes`` judges it, and answers)."""
+        link = self._ensure_link(None, None)
+        part = first
         while True:
-            part = self._in.readline(DISCARD)
-            if not part or part.endswith(b"\n"):
+            if link is not None and link.alive:
+                try:
+                    link.send(part)
+                except OSError:
+                    self._lost(link)
+            if part.endswith(b"\n"):
                 return
+            part = self._in.readline(CHUNK)
+            if not part:
+                return
+
+    def _ensure_link(self, msg: dict[str, Any] | None, method: object) -> _Link | None:
+        """The live connection to the node, attached (or started) if needed; None (and the
+        request answered with UNREACHABLE) when no node can be reached."""
+        link = self._link
+        if link is not None and link.alive:
+            return link
+        try:
+            return self._open(replay=method != "initialize")
+        except ChannelError as exc:
+            logger.warning("proxy.node_unreachable %s", exc.reason)
+            if _is_request(msg):
+                assert msg is not None
+                self._reply_error(msg["id"], NODE_GONE, f"UNREACHABLE: {exc.reason}")
+            return None
 
     def _from_client(self, body: bytes) -> None:
         msg = _parse(body)
@@ -165,16 +189,9 @@ class StdioProxy:
             self._initialized = body
         elif method in ("resources/subscribe", "resources/unsubscribe") and msg is not None:
             self._remember_subscription(method, msg)
-        link = self._link
-        if link is None or not link.alive:
-            try:
-                link = self._open(replay=method != "initialize")
-            except ChannelError as exc:
-                logger.warning("proxy.node_unreachable %s", exc.reason)
-                if _is_request(msg):
-                    assert msg is not None
-                    self._reply_error(msg["id"], NODE_GONE, f"UNREACHABLE: {exc.reason}")
-                return
+        link = self._ensure_link(msg, method)
+        if link is None:
+            return
         if _is_request(msg):
             assert msg is not None
             with link.lock:
