@@ -376,8 +376,7 @@ def load_config(
     """Read the TOML file (if any), then ``A2AL_MCP_*`` variables, then ``overrides``.
 
     Environment variables: ``A2AL_MCP_LISTEN``, ``A2AL_MCP_BOOTSTRAP`` (comma-separated),
-    ``A2AL_MCP_ADVERTISE``, ``A2AL_MCP_HOME`` (data directory), ``A2AL_MCP_NETWORK``,
-    ``A2AL_MCP_HUB_GRACE_S`` (``hub.grace_s``).
+    ``A2AL_MCP_ADVERTISE``, ``A2AL_MCP_HOME`` (data directory), ``A2AL_MCP_NETWORK``.
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown keys, or invalid values.
@@ -403,12 +402,5 @@ def load_config(
         value = env.get(ENV_PREFIX + suffix)
         if value:
             data[key] = convert(value)
-    grace = env.get(ENV_PREFIX + "HUB_GRACE_S")
-    if grace:
-        try:
-            hub = dict(data.get("hub", {}), grace_s=float(grace))
-        except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}HUB_GRACE_S={grace!r} is not a number") from None
-        data["hub"] = hub
     data.update({k: v for k, v in overrides.items() if v is not None})
     return NodeConfig.from_mapping(data)
