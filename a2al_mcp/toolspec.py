@@ -6,151 +6,46 @@ the LangChain and CrewAI adapters render the same specs, so names, descriptions 
 agree everywhere. Failures are :class:`ToolFailure` with a stable ``code`` and a sentence a
 person understands; nothing else escapes ``run`` (unexpected errors become ``INTERNAL``).
 
-Results are JSON objects; AIDs always in their checksummed text form. What peers wrote (a
-topic's ``meta`` in ``discover``, an A2A agent's reply) may hold values JSON has no form for;
-:func:`call_tool` renders them so one hostile record cannot break a result for everyone:
-a byte string becomes ``{"$base64": "<standard base64>"}``, a NaN or infinity
-``{"$float": "NaN" | "Infinity" | "-Infinity"}``, a map key that is not text its JSON text
-(``1`` -> ``"1"``; a byte-string key ``"$base64:<…>"``), text with a lone surrogate
-has it replaced by ``?``, anything else CBOR can carry ``{"$cbor": "<type name>"}``, and
-nesting past :data:`RESULT_DEPTH_MAX` ``{"$truncated": "…"}``.
-
-Arguments are checked before any tool runs: text with a lone surrogate (no UTF-8 form) in any
-field, at any depth, is a ``USAGE`` failure naming the field.
+Results are JSON objects; AIDs always in their checksummed text form. What peers wrote may hold
+values JSON has no form for: :func:`call_tool` renders every result with
+:func:`~a2al_mcp.toolresults.json_safe`, and failures are
+:class:`~a2al_mcp.toolresults.ToolFailure` (both re-exported here). Arguments are checked
+before any tool runs (:class:`~a2al_mcp.toolargs.ToolArgs`: no text with a lone surrogate).
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, cast
+from typing import Any, cast
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from . import agentcall
-from .errors import (
-    A2ALError,
-    BadAid,
-    BadArguments,
-    DecodeError,
-    InternalError,
-    NotFound,
-    UnknownTool,
-    UsageError,
-)
+from .errors import A2ALError, BadAid, DecodeError, InternalError, NotFound, UnknownTool
 from .identity.aid import Aid
 from .node.node import Node
 from .protocol.payloads import EndpointPayload
+from .toolargs import ToolArgs
+from .toolresults import RESULT_DEPTH_MAX, ToolFailure, json_safe
 
-__all__ = ["TOOLS", "ToolFailure", "ToolSpec", "call_tool", "json_safe", "tool"]
+__all__ = [
+    "RESULT_DEPTH_MAX",
+    "TOOLS",
+    "ToolFailure",
+    "ToolSpec",
+    "call_tool",
+    "json_safe",
+    "tool",
+]
 
 logger = logging.getLogger(__name__)
 
 _AID_FORM = "42 hex characters starting with a0 (or an 0x… / bc1… form)"
 _AID_HELP = "an agent's AID: " + _AID_FORM
-
-
-_SURROGATE: Final = "lone_surrogate"
-
-
-def _is_unicode(text: str) -> bool:
-    """False if ``text`` holds a lone surrogate (e.g. from a JSON ``"\\ud800"`` escape),
-    which has no UTF-8 form."""
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _surrogate_at(value: Any) -> str | None:
-    """Where in ``value`` (an argument as given) a text with a lone surrogate is: ``""`` for
-    the value itself, ``"['k'][0]"`` inside it, None if nowhere. Iterative: arguments such as
-    ``meta`` may be nested deeply."""
-    stack: list[tuple[Any, str]] = [(value, "")]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if not _is_unicode(item):
-                return where
-        elif isinstance(item, dict):
-            for k, v in item.items():
-                stack.append((k, f"{where} (a key)"))
-                stack.append((v, f"{where}[{k!r}]" if len(repr(k)) <= 40 else f"{where}[…]"))
-        elif isinstance(item, list | tuple):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
-    return None
-
-
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _unicode_only(cls, value: Any) -> Any:
-        where = _surrogate_at(value)
-        if where is not None:
-            raise PydanticCustomError(
-                _SURROGATE,
-                "text{where} has a lone surrogate (U+D800-U+DFFF), which is not valid Unicode",
-                {"where": f" at {where}" if where else ""},
-            )
-        return value
-
-
-class ToolFailure(Exception):
-    """A tool failed in a way the caller (a model) should read: ``code: message``.
-
-    ``code`` is the code of a class of the :mod:`a2al_mcp.errors` tree, and ``error`` the
-    :class:`~a2al_mcp.A2ALError` the tool failed with (also the ``__cause__``), with its
-    context as attributes; ``tool`` names the tool when the failure came out of
-    :func:`call_tool`."""
-
-    def __init__(
-        self, code: str, message: str, *, error: A2ALError | None = None, tool: str = ""
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.error = error
-        self.tool = tool
-
-    @classmethod
-    def from_error(cls, error: A2ALError, *, tool: str = "") -> ToolFailure:
-        """The failure that reports ``error``: its code and text, with ``error`` as the
-        cause."""
-        failure = cls(error.code, str(error), error=error, tool=tool)
-        failure.__cause__ = error
-        return failure
-
-    @classmethod
-    def bad_arguments(cls, exc: ValidationError, *, tool: str = "") -> ToolFailure:
-        """``BAD_ARGUMENTS`` naming each field that failed validation and why; ``USAGE`` if
-        every problem is text that is not valid Unicode (as the node's own API says). The
-        validation error is the cause of the :class:`~a2al_mcp.BadArguments` it carries."""
-        errors = exc.errors()
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                             for e in errors)  # fmt: skip
-        usage = errors and all(e["type"] == _SURROGATE for e in errors)
-        kind = UsageError if usage else BadArguments
-        error = kind(problems, operation=tool or None)
-        error.__cause__ = exc
-        return cls.from_error(error, tool=tool)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -175,48 +70,10 @@ def _age(node: Node, timestamp: int) -> int:
     return max(0, int(node.clock.wall()) - timestamp)
 
 
-RESULT_DEPTH_MAX: Final = 32
-"""Deepest nesting :func:`json_safe` renders (decoded peer data is at most 16 deep)."""
-
-
-def _key_text(key: Any) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bytes):
-        return "$base64:" + base64.b64encode(key).decode()
-    return json.dumps(json_safe(key), sort_keys=True, ensure_ascii=False)
-
-
-def _text(value: str) -> str:
-    if _is_unicode(value):
-        return value
-    return value.encode("utf-8", "replace").decode()  # a lone surrogate becomes "?"
-
-
-def json_safe(value: Any, _depth: int = 0) -> Any:
-    """``value`` with everything JSON cannot carry rendered as the module docstring says
-    (texts, finite numbers, booleans and null unchanged; tuples become lists)."""
-    if isinstance(value, str):
-        return _text(value)
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"$float": json.dumps(value)}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"$base64": base64.b64encode(value).decode()}
-    if _depth >= RESULT_DEPTH_MAX:
-        return {"$truncated": f"nested deeper than {RESULT_DEPTH_MAX}"}
-    if isinstance(value, dict):
-        return {_key_text(k): json_safe(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v, _depth + 1) for v in value]
-    return {"$cbor": type(value).__name__}
-
-
 # -- inputs -------------------------------------------------------------------------------
 
 
-class PublishArgs(_Args):
+class PublishArgs(ToolArgs):
     services: list[str] = Field(
         default_factory=list,
         description=(
@@ -233,7 +90,7 @@ class PublishArgs(_Args):
     ttl_s: int = Field(3600, ge=60, le=86400, description="Record lifetime; renewed automatically.")
 
 
-class DiscoverArgs(_Args):
+class DiscoverArgs(ToolArgs):
     service: str = Field(description="The capability topic to search, e.g. 'lang.translate'.")
     tags: list[str] = Field(default_factory=list, description="Only agents with all these tags.")
     protocols: list[str] = Field(
@@ -242,11 +99,11 @@ class DiscoverArgs(_Args):
     limit: int = Field(20, ge=1, le=200, description="Most results to return.")
 
 
-class AidArgs(_Args):
+class AidArgs(ToolArgs):
     aid: str = Field(description=_AID_HELP)
 
 
-class FetchArgs(_Args):
+class FetchArgs(ToolArgs):
     aid: str = Field(description=_AID_HELP)
     path: str = Field("/", description="The HTTP path, e.g. '/v1/translate?q=hi'.")
     method: str = Field("GET", description="HTTP method.")
@@ -254,37 +111,37 @@ class FetchArgs(_Args):
     body: str = Field("", description="Request body as text.")
 
 
-class SendMailboxArgs(_Args):
+class SendMailboxArgs(ToolArgs):
     to: str = Field(description="The recipient's AID: " + _AID_FORM)
     text: str = Field(min_length=1, description="The note, at most 389 bytes of UTF-8.")
 
 
-class ReadMailboxArgs(_Args):
+class ReadMailboxArgs(ToolArgs):
     peek: bool = Field(False, description="Leave the notes unread.")
     limit: int = Field(20, ge=1, le=200, description="Most notes to return.")
 
 
-class NoArgs(_Args):
+class NoArgs(ToolArgs):
     pass
 
 
-class ExportArgs(_Args):
+class ExportArgs(ToolArgs):
     passphrase: str = Field(min_length=8, description="Protects the export; at least 8 chars.")
     aid: str = Field("", description="Which identity (default: the node's own).")
 
 
-class ImportArgs(_Args):
+class ImportArgs(ToolArgs):
     export: str = Field(description="The text identity_export returned.")
     passphrase: str = Field(description="The passphrase it was exported with.")
 
 
-class TunnelCloseArgs(_Args):
+class TunnelCloseArgs(ToolArgs):
     tunnel: str = Field(
         description="The tunnel's local address as returned by connect, e.g. '127.0.0.1:40123'."
     )
 
 
-class CallAgentArgs(_Args):
+class CallAgentArgs(ToolArgs):
     to: str = Field("", description="The agent's AID (" + _AID_FORM + "); give this or skill.")
     skill: str = Field(
         "",
@@ -311,7 +168,7 @@ class CallAgentArgs(_Args):
         return self
 
 
-class TaskArgs(_Args):
+class TaskArgs(ToolArgs):
     aid: str = Field(description="The agent's AID: " + _AID_FORM)
     task_id: str = Field(min_length=1, description="The task id from call_agent's reply.")
 
