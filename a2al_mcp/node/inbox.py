@@ -28,7 +28,8 @@ after they arrived. :meth:`Inbox.purge` removes both. Each local identity has it
 (rows keyed by recipient). A read-only inbox cannot mark notes read: they are returned and
 stay unread.
 
-Without a data directory the database lives in memory (nothing survives a restart).
+Without a data directory the database lives in memory (nothing survives a restart). The
+schema and the ways of opening the file are :mod:`~a2al_mcp.node.inbox_db`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from .._clock import Clock, SystemClock
 from ..config import LimitsConfig
 from ..errors import LimitExceeded
 from ..identity.aid import Aid
+from .inbox_db import SCHEMA as SCHEMA  # re-exported: it lived here
+from .inbox_db import open_read_only, open_writable
 
 __all__ = ["AddResult", "Inbox", "InboxUsage", "Note"]
 
@@ -56,23 +59,6 @@ logger = logging.getLogger(__name__)
 WRITE_RETRY_S: Final = 1.0
 """After a failed write, or while read-only, inserts are refused without touching the disk
 for this long; then the next insert tries again (reopening the database for writing)."""
-
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS inbox (
-    recipient   TEXT    NOT NULL,
-    msg_id      BLOB    NOT NULL,
-    sender      TEXT    NOT NULL,
-    msg_type    INTEGER NOT NULL,
-    body        BLOB    NOT NULL,
-    sent_at     INTEGER NOT NULL,
-    received_at REAL    NOT NULL,
-    via         TEXT    NOT NULL,
-    read_at     REAL,
-    PRIMARY KEY (recipient, msg_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS inbox_by_time ON inbox (recipient, received_at);
-CREATE INDEX IF NOT EXISTS inbox_by_sender ON inbox (sender);
-"""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -200,48 +186,11 @@ class Inbox:
         return db
 
     def _open_writable(self) -> sqlite3.Connection:
-        target = ":memory:" if self.path is None else str(self.path)
-        db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
-            db.executescript(SCHEMA)
-            db.execute("SELECT COUNT(*) FROM inbox").fetchone()
-        except BaseException:
-            db.close()
-            raise
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                self.path.chmod(0o600)
-        return db
+        return open_writable(self.path)
 
     def _open_read_only(self) -> sqlite3.Connection:
-        """The database for reading only. On a full disk SQLite may be unable to create the
-        ``-shm`` file even for reading; then, if no ``-wal`` file holds commits, the database
-        file alone is read (``immutable``). Failing both, an empty in-memory view (the notes
-        are not lost: they reappear once the database can be opened again)."""
         assert self.path is not None
-        uri = self.path.resolve().as_uri()
-        wal = self.path.with_name(self.path.name + "-wal")
-        options = ["?mode=ro"]
-        with contextlib.suppress(OSError):
-            if not wal.exists() or wal.stat().st_size == 0:
-                options.append("?mode=ro&immutable=1")
-        for opt in options:
-            db = sqlite3.connect(uri + opt, uri=True, isolation_level=None,
-                                 check_same_thread=False)  # fmt: skip
-            try:
-                db.execute("SELECT COUNT(*) FROM inbox").fetchone()
-            except sqlite3.Error as exc:
-                db.close()
-                logger.info("inbox.read_only_open_failed mode=%s reason=%s", opt, exc)
-                continue
-            return db
-        logger.error("inbox.unreadable path=%s: showing an empty inbox until it can be opened",
-                     self.path)  # fmt: skip
-        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        db.executescript(SCHEMA)
-        return db
+        return open_read_only(self.path)
 
     def _reopen_writable(self) -> bool:
         """Called with the lock held while read-only: try to open for writing (rate-limited)."""
