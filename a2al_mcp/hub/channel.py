@@ -11,7 +11,8 @@ channel and describes it in ``<data dir>/mcp.channel`` (JSON, 0600, written atom
 
 Every connection starts with one line from the client, ``A2AL-MCP/1 <verb> <token>``, where
 verb is ``mcp`` (the rest of the connection is newline-delimited JSON-RPC, as over stdio),
-``status`` or ``stop``; the node answers ``OK <json>`` or ``NO <reason>`` (one line each).
+``status`` or ``stop``; the node answers ``OK <json>`` or ``NO <code>: <reason>`` (one line
+each; codes ``hello`` and ``busy``).
 The token is checked on both kinds of channel (constant-time compare).
 
 Standard library only: the stdio proxy imports this, and it must stay small (issue 16's
@@ -58,12 +59,18 @@ VERBS: Final[frozenset[str]] = frozenset({"mcp", "status", "stop"})
 
 
 class ChannelError(Exception):
-    """No node answers on the channel, or it refused us; ``reason`` says which."""
+    """No node answers on the channel, or it refused us; ``reason`` says which.
 
-    def __init__(self, reason: str, *, path: Path | None = None) -> None:
+    ``refused`` is the first word of a live node's ``NO`` answer (``busy``: its client limit;
+    ``hello``: a bad hello or token), None when no node answered."""
+
+    def __init__(
+        self, reason: str, *, path: Path | None = None, refused: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.path = path
+        self.refused = refused
 
 
 def unix_supported(path: Path) -> bool:
@@ -199,7 +206,8 @@ def connect(
             return sock, body
     sock.close()
     if text.startswith("NO "):
-        raise ChannelError(f"the node on {_where(info)} refused: {text[3:]}")
+        code = text[3:].split(" ", 1)[0].rstrip(":")
+        raise ChannelError(f"the node on {_where(info)} refused: {text[3:]}", refused=code)
     raise ChannelError(f"no node answers on {_where(info)} (it closed or said {text[:80]!r})")
 
 

@@ -116,7 +116,12 @@ def attach(
             try:
                 sock, hello = connect(info, verb, timeout_s=CONNECT_TIMEOUT_S)
             except ChannelError as exc:
+                if exc.refused == "busy":
+                    raise
                 last = exc.reason
+                if exc.refused is not None and clock.monotonic() < deadline:
+                    time.sleep(POLL_S)  # a live node, whose new token we read too early:
+                    continue  # read the channel file again, start no other node
             else:
                 return sock, hello, child
         if command is None:

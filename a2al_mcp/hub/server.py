@@ -203,7 +203,7 @@ class NodeHub:
             if hello is None or not hmac.compare_digest(hello[1], self._token):
                 self.stats.refused_hello += 1
                 logger.warning("hub.refused reason=%s", "bad hello" if hello is None else "token")
-                await self._answer(stream, "NO bad hello or token")
+                await self._answer(stream, "NO hello: bad hello or token")
                 return
             verb = hello[0]
             if verb == "status":

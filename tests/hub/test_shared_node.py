@@ -288,3 +288,39 @@ async def test_no_other_local_user_can_open_the_channel(tmp_path: Path, kind: st
                 assert (await c.tool("status"))["aid"]  # the owner's client goes on
     finally:
         stop_node(home)
+
+
+async def test_node_start_status_stop_and_the_client_limit(tmp_path: Path) -> None:
+    """``node start`` keeps a node up with no client; ``limits.mcp_local_clients`` refuses
+    one client too many (its call fails UNREACHABLE naming the limit); ``node stop`` ends it."""
+    home = tmp_path / "home"
+    config = tmp_path / "one.toml"
+    await anyio.Path(config).write_text("[limits]\nmcp_local_clients = 1\n")
+    node = [sys.executable, "-m", "a2al_mcp", "node"]
+    opts = ["--data-dir", str(home), "--listen", "127.0.0.1:0", "--config", str(config)]
+    try:
+        with anyio.fail_after(120):
+            async with network(1) as (seed,):
+                seed_at = "{}:{}".format(*seed.local_addr)
+                started = await anyio.run_process([*node, "start", *opts, "--bootstrap", seed_at])
+                shown = json.loads(started.stdout)
+                assert shown["started"] and shown["stay"] and shown["clients"] == 0
+                again = json.loads((await anyio.run_process([*node, "start", *opts])).stdout)
+                assert not again["started"] and again["pid"] == shown["pid"]  # already running
+                args = serve_args(home, seed, "--config", str(config))
+                async with raw_client(args) as first:
+                    assert (await first.tool("status"))["aid"] == shown["aid"]
+                    async with await anyio.open_process([sys.executable, *args]) as proc:
+                        second = RawClient(proc)
+                        got = await second.request("initialize", INIT)
+                        assert "busy" in got["error"]["message"], got
+                        assert "mcp_local_clients" in got["error"]["message"]
+                        proc.kill()
+                await anyio.sleep(2.5)  # past --grace 2: a started node stays anyway
+                assert (await anyio.to_thread.run_sync(node_status, home))["pid"] == shown["pid"]
+                stopped = await anyio.run_process([*node, "stop", *opts])
+                assert json.loads(stopped.stdout)["stopped"]
+                gone = await anyio.run_process([*node, "status", *opts], check=False)
+                assert gone.returncode != 0 and b"no node is running" in gone.stderr
+    finally:
+        stop_node(home)
