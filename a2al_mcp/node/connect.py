@@ -110,8 +110,11 @@ class Connector:
 
         Raises:
             Unreachable: no endpoint, or back-off after recent failures.
-            HandshakeFailed: every endpoint answered but none proved ``remote``.
+            HandshakeFailed: every endpoint answered but none proved ``remote`` (the cause
+                is the last attempt's failure).
             RequestTimeout: nothing was verified within ``timeout_s``.
+
+        Each names ``remote`` (``aid``) and the ``connect`` operation.
         """
         key = (local.aid, remote)
         while True:
@@ -128,14 +131,16 @@ class Connector:
         bo = self._backoff.get(key)
         if bo is not None and bo.until > self._now():
             raise Unreachable(
-                f"{remote} failed recently; next attempt in {bo.until - self._now():.0f} s"
-            )
+                f"{remote} failed recently; next attempt in {bo.until - self._now():.0f} s",
+                aid=remote, operation="connect",
+            )  # fmt: skip
         done = self._dialing[key] = anyio.Event()
         try:
             urls = await endpoints()
             targets = dial_targets(urls, ipv6=self._ipv6)
             if not targets:
-                raise Unreachable(f"{remote} publishes no endpoint we can dial ({list(urls)})")
+                raise Unreachable(f"{remote} publishes no endpoint we can dial ({list(urls)})",
+                                  aid=remote, operation="connect")  # fmt: skip
             pc = await self._happy_eyeballs(local, remote, targets, timeout_s)
         except (Unreachable, HandshakeFailed, RequestTimeout):
             self.dial_failures += 1
@@ -154,6 +159,7 @@ class Connector:
     ) -> PeerConnection:
         winner: list[PeerConnection] = []
         errors: list[str] = []
+        failures: list[HandshakeFailed] = []
         attempts: list[PeerConnection] = []
 
         async def attempt(addr: Addr, delay: float, tg: anyio.abc.TaskGroup) -> None:
@@ -167,6 +173,7 @@ class Connector:
                 await pc.wait_ready()
             except HandshakeFailed as exc:
                 errors.append(f"{addr[0]}:{addr[1]}: {exc}")
+                failures.append(exc)
                 return
             if not winner:
                 winner.append(pc)
@@ -181,13 +188,16 @@ class Connector:
                 pc.close(0, "another path won")
         if winner:
             return winner[0]
+        cause = failures[-1] if failures else None  # the last attempt's, when one failed
         if errors and len(errors) == len(targets):
-            raise HandshakeFailed(f"could not verify {remote}: " + "; ".join(errors))
+            raise HandshakeFailed(f"could not verify {remote}: " + "; ".join(errors),
+                                  aid=remote, operation="connect") from cause  # fmt: skip
         raise RequestTimeout(
             f"no answer from {remote} within {timeout_s:g} s at "
             + ", ".join(f"{h}:{p}" for h, p in targets)
-            + (f" ({'; '.join(errors)})" if errors else "")
-        )
+            + (f" ({'; '.join(errors)})" if errors else ""),
+            aid=remote, operation="connect",
+        ) from cause  # fmt: skip
 
     async def maintain(self) -> None:
         """Keep-alive and idle eviction, forever (run in the node's task group)."""
