@@ -10,34 +10,32 @@
   ``handle_timer`` on the cores that are due, and flushes.
 
 A *flush* drains every core's ``next_event()`` into ``on_events(core_name, event)``, sends what
-``datagrams_to_send(now)`` returns, and re-arms the timer. On Linux, runs of equal-sized
-datagrams to one address leave in one ``sendmsg`` with UDP generic segmentation offload (GSO,
-``UDP_SEGMENT``); the kernel splits them, so receivers see ordinary datagrams. If the kernel
-refuses GSO, the endpoint falls back to one ``sendto`` per datagram for good. Callers that run
+``datagrams_to_send(now)`` returns (:class:`~a2al_mcp.transport.udp_send.DatagramSender`), and
+re-arms the timer. On Linux, runs of equal-sized datagrams to one address leave in one
+``sendmsg`` with UDP generic segmentation offload (GSO) and runs from one sender arrive in one
+read (GRO), see :mod:`~a2al_mcp.transport.udp_offload`; elsewhere (macOS, Windows), and if
+the kernel refuses, one datagram per ``sendto``/``recvfrom``. Callers that run
 a core command (``core.start_lookup(...)``) must call :meth:`UdpEndpoint.flush` afterwards,
 exactly as aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
 
 Remote garbage and core bugs never stop the loops: every exception from a core or the
 ``on_events`` callback that :func:`~a2al_mcp._containment.containable` allows (everything but
 cancellation and exit, Rust panics of qh3 included) is caught per datagram, batch, timer or
-event, counted, and logged at most once per 30 s. This is the only module of the package
-that touches sockets and the event loop directly.
+event, counted, and logged at most once per 30 s. This module, with its send side
+(:mod:`~a2al_mcp.transport.udp_send`) and the offload helpers
+(:mod:`~a2al_mcp.transport.udp_offload`), is the only code of the package that touches
+sockets and the event loop directly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import errno
-import ipaddress
 import logging
 import socket
-import struct
-import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 import anyio
 import anyio.abc
@@ -46,17 +44,25 @@ import anyio.lowlevel
 from .._containment import containable
 from .._types import Addr, DatagramCore
 from ..errors import UsageError
-from .demux import Kind, classify, echo_reply
+from .demux import Kind
+from .endpoint_stats import NOTHING_COUNTED, EndpointStatistics
+from .udp_addr import bind_family, normalise
+from .udp_offload import GSO_MAX_BYTES, GSO_MAX_SEGMENTS, enable_gro, gro_supported, gso_supported
+from .udp_receive import RECV_BUFFER_BYTES, DatagramReceiver
+from .udp_send import DatagramSender
 
 if TYPE_CHECKING:
     from .._clock import Clock
 
-__all__ = ["EndpointStatistics", "UdpEndpoint"]
+__all__ = [
+    "GSO_MAX_BYTES",
+    "GSO_MAX_SEGMENTS",
+    "RECV_BUFFER_BYTES",
+    "EndpointStatistics",
+    "UdpEndpoint",
+]
 
 logger = logging.getLogger(__name__)
-
-RECV_BUFFER_BYTES: Final = 65_535
-"""Largest datagram read (a2ald's mux read buffer is 64 KiB)."""
 
 SOCKET_BUFFER_BYTES: Final = 1 << 20
 """Requested SO_RCVBUF/SO_SNDBUF (the kernel caps it at net.core.[rw]mem_max)."""
@@ -64,58 +70,7 @@ SOCKET_BUFFER_BYTES: Final = 1 << 20
 LOG_INTERVAL_S: Final = 30.0
 """Repeated failures of one kind are logged at most this often (always counted)."""
 
-GSO_MAX_SEGMENTS: Final = 64
-"""Most datagrams handed to the kernel in one GSO ``sendmsg`` (the kernel allows 64)."""
-
-GSO_MAX_BYTES: Final = 65_000
-"""Most bytes in one GSO ``sendmsg`` (a UDP payload is below 64 KiB)."""
-
-_SOL_UDP: Final = 17
-_UDP_SEGMENT: Final = 103  # linux/udp.h; the socket module has no name for it in 3.11
-_UDP_GRO: Final = 104  # linux/udp.h: receive runs of datagrams coalesced, with their size
-_GRO_ANCILLARY: Final = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
-_GSO_UNSUPPORTED: Final = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
-_QUIC_FIXED_BIT: Final = 0x40
-"""A datagram with this bit in byte 0 can be neither an echo probe nor STUN (demux.py)."""
 _MAX_FLUSH_PASSES: Final = 8
-_MAX_HOST_CACHE: Final = 1024
-_MAPPED_PREFIX: Final = "::ffff:"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndpointStatistics:
-    """A snapshot of the endpoint's counters."""
-
-    received: int
-    """Datagrams read from the socket (including empty ones)."""
-    received_by_kind: Mapping[Kind, int]
-    """Datagrams read, by classification."""
-    dropped: Mapping[Kind, int]
-    """Received datagrams nobody consumed: no core attached for the kind, echo probes with
-    ``echo=False``, and STUN messages (no STUN consumer is attached to the driver)."""
-    dropped_empty: int
-    """Empty datagrams received."""
-    sent: int
-    """Datagrams handed to the kernel (each segment of a GSO send counts)."""
-    gso_sends: int
-    """``sendmsg`` calls that carried several datagrams (GSO)."""
-    send_dropped: int
-    """Datagrams dropped because the socket's send buffer was full (BlockingIOError)."""
-    send_errors: int
-    """Datagrams the kernel refused (any other OSError, or an address this socket cannot reach)."""
-    recv_errors: int
-    """Errors reported by ``recvfrom`` (for example an ICMP error queued on the socket)."""
-    core_errors: int
-    """Exceptions raised by a core (receive, timer, send, get_timer, next_event); each one is
-    swallowed (Rust panics included; never cancellation or exit)."""
-    callback_errors: int
-    """Exceptions raised by the ``on_events`` callback; each one is swallowed."""
-    batches: int
-    """Wake-ups of the receive loop that read at least one datagram."""
-    gro_reads: int
-    """Reads that returned several datagrams coalesced by the kernel (UDP GRO)."""
-    timer_fires: int
-    """Calls of ``handle_timer`` on a core."""
 
 
 class _State(enum.Enum):
@@ -179,33 +134,25 @@ class UdpEndpoint:
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        host, port = bind
-        try:
-            bind_ip = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            raise ValueError(f"bind host must be an IP literal, got {host!r}") from None
-        if not 0 <= port <= 0xFFFF:
-            raise ValueError(f"bind port out of range: {port}")
-        self._bind: Addr = (host, port)
-        self._family = socket.AF_INET6 if bind_ip.version == 6 else socket.AF_INET
+        self._family = bind_family(bind)
+        self._bind: Addr = (bind[0], bind[1])
         self._clock = clock
         self._dht = dht
         self._quic = quic
-        self._quic_batch: Callable[[list[tuple[bytes, Addr]], float], None] | None = getattr(
-            quic, "receive_datagrams", None
-        )  # a QUIC core that takes a whole batch (QuicHost) pays per batch, not per datagram
         self._cores: tuple[tuple[str, DatagramCore[object]], ...] = tuple(
             (name, core) for name, core in (("dht", dht), ("quic", quic)) if core is not None
         )
         self._on_events = on_events
         self._echo = echo
         self._max_batch = max_batch
-        self._gso = gso and sys.platform == "linux" and hasattr(socket.socket, "sendmsg")
-        self._gro = gro and sys.platform == "linux" and _GRO_ANCILLARY > 0
+        self._gso = gso and gso_supported()
+        self._gro = gro and gro_supported()
         self._sock_factory = sock_factory
 
         self._state = _State.UNOPENED
         self._sock: socket.socket | None = None
+        self._sender: DatagramSender | None = None
+        self._receiver: DatagramReceiver | None = None
         self._local_addr: Addr | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
         # anyio primitives need a running event loop: created in __aenter__.
@@ -215,23 +162,10 @@ class UdpEndpoint:
         self._armed: float | None = None
         self._flushing = False
         self._flush_again = False
-        self._send_hosts: dict[str, str | None] = {}
         self._last_log: dict[str, float] = {}
 
-        self._received = 0
-        self._received_by_kind = dict.fromkeys(Kind, 0)
-        self._received_quic = 0  # QUIC datagrams taken by the fast path (not in the dict)
-        self._dropped = dict.fromkeys(Kind, 0)
-        self._dropped_empty = 0
-        self._sent = 0
-        self._gso_sends = 0
-        self._send_dropped = 0
-        self._send_errors = 0
-        self._recv_errors = 0
         self._core_errors = 0
         self._callback_errors = 0
-        self._batches = 0
-        self._gro_reads = 0
         self._timer_fires = 0
 
     # ------------------------------------------------------------------ lifetime
@@ -246,7 +180,22 @@ class UdpEndpoint:
             sock = self._open_socket()
             stack.callback(sock.close)
             self._sock = sock
-            self._local_addr = _normalise(sock.getsockname())
+            sender = self._sender = DatagramSender(
+                sock, self._family, gso=self._gso, log_limited=self._log_limited, logger=logger
+            )
+            self._receiver = DatagramReceiver(
+                sock,
+                self._family,
+                gro=self._gro,
+                max_batch=self._max_batch,
+                dht=self._dht,
+                quic=self._quic,
+                echo=self._echo,
+                sender=sender,
+                core_failed=self._core_failed,
+                log_limited=self._log_limited,
+            )
+            self._local_addr = normalise(sock.getsockname())
             task_group = await stack.enter_async_context(anyio.create_task_group())
             await task_group.start(self._run_loops)
             self._exit_stack = stack.pop_all()
@@ -295,10 +244,7 @@ class UdpEndpoint:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
             if self._gro:
-                try:
-                    sock.setsockopt(_SOL_UDP, _UDP_GRO, 1)
-                except OSError:
-                    self._gro = False
+                self._gro = enable_gro(sock)
             sock.bind(self._bind)
         except BaseException:
             sock.close()
@@ -351,126 +297,40 @@ class UdpEndpoint:
 
     def statistics(self) -> EndpointStatistics:
         """A snapshot of the counters."""
-        by_kind = dict(self._received_by_kind)
-        by_kind[Kind.QUIC] += self._received_quic
+        receiver, sender = self._receiver, self._sender
+        if receiver is None or sender is None:
+            return NOTHING_COUNTED  # never opened
+        by_kind = dict(receiver.received_by_kind)
+        by_kind[Kind.QUIC] += receiver.received_quic
         return EndpointStatistics(
-            received=self._received,
+            received=receiver.received,
             received_by_kind=MappingProxyType(by_kind),
-            dropped=MappingProxyType(dict(self._dropped)),
-            dropped_empty=self._dropped_empty,
-            sent=self._sent,
-            gso_sends=self._gso_sends,
-            send_dropped=self._send_dropped,
-            send_errors=self._send_errors,
-            recv_errors=self._recv_errors,
+            dropped=MappingProxyType(dict(receiver.dropped)),
+            dropped_empty=receiver.dropped_empty,
+            sent=sender.sent,
+            gso_sends=sender.gso_sends,
+            send_dropped=sender.send_dropped,
+            send_errors=sender.errors,
+            recv_errors=receiver.recv_errors,
             core_errors=self._core_errors,
             callback_errors=self._callback_errors,
-            batches=self._batches,
-            gro_reads=self._gro_reads,
+            batches=receiver.batches,
+            gro_reads=receiver.gro_reads,
             timer_fires=self._timer_fires,
         )
 
     # ------------------------------------------------------------------ receive side
 
     async def _receive_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        sock = self._sock
-        assert sock is not None
-        recvfrom = self._recv_gro if self._gro else sock.recvfrom
-        max_batch = self._max_batch
-        dispatch = self._dispatch
+        sock, receiver = self._sock, self._receiver
+        assert sock is not None and receiver is not None
+        drain = receiver.drain
         monotonic = self._clock.monotonic
-        normalise = self._normalise
-        quic_batch: list[tuple[bytes, Addr]] = []
-        batching = self._quic_batch is not None
         task_status.started()
         while True:
             await anyio.wait_readable(sock)
-            count = 0
-            now = monotonic()
-            while count < max_batch:
-                try:
-                    data, raw_addr = recvfrom(RECV_BUFFER_BYTES)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    self._recv_errors += 1
-                    self._log_limited("recv", "endpoint.recv_error error=%r", exc)
-                    break
-                if isinstance(data, list):  # a GRO run: several datagrams of one sender
-                    self._gro_reads += 1
-                    segments: list[bytes] | tuple[bytes] = data
-                else:
-                    segments = (data,)
-                count += len(segments)
-                addr: Addr | None = None
-                for d in segments:  # each by its own first byte: QUIC and DHT share a socket
-                    if d and d[0] & _QUIC_FIXED_BIT and batching:
-                        # the bulk of the traffic: QUIC (no STUN/echo), handed over per batch
-                        if addr is None:
-                            addr = normalise(raw_addr)
-                        quic_batch.append((d, addr))
-                    else:
-                        dispatch(d, raw_addr, now)
-            if quic_batch:
-                self._received_quic += len(quic_batch)
-                self._receive_quic_batch(quic_batch, now)
-                quic_batch = []
-            if count:
-                self._received += count
-                self._batches += 1
+            if drain(monotonic()):
                 self._flush(monotonic())
-
-    def _recv_gro(self, size: int) -> tuple[bytes | list[bytes], Any]:
-        """One read: a datagram, or the list of equal-sized datagrams (the last may be
-        shorter) the kernel coalesced from one sender."""
-        assert self._sock is not None
-        data, ancillary, _flags, raw_addr = self._sock.recvmsg(size, _GRO_ANCILLARY)
-        for level, kind, value in ancillary:
-            if level == _SOL_UDP and kind == _UDP_GRO:
-                (segment,) = struct.unpack("@i", value[:4])
-                if 0 < segment < len(data):
-                    return [data[i : i + segment] for i in range(0, len(data), segment)], raw_addr
-        return data, raw_addr
-
-    def _receive_quic_batch(self, batch: list[tuple[bytes, Addr]], now: float) -> None:
-        assert self._quic_batch is not None
-        try:
-            self._quic_batch(batch, now)
-        except BaseException as exc:  # the rest of the batch is lost, as if the network dropped it
-            self._core_failed(exc, "quic")
-
-    def _dispatch(self, data: bytes, raw_addr: Any, now: float) -> None:
-        if data and data[0] & _QUIC_FIXED_BIT:  # QUIC, no STUN/echo
-            quic = self._quic
-            if quic is not None:
-                self._received_quic += 1
-                try:
-                    quic.receive_datagram(data, self._normalise(raw_addr), now)
-                except BaseException as exc:
-                    self._core_failed(exc, "quic")
-                return
-        kind = classify(data)
-        if kind is None:
-            self._dropped_empty += 1
-            return
-        self._received_by_kind[kind] += 1
-        if kind is Kind.DHT:
-            core = self._dht
-        elif kind is Kind.QUIC:
-            core = self._quic
-        else:
-            if kind is Kind.ECHO and self._echo:
-                self._send_raw(echo_reply(data), (raw_addr[0], raw_addr[1]))
-            else:
-                self._dropped[kind] += 1
-            return
-        if core is None:
-            self._dropped[kind] += 1
-            return
-        try:
-            core.receive_datagram(data, self._normalise(raw_addr), now)
-        except BaseException as exc:
-            self._core_failed(exc, kind.value)
 
     # ------------------------------------------------------------------ timer side
 
@@ -529,6 +389,8 @@ class UdpEndpoint:
             self._flush_again = True
             return
         self._flushing = True
+        sender = self._sender
+        assert sender is not None
         try:
             for _ in range(_MAX_FLUSH_PASSES):
                 self._flush_again = False
@@ -539,11 +401,7 @@ class UdpEndpoint:
                     except BaseException as exc:
                         self._core_failed(exc, name)
                         continue
-                    if self._gso and len(datagrams) > 1:
-                        self._send_runs(datagrams)
-                    else:
-                        for data, addr in datagrams:
-                            self._send(data, addr)
+                    sender.send_all(datagrams)
                 if not self._flush_again:
                     break
         finally:
@@ -572,114 +430,6 @@ class UdpEndpoint:
                     "callback", "endpoint.callback_error core=%s error=%r", name, exc, exc_info=True
                 )
 
-    def _normalise(self, raw_addr: Any) -> Addr:
-        if self._family == socket.AF_INET:
-            return raw_addr  # type: ignore[no-any-return]  # already (host, port)
-        return _normalise(raw_addr)
-
-    def _send(self, data: bytes, addr: Addr) -> None:
-        target = self._target(addr)
-        if target is None:
-            self._send_errors += 1
-            self._log_limited("send", "endpoint.send_error addr=%s error=unreachable family", addr)
-            return
-        self._send_raw(data, target)
-
-    def _target(self, addr: Addr) -> tuple[str, int] | None:
-        host, port = addr
-        try:
-            target = self._send_hosts[host]
-        except KeyError:
-            target = self._send_host(host)
-        return None if target is None else (target, port)
-
-    def _send_runs(self, datagrams: list[tuple[bytes, Addr]]) -> None:
-        """Send ``datagrams`` in order, each run of equal-sized datagrams to one address
-        (the last of a run may be shorter) in one GSO ``sendmsg``."""
-        i, n = 0, len(datagrams)
-        while i < n:
-            data, addr = datagrams[i]
-            size = total = len(data)
-            j = i + 1
-            while j < n and j - i < GSO_MAX_SEGMENTS:
-                nxt, nxt_addr = datagrams[j]
-                length = len(nxt)
-                if nxt_addr != addr or length > size or total + length > GSO_MAX_BYTES:
-                    break
-                total += length
-                j += 1
-                if length < size:
-                    break  # only the last segment may be shorter
-            if j - i == 1 or not self._gso:
-                for k in range(i, j):
-                    self._send(*datagrams[k])
-            else:
-                self._send_gso([d for d, _ in datagrams[i:j]], size, addr)
-            i = j
-
-    def _send_gso(self, segments: list[bytes], size: int, addr: Addr) -> None:
-        assert self._sock is not None
-        target = self._target(addr)
-        if target is None:
-            self._send_errors += len(segments)
-            self._log_limited("send", "endpoint.send_error addr=%s error=unreachable family", addr)
-            return
-        try:
-            self._sock.sendmsg(
-                segments, [(_SOL_UDP, _UDP_SEGMENT, struct.pack("@H", size))], 0, target
-            )
-        except BlockingIOError:
-            self._send_dropped += len(segments)
-        except OSError as exc:
-            if exc.errno not in _GSO_UNSUPPORTED:
-                self._send_errors += len(segments)
-                self._log_limited("send", "endpoint.send_error addr=%s error=%r", addr, exc)
-                return
-            self._gso = False  # this kernel or path has no UDP GSO: one datagram per send
-            logger.info("endpoint.gso_disabled error=%r", exc)
-            for data in segments:
-                self._send_raw(data, target)
-        else:
-            self._sent += len(segments)
-            self._gso_sends += 1
-
-    def _send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self._sock is not None
-        try:
-            self._sock.sendto(data, addr)
-        except BlockingIOError:
-            self._send_dropped += 1
-        except OSError as exc:
-            self._send_errors += 1
-            self._log_limited("send", "endpoint.send_error addr=%s error=%r", addr, exc)
-        else:
-            self._sent += 1
-
-    def _send_host(self, host: str) -> str | None:
-        """The host string to pass to ``sendto`` on this socket, or None if unreachable.
-
-        Only IP literals are accepted (never a name: that would block on DNS). An IPv4
-        destination on a dual-stack socket becomes its IPv4-mapped IPv6 form.
-        """
-        target: str | None
-        try:
-            ip = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            target = None
-        else:
-            if self._family == socket.AF_INET6:
-                target = f"{_MAPPED_PREFIX}{ip}" if ip.version == 4 else host
-            elif ip.version == 4:
-                target = host
-            elif isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                target = str(ip.ipv4_mapped)
-            else:
-                target = None
-        if len(self._send_hosts) >= _MAX_HOST_CACHE:
-            self._send_hosts.clear()
-        self._send_hosts[host] = target
-        return target
-
     # ------------------------------------------------------------------ logging
 
     def _core_failed(self, exc: BaseException, core: str) -> None:
@@ -697,11 +447,3 @@ class UdpEndpoint:
             return
         self._last_log[key] = now
         logger.warning(msg, *args, exc_info=exc_info)
-
-
-def _normalise(raw_addr: Any) -> Addr:
-    """``(host, port)`` from a socket address; IPv4-mapped IPv6 becomes plain IPv4."""
-    host: str = raw_addr[0]
-    if host.startswith(_MAPPED_PREFIX) and "." in host:
-        host = host[len(_MAPPED_PREFIX) :]
-    return (host, raw_addr[1])
