@@ -8,6 +8,7 @@ import socket
 import sys
 from collections import deque
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -15,6 +16,7 @@ import pytest
 
 from a2al_mcp._clock import SystemClock
 from a2al_mcp._types import Addr, Datagram
+from a2al_mcp.transport import udp_offload
 from a2al_mcp.transport.endpoint import GSO_MAX_SEGMENTS, UdpEndpoint
 
 LOOPBACK: Addr = ("127.0.0.1", 0)
@@ -222,3 +224,80 @@ async def test_runs_split_on_address_and_on_a_longer_datagram() -> None:
         ep.flush()
         # [big big small] to x, [big] to x, [big big] to y, [big] to x
         assert sock.calls == [(3, x), (1, x), (2, y), (1, x)]
+
+
+# ---------------------------------------------------------------------------- off Linux
+
+
+class _NoOffloadSocket(socket.socket):
+    """A socket as on Windows: any ``sendmsg``/``recvmsg`` call is recorded (there are none
+    there); sends and reads go through ``sendto``/``recvfrom``."""
+
+    def __init__(self, family: int, kind: int) -> None:
+        super().__init__(family, kind)
+        self.offload_calls: list[str] = []
+
+    def sendmsg(self, *args: Any) -> int:
+        self.offload_calls.append("sendmsg")
+        raise OSError(errno.EOPNOTSUPP, "no sendmsg")
+
+    def recvmsg(self, *args: Any) -> Any:
+        self.offload_calls.append("recvmsg")
+        raise OSError(errno.EOPNOTSUPP, "no recvmsg")
+
+
+@pytest.fixture
+def not_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offload helpers see another platform (only their view of ``sys`` changes)."""
+    monkeypatch.setattr(udp_offload, "sys", SimpleNamespace(platform="win32"))
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("not_linux")
+async def test_off_linux_the_endpoint_sends_and_reads_without_offload() -> None:
+    assert not udp_offload.gso_supported() and not udp_offload.gro_supported()
+    clock = SystemClock()
+    count = GSO_MAX_SEGMENTS + 10
+    a, b = Core(), Core(want=count, done=anyio.Event())
+    make_a, made_a = _made(_NoOffloadSocket)
+    make_b, made_b = _made(_NoOffloadSocket)
+    async with (
+        UdpEndpoint(LOOPBACK, clock=clock, quic=a, sock_factory=make_a) as ep_a,
+        UdpEndpoint(LOOPBACK, clock=clock, quic=b, sock_factory=make_b) as ep_b,
+    ):
+        sent = [(d, ep_b.local_addr) for d, _ in _run(count, 700)]
+        a.outbox = list(sent)
+        ep_a.flush()
+        assert b.done is not None
+        with anyio.fail_after(5):
+            await b.done.wait()
+        assert b.received == [d for d, _ in sent]
+        assert ep_a.statistics().sent == count and ep_a.statistics().gso_sends == 0
+        assert ep_b.statistics().gro_reads == 0
+    for sock in (*made_a, *made_b):
+        assert isinstance(sock, _NoOffloadSocket) and sock.offload_calls == []
+
+
+@pytest.mark.usefixtures("not_linux")
+def test_off_linux_the_offload_calls_fail_like_a_kernel_without_them() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with pytest.raises(OSError) as sent:
+            udp_offload.send_segments(sock, [b"x" * 10, b"y" * 10], 10, ("127.0.0.1", 9))
+        assert sent.value.errno in udp_offload.GSO_UNSUPPORTED  # the endpoint turns GSO off
+        with pytest.raises(OSError) as read:
+            udp_offload.recv_coalesced(sock, 100)
+        assert read.value.errno == errno.EOPNOTSUPP
+
+
+def test_runs_are_cut_at_the_segment_and_byte_limits() -> None:
+    to = ("127.0.0.1", 1)
+    small = [(b"\x41" * 100, to)] * (GSO_MAX_SEGMENTS + 1)
+    assert list(udp_offload.gso_runs(small)) == [
+        (0, GSO_MAX_SEGMENTS, 100),
+        (GSO_MAX_SEGMENTS, GSO_MAX_SEGMENTS + 1, 100),
+    ]
+    # 54 datagrams of 1200 bytes fit in GSO_MAX_BYTES (65,000), the 55th would not
+    assert list(udp_offload.gso_runs([(b"\x41" * 1200, to)] * 60)) == [
+        (0, 54, 1200),
+        (54, 60, 1200),
+    ]
