@@ -5,7 +5,8 @@
 * the **receive loop** waits until the socket is readable, drains up to ``max_batch``
   datagrams, classifies each one (:func:`~a2al_mcp.transport.demux.classify`) and hands it to
   its core (all with the same ``now``), then flushes **once per batch** — the batching that
-  doubles aioquic (reading/quic-perf.md §2.5);
+  doubles aioquic (reading/quic-perf.md §2.5); the reading and handing over is
+  :class:`~a2al_mcp.transport.udp_receive.DatagramReceiver`'s;
 * the **timer loop** sleeps until the earliest ``get_timer()`` of the attached cores, runs
   ``handle_timer`` on the cores that are due, and flushes.
 
@@ -21,10 +22,10 @@ exactly as aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
 Remote garbage and core bugs never stop the loops: every exception from a core or the
 ``on_events`` callback that :func:`~a2al_mcp._containment.containable` allows (everything but
 cancellation and exit, Rust panics of qh3 included) is caught per datagram, batch, timer or
-event, counted, and logged at most once per 30 s. This module, with its send side
-(:mod:`~a2al_mcp.transport.udp_send`) and the offload helpers
-(:mod:`~a2al_mcp.transport.udp_offload`), is the only code of the package that touches
-sockets and the event loop directly.
+event, counted, and logged at most once per 30 s. This module, with its receive and send
+sides (:mod:`~a2al_mcp.transport.udp_receive`, :mod:`~a2al_mcp.transport.udp_send`) and the
+offload helpers (:mod:`~a2al_mcp.transport.udp_offload`), is the only code of the package
+that touches sockets and the event loop directly.
 """
 
 from __future__ import annotations
