@@ -7,12 +7,15 @@ and streamable HTTP.
 
 It is also the one module that touches the SDK's private names (ruff ``SLF001`` is off for it
 alone): ``MCPServer._subscriptions`` (resource-updated notifications, mcp 2; pinned by the
-inbox subscription tests), and the low-level server the stdio front runs,
-``MCPServer._lowlevel_server`` (mcp 2) / ``FastMCP._mcp_server`` (mcp 1).
+inbox subscription tests), the low-level server the stdio front runs,
+``MCPServer._lowlevel_server`` (mcp 2) / ``FastMCP._mcp_server`` (mcp 1), and
+``ServerSession._connection`` (mcp 2: the connection a legacy ``resources/subscribe`` came
+on, which outlives the per-request session; pinned by the legacy subscription test).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from mcp.types import ToolAnnotations
@@ -50,6 +53,7 @@ __all__ = [
     "run_http",
     "run_stdio",
     "run_stream",
+    "serve_legacy_subscriptions",
     "tool_hints",
     "validate_message",
 ]
@@ -60,10 +64,83 @@ def add_resource(server: Any, uri: str, name: str, description: str, fn: Any) ->
     server.resource(uri, name=name, description=description, mime_type="application/json")(fn)
 
 
-async def publish_resource_updated(server: Any, uri: str) -> None:
-    """Tell subscribed clients that ``uri`` changed (mcp 2: ``subscriptions/listen``)."""
+LEGACY_SUBSCRIBERS_MAX = 256
+"""Sessions subscribed through ``resources/subscribe`` per resource (a new one past it is
+refused with an error); ended sessions leave by themselves (weak references)."""
+
+
+class LegacySubscriptions:
+    """``resources/subscribe`` / ``resources/unsubscribe`` (protocol ≤ 2025-11-25: today's
+    desktop apps, and every mcp 1.x client), which mcp 2 does not serve by itself: which
+    sessions asked about which of ``uris``, each told by ``notifications/resources/updated``."""
+
+    def __init__(self, uris: set[str]) -> None:
+        self._uris = uris
+        self._sessions: dict[str, weakref.WeakSet[Any]] = {u: weakref.WeakSet() for u in uris}
+
+    def subscribe(self, uri: str, session: Any) -> None:
+        if uri not in self._uris:
+            raise ValueError(f"BAD_ARGUMENTS: no resource {uri[:100]!r} to subscribe to")
+        sessions = self._sessions[uri]
+        if session not in sessions and len(sessions) >= LEGACY_SUBSCRIBERS_MAX:
+            raise ValueError(f"LIMIT: {LEGACY_SUBSCRIBERS_MAX} sessions already subscribe")
+        sessions.add(session)
+
+    def unsubscribe(self, uri: str, session: Any) -> None:
+        if uri in self._sessions:
+            self._sessions[uri].discard(session)
+
+    async def notify(self, uri: str) -> None:
+        for session in list(self._sessions.get(uri, ())):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a session that ended meanwhile: it no longer listens
+                self._sessions[uri].discard(session)
+
+
+def serve_legacy_subscriptions(server: Any, uris: set[str]) -> LegacySubscriptions:
+    """Answer ``resources/subscribe`` and ``unsubscribe`` for ``uris`` on ``server``."""
+    subs = LegacySubscriptions(uris)
+    low = _lowlevel(server)
+    if MCP_MAJOR == 2:
+        from mcp import types
+
+        # ctx.session is a per-request proxy: what lives as long as the client is its
+        # connection (ServerSession._connection), which sends standalone notifications
+        async def on_subscribe(ctx: Any, params: Any) -> Any:
+            subs.subscribe(str(params.uri), ctx.session._connection)
+            return types.EmptyResult()
+
+        async def on_unsubscribe(ctx: Any, params: Any) -> Any:
+            subs.unsubscribe(str(params.uri), ctx.session._connection)
+            return types.EmptyResult()
+
+        low.add_request_handler("resources/subscribe", types.SubscribeRequestParams,
+                                on_subscribe)  # fmt: skip
+        low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
+                                on_unsubscribe)  # fmt: skip
+    else:  # pragma: no cover - mcp 1.x
+
+        async def on_subscribe1(uri: Any) -> None:
+            subs.subscribe(str(uri), low.request_context.session)
+
+        async def on_unsubscribe1(uri: Any) -> None:
+            subs.unsubscribe(str(uri), low.request_context.session)
+
+        low.subscribe_resource()(on_subscribe1)
+        low.unsubscribe_resource()(on_unsubscribe1)
+    return subs
+
+
+async def publish_resource_updated(
+    server: Any, uri: str, legacy: LegacySubscriptions | None = None
+) -> None:
+    """Tell subscribed clients that ``uri`` changed: ``subscriptions/listen`` streams (mcp 2)
+    and the sessions of ``legacy`` that sent ``resources/subscribe`` (both SDKs)."""
     if MCP_MAJOR == 2:
         await server._subscriptions.publish(ResourceUpdated(uri=uri))
+    if legacy is not None:
+        await legacy.notify(uri)
 
 
 async def report_progress(ctx: Any, progress: float, total: float, message: str) -> None:
@@ -84,8 +161,14 @@ def tool_hints(*, read_only: bool) -> ToolAnnotations:
     return ToolAnnotations(**hints)  # pragma: no cover
 
 
-def new_server(name: str, instructions: str) -> Any:
-    return _Server(name, instructions=instructions)
+def new_server(name: str, instructions: str, *, title: str, version: str) -> Any:
+    """The SDK's server, announcing ``name``, ``title`` (mcp 2) and ``version`` in its
+    ``serverInfo`` (mcp 1's FastMCP takes no version: it is set on its low-level server)."""
+    if MCP_MAJOR == 2:
+        return _Server(name, title=title, instructions=instructions, version=version)
+    server = _Server(name, instructions=instructions)  # pragma: no cover - mcp 1.x
+    _lowlevel(server).version = version  # pragma: no cover
+    return server  # pragma: no cover
 
 
 def _lowlevel(server: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from .._version import __version__
 from ..node.node import Node
 from ..toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
 from ._compat import (
@@ -17,12 +18,14 @@ from ._compat import (
     new_server,
     publish_resource_updated,
     report_progress,
+    serve_legacy_subscriptions,
     tool_hints,
 )
 from .guard import FrontStats
 
 __all__ = ["INBOX_URI", "INSTRUCTIONS", "STATUS_URI", "build_server"]
 
+TITLE = "A2AL agent network"
 INBOX_URI = "a2al://inbox"
 STATUS_URI = "a2al://status"
 _SLOW = {
@@ -87,7 +90,7 @@ def _tool_function(node: Node, spec: ToolSpec, front_stats: FrontStats | None) -
 def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | None = None) -> Any:
     """An MCP server whose tools act on ``node`` (which the caller keeps open); the ``status``
     tool and resource add what the stdio/HTTP front refused (``mcp_front``) when given."""
-    server = new_server(name, INSTRUCTIONS)
+    server = new_server(name, INSTRUCTIONS, title=TITLE, version=__version__)
     for spec in TOOLS:
         server.add_tool(
             _tool_function(node, spec, front_stats),
@@ -111,5 +114,8 @@ def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | No
     inbox_help = "Unread mailbox notes (subscribe: updated when a note arrives)"
     add_resource(server, INBOX_URI, "inbox", inbox_help, inbox)
     add_resource(server, STATUS_URI, "status", "This node's status", status)
-    node.on_mail(lambda note: node.spawn(lambda: publish_resource_updated(server, INBOX_URI)))
+    legacy = serve_legacy_subscriptions(server, {INBOX_URI, STATUS_URI})
+    node.on_mail(
+        lambda note: node.spawn(lambda: publish_resource_updated(server, INBOX_URI, legacy))
+    )
     return server

@@ -205,3 +205,43 @@ async def test_identity_export_import_and_unpublish(tmp_path: Any) -> None:
         assert found.endpoints == (f"quic://127.0.0.1:{b.local_addr[1]}",)  # b serves it now
         ok, un = await call(ca, "unpublish")
         assert ok and un["stopped"] and a.aid not in a.status().published
+
+
+async def test_legacy_subscribers_are_told_and_server_info_names_us() -> None:
+    """Issue 16 items 6 and 8: a client on the initialize handshake (protocol ≤ 2025-11-25,
+    today's desktop apps) can ``resources/subscribe`` to the inbox and is told when a note
+    arrives (mcp 2 answered -32601); ``serverInfo`` carries our name, title and version
+    (the version was ``""``)."""
+    from a2al_mcp import __version__
+    from a2al_mcp.mcp_server.app import INBOX_URI, TITLE
+
+    told: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if getattr(message, "method", "") == "notifications/resources/updated":
+            told.append(str(message.params.uri))
+            arrived.set()
+
+    with anyio.fail_after(60):
+        async with (
+            network(2, publish=True) as (other, me),
+            Client(build_server(me), mode="legacy", message_handler=on_message) as c,
+        ):
+            info = c.server_info
+            assert (info.name, info.title, info.version) == ("a2al", TITLE, __version__)
+            assert c.server_capabilities.resources.subscribe
+            with pytest.warns(Warning, match="resources/(un)?subscribe is removed"):
+                await c.subscribe_resource(INBOX_URI)
+            await other.send_mailbox(me.aid, "for a legacy subscriber")
+            with anyio.fail_after(10):
+                await arrived.wait()
+            assert told == [INBOX_URI]
+            with pytest.warns(Warning, match="resources/(un)?subscribe is removed"):
+                await c.unsubscribe_resource(INBOX_URI)
+            arrived = anyio.Event()
+            await other.send_mailbox(me.aid, "nobody is told of this one")
+            assert len(await me.read_mailbox(peek=True)) == 2  # it is in
+            with anyio.move_on_after(1):  # a notification would come within this
+                await arrived.wait()
+            assert told == [INBOX_URI]
