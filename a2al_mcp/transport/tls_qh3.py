@@ -55,6 +55,7 @@ lengths) are :mod:`~a2al_mcp.transport.handshake_guard`'s, re-exported here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -97,11 +98,31 @@ __all__ = [
     "X25519MLKEM768",
     "X25519MLKEM768_CLIENT_SHARE",
     "X25519MLKEM768_SERVER_SHARE",
+    "CleanCloseFilter",
     "Qh3ClientConnection",
     "Qh3ServerConnection",
     "qh3_client_connection",
     "qh3_server_connection",
 ]
+
+
+class CleanCloseFilter(logging.Filter):
+    """qh3 logs every CONNECTION_CLOSE a peer sends at WARNING on its ``quic`` logger, the
+    clean ones (error code 0, NO_ERROR: a node closing, a pool dropping an idle connection)
+    too, so each ordinary close printed a warning. This filter drops exactly those; a close
+    with an error code still shows."""
+
+    MESSAGE: Final = "Native peer close: %r"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.MESSAGE or not isinstance(record.args, tuple) or not record.args:
+            return True
+        native = record.args[0]
+        return not (isinstance(native, tuple) and len(native) > 2 and native[2] == 0)
+
+
+if AVAILABLE:
+    logging.getLogger("quic").addFilter(CleanCloseFilter())
 
 _CAPACITY_EXHAUSTED: Final = "packet builder capacity exhausted"
 """qh3's core error when a frame does not fit the datagram (see Qh3ServerConnection)."""

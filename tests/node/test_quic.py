@@ -234,3 +234,29 @@ async def test_asgi_responses_stream_as_the_app_sends_them() -> None:
                 got += await s.receive()
             assert b"data: two" in got
             await s.aclose()
+
+
+async def test_a_clean_close_logs_no_quic_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 16: qh3 warned ``Native peer close`` on every ordinary close (NO_ERROR); a close
+    with an error code still shows."""
+    import logging
+
+    with anyio.fail_after(30):
+        async with network(2, publish=True) as (a, b):
+            b.serve(handler=echo)
+            with caplog.at_level(logging.WARNING, logger="quic"):
+                pc = await a.connect(b.aid)
+                stream = await a.open_stream(b.aid)
+                await stream.send(b"ping")
+                assert await stream.receive() == b"ping"
+                pc.close()
+                for _ in range(100):  # until b's qh3 has read the CONNECTION_CLOSE
+                    if not b.connections():
+                        break
+                    await anyio.sleep(0.05)
+                assert not b.connections()
+                logging.getLogger("quic").warning(
+                    "Native peer close: %r", ("peer_closed", True, 0x0A, None, b"protocol")
+                )
+    quic = [r for r in caplog.records if r.name == "quic"]
+    assert [r.args[0][2] for r in quic] == [0x0A], [r.getMessage() for r in quic]  # type: ignore[index]
