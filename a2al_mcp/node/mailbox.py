@@ -144,7 +144,7 @@ _REFUSAL_FIELD: dict[AddResult, str] = {
 
 
 class Resolved(Protocol):
-    """What the mailbox reads of a resolved recipient (a :class:`~a2al_mcp.node.node.
+    """What the mailbox reads of a resolved recipient (a :class:`~a2al_mcp.node.status.
     ResolvedEndpoint`)."""
 
     @property
