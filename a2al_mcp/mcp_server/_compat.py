@@ -243,27 +243,26 @@ async def run_http(
     is demanded as ``Authorization: Bearer <token>`` on every request. The front's limits
     (connections, header and body time, body size, message checks) are in http_front."""
     import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
 
     from .http_front import ConnectionGuard, guard_app
 
     limits = limits or LimitsConfig()
     stats = stats or FrontStats()
-    if MCP_MAJOR != 2:  # pragma: no cover - mcp 1.x
-        if token:
-            raise RuntimeError("bearer tokens need mcp 2.x")
+    security = None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        shown = f"[{host}]" if ":" in host else host
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=[f"{shown}:*"],
+            allowed_origins=[f"http://{shown}:*", f"https://{shown}:*"],
+        )
+    if MCP_MAJOR != 2:  # pragma: no cover - mcp 1.x (the token is checked by guard_app)
         server.settings.host, server.settings.port = host, port
+        if security is not None:
+            server.settings.transport_security = security
         app = server.streamable_http_app()
     else:
-        from mcp.server.transport_security import TransportSecuritySettings
-
-        security = None
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            shown = f"[{host}]" if ":" in host else host
-            security = TransportSecuritySettings(
-                enable_dns_rebinding_protection=True,
-                allowed_hosts=[f"{shown}:*"],
-                allowed_origins=[f"http://{shown}:*", f"https://{shown}:*"],
-            )
         app = server.streamable_http_app(host=host, transport_security=security)
     app = guard_app(app, limits=limits, stats=stats, token=token, validate=validate_message)
     config = uvicorn.Config(

@@ -214,3 +214,71 @@ async def test_malformed_messages_get_errors_on_mcp1(tmp_path: Path) -> None:
                 assert listed["id"] == 2 and len(listed["result"]["tools"]) == len(TOOLS)
         finally:
             proc.kill()
+
+
+async def test_legacy_subscription_and_server_info_on_mcp1() -> None:
+    """Issue 16 items 6 and 8 on mcp 1.x: ``resources/subscribe`` to the inbox works (nobody
+    could subscribe under mcp 1.x) and the subscriber is told when a note arrives;
+    ``serverInfo.version`` is ours (it was the SDK's)."""
+    from a2al_mcp import __version__
+    from a2al_mcp.mcp_server.app import INBOX_URI
+
+    told: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        root = getattr(message, "root", message)
+        if getattr(root, "method", "") == "notifications/resources/updated":
+            told.append(str(root.params.uri))
+            arrived.set()
+
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (other, me):
+            server = build_server(me)
+            async with create_connected_server_and_client_session(
+                server._mcp_server, message_handler=on_message
+            ) as s:
+                init = await s.initialize()
+                assert init.serverInfo.version == __version__
+                assert init.capabilities.resources and init.capabilities.resources.subscribe
+                await s.subscribe_resource(INBOX_URI)  # type: ignore[arg-type]
+                await other.send_mailbox(me.aid, "for an mcp 1 subscriber")
+                with anyio.fail_after(10):
+                    await arrived.wait()
+                assert told == [INBOX_URI]
+
+
+async def test_http_token_on_mcp1(tmp_path: Path) -> None:
+    """Issue 16 item 10: ``serve --http --token`` on mcp 1.x died with a traceback after the
+    node started; now the token is demanded (401 without it) and the server answers with it."""
+    import httpx
+
+    from a2al_mcp.testing.a2ald import free_port
+
+    port = free_port(udp=False)
+    with anyio.fail_after(60):
+        async with network(1) as (seed,), await anyio.open_process([
+            sys.executable, "-m", "a2al_mcp", "serve", "--http", f"127.0.0.1:{port}",
+            "--token", "s3cret", "--listen", "127.0.0.1:0",
+            "--bootstrap", f"{seed.local_addr[0]}:{seed.local_addr[1]}",
+            "--data-dir", str(tmp_path / "home")]) as proc:  # fmt: skip
+            url = f"http://127.0.0.1:{port}/mcp"
+            auth = {
+                "Authorization": "Bearer s3cret",
+                "Accept": "application/json, text/event-stream",
+            }
+            ping = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+            async with httpx.AsyncClient() as http:
+                for _ in range(400):
+                    try:
+                        await http.get(url)
+                        break
+                    except httpx.TransportError:
+                        await anyio.sleep(0.05)
+                assert (await http.post(url, json=ping)).status_code == 401  # no token
+                res = await http.post(url, json=ping, headers=auth)
+                assert res.status_code == 200, res.text
+                assert proc.returncode is None  # still serving
+            proc.terminate()
