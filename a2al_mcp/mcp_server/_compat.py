@@ -129,6 +129,15 @@ def serve_legacy_subscriptions(server: Any, uris: set[str]) -> LegacySubscriptio
 
         low.subscribe_resource()(on_subscribe1)
         low.unsubscribe_resource()(on_unsubscribe1)
+        plain_options = low.create_initialization_options
+
+        def options(*args: Any, **kwargs: Any) -> Any:  # mcp 1 always says subscribe=False
+            opts = plain_options(*args, **kwargs)
+            if opts.capabilities.resources is not None:
+                opts.capabilities.resources.subscribe = True
+            return opts
+
+        low.create_initialization_options = options
     return subs
 
 
