@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable
 from enum import Enum
 
 from .._types import Addr
+from ..errors import A2ALError
 from ..identity.aid import Aid, NodeId
 from ..protocol.records import Category, SignedRecord
 
-__all__ = ["Candidate", "Lookup", "LookupKind"]
+__all__ = ["Candidate", "Lookup", "LookupKind", "valid_records"]
 
 
 class LookupKind(Enum):
@@ -194,3 +195,22 @@ class Lookup:
     def records(self) -> list[SignedRecord]:
         """All accepted records, newest per slot."""
         return list(self._records.values())
+
+
+def valid_records(
+    target: NodeId, rec_type: int, wall_now: Callable[[], float]
+) -> Callable[[SignedRecord], bool]:
+    """A lookup's ``accept``: records of ``rec_type`` (0: any) valid under ``target`` at the
+    Unix time ``wall_now()`` returns when each record is offered."""
+    key = bytes(target)
+
+    def accept(rec: SignedRecord) -> bool:
+        if rec_type and rec.rec_type != rec_type:
+            return False
+        try:
+            rec.validate(wall_now(), key=key)
+        except A2ALError:
+            return False
+        return True
+
+    return accept

@@ -10,12 +10,17 @@ again at 30 s. Sans-I/O: :class:`BucketRefresher` names the buckets due; the cor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+from ..identity.aid import NodeId
 from ..protocol import limits
 from ..protocol.timers import REFRESH_COOLDOWNS_S
 from .routing import RoutingTable
 
-__all__ = ["BucketRefresher"]
+if TYPE_CHECKING:
+    from .._random import Rng
+
+__all__ = ["BucketRefresher", "random_id_in_bucket"]
 
 
 class BucketRefresher:
@@ -59,3 +64,15 @@ class BucketRefresher:
         self._futile[bucket] = 0 if grew else self._futile.get(bucket, 0) + 1
         cooldown = min(self._futile[bucket], len(REFRESH_COOLDOWNS_S) - 1)
         self._refresh_after[bucket] = now + REFRESH_COOLDOWNS_S[cooldown]
+
+
+def random_id_in_bucket(own_id: NodeId, i: int, rng: Rng) -> NodeId:
+    """A random NodeID whose common prefix with ``own_id`` is exactly ``i`` bits (the
+    target of a refresh of bucket ``i``; draws 32 bytes from ``rng``)."""
+    own = int(own_id)
+    rand = int.from_bytes(rng.bytes(32), "big")
+    keep = ((1 << 256) - 1) ^ ((1 << (256 - i)) - 1)  # our first i bits
+    flip = 1 << (255 - i)
+    low = rand & (flip - 1)
+    value = (own & keep) | ((own & flip) ^ flip) | low
+    return NodeId(value.to_bytes(32, "big"))

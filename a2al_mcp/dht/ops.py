@@ -1,24 +1,33 @@
-"""The operations a :class:`~a2al_mcp.dht.core.DhtCore` runs, one small class per kind.
+"""The operations a :class:`~a2al_mcp.dht.core.DhtCore` runs, one small state machine per
+kind (as zikade's ``Query.Advance(event) -> state``).
 
-Each operation owns only its own state and decides its own next step from an event (a
-response, a failed RPC, its lookup running dry); the core sends what it is told to and turns
-a finished operation into its :mod:`events` (or into nothing, for maintenance work).
+Each operation owns only its own state: ``op.advance(event, view) -> list[Effect]`` takes a
+:mod:`~a2al_mcp.dht.effects` input (its start, a response to one of its requests, a failed
+request, a lookup answer) and returns what to do — requests to send with their deadlines, the
+hand-offs to other work, its end with its event. The core routes each response or timeout to
+the operation that owns its transaction and carries out the effects in order.
 
 - :class:`PingOp` one PING;
 - :class:`BootstrapOp` PINGs to the seeds (joined at the first PONG);
-- :class:`FindOp` a caller's iterative lookup (FIND_NODE or FIND_VALUE, with paging);
-- :class:`PublishOp` a lookup of the key's closest peers, then STOREs to them;
-- :class:`SelfLookupOp` the lookup of our own NodeID a bootstrap hands on;
-- :class:`BucketRefreshOp` the lookup of a random ID in one unhealthy bucket;
+- :class:`~a2al_mcp.dht.lookup_ops.FindOp` a caller's iterative lookup (FIND_NODE or
+  FIND_VALUE, with paging);
+- :class:`~a2al_mcp.dht.lookup_ops.PublishOp` a lookup of the key's closest peers, then
+  STOREs to them;
+- :class:`~a2al_mcp.dht.lookup_ops.SelfLookupOp` the lookup of our own NodeID a bootstrap
+  hands on;
+- :class:`~a2al_mcp.dht.lookup_ops.BucketRefreshOp` the lookup of a random ID in one
+  unhealthy bucket;
 - :class:`PathCacheOp` a STORE of a found record one hop back on the path (a2al-wire §4.8),
   after a PING of a sovereign record's publisher.
+
+The lookup-driven kinds live in :mod:`~a2al_mcp.dht.lookup_ops` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import ClassVar
+from typing import ClassVar, Final
 from urllib.parse import urlsplit
 
 from .._types import Addr
@@ -26,11 +35,33 @@ from ..errors import DecodeError
 from ..identity.aid import Aid, NodeId
 from ..protocol import dht_messages as dm
 from ..protocol.payloads import EndpointPayload
-from ..protocol.records import RecType, SignedRecord
+from ..protocol.records import Category, RecType, SignedRecord
 from . import events as ev
-from .lookup import Lookup, LookupKind
+from .effects import (
+    AnchorSeed,
+    CoreView,
+    Effect,
+    Failed,
+    Finish,
+    Op,
+    OpEvent,
+    Replied,
+    Send,
+    Start,
+    StartSelfLookup,
+)
+from .lookup_ops import (
+    MAX_PAGES,
+    BucketRefreshOp,
+    FindOp,
+    LookupOp,
+    PublishOp,
+    SelfLookupOp,
+)
 
 __all__ = [
+    "BOOTSTRAP_PING_ATTEMPTS",
+    "MAX_PAGES",
     "BootstrapOp",
     "BucketRefreshOp",
     "FindOp",
@@ -42,22 +73,32 @@ __all__ = [
     "SelfLookupOp",
 ]
 
+BOOTSTRAP_PING_ATTEMPTS: Final = 2
+"""A seed gets this many PINGs (each ``lookup_rpc_timeout_s``); every other RPC of the core
+gets one attempt, as a2ald's lookups, replication STOREs and DHT_PUSHes do (§4.5)."""
 
-@dataclasses.dataclass(slots=True, kw_only=True)
-class Op:
-    """What every operation has: its id, whether it ended, and its requests in flight."""
 
-    INTERNAL: ClassVar[bool] = False
-    """Maintenance work: ends without an event."""
-
-    op_id: int
-    done: bool = False
-    txs: set[bytes] = dataclasses.field(default_factory=set)
-    """tx_ids of its requests still pending (the core keeps this in step with its table)."""
+def _ping(view: CoreView, addr: Addr, attempts: int = 1) -> Send:
+    return Send(dm.Ping(address=view.aid), addr, None,
+                timeout_s=view.config.lookup_rpc_timeout_s, attempts=attempts)  # fmt: skip
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
 class PingOp(Op):
+    """One PING of ``addr``; ends with :class:`~a2al_mcp.dht.events.PingFinished`."""
+
+    addr: Addr
+
+    def advance(self, event: OpEvent, view: CoreView) -> list[Effect]:
+        match event:
+            case Start():
+                return [_ping(view, self.addr)]
+            case Replied(sender=sender, body=dm.Pong()):
+                return [Finish(self.on_pong(sender))]
+            case Failed():
+                return [Finish(self.on_failure())]
+        return []
+
     def on_pong(self, sender: Aid) -> ev.PingFinished:
         return ev.PingFinished(op_id=self.op_id, ok=True, aid=sender)
 
@@ -67,8 +108,31 @@ class PingOp(Op):
 
 @dataclasses.dataclass(slots=True, kw_only=True)
 class BootstrapOp(Op):
+    """PING every seed (``BOOTSTRAP_PING_ATTEMPTS`` each); joined at the first PONG, which
+    hands the self-lookup on; ends with :class:`~a2al_mcp.dht.events.BootstrapFinished`."""
+
     seeds_left: int
+    seeds: tuple[Addr, ...] = ()
     seeds_answered: int = 0
+
+    def advance(self, event: OpEvent, view: CoreView) -> list[Effect]:
+        match event:
+            case Start():
+                out: list[Effect] = [_ping(view, a, BOOTSTRAP_PING_ATTEMPTS) for a in self.seeds]
+                if not self.seeds:
+                    out.append(Finish(self.finished(view.peer_count())))
+                return out
+            case Replied(sender=sender, addr=addr, body=dm.Pong()):
+                out = [AnchorSeed(sender.node_id, addr)]  # a seed we were given
+                if self.on_pong():
+                    # a2ald's rule: joined at the first PONG; the self-lookup (and then the
+                    # bucket refresh) go on in the background
+                    out += [Finish(self.finished(view.peer_count())),
+                            StartSelfLookup(((sender, addr),))]  # fmt: skip
+                return out
+            case Failed():
+                return [Finish(self.finished(view.peer_count()))] if self.on_failure() else []
+        return []
 
     def on_pong(self) -> bool:
         """A seed answered; True at the first answer (joined: the op ends there)."""
@@ -88,160 +152,38 @@ class BootstrapOp(Op):
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
-class LookupOp(Op):
-    """An operation driven by an iterative :class:`Lookup`."""
-
-    lookup: Lookup
-
-    @property
-    def answers(self) -> bool:
-        """Whether FIND_NODE/FIND_VALUE answers still feed the lookup."""
-        return True
-
-    def request_body(self) -> dm.Body:
-        """The request sent to each candidate the lookup picks."""
-        return dm.FindNode(target=self.lookup.target)
-
-    def on_answer(self, sender: NodeId, peers: list[tuple[Aid, Addr]],
-                  records: list[SignedRecord]) -> None:  # fmt: skip
-        self.lookup.on_answer(sender, peers, records)
-
-    def closest(self) -> tuple[tuple[Aid, Addr], ...]:
-        return tuple((c.aid, c.addr) for c in self.lookup.closest())
-
-    def nodes_finished(self) -> ev.LookupFinished:
-        return ev.LookupFinished(op_id=self.op_id, target=self.lookup.target,
-                                 closest=self.closest())  # fmt: skip
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class FindOp(LookupOp):
-    """A caller's lookup: FIND_NODE (``NODES``) or FIND_VALUE (``FIRST``/``ALL``)."""
-
-    rec_type: int = 0
-    subscribe: bool = False
-    pages: dict[NodeId, int] = dataclasses.field(default_factory=dict)
-    """Per peer: how many further record windows we asked it for."""
-    seen_from: dict[NodeId, int] = dataclasses.field(default_factory=dict)
-    """Per peer: how many records its answers carried."""
-
-    def request_body(self) -> dm.Body:
-        if self.lookup.kind is LookupKind.NODES:
-            return dm.FindNode(target=self.lookup.target)
-        return self.value_request()
-
-    def value_request(self) -> dm.FindValue:
-        return dm.FindValue(target=self.lookup.target, rec_type=self.rec_type,
-                            one_shot_subscribe=self.subscribe)  # fmt: skip
-
-    def on_answer(self, sender: NodeId, peers: list[tuple[Aid, Addr]],
-                  records: list[SignedRecord]) -> None:  # fmt: skip
-        self.seen_from[sender] = self.seen_from.get(sender, 0) + len(records)
-        self.lookup.on_answer(sender, peers, records)
-
-    def next_page(self, peer: NodeId, max_pages: int) -> int | None:
-        """The record offset to ask ``peer`` for next, or None (no more pages)."""
-        page = self.pages.get(peer, 0) + 1
-        if page > max_pages or not self.lookup.reopen(peer):
-            return None
-        self.pages[peer] = page
-        return self.seen_from.get(peer, 0)
-
-    def path_cache_peer(self) -> tuple[Aid, Addr] | None:
-        """The closest peer that answered without a record (a2al-wire §4.8), if any."""
-        peer = next((c for c in self.lookup.closest() if not self.seen_from.get(c.node_id)),
-                    None)  # fmt: skip
-        return None if peer is None else (peer.aid, peer.addr)
-
-    def finished(self, records: tuple[SignedRecord, ...]) -> ev.LookupFinished:
-        return ev.LookupFinished(op_id=self.op_id, target=self.lookup.target,
-                                 closest=self.closest(), records=records,
-                                 queried=self.lookup.queried,
-                                 hops=self.lookup.path_hops())  # fmt: skip
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class SelfLookupOp(LookupOp):
-    """The lookup of our own NodeID that follows a bootstrap's first PONG."""
-
-    INTERNAL: ClassVar[bool] = True
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class BucketRefreshOp(LookupOp):
-    """The lookup of a random ID in one bucket, to refill it."""
-
-    INTERNAL: ClassVar[bool] = True
-    bucket: int
-    size_before: int
-    """The bucket's size when the refresh started (did it grow?)."""
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class PublishOp(LookupOp):
-    """Look up the key's closest peers, then STORE the record on up to ``replicas`` of them."""
-
-    key: NodeId
-    record: SignedRecord
-    storing: bool = False
-    """In its STORE phase (the lookup has ended)."""
-    store_queue: list[tuple[Aid, Addr]] = dataclasses.field(default_factory=list)
-    in_flight: int = 0
-    stored_at: list[Aid] = dataclasses.field(default_factory=list)
-    refused: list[tuple[Aid, int]] = dataclasses.field(default_factory=list)
-
-    @property
-    def answers(self) -> bool:
-        return not self.storing
-
-    def start_storing(self, peers: list[tuple[Aid, Addr]]) -> None:
-        self.storing = True
-        self.store_queue = list(peers)
-
-    def on_store_resp(self, sender: Aid, resp: dm.StoreResp) -> None:
-        self.in_flight -= 1
-        if resp.stored:
-            self.stored_at.append(sender)
-        else:
-            self.refused.append((sender, resp.reason))
-
-    def on_store_failed(self) -> None:
-        self.in_flight -= 1
-
-    def next_stores(self, concurrency: int, want: int) -> list[tuple[Aid, Addr]]:
-        """The peers to send a STORE to now (counted as in flight)."""
-        out = []
-        while (
-            self.store_queue
-            and self.in_flight < concurrency
-            and (len(self.stored_at) + self.in_flight < want)
-        ):
-            out.append(self.store_queue.pop(0))
-            self.in_flight += 1
-        return out
-
-    def complete(self, want: int) -> bool:
-        return self.in_flight == 0 and (len(self.stored_at) >= want or not self.store_queue)
-
-    def store_request(self) -> dm.Store:
-        return dm.Store(record=self.record, key=self.key)
-
-    def finished(self) -> ev.PublishFinished:
-        return ev.PublishFinished(op_id=self.op_id, key=self.key,
-                                  stored_at=tuple(self.stored_at),
-                                  refused=tuple(self.refused))  # fmt: skip
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
 class PathCacheOp(Op):
     """STORE a found record at the closest peer that answered without it; a sovereign
-    record only once its publisher answered a PING (``confirming``)."""
+    record only once its publisher answered a PING (so a dead publisher's record is not
+    spread further)."""
 
     INTERNAL: ClassVar[bool] = True
     key: NodeId
     record: SignedRecord
     cache_at: tuple[Aid, Addr]
     storing: bool = False
+
+    def advance(self, event: OpEvent, view: CoreView) -> list[Effect]:
+        match event:
+            case Start():
+                if self.record.category is not Category.SOVEREIGN:
+                    return [self._store(view)]
+                addr = self.publisher_addr()
+                if addr is None:
+                    return [Finish(self.ended(ok=False))]
+                return [_ping(view, addr)]
+            case Replied(sender=sender, body=body):
+                if isinstance(body, dm.Pong) and self.on_pong_confirms(sender):
+                    return [self._store(view)]
+                return [Finish(self.ended(ok=True))]
+            case Failed():
+                return [Finish(self.ended(ok=False))]
+        return []
+
+    def _store(self, view: CoreView) -> Send:
+        aid, addr = self.cache_at
+        return Send(self.store_request(), addr, aid.node_id,
+                    timeout_s=view.config.lookup_rpc_timeout_s)  # fmt: skip
 
     def publisher_addr(self) -> Addr | None:
         """Where to PING a sovereign record's publisher: the first ``quic://``/``udp://``

@@ -15,15 +15,21 @@ import functools
 import heapq
 import ipaddress
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import Final
 
 from .._types import Addr
+from ..errors import DecodeError
 from ..identity.aid import Aid, NodeId
+from ..protocol.dht_messages import NodeInfo
 from ..protocol.timers import LIVE_FRESH_S, PENDING_TTL_S
 from ..protocol.timers import PEER_BACKOFF_BASE_S as BACKOFF_BASE_S
 
-__all__ = ["Health", "Peer", "RoutingStats", "RoutingTable"]
+__all__ = ["HEARSAY_PROBE_MIN_BUCKET", "Health", "Peer", "RoutingStats", "RoutingTable"]
+
+HEARSAY_PROBE_MIN_BUCKET: Final = 3
+"""A new peer heard of second-hand this near (bucket index) or nearer gets one PING."""
 
 K: Final = 16
 PENDING_MAX: Final = 5
@@ -271,6 +277,33 @@ class RoutingTable:
             return True
         self._add_pending(idx, Peer(aid, node_id, addr, verified=False, last_seen=now), now)
         return False
+
+    def observe_answer(
+        self, nodes: Iterable[NodeInfo], now: float
+    ) -> tuple[list[tuple[Aid, Addr]], list[tuple[Addr, NodeId]]]:
+        """The peers a FIND_NODE/FIND_VALUE answer names, each observed as hearsay.
+
+        Returns the ones usable as lookup candidates and, in order, the new ones near enough
+        (``HEARSAY_PROBE_MIN_BUCKET``) for a2ald's one opportunistic PING that verifies
+        them. An undecodable address, or a NodeID that does not match its AID (a lie), is
+        skipped."""
+        usable: list[tuple[Aid, Addr]] = []
+        probe: list[tuple[Addr, NodeId]] = []
+        for n in nodes:
+            try:
+                addr = n.addr
+            except DecodeError:
+                continue
+            if n.node_id != n.address.node_id:
+                continue
+            if (
+                self.observe_hearsay(n.address, addr, now)
+                and self.bucket_index(n.node_id) >= HEARSAY_PROBE_MIN_BUCKET
+            ):
+                probe.append((addr, n.node_id))
+            if self.hearsay_usable(addr):
+                usable.append((n.address, addr))
+        return usable, probe
 
     def set_anchor(self, node_id: NodeId, addr: Addr) -> bool:
         """Remember an address we were given for a peer in the table (never loopback or

@@ -4,8 +4,14 @@ returns them."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-__all__ = ["DhtStats"]
+if TYPE_CHECKING:
+    from .responder import Responder
+    from .store import StoreStats
+
+__all__ = ["DhtStats", "collect_stats"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,3 +57,21 @@ class DhtStats:
     """Puts refused (reason 2): invalid, expired, future-dated or unauthorised records."""
     cancelled_ops: int = 0
     """Operations stopped by :meth:`DhtCore.cancel` before they finished."""
+
+
+def collect_stats(c: Mapping[str, int], r: Responder, store: StoreStats, peers: int) -> DhtStats:
+    """The core's counters ``c``, its responder's and its store's, as one snapshot."""
+    return DhtStats(
+        received=c["received"], sent=c["sent"], requests_answered=c["answered"],
+        responses_matched=c["matched"], dropped_decode=c["decode"],
+        dropped_verify=c["verify"] + r.invalid, dropped_oversize=c["oversize"],
+        dropped_unsolicited=c["unsolicited"] + r.unsolicited,
+        dropped_rate_limited=r.rate_limited_ip + r.rate_limited_prefix,
+        rpc_timeouts=c["timeouts"], peers=peers,
+        stored_records=store.records, stored_keys=store.keys,
+        rate_limited_ip=r.rate_limited_ip, rate_limited_prefix=r.rate_limited_prefix,
+        stored_bytes=store.bytes, stored_vouched=store.vouched, store_evicted=store.evicted,
+        store_refused_keys=store.refused_keys, store_refused_records=store.refused_records,
+        store_refused_bytes=store.refused_bytes, store_refused_per_key=store.refused_per_key,
+        store_rejected_invalid=store.rejected_invalid, cancelled_ops=c["cancelled"],
+    )  # fmt: skip
