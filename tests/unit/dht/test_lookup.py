@@ -9,7 +9,7 @@ import pytest
 
 from a2al_mcp._random import SeededRng
 from a2al_mcp._types import Addr
-from a2al_mcp.dht.lookup import Candidate, Lookup, LookupKind, _State, slot_of
+from a2al_mcp.dht.lookup import Candidate, Lookup, LookupKind, _State, slot_of, valid_records
 from a2al_mcp.dht.routing import RoutingTable
 from a2al_mcp.identity import Aid, Identity, NodeId
 from a2al_mcp.protocol.payloads import (
@@ -18,7 +18,7 @@ from a2al_mcp.protocol.payloads import (
     MailboxPayload,
     TopicPayload,
 )
-from a2al_mcp.protocol.records import Category, SignedRecord
+from a2al_mcp.protocol.records import Category, RecType, SignedRecord
 
 T0 = 1_700_000_000
 TARGET = NodeId(bytes(32))
@@ -621,3 +621,18 @@ def test_converges_on_the_true_closest(dead_every: int) -> None:
     assert (failures > 0) == bool(dead_every)
     assert lk.queried < size  # far fewer RPCs than asking everyone
     assert 1 <= lk.path_hops() <= 6
+
+
+def test_valid_records_checks_type_key_and_the_wall_clock_read_at_each_offer() -> None:
+    owner = ident(3)
+    key = owner.aid.node_id
+    payload = EndpointPayload(endpoints=("quic://192.0.2.1:4121",)).to_bytes()
+    rec = SignedRecord.sign(owner, RecType.ENDPOINT, payload, seq=1, timestamp=T0, ttl=60)
+    clock = [float(T0)]
+    accept = valid_records(key, 0, lambda: clock[0])
+    assert accept(rec)
+    assert valid_records(key, RecType.ENDPOINT, lambda: clock[0])(rec)
+    assert not valid_records(key, RecType.TOPIC, lambda: clock[0])(rec)  # another type
+    assert not valid_records(TARGET, 0, lambda: clock[0])(rec)  # under another key
+    clock[0] = T0 + 61.0  # the same filter, later: the record has expired
+    assert not accept(rec)

@@ -12,6 +12,7 @@ from a2al_mcp._types import Addr
 from a2al_mcp.dht.routing import (
     BACKOFF_BASE_S,
     BAD_AFTER_FAILURES,
+    HEARSAY_PROBE_MIN_BUCKET,
     PENDING_MAX,
     PENDING_TTL_S,
     QUESTIONABLE_AFTER_S,
@@ -22,6 +23,7 @@ from a2al_mcp.dht.routing import (
     RoutingTable,
 )
 from a2al_mcp.identity import Aid, Identity, NodeId
+from a2al_mcp.protocol.dht_messages import NodeInfo
 
 SELF = NodeId(bytes(32))
 """Our NodeID in most tests: the CPL of a peer is then the count of its leading zero bits."""
@@ -901,3 +903,23 @@ def test_anchor_is_never_loopback_and_needs_a_known_peer() -> None:
     assert not t.set_anchor(a.node_id, ("198.51.100.7", 0))
     peer = t.get(a.node_id)
     assert peer is not None and peer.anchors == {}
+
+
+def test_observe_answer_learns_named_peers_and_names_new_near_ones_to_probe() -> None:
+    t = RoutingTable(SELF)
+    [near] = aids_in_bucket(t, HEARSAY_PROBE_MIN_BUCKET, 1)
+    [far] = aids_in_bucket(t, HEARSAY_PROBE_MIN_BUCKET - 1, 1)
+    [liar, local] = aids_in_bucket(t, HEARSAY_PROBE_MIN_BUCKET + 1, 2)
+    nodes = [
+        NodeInfo.of(near, addr(1)),
+        NodeInfo(address=liar, node_id=far.node_id, ip=bytes([192, 0, 2, 9]), port=1),
+        NodeInfo(address=liar, node_id=liar.node_id, ip=b"\x01\x02\x03", port=1),  # bad IP
+        NodeInfo.of(local, ("127.0.0.1", 4121)),  # not dialable second-hand
+        NodeInfo.of(far, addr(2)),
+    ]
+    usable, probe = t.observe_answer(nodes, 0.0)
+    assert usable == [(near, addr(1)), (far, addr(2))]
+    assert probe == [(addr(1), near.node_id)]  # the far one is not worth a PING
+    assert {p.node_id for p in t.peers()} == {near.node_id, far.node_id}
+    again, probe_again = t.observe_answer(nodes, 1.0)
+    assert again == usable and probe_again == []  # known now: no second PING
