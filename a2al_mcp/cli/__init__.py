@@ -18,6 +18,25 @@ from ..errors import A2ALError
 
 __all__ = ["main"]
 
+EXAMPLES = """\
+examples:
+  a2al-mcp demo                                  a small network on this machine, walked through
+  a2al-mcp install claude --write                add the MCP server to Claude Desktop (also cursor,
+                                                 windsurf; --bootstrap HOST:PORT, --public)
+  a2al-mcp serve --stdio --bootstrap HOST:PORT   what an assistant app runs: attaches to this data
+                                                 directory's node, starting it if needed
+  a2al-mcp node status                           the shared node: AID, process, attached assistants
+  a2al-mcp node start | node stop                keep it up by hand / stop it
+  A2AL_MCP_TOKEN=... a2al-mcp serve --http 0.0.0.0:8080 --listen 0.0.0.0:4121 --advertise HOST
+                                                 MCP over HTTP for remote clients (bearer token)
+  a2al-mcp resolve AID                           look an agent up (while no node runs here)
+  a2al-mcp aid AID                               parse an AID in any text form
+
+The node is private unless told otherwise: it talks only to the peers you give it
+(--bootstrap) and those they tell it about. --network public (or network = "public" in
+--config) also asks the public A2AL seeds. Docs: https://github.com/a2al-mcp/a2al-mcp
+"""
+
 EXIT_CODES = {"USAGE": 2, "CONFIG": 3, "DECODE": 4, "VERIFY": 5, "EXTRA_MISSING": 5}
 
 
@@ -87,7 +106,10 @@ def _cmd_decode(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept separate for tests and docs)."""
     p = argparse.ArgumentParser(
-        prog="a2al-mcp", description="A2AL agent-network node with an MCP server."
+        prog="a2al-mcp",
+        description="A2AL agent-network node with an MCP server.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"a2al-mcp {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")

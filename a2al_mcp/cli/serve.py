@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,10 @@ __all__ = ["add_node_options", "add_serve_parser", "config_from_args", "node_arg
 
 logger = logging.getLogger(__name__)
 
+TOKEN_ENV = "A2AL_MCP_TOKEN"
+"""Where ``serve --http`` finds its bearer token when ``--token`` is not given (containers:
+a secret belongs in the environment, not in the command line every process can read)."""
+
 
 def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -40,13 +45,16 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", help="UDP HOST:PORT for DHT and QUIC (default 127.0.0.1:0)")
     p.add_argument("--bootstrap", help="HOST:PORT[,HOST:PORT…] seeds to join through")
     p.add_argument("--advertise", help="host to publish when no public address is known")
+    p.add_argument("--network", choices=("private", "public"),
+                   help="private (default): only the peers given or learnt from them; "
+                   "public: also the public A2AL seeds (an explicit opt-in)")  # fmt: skip
     p.add_argument("--config", help="TOML config file")
 
 
 def node_args(args: argparse.Namespace) -> list[str]:
     """The node options of ``args`` as arguments for a node process (not ``--data-dir``)."""
     out: list[str] = []
-    for name in ("listen", "bootstrap", "advertise"):
+    for name in ("listen", "bootstrap", "advertise", "network"):
         value = getattr(args, name, None)
         if value:
             out += [f"--{name}", value]
@@ -65,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         overrides["bootstrap"] = tuple(s.strip() for s in args.bootstrap.split(",") if s.strip())
     if args.advertise:
         overrides["advertise_host"] = args.advertise
+    if getattr(args, "network", None):
+        overrides["network"] = args.network
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
     cfg = load_config(args.config, **overrides)
@@ -80,7 +90,9 @@ def add_serve_parser(sub: Any) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="MCP over stdin/stdout (default)")
     mode.add_argument("--http", metavar="HOST:PORT", help="MCP over streamable HTTP at /mcp")
-    p.add_argument("--token", help="bearer token HTTP clients must send (required off loopback)")
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
+                   help=f"bearer token HTTP clients must send (required off loopback; "
+                   f"default: ${TOKEN_ENV})")  # fmt: skip
     p.add_argument("--standalone", action="store_true",
                    help="stdio: run the node in this process instead of sharing the data "
                    "directory's node with other assistants")  # fmt: skip
