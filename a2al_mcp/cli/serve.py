@@ -159,7 +159,7 @@ async def _serve_inline(cfg: NodeConfig, http: tuple[str, int] | None, token: st
     assert cfg.data_dir is not None
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
-        async with Node(cfg, identity) as node:
+        async with Node(cfg, identity, join_in_background=True) as node:
             logger.info("serve.node_ready aid=%s listen=%s peers=%d", node.aid, node.local_addr,
                         node.status().peers)  # fmt: skip
             # The mcp SDK takes most of a second to import: the node joins first.
@@ -188,7 +188,7 @@ async def run_node(cfg: NodeConfig, *, stay: bool) -> None:
     assert cfg.data_dir is not None
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
-        async with Node(cfg, identity) as node:
+        async with Node(cfg, identity, join_in_background=True) as node:
             from ..mcp_server import FrontStats, build_server
             from ..mcp_server._compat import run_stream
 
@@ -201,7 +201,11 @@ async def run_node(cfg: NodeConfig, *, stay: bool) -> None:
             hub = NodeHub(
                 cfg.data_dir,
                 session=session,
-                describe=lambda: {"aid": str(node.aid), "data_dir": str(cfg.data_dir)},
+                describe=lambda: {
+                    "aid": str(node.aid),
+                    "data_dir": str(cfg.data_dir),
+                    "joining": node.joining,
+                },
                 config=cfg.hub,
                 max_clients=cfg.limits.mcp_local_clients,
                 stay=stay,

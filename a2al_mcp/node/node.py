@@ -76,8 +76,14 @@ class Node:
         *,
         clock: Clock | None = None,
         rng: Rng | None = None,
+        join_in_background: bool = False,
     ) -> None:
+        """``join_in_background``: ``async with`` returns as soon as the socket is open
+        instead of after the network join (a server that must answer at once: the MCP
+        front's ``initialize``); every verb that needs the DHT waits for the join first."""
         self.config = config or NodeConfig()
+        self._join_in_background = join_in_background
+        self._joined: anyio.Event | None = None
         self._clock = clock or SystemClock()
         self._rng = rng or SystemRng()
         self.identity = identity or Identity.generate(self._rng)
@@ -159,7 +165,11 @@ class Node:
             stack.callback(self._tasks.detach)  # also when joining fails
             self._state = _State.OPEN
             stack.callback(lambda: self._joiner.save_peers(dht.peer_addrs()))
-            await self._joiner.join()
+            self._joined = anyio.Event()
+            if self._join_in_background:
+                self.spawn(self._join_then_mark)
+            else:
+                await self._join_then_mark()
             for loop in (self._publisher.republish_loop, self._joiner.rejoin_loop,
                          connector.maintain, mailbox.poll_loop):  # fmt: skip
                 self._tasks.start(loop)
@@ -208,13 +218,33 @@ class Node:
         if self._endpoint is not None:
             self._endpoint.flush()
 
+    @property
+    def joining(self) -> bool:
+        """The network join still runs (opened with ``join_in_background``)."""
+        return self._joined is not None and not self._joined.is_set()
+
+    async def _join_then_mark(self) -> None:
+        try:
+            await self._joiner.join()
+        finally:
+            assert self._joined is not None
+            self._joined.set()
+
+    async def _network(self) -> DhtService:
+        """The DHT service once the join has finished (at once unless it runs in the
+        background: see ``join_in_background``)."""
+        dht = self._check_open()
+        if self._joined is not None and not self._joined.is_set():
+            await self._joined.wait()
+        return dht
+
     async def _lookup(self, target: NodeId, kind: LookupKind, *, rec_type: int = 0,
                       subscribe: bool = False) -> ev.LookupFinished:  # fmt: skip
-        return await self._check_open().lookup(target, kind, rec_type=rec_type,
-                                               subscribe=subscribe)  # fmt: skip
+        return await (await self._network()).lookup(target, kind, rec_type=rec_type,
+                                                    subscribe=subscribe)  # fmt: skip
 
     async def _publish_record(self, record: SignedRecord, key: NodeId) -> ev.PublishFinished:
-        return await self._check_open().publish(record, key)
+        return await (await self._network()).publish(record, key)
 
     def _add_certificate(self, identity: Identity) -> None:
         if self._certs is not None and identity.aid not in self._certs:
@@ -366,7 +396,7 @@ class Node:
                           connections=len(self._quic.connections()),
                           serving=self._acceptor.serving(), mailbox=self._mailbox.statistics(),
                           contained_errors=self._contained_errors(),
-                          quic=self._quic.statistics())  # fmt: skip
+                          quic=self._quic.statistics(), joining=self.joining)  # fmt: skip
 
     def _contained_errors(self) -> ContainedErrors:
         ep = None if self._endpoint is None else self._endpoint.statistics()

@@ -94,3 +94,5 @@ class NodeStatus:
     """Exceptions contained to one task, datagram or event (a hostile peer or a bug)."""
     quic: QuicStats | None = None
     """QUIC connections, buffered bytes, and what each transport limit refused."""
+    joining: bool = False
+    """The network join still runs (a node opened with ``join_in_background``)."""

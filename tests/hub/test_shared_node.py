@@ -28,7 +28,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from a2al_mcp import Aid
+from a2al_mcp import Aid, Identity, SystemRng
 from a2al_mcp.hub.channel import CHANNEL_FILE, ChannelError, ChannelInfo, connect, read_info
 from a2al_mcp.mcp_server._compat import MCP_MAJOR
 from a2al_mcp.node import Node
@@ -322,5 +322,28 @@ async def test_node_start_status_stop_and_the_client_limit(tmp_path: Path) -> No
                 assert json.loads(stopped.stdout)["stopped"]
                 gone = await anyio.run_process([*node, "status", *opts], check=False)
                 assert gone.returncode != 0 and b"no node is running" in gone.stderr
+    finally:
+        stop_node(home)
+
+
+async def test_initialize_is_answered_before_the_join(tmp_path: Path) -> None:
+    """Issue 16 item 9: ``initialize`` waited for the network join (4.9 s with a seed that
+    never answers); now it is answered while the join still runs, and a tool that needs the
+    network waits for the join and then answers."""
+    home = tmp_path / "home"
+    try:
+        with anyio.fail_after(90):
+            async with await anyio.create_udp_socket(local_host="127.0.0.1") as silent:
+                host, port = silent.extra(anyio.abc.SocketAttribute.local_address)[:2]
+                args = ["-m", "a2al_mcp", "serve", "--stdio", "--grace", GRACE, "--listen",
+                        "127.0.0.1:0", "--bootstrap", f"{host}:{port}", "--data-dir",
+                        str(home)]  # fmt: skip
+                async with raw_client(args) as c:  # initialize answered
+                    assert (await anyio.to_thread.run_sync(node_status, home))["joining"]
+                    stranger = str(Identity.generate(SystemRng()).aid)
+                    call = {"name": "resolve", "arguments": {"aid": stranger}}
+                    got = await c.request("tools/call", call)
+                    assert "NOT_FOUND" in json.dumps(got)  # after the join, not before it
+                    assert not (await anyio.to_thread.run_sync(node_status, home))["joining"]
     finally:
         stop_node(home)
