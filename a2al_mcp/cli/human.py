@@ -1,15 +1,20 @@
 """Human commands: ``status``, ``resolve``, ``discover``, ``send``, ``inbox``.
 
-Each starts the node of the data directory (its key, peers, inbox), joins, does one thing,
-prints JSON and exits. They need the data directory to themselves: while ``a2al-mcp serve``
-runs on it they stop with a message naming that process (use the MCP tools then).
+Each does one thing as the node of the data directory and prints JSON. When that node runs
+(the shared node of ``serve --stdio`` or ``node start``), the command asks it, as one more MCP
+client on its channel; otherwise it starts the node in this process (its key, peers, inbox),
+joins, does the thing and exits. Only ``serve --http`` or ``--standalone``, which do not share
+their node, make it stop with a message naming that process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from .serve import add_node_options, config_from_args
 
 __all__ = ["add_human_parsers"]
@@ -42,6 +47,11 @@ def add_human_parsers(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = config_from_args(args)
+    assert cfg.data_dir is not None
+    shared = _ask_shared_node(cfg.data_dir.expanduser().resolve(), args.tool, args.build(args))
+    if shared is not None:
+        return shared
     import anyio
 
     from .._random import SystemRng
@@ -49,7 +59,6 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from ..node.node import Node
     from ..toolspec import call_tool
 
-    cfg = config_from_args(args)
     result: dict[str, Any] = {}
 
     async def main() -> None:
@@ -62,3 +71,47 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     anyio.run(main)
     return result
+
+
+def _ask_shared_node(data_dir: Path, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+    """Call ``tool`` on the node running on ``data_dir`` (None when none runs): initialize,
+    then ``tools/call``, as newline-delimited JSON-RPC on its channel.
+
+    Raises:
+        UsageError: the node answered with a tool error (its ``CODE: sentence``).
+    """
+    from ..hub.channel import ChannelError
+    from ..hub.launcher import CONNECT_TIMEOUT_S, attach
+
+    try:
+        sock, _hello, _ = attach(data_dir, "mcp", command=None, start_timeout_s=0)
+    except ChannelError:
+        return None
+    with sock, sock.makefile("rwb") as wire:
+
+        def rpc(msg_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+            wire.write(json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method,
+                                   "params": params}).encode() + b"\n")  # fmt: skip
+            wire.flush()
+            while True:
+                line = wire.readline()
+                if not line:
+                    raise UsageError(f"the node on {data_dir} closed the connection")
+                got: dict[str, Any] = json.loads(line)
+                if got.get("id") == msg_id:
+                    return got
+
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        rpc(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                              "clientInfo": {"name": "a2al-mcp-cli", "version": "1"}})  # fmt: skip
+        wire.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        sock.settimeout(None)  # a tool may take as long as its lookup
+        got = rpc(2, "tools/call", {"name": tool, "arguments": arguments})
+    if "error" in got:
+        raise UsageError(f"the node on {data_dir} refused: {got['error'].get('message')}")
+    result = got["result"]
+    text = result["content"][0]["text"] if result.get("content") else "{}"
+    if result.get("isError"):
+        raise UsageError(text)
+    shown: dict[str, Any] = result.get("structuredContent") or json.loads(text)
+    return shown

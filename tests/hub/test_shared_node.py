@@ -307,6 +307,9 @@ async def test_node_start_status_stop_and_the_client_limit(tmp_path: Path) -> No
                 assert shown["started"] and shown["stay"] and shown["clients"] == 0
                 again = json.loads((await anyio.run_process([*node, "start", *opts])).stdout)
                 assert not again["started"] and again["pid"] == shown["pid"]  # already running
+                human = await anyio.run_process([sys.executable, "-m", "a2al_mcp", "status",
+                                                 "--data-dir", str(home)])  # fmt: skip
+                assert json.loads(human.stdout)["aid"] == shown["aid"]  # asked the node
                 args = serve_args(home, seed, "--config", str(config))
                 async with raw_client(args) as first:
                     assert (await first.tool("status"))["aid"] == shown["aid"]
