@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from .channel import ChannelError
+from .init_cache import InitCache
 from .launcher import attach
 
 __all__ = ["MAX_SUBSCRIPTIONS", "StdioProxy"]
@@ -128,6 +129,9 @@ class StdioProxy:
         self._subscriptions: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._client_gone = False
+        self._cache = InitCache(data_dir)
+        self._capture: str | None = None
+        """The key of the client's ``initialize`` sent to the node, whose answer is cached."""
         self.restarts = 0
         """How many times a node was attached again after its connection ended."""
 
@@ -171,7 +175,7 @@ class StdioProxy:
         if link is not None and link.alive:
             return link
         try:
-            return self._open(replay=method != "initialize")
+            return self._open(replay=method != "initialize", method=method)
         except ChannelError as exc:
             logger.warning("proxy.node_unreachable %s", exc.reason)
             if _is_request(msg):
@@ -185,6 +189,12 @@ class StdioProxy:
         if method == "initialize" and _is_request(msg):
             assert msg is not None
             self._initialize = msg
+            cached = self._cache.lookup(msg)
+            if cached is not None:  # answered now; the node gets it replayed on attach
+                self._write(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": cached},
+                                       separators=(",", ":")).encode("utf-8") + b"\n")  # fmt: skip
+                return
+            self._capture = _key(msg["id"])
         elif method == "notifications/initialized":
             self._initialized = body
         elif method in ("resources/subscribe", "resources/unsubscribe") and msg is not None:
@@ -215,8 +225,9 @@ class StdioProxy:
             self._subscriptions[uri] = {"jsonrpc": "2.0", "method": method, "params": params}
 
     # --- the node side
-    def _open(self, *, replay: bool) -> _Link:
-        """Attach to (or start) the node; with ``replay``, initialize it as the client did."""
+    def _open(self, *, replay: bool, method: object = None) -> _Link:
+        """Attach to (or start) the node; with ``replay``, initialize it as the client did
+        (its ``notifications/initialized`` too, unless that is the message being sent)."""
         sock, hello, _child = attach(self._data_dir, "mcp", command=self._command,
                                      start_timeout_s=self._start_timeout_s)  # fmt: skip
         link = _Link(sock, hello)
@@ -230,7 +241,7 @@ class StdioProxy:
                 answered = self._send_own(link, self._initialize)
                 if not answered.wait(self._start_timeout_s):
                     raise ChannelError("the node did not answer the replayed initialize")
-                if self._initialized is not None:
+                if self._initialized is not None and method != "notifications/initialized":
                     link.send(self._initialized + b"\n")
                 for sub in self._subscriptions.values():
                     self._send_own(link, sub)
@@ -271,6 +282,10 @@ class StdioProxy:
                     if answered is not None:
                         answered.set()
                         continue
+                    if key == self._capture and isinstance(msg.get("result"), dict):
+                        self._capture = None
+                        if self._initialize is not None:
+                            self._cache.store(self._initialize, msg["result"])
                 self._write(line)
         except OSError:
             pass

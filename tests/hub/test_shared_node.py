@@ -350,3 +350,39 @@ async def test_initialize_is_answered_before_the_join(tmp_path: Path) -> None:
                     assert not (await anyio.to_thread.run_sync(node_status, home))["joining"]
     finally:
         stop_node(home)
+
+
+async def test_initialize_is_answered_from_the_cache_before_the_node_runs(tmp_path: Path) -> None:
+    """Issue 16's spawn → initialize: the node's answer to the first client is kept; a later
+    client of the same package asking the same protocol version is answered before any node
+    runs (1.5 s of node start and SDK import saved), and its first call starts the node."""
+    home = tmp_path / "home"
+    try:
+        with anyio.fail_after(120):
+            async with network(1) as (seed,):
+                args = serve_args(home, seed)
+                async with raw_client(args) as first:
+                    aid = (await first.tool("status"))["aid"]
+                cache = home / "mcp.initialize.json"
+                assert oct(cache.stat().st_mode & 0o777) == "0o600"
+                assert json.loads(cache.read_text())["protocolVersion"] == INIT["protocolVersion"]
+                stop_node(home)
+                assert read_info(home) is None  # no node runs
+                async with await anyio.open_process([sys.executable, *args]) as proc:
+                    c = RawClient(proc)
+                    got = await c.request("initialize", INIT)
+                    assert got["result"]["serverInfo"]["name"] == "a2al"
+                    assert read_info(home) is None  # answered by the proxy alone
+                    await c.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                    assert (await c.tool("status"))["aid"] == aid  # the node started now
+                    assert read_info(home) is not None
+                    proc.kill()
+                stop_node(home)
+                other = dict(INIT, protocolVersion="2025-03-26")  # not the cached one
+                async with await anyio.open_process([sys.executable, *args]) as proc:
+                    c = RawClient(proc)
+                    got = await c.request("initialize", other)
+                    assert "result" in got and read_info(home) is not None  # asked the node
+                    proc.kill()
+    finally:
+        stop_node(home)
