@@ -1,7 +1,8 @@
 """The node's data directory: its key, its lock, and where the inbox and peer cache live.
 
 ``DataHome(path)`` creates the directory (0700), takes an exclusive lock on ``lock`` so two
-processes never share it (the holder's process id is in ``lock.info``; the second one gets a
+processes never share it (``flock`` where there is ``fcntl``, else ``msvcrt.locking`` of its
+first byte, as on Windows) (the holder's process id is in ``lock.info``; the second one gets a
 clear error naming the first), removes temp files an interrupted write left, and keeps the
 node's Ed25519 key in ``node.key`` (hex seed, 0600), made on first use. Every file is written
 through :func:`~a2al_mcp.node.state.write_atomic`. Default location: the platform's user data
@@ -11,10 +12,10 @@ directory (``platformdirs``), overridden by ``A2AL_MCP_HOME`` or ``--data-dir``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import platformdirs
 
@@ -35,33 +36,39 @@ NODE_KEY_MAX: Final = 4096
 """Largest ``node.key`` read (it holds 64 hex digits)."""
 
 
-if sys.platform == "win32":  # no flock: lock the lock file's first byte instead
-    import msvcrt
+# Chosen by what the platform has, not by its name. The modules are typed Any: typeshed
+# declares fcntl's and msvcrt's functions for their own platforms only, and mypy checks this
+# file for Linux, macOS and Windows alike.
+_fcntl: Any
+_msvcrt: Any
+try:  # POSIX: flock the whole lock file
+    _fcntl = importlib.import_module("fcntl")
+except ImportError:  # no fcntl (Windows): lock the lock file's first byte with msvcrt
+    _fcntl = None
+    _msvcrt = importlib.import_module("msvcrt")
 
-    def _try_lock(fd: int) -> bool:
-        os.lseek(fd, 0, os.SEEK_SET)
+
+def _try_lock(fd: int) -> bool:
+    if _fcntl is not None:
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
+    os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        _msvcrt.locking(fd, _msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
 
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+
+def _unlock(fd: int) -> None:
+    if _fcntl is not None:
+        _fcntl.flock(fd, _fcntl.LOCK_UN)
+        return
+    os.lseek(fd, 0, os.SEEK_SET)
+    _msvcrt.locking(fd, _msvcrt.LK_UNLCK, 1)
 
 
 def default_home() -> Path:

@@ -2,7 +2,9 @@
 
 :class:`UdpEndpoint` owns a non-blocking UDP socket and two loops in a task group it owns:
 
-* the **receive loop** waits until the socket is readable, drains up to ``max_batch``
+* the **receive loop** waits until the socket is readable (``anyio.wait_readable``: the event
+  loop's ``add_reader``, or, on a loop without it such as Windows' ``ProactorEventLoop``,
+  anyio's selector thread), drains up to ``max_batch``
   datagrams, classifies each one (:func:`~a2al_mcp.transport.demux.classify`) and hands it to
   its core (all with the same ``now``), then flushes **once per batch** — the batching that
   doubles aioquic (reading/quic-perf.md §2.5); the reading and handing over is
@@ -18,6 +20,10 @@ read (GRO), see :mod:`~a2al_mcp.transport.udp_offload`; elsewhere (macOS, Window
 the kernel refuses, one datagram per ``sendto``/``recvfrom``. Callers that run
 a core command (``core.start_lookup(...)``) must call :meth:`UdpEndpoint.flush` afterwards,
 exactly as aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
+
+On Windows, an ICMP "port unreachable" for an earlier send makes the next read of a UDP socket
+fail with ``WSAECONNRESET``; the endpoint turns that report off (``SIO_UDP_CONNRESET``) where
+the socket has it, and a reset that still comes is counted (``recv_resets``) and read past.
 
 Remote garbage and core bugs never stop the loops: every exception from a core or the
 ``on_events`` callback that :func:`~a2al_mcp._containment.containable` allows (everything but
@@ -244,6 +250,7 @@ class UdpEndpoint:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            _no_icmp_resets(sock)
             if self._gro:
                 self._gro = enable_gro(sock)
             sock.bind(self._bind)
@@ -313,6 +320,7 @@ class UdpEndpoint:
             send_dropped=sender.send_dropped,
             send_errors=sender.errors,
             recv_errors=receiver.recv_errors,
+            recv_resets=receiver.recv_resets,
             core_errors=self._core_errors,
             callback_errors=self._callback_errors,
             batches=receiver.batches,
@@ -448,3 +456,17 @@ class UdpEndpoint:
             return
         self._last_log[key] = now
         logger.warning(msg, *args, exc_info=exc_info)
+
+
+def _no_icmp_resets(sock: socket.socket) -> None:
+    """Windows: stop ICMP "port unreachable" replies to our sends from failing later reads
+    with WSAECONNRESET (``SIO_UDP_CONNRESET`` off). Nothing to do where the socket has no
+    ``ioctl`` or the constant (everywhere else: those errors are not reported there)."""
+    code = getattr(socket, "SIO_UDP_CONNRESET", None)
+    ioctl = getattr(sock, "ioctl", None)
+    if code is None or ioctl is None:
+        return
+    try:
+        ioctl(code, False)
+    except OSError as exc:  # the endpoint still works: resets are counted and read past
+        logger.debug("endpoint.connreset_not_disabled error=%r", exc)

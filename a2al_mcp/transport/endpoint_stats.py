@@ -38,7 +38,11 @@ class EndpointStatistics:
     send_errors: int
     """Datagrams the kernel refused (any other OSError, or an address this socket cannot reach)."""
     recv_errors: int
-    """Errors reported by ``recvfrom`` (for example an ICMP error queued on the socket)."""
+    """Errors reported by ``recvfrom`` (for example an ICMP error queued on the socket), but
+    for those counted in ``recv_resets``."""
+    recv_resets: int
+    """Reads that failed with ``ConnectionResetError`` (Windows' WSAECONNRESET: an ICMP "port
+    unreachable" for an earlier send, where it could not be turned off); each is read past."""
     core_errors: int
     """Exceptions raised by a core (receive, timer, send, get_timer, next_event); each one is
     swallowed (Rust panics included; never cancellation or exit)."""
@@ -64,6 +68,7 @@ NOTHING_COUNTED: Final = EndpointStatistics(
     send_dropped=0,
     send_errors=0,
     recv_errors=0,
+    recv_resets=0,
     core_errors=0,
     callback_errors=0,
     batches=0,

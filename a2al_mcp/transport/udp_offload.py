@@ -7,12 +7,13 @@ datagrams from one sender in one read, with the segment size in a control messag
 split here into the datagrams it was.
 
 Both exist only on Linux. :func:`gso_supported` and :func:`gro_supported` say whether to try
-them; elsewhere (macOS, Windows) the endpoint sends one datagram per ``sendto`` and reads one
-per ``recvfrom``, and :func:`send_segments` / :func:`recv_coalesced` are never called: were
-they, they fail like a kernel without the option (``OSError(EOPNOTSUPP)``), never with an
-``AttributeError`` (Windows sockets have no ``sendmsg``/``recvmsg``). Sans-policy: what to
-count and log is :mod:`~a2al_mcp.transport.endpoint`'s and
-:mod:`~a2al_mcp.transport.udp_send`'s.
+them (by :data:`~a2al_mcp._platform.PLATFORM`, which the simulated-OS test mode sets, and by
+the socket's capabilities); elsewhere (macOS, Windows) the endpoint sends one datagram per
+``sendto`` and reads one per ``recvfrom``, and :func:`send_segments` /
+:func:`recv_coalesced` are never called: were they, they fail like a kernel without the
+option (``OSError(EOPNOTSUPP)``), never with an ``AttributeError`` (Windows sockets have no
+``sendmsg``/``recvmsg``). Sans-policy: what to count and log is
+:mod:`~a2al_mcp.transport.endpoint`'s and :mod:`~a2al_mcp.transport.udp_send`'s.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from .. import _platform
 from .._types import Addr
 
 __all__ = [
@@ -55,12 +57,12 @@ _GRO_ANCILLARY: Final = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") el
 
 def gso_supported() -> bool:
     """Whether this platform may have UDP GSO (Linux; the kernel may still refuse it)."""
-    return sys.platform == "linux" and hasattr(socket.socket, "sendmsg")
+    return _platform.IS_LINUX and hasattr(socket.socket, "sendmsg")
 
 
 def gro_supported() -> bool:
     """Whether this platform may have UDP GRO (Linux; :func:`enable_gro` asks the kernel)."""
-    return sys.platform == "linux" and _GRO_ANCILLARY > 0
+    return _platform.IS_LINUX and hasattr(socket.socket, "recvmsg") and _GRO_ANCILLARY > 0
 
 
 def enable_gro(sock: socket.socket) -> bool:

@@ -10,7 +10,10 @@ datagrams), classifies each one by its own first byte (QUIC and the DHT share th
 through the sender when asked to; STUN and what no core takes are dropped and counted.
 
 Exceptions of a core go to the endpoint's ``core_failed`` (counted and logged, or re-raised
-if they are cancellation or exit); a failed read is counted and logged, and ends the batch.
+if they are cancellation or exit); a failed read is counted and logged, and ends the batch,
+but for ``ConnectionResetError`` (Windows reports an ICMP "port unreachable" for an earlier
+send that way, WSAECONNRESET, on the next read): counted apart and read past, each taking a
+place in the batch, so a socket that keeps failing cannot hold the loop.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class DatagramReceiver:
         "received_by_kind",
         "received_quic",
         "recv_errors",
+        "recv_resets",
     )
 
     def __init__(
@@ -113,7 +117,9 @@ class DatagramReceiver:
         self.dropped_empty = 0
         """Empty datagrams read."""
         self.recv_errors = 0
-        """Errors reported by a read."""
+        """Errors reported by a read (but for resets)."""
+        self.recv_resets = 0
+        """Reads that failed with ConnectionResetError (read past)."""
         self.batches = 0
         """Drains that read at least one datagram."""
         self.gro_reads = 0
@@ -134,6 +140,10 @@ class DatagramReceiver:
                 data, raw_addr = recvfrom(RECV_BUFFER_BYTES)
             except BlockingIOError:
                 break
+            except ConnectionResetError:  # an ICMP report about an earlier send (Windows)
+                self.recv_resets += 1
+                max_batch -= 1  # takes a place in the batch: a socket that keeps failing ends it
+                continue
             except OSError as exc:
                 self.recv_errors += 1
                 self._log_limited("recv", "endpoint.recv_error error=%r", exc)

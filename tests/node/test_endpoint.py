@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -16,12 +20,17 @@ from a2al_mcp._types import Addr, Datagram, DatagramCore
 from a2al_mcp.errors import UsageError
 from a2al_mcp.transport.demux import Kind
 from a2al_mcp.transport.endpoint import UdpEndpoint
+from a2al_mcp.transport.udp_receive import DatagramReceiver
+from a2al_mcp.transport.udp_send import DatagramSender
+from tests.simos.a2al_simos import ProactorLikeEventLoop
 
 LOOPBACK: Addr = ("127.0.0.1", 0)
 DHT = 0xA4  # first byte of a DHT-classified datagram (CBOR map of 4)
 QUIC = 0x41  # first byte with the QUIC fixed bit
 REQUEST, REPLY, BOOM = b"Q", b"P", b"X"
 WAIT_S = 5.0
+SIO_UDP_CONNRESET = 0x9800000C  # Windows' value (socket.SIO_UDP_CONNRESET there)
+_LOG = logging.getLogger(__name__)
 
 
 @pytest.fixture
@@ -444,6 +453,128 @@ async def test_dual_stack_reports_plain_ipv4(clock: SystemClock) -> None:
         # the dual-stack core saw the sender as plain IPv4, and could answer it
         assert [r.addr for r in dual.received] == [ep_v4.local_addr]
         assert events_v4.replies()[0].addr == ("127.0.0.1", ep_dual.local_addr[1])
+
+
+# ---------------------------------------------------------------------------- Windows
+
+
+class _IcmpResetSocket(socket.socket):
+    """A socket whose reads fail as Windows reports an ICMP "port unreachable" for an earlier
+    send (WSAECONNRESET) on the calls numbered in ``resets`` (1-based)."""
+
+    def __init__(self, family: int, kind: int, resets: frozenset[int] = frozenset()) -> None:
+        super().__init__(family, kind)
+        self.resets = resets
+        self.reads = 0
+
+    def recvfrom(self, size: int, flags: int = 0) -> tuple[bytes, Any]:
+        self.reads += 1
+        if self.reads in self.resets:
+            raise ConnectionResetError(10054, "An existing connection was forcibly closed")
+        return super().recvfrom(size, flags)
+
+
+@pytest.mark.anyio
+async def test_a_connection_reset_on_read_is_counted_and_read_past(clock: SystemClock) -> None:
+    made: list[_IcmpResetSocket] = []
+
+    def factory(family: socket.AddressFamily, kind: socket.SocketKind) -> socket.socket:
+        made.append(_IcmpResetSocket(family, kind, resets=frozenset({1, 3})))
+        return made[-1]
+
+    core_a, core_b, events_a = EchoCore(), EchoCore(), Events()
+    async with (
+        UdpEndpoint(LOOPBACK, clock=clock, dht=core_a, on_events=events_a) as ep_a,
+        UdpEndpoint(LOOPBACK, clock=clock, dht=core_b, gro=False, sock_factory=factory) as ep_b,
+    ):
+        for body in (b"1", b"2", b"3"):
+            core_a.send(msg(DHT, REQUEST, body), ep_b.local_addr)
+        ep_a.flush()
+        await events_a.wait_for(lambda: len(events_a.replies()) == 3)
+        stats = ep_b.statistics()
+        bodies = (b"1", b"2", b"3")
+        assert [r.data for r in core_b.received] == [msg(DHT, REQUEST, b) for b in bodies]
+        assert stats.recv_resets == 2 and stats.recv_errors == 0 and stats.received == 3
+
+
+def test_a_socket_that_keeps_resetting_ends_the_batch() -> None:
+    class AlwaysReset:
+        def recvfrom(self, size: int) -> tuple[bytes, Any]:
+            raise ConnectionResetError(10054, "reset")
+
+    sock: Any = AlwaysReset()
+    sender = DatagramSender(sock, socket.AF_INET, gso=False, log_limited=print, logger=_LOG)
+    receiver = DatagramReceiver(sock, socket.AF_INET, gro=False, max_batch=8, dht=None,
+                                quic=None, echo=False, sender=sender,
+                                core_failed=print, log_limited=print)  # fmt: skip
+    assert receiver.drain(0.0) == 0  # returns: the loop waits for readiness again
+    assert receiver.recv_resets == 8 and receiver.recv_errors == 0
+
+
+class _IoctlSocket(socket.socket):
+    """A socket with Windows' ``ioctl`` (recorded; refused when ``refuse`` is set)."""
+
+    refuse = False
+
+    def __init__(self, family: int, kind: int) -> None:
+        super().__init__(family, kind)
+        self.ioctls: list[tuple[int, object]] = []
+
+    def ioctl(self, control: int, option: object) -> None:
+        self.ioctls.append((control, option))
+        if self.refuse:
+            raise OSError(10045, "The attempted operation is not supported")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("refuse", [False, True], ids=["accepted", "refused"])
+async def test_icmp_resets_are_turned_off_where_the_socket_can(
+    clock: SystemClock, monkeypatch: pytest.MonkeyPatch, refuse: bool
+) -> None:
+    monkeypatch.setattr(socket, "SIO_UDP_CONNRESET", SIO_UDP_CONNRESET, raising=False)
+    made: list[_IoctlSocket] = []
+
+    def factory(family: socket.AddressFamily, kind: socket.SocketKind) -> socket.socket:
+        made.append(_IoctlSocket(family, kind))
+        made[-1].refuse = refuse
+        return made[-1]
+
+    core_a, core_b, events_a = EchoCore(), EchoCore(), Events()
+    async with (
+        UdpEndpoint(LOOPBACK, clock=clock, dht=core_a, on_events=events_a) as ep_a,
+        UdpEndpoint(LOOPBACK, clock=clock, dht=core_b, sock_factory=factory) as ep_b,
+    ):
+        (sock,) = made
+        assert sock.ioctls == [(SIO_UDP_CONNRESET, False)]
+        core_a.send(msg(DHT, REQUEST), ep_b.local_addr)  # refused or not, it works
+        ep_a.flush()
+        await events_a.wait_for(lambda: len(events_a.replies()) == 1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("asyncio", {"loop_factory": ProactorLikeEventLoop}), id="proactor-like")],
+)
+async def test_a_loop_without_add_reader_still_delivers(clock: SystemClock) -> None:
+    """As on Windows' ProactorEventLoop: anyio waits for readiness in its selector thread."""
+    with pytest.raises(NotImplementedError):
+        asyncio.get_running_loop().add_reader(0, print)
+    core_a, core_b = EchoCore(), EchoCore()
+    events_a, events_b = Events(), Events()
+    async with (
+        UdpEndpoint(LOOPBACK, clock=clock, dht=core_a, on_events=events_a) as ep_a,
+        UdpEndpoint(LOOPBACK, clock=clock, dht=core_b, on_events=events_b) as ep_b,
+    ):
+        for i in range(20):
+            core_a.send(msg(DHT, REQUEST, b"%d" % i), ep_b.local_addr)
+        ep_a.flush()
+        core_b.send(msg(DHT, REQUEST, b"back"), ep_a.local_addr)
+        ep_b.flush()
+        await events_a.wait_for(lambda: len(events_a.replies()) == 20)
+        await events_b.wait_for(lambda: len(events_b.replies()) == 1)
+        assert any(t.name == "AnyIO socket selector" for t in threading.enumerate())
+    assert ep_a.statistics().received == 21 and ep_b.statistics().received == 21
 
 
 # ---------------------------------------------------------------------------- lifetime

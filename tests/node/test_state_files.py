@@ -9,18 +9,21 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from a2al_mcp import NodeConfig, SystemRng
+from a2al_mcp import NodeConfig, SystemRng, _platform
 from a2al_mcp.errors import ConfigError, UsageError
 from a2al_mcp.identity.local import DelegatedIdentity, Identity
 from a2al_mcp.node import Node, state
+from a2al_mcp.node import home as home_module
 from a2al_mcp.node.home import LOCK_INFO, DataHome
 from a2al_mcp.node.seeds import load_peer_cache, save_peer_cache
+from tests.simos.a2al_simos import fake_msvcrt
 
-posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+posix_only = pytest.mark.skipif(_platform.IS_WINDOWS, reason="POSIX file modes and directories")
 TEMP = ".node.key.0123456789abcdef.tmp"
 
 
@@ -147,6 +150,31 @@ def test_data_home_lock_info_and_temp_cleanup(tmp_path: Path) -> None:
     assert not (tmp_path / LOCK_INFO).exists()  # removed on close, while still locked
     with DataHome(tmp_path) as home:
         assert home.identity(SystemRng()).aid == made
+
+
+def test_data_home_locks_with_msvcrt_where_there_is_no_fcntl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows' branch: the lock file's first byte, locked through msvcrt.locking."""
+    msvcrt: Any = sys.modules.get("msvcrt") or fake_msvcrt()  # the simulated one if win32
+    calls: list[tuple[int, int]] = []
+    real_locking = msvcrt.locking
+
+    def locking(fd: int, mode: int, nbytes: int) -> None:
+        calls.append((mode, os.lseek(fd, 0, os.SEEK_CUR)))
+        real_locking(fd, mode, nbytes)
+
+    monkeypatch.setattr(home_module, "_fcntl", None)
+    fake = SimpleNamespace(locking=locking, LK_NBLCK=msvcrt.LK_NBLCK, LK_UNLCK=msvcrt.LK_UNLCK)
+    monkeypatch.setattr(home_module, "_msvcrt", fake, raising=False)
+    refused = pytest.raises(UsageError, match=f"in use by process {os.getpid()};")
+    with DataHome(tmp_path), refused:
+        DataHome(tmp_path)
+    with DataHome(tmp_path):
+        pass
+    lock, unlock = msvcrt.LK_NBLCK, msvcrt.LK_UNLCK
+    # every call at byte 0 (the file was opened for appending): lock, refused lock, unlock, ...
+    assert calls == [(lock, 0), (lock, 0), (unlock, 0), (lock, 0), (unlock, 0)]
 
 
 @pytest.mark.parametrize("content", ["", "12", "not hex at all\n", "00" * 31, "0" * 5000])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import socket
-import sys
 from collections import deque
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -14,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from a2al_mcp import _platform
 from a2al_mcp._clock import SystemClock
 from a2al_mcp._types import Addr, Datagram
 from a2al_mcp.transport import udp_offload
@@ -86,7 +86,7 @@ async def test_a_run_arrives_as_separate_datagrams_in_order() -> None:
     sent, received, stats, _ = await _exchange(gso=True, count=count)
     assert received == sent
     assert stats.sent == count and stats.send_errors == 0
-    if sys.platform == "linux":
+    if udp_offload.gso_supported():  # not on macOS or Windows, simulated ones included
         assert stats.gso_sends >= 2
 
 
@@ -105,7 +105,7 @@ async def test_a_coalesced_run_is_split_into_its_datagrams(first: int) -> None:
     sent, received, _, stats = await _exchange(gso=True, count=count, first=first)
     assert received == sent
     assert stats.received == count
-    if sys.platform == "linux":
+    if udp_offload.gro_supported():
         assert stats.gro_reads >= 1
 
 
@@ -146,7 +146,10 @@ async def test_each_datagram_of_a_coalesced_run_goes_to_its_own_core() -> None:
         assert quic.received == run[:5] and dht.received == run[5:]
 
 
-linux_only = pytest.mark.skipif(sys.platform != "linux", reason="UDP GSO exists only on Linux")
+linux_only = pytest.mark.skipif(
+    not udp_offload.gso_supported(),
+    reason="UDP GSO exists only on Linux (not simulated macOS/Windows)",
+)
 
 
 class _NoGsoSocket(socket.socket):
@@ -248,7 +251,9 @@ class _NoOffloadSocket(socket.socket):
 
 @pytest.fixture
 def not_linux(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The offload helpers see another platform (only their view of ``sys`` changes)."""
+    """The offload helpers see another platform: the package's platform name (what the
+    simulated-OS mode sets) and their own view of ``sys`` (their type-checking guard)."""
+    monkeypatch.setattr(_platform, "IS_LINUX", False)
     monkeypatch.setattr(udp_offload, "sys", SimpleNamespace(platform="win32"))
 
 
