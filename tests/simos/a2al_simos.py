@@ -58,9 +58,12 @@ from typing import Any
 
 ENV = "A2AL_MCP_SIMULATE_OS"
 SYSTEMS = ("win32", "darwin")
-PASSED_ON = (ENV, "PYTHONPATH", "PYTHONIOENCODING")
+PASSED_ON = (ENV, "PYTHONPATH", "PYTHONIOENCODING", "A2AL_MCP_SIMULATE_SKIP")
 """What a simulated process hands to the servers the mcp stdio client spawns."""
 DARWIN_SUN_PATH = 104
+SKIP_ENV = "A2AL_MCP_SIMULATE_SKIP"
+"""Debugging aid: a comma-separated list of parts not to simulate (only ``signals`` so far),
+to tell which part of the simulation a failure comes from."""
 ACTIVE_MARK = "_a2al_simulated_os"
 """``sys`` attribute set once :func:`activate` has run (what the self-tests check)."""
 
@@ -198,13 +201,16 @@ class ProactorLikeEventLoop(asyncio.SelectorEventLoop):
             raise NotImplementedError("remove_writer: no such thing on a Proactor loop")
         return super().remove_writer(fd)
 
+    signals = True
+    """Whether signal handlers are refused (``A2AL_MCP_SIMULATE_SKIP=signals`` keeps them)."""
+
     def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
-        if not _from_asyncio():
+        if self.signals and not _from_asyncio():
             raise NotImplementedError("add_signal_handler: not on Windows")
         super().add_signal_handler(sig, callback, *args)
 
     def remove_signal_handler(self, sig: int) -> bool:
-        if not _from_asyncio():
+        if self.signals and not _from_asyncio():
             raise NotImplementedError("remove_signal_handler: not on Windows")
         return super().remove_signal_handler(sig)
 
@@ -214,6 +220,8 @@ class ProactorLikePolicy(asyncio.DefaultEventLoopPolicy):
 
 
 def _windows_loops() -> None:
+    if "signals" in os.environ.get(SKIP_ENV, "").split(","):
+        ProactorLikeEventLoop.signals = False
     asyncio.set_event_loop_policy(ProactorLikePolicy())
 
 
