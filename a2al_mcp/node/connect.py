@@ -29,7 +29,7 @@ from ..protocol.timers import (
     POOL_IDLE_EVICT_S,
     QUIC_KEEPALIVE_S,
 )
-from ..transport import tls
+from ..transport.certificates import LocalCertificate
 from ..transport.peer import PeerConnection, QuicService
 
 __all__ = ["Connector", "dial_targets"]
@@ -98,7 +98,7 @@ class Connector:
 
     async def connect(
         self,
-        local: tls.LocalCertificate,
+        local: LocalCertificate,
         remote: Aid,
         endpoints: Callable[[], Awaitable[Sequence[str]]],
         *,
@@ -155,7 +155,7 @@ class Connector:
         return pc
 
     async def _happy_eyeballs(
-        self, local: tls.LocalCertificate, remote: Aid, targets: list[Addr], timeout_s: float
+        self, local: LocalCertificate, remote: Aid, targets: list[Addr], timeout_s: float
     ) -> PeerConnection:
         winner: list[PeerConnection] = []
         errors: list[str] = []

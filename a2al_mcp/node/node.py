@@ -36,7 +36,7 @@ from ..identity.aid import Aid, NodeId
 from ..identity.local import DelegatedIdentity, Identity
 from ..protocol.payloads import AgentProfilePayload
 from ..protocol.records import SignedRecord
-from ..transport import tls
+from ..transport.certificates import CertificateStore, LocalCertificate
 from ..transport.endpoint import UdpEndpoint
 from ..transport.peer import PeerConnection, PeerStream, QuicService
 from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone
@@ -104,7 +104,7 @@ class Node:
         # Built on open (they bind, generate certificates or open the inbox):
         self._endpoint: UdpEndpoint | None = None
         self._dht: DhtService | None = None
-        self._certs: tls.CertificateStore | None = None
+        self._certs: CertificateStore | None = None
         self._quic: QuicService | None = None
         self._connector: Connector | None = None
         self._dialer: Dialer | None = None
@@ -133,7 +133,7 @@ class Node:
                                      timeout_s=operation_timeout(cfg.dht),
                                      on_address=self._observed.note,
                                      on_mailbox=mailbox.on_dht_record)  # fmt: skip
-        self._certs = tls.CertificateStore.generate(
+        self._certs = CertificateStore.generate(
             self.identity, *[i for a, i in self._identities.items() if a != self.aid],
             now=self._clock.wall(), rng=self._rng,
         )  # fmt: skip
@@ -248,7 +248,7 @@ class Node:
 
     def _add_certificate(self, identity: Identity) -> None:
         if self._certs is not None and identity.aid not in self._certs:
-            self._certs.add(tls.LocalCertificate.create(identity, now=self._clock.wall(),
+            self._certs.add(LocalCertificate.create(identity, now=self._clock.wall(),
                                                         rng=self._rng))  # fmt: skip
 
     def _identity(self, aid: Aid | None) -> Identity:
