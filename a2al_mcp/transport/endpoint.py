@@ -22,8 +22,9 @@ a core command (``core.start_lookup(...)``) must call :meth:`UdpEndpoint.flush` 
 exactly as aioquic's ``transmit()`` must follow a ``QuicConnection`` command.
 
 On Windows, an ICMP "port unreachable" for an earlier send makes the next read of a UDP socket
-fail with ``WSAECONNRESET``; the endpoint turns that report off (``SIO_UDP_CONNRESET``) where
-the socket has it, and a reset that still comes is counted (``recv_resets``) and read past.
+fail with WSAECONNRESET; the endpoint turns those reports off
+(:func:`~a2al_mcp.transport.udp_icmp.disable_icmp_resets`), and a reset that still comes is
+counted (``recv_resets``) and read past.
 
 Remote garbage and core bugs never stop the loops: every exception from a core or the
 ``on_events`` callback that :func:`~a2al_mcp._containment.containable` allows (everything but
@@ -54,6 +55,7 @@ from ..errors import UsageError
 from .demux import Kind
 from .endpoint_stats import NOTHING_COUNTED, EndpointStatistics
 from .udp_addr import bind_family, normalise
+from .udp_icmp import disable_icmp_resets
 from .udp_offload import GSO_MAX_BYTES, GSO_MAX_SEGMENTS, enable_gro, gro_supported, gso_supported
 from .udp_receive import RECV_BUFFER_BYTES, DatagramReceiver
 from .udp_send import DatagramSender
@@ -250,7 +252,7 @@ class UdpEndpoint:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-            _no_icmp_resets(sock)
+            disable_icmp_resets(sock)
             if self._gro:
                 self._gro = enable_gro(sock)
             sock.bind(self._bind)
@@ -456,17 +458,3 @@ class UdpEndpoint:
             return
         self._last_log[key] = now
         logger.warning(msg, *args, exc_info=exc_info)
-
-
-def _no_icmp_resets(sock: socket.socket) -> None:
-    """Windows: stop ICMP "port unreachable" replies to our sends from failing later reads
-    with WSAECONNRESET (``SIO_UDP_CONNRESET`` off). Nothing to do where the socket has no
-    ``ioctl`` or the constant (everywhere else: those errors are not reported there)."""
-    code = getattr(socket, "SIO_UDP_CONNRESET", None)
-    ioctl = getattr(sock, "ioctl", None)
-    if code is None or ioctl is None:
-        return
-    try:
-        ioctl(code, False)
-    except OSError as exc:  # the endpoint still works: resets are counted and read past
-        logger.debug("endpoint.connreset_not_disabled error=%r", exc)

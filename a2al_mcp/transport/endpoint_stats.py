@@ -41,8 +41,9 @@ class EndpointStatistics:
     """Errors reported by ``recvfrom`` (for example an ICMP error queued on the socket), but
     for those counted in ``recv_resets``."""
     recv_resets: int
-    """Reads that failed with ``ConnectionResetError`` (Windows' WSAECONNRESET: an ICMP "port
-    unreachable" for an earlier send, where it could not be turned off); each is read past."""
+    """Reads that failed with an ICMP report about an earlier send (Windows' WSAECONNRESET,
+    a ``ConnectionResetError``, or WSAENETRESET, where they could not be turned off); each
+    is read past."""
     core_errors: int
     """Exceptions raised by a core (receive, timer, send, get_timer, next_event); each one is
     swallowed (Rust panics included; never cancellation or exit)."""

@@ -11,9 +11,10 @@ through the sender when asked to; STUN and what no core takes are dropped and co
 
 Exceptions of a core go to the endpoint's ``core_failed`` (counted and logged, or re-raised
 if they are cancellation or exit); a failed read is counted and logged, and ends the batch,
-but for ``ConnectionResetError`` (Windows reports an ICMP "port unreachable" for an earlier
-send that way, WSAECONNRESET, on the next read): counted apart and read past, each taking a
-place in the batch, so a socket that keeps failing cannot hold the loop.
+but for the ICMP reports Windows makes about earlier sends (WSAECONNRESET, a
+``ConnectionResetError``, and WSAENETRESET; :mod:`~a2al_mcp.transport.udp_icmp`): counted
+apart and read past, each taking a place in the batch, so a socket that keeps failing cannot
+hold the loop.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Final
 from .._types import Addr, DatagramCore
 from .demux import Kind, classify, echo_reply
 from .udp_addr import normalise
+from .udp_icmp import ICMP_RESET_ERRNOS
 from .udp_offload import recv_coalesced
 from .udp_send import DatagramSender, LogLimited
 
@@ -140,11 +142,11 @@ class DatagramReceiver:
                 data, raw_addr = recvfrom(RECV_BUFFER_BYTES)
             except BlockingIOError:
                 break
-            except ConnectionResetError:  # an ICMP report about an earlier send (Windows)
-                self.recv_resets += 1
-                max_batch -= 1  # takes a place in the batch: a socket that keeps failing ends it
-                continue
             except OSError as exc:
+                if exc.errno in ICMP_RESET_ERRNOS:  # an ICMP report about an earlier send
+                    self.recv_resets += 1
+                    max_batch -= 1  # takes a place in the batch: one that keeps failing ends it
+                    continue
                 self.recv_errors += 1
                 self._log_limited("recv", "endpoint.recv_error error=%r", exc)
                 break

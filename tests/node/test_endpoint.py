@@ -18,6 +18,7 @@ import pytest
 from a2al_mcp._clock import SystemClock
 from a2al_mcp._types import Addr, Datagram, DatagramCore
 from a2al_mcp.errors import UsageError
+from a2al_mcp.transport import udp_icmp
 from a2al_mcp.transport.demux import Kind
 from a2al_mcp.transport.endpoint import UdpEndpoint
 from a2al_mcp.transport.udp_receive import DatagramReceiver
@@ -29,7 +30,6 @@ DHT = 0xA4  # first byte of a DHT-classified datagram (CBOR map of 4)
 QUIC = 0x41  # first byte with the QUIC fixed bit
 REQUEST, REPLY, BOOM = b"Q", b"P", b"X"
 WAIT_S = 5.0
-SIO_UDP_CONNRESET = 0x9800000C  # Windows' value (socket.SIO_UDP_CONNRESET there)
 _LOG = logging.getLogger(__name__)
 
 
@@ -469,8 +469,10 @@ class _IcmpResetSocket(socket.socket):
 
     def recvfrom(self, size: int, flags: int = 0) -> tuple[bytes, Any]:
         self.reads += 1
-        if self.reads in self.resets:
-            raise ConnectionResetError(10054, "An existing connection was forcibly closed")
+        if self.reads in self.resets:  # WSAECONNRESET, then WSAENETRESET (a plain OSError)
+            if self.reads == min(self.resets):
+                raise ConnectionResetError(10054, "An existing connection was forcibly closed")
+            raise OSError(10052, "The connection has been broken due to keep-alive activity")
         return super().recvfrom(size, flags)
 
 
@@ -511,32 +513,29 @@ def test_a_socket_that_keeps_resetting_ends_the_batch() -> None:
     assert receiver.recv_resets == 8 and receiver.recv_errors == 0
 
 
-class _IoctlSocket(socket.socket):
-    """A socket with Windows' ``ioctl`` (recorded; refused when ``refuse`` is set)."""
-
-    refuse = False
-
-    def __init__(self, family: int, kind: int) -> None:
-        super().__init__(family, kind)
-        self.ioctls: list[tuple[int, object]] = []
+class _WindowsSocket(socket.socket):
+    """A socket with the ``ioctl`` method only Windows sockets have."""
 
     def ioctl(self, control: int, option: object) -> None:
-        self.ioctls.append((control, option))
-        if self.refuse:
-            raise OSError(10045, "The attempted operation is not supported")
+        raise ValueError(f"invalid ioctl command {control}")  # as Python's, for these codes
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("refuse", [False, True], ids=["accepted", "refused"])
-async def test_icmp_resets_are_turned_off_where_the_socket_can(
-    clock: SystemClock, monkeypatch: pytest.MonkeyPatch, refuse: bool
+@pytest.mark.parametrize("accepted", [True, False], ids=["accepted", "refused"])
+async def test_icmp_reports_are_turned_off_on_a_windows_socket(
+    clock: SystemClock, monkeypatch: pytest.MonkeyPatch, accepted: bool
 ) -> None:
-    monkeypatch.setattr(socket, "SIO_UDP_CONNRESET", SIO_UDP_CONNRESET, raising=False)
-    made: list[_IoctlSocket] = []
+    calls: list[tuple[int, int, bool]] = []
+
+    def wsaioctl(handle: int, code: int, on: bool) -> bool:
+        calls.append((handle, code, on))
+        return accepted
+
+    monkeypatch.setattr(udp_icmp, "_find_wsaioctl", lambda: wsaioctl)
+    made: list[socket.socket] = []
 
     def factory(family: socket.AddressFamily, kind: socket.SocketKind) -> socket.socket:
-        made.append(_IoctlSocket(family, kind))
-        made[-1].refuse = refuse
+        made.append(_WindowsSocket(family, kind))
         return made[-1]
 
     core_a, core_b, events_a = EchoCore(), EchoCore(), Events()
@@ -545,10 +544,28 @@ async def test_icmp_resets_are_turned_off_where_the_socket_can(
         UdpEndpoint(LOOPBACK, clock=clock, dht=core_b, sock_factory=factory) as ep_b,
     ):
         (sock,) = made
-        assert sock.ioctls == [(SIO_UDP_CONNRESET, False)]
-        core_a.send(msg(DHT, REQUEST), ep_b.local_addr)  # refused or not, it works
+        handle = sock.fileno()
+        off = [
+            (handle, udp_icmp.SIO_UDP_CONNRESET, False),
+            (handle, udp_icmp.SIO_UDP_NETRESET, False),
+        ]
+        # ep_a's socket is asked too only where every socket is a Windows one (simulated win32)
+        assert [c for c in calls if c[0] == handle] == off
+        core_a.send(msg(DHT, REQUEST), ep_b.local_addr)  # refused or not, the endpoint works
         ep_a.flush()
         await events_a.wait_for(lambda: len(events_a.replies()) == 1)
+
+
+def test_icmp_reports_have_nothing_to_turn_off_elsewhere() -> None:
+    def wsaioctl(handle: int, code: int, on: bool) -> bool:
+        raise AssertionError("not on a socket without ioctl")
+
+    if not hasattr(socket.socket, "ioctl"):  # not Windows, nor simulated Windows
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            assert not udp_icmp.disable_icmp_resets(sock, wsaioctl)
+    with _WindowsSocket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # Windows without Winsock?
+        assert udp_icmp._find_wsaioctl() is None  # this is not Windows: no ctypes.windll
+        assert not udp_icmp.disable_icmp_resets(sock)
 
 
 @pytest.mark.anyio

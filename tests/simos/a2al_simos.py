@@ -17,7 +17,9 @@ What it takes away or changes, and why it stands for the real system:
       ``LockFile`` is per handle).
     * ``socket.AF_UNIX``, ``socket.CMSG_SPACE`` and ``socket.CMSG_LEN`` are gone (Python on
       Windows has none of them); ``socket.socketpair()`` still works (Windows emulates it
-      over loopback TCP, here it stays a Unix pair).
+      over loopback TCP, here it stays a Unix pair); sockets have an ``ioctl`` method that
+      refuses every code, as Python's on Windows does for all but three (``ctypes`` has no
+      ``windll``, so turning ICMP reports off finds no Winsock and the reads read past them).
     * event loops are :class:`ProactorLikeEventLoop`: ``add_reader``/``add_writer``/
       ``remove_reader``/``remove_writer`` and ``add_signal_handler``/
       ``remove_signal_handler`` raise ``NotImplementedError`` for any caller outside
@@ -164,6 +166,12 @@ def _windows_sockets() -> None:
         return real_socketpair(unix if family is None else family, type, proto)
 
     socket.socketpair = socketpair  # type: ignore[assignment]
+
+    def ioctl(self: socket.socket, control: int, option: object) -> None:
+        """Windows sockets have ``ioctl`` (WSAIoctl for three codes; none we could use)."""
+        raise ValueError(f"invalid ioctl command {control}")
+
+    socket.socket.ioctl = ioctl  # type: ignore[attr-defined]
     for name in ("AF_UNIX", "CMSG_SPACE", "CMSG_LEN", "UDP_SEGMENT", "UDP_GRO"):
         if hasattr(socket, name):
             delattr(socket, name)

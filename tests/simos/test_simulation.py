@@ -74,6 +74,7 @@ facts["platform"] = _platform.PLATFORM
 facts["gso"] = udp_offload.gso_supported()
 facts["gro"] = udp_offload.gro_supported()
 facts["home_lock"] = "flock" if home._fcntl is not None else "msvcrt"
+facts["socket_ioctl"] = hasattr(socket.socket, "ioctl")
 from mcp.client.stdio import get_default_environment
 facts["mcp_child_env"] = get_default_environment().get("A2AL_MCP_SIMULATE_OS")
 print(json.dumps(facts))
@@ -84,12 +85,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "mark": "win32", "encoding": "cp1252", "fcntl": False, "msvcrt": True,
         "af_unix": False, "cmsg_space": False, "add_reader": False, "sock_recv": "x",
         "open_dir": False, "platform": "win32", "gso": False, "gro": False,
-        "home_lock": "msvcrt", "mcp_child_env": "win32",
+        "home_lock": "msvcrt", "mcp_child_env": "win32", "socket_ioctl": True,
     },
     "darwin": {
         "mark": "darwin", "fcntl": True, "msvcrt": False, "af_unix": True, "add_reader": True,
         "sock_recv": "x", "open_dir": True, "long_unix_path": False, "platform": "darwin",
         "gso": False, "gro": False, "home_lock": "flock", "mcp_child_env": "darwin",
+        "socket_ioctl": False,
     },
 }  # fmt: skip
 
