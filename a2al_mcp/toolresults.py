@@ -15,16 +15,17 @@ Failures are :class:`ToolFailure` with a stable ``code`` and a sentence a person
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import math
 from typing import Any, Final
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import A2ALError, BadArguments, UsageError
 from .toolargs import SURROGATE_ERROR, is_unicode
 
-__all__ = ["RESULT_DEPTH_MAX", "ToolFailure", "json_safe"]
+__all__ = ["QUOTE_MAX", "RESULT_DEPTH_MAX", "ToolFailure", "ToolResult", "json_safe", "quote"]
 
 
 class ToolFailure(Exception):
@@ -54,17 +55,58 @@ class ToolFailure(Exception):
 
     @classmethod
     def bad_arguments(cls, exc: ValidationError, *, tool: str = "") -> ToolFailure:
-        """``BAD_ARGUMENTS`` naming each field that failed validation and why; ``USAGE`` if
+        """``BAD_ARGUMENTS`` naming each field that failed validation and why (at most
+        :data:`PROBLEMS_SHOWN` of them, each capped, never the value given); ``USAGE`` if
         every problem is text that is not valid Unicode (as the node's own API says). The
         validation error is the cause of the :class:`~a2al_mcp.BadArguments` it carries."""
-        errors = exc.errors()
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                             for e in errors)  # fmt: skip
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        shown = [f"{quote('.'.join(map(str, e['loc'])) or 'arguments', 40, repr_=False)}: "
+                 f"{quote(str(e['msg']), QUOTE_MAX, repr_=False)}"
+                 for e in errors[:PROBLEMS_SHOWN]]  # fmt: skip
+        if len(errors) > PROBLEMS_SHOWN:
+            shown.append(f"and {len(errors) - PROBLEMS_SHOWN} more")
+        problems = "; ".join(shown)
         usage = errors and all(e["type"] == SURROGATE_ERROR for e in errors)
         kind = UsageError if usage else BadArguments
         error = kind(problems, operation=tool or None)
         error.__cause__ = exc
         return cls.from_error(error, tool=tool)
+
+    @classmethod
+    def unknown_arguments(
+        cls, names: list[str], known: list[str], *, tool: str = ""
+    ) -> ToolFailure:
+        """``BAD_ARGUMENTS`` for arguments the tool does not take, each with the closest
+        known name when one is near (``unknown argument 'peak' (did you mean 'peek'?)``)."""
+        parts = []
+        for name in names[:PROBLEMS_SHOWN]:
+            near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            parts.append(f"unknown argument {quote(name, 40)}{hint}")
+        if len(names) > PROBLEMS_SHOWN:
+            parts.append(f"and {len(names) - PROBLEMS_SHOWN} more")
+        taken = ", ".join(known) if known else "none"
+        error = BadArguments(f"{'; '.join(parts)}; this tool takes: {taken}",
+                             operation=tool or None)  # fmt: skip
+        return cls.from_error(error, tool=tool)
+
+
+QUOTE_MAX: Final = 80
+"""Most characters of a caller's text quoted back in an error message."""
+PROBLEMS_SHOWN: Final = 5
+"""Most argument problems named in one ``BAD_ARGUMENTS`` message."""
+
+
+def quote(text: str, limit: int = QUOTE_MAX, *, repr_: bool = True) -> str:
+    """``text`` for an error message: at most ``limit`` characters of it (then ``…`` and
+    its full length), as a Python literal unless ``repr_`` is false."""
+    text = _text(text)
+    cut = text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+    if not repr_:
+        return cut
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} chars)"
 
 
 RESULT_DEPTH_MAX: Final = 32
@@ -103,3 +145,175 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v, _depth + 1) for v in value]
     return {"$cbor": type(value).__name__}
+
+
+# -- result models: the field contract of every tool's result (the MCP outputSchema) -------
+
+
+class ToolResult(BaseModel):
+    """Base of every tool's result: what :func:`~a2al_mcp.toolspec.call_tool` adds to each."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unread_mail: int = Field(
+        0, ge=0, description="Unread notes in this agent's mailbox now: read_mailbox shows them."
+    )
+
+
+class _Open(ToolResult):
+    model_config = ConfigDict(extra="allow")
+
+
+class StatusResult(_Open):
+    aid: str = Field(description="This node's AID.")
+    listen: str = Field(description="The UDP address the node listens on, host:port.")
+    peers: int = Field(description="Peers in the routing table.")
+    ready: bool = Field(description="The node has joined the network.")
+    published: list[str] = Field(description="AIDs whose endpoint record is kept published.")
+    connections: int = Field(description="Open QUIC connections.")
+    serving: list[str] = Field(description="AIDs whose services this node serves.")
+    tunnels: list[str] = Field(description="Local tunnels opened by connect, host:port.")
+    mailbox: dict[str, Any] = Field(description="Mailbox counters.")
+    observed_addrs: list[str] = Field(description="This node's addresses as peers see them.")
+    contained_errors: dict[str, Any] = Field(description="Errors contained, by kind.")
+    dht: dict[str, Any] = Field(description="DHT counters.")
+    quic: dict[str, Any] = Field(description="QUIC counters and limits.")
+    mcp_front: dict[str, int] | None = Field(
+        None, description="What the MCP front refused (MCP server only)."
+    )
+
+
+class PublishResult(ToolResult):
+    aid: str
+    endpoints: list[str] = Field(description="The endpoints published in the signed record.")
+    services: list[str] = Field(description="The topics registered.")
+    profile: bool = Field(description="name, brief, protocols and meta were published in the "
+                          "agent profile.")  # fmt: skip
+    ttl_s: int = Field(description="Record lifetime in seconds (renewed automatically).")
+
+
+class DiscoveredAgent(BaseModel):
+    aid: str
+    name: str
+    brief: str
+    protocols: list[str]
+    tags: list[str]
+    meta: dict[str, Any] = Field(description="What the agent wrote (peer data).")
+    age_s: int = Field(description="Seconds since the registration was signed.")
+
+
+class DiscoverResult(ToolResult):
+    service: str
+    count: int
+    agents: list[DiscoveredAgent]
+
+
+class ResolveResult(ToolResult):
+    aid: str
+    endpoints: list[str]
+    nat_type: int
+    seq: str = Field(description="The record's sequence number (64-bit, as decimal text).")
+    age_s: int = Field(description="Seconds since the record was signed.")
+    ttl_s: int = Field(description="The record's lifetime in seconds.")
+
+
+class ConnectResult(ToolResult):
+    aid: str
+    connected: bool
+    tunnel: str = Field(description="host:port of the local TCP tunnel to the agent's service.")
+    hint: str
+
+
+class FetchResult(ToolResult):
+    status: int = Field(description="The HTTP status code.")
+    headers: dict[str, str]
+    body: str | None = Field(None, description="The body, when it is UTF-8 text.")
+    body_base64: str | None = Field(None, description="The body in base64, when it is not.")
+
+
+class AgentReplyResult(_Open):
+    agent: str = Field(description="The AID of the agent that answered.")
+    kind: str = Field(description="'message' or 'task'.")
+    text: str = Field(description="The reply's text.")
+    task: dict[str, Any] | None = Field(None, description="id, context_id, state (a task).")
+    context_id: str | None = None
+    task_id: str | None = None
+    skill: str | None = Field(None, description="The skill asked for (call_agent by skill).")
+    skipped: list[dict[str, str]] | None = Field(
+        None, description="Agents offering the skill that could not be reached (aid, error)."
+    )
+
+
+class SendMailboxResult(ToolResult):
+    message_id: str
+    delivered: str = Field(description="'direct' (acknowledged by the recipient now), "
+                           "'stored' (kept on the network for it) or 'both'.")  # fmt: skip
+    replicas: int = Field(description="Copies stored on the network for the recipient.")
+    refused: bool
+    direct_error: str | None = None
+    note: str | None = None
+
+
+class MailNote(BaseModel):
+    id: str
+    from_: str = Field(alias="from", description="The verified sender AID.")
+    received_at: str = Field(description="When it arrived, ISO 8601 UTC.")
+    received_at_epoch: int = Field(description="The same instant in Unix seconds.")
+    text: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ReadMailboxResult(ToolResult):
+    count: int
+    messages: list[MailNote]
+
+
+class UnpublishResult(ToolResult):
+    aid: str
+    stopped: bool
+    services: list[str]
+    note: str
+
+
+class IdentityCreateResult(ToolResult):
+    aid: str
+    owner_key_file: str = Field(description="The 0600 file holding the owner (master) private "
+                                "key; the key itself is never shown.")  # fmt: skip
+    warning: str
+
+
+class IdentityEntry(BaseModel):
+    aid: str
+    kind: str = Field(description="'node' or 'delegated'.")
+    published: bool
+
+
+class IdentityListResult(ToolResult):
+    identities: list[IdentityEntry]
+
+
+class IdentityExportResult(ToolResult):
+    export: str = Field(description="The identity sealed with the passphrase.")
+    warning: str
+
+
+class IdentityImportResult(ToolResult):
+    aid: str
+    published: bool
+
+
+class TunnelEntry(BaseModel):
+    tunnel: str
+    aid: str
+    connections: int
+    failures: int
+    errors: int
+
+
+class TunnelListResult(ToolResult):
+    tunnels: list[TunnelEntry]
+
+
+class TunnelCloseResult(ToolResult):
+    closed: str

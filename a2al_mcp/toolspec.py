@@ -18,34 +18,110 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import os
+import tempfile
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, cast
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from . import agentcall
-from .errors import A2ALError, BadAid, DecodeError, InternalError, NotFound, UnknownTool
+from .errors import (
+    A2ALError,
+    BadAid,
+    BadArguments,
+    DecodeError,
+    InternalError,
+    NotFound,
+    UnknownTool,
+    UsageError,
+)
 from .identity.aid import Aid
 from .node.node import Node
-from .protocol.payloads import EndpointPayload
+from .protocol.limits import BRIEF_MAX_CHARS, MAILBOX_BODY_MAX, TOPIC_TTL_MAX_S
+from .protocol.payloads import AgentProfilePayload, EndpointPayload
 from .toolargs import ToolArgs
-from .toolresults import RESULT_DEPTH_MAX, ToolFailure, json_safe
+from .toolresults import (
+    RESULT_DEPTH_MAX,
+    AgentReplyResult,
+    ConnectResult,
+    DiscoverResult,
+    FetchResult,
+    IdentityCreateResult,
+    IdentityExportResult,
+    IdentityImportResult,
+    IdentityListResult,
+    PublishResult,
+    ReadMailboxResult,
+    ResolveResult,
+    SendMailboxResult,
+    StatusResult,
+    ToolFailure,
+    ToolResult,
+    TunnelCloseResult,
+    TunnelListResult,
+    UnpublishResult,
+    json_safe,
+    quote,
+)
 
 __all__ = [
     "RESULT_DEPTH_MAX",
     "TOOLS",
+    "AskSecret",
+    "Hints",
     "ToolFailure",
     "ToolSpec",
     "call_tool",
+    "check_arguments",
+    "iso_utc",
     "json_safe",
+    "note_fields",
     "tool",
+    "unread_mail",
 ]
 
 logger = logging.getLogger(__name__)
 
-_AID_FORM = "42 hex characters starting with a0 (or an 0x… / bc1… form)"
+_AID_FORM = (
+    "42 hex characters starting with a0, all lowercase or in its checksummed mixed case (any "
+    "other mix of cases is refused); or an 0x… / bc1… form"
+)
 _AID_HELP = "an agent's AID: " + _AID_FORM
+AID_TEXT_MAX: Final = 64
+"""Longest AID text taken (the longest form, bech32, is 62 characters)."""
+TOPIC_MAX: Final = 256
+"""Longest topic: a topic registration (topic, name, brief, tags, meta) fits in a
+:data:`~a2al_mcp.protocol.limits.TOPIC_PAYLOAD_MAX`-byte payload."""
+NAME_MAX: Final = 64
+TAG_MAX: Final = 32
+TAGS_MAX: Final = 16
+PROTOCOLS_MAX: Final = 16
+TEXT_MAX: Final = 65536
+"""Longest message to an A2A agent (call_agent), in characters."""
+PATH_MAX: Final = 2048
+HTTP_BODY_MAX: Final = 1 << 20
+FETCH_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+Aid_ = Annotated[str, Field(max_length=AID_TEXT_MAX, description=_AID_HELP)]
+Topic = Annotated[str, Field(min_length=1, max_length=TOPIC_MAX)]
+Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hints:
+    """What a tool does, for MCP hosts (the spec's tool annotations): ``read_only`` (changes
+    nothing), ``destructive`` (may undo or remove something; meaningful when not read-only),
+    ``idempotent`` (calling again with the same arguments has no further effect),
+    ``open_world`` (reaches other agents on the network, not only this node)."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,6 +131,12 @@ class ToolSpec:
     input_model: type[BaseModel]
     run: Callable[[Node, Any], Awaitable[dict[str, Any]]]
     read_only: bool = False
+    title: str = ""
+    """A short human title (the MCP tool title)."""
+    hints: Hints | None = None
+    """The MCP tool annotations (read-only, destructive, idempotent, open world)."""
+    result_model: type[ToolResult] = ToolResult
+    """The result's fields (the MCP outputSchema); every result also has ``unread_mail``."""
 
 
 def _aid(text: str) -> Aid:
@@ -62,7 +144,7 @@ def _aid(text: str) -> Aid:
         return Aid.from_str(text)
     except DecodeError as exc:
         raise BadAid(
-            f"{text!r} is {exc}", hint="an AID is 42 hex characters starting with a0"
+            f"{quote(text)} is {exc}", hint="an AID is 42 hex characters starting with a0"
         ) from exc
 
 
@@ -70,54 +152,101 @@ def _age(node: Node, timestamp: int) -> int:
     return max(0, int(node.clock.wall()) - timestamp)
 
 
+def iso_utc(epoch: float) -> str:
+    """``epoch`` (Unix seconds) as ISO 8601 UTC text, e.g. ``2026-01-02T03:04:05Z`` (the form
+    of ``received_at`` in read_mailbox and the inbox resource)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def note_fields(note: Any) -> dict[str, Any]:
+    """One mailbox note as read_mailbox and the ``a2al://inbox`` resource show it."""
+    return {"id": note.msg_id.hex(), "from": str(note.sender),
+            "received_at": iso_utc(note.received_at),
+            "received_at_epoch": int(note.received_at), "text": note.text}  # fmt: skip
+
+
 # -- inputs -------------------------------------------------------------------------------
 
 
 class PublishArgs(ToolArgs):
-    services: list[str] = Field(
+    services: list[Topic] = Field(
         default_factory=list,
+        max_length=TAGS_MAX,
         description=(
-            "Capabilities to register under, e.g. ['lang.translate'] (dot-separated topics)."
+            "Capabilities to register under, e.g. ['lang.translate'] (dot-separated topics); "
+            "discover finds the agent by them, with its name, brief, tags and meta."
         ),
     )
-    name: str = Field("", description="A short display name for this agent.")
-    brief: str = Field("", max_length=140, description="One sentence on what it does.")
-    tags: list[str] = Field(default_factory=list, description="Free-form tags, e.g. ['fr','en'].")
-    protocols: list[str] = Field(
-        default_factory=list, description=("Protocols spoken, e.g. ['a2a','mcp','http'].")
+    name: str = Field("", max_length=NAME_MAX, description="A short display name for this agent.")
+    brief: str = Field("", max_length=BRIEF_MAX_CHARS, description="One sentence on what it does.")
+    tags: list[Tag] = Field(
+        default_factory=list,
+        max_length=TAGS_MAX,
+        description="Free-form tags, e.g. ['fr','en']; published with services only (discover "
+        "filters by them), so give services too.",
     )
-    meta: dict[str, Any] = Field(default_factory=dict, description="Small extra key/values.")
-    ttl_s: int = Field(3600, ge=60, le=86400, description="Record lifetime; renewed automatically.")
+    protocols: list[Tag] = Field(
+        default_factory=list,
+        max_length=PROTOCOLS_MAX,
+        description="Protocols spoken, e.g. ['a2a','mcp','http'].",
+    )
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Small extra key/values (a registration must fit in 512 bytes, a profile "
+        "in 700).",
+    )
+    ttl_s: int = Field(3600, ge=60, le=TOPIC_TTL_MAX_S // 2,
+                       description="Record lifetime in seconds (60-3600); renewed automatically "
+                       "while this server runs.")  # fmt: skip
 
 
 class DiscoverArgs(ToolArgs):
-    service: str = Field(description="The capability topic to search, e.g. 'lang.translate'.")
-    tags: list[str] = Field(default_factory=list, description="Only agents with all these tags.")
-    protocols: list[str] = Field(
-        default_factory=list, description="Only agents speaking any of these."
+    service: Topic = Field(description="The capability topic to search, e.g. 'lang.translate'.")
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=TAGS_MAX, description="Only agents with all these tags."
     )
+    protocols: list[Tag] = Field(
+        default_factory=list, max_length=PROTOCOLS_MAX, description="Only agents speaking any "
+        "of these."
+    )  # fmt: skip
     limit: int = Field(20, ge=1, le=200, description="Most results to return.")
 
 
 class AidArgs(ToolArgs):
-    aid: str = Field(description=_AID_HELP)
+    aid: Aid_
 
 
 class FetchArgs(ToolArgs):
-    aid: str = Field(description=_AID_HELP)
-    path: str = Field("/", description="The HTTP path, e.g. '/v1/translate?q=hi'.")
-    method: str = Field("GET", description="HTTP method.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
-    body: str = Field("", description="Request body as text.")
+    aid: Aid_
+    path: str = Field("/", min_length=1, max_length=PATH_MAX, pattern=r"^/",
+                      description="The HTTP path, starting with '/', e.g. "
+                      "'/v1/translate?q=hi'.")  # fmt: skip
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = Field(
+        "GET", description="HTTP method (upper case)."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, max_length=64, description="Request headers, name to value."
+    )
+    body: str = Field("", max_length=HTTP_BODY_MAX, description="Request body as UTF-8 text.")
 
 
 class SendMailboxArgs(ToolArgs):
-    to: str = Field(description="The recipient's AID: " + _AID_FORM)
-    text: str = Field(min_length=1, description="The note, at most 389 bytes of UTF-8.")
+    to: Aid_ = Field(description="The recipient's AID: " + _AID_FORM)
+    text: str = Field(min_length=1, max_length=MAILBOX_BODY_MAX,
+                      description=f"The note, at most {MAILBOX_BODY_MAX} bytes of UTF-8 (fewer "
+                      "characters when not ASCII).")  # fmt: skip
+
+    @field_validator("text")
+    @classmethod
+    def _fits(cls, text: str) -> str:
+        size = len(text.encode("utf-8", "replace"))
+        if size > MAILBOX_BODY_MAX:
+            raise ValueError(f"the note is {size} bytes of UTF-8, at most {MAILBOX_BODY_MAX} fit")
+        return text
 
 
 class ReadMailboxArgs(ToolArgs):
-    peek: bool = Field(False, description="Leave the notes unread.")
+    peek: bool = Field(False, description="Leave the notes unread (default: mark them read).")
     limit: int = Field(20, ge=1, le=200, description="Most notes to return.")
 
 
@@ -126,32 +255,52 @@ class NoArgs(ToolArgs):
 
 
 class ExportArgs(ToolArgs):
-    passphrase: str = Field(min_length=8, description="Protects the export; at least 8 chars.")
-    aid: str = Field("", description="Which identity (default: the node's own).")
+    aid: str = Field("", max_length=AID_TEXT_MAX,
+                     description="Which identity (" + _AID_FORM + "); default: the node's "
+                     "own.")  # fmt: skip
+
+
+class ExportRun(BaseModel):
+    """What identity_export runs with: its arguments and the passphrase the user gave (never
+    the model: see :func:`call_tool`'s ``ask_secret``)."""
+
+    aid: str
+    passphrase: str = Field(min_length=8)
 
 
 class ImportArgs(ToolArgs):
-    export: str = Field(description="The text identity_export returned.")
-    passphrase: str = Field(description="The passphrase it was exported with.")
+    export: str = Field(min_length=1, max_length=8192,
+                        description="The text identity_export returned.")  # fmt: skip
+    passphrase: str = Field(min_length=1, max_length=1024,
+                            description="The passphrase it was exported with.")  # fmt: skip
 
 
 class TunnelCloseArgs(ToolArgs):
     tunnel: str = Field(
-        description="The tunnel's local address as returned by connect, e.g. '127.0.0.1:40123'."
+        max_length=64,
+        description="The tunnel's local address as returned by connect, e.g. '127.0.0.1:40123'.",
     )
 
 
 class CallAgentArgs(ToolArgs):
-    to: str = Field("", description="The agent's AID (" + _AID_FORM + "); give this or skill.")
+    to: str = Field("", max_length=AID_TEXT_MAX,
+                    description="The agent's AID (" + _AID_FORM + "). Give exactly one of to "
+                    "and skill.")  # fmt: skip
     skill: str = Field(
         "",
+        max_length=TOPIC_MAX,
         description="Or a capability topic (e.g. 'lang.translate'): the message goes to one "
-        "live agent that offers it over A2A.",
+        "live agent that offers it over A2A. Give exactly one of to and skill.",
     )
-    text: str = Field(min_length=1, description="The message for the agent.")
-    task_id: str = Field("", description="Continue this task (from an earlier reply).")
-    context_id: str = Field("", description="Continue this conversation context.")
-    timeout_s: float = Field(60.0, ge=1, le=600, description="How long to wait for the reply.")
+    text: str = Field(min_length=1, max_length=TEXT_MAX, description="The message for the agent.")
+    task_id: str = Field("", max_length=256,
+                         description="Continue this task (from an earlier reply; needs "
+                         "to).")  # fmt: skip
+    context_id: str = Field(
+        "", max_length=256, description="Continue this conversation context (needs to)."
+    )
+    timeout_s: float = Field(60.0, ge=1, le=600,
+                             description="How long to wait for the reply, in seconds.")  # fmt: skip
     wait: bool = Field(
         True,
         description="Wait for the agent to finish; false returns the task at once (then poll "
@@ -169,21 +318,33 @@ class CallAgentArgs(ToolArgs):
 
 
 class TaskArgs(ToolArgs):
-    aid: str = Field(description="The agent's AID: " + _AID_FORM)
-    task_id: str = Field(min_length=1, description="The task id from call_agent's reply.")
+    aid: Aid_ = Field(description="The agent's AID: " + _AID_FORM)
+    task_id: str = Field(min_length=1, max_length=256,
+                         description="The task id from call_agent's reply.")  # fmt: skip
 
 
 # -- implementations ----------------------------------------------------------------------
 
 
 async def _publish(node: Node, a: PublishArgs) -> dict[str, Any]:
+    if a.tags and not a.services:
+        raise BadArguments(
+            "tags are published with services only (discover filters agents by them): give "
+            "services too, or leave tags out",
+            operation="publish",
+        )
+    profile = bool(a.name or a.brief or a.protocols or a.meta)
+    if profile:
+        await node.set_profile(AgentProfilePayload(name=a.name, brief=a.brief,
+                                                   protocols=tuple(a.protocols), meta=a.meta),
+                               ttl_s=a.ttl_s)  # fmt: skip
     rec = await node.publish(ttl_s=a.ttl_s)
     for service in a.services:
         await node.register_service(service, name=a.name, brief=a.brief, protocols=a.protocols,
                                     tags=a.tags, meta=a.meta, ttl_s=a.ttl_s)  # fmt: skip
     endpoints = list(EndpointPayload.from_bytes(rec.payload).endpoints)
     return {"aid": str(node.aid), "endpoints": endpoints, "services": a.services,
-            "ttl_s": a.ttl_s}  # fmt: skip
+            "profile": profile, "ttl_s": a.ttl_s}  # fmt: skip
 
 
 async def _discover(node: Node, a: DiscoverArgs) -> dict[str, Any]:
@@ -197,7 +358,7 @@ async def _discover(node: Node, a: DiscoverArgs) -> dict[str, Any]:
 async def _resolve(node: Node, a: AidArgs) -> dict[str, Any]:
     r = await node.resolve(_aid(a.aid))
     return {"aid": str(r.aid), "endpoints": list(r.endpoints), "nat_type": r.nat_type,
-            "seq": r.seq, "age_s": _age(node, r.timestamp), "ttl_s": r.ttl}  # fmt: skip
+            "seq": str(r.seq), "age_s": _age(node, r.timestamp), "ttl_s": r.ttl}  # fmt: skip
 
 
 async def _connect(node: Node, a: AidArgs) -> dict[str, Any]:
@@ -236,10 +397,7 @@ async def _send_mailbox(node: Node, a: SendMailboxArgs) -> dict[str, Any]:
 
 async def _read_mailbox(node: Node, a: ReadMailboxArgs) -> dict[str, Any]:
     notes = await node.read_mailbox(peek=a.peek, limit=a.limit)
-    return {"count": len(notes), "messages": [
-        {"id": n.msg_id.hex(), "from": str(n.sender),
-         "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.received_at)),
-         "text": n.text} for n in notes]}  # fmt: skip
+    return {"count": len(notes), "messages": [note_fields(n) for n in notes]}
 
 
 async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
@@ -264,14 +422,33 @@ async def _unpublish(node: Node, a: NoArgs) -> dict[str, Any]:
             "note": "copies on the network expire within their TTL (1-2 hours)"}  # fmt: skip
 
 
+def _owner_key_file(node: Node, aid: Aid, seed_hex: str) -> Path:
+    """Write the owner key of new agent ``aid`` to a new 0600 file in the node's data
+    directory (``owner-keys/``), or in a private temporary directory when it has none."""
+    if node.config.data_dir is not None:
+        folder = node.config.data_dir / "owner-keys"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="a2al-owner-key-"))
+    path = folder / f"{aid}.owner-key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(f"# owner (master) private key of A2AL agent {aid} (Ed25519 seed, hex)\n")
+        out.write(seed_hex + "\n")
+    return path
+
+
 async def _identity_create(node: Node, a: NoArgs) -> dict[str, Any]:
     created = node.create_agent()
-    await node.publish(created.identity.aid)
+    aid = created.identity.aid
+    path = _owner_key_file(node, aid, created.master.seed.hex())
+    await node.publish(aid)
     return {
-        "aid": str(created.identity.aid),
-        "master_private_key_hex": created.master.seed.hex(),
-        "warning": "This owner key is shown once and not stored. Keep it offline: it proves "
-        "you own the agent and can authorise a new operational key.",
+        "aid": str(aid),
+        "owner_key_file": str(path),
+        "warning": "The owner key is in that file only (readable by this user alone), not in "
+        "this chat. Tell the user to move it offline and delete the file: it proves they own "
+        "the agent and can authorise a new operational key.",
     }
 
 
@@ -282,7 +459,7 @@ async def _identity_list(node: Node, a: NoArgs) -> dict[str, Any]:
          "published": i.aid in published} for i in node.identities()]}  # fmt: skip
 
 
-async def _identity_export(node: Node, a: ExportArgs) -> dict[str, Any]:
+async def _identity_export(node: Node, a: ExportRun) -> dict[str, Any]:
     aid = _aid(a.aid) if a.aid else None
     return {"export": await node.export_identity(a.passphrase, aid),
             "warning": "Whoever has this text and the passphrase can act as it."}  # fmt: skip
@@ -331,57 +508,99 @@ async def _cancel_agent_task(node: Node, a: TaskArgs) -> dict[str, Any]:
     return (await agentcall.cancel_task(node, _aid(a.aid), a.task_id)).to_dict()
 
 
+_LOCAL_READ = Hints(read_only=True, destructive=False, idempotent=True, open_world=False)
+_NET_READ = Hints(read_only=True, destructive=False, idempotent=True, open_world=True)
+_NET_ACT = Hints(read_only=False, destructive=False, idempotent=False, open_world=True)
+
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("status", "Show this node: its AID, peers, whether it is ready, what it publishes, "
              "open connections and tunnels, mailbox counters. Call it first to check the "
-             "network is reachable.", NoArgs, _status, read_only=True),
+             "network is reachable. Every tool's result also carries unread_mail.", NoArgs,
+             _status, read_only=True, title="Node status", hints=_LOCAL_READ,
+             result_model=StatusResult),
     ToolSpec("publish", "Announce this agent on the A2AL network so others can resolve and "
-             "connect to it, optionally under capability topics (services) that discover "
-             "finds. Renewed automatically while the server runs.", PublishArgs, _publish),
+             "connect to it. name, brief, protocols and meta go into its agent profile; with "
+             "services (capability topics) it is also registered under each, with its tags, "
+             "so discover finds it (tags need services). Renewed automatically while the "
+             "server runs; ttl_s is in seconds.", PublishArgs, _publish,
+             title="Publish this agent",
+             hints=Hints(read_only=False, destructive=False, idempotent=True, open_world=True),
+             result_model=PublishResult),
     ToolSpec("discover", "Find agents offering a capability (a topic such as "
              "'lang.translate'), optionally filtered by tags and protocols. Returns their AIDs; "
-             "use resolve, fetch or send_mailbox next.", DiscoverArgs, _discover, read_only=True),
+             "use resolve, fetch or send_mailbox next.", DiscoverArgs, _discover, read_only=True,
+             title="Discover agents", hints=_NET_READ, result_model=DiscoverResult),
     ToolSpec("resolve", "Look up where an agent (AID) can be reached now: its live endpoints "
-             "from its signed record. NOT_FOUND means it has not been online for about an "
-             "hour: leave it a note with send_mailbox.", AidArgs, _resolve, read_only=True),
+             "from its signed record (seq is a 64-bit number given as text). NOT_FOUND means "
+             "it has not been online for about an hour: leave it a note with send_mailbox.",
+             AidArgs, _resolve, read_only=True, title="Resolve an AID", hints=_NET_READ,
+             result_model=ResolveResult),
     ToolSpec("connect", "Open a verified, encrypted QUIC connection to an agent and a local "
-             "TCP tunnel (127.0.0.1:port) to its service. If the agent is unreachable, fall "
-             "back to send_mailbox.", AidArgs, _connect),
-    ToolSpec("fetch", "Send one HTTP request to an agent's service over a verified QUIC "
-             "connection and return the response. If it is unreachable, use send_mailbox.",
-             FetchArgs, _fetch),
+             "TCP tunnel (127.0.0.1:port) to its service, for programs on this machine (a "
+             "browser, curl, a database client) to use: this tool sends no data itself. To "
+             "send a request yourself use fetch or call_agent. If the agent is unreachable, "
+             "fall back to send_mailbox.", AidArgs, _connect, title="Open a tunnel to an agent",
+             hints=_NET_ACT, result_model=ConnectResult),
+    ToolSpec("fetch", "Send one HTTP request (method GET, HEAD, POST, PUT, PATCH, DELETE or "
+             "OPTIONS) to an agent's service over a verified QUIC connection and return the "
+             "response. If it is unreachable, use send_mailbox.", FetchArgs, _fetch,
+             title="HTTP request to an agent", hints=_NET_ACT, result_model=FetchResult),
     ToolSpec("call_agent", "Send a message to an A2A agent, by AID (to) or by capability "
-             "(skill: one live agent offering it is picked), over a verified QUIC connection, "
-             "and return its reply: a message, or a task with its state (poll it with "
-             "get_agent_task). If the agent is offline, use send_mailbox.", CallAgentArgs,
-             _call_agent),
+             "(skill: one live agent offering it is picked) — exactly one of the two — over a "
+             "verified QUIC connection, and return its reply: a message, or a task with its "
+             "state (poll it with get_agent_task). timeout_s is in seconds. If the agent is "
+             "offline, use send_mailbox.", CallAgentArgs, _call_agent,
+             title="Message an A2A agent", hints=_NET_ACT, result_model=AgentReplyResult),
     ToolSpec("get_agent_task", "Get the current state and output of a task an A2A agent "
              "runs for you (the task id from call_agent).", TaskArgs, _get_agent_task,
-             read_only=True),
+             read_only=True, title="Get an agent task", hints=_NET_READ,
+             result_model=AgentReplyResult),
     ToolSpec("cancel_agent_task", "Ask an A2A agent to cancel a task it runs for you.",
-             TaskArgs, _cancel_agent_task),
-    ToolSpec("send_mailbox", "Leave an encrypted note (up to 389 bytes) for an agent, online "
-             "or not; it is delivered directly when possible and kept on the network for an "
-             "hour otherwise. For larger data use connect or fetch.", SendMailboxArgs,
-             _send_mailbox),
+             TaskArgs, _cancel_agent_task, title="Cancel an agent task",
+             hints=Hints(read_only=False, destructive=True, idempotent=True, open_world=True),
+             result_model=AgentReplyResult),
+    ToolSpec("send_mailbox", f"Leave an encrypted note (up to {MAILBOX_BODY_MAX} bytes of "
+             "UTF-8) for an agent, online or not; it is delivered directly when possible and "
+             "kept on the network for an hour otherwise. For larger data use connect or "
+             "fetch.", SendMailboxArgs, _send_mailbox, title="Send a mailbox note",
+             hints=_NET_ACT, result_model=SendMailboxResult),
     ToolSpec("read_mailbox", "Read notes other agents left for this agent, oldest first; "
              "reading marks them read (peek=true leaves them unread). The sender AID is "
-             "verified.", ReadMailboxArgs, _read_mailbox),
+             "verified; received_at is ISO 8601 UTC (received_at_epoch the same in Unix "
+             "seconds).", ReadMailboxArgs, _read_mailbox, title="Read the mailbox",
+             hints=Hints(read_only=False, destructive=False, idempotent=False, open_world=False),
+             result_model=ReadMailboxResult),
     ToolSpec("unpublish", "Stop announcing this agent and its services. Copies already on "
-             "the network expire on their own within their TTL.", NoArgs, _unpublish),
+             "the network expire on their own within their TTL.", NoArgs, _unpublish,
+             title="Stop publishing",
+             hints=Hints(read_only=False, destructive=True, idempotent=True, open_world=False),
+             result_model=UnpublishResult),
     ToolSpec("identity_create", "Create a new agent identity (a delegated AID) served by this "
-             "node and publish it. The owner key in the result is shown once only: tell the "
-             "user to store it safely.", NoArgs, _identity_create),
+             "node and publish it. Its owner key is written to a file only this user can read "
+             "(owner_key_file), never shown: tell the user to move it somewhere safe.", NoArgs,
+             _identity_create, title="Create an agent identity", hints=_NET_ACT,
+             result_model=IdentityCreateResult),
     ToolSpec("identity_list", "List the identities this node speaks for (its own AID and "
-             "agents created with identity_create).", NoArgs, _identity_list, read_only=True),
+             "agents created with identity_create).", NoArgs, _identity_list, read_only=True,
+             title="List identities", hints=_LOCAL_READ, result_model=IdentityListResult),
     ToolSpec("identity_export", "Export an identity (default: this node's) as text sealed "
-             "with a passphrase, to move it elsewhere.", ExportArgs, _identity_export),
+             "with a passphrase, to move it elsewhere. The passphrase is asked of the user "
+             "directly (never through this chat); clients that cannot ask get an error saying "
+             "which command to run instead.", ExportArgs, _identity_export, read_only=True,
+             title="Export an identity", hints=_LOCAL_READ,
+             result_model=IdentityExportResult),
     ToolSpec("identity_import", "Import an agent identity exported with identity_export "
-             "(and publish it from this node).", ImportArgs, _identity_import),
+             "(and publish it from this node).", ImportArgs, _identity_import,
+             title="Import an identity",
+             hints=Hints(read_only=False, destructive=False, idempotent=True, open_world=True),
+             result_model=IdentityImportResult),
     ToolSpec("tunnel_list", "List the local tunnels opened by connect.", NoArgs, _tunnel_list,
-             read_only=True),
-    ToolSpec("tunnel_close", "Close a local tunnel opened by connect.", TunnelCloseArgs,
-             _tunnel_close),
+             read_only=True, title="List tunnels", hints=_LOCAL_READ,
+             result_model=TunnelListResult),
+    ToolSpec("tunnel_close", "Close a local tunnel opened by connect (and the connections "
+             "through it).", TunnelCloseArgs, _tunnel_close, title="Close a tunnel",
+             hints=Hints(read_only=False, destructive=True, idempotent=True, open_world=False),
+             result_model=TunnelCloseResult),
 )  # fmt: skip
 
 
@@ -392,8 +611,99 @@ def tool(name: str) -> ToolSpec:
     raise KeyError(name)
 
 
-async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``arguments`` and run tool ``name``.
+UNREAD_COUNTED_MAX: Final = 1000
+"""Most unread notes counted for ``unread_mail`` (a larger inbox reports this many)."""
+
+
+class _UnreadCount:
+    """The unread-note count of one node, re-counted (one inbox query) only when the
+    mailbox's counters show it may have changed: a note arrived, notes were purged or
+    deleted, or a tool read notes."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, ...] | None = None
+        self.count = 0
+        self.reads = 0
+
+    async def get(self, node: Node) -> int:
+        try:
+            st = node.mailbox_statistics()
+            key = (st.received, st.stored_notes, st.purged_unread, st.purged_read, self.reads)
+            if key != self.key:
+                notes = await node.read_mailbox(peek=True, limit=UNREAD_COUNTED_MAX)
+                self.key, self.count = key, len(notes)
+        except A2ALError:  # no mailbox (closed, or read-only storage): nothing to announce
+            return 0
+        return self.count
+
+
+_UNREAD: weakref.WeakKeyDictionary[Node, _UnreadCount] = weakref.WeakKeyDictionary()
+
+
+async def unread_mail(node: Node) -> int:
+    """How many notes wait unread in ``node``'s mailbox (what every tool result carries as
+    ``unread_mail``); cheap: the inbox is queried only after its counters moved."""
+    return await _UNREAD.setdefault(node, _UnreadCount()).get(node)
+
+
+AskSecret = Callable[[str], Awaitable[str | None]]
+"""Asks the user (not the model) for a secret with the given prompt; None if they declined."""
+
+
+def check_arguments(spec: ToolSpec, arguments: Any) -> BaseModel:
+    """``arguments`` as ``spec``'s input model: the raw arguments a client sent, checked
+    before anything else sees them (unknown names refused, never dropped).
+
+    Raises:
+        ToolFailure: ``BAD_ARGUMENTS`` (or ``USAGE`` for text that is not Unicode).
+    """
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        error = BadArguments("arguments must be a JSON object", operation=spec.name)
+        raise ToolFailure.from_error(error, tool=spec.name) from error
+    known = list(spec.input_model.model_fields)
+    unknown = [str(k) for k in arguments if k not in spec.input_model.model_fields]
+    if unknown:
+        raise ToolFailure.unknown_arguments(unknown, known, tool=spec.name)
+    try:
+        return spec.input_model.model_validate(arguments)
+    except ValidationError as exc:
+        failure = ToolFailure.bad_arguments(exc, tool=spec.name)
+        raise failure from failure.error  # a BadArguments (or UsageError) caused by exc
+
+
+async def _secret_args(spec: ToolSpec, args: BaseModel, ask_secret: AskSecret | None) -> Any:
+    """identity_export's passphrase, asked of the user through ``ask_secret``."""
+    if spec.name != "identity_export":
+        return args
+    aid_text = getattr(args, "aid", "")
+    command = f"a2al-mcp identity export {aid_text}".rstrip()
+    if ask_secret is None:
+        raise UsageError(
+            "this client cannot ask the user for a passphrase, and a passphrase never goes "
+            f"through the model: run `{command}` in a terminal instead",
+            operation=spec.name,
+        )
+    which = aid_text or "this node's identity"
+    passphrase = await ask_secret(f"Passphrase to seal the export of {which} (at least 8 "
+                                  "characters; needed again to import it)")  # fmt: skip
+    if passphrase is None:
+        raise UsageError(f"the user declined to give a passphrase; `{command}` in a terminal "
+                         "exports too", operation=spec.name)  # fmt: skip
+    if len(passphrase) < 8:
+        raise BadArguments("the passphrase must have at least 8 characters",
+                           operation=spec.name)  # fmt: skip
+    return ExportRun(aid=aid_text, passphrase=passphrase)
+
+
+async def call_tool(
+    node: Node, name: str, arguments: dict[str, Any], *, ask_secret: AskSecret | None = None
+) -> dict[str, Any]:
+    """Validate ``arguments`` and run tool ``name``; the result has ``unread_mail``.
+
+    ``ask_secret`` asks the user for a secret (identity_export's passphrase) without the
+    model seeing it; without it, identity_export fails with ``USAGE`` naming the CLI command.
 
     Raises:
         ToolFailure: always with a code and a readable message (never another exception).
@@ -401,15 +711,12 @@ async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[st
     try:
         spec = tool(name)
     except KeyError:  # the lookup is no cause worth keeping
-        unknown = UnknownTool(f"there is no tool {name!r}", operation=name)
-        raise ToolFailure.from_error(unknown, tool=name) from unknown
+        unknown = UnknownTool(f"there is no tool {quote(name, 64)}", operation=name[:64])
+        raise ToolFailure.from_error(unknown, tool=name[:64]) from unknown
+    args = check_arguments(spec, arguments)
     try:
-        args = spec.input_model.model_validate(arguments)
-    except ValidationError as exc:
-        failure = ToolFailure.bad_arguments(exc, tool=name)
-        raise failure from failure.error  # a BadArguments (or UsageError) caused by exc
-    try:
-        return cast("dict[str, Any]", json_safe(await spec.run(node, args)))
+        ran = await spec.run(node, await _secret_args(spec, args, ask_secret))
+        result = cast("dict[str, Any]", json_safe(ran))
     except ToolFailure:
         raise
     except A2ALError as exc:
@@ -420,3 +727,15 @@ async def call_tool(node: Node, name: str, arguments: dict[str, Any]) -> dict[st
                               operation=name)  # fmt: skip
         error.__cause__ = exc
         raise ToolFailure.from_error(error, tool=name) from error
+    counter = _UNREAD.setdefault(node, _UnreadCount())
+    if name == "read_mailbox" and not getattr(args, "peek", True) and result.get("count"):
+        counter.reads += 1
+    result["unread_mail"] = await counter.get(node)
+    try:  # the result keeps its contract (the MCP outputSchema), or the call fails loudly
+        spec.result_model.model_validate(result)
+    except ValidationError as exc:
+        logger.exception("tool.result_mismatch tool=%s", name)
+        error = InternalError("the result did not match its schema; the server log has "
+                              "details", operation=name)  # fmt: skip
+        raise ToolFailure.from_error(error, tool=name) from exc
+    return result

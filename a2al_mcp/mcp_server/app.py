@@ -6,24 +6,43 @@ import inspect
 import json
 from typing import Annotated, Any
 
-from pydantic import Field
+from mcp.types import CallToolResult, ListToolsResult, ToolAnnotations
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from .._version import __version__
+from ..errors import UnknownTool
 from ..node.node import Node
-from ..toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
+from ..toolresults import quote
+from ..toolspec import (
+    TOOLS,
+    AskSecret,
+    ToolFailure,
+    ToolSpec,
+    call_tool,
+    check_arguments,
+    note_fields,
+)
 from ._compat import (
+    MCP_MAJOR,
     Context,
-    ToolError,
     add_resource,
     new_server,
     publish_resource_updated,
     report_progress,
     serve_legacy_subscriptions,
-    tool_hints,
 )
 from .guard import FrontStats
 
-__all__ = ["INBOX_URI", "INSTRUCTIONS", "STATUS_URI", "build_server"]
+__all__ = [
+    "INBOX_URI",
+    "INSTRUCTIONS",
+    "STATUS_URI",
+    "build_server",
+    "failure_result",
+    "input_schema",
+    "strict_tools",
+    "tool_annotations",
+]
 
 TITLE = "A2AL agent network"
 INBOX_URI = "a2al://inbox"
@@ -49,10 +68,15 @@ INSTRUCTIONS = (
 
 
 def _signature(spec: ToolSpec) -> inspect.Signature:
+    """The tool function's signature as the SDK reads it: one parameter per argument, of its
+    type and described by its own JSON schema. (On mcp 2 :func:`strict_tools` has checked the
+    arguments before the SDK sees them, in our error format. The type stays: the SDK parses
+    JSON text given for a parameter that is not typed ``str``.)"""
+    schema = spec.input_model.model_json_schema()
+    props = schema.get("properties", {})
     required, optional = [], []
     for name, field in spec.input_model.model_fields.items():
-        ann: Any = Annotated[(field.annotation, *field.metadata,
-                              Field(description=field.description))]  # fmt: skip
+        ann: Any = Annotated[field.annotation, WithJsonSchema(props.get(name, {}))]
         if field.is_required():
             required.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
                                               annotation=ann))  # fmt: skip
@@ -62,29 +86,187 @@ def _signature(spec: ToolSpec) -> inspect.Signature:
                                               annotation=ann, default=default))  # fmt: skip
     ctx = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context,
                             default=None)  # fmt: skip
-    return inspect.Signature(required + optional + [ctx], return_annotation=dict[str, Any])
+    returns = Annotated[CallToolResult, spec.result_model]
+    return inspect.Signature(required + optional + [ctx], return_annotation=returns)
+
+
+def _text_result(text: str, *, error: bool, structured: dict[str, Any] | None = None) -> Any:
+    fields: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": error}
+    if structured is not None:
+        fields["structuredContent"] = structured
+    return CallToolResult.model_validate(fields)
+
+
+def failure_result(failure: ToolFailure) -> Any:
+    """The ``CallToolResult`` of a failed call: ``CODE: sentence`` and nothing else (no SDK
+    prefix, no validation dump)."""
+    return _text_result(str(failure), error=True)
+
+
+class _Passphrase(BaseModel):
+    passphrase: str = Field(min_length=8, description="At least 8 characters; needed again "
+                            "to import the export.")  # fmt: skip
+
+
+def _elicits(ctx: Any) -> bool:
+    """The client said it can ask its user for input (the ``elicitation`` capability)."""
+    if ctx is None:
+        return False
+    try:
+        caps = ctx.client_capabilities if MCP_MAJOR == 2 else ctx.session.client_params.capabilities
+    except Exception:  # no session (a direct call): nobody to ask
+        return False
+    return caps is not None and getattr(caps, "elicitation", None) is not None
+
+
+_PASSPHRASE_KEY = "a2al_passphrase"
+
+
+def _passphrase_prompt(kwargs: dict[str, Any]) -> str:
+    which = kwargs.get("aid") or "this node's identity"
+    return (
+        f"Passphrase to seal the export of {which} (at least 8 characters; it is needed again "
+        "to import the export). It goes to the A2AL server only, not to the model."
+    )
+
+
+def _answer(answer: Any) -> str | None:
+    """The passphrase in an elicitation answer (accepted), or None (declined, cancelled)."""
+    content = getattr(answer, "content", None)
+    if content is None:  # the SDK's validated form (ctx.elicit) carries it in data
+        data = getattr(answer, "data", None)
+        content = {"passphrase": getattr(data, "passphrase", None)} if data else None
+    if getattr(answer, "action", None) != "accept" or not isinstance(content, dict):
+        return None
+    value = content.get("passphrase")
+    return value if isinstance(value, str) else None
+
+
+async def _ask_passphrase(ctx: Any, kwargs: dict[str, Any]) -> tuple[AskSecret | None, Any]:
+    """How identity_export gets its passphrase from the user, never the model: an
+    elicitation (a server request on protocols up to 2025-11-25; an ``input_required`` round
+    on later ones, where the answer comes with the retried call). Returns the ``ask_secret``
+    for :func:`call_tool` (None: the client cannot ask) or the ``InputRequiredResult`` to
+    return first."""
+    if not _elicits(ctx):
+        return None, None
+    prompt = _passphrase_prompt(kwargs)
+    if MCP_MAJOR == 2:
+        responses = ctx.input_responses
+        if responses is not None and _PASSPHRASE_KEY in responses:
+            given = _answer(responses[_PASSPHRASE_KEY])
+            return _given(given), None
+    try:
+        given = _answer(await ctx.elicit(prompt, _Passphrase))
+    except Exception as exc:
+        if MCP_MAJOR != 2 or type(exc).__name__ != "NoBackChannelError":
+            raise
+        return None, _input_required(prompt)
+    return _given(given), None
+
+
+def _given(passphrase: str | None) -> AskSecret:
+    async def ask(prompt: str) -> str | None:
+        return passphrase
+
+    return ask
+
+
+def _input_required(prompt: str) -> Any:
+    from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+
+    schema = _Passphrase.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    ask = ElicitRequest(params=ElicitRequestFormParams(message=prompt, requested_schema=schema))
+    return InputRequiredResult(input_requests={_PASSPHRASE_KEY: ask})
 
 
 def _tool_function(node: Node, spec: ToolSpec, front_stats: FrontStats | None) -> Any:
-    async def run(ctx: Any = None, **kwargs: Any) -> dict[str, Any]:
+    async def run(ctx: Any = None, **kwargs: Any) -> Any:
         slow = _SLOW.get(spec.name)
         if slow:
             await report_progress(ctx, 0, 1, slow)
+        ask_secret = None
+        if spec.name == "identity_export":
+            ask_secret, pending = await _ask_passphrase(ctx, kwargs)
+            if pending is not None:
+                return pending
         try:
-            result = await call_tool(node, spec.name, kwargs)
+            result = await call_tool(node, spec.name, kwargs, ask_secret=ask_secret)
         except ToolFailure as exc:
-            raise ToolError(str(exc)) from None
+            return failure_result(exc)
         if slow:
             await report_progress(ctx, 1, 1, "done")
         if spec.name == "status" and front_stats is not None:
             result["mcp_front"] = front_stats.as_dict()
-        return result
+        return _text_result(json.dumps(result, ensure_ascii=False), error=False,
+                            structured=result)  # fmt: skip
 
     run.__name__ = spec.name
     run.__doc__ = spec.description
     run.__signature__ = _signature(spec)  # type: ignore[attr-defined]
-    run.__annotations__ = {"ctx": Context, "return": dict[str, Any]}  # the SDK injects ctx
+    # the SDK injects ctx, and reads the output schema from the return annotation
+    run.__annotations__ = {"ctx": Context,
+                           "return": Annotated[CallToolResult, spec.result_model]}  # fmt: skip
     return run
+
+
+def tool_annotations(spec: ToolSpec) -> Any:
+    """The MCP tool annotations of ``spec``: its title and all four hints (the camelCase
+    names are the wire names, which both SDKs' models accept)."""
+    hints = spec.hints
+    fields: dict[str, Any] = {"title": spec.title or None, "readOnlyHint": spec.read_only}
+    if hints is not None:
+        fields.update(readOnlyHint=hints.read_only, destructiveHint=hints.destructive,
+                      idempotentHint=hints.idempotent, openWorldHint=hints.open_world)  # fmt: skip
+    return ToolAnnotations.model_validate(fields)
+
+
+def input_schema(spec: ToolSpec) -> dict[str, Any]:
+    """The closed JSON schema of ``spec``'s arguments (``additionalProperties: false``)."""
+    schema = spec.input_model.model_json_schema()
+    schema["additionalProperties"] = False
+    props = schema.setdefault("properties", {})
+    for name, field in spec.input_model.model_fields.items():
+        if field.default_factory is not None and name in props:  # state [] and {} too
+            props[name]["default"] = field.get_default(call_default_factory=True)
+    return schema
+
+
+_SPECS = {spec.name: spec for spec in TOOLS}
+
+
+async def strict_tools(ctx: Any, call_next: Any) -> Any:
+    """SDK middleware (mcp 2): ``tools/call`` arguments are checked as the client sent them,
+    before the SDK drops the names it does not know (a refusal is the tool's error result,
+    ``BAD_ARGUMENTS: …``), and ``tools/list`` shows each tool's closed input schema."""
+    method = getattr(ctx, "method", None)
+    params = getattr(ctx, "params", None)
+    if method == "tools/call" and isinstance(params, dict):
+        name = params.get("name")
+        spec = _SPECS.get(name) if isinstance(name, str) else None
+        if spec is None:
+            shown = quote(name, 64) if isinstance(name, str) else "of that name"
+            error = UnknownTool(f"there is no tool {shown}; tools/list names them")
+            return failure_result(ToolFailure.from_error(error))
+        try:
+            check_arguments(spec, params.get("arguments"))
+        except ToolFailure as exc:
+            return failure_result(exc)
+        return await call_next(ctx)
+    result = await call_next(ctx)
+    if method == "tools/list" and isinstance(result, dict):  # the wire form (camelCase)
+        tools = [dict(t, inputSchema=input_schema(_SPECS[t["name"]]))
+                 if isinstance(t, dict) and t.get("name") in _SPECS else t
+                 for t in result.get("tools", [])]  # fmt: skip
+        return dict(result, tools=tools)
+    if method == "tools/list" and isinstance(result, ListToolsResult):
+        listed = [t.model_copy(update={"input_schema": input_schema(_SPECS[t.name])})
+                  if t.name in _SPECS else t for t in result.tools]  # fmt: skip
+        return result.model_copy(update={"tools": listed})
+    return result
 
 
 def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | None = None) -> Any:
@@ -96,14 +278,15 @@ def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | No
             _tool_function(node, spec, front_stats),
             name=spec.name,
             description=spec.description,
-            annotations=tool_hints(read_only=spec.read_only),
+            title=spec.title or None,
+            annotations=tool_annotations(spec),
         )
+    if MCP_MAJOR == 2:
+        server.middleware.append(strict_tools)
 
     async def inbox() -> str:
         notes = await node.read_mailbox(peek=True, limit=200)
-        return json.dumps({"unread": len(notes), "messages": [
-            {"id": n.msg_id.hex(), "from": str(n.sender), "text": n.text,
-             "received_at": int(n.received_at)} for n in notes]})  # fmt: skip
+        return json.dumps({"unread": len(notes), "messages": [note_fields(n) for n in notes]})
 
     async def status() -> str:
         result = await call_tool(node, "status", {})

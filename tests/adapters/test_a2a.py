@@ -231,7 +231,7 @@ async def test_call_agent_tools() -> None:
             await serve_demo(agent_node)
             out = await call_tool(caller_node, "call_agent", {"to": str(agent_node.aid),
                                                               "text": "hey"})  # fmt: skip
-            assert out == {"agent": str(agent_node.aid), "kind": "message",
+            assert out == {"agent": str(agent_node.aid), "kind": "message", "unread_mail": 0,
                            "text": f"echo hey from {caller_node.aid}"}  # fmt: skip
             started = await call_tool(caller_node, "call_agent", {
                 "to": str(agent_node.aid), "text": "wait", "wait": False})  # fmt: skip

@@ -30,6 +30,7 @@ if MCP_MAJOR != 2:  # pragma: no cover
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 from a2al_mcp.mcp_server.app import INBOX_URI  # noqa: E402
+from tests.mcp.test_mcp_tools import passphrase_answers  # noqa: E402
 
 
 async def hello(req: HttpRequest) -> HttpResponse:
@@ -49,7 +50,8 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 f" | tee {stdout_copy}"
             )
             params = StdioServerParameters(command="sh", args=["-c", cmd])
-            async with Client(params) as c:
+            user = passphrase_answers("stdio pass")
+            async with Client(params, elicitation_callback=user) as c:
                 names = {t.name for t in (await c.list_tools()).tools}
                 assert names == {s.name for s in TOOLS}
                 st = await call(c, "status")
@@ -85,8 +87,9 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 made = await call(c, "identity_create")
                 ids = {i["aid"] for i in (await call(c, "identity_list"))["identities"]}
                 assert ids == {me, made["aid"]}
-                secret = {"passphrase": "stdio pass"}
-                exp = await call(c, "identity_export", {"aid": made["aid"], **secret})
+                secret = {"passphrase": "stdio pass"}  # asked of the user, not the model
+                exp = await call(c, "identity_export", {"aid": made["aid"]})
+                assert user.asked and made["aid"] in user.asked[0]
                 res = await c.call_tool("identity_import", {"export": exp["export"], **secret})
                 assert not res.is_error  # re-importing the same agent is harmless
                 assert (await call(c, "unpublish"))["stopped"]
