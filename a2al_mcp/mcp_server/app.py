@@ -86,8 +86,18 @@ def _signature(spec: ToolSpec) -> inspect.Signature:
                                               annotation=ann, default=default))  # fmt: skip
     ctx = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context,
                             default=None)  # fmt: skip
-    returns = Annotated[CallToolResult, spec.result_model]
+    returns = _returns(spec)
     return inspect.Signature(required + optional + [ctx], return_annotation=returns)
+
+
+def _returns(spec: ToolSpec) -> Any:
+    """The return annotation the SDK reads the outputSchema from: the tool's result model.
+    mcp 1.x also checks an error result's (absent) structured content against it, which
+    would turn every failure into its own validation text: there the tools list no output
+    schema, and failures stay ``CODE: sentence``."""
+    if MCP_MAJOR == 2:
+        return Annotated[CallToolResult, spec.result_model]
+    return CallToolResult  # pragma: no cover - mcp 1.x
 
 
 def _text_result(text: str, *, error: bool, structured: dict[str, Any] | None = None) -> Any:
@@ -209,7 +219,7 @@ def _tool_function(node: Node, spec: ToolSpec, front_stats: FrontStats | None) -
     run.__signature__ = _signature(spec)  # type: ignore[attr-defined]
     # the SDK injects ctx, and reads the output schema from the return annotation
     run.__annotations__ = {"ctx": Context,
-                           "return": Annotated[CallToolResult, spec.result_model]}  # fmt: skip
+                           "return": _returns(spec)}  # fmt: skip
     return run
 
 

@@ -64,7 +64,7 @@ async def test_every_tool_in_memory_on_mcp1() -> None:
                 for name, args, code in [
                     ("resolve", {"aid": "nope"}, "BAD_AID"),
                     ("resolve", {"aid": stranger}, "NOT_FOUND"),
-                    ("send_mailbox", {"to": str(other.aid), "text": "x" * 400}, "LIMIT"),
+                    ("send_mailbox", {"to": str(other.aid), "text": "x" * 400}, "BAD_ARGUMENTS"),
                     ("fetch", {"aid": str(other.aid)}, "ACCESS_DENIED"),
                     ("tunnel_close", {"tunnel": "127.0.0.1:1"}, "NOT_FOUND"),
                     (
@@ -117,6 +117,51 @@ async def test_langchain_mcp_adapters_drive_the_stdio_server(tmp_path: Path) -> 
                 assert inbox["messages"][0]["text"] == "to langchain"
 
 
+def _passphrase_answers(*answers: str) -> Any:
+    """An elicitation callback (mcp 1.x) answering each request with the next passphrase."""
+    from mcp import types
+
+    asked: list[str] = []
+    queue = list(answers)
+
+    async def elicit(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"passphrase": queue.pop(0)})
+
+    elicit.asked = asked  # type: ignore[attr-defined]
+    return elicit
+
+
+async def test_tool_contract_on_mcp1() -> None:
+    """Issue 16's contract where mcp 1.x lets us keep it: titles and the four hints, one error
+    format (no SDK prefix, no validator dump, capped quotes), protocol lengths, seq as text,
+    unread_mail in results. (Unknown argument names are dropped by mcp 1's SDK before our
+    check: the closed schema and that refusal are mcp 2 only.)"""
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (other, me):
+            server = build_server(me)
+            async with create_connected_server_and_client_session(server._mcp_server) as s:
+                tools = {t.name: t for t in (await s.list_tools()).tools}
+                for t in tools.values():
+                    a = t.annotations
+                    assert t.title and a is not None and a.title == t.title, t.name
+                    assert None not in (a.readOnlyHint, a.destructiveHint, a.idempotentHint,
+                                        a.openWorldHint), t.name  # fmt: skip
+                a = tools["send_mailbox"].annotations
+                assert a is not None
+                assert (a.readOnlyHint, a.destructiveHint, a.openWorldHint) == (False, False, True)
+                assert tools["resolve"].inputSchema["properties"]["aid"]["maxLength"] <= 64
+                to = str(other.aid)
+                for name, args in [("resolve", {"aid": "a0" + "b" * 100_000}),
+                                   ("discover", {"service": "x" * 100_000}),
+                                   ("send_mailbox", {"to": to, "text": "é" * 200})]:  # fmt: skip
+                    ok, text = _content(await s.call_tool(name, args))
+                    assert not ok and text.startswith("BAD_ARGUMENTS: "), (name, text[:200])
+                    assert len(text) < 600 and "Error executing" not in text
+                ok, res = _content(await s.call_tool("resolve", {"aid": str(other.aid)}))
+                assert ok and isinstance(res["seq"], str) and res["unread_mail"] == 0
+
+
 async def test_every_tool_once_on_mcp1() -> None:
     from a2al_mcp.node.http import HttpRequest, HttpResponse
 
@@ -132,7 +177,10 @@ async def test_every_tool_once_on_mcp1() -> None:
             agent = other.create_agent().identity.aid
             await serve_demo(other, "v1.agent", aid=agent)  # a delegated a2a-sdk agent
             server = build_server(me)
-            async with create_connected_server_and_client_session(server._mcp_server) as s:
+            user = _passphrase_answers("12345678")
+            async with create_connected_server_and_client_session(
+                server._mcp_server, elicitation_callback=user
+            ) as s:
 
                 async def call(name: str, args: dict[str, Any] | None = None) -> Any:
                     ok, out = _content(await s.call_tool(name, args or {}))
@@ -155,8 +203,8 @@ async def test_every_tool_once_on_mcp1() -> None:
                         await call("tunnel_close", {"tunnel": out["tunnel"]})
                         seen.add("tunnel_close")
                     if name == "identity_create":
-                        exp = await call("identity_export", {"aid": out["aid"],
-                                                             "passphrase": "12345678"})  # fmt: skip
+                        exp = await call("identity_export", {"aid": out["aid"]})
+                        assert user.asked and out["aid"] in user.asked[0]  # asked the user
                         seen.add("identity_export")
                         ok, text = _content(await s.call_tool("identity_import", {
                             "export": exp["export"], "passphrase": "12345678"}))  # fmt: skip
