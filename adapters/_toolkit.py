@@ -32,7 +32,7 @@ from a2al_mcp import TOOLS, Node, NodeClosed, ToolFailure, ToolSpec, UsageError,
 if TYPE_CHECKING:
     from a2al_mcp import Identity, NodeConfig
 
-__all__ = ["NodeToolkit", "args_model"]
+__all__ = ["NodeToolkit", "args_model", "tool_metadata"]
 
 
 def _closed(message: str, cause: BaseException) -> NodeClosed:
@@ -61,6 +61,23 @@ def args_model(spec: ToolSpec) -> type[BaseModel]:
                                           __module__=spec.input_model.__module__,
                                           **overrides)  # fmt: skip
     return model
+
+
+def tool_metadata(spec: ToolSpec) -> dict[str, Any]:
+    """What a framework tool carries besides its name, description and arguments, as the MCP
+    server shows it: the title, the four hints and the result's JSON schema (``result_model``:
+    the same pydantic model the MCP server's outputSchema comes from; every result also has
+    ``unread_mail``)."""
+    hints = spec.hints
+    return {
+        "title": spec.title,
+        "read_only": spec.read_only if hints is None else hints.read_only,
+        "destructive": None if hints is None else hints.destructive,
+        "idempotent": None if hints is None else hints.idempotent,
+        "open_world": None if hints is None else hints.open_world,
+        "result_model": spec.result_model,
+        "result_schema": spec.result_model.model_json_schema(),
+    }
 
 
 class NodeToolkit:

@@ -32,7 +32,7 @@ from pydantic import PrivateAttr, ValidationError
 
 from a2al_mcp import ToolFailure
 
-from ._toolkit import NodeToolkit, args_model
+from ._toolkit import NodeToolkit, args_model, tool_metadata
 
 if TYPE_CHECKING:
     from a2a.types import AgentCard
@@ -63,7 +63,8 @@ class A2ALTool(BaseTool):
 
     @classmethod
     def from_spec(cls, spec: ToolSpec, toolkit: NodeToolkit) -> A2ALTool:
-        tool = cls(name=spec.name, description=spec.description, args_schema=args_model(spec))
+        tool = cls(name=spec.name, description=spec.description, args_schema=args_model(spec),
+                   metadata=tool_metadata(spec))  # fmt: skip
         tool._toolkit = toolkit
         return tool
 

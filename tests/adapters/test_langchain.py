@@ -251,3 +251,29 @@ async def test_a_thousand_calls_reuse_one_node(monkeypatch: pytest.MonkeyPatch) 
                         assert (await tools["status"].ainvoke({}))["aid"] == str(kit.node.aid)
                 assert len(opened) == 3  # no node per call
                 assert kit.node.status().peers >= 1
+
+
+async def test_langchain_tools_share_the_result_models_and_keep_secrets_from_the_model() -> None:
+    from a2al_mcp.toolspec import TOOLS
+
+    async with network(1) as (node,), A2ALToolkit(node) as kit:
+        tools = {t.name: t for t in kit.get_tools()}
+        for spec in TOOLS:
+            meta = tools[spec.name].metadata or {}
+            assert meta["title"] == spec.title and meta["result_model"] is spec.result_model
+            assert "unread_mail" in meta["result_schema"]["properties"], spec.name
+            assert None not in (meta["destructive"], meta["idempotent"], meta["open_world"])
+        out = await tools["status"].ainvoke({})
+        assert out["unread_mail"] == 0 and spec_result("status", out)
+        made = await tools["identity_create"].ainvoke({})
+        assert "owner_key_file" in made and "master_private_key_hex" not in made
+        text = await tools["identity_export"].ainvoke({"aid": made["aid"]})
+        assert text.startswith("USAGE: ") and "a2al-mcp identity export" in text
+
+
+def spec_result(name: str, out: dict[str, Any]) -> bool:
+    """``out`` is a valid result of tool ``name`` (its model validates it)."""
+    from a2al_mcp.toolspec import tool
+
+    tool(name).result_model.model_validate(out)
+    return True
