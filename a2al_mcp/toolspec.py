@@ -269,8 +269,8 @@ class ExportRun(BaseModel):
 
 
 class ImportArgs(ToolArgs):
-    export: str = Field(min_length=1, max_length=8192,
-                        description="The text identity_export returned.")  # fmt: skip
+    export: str = Field(description="The text identity_export returned (bounded and checked "
+                        "by the node before any key derivation).")  # fmt: skip
     passphrase: str = Field(min_length=1, max_length=1024,
                             description="The passphrase it was exported with.")  # fmt: skip
 
