@@ -61,7 +61,7 @@ class ToolFailure(Exception):
         validation error is the cause of the :class:`~a2al_mcp.BadArguments` it carries."""
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         shown = [f"{quote('.'.join(map(str, e['loc'])) or 'arguments', 40, repr_=False)}: "
-                 f"{quote(str(e['msg']), QUOTE_MAX, repr_=False)}"
+                 f"{quote(str(e['msg']), 200, repr_=False)}"
                  for e in errors[:PROBLEMS_SHOWN]]  # fmt: skip
         if len(errors) > PROBLEMS_SHOWN:
             shown.append(f"and {len(errors) - PROBLEMS_SHOWN} more")

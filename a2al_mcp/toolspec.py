@@ -35,6 +35,7 @@ from .errors import (
     BadArguments,
     DecodeError,
     InternalError,
+    LimitExceeded,
     NotFound,
     UnknownTool,
     UsageError,
@@ -42,7 +43,7 @@ from .errors import (
 from .identity.aid import Aid
 from .node.node import Node
 from .protocol.limits import BRIEF_MAX_CHARS, MAILBOX_BODY_MAX, TOPIC_TTL_MAX_S
-from .protocol.payloads import AgentProfilePayload, EndpointPayload
+from .protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload
 from .toolargs import ToolArgs
 from .toolresults import (
     RESULT_DEPTH_MAX,
@@ -198,6 +199,27 @@ class PublishArgs(ToolArgs):
     ttl_s: int = Field(3600, ge=60, le=TOPIC_TTL_MAX_S // 2,
                        description="Record lifetime in seconds (60-3600); renewed automatically "
                        "while this server runs.")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _fits_the_records(self) -> PublishArgs:
+        """Each registration must encode within the 512-byte topic payload and the profile
+        within 700 bytes: refused here, before anything is published."""
+        try:
+            if self.services:
+                TopicPayload(topic=max(self.services, key=len), name=self.name,
+                             protocols=tuple(self.protocols), tags=tuple(self.tags),
+                             brief=self.brief, meta=self.meta).to_bytes()  # fmt: skip
+            if self.name or self.brief or self.protocols or self.meta:
+                profile = AgentProfilePayload(
+                    name=self.name,
+                    brief=self.brief,
+                    protocols=tuple(self.protocols),
+                    meta=self.meta,
+                )
+                profile.to_bytes()
+        except (LimitExceeded, UsageError) as exc:
+            raise ValueError(f"{exc.message}; shorten name, brief, tags or meta") from None
+        return self
 
 
 class DiscoverArgs(ToolArgs):
