@@ -63,7 +63,8 @@ INSTRUCTIONS = (
     "discover to find agents by capability, resolve to check one is online, fetch or connect "
     "to talk to it directly, call_agent to message an A2A agent (by AID or skill), and "
     "send_mailbox when it is offline or unreachable; read_mailbox "
-    "shows notes left for you. Errors start with a stable code (e.g. NOT_FOUND, UNREACHABLE)."
+    "shows notes left for you (every result's unread_mail counts the unread ones). Errors "
+    "are 'CODE: sentence' with a stable code (e.g. BAD_ARGUMENTS, NOT_FOUND, UNREACHABLE)."
 )
 
 

@@ -52,8 +52,13 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
             params = StdioServerParameters(command="sh", args=["-c", cmd])
             user = passphrase_answers("stdio pass")
             async with Client(params, elicitation_callback=user) as c:
-                names = {t.name for t in (await c.list_tools()).tools}
+                listed = (await c.list_tools()).tools
+                names = {t.name for t in listed}
                 assert names == {s.name for s in TOOLS}
+                assert all(t.input_schema.get("additionalProperties") is False for t in listed)
+                typo = await c.call_tool("read_mailbox", {"peak": True})  # through the hub too
+                assert typo.is_error and typo.content[0].text.startswith(
+                    "BAD_ARGUMENTS: unknown argument 'peak' (did you mean 'peek'?)")  # fmt: skip
                 st = await call(c, "status")
                 assert st["ready"] and st["peers"] >= 1
                 me = st["aid"]
