@@ -1,16 +1,21 @@
 """The tool catalogue: one framework-neutral description of every node verb (L5).
 
-Each :class:`ToolSpec` has a name, a description written for a language model, a pydantic
-input model and an async ``run(node, args) -> dict``. The MCP server renders these as MCP tools;
-the LangChain and CrewAI adapters render the same specs, so names, descriptions and schemas
-agree everywhere. Failures are :class:`ToolFailure` with a stable ``code`` and a sentence a
-person understands; nothing else escapes ``run`` (unexpected errors become ``INTERNAL``).
+Each :class:`ToolSpec` has a name, a title, a description written for a language model, a
+pydantic input model (closed: unknown names are refused; lengths bounded by the protocol's
+limits), the MCP hints (:class:`Hints`), a result model (the MCP outputSchema, from
+:mod:`~a2al_mcp.toolresults`) and an async ``run(node, args) -> dict``. The MCP server renders
+these as MCP tools; the LangChain and CrewAI adapters render the same specs, so names,
+descriptions and schemas agree everywhere. Failures are :class:`ToolFailure` with a stable
+``code`` and a sentence a person understands, quoting at most a few dozen characters of what
+was given; nothing else escapes ``run`` (unexpected errors become ``INTERNAL``).
 
-Results are JSON objects; AIDs always in their checksummed text form. What peers wrote may hold
-values JSON has no form for: :func:`call_tool` renders every result with
-:func:`~a2al_mcp.toolresults.json_safe`, and failures are
-:class:`~a2al_mcp.toolresults.ToolFailure` (both re-exported here). Arguments are checked
-before any tool runs (:class:`~a2al_mcp.toolargs.ToolArgs`: no text with a lone surrogate).
+Results are JSON objects, checked against the tool's result model, each with ``unread_mail``
+(unread notes waiting); AIDs always in their checksummed text form; 64-bit numbers as text.
+What peers wrote may hold values JSON has no form for: :func:`call_tool` renders every result
+with :func:`~a2al_mcp.toolresults.json_safe`. Arguments are checked before any tool runs
+(:func:`check_arguments`; :class:`~a2al_mcp.toolargs.ToolArgs`: no text with a lone
+surrogate). Secrets never pass through the model: identity_create writes the owner key to a
+0600 file, and identity_export asks the user for its passphrase through ``ask_secret``.
 """
 
 from __future__ import annotations
