@@ -1,9 +1,10 @@
 """a2al-mcp: a pure-Python node of the A2AL agent network, with an MCP server on top.
 
 This facade is the public API: the node, its value objects and errors, and the tool catalogue.
-It stays light: the node and the tool catalogue (which load anyio, aioquic and pydantic) are
-imported on first use, and the MCP server never, so ``import a2al_mcp`` loads neither the MCP
-SDK nor the networking stack.
+It stays light: the identities and records (which load cryptography and cbor2), the node and
+the tool catalogue (anyio, aioquic, pydantic) are imported on first use, and the MCP server
+never, so ``import a2al_mcp`` loads only the configuration, the errors, the clock and the
+randomness protocols (what the stdio proxy needs).
 """
 
 import typing as _typing
@@ -13,6 +14,7 @@ from ._random import Rng, SeededRng, SystemRng
 from ._version import __version__
 from .config import (
     DhtConfig,
+    HubConfig,
     LimitsConfig,
     MailboxConfig,
     NatConfig,
@@ -42,27 +44,27 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from .identity import (
-    Aid,
-    DelegatedIdentity,
-    DelegationProof,
-    Identity,
-    NodeId,
-    SigningKey,
-    VerifyKey,
-)
-from .protocol.payloads import (
-    AgentProfilePayload,
-    EndpointPayload,
-    MailboxPayload,
-    TopicPayload,
-    topic_key,
-)
-from .protocol.records import RecType, SignedRecord
 
 if _typing.TYPE_CHECKING:  # imported on first use: see __getattr__
     from .agentcall import AgentReply
+    from .identity import (
+        Aid,
+        DelegatedIdentity,
+        DelegationProof,
+        Identity,
+        NodeId,
+        SigningKey,
+        VerifyKey,
+    )
     from .node import Node, NodeStatus, ResolvedEndpoint, ServiceEntry
+    from .protocol.payloads import (
+        AgentProfilePayload,
+        EndpointPayload,
+        MailboxPayload,
+        TopicPayload,
+        topic_key,
+    )
+    from .protocol.records import RecType, SignedRecord
     from .toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
 
 __all__ = [  # noqa: RUF022 (plain sorted order, checked by a test)
@@ -84,6 +86,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by a test)
     "EndpointPayload",
     "ExtraMissing",
     "HandshakeFailed",
+    "HubConfig",
     "Identity",
     "InternalError",
     "LimitExceeded",
@@ -125,6 +128,20 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by a test)
 ]
 
 _LAZY = {
+    "Aid": "identity",
+    "DelegatedIdentity": "identity",
+    "DelegationProof": "identity",
+    "Identity": "identity",
+    "NodeId": "identity",
+    "SigningKey": "identity",
+    "VerifyKey": "identity",
+    "AgentProfilePayload": "protocol.payloads",
+    "EndpointPayload": "protocol.payloads",
+    "MailboxPayload": "protocol.payloads",
+    "TopicPayload": "protocol.payloads",
+    "topic_key": "protocol.payloads",
+    "RecType": "protocol.records",
+    "SignedRecord": "protocol.records",
     "Node": "node",
     "NodeStatus": "node",
     "ResolvedEndpoint": "node",
@@ -138,7 +155,9 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
-    """The node and the tool catalogue, imported on first use (PEP 562)."""
+    """Identities, records, the node and the tool catalogue, imported on first use (PEP 562),
+    so that ``import a2al_mcp`` (and the stdio proxy, which imports the CLI) loads neither
+    cryptography nor cbor2, the networking stack or pydantic."""
     if name in _LAZY:
         import importlib
 

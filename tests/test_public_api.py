@@ -37,3 +37,15 @@ def test_the_whole_error_tree_is_exported() -> None:
     assert tree <= set(a2al_mcp.__all__)
     assert tree == set(errors.__all__)
     assert all(getattr(a2al_mcp, name) is getattr(errors, name) for name in tree)
+
+
+def test_the_stdio_proxy_loads_no_crypto_no_network_stack_and_no_sdk() -> None:
+    """Issue 16's weight: ``serve --stdio`` is a relay; it imports the CLI and the hub's
+    stdlib modules, and through the facade nothing heavier than the config."""
+    code = (
+        "import sys, a2al_mcp.cli, a2al_mcp.cli.serve, a2al_mcp.hub.proxy\n"
+        "heavy = ('cryptography', 'cbor2', 'anyio', 'pydantic', 'mcp', 'aioquic', 'qh3')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

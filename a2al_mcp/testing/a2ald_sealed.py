@@ -10,7 +10,6 @@ routes, no IPv6 routes beyond loopback/link-local/multicast/reject entries, and 
 from __future__ import annotations
 
 import errno
-import fcntl
 import ipaddress
 import socket
 import struct
@@ -115,6 +114,8 @@ def _ipv6_route_problems(proc_net_ipv6_route: str) -> list[str]:
 
 def _lo_flags() -> int:
     """Interface flags of ``lo`` in the current namespace (``SIOCGIFFLAGS``; sysfs can be stale)."""
+    import fcntl  # Linux only, like network namespaces: imported where they are used
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         req = struct.pack("16sh22x", b"lo", 0)  # struct ifreq: name + ifr_flags, 40 bytes
         res = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req)

@@ -22,7 +22,7 @@ async def cli(*args: str, home: Path, seed: str) -> tuple[int, Any, str]:
         [sys.executable, "-m", "a2al_mcp", *args, "--listen", "127.0.0.1:0",
          "--bootstrap", seed, "--data-dir", str(home)], check=False)  # fmt: skip
     out = json.loads(res.stdout) if res.stdout.strip() else None
-    return res.returncode, out, res.stderr.decode()
+    return res.returncode, out, res.stderr.decode(errors="replace")  # cp1252 when simulated
 
 
 async def test_human_commands(tmp_path: Path) -> None:
