@@ -40,7 +40,6 @@ from .errors import (
     BadArguments,
     DecodeError,
     InternalError,
-    LimitExceeded,
     NotFound,
     UnknownTool,
     UsageError,
@@ -205,27 +204,6 @@ class PublishArgs(ToolArgs):
                        description="Record lifetime in seconds (60-3600); renewed automatically "
                        "while this server runs.")  # fmt: skip
 
-    @model_validator(mode="after")
-    def _fits_the_records(self) -> PublishArgs:
-        """Each registration must encode within the 512-byte topic payload and the profile
-        within 700 bytes: refused here, before anything is published."""
-        try:
-            if self.services:
-                TopicPayload(topic=max(self.services, key=len), name=self.name,
-                             protocols=tuple(self.protocols), tags=tuple(self.tags),
-                             brief=self.brief, meta=self.meta).to_bytes()  # fmt: skip
-            if self.name or self.brief or self.protocols or self.meta:
-                profile = AgentProfilePayload(
-                    name=self.name,
-                    brief=self.brief,
-                    protocols=tuple(self.protocols),
-                    meta=self.meta,
-                )
-                profile.to_bytes()
-        except (LimitExceeded, UsageError) as exc:
-            raise ValueError(f"{exc.message}; shorten name, brief, tags or meta") from None
-        return self
-
 
 class DiscoverArgs(ToolArgs):
     service: Topic = Field(description="The capability topic to search, e.g. 'lang.translate'.")
@@ -361,6 +339,15 @@ async def _publish(node: Node, a: PublishArgs) -> dict[str, Any]:
             operation="publish",
         )
     profile = bool(a.name or a.brief or a.protocols or a.meta)
+    # each record must encode (a registration in 512 bytes, the profile in 700, a meta CBOR
+    # carries faithfully): LIMIT or USAGE now, before anything is published
+    if a.services:  # the longest topic makes the largest registration
+        longest = max(a.services, key=len)
+        TopicPayload(topic=longest, name=a.name, protocols=tuple(a.protocols),
+                     tags=tuple(a.tags), brief=a.brief, meta=a.meta).to_bytes()  # fmt: skip
+    if profile:
+        AgentProfilePayload(name=a.name, brief=a.brief, protocols=tuple(a.protocols),
+                            meta=a.meta).to_bytes()  # fmt: skip
     if profile:
         await node.set_profile(AgentProfilePayload(name=a.name, brief=a.brief,
                                                    protocols=tuple(a.protocols), meta=a.meta),

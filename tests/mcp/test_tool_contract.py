@@ -116,9 +116,9 @@ async def test_lengths_are_checked_against_the_protocol_and_never_echoed() -> No
             ok, text = await call(c, name, args)
             assert not ok and refused(text), (name, text[:200])
         ok, text = await call(c, "publish", {"services": ["a.b"], "meta": {"k": "x" * 600}})
-        assert not ok and refused(text) and "512" in text  # the topic payload's limit
+        assert not ok and refused(text, "LIMIT") and "512" in text  # a registration's limit
         ok, text = await call(c, "publish", {"name": "n", "meta": {"k": "x" * 800}})
-        assert not ok and refused(text) and "700" in text  # the profile's limit
+        assert not ok and refused(text, "LIMIT") and "700" in text  # the profile's limit
         assert not me.status().published  # refused before anything was published
         ok, text = await call(c, "resolve", {"aid": "z" * 60})  # within the length: BAD_AID
         assert not ok and text.startswith("BAD_AID: ") and len(text) < 300
