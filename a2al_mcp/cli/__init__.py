@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"a2al-mcp {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = p.add_subparsers(dest="command", required=True)
-    ident = sub.add_parser("id", help="identities").add_subparsers(dest="id_command", required=True)
+    ident = sub.add_parser("id", aliases=["identity"], help="identities").add_subparsers(
+        dest="id_command", required=True
+    )
     new = ident.add_parser("new", help="generate a new identity and print it as JSON")
     new.add_argument(
         "--delegated",
@@ -122,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="owner key + operational key + delegation proof (like a2ald agents)",
     )
     new.set_defaults(func=_cmd_identity_new)
+    from .human import add_export_parser
+
+    add_export_parser(ident)
     aid = sub.add_parser("aid", help="parse an AID in any text form and show its forms")
     aid.add_argument("text")
     aid.set_defaults(func=_cmd_aid)

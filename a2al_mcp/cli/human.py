@@ -46,10 +46,33 @@ def add_human_parsers(sub: Any) -> None:
     p.set_defaults(func=_run, tool="read_mailbox", build=lambda a: {"peek": a.peek})
 
 
+def add_export_parser(ident: Any) -> None:
+    p = ident.add_parser("export", help="seal an identity of the data directory with a "
+                         "passphrase typed at the terminal (never through the model)")  # fmt: skip
+    p.add_argument("aid", nargs="?", default="", help="the agent (default: the node's own)")
+    add_node_options(p)
+    p.set_defaults(func=_run, tool="identity_export",
+                   build=lambda a: {"aid": a.aid} if a.aid else {}, secret=True)  # fmt: skip
+
+
+def _read_passphrase() -> str:
+    """The export passphrase, typed twice at the terminal (not echoed)."""
+    import getpass
+
+    first = getpass.getpass("Passphrase to seal the export (at least 8 characters): ")
+    if len(first) < 8:
+        raise UsageError("the passphrase must have at least 8 characters")
+    if getpass.getpass("Again: ") != first:
+        raise UsageError("the two passphrases differ")
+    return first
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config_from_args(args)
     assert cfg.data_dir is not None
-    shared = _ask_shared_node(cfg.data_dir.expanduser().resolve(), args.tool, args.build(args))
+    passphrase = _read_passphrase() if getattr(args, "secret", False) else None
+    shared = _ask_shared_node(cfg.data_dir.expanduser().resolve(), args.tool, args.build(args),
+                              passphrase=passphrase)  # fmt: skip
     if shared is not None:
         return shared
     import anyio
@@ -67,15 +90,23 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             async with Node(cfg, home.identity(SystemRng())) as node:
                 if args.tool == "read_mailbox":
                     await node.check_mailbox()
-                result.update(await call_tool(node, args.tool, args.build(args)))
+
+                async def ask(prompt: str) -> str | None:
+                    return passphrase
+
+                result.update(await call_tool(node, args.tool, args.build(args),
+                                              ask_secret=ask if passphrase else None))  # fmt: skip
 
     anyio.run(main)
     return result
 
 
-def _ask_shared_node(data_dir: Path, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+def _ask_shared_node(
+    data_dir: Path, tool: str, arguments: dict[str, Any], *, passphrase: str | None = None
+) -> dict[str, Any] | None:
     """Call ``tool`` on the node running on ``data_dir`` (None when none runs): initialize,
-    then ``tools/call``, as newline-delimited JSON-RPC on its channel.
+    then ``tools/call``, as newline-delimited JSON-RPC on its channel. With ``passphrase``
+    this client declares elicitation and answers the node's request for it.
 
     Raises:
         UsageError: the node answered with a tool error (its ``CODE: sentence``).
@@ -98,11 +129,18 @@ def _ask_shared_node(data_dir: Path, tool: str, arguments: dict[str, Any]) -> di
                 if not line:
                     raise UsageError(f"the node on {data_dir} closed the connection")
                 got: dict[str, Any] = json.loads(line)
-                if got.get("id") == msg_id:
+                if got.get("method") == "elicitation/create" and "id" in got:
+                    answer = ({"action": "accept", "content": {"passphrase": passphrase}}
+                              if passphrase else {"action": "decline"})  # fmt: skip
+                    wire.write(json.dumps({"jsonrpc": "2.0", "id": got["id"],
+                                           "result": answer}).encode() + b"\n")  # fmt: skip
+                    wire.flush()
+                elif got.get("id") == msg_id and "method" not in got:
                     return got
 
         sock.settimeout(CONNECT_TIMEOUT_S)
-        rpc(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+        caps: dict[str, Any] = {"elicitation": {}} if passphrase else {}
+        rpc(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": caps,
                               "clientInfo": {"name": "a2al-mcp-cli", "version": "1"}})  # fmt: skip
         wire.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         sock.settimeout(None)  # a tool may take as long as its lookup

@@ -32,10 +32,12 @@ from tests.node.loopnet import network
 pytestmark = pytest.mark.anyio
 
 
-async def _call(node: Node, name: str, args: dict[str, Any]) -> dict[str, Any] | ToolFailure:
+async def _call(
+    node: Node, name: str, args: dict[str, Any], **kwargs: Any
+) -> dict[str, Any] | ToolFailure:
     with anyio.fail_after(30):
         try:
-            return await call_tool(node, name, args)
+            return await call_tool(node, name, args, **kwargs)
         except ToolFailure as exc:
             return exc
 
@@ -73,7 +75,11 @@ async def test_identity_kdf_runs_off_the_event_loop(
     async with Node(NodeConfig(listen_addr="127.0.0.1:0", data_dir=tmp_path / "a")) as a:
         created = await _call(a, "identity_create", {})
         assert isinstance(created, dict)
-        out = await _call(a, "identity_export", {"aid": created["aid"], "passphrase": "p" * 8})
+
+        async def passphrase(prompt: str) -> str:  # the user, asked by the client
+            return "p" * 8
+
+        out = await _call(a, "identity_export", {"aid": created["aid"]}, ask_secret=passphrase)
         assert isinstance(out, dict), out
     async with Node(NodeConfig(listen_addr="127.0.0.1:0", data_dir=tmp_path / "b")) as b:
         got = await _call(b, "identity_import", {"export": out["export"], "passphrase": "p" * 8})
