@@ -15,10 +15,10 @@ on, which outlives the per-request session; pinned by the legacy subscription te
 
 from __future__ import annotations
 
+import importlib
 import weakref
+from collections.abc import Callable
 from typing import Any
-
-from mcp.types import ToolAnnotations
 
 from ..config import LimitsConfig
 from .guard import FrontStats
@@ -47,6 +47,7 @@ __all__ = [
     "Context",
     "ToolError",
     "add_resource",
+    "intercept_tools",
     "new_server",
     "publish_resource_updated",
     "report_progress",
@@ -54,7 +55,6 @@ __all__ = [
     "run_stdio",
     "run_stream",
     "serve_legacy_subscriptions",
-    "tool_hints",
     "validate_message",
 ]
 
@@ -162,12 +162,45 @@ async def report_progress(ctx: Any, progress: float, total: float, message: str)
         return
 
 
-def tool_hints(*, read_only: bool) -> ToolAnnotations:
-    """Tool hints (field names are snake_case in mcp 2, camelCase in mcp 1)."""
+def intercept_tools(
+    server: Any,
+    *,
+    check_call: Callable[[Any, Any], Any | None],
+    input_schema: Callable[[str], dict[str, Any] | None],
+) -> None:
+    """Tool calls checked as the client sent them and tool listings with our schemas, on
+    mcp 1.x (mcp 2 does both in the app's middleware): ``check_call(name, arguments)``
+    returns the ``CallToolResult`` that refuses the call, or None to let it run (the SDK would
+    drop unknown argument names before our models see them), and ``input_schema(name)`` the
+    closed schema to list. Wraps the low-level server's ``CallToolRequest`` and
+    ``ListToolsRequest`` handlers (``request_handlers``, public in mcp 1.x)."""
     if MCP_MAJOR == 2:
-        return ToolAnnotations(read_only_hint=read_only)
-    hints: dict[str, Any] = {"readOnlyHint": read_only}
-    return ToolAnnotations(**hints)  # pragma: no cover
+        return
+    types: Any = importlib.import_module("mcp.types")  # pragma: no cover - mcp 1.x
+
+    low = _lowlevel(server)  # pragma: no cover
+    call = low.request_handlers[types.CallToolRequest]  # pragma: no cover
+    listing = low.request_handlers[types.ListToolsRequest]  # pragma: no cover
+
+    async def checked(req: Any) -> Any:  # pragma: no cover
+        refusal = check_call(req.params.name, req.params.arguments)
+        if refusal is not None:
+            return types.ServerResult(refusal)
+        return await call(req)
+
+    async def listed(req: Any) -> Any:  # pragma: no cover
+        res = await listing(req)
+        tools = []
+        for tool in res.root.tools:
+            schema = input_schema(tool.name)
+            tools.append(
+                tool if schema is None else tool.model_copy(update={"inputSchema": schema})
+            )
+        res.root.tools = tools
+        return res
+
+    low.request_handlers[types.CallToolRequest] = checked  # pragma: no cover
+    low.request_handlers[types.ListToolsRequest] = listed  # pragma: no cover
 
 
 def new_server(name: str, instructions: str, *, title: str, version: str) -> Any:

@@ -26,6 +26,7 @@ from ._compat import (
     MCP_MAJOR,
     Context,
     add_resource,
+    intercept_tools,
     new_server,
     publish_resource_updated,
     report_progress,
@@ -249,24 +250,36 @@ def input_schema(spec: ToolSpec) -> dict[str, Any]:
 _SPECS = {spec.name: spec for spec in TOOLS}
 
 
+def refuse_call(name: Any, arguments: Any) -> Any | None:
+    """The error result refusing a ``tools/call`` as the client sent it (an unknown tool,
+    unknown or bad arguments), or None when it may run."""
+    spec = _SPECS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        shown = quote(name, 64) if isinstance(name, str) else "of that name"
+        error = UnknownTool(f"there is no tool {shown}; tools/list names them")
+        return failure_result(ToolFailure.from_error(error))
+    try:
+        check_arguments(spec, arguments)
+    except ToolFailure as exc:
+        return failure_result(exc)
+    return None
+
+
+def _listed_schema(name: str) -> dict[str, Any] | None:
+    spec = _SPECS.get(name)
+    return None if spec is None else input_schema(spec)
+
+
 async def strict_tools(ctx: Any, call_next: Any) -> Any:
     """SDK middleware (mcp 2): ``tools/call`` arguments are checked as the client sent them,
     before the SDK drops the names it does not know (a refusal is the tool's error result,
-    ``BAD_ARGUMENTS: …``), and ``tools/list`` shows each tool's closed input schema."""
+    ``BAD_ARGUMENTS: …``), and ``tools/list`` shows each tool's closed input schema (mcp 1.x:
+    the same through :func:`~._compat.intercept_tools`)."""
     method = getattr(ctx, "method", None)
     params = getattr(ctx, "params", None)
     if method == "tools/call" and isinstance(params, dict):
-        name = params.get("name")
-        spec = _SPECS.get(name) if isinstance(name, str) else None
-        if spec is None:
-            shown = quote(name, 64) if isinstance(name, str) else "of that name"
-            error = UnknownTool(f"there is no tool {shown}; tools/list names them")
-            return failure_result(ToolFailure.from_error(error))
-        try:
-            check_arguments(spec, params.get("arguments"))
-        except ToolFailure as exc:
-            return failure_result(exc)
-        return await call_next(ctx)
+        refusal = refuse_call(params.get("name"), params.get("arguments"))
+        return refusal if refusal is not None else await call_next(ctx)
     result = await call_next(ctx)
     if method == "tools/list" and isinstance(result, dict):  # the wire form (camelCase)
         tools = [dict(t, inputSchema=input_schema(_SPECS[t["name"]]))
@@ -294,6 +307,8 @@ def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | No
         )
     if MCP_MAJOR == 2:
         server.middleware.append(strict_tools)
+    else:  # pragma: no cover - mcp 1.x
+        intercept_tools(server, check_call=refuse_call, input_schema=_listed_schema)
 
     async def inbox() -> str:
         notes = await node.read_mailbox(peek=True, limit=200)

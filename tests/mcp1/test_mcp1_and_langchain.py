@@ -135,8 +135,9 @@ def _passphrase_answers(*answers: str) -> Any:
 async def test_tool_contract_on_mcp1() -> None:
     """Issue 16's contract where mcp 1.x lets us keep it: titles and the four hints, one error
     format (no SDK prefix, no validator dump, capped quotes), protocol lengths, seq as text,
-    unread_mail in results. (Unknown argument names are dropped by mcp 1's SDK before our
-    check: the closed schema and that refusal are mcp 2 only.)"""
+    unread_mail in results, closed input schemas, and misspelt argument names refused before
+    mcp 1's SDK drops them (they were dropped: ``read_mailbox {"peak": true}`` read the
+    notes)."""
     with anyio.fail_after(60):
         async with network(2, publish=True) as (other, me):
             server = build_server(me)
@@ -160,6 +161,14 @@ async def test_tool_contract_on_mcp1() -> None:
                     assert len(text) < 600 and "Error executing" not in text
                 ok, res = _content(await s.call_tool("resolve", {"aid": str(other.aid)}))
                 assert ok and isinstance(res["seq"], str) and res["unread_mail"] == 0
+                assert all(t.inputSchema.get("additionalProperties") is False
+                           for t in tools.values())  # fmt: skip
+                await other.send_mailbox(me.aid, "still unread")
+                ok, text = _content(await s.call_tool("read_mailbox", {"peak": True}))
+                assert not ok and text.startswith("BAD_ARGUMENTS: ") and "'peek'" in text, text
+                assert [n.text for n in await me.read_mailbox(peek=True)] == ["still unread"]
+                ok, text = _content(await s.call_tool("no_such_tool", {}))
+                assert not ok and text.startswith("UNKNOWN_TOOL: "), text
 
 
 async def test_every_tool_once_on_mcp1() -> None:
