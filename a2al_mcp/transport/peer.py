@@ -39,6 +39,7 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Final, cast
 
 import anyio
@@ -184,17 +185,25 @@ class PeerStream(anyio.abc.ByteStream):
             raise BrokenResourceError(f"stream reset by peer (code {self._reset:#x})")
         if self._stopped is not None:
             raise BrokenResourceError(f"the peer stopped reading (code {self._stopped:#x})")
-        self.connection.last_active = self.connection.service.now()
-        svc = self.connection.service
+        pc = self.connection
+        pc.last_active = pc.service.now()
+        limit = pc.service.send_buffer
         view = memoryview(item)
         chunk = 64 * 1024
+        queued = False  # written to the connection, not transmitted yet
         for start in range(0, len(view), chunk):
-            while self.connection.conn.pending_send_bytes(self.stream_id) > svc.send_buffer:
-                await self.connection.wait_progress()
-                if self._reset is not None or self.connection.closed:
+            while pc.conn.pending_send_bytes(self.stream_id) > limit:
+                if queued:  # what fits leaves now; maybe that is enough
+                    pc.transmit()
+                    queued = False
+                    continue
+                await pc.wait_progress()
+                if self._reset is not None or pc.closed:
                     raise BrokenResourceError("the connection or stream went away")
-            self.connection.session.send(self.stream_id, bytes(view[start : start + chunk]))
-            svc.flush()
+            pc.session.send(self.stream_id, bytes(view[start : start + chunk]))
+            queued = True
+        if queued:  # one transmit for the whole write (aioquic's _transmit_soon)
+            pc.transmit()
 
     async def send_eof(self) -> None:
         if self._write_closed or self._closed:
@@ -202,7 +211,7 @@ class PeerStream(anyio.abc.ByteStream):
         self._write_closed = True
         if not self.connection.closed:
             self.connection.session.send(self.stream_id, b"", end_stream=True)
-            self.connection.service.flush()
+            self.connection.transmit()
 
     async def aclose(self) -> None:
         """Close both ways: FIN our side; if the peer has not finished, ask it to stop
@@ -213,14 +222,14 @@ class PeerStream(anyio.abc.ByteStream):
         await self.send_eof()
         if not self._eof and self._reset is None and not self.connection.closed:
             self.connection.session.stop_reading(self.stream_id, 0)
-            self.connection.service.flush()
+            self.connection.transmit()
         self._release()
 
     def reset(self, error_code: int = ss.ERR_ACCESS_DENIED) -> None:
         """Abort the stream in both directions."""
         if not self.connection.closed and not self._closed:
             self.connection.session.refuse(self.stream_id, error_code)
-            self.connection.service.flush()
+            self.connection.transmit()
         self._release()
 
     def _abort(self, error_code: int) -> None:
@@ -229,7 +238,7 @@ class PeerStream(anyio.abc.ByteStream):
         conn = self.connection
         if not conn.closed:
             conn.session.refuse(self.stream_id, error_code)
-            conn.service.flush()
+            conn.transmit()
         self.fail(error_code)
         self._forget()
 
@@ -246,8 +255,20 @@ class PeerStream(anyio.abc.ByteStream):
         self.connection.after_read(self.stream_id, unread, gone=True)
 
 
+_NONE_ENDED: Final[frozenset[anyio.Event]] = frozenset()
+"""Shared by every connection that has not ended (one empty set, not one each)."""
+
+
 class PeerConnection:
     """A QUIC connection with a verified peer."""
+
+    # class-level defaults: most connections never set them (no per-instance slot)
+    _is_ready = False
+    _waits: dict[anyio.Event, int] | None = None
+    """Events tasks wait on in :meth:`wait_event` (how many tasks each): :meth:`on_gone`
+    sets them, so no wait needs a task of its own to watch for the end."""
+    _ended_waits: AbstractSet[anyio.Event] = _NONE_ENDED
+    """The events :meth:`on_gone` set (their waiters raise BrokenResourceError)."""
 
     def __init__(self, service: QuicService, conn: Connection, addr: Addr,
                  *, session: ss.Session, budget: ReceiveBudget | None = None) -> None:  # fmt: skip
@@ -259,8 +280,10 @@ class PeerConnection:
         self.streams: dict[int, PeerStream] = {}
         """Open streams by ID (transport-internal: the service adds, streams remove)."""
         self._ready = anyio.Event()
+        """Set when the connection became ready, or ended before (wakes wait_ready)."""
         self.routed = anyio.Event()
-        """Set when an inbound connection's route frame arrived (transport-internal)."""
+        """Set when an inbound connection's route frame arrived, or when the connection
+        ended first (transport-internal)."""
         self._gone = anyio.Event()
         self.progress = anyio.Event()
         """Set on every QUIC event of this connection, and when it received, sent or fired
@@ -284,7 +307,7 @@ class PeerConnection:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        return self._is_ready
 
     @property
     def peer_aid(self) -> Aid:
@@ -311,21 +334,24 @@ class PeerConnection:
     async def wait_event(self, event: anyio.Event) -> None:
         """Wait for ``event`` unless the connection goes away first (BrokenResourceError
         then; transport-internal)."""
-        if self.closed:
-            if not event.is_set():
-                raise BrokenResourceError(f"connection closed: {self.close_reason}")
-            return
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-
-                async def watch_gone() -> None:
-                    await self._gone.wait()
-                    scope.cancel()
-
-                tg.start_soon(watch_gone)
-                await event.wait()
-                tg.cancel_scope.cancel()
         if not event.is_set():
+            if self.closed:
+                raise BrokenResourceError(f"connection closed: {self.close_reason}")
+            waits = self._waits
+            if waits is None:
+                waits = self._waits = {}
+            waits[event] = waits.get(event, 0) + 1
+            try:
+                await event.wait()  # on_gone sets it too
+            finally:
+                n = waits[event] - 1
+                if n:
+                    waits[event] = n
+                else:
+                    del waits[event]
+                    if not waits:
+                        self._waits = None  # most connections wait rarely: hold no dict
+        if event in self._ended_waits:
             raise BrokenResourceError(f"connection closed: {self.close_reason}")
 
     async def wait_progress(self) -> None:
@@ -357,7 +383,7 @@ class PeerConnection:
         sid, preamble = self.session.open_service_stream(token, admission=admission)
         stream = PeerStream(self, sid)
         self.streams[sid] = stream
-        self.service.flush()
+        self.transmit()
         self.last_used = self.service.now()
         if preamble:
             result = await self._await(sid)
@@ -381,7 +407,7 @@ class PeerConnection:
         """
         await self.wait_ready()
         sid = self.session.send_mailbox(frame)
-        self.service.flush()
+        self.transmit()
         try:
             with anyio.fail_after(timeout_s):
                 event = await self._await(sid)
@@ -410,7 +436,7 @@ class PeerConnection:
             self.conn.close(error_code=error_code, reason_phrase=reason)
             self.service.host.closing(self.conn)
             self.service.host.drain(self.conn)
-            self.service.flush()
+            self.transmit()
             if not self.closed:
                 self.on_gone(reason or "closed")
 
@@ -423,7 +449,20 @@ class PeerConnection:
             self.budget.release(stream_id, n)
         if not self.closed and flow.after_read(self.conn, self.budget):
             self.service.host.drain(self.conn)
-            self.service.flush()
+            self.transmit()
+
+    def ping(self) -> None:
+        """Send a PING now (keep-alive)."""
+        if not self.closed:
+            self.conn.send_ping(0)
+            self.transmit()
+
+    def transmit(self) -> None:
+        """Send what a command on this connection queued: mark it for the host (only
+        marked connections are asked for datagrams) and flush. Every command on ``conn`` or
+        ``session`` is followed by this, as aioquic's ``transmit()`` follows a command
+        (transport-internal)."""
+        self.service.transmit(self.conn)
 
     def idle_since(self) -> float | None:
         """When this connection became idle (no stream open either way), or None."""
@@ -470,18 +509,26 @@ class PeerConnection:
 
     def check_ready(self) -> None:
         """Mark the connection ready once verified and routed (transport-internal)."""
-        if self._ready.is_set() or self.closed:
+        if self._is_ready or self.closed:
             return
         verified = self.conn.peer_identity is not None and self.conn.handshake_confirmed
         if verified and (self.is_dialer or self.local_aid is not None):
             if not self.service.count_aid(self):
                 return
+            self._is_ready = True
             self._ready.set()
 
     def on_gone(self, reason: str) -> None:
         """The connection ended: fail its streams, release its budget (transport-internal)."""
         self.closed = True
         self.close_reason = reason
+        if self._waits:  # wake every wait_event first: its waiter sees the end
+            ended = self._ended_waits = {e for e in self._waits if not e.is_set()}
+            for event in ended:
+                event.set()
+        if not self._is_ready:
+            self._ended_waits = {*self._ended_waits, self._ready}
+            self._ready.set()  # a later wait_ready fails at once
         for stream in list(self.streams.values()):
             stream.fail(0)
         self.streams.clear()
@@ -574,7 +621,7 @@ class QuicService:
         self.outbound_stack = _stack("outbound", outbound_stack or DEFAULT_OUTBOUND_STACK)
         self.inbound_stack = _stack("inbound", inbound_stack or DEFAULT_INBOUND_STACK)
         self.certificates = certificates
-        self.flush = flush
+        self._flush = flush
         self.now = now
         self.wall = wall
         self._spawn = spawn
@@ -602,6 +649,7 @@ class QuicService:
             evict=self._evict_idle,
             counters=self.counters,
             on_active=self.on_active,
+            tracked=True,  # every command of this module is followed by a mark (transmit)
         )
         self._conns: dict[object, PeerConnection] = {}
         self._per_aid: Counter[tuple[Aid, Aid | None]] = Counter()
@@ -609,6 +657,24 @@ class QuicService:
         self._evict_not_before = 0.0
         self.refused_connections = 0
         self._closing = False
+
+    def flush(self) -> None:
+        """Send what commands issued on any connection queued, then flush the endpoint.
+
+        For callers that issue commands on ``PeerConnection.conn`` or ``.session``
+        themselves: every live connection is marked (see
+        :meth:`~a2al_mcp.transport.quic_host.QuicHost.touch`), so this costs a pass over
+        them all; :meth:`PeerConnection.transmit` (used by every command of this module)
+        marks only its own."""
+        host = self.host
+        for conn in host.connections():
+            host.touch(conn)
+        self._flush()
+
+    def transmit(self, conn: object) -> None:
+        """Mark ``conn`` (a command was issued on it) and flush (transport-internal)."""
+        self.host.touch(cast("Connection", conn))
+        self._flush()
 
     @property
     def refused_streams(self) -> int:
@@ -740,7 +806,7 @@ class QuicService:
         self._conns[conn] = pc
         self.host.connect(conn, addr, self.now())
         session.start(expected, held_topic_seq=held_topic_seq)
-        self.flush()
+        pc.transmit()
         return pc
 
     # -- events from the endpoint ---------------------------------------------------------
@@ -774,7 +840,11 @@ class QuicService:
             pc.progress.set()
 
     def _on_quic_event(self, pc: PeerConnection, e: qe.QuicEvent) -> None:
-        for se in pc.session.handle_event(e):
+        session_events = pc.session.handle_event(e)
+        # the session may have written (STOP_SENDING, a refusal): ask the connection at
+        # the send that follows this delivery of events
+        self.host.touch(pc.conn)
+        for se in session_events:
             pc.on_session_event(se)
         pc.check_ready()
         pc.progress.set()
@@ -828,7 +898,7 @@ class QuicService:
         target = route.target or local
         pc.session.answer_route(self.handlers.agent_info(target, route.held_topic_seq))
         pc.check_ready()
-        self.flush()
+        pc.transmit()
 
     def on_service(self, pc: PeerConnection, req: ss.ServiceRequested) -> None:
         """An inbound service stream asks for admission (transport-internal)."""
@@ -836,7 +906,7 @@ class QuicService:
         if handler is None or pc.local_aid is None or len(pc.streams) >= self.max_streams:
             self.counters.refused_streams += 1
             pc.session.admit(req.stream_id, False, "no service here")
-            self.flush()
+            pc.transmit()
             return
         admitted, reason = self.handlers.admit(pc, req.token)
         stream = PeerStream(pc, req.stream_id)
@@ -846,7 +916,7 @@ class QuicService:
             self.counters.refused_streams += 1
         for held in pc.session.admit(req.stream_id, admitted, reason):
             pc.on_session_event(held)
-        self.flush()
+        pc.transmit()
         if admitted:
             self._spawn(lambda: self._serve(handler, pc, stream, req.token))
 
@@ -869,7 +939,7 @@ class QuicService:
         handler = self.handlers.mailbox
         if handler is None or pc.local_aid is None:
             pc.session.refuse(e.stream_id, ss.ERR_ACCESS_DENIED)
-            self.flush()
+            pc.transmit()
             return
 
         async def store() -> None:
@@ -880,7 +950,7 @@ class QuicService:
                 pc.session.ack_mailbox(e.stream_id)
             else:
                 pc.session.refuse(e.stream_id, ss.ERR_ACCESS_DENIED)
-            self.flush()
+            pc.transmit()
 
         self._spawn(store)
 

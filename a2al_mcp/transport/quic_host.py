@@ -29,6 +29,32 @@ Every refusal is counted in :class:`~a2al_mcp.transport.budget.TransportCounters
 its slot, its deadline leaves the timer, and it cannot stop the other connections' timers or
 sends. Counted (``connections_failed``), logged at most once per 30 s.
 
+**Only what moved is asked** (issue 15): a send on one connection must not cost a pass over
+all of them, nor must a thousand idle connections cost a pass per timer. A connection is
+asked for datagrams at the next :meth:`QuicHost.datagrams_to_send` when it is *marked*:
+
+* it received datagrams, or its timer fired (:meth:`QuicHost.handle_timer`);
+* a command was issued on it — whoever issues one (``send_stream_data``, ``reset_stream``,
+  ``stop_stream``, ``close``, ``send_ping``, ``after_read``'s new credit …) calls
+  :meth:`QuicHost.touch` afterwards (:meth:`QuicHost.connect`, :meth:`QuicHost.closing` and
+  :meth:`QuicHost.drain` do it themselves), as a command on an aioquic connection must be
+  followed by ``transmit()``;
+* it sent datagrams at the previous ask (it may have stopped short: pacing, a full
+  congestion window, qh3's "capacity exhausted" during a handshake), until an ask finds
+  nothing;
+* its deadline has passed (a delayed ACK is written by ``datagrams_to_send`` itself once
+  due, before the timer loop comes round).
+
+So a connection is asked whenever a loop over all of them could have found something, and an
+idle one is never asked. This holds for a *tracked* host (``tracked=True``: the
+:class:`~a2al_mcp.transport.peer.QuicService`, which marks after every command it issues); an
+untracked host (the default, for drivers and tests that issue commands on connections
+without telling it) asks every connection at every send and reads every timer, as a plain
+loop would. Deadlines sit in a heap of
+``(deadline, sequence, connection)`` with lazy deletion: a connection's ``get_timer()`` is
+read again only after it was marked or asked; the entry it replaces stays in the heap, is no
+longer the connection's own (``_timer_of``), and is skipped when it surfaces.
+
 Sans-I/O: no sockets, no clock reads, no randomness of its own (connections bring theirs;
 Retry connection IDs and the token key come from the injected ``rng``).
 """
@@ -36,6 +62,7 @@ Retry connection IDs and the token key come from the injected ``rng``).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -70,6 +97,10 @@ SMALLEST_INITIAL: Final = 1200
 """RFC 9000 §14.1: a client's INITIAL datagram is at least this long."""
 
 _LONG_HEADER: Final = 0x80
+DUE_SLACK_S: Final = 1e-6
+"""A deadline this close ahead counts as passed when asking for datagrams: a stack keeps its
+time in whole microseconds (qh3) and may find an ACK due a rounding error before the float
+its ``get_timer()`` gave."""
 LOG_INTERVAL_S: Final = 30.0
 """At most one log line per this many seconds for failing connections (all are counted)."""
 
@@ -94,6 +125,9 @@ class SansIoConnection(Protocol):
     def handle_timer(self, now: float) -> None: ...
 
     def next_event(self) -> qe.QuicEvent | None: ...
+
+
+_TimerEntry = tuple[float, int, SansIoConnection]
 
 
 class _BatchConnection(SansIoConnection, Protocol):
@@ -194,6 +228,9 @@ class QuicHost:
         on_active: called with a connection that received datagrams, fired a timer or
             sent datagrams — what can free its send buffer (acknowledgements, a window
             update, pacing); the service wakes its blocked writers on it instead of polling.
+        tracked: the driver calls :meth:`touch` after every command it issues on a
+            connection, so only marked connections are asked (see "Only what moved is
+            asked"); False asks them all.
     """
 
     def __init__(
@@ -208,8 +245,10 @@ class QuicHost:
         evict: Callable[[], bool] | None = None,
         counters: TransportCounters | None = None,
         on_active: Callable[[SansIoConnection], None] | None = None,
+        tracked: bool = False,
     ) -> None:
         self._factory = server_factory
+        self._tracked = tracked
         self._on_active = on_active
         self._cid_length = cid_length
         connections = max_connections if limits is None else limits.connections
@@ -232,6 +271,16 @@ class QuicHost:
         self._inbound: dict[SansIoConnection, _Inbound] = {}
         self._deadlines: deque[tuple[float, SansIoConnection]] = deque()
         self._closing: set[SansIoConnection] = set()
+        self._marked: dict[SansIoConnection, None] = {}
+        """Connections to ask at the next :meth:`datagrams_to_send` (an ordered set)."""
+        self._stale: dict[SansIoConnection, None] = {}
+        """Connections whose ``get_timer()`` must be read again (an ordered set)."""
+        self._timers: list[_TimerEntry] = []
+        """Heap of (deadline, sequence, connection); an entry counts only while it is its
+        connection's ``_timer_of`` (lazy deletion). Sequences are unique: connections are
+        never compared."""
+        self._timer_of: dict[SansIoConnection, _TimerEntry] = {}
+        self._sequence = 0
         self._outbox: list[Datagram] = []
         self._events: deque[HostEvent | _DataRun] = deque()
         self._accepted = 0
@@ -277,10 +326,20 @@ class QuicHost:
         """Connections that count against ``limits.connections`` (not those closing)."""
         return len(self._cids) - len(self._closing)
 
+    def touch(self, conn: SansIoConnection) -> None:
+        """``conn`` may have something to send, or its deadline moved: a command was issued
+        on it. Ask it at the next :meth:`datagrams_to_send` and read its timer again. Call it
+        after every command on a connection (see "Only what moved is asked" above)."""
+        if conn in self._cids:
+            self._marked[conn] = None
+            self._stale[conn] = None
+
     def closing(self, conn: SansIoConnection) -> None:
         """``conn`` was closed locally: it no longer counts against the limits while it
-        finishes its closing period (and it is no longer half-open)."""
+        finishes its closing period (and it is no longer half-open). Marks it (its
+        CONNECTION_CLOSE is due)."""
         if conn in self._cids:
+            self.touch(conn)
             self._closing.add(conn)
             self._settle(conn)
             inbound = self._inbound.pop(conn, None)
@@ -288,8 +347,10 @@ class QuicHost:
                 self.admission.closed(inbound.key)
 
     def drain(self, conn: SansIoConnection) -> None:
-        """Collect the events a command on ``conn`` produced (e.g. ``close()``)."""
+        """Collect the events a command on ``conn`` produced (e.g. ``close()``, or new
+        flow-control credit); marks it (:meth:`touch`)."""
         if conn in self._cids:
+            self.touch(conn)
             self._guarded(conn, self._drain, conn)
 
     # -- DatagramCore -------------------------------------------------------------------
@@ -310,6 +371,8 @@ class QuicHost:
                 if conn is None:
                     return
         self._now = now
+        self._marked[conn] = None
+        self._stale[conn] = None
         try:
             conn.receive_datagram(data, addr, now)
             self._drain(conn)
@@ -351,6 +414,8 @@ class QuicHost:
         self, conn: SansIoConnection, run: list[bytes], addr: Addr | None, now: float
     ) -> None:
         self._now = now
+        self._marked[conn] = None
+        self._stale[conn] = None
         try:
             if len(run) == 1:
                 conn.receive_datagram(run[0], addr, now)
@@ -438,13 +503,24 @@ class QuicHost:
     def handle_timer(self, now: float) -> None:
         self._now = now
         self._expire_handshakes(now)
-        for conn in list(self._cids):
+        self._refresh_timers()
+        timers, timer_of = self._timers, self._timer_of
+        due: list[SansIoConnection] = []
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            conn = entry[2]
+            if timer_of.get(conn) is entry:
+                del timer_of[conn]  # read again below, once it fired
+                due.append(conn)
+        for conn in due:
             if conn not in self._cids:
                 continue  # forgotten while the loop ran
+            self._stale[conn] = None
             try:
-                deadline = conn.get_timer()
+                deadline = conn.get_timer()  # aioquic's handle_timer relies on this read
                 if deadline is not None and deadline <= now:
                     conn.handle_timer(now)
+                    self._marked[conn] = None
                     self._drain(conn)
                     if self._on_active is not None:
                         self._on_active(conn)
@@ -454,16 +530,25 @@ class QuicHost:
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         self._now = now
         out: list[Datagram] = []
-        for conn in list(self._cids):
+        asked, self._marked = self._marked, {}
+        if self._tracked:
+            self._add_due(asked, now)
+        else:
+            asked.update(dict.fromkeys(self._cids))
+        stale, again = self._stale, self._marked
+        for conn in asked:
             if conn not in self._cids:
                 continue
+            stale[conn] = None  # sending moves its deadlines (ACKs, loss, pacing)
             try:
                 # connections hand back the (host, port) tuples they were given
                 sent = conn.datagrams_to_send(now)
                 out.extend(sent)
                 self._drain(conn)
-                if sent and self._on_active is not None:
-                    self._on_active(conn)
+                if sent:
+                    again[conn] = None  # it may have stopped short: ask until it is empty
+                    if self._on_active is not None:
+                        self._on_active(conn)
             except BaseException as exc:
                 self._failed_connection(conn, exc)
         if self._outbox:  # Retry packets, and the last words of failed connections
@@ -480,15 +565,66 @@ class QuicHost:
             deadlines.popleft()  # settled or gone: no deadline any more
         if deadlines:
             best = deadlines[0][0]
-        for conn in list(self._cids):
+        self._refresh_timers()
+        timers, timer_of = self._timers, self._timer_of
+        while timers and timer_of.get(timers[0][2]) is not timers[0]:
+            heapq.heappop(timers)  # replaced or gone
+        if timers and (best is None or timers[0][0] < best):
+            best = timers[0][0]
+        return best
+
+    def _refresh_timers(self) -> None:
+        """Read the timer of every connection marked or asked since its last read (only
+        those), and give each its heap entry."""
+        if not self._tracked:
+            self._stale.update(dict.fromkeys(self._cids))
+        if not self._stale:
+            return
+        stale, self._stale = self._stale, {}
+        timers, timer_of = self._timers, self._timer_of
+        for conn in stale:
+            if conn not in self._cids:
+                continue
             try:
                 t = conn.get_timer()
             except BaseException as exc:
                 self._failed_connection(conn, exc)
                 continue
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+            entry = timer_of.get(conn)
+            if entry is not None:
+                if entry[0] == t:
+                    continue  # unchanged: its entry stands
+                del timer_of[conn]  # its heap entry is dead from now on
+            if t is not None:
+                self._sequence += 1
+                entry = (t, self._sequence, conn)
+                timer_of[conn] = entry
+                heapq.heappush(timers, entry)
+        if len(timers) > 2 * len(timer_of) + 64:  # mostly dead entries: compact
+            self._timers = [e for e in timers if timer_of.get(e[2]) is e]
+            heapq.heapify(self._timers)
+
+    def _add_due(self, asked: dict[SansIoConnection, None], now: float) -> None:
+        """Add to ``asked`` the connections whose deadline has passed (the heap's entries
+        up to ``now``, without popping them: :meth:`handle_timer` still fires them)."""
+        timers, timer_of = self._timers, self._timer_of
+        now += DUE_SLACK_S
+        if not timers or timers[0][0] > now:
+            return
+        todo = [0]
+        n = len(timers)
+        while todo:
+            i = todo.pop()
+            entry = timers[i]
+            if entry[0] > now:
+                continue
+            if timer_of.get(entry[2]) is entry:
+                asked[entry[2]] = None
+            child = 2 * i + 1
+            if child < n:
+                todo.append(child)
+                if child + 1 < n:
+                    todo.append(child + 1)
 
     def next_event(self) -> HostEvent | None:
         if not self._events:
@@ -533,6 +669,8 @@ class QuicHost:
         cids = self._cids.setdefault(conn, set())
         cids.add(conn.host_cid)
         self._by_cid[conn.host_cid] = conn
+        self._marked[conn] = None
+        self._stale[conn] = None
 
     def _drain(self, conn: SansIoConnection) -> None:
         cids = self._cids.get(conn)
@@ -574,6 +712,9 @@ class QuicHost:
         if inbound is not None:
             self.admission.closed(inbound.key)
         self._closing.discard(conn)
+        self._marked.pop(conn, None)
+        self._stale.pop(conn, None)
+        self._timer_of.pop(conn, None)  # its heap entry is dead
         for cid in self._cids.pop(conn, ()):
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]

@@ -47,7 +47,7 @@ def _server(dcid: bytes, addr: tuple[str, int]) -> QuicConnection:
 
 
 def _pair() -> tuple[QuicHost, QuicHost, QuicConnection, float]:
-    server, client = QuicHost(_server), QuicHost()
+    server, client = QuicHost(_server, tracked=True), QuicHost(tracked=True)
     cfg = QuicConfiguration(is_client=True, alpn_protocols=["a2al-quic-1"])
     cfg.verify_mode = 0
     conn = QuicConnection(configuration=cfg)
@@ -92,6 +92,7 @@ def test_in_order_data_of_one_stream_leaves_as_one_event() -> None:
     server, client, conn, now = _pair()
     sid = conn.get_next_available_stream_id()
     conn.send_stream_data(sid, b"x" * 20_000, end_stream=True)
+    client.touch(conn)  # every command is followed by a mark
     events, packets = _send_all(server, client, now)
     assert packets > 10
     assert [(e.stream_id, e.data, e.end_stream) for e in events] == [(sid, b"x" * 20_000, True)]
@@ -101,8 +102,10 @@ def test_interleaved_streams_keep_their_bytes_apart() -> None:
     server, client, conn, now = _pair()
     a = conn.get_next_available_stream_id()
     conn.send_stream_data(a, b"x" * 20_000)
+    client.touch(conn)  # every command is followed by a mark
     b = conn.get_next_available_stream_id()
     conn.send_stream_data(b, b"y" * 5_000, end_stream=True)
+    client.touch(conn)  # every command is followed by a mark
     events, _ = _send_all(server, client, now)
     by_stream: dict[int, bytes] = {}
     for e in events:
@@ -116,6 +119,7 @@ def test_a_finished_run_is_not_extended() -> None:
     server, client, conn, now = _pair()
     sid = conn.get_next_available_stream_id()
     conn.send_stream_data(sid, b"abc", end_stream=True)
+    client.touch(conn)  # every command is followed by a mark
     for data, _ in client.datagrams_to_send(now):
         server.receive_datagram(data, CLIENT, now)
     events = [e for e in _drain(server) if isinstance(e, qe.StreamDataReceived)]
@@ -155,7 +159,7 @@ def _qh3_pair() -> tuple[QuicHost, QuicHost, Any, list[int], float]:
         conn.receive_many_datagrams = spy  # type: ignore[method-assign]
         return conn
 
-    server, client = QuicHost(factory), QuicHost()
+    server, client = QuicHost(factory, tracked=True), QuicHost(tracked=True)
     local = LocalCertificate.create(alice, now=T0, rng=rng)
     conn = tls_qh3.qh3_client_connection(local, bob.aid, now_wall=lambda: T0)
     now = 1.0
@@ -184,6 +188,7 @@ def test_a_batch_reaches_a_qh3_connection_in_one_call() -> None:
     server, client, conn, runs, now = _qh3_pair()
     sid = conn.get_next_available_stream_id()
     conn.send_stream_data(sid, b"x" * 100_000, end_stream=True)
+    client.touch(conn)  # every command is followed by a mark
     garbage = (b"\x41" + b"\x00" * 30, CLIENT)  # unknown DCID, in the middle of the batch
     first: list[int] = []
 
@@ -202,6 +207,7 @@ def test_a_batch_keeps_datagrams_from_another_address_apart() -> None:
     server, client, conn, runs, now = _qh3_pair()
     sid = conn.get_next_available_stream_id()
     conn.send_stream_data(sid, b"y" * 50_000, end_stream=True)
+    client.touch(conn)  # every command is followed by a mark
     moved = ("127.0.0.1", 1001)  # a NAT rebinding mid-batch: a new path
     first: list[int] = []
 
@@ -219,6 +225,7 @@ def test_aioquic_connections_take_a_batch_one_datagram_at_a_time() -> None:
     server, client, conn, now = _pair()
     sid = conn.get_next_available_stream_id()
     conn.send_stream_data(sid, b"z" * 50_000, end_stream=True)
+    client.touch(conn)  # every command is followed by a mark
     _batches(server, client, now)
     events = [e for e in _drain(server) if isinstance(e, qe.StreamDataReceived)]
     assert b"".join(e.data for e in events) == b"z" * 50_000 and events[-1].end_stream
