@@ -5,13 +5,19 @@ next to the DHT: it owns the :class:`~a2al_mcp.transport.quic_host.QuicHost` cor
 connection a :class:`~a2al_mcp.transport.session.Session`, and turns their events into
 awaitable objects:
 
-* :class:`PeerConnection` — one mutually authenticated connection; ``peer`` is the verified
-  remote identity, ``local_aid`` the local identity it speaks for. Usable only after
-  :meth:`PeerConnection.wait_ready` (the client-side handshake trap: we wait for the server's
-  HANDSHAKE_DONE, i.e. for the server to have accepted our certificate).
-* :class:`PeerStream` — an :class:`anyio.abc.ByteStream` over one QUIC stream, with real
-  back-pressure: :meth:`PeerStream.send` waits while more than ``send_buffer`` bytes sit
-  unacknowledged in aioquic's (otherwise unbounded) send buffer.
+* :class:`PeerConnection` (:mod:`~a2al_mcp.transport.peer_connection`) — one mutually
+  authenticated connection; ``peer`` is the verified remote identity, ``local_aid`` the local
+  identity it speaks for. Usable only after :meth:`PeerConnection.wait_ready` (the
+  client-side handshake trap: we wait for the server's HANDSHAKE_DONE, i.e. for the server to
+  have accepted our certificate).
+* :class:`PeerStream` (:mod:`~a2al_mcp.transport.peer_stream`) — an
+  :class:`anyio.abc.ByteStream` over one QUIC stream, with real back-pressure:
+  :meth:`PeerStream.send` waits while more than ``send_buffer`` bytes sit unsent in the
+  stack's (otherwise unbounded) send buffer.
+
+Both are re-exported here. Every command on a connection is followed by
+:meth:`PeerConnection.transmit` (mark it for the host, then flush): the host asks only
+marked connections for datagrams (:mod:`~a2al_mcp.transport.quic_host`).
 
 Inbound work is handed to callbacks the node installs (:class:`InboundHandlers`): the route of
 a new connection, service streams (to admit or refuse) and mailbox frames. Handlers run as
@@ -39,22 +45,17 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Final, cast
 
 import anyio
 import anyio.abc
-from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
+from anyio import BrokenResourceError
 
 from .._random import Rng
 from .._types import Addr
 from ..config import LimitsConfig
 from ..errors import (
-    AccessDenied,
-    ConnectionClosed,
-    HandshakeFailed,
     NodeClosed,
-    RequestTimeout,
     UsageError,
 )
 from ..identity.aid import Aid
@@ -62,6 +63,8 @@ from ..protocol import session_frames as sf
 from . import flow, tls
 from . import session as ss
 from .budget import ReceiveBudget, TransportCounters
+from .peer_connection import PeerConnection
+from .peer_stream import ERR_RESOURCE, PeerStream
 from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
 from .tls_qh3 import AVAILABLE as QH3_AVAILABLE  # without qh3, aioquic runs both ways
 from .tls_qh3 import qh3_client_connection, qh3_server_connection
@@ -69,14 +72,12 @@ from .tls_qh3 import qh3_client_connection, qh3_server_connection
 if TYPE_CHECKING:
     from aioquic.quic import events as qe
 
-    from .tls_qh3 import Qh3ClientConnection, Qh3ServerConnection
-
-    Connection = tls.A2ALQuicConnection | Qh3ClientConnection | Qh3ServerConnection
-    """A mutually authenticated QUIC connection, either stack, either side."""
+    from .peer_connection import Connection
 
 __all__ = [
     "DEFAULT_INBOUND_STACK",
     "DEFAULT_OUTBOUND_STACK",
+    "ERR_RESOURCE",
     "QH3_AVAILABLE",
     "QUIC_STACKS",
     "InboundHandlers",
@@ -103,439 +104,6 @@ DEFAULT_OUTBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
 (its Rust packet core moves data several times cheaper than aioquic), else aioquic."""
 DEFAULT_INBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
 """The stack a :class:`QuicService` accepts with unless told otherwise (as above)."""
-
-
-ERR_RESOURCE: Final = 0x44
-"""Stream reset code when the node's unread bytes would pass ``limits.receive_buffer_total``
-(ours: a2ald's codes stop at 0x43; any peer treats an unknown code as a plain reset)."""
-
-
-class PeerStream(anyio.abc.ByteStream):
-    """One QUIC stream to or from a verified peer."""
-
-    def __init__(self, conn: PeerConnection, stream_id: int) -> None:
-        self.connection = conn
-        self.stream_id = stream_id
-        self._buf = bytearray()
-        self._eof = False
-        self._reset: int | None = None
-        self._readable = anyio.Event()
-        self._write_closed = False
-        self._closed = False
-        self._stopped: int | None = None
-        """The peer sent STOP_SENDING with this code: we write nothing more."""
-
-    @property
-    def peer(self) -> Aid:
-        """The verified AID at the other end (a caller AID for inbound streams)."""
-        return self.connection.peer_aid
-
-    # -- fed by the service ---------------------------------------------------------------
-
-    def feed(self, data: bytes, end: bool) -> None:
-        """Bytes (and maybe the FIN) arrived for this stream (transport-internal)."""
-        if self._closed:
-            return  # closed locally: nobody will read it (and it is not held)
-        if data:
-            conn = self.connection
-            if conn.budget.over_total(len(data), conn.service.limits.receive_buffer_total):
-                conn.service.counters.reset_memory += 1
-                self._abort(ERR_RESOURCE)
-                return
-            self._buf += data
-            conn.budget.hold(self.stream_id, len(data))
-        self._eof = self._eof or end
-        self._readable.set()
-
-    def mark_stopped(self, error_code: int) -> None:
-        """The peer sent STOP_SENDING (transport-internal)."""
-        self._stopped = error_code
-
-    def fail(self, error_code: int) -> None:
-        """The stream was reset or its connection ended: wake the reader (transport-internal)."""
-        self._reset = error_code
-        self._readable.set()
-
-    # -- ByteStream -----------------------------------------------------------------------
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        while not self._buf:
-            if self._closed:
-                raise ClosedResourceError
-            if self._reset is not None:
-                raise BrokenResourceError(f"stream reset by peer (code {self._reset:#x})")
-            if self._eof:
-                raise EndOfStream
-            self._readable = anyio.Event()
-            await self.connection.wait_event(self._readable)
-        data = bytes(self._buf[:max_bytes])
-        del self._buf[:max_bytes]
-        self.connection.after_read(self.stream_id, len(data))
-        return data
-
-    @property
-    def buffered(self) -> int:
-        """Received bytes not read yet."""
-        return len(self._buf)
-
-    async def send(self, item: bytes) -> None:
-        if self._closed or self._write_closed:
-            raise ClosedResourceError
-        if self._reset is not None:
-            raise BrokenResourceError(f"stream reset by peer (code {self._reset:#x})")
-        if self._stopped is not None:
-            raise BrokenResourceError(f"the peer stopped reading (code {self._stopped:#x})")
-        pc = self.connection
-        pc.last_active = pc.service.now()
-        limit = pc.service.send_buffer
-        view = memoryview(item)
-        chunk = 64 * 1024
-        queued = False  # written to the connection, not transmitted yet
-        for start in range(0, len(view), chunk):
-            while pc.conn.pending_send_bytes(self.stream_id) > limit:
-                if queued:  # what fits leaves now; maybe that is enough
-                    pc.transmit()
-                    queued = False
-                    continue
-                await pc.wait_progress()
-                if self._reset is not None or pc.closed:
-                    raise BrokenResourceError("the connection or stream went away")
-            pc.session.send(self.stream_id, bytes(view[start : start + chunk]))
-            queued = True
-        if queued:  # one transmit for the whole write (aioquic's _transmit_soon)
-            pc.transmit()
-
-    async def send_eof(self) -> None:
-        if self._write_closed or self._closed:
-            return
-        self._write_closed = True
-        if not self.connection.closed:
-            self.connection.session.send(self.stream_id, b"", end_stream=True)
-            self.connection.transmit()
-
-    async def aclose(self) -> None:
-        """Close both ways: FIN our side; if the peer has not finished, ask it to stop
-        (STOP_SENDING, code 0) — nobody will read what it sends. Never raises for a stream
-        the peer stopped or reset."""
-        if self._closed:
-            return
-        await self.send_eof()
-        if not self._eof and self._reset is None and not self.connection.closed:
-            self.connection.session.stop_reading(self.stream_id, 0)
-            self.connection.transmit()
-        self._release()
-
-    def reset(self, error_code: int = ss.ERR_ACCESS_DENIED) -> None:
-        """Abort the stream in both directions."""
-        if not self.connection.closed and not self._closed:
-            self.connection.session.refuse(self.stream_id, error_code)
-            self.connection.transmit()
-        self._release()
-
-    def _abort(self, error_code: int) -> None:
-        """Reset by us for the node's sake (not by the application): both directions are
-        reset, the unread bytes dropped, and the reader sees a broken stream."""
-        conn = self.connection
-        if not conn.closed:
-            conn.session.refuse(self.stream_id, error_code)
-            conn.transmit()
-        self.fail(error_code)
-        self._forget()
-
-    def _release(self) -> None:
-        """Closed locally: forget the unread bytes and the stream."""
-        self._closed = True
-        self._readable.set()
-        self._forget()
-
-    def _forget(self) -> None:
-        unread = len(self._buf)
-        self._buf = bytearray()
-        self.connection.streams.pop(self.stream_id, None)
-        self.connection.after_read(self.stream_id, unread, gone=True)
-
-
-_NONE_ENDED: Final[frozenset[anyio.Event]] = frozenset()
-"""Shared by every connection that has not ended (one empty set, not one each)."""
-
-
-class PeerConnection:
-    """A QUIC connection with a verified peer."""
-
-    # class-level defaults: most connections never set them (no per-instance slot)
-    _is_ready = False
-    _waits: dict[anyio.Event, int] | None = None
-    """Events tasks wait on in :meth:`wait_event` (how many tasks each): :meth:`on_gone`
-    sets them, so no wait needs a task of its own to watch for the end."""
-    _ended_waits: AbstractSet[anyio.Event] = _NONE_ENDED
-    """The events :meth:`on_gone` set (their waiters raise BrokenResourceError)."""
-
-    def __init__(self, service: QuicService, conn: Connection, addr: Addr,
-                 *, session: ss.Session, budget: ReceiveBudget | None = None) -> None:  # fmt: skip
-        self.service = service
-        self.conn = conn
-        self.addr = addr
-        self.session = session
-        self.local_aid: Aid | None = conn.local_identity_aid if not session.is_dialer else None
-        self.streams: dict[int, PeerStream] = {}
-        """Open streams by ID (transport-internal: the service adds, streams remove)."""
-        self._ready = anyio.Event()
-        """Set when the connection became ready, or ended before (wakes wait_ready)."""
-        self.routed = anyio.Event()
-        """Set when an inbound connection's route frame arrived, or when the connection
-        ended first (transport-internal)."""
-        self._gone = anyio.Event()
-        self.progress = anyio.Event()
-        """Set on every QUIC event of this connection, and when it received, sent or fired
-        a timer while a writer waits on it (transport-internal)."""
-        self.progress_waiters = 0
-        """Writers blocked in :meth:`wait_progress` (transport-internal)."""
-        self._waiting: dict[int, tuple[anyio.Event, list[ss.SessionEvent]]] = {}
-        self.close_reason: str = ""
-        self.closed = False
-        self.peer_control: ss.PeerControl | None = None
-        self.last_used = service.now()
-        self.last_active = self.last_used
-        """When the peer or we last did anything on a stream (for idle eviction)."""
-        self.budget: ReceiveBudget = budget or service.new_budget()
-        self.counted_aid: tuple[Aid, Aid | None] | None = None
-        """The (peer, local) pair this connection is counted under (transport-internal)."""
-
-    @property
-    def is_dialer(self) -> bool:
-        return self.session.is_dialer
-
-    @property
-    def ready(self) -> bool:
-        return self._is_ready
-
-    @property
-    def peer_aid(self) -> Aid:
-        ident = self.conn.peer_identity
-        if ident is None:
-            raise HandshakeFailed("the peer is not authenticated yet")
-        return ident.aid
-
-    @property
-    def peer(self) -> tls.PeerIdentity:
-        ident = self.conn.peer_identity
-        if ident is None:
-            raise HandshakeFailed("the peer is not authenticated yet")
-        return ident
-
-    async def wait_ready(self) -> None:
-        """Until the handshake is confirmed and the peer verified (HandshakeFailed if the
-        connection ends first)."""
-        try:
-            await self.wait_event(self._ready)
-        except BrokenResourceError:
-            raise HandshakeFailed(f"connection failed: {self.close_reason or 'closed'}") from None
-
-    async def wait_event(self, event: anyio.Event) -> None:
-        """Wait for ``event`` unless the connection goes away first (BrokenResourceError
-        then; transport-internal)."""
-        if not event.is_set():
-            if self.closed:
-                raise BrokenResourceError(f"connection closed: {self.close_reason}")
-            waits = self._waits
-            if waits is None:
-                waits = self._waits = {}
-            waits[event] = waits.get(event, 0) + 1
-            try:
-                await event.wait()  # on_gone sets it too
-            finally:
-                n = waits[event] - 1
-                if n:
-                    waits[event] = n
-                else:
-                    del waits[event]
-                    if not waits:
-                        self._waits = None  # most connections wait rarely: hold no dict
-        if event in self._ended_waits:
-            raise BrokenResourceError(f"connection closed: {self.close_reason}")
-
-    async def wait_progress(self) -> None:
-        """Until the connection next moves: a QUIC event, a datagram in or out, a timer
-        (:meth:`QuicService.on_active`), or its end (transport-internal). Every writer
-        waiting on one connection waits on the same event."""
-        if self.closed:
-            return
-        if self.progress.is_set():
-            self.progress = anyio.Event()
-        self.progress_waiters += 1
-        try:
-            await self.progress.wait()  # on_gone sets it too
-        finally:
-            self.progress_waiters -= 1
-
-    async def open_stream(self, token: str | None = None, *,
-                          admission: bool | None = None) -> PeerStream:  # fmt: skip
-        """A new service stream to the peer (``a2s1`` when the peer advertised it, raw
-        otherwise).
-
-        Raises:
-            AccessDenied: the peer refused the admission.
-            ConnectionClosed: the connection is closed.
-        """
-        if self.closed:
-            raise ConnectionClosed(self.close_reason)
-        await self.wait_ready()
-        sid, preamble = self.session.open_service_stream(token, admission=admission)
-        stream = PeerStream(self, sid)
-        self.streams[sid] = stream
-        self.transmit()
-        self.last_used = self.service.now()
-        if preamble:
-            result = await self._await(sid)
-            if not isinstance(result, ss.AdmissionResult):  # reset instead of an answer
-                self.streams.pop(sid, None)
-                raise AccessDenied(f"{self.peer_aid} reset the stream instead of admitting it",
-                                   aid=self.peer_aid, operation="open stream")  # fmt: skip
-            if not result.admitted:
-                self.streams.pop(sid, None)
-                raise AccessDenied(f"{self.peer_aid} refused the stream: {result.reason}",
-                                   reason=result.reason, aid=self.peer_aid,
-                                   operation="open stream")  # fmt: skip
-        return stream
-
-    async def send_mailbox(self, frame: sf.MailboxFrame, timeout_s: float = 5.0) -> None:
-        """Deliver one mailbox frame and wait for the ``01`` acknowledgement.
-
-        Raises:
-            RequestTimeout: no acknowledgement in time.
-            ConnectionClosed: the connection or the stream went away.
-        """
-        await self.wait_ready()
-        sid = self.session.send_mailbox(frame)
-        self.transmit()
-        try:
-            with anyio.fail_after(timeout_s):
-                event = await self._await(sid)
-        except TimeoutError:
-            raise RequestTimeout(f"no mailbox acknowledgement in {timeout_s:g} s") from None
-        if not isinstance(event, ss.MailboxAcked):
-            code = event.error_code if isinstance(event, ss.StreamReset) else 0
-            raise ConnectionClosed(f"mailbox stream failed: {event}", error_code=code)
-
-    async def _await(self, stream_id: int) -> ss.SessionEvent:
-        slot: tuple[anyio.Event, list[ss.SessionEvent]] = (anyio.Event(), [])
-        self._waiting[stream_id] = slot
-        try:
-            await self.wait_event(slot[0])
-        except BrokenResourceError as exc:
-            raise ConnectionClosed(str(exc)) from None
-        finally:
-            self._waiting.pop(stream_id, None)
-        return slot[1][0]
-
-    def close(self, error_code: int = 0, reason: str = "") -> None:
-        """Close the connection (the peer sees ``error_code``). It counts as closed at once
-        (the pool hands it out no more), though QUIC reports its end only after the closing
-        period."""
-        if not self.closed:
-            self.conn.close(error_code=error_code, reason_phrase=reason)
-            self.service.host.closing(self.conn)
-            self.service.host.drain(self.conn)
-            self.transmit()
-            if not self.closed:
-                self.on_gone(reason or "closed")
-
-    def after_read(self, stream_id: int, n: int, *, gone: bool = False) -> None:
-        """The application read (or dropped) ``n`` bytes of a stream: give credit back
-        (transport-internal)."""
-        if gone:
-            self.budget.drop(stream_id)
-        else:
-            self.budget.release(stream_id, n)
-        if not self.closed and flow.after_read(self.conn, self.budget):
-            self.service.host.drain(self.conn)
-            self.transmit()
-
-    def ping(self) -> None:
-        """Send a PING now (keep-alive)."""
-        if not self.closed:
-            self.conn.send_ping(0)
-            self.transmit()
-
-    def transmit(self) -> None:
-        """Send what a command on this connection queued: mark it for the host (only
-        marked connections are asked for datagrams) and flush. Every command on ``conn`` or
-        ``session`` is followed by this, as aioquic's ``transmit()`` follows a command
-        (transport-internal)."""
-        self.service.transmit(self.conn)
-
-    def idle_since(self) -> float | None:
-        """When this connection became idle (no stream open either way), or None."""
-        if self.streams or self._waiting or self.session.stream_count > 1:
-            return None
-        if self.session.stream_count == 1 and not self.session.has_only_route_stream():
-            return None
-        return self.last_active
-
-    # -- fed by the service ---------------------------------------------------------------
-
-    def on_session_event(self, e: ss.SessionEvent) -> None:
-        """One event of this connection's session (transport-internal)."""
-        waiter = self._waiting.get(getattr(e, "stream_id", -1))
-        self.last_active = self.service.now()
-        if isinstance(e, ss.StreamData):
-            stream = self.streams.get(e.stream_id)
-            if stream is not None:
-                stream.feed(e.data, e.end_stream)
-        elif isinstance(e, ss.StreamStopped):
-            stopped = self.streams.get(e.stream_id)
-            if stopped is not None:
-                stopped.mark_stopped(e.error_code)
-        elif isinstance(e, ss.StreamReset):
-            stream = self.streams.pop(e.stream_id, None)
-            if stream is not None:
-                stream.fail(e.error_code)
-            if waiter is not None:
-                waiter[1].append(e)
-                waiter[0].set()
-        elif isinstance(e, ss.AdmissionResult | ss.MailboxAcked):
-            if waiter is not None:
-                waiter[1].append(e)
-                waiter[0].set()
-        elif isinstance(e, ss.PeerControl):
-            self.peer_control = e
-            self.service.handlers.on_peer_control(self, e)
-        elif isinstance(e, ss.RouteReceived):
-            self.service.on_route(self, e)
-        elif isinstance(e, ss.ServiceRequested):
-            self.service.on_service(self, e)
-        elif isinstance(e, ss.MailboxReceived):
-            self.service.on_mailbox(self, e)
-
-    def check_ready(self) -> None:
-        """Mark the connection ready once verified and routed (transport-internal)."""
-        if self._is_ready or self.closed:
-            return
-        verified = self.conn.peer_identity is not None and self.conn.handshake_confirmed
-        if verified and (self.is_dialer or self.local_aid is not None):
-            if not self.service.count_aid(self):
-                return
-            self._is_ready = True
-            self._ready.set()
-
-    def on_gone(self, reason: str) -> None:
-        """The connection ended: fail its streams, release its budget (transport-internal)."""
-        self.closed = True
-        self.close_reason = reason
-        if self._waits:  # wake every wait_event first: its waiter sees the end
-            ended = self._ended_waits = {e for e in self._waits if not e.is_set()}
-            for event in ended:
-                event.set()
-        if not self._is_ready:
-            self._ended_waits = {*self._ended_waits, self._ready}
-            self._ready.set()  # a later wait_ready fails at once
-        for stream in list(self.streams.values()):
-            stream.fail(0)
-        self.streams.clear()
-        self.budget.drop_all()
-        self.service.uncount_aid(self)
-        self._gone.set()
-        self.progress.set()
 
 
 @dataclasses.dataclass(slots=True)
