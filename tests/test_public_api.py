@@ -49,3 +49,17 @@ def test_the_stdio_proxy_loads_no_crypto_no_network_stack_and_no_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_node_loads_the_quic_stacks_with_its_first_connection() -> None:
+    """A process that only uses the DHT (a CLI lookup, a DHT-only service) does not load the
+    QUIC stacks: importing the node loads neither aioquic's TLS, qh3, nor our modules over
+    them (the cold-start regression of 60d6529: ~150 ms and ~7 MiB at every start)."""
+    code = (
+        "import sys, a2al_mcp.node\n"
+        "heavy = ('aioquic.tls', 'qh3', 'a2al_mcp.transport.tls', 'a2al_mcp.transport.tls_qh3',"
+        " 'a2al_mcp.transport.flow', 'OpenSSL')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -211,5 +211,4 @@ class Connector:
                     del self._pool[key]
                     pc.close(0, "idle")
                 else:
-                    pc.conn.send_ping(0)
-            self.service.flush()
+                    pc.ping()  # marks only this connection for the host

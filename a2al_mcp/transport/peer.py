@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -60,18 +61,17 @@ from ..errors import (
 )
 from ..identity.aid import Aid
 from ..protocol import session_frames as sf
-from . import flow, tls
 from . import session as ss
 from .budget import ReceiveBudget, TransportCounters
 from .peer_connection import PeerConnection
 from .peer_stream import ERR_RESOURCE, PeerStream
 from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
-from .tls_qh3 import AVAILABLE as QH3_AVAILABLE  # without qh3, aioquic runs both ways
-from .tls_qh3 import qh3_client_connection, qh3_server_connection
+from .quic_settings import IDLE_TIMEOUT_S
 
 if TYPE_CHECKING:
     from aioquic.quic import events as qe
 
+    from . import tls
     from .peer_connection import Connection
 
 __all__ = [
@@ -99,6 +99,12 @@ APP_ERROR_LIMIT: Final = 2
 _FLOW_CONTROL_ERROR: Final = 0x3
 QUIC_STACKS: Final = ("qh3", "aioquic")
 """The QUIC stacks connections can run on, each way (both with A2AL's mutual TLS)."""
+QH3_AVAILABLE: Final = importlib.util.find_spec("qh3") is not None
+"""qh3 is installed (without it, aioquic runs both ways). Known without importing it: the
+QUIC stacks (aioquic's TLS, qh3, pyOpenSSL, cryptography's x509) load with the first
+connection (:meth:`QuicService.dial`, ``_server_conn``), so a process that only uses the DHT
+never pays for them (about 150 ms and 7 MiB at start)."""
+
 DEFAULT_OUTBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
 """The stack a :class:`QuicService` dials with unless told otherwise: qh3 when installed
 (its Rust packet core moves data several times cheaper than aioquic), else aioquic."""
@@ -173,7 +179,7 @@ class QuicService:
         inbound_stack: str | None = None,
         limits: LimitsConfig | None = None,
         handshake_timeout_s: float = 10.0,
-        idle_timeout_s: float = tls.IDLE_TIMEOUT_S,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
         rng: Rng | None = None,
     ) -> None:
         """``outbound_stack`` and ``inbound_stack`` pick the QUIC stack of dialled and of
@@ -352,6 +358,9 @@ class QuicService:
         certificate (every A2AL server refuses that; for tests)."""
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
+        from . import flow, tls  # the QUIC stacks load with the first connection
+        from .tls_qh3 import qh3_client_connection
+
         conn: Connection
         budget = self.new_budget()
         if self.outbound_stack == "qh3":
@@ -421,6 +430,9 @@ class QuicService:
 
     def _server_conn(self, dcid: bytes, addr: Addr, retry_scid: bytes | None = None
                      ) -> Connection:  # fmt: skip
+        from . import flow, tls  # the QUIC stacks load with the first connection
+        from .tls_qh3 import qh3_server_connection
+
         budget = self.new_budget()
         if self.inbound_stack == "qh3":
             conn = qh3_server_connection(

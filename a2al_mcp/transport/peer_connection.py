@@ -25,12 +25,12 @@ from .._types import Addr
 from ..errors import AccessDenied, ConnectionClosed, HandshakeFailed, RequestTimeout
 from ..identity.aid import Aid
 from ..protocol import session_frames as sf
-from . import flow, tls
 from . import session as ss
 from .budget import ReceiveBudget
 from .peer_stream import PeerStream
 
 if TYPE_CHECKING:
+    from . import tls
     from .peer import QuicService
     from .tls_qh3 import Qh3ClientConnection, Qh3ServerConnection
 
@@ -231,6 +231,8 @@ class PeerConnection:
             self.budget.drop(stream_id)
         else:
             self.budget.release(stream_id, n)
+        from . import flow  # loaded with the first connection (the QUIC stacks)
+
         if not self.closed and flow.after_read(self.conn, self.budget):
             self.service.host.drain(self.conn)
             self.transmit()
