@@ -12,7 +12,6 @@ their timers read.
 
 from __future__ import annotations
 
-import datetime
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,9 +22,6 @@ import anyio.lowlevel
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509.oid import NameOID
 
 from a2al_mcp._random import SeededRng
 from a2al_mcp.config import LimitsConfig
@@ -40,6 +36,7 @@ from a2al_mcp.transport.peer import (
     QuicService,
 )
 from a2al_mcp.transport.quic_host import ConnectionEvent, QuicHost
+from tests.unit.transport.test_quic_host import _cert
 
 pytestmark = pytest.mark.anyio
 
@@ -259,21 +256,7 @@ async def test_a_command_is_sent_by_the_next_send_at_the_same_instant(stack: str
 # ------------------------------------------------------------------------ idle connections
 
 
-def _cert() -> tuple[x509.Certificate, Ed25519PrivateKey]:
-    key = Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "a2al")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, None)
-    )  # fmt: skip
-    return cert, key
-
-
-CERT, KEY = _cert()
+CERT, KEY = _cert()  # test_quic_host's self-signed certificate
 CALLS: Counter[tuple[str, int]] = Counter()
 
 
