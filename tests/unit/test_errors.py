@@ -104,10 +104,13 @@ async def test_every_tool_failure_carries_an_error_of_the_tree(tmp_path: Path) -
         assert type(unknown.error) is errors.UnknownTool
         assert unknown.message == "there is no tool 'no_such_tool'"
 
-        bad = await _failure(node, "resolve", {"aid": 1, "extra": 2})
+        extra = await _failure(node, "resolve", {"aid": "a0" + "11" * 20, "extra": 2})
+        assert type(extra.error) is errors.BadArguments and extra.tool == "resolve"
+        assert "unknown argument 'extra'" in extra.message  # refused before validation
+
+        bad = await _failure(node, "resolve", {"aid": 1})
         assert type(bad.error) is errors.BadArguments and bad.tool == "resolve"
         assert isinstance(bad.error.__cause__, ValueError)  # pydantic's ValidationError
-        assert "extra" in bad.message
 
         usage = await _failure(node, "resolve", {"aid": "\ud800"})
         assert type(usage.error) is errors.UsageError
