@@ -198,6 +198,15 @@ class NodeHub:
                 "stay": self._stay, "hub": self.stats.as_dict()}  # fmt: skip
 
     async def _handle(self, stream: anyio.abc.ByteStream) -> None:
+        """One local connection; whatever it raises ends that connection only (the handler
+        runs in the listener's task group, whose failure would end the node)."""
+        try:
+            await self._serve_client(stream)
+        except Exception as exc:  # a client that broke its socket mid-hello or mid-close
+            self.stats.sessions_failed += 1
+            logger.warning("hub.connection_failed %s: %s", type(exc).__name__, exc)
+
+    async def _serve_client(self, stream: anyio.abc.ByteStream) -> None:
         async with stream:
             hello = await self._hello(stream)
             if hello is None or not hmac.compare_digest(hello[1], self._token):
