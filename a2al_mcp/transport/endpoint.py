@@ -89,7 +89,7 @@ class _State(enum.Enum):
 
 
 class UdpEndpoint:
-    """The UDP socket shared by the DHT and QUIC cores, and the loops that drive them.
+    """The UDP socket shared by the DHT, QUIC and STUN cores, and the loops that drive them.
 
     Use it as an async context manager (anyio, asyncio backend)::
 
@@ -109,6 +109,9 @@ class UdpEndpoint:
         clock: the only clock the driver reads; every ``now`` handed to a core comes from it.
         dht: core fed with DHT-classified datagrams (named ``"dht"`` in ``on_events``).
         quic: core fed with QUIC-classified datagrams (named ``"quic"``).
+        stun: core fed with STUN-classified datagrams (named ``"stun"``): the node's STUN
+            client, whose requests leave from this socket so that the answers tell the
+            address peers see it at. Without it STUN datagrams are dropped and counted.
         on_events: called with ``(core_name, event)`` for every event a core emits. Without
             it, events are drained and discarded (so they cannot pile up).
         echo: answer a2ald-style UDP echo probes (``00 EC`` …) verbatim.
@@ -132,6 +135,7 @@ class UdpEndpoint:
         clock: Clock,
         dht: DatagramCore[object] | None = None,
         quic: DatagramCore[object] | None = None,
+        stun: DatagramCore[object] | None = None,
         on_events: Callable[[str, object], None] | None = None,
         echo: bool = False,
         max_batch: int = 64,
@@ -148,8 +152,11 @@ class UdpEndpoint:
         self._clock = clock
         self._dht = dht
         self._quic = quic
+        self._stun = stun
         self._cores: tuple[tuple[str, DatagramCore[object]], ...] = tuple(
-            (name, core) for name, core in (("dht", dht), ("quic", quic)) if core is not None
+            (name, core)
+            for name, core in (("dht", dht), ("quic", quic), ("stun", stun))
+            if core is not None
         )
         self._on_events = on_events
         self._echo = echo
@@ -199,6 +206,7 @@ class UdpEndpoint:
                 max_batch=self._max_batch,
                 dht=self._dht,
                 quic=self._quic,
+                stun=self._stun,
                 echo=self._echo,
                 sender=sender,
                 core_failed=self._core_failed,

@@ -7,7 +7,9 @@ datagrams), classifies each one by its own first byte (QUIC and the DHT share th
 :func:`~a2al_mcp.transport.demux.classify`) and hands it to its core, all with the same
 ``now``. QUIC datagrams — the bulk of the traffic — go to a core that takes a whole batch
 (``receive_datagrams``, as QuicHost has) in one call per wake-up. Echo probes are answered
-through the sender when asked to; STUN and what no core takes are dropped and counted.
+through the sender when asked to; STUN messages go to the ``stun`` core when one is attached
+(the node's NAT sensing, which this package does not know); what no core takes is dropped and
+counted.
 
 Exceptions of a core go to the endpoint's ``core_failed`` (counted and logged, or re-raised
 if they are cancellation or exit); a failed read is counted and logged, and ends the batch,
@@ -51,6 +53,7 @@ class DatagramReceiver:
         max_batch: datagrams read per :meth:`drain` (a GRO read may go past it).
         dht: core fed with DHT-classified datagrams (named ``"dht"``).
         quic: core fed with QUIC-classified datagrams (named ``"quic"``).
+        stun: core fed with STUN-classified datagrams (named ``"stun"``); None drops them.
         echo: answer echo probes verbatim through ``sender``.
         sender: the socket's send side (for echo replies).
         core_failed: ``core_failed(exc, core_name)``, called inside ``except``.
@@ -68,6 +71,7 @@ class DatagramReceiver:
         "_quic_batch",
         "_recvfrom",
         "_sender",
+        "_stun",
         "batches",
         "dropped",
         "dropped_empty",
@@ -92,6 +96,7 @@ class DatagramReceiver:
         sender: DatagramSender,
         core_failed: Callable[[BaseException, str], None],
         log_limited: LogLimited,
+        stun: DatagramCore[object] | None = None,
     ) -> None:
         self._recvfrom: Callable[[int], tuple[Any, Any]] = (
             functools.partial(recv_coalesced, sock) if gro else sock.recvfrom
@@ -101,6 +106,7 @@ class DatagramReceiver:
         self._max_batch = max_batch
         self._dht = dht
         self._quic = quic
+        self._stun = stun
         self._quic_batch: Callable[[list[tuple[bytes, Addr]], float], None] | None = getattr(
             quic, "receive_datagrams", None
         )  # a QUIC core that takes a whole batch (QuicHost) pays per batch, not per datagram
@@ -199,6 +205,8 @@ class DatagramReceiver:
             core = self._dht
         elif kind is Kind.QUIC:
             core = self._quic
+        elif kind is Kind.STUN:
+            core = self._stun
         else:
             if kind is Kind.ECHO and self._echo:
                 self._sender.send_raw(echo_reply(data), (raw_addr[0], raw_addr[1]))
