@@ -294,6 +294,28 @@ class UdpEndpoint:
         """Names of the attached cores, as passed to ``on_events``."""
         return tuple(name for name, _ in self._cores)
 
+    def route_source(self, peer: Addr) -> str | None:
+        """The local IP the host's routing table would send from to reach ``peer`` now, or
+        None when there is no route (or ``peer`` is not an IP literal).
+
+        It connects a fresh UDP socket of ``peer``'s family and reads its address: no packet
+        leaves (a UDP ``connect`` only looks the route up), on every platform. A node bound
+        to a wildcard address learns this way that its network changed (a new Wi-Fi, a
+        new lease).
+        """
+        host, port = peer
+        ip = host.split("%", 1)[0]
+        try:
+            family = bind_family((ip, port))
+        except ValueError:
+            return None
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((host, port))
+                return normalise(probe.getsockname())[0]
+        except OSError:
+            return None
+
     def flush(self) -> None:
         """Deliver pending events, send pending datagrams and re-arm the timer.
 

@@ -117,3 +117,16 @@ async def test_without_a_stun_core_stun_datagrams_are_dropped_and_counted() -> N
         assert stats.dropped[Kind.STUN] == 1
         assert stats.received_by_kind[Kind.STUN] == 1
         assert [d for d, _ in dht.received] == [DHT_DATAGRAM]
+
+
+@pytest.mark.anyio
+async def test_route_source_names_the_local_address_towards_a_peer_and_sends_nothing() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(LOOPBACK)
+        peer.setblocking(False)
+        async with UdpEndpoint(("0.0.0.0", 0), clock=SystemClock()) as ep:
+            assert ep.route_source(peer.getsockname()) == "127.0.0.1"
+            assert ep.route_source(("not-an-ip", 1)) is None
+            assert ep.statistics().sent == 0
+        with pytest.raises(BlockingIOError):
+            peer.recvfrom(2048)  # the route lookup sent nothing
