@@ -3,10 +3,11 @@
 Per local identity it keeps what was asked for — the endpoint record (``publish``), the
 agent profile (``set_profile``), the topic registrations (``register_service``) — signs the
 records, hands them to the DHT through one ``publish_record`` callable, and renews them all
-every ``republish_interval_s`` (:meth:`Publisher.republish_loop`) until ``unpublish``. The
-newest topic record of each registration is kept for stream-0 AgentInfo
-(:meth:`Publisher.agent_info`). It knows nothing of the node: identities, endpoint URLs and
-time come in as callables.
+every ``republish_interval_s`` (:meth:`Publisher.republish_loop`) until ``unpublish``; when
+what the node knows of its address changes, :meth:`Publisher.republish_endpoints` renews the
+endpoint records alone, at once. The newest topic record of each registration is kept for
+stream-0 AgentInfo (:meth:`Publisher.agent_info`). It knows nothing of the node: identities, endpoint URLs and
+NAT type and time come in as callables.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Publisher:
         endpoint_urls: Callable[[], tuple[str, ...]],
         clock: Clock,
         republish_interval_s: float,
+        nat_type: Callable[[], int] = lambda: 0,
     ) -> None:
         """
         Args:
@@ -74,14 +76,18 @@ class Publisher:
                 ``UsageError`` when there is no address to publish.
             clock: wall time for record seqs and timestamps.
             republish_interval_s: how often :meth:`republish_loop` renews everything.
+            nat_type: the NAT type to put in endpoint records now (§3.6: 0 unknown,
+                1 full cone or public, 2 restricted, 3 port-restricted, 4 symmetric).
         """
         self._publish_record = publish_record
         self._identity = identity
         self._endpoint_urls = endpoint_urls
         self._clock = clock
         self._interval_s = republish_interval_s
+        self._nat_type = nat_type
         self._published: dict[Aid, int] = {}
         """Identities whose endpoint record is kept published, with its last seq."""
+        self._ttl_s: dict[Aid, int] = {}
         self._services: dict[tuple[Aid, str], TopicPayload] = {}
         self._profiles: dict[Aid, AgentProfilePayload] = {}
         self._topic_records: dict[tuple[Aid, str], SignedRecord] = {}
@@ -94,20 +100,39 @@ class Publisher:
         """Publish (and keep renewing) the endpoint record of a local identity, then its
         topic registrations and profile."""
         ident = self._identity(aid)
-        # Newer than anything an earlier run of this identity published: replicas keep the
-        # record with the higher seq, so a per-process counter would lose after a restart.
-        seq = max(self._published.get(ident.aid, 0) + 1, math.floor(self._clock.wall() * 1e9))
-        self._published[ident.aid] = seq
-        payload = EndpointPayload(endpoints=self._endpoint_urls()).to_bytes()
-        record = SignedRecord.sign(ident, RecType.ENDPOINT, payload, seq=seq,
-                                   timestamp=int(self._clock.wall()), ttl=ttl_s)  # fmt: skip
-        await self._publish_record(record, ident.aid.node_id)
+        record = await self._publish_endpoint(ident, ttl_s)
         for (owner, _topic), topic_payload in list(self._services.items()):
             if owner == ident.aid:
                 await self._publish_topic(ident, topic_payload, ttl_s)
         if ident.aid in self._profiles:
             await self._publish_profile(ident, self._profiles[ident.aid], ttl_s)
         return record
+
+    async def _publish_endpoint(self, ident: Identity, ttl_s: int) -> SignedRecord:
+        # Newer than anything an earlier run of this identity published: replicas keep the
+        # record with the higher seq, so a per-process counter would lose after a restart.
+        seq = max(self._published.get(ident.aid, 0) + 1, math.floor(self._clock.wall() * 1e9))
+        payload = EndpointPayload(endpoints=self._endpoint_urls(), nat_type=self._nat_type())
+        self._published[ident.aid] = seq
+        self._ttl_s[ident.aid] = ttl_s
+        record = SignedRecord.sign(ident, RecType.ENDPOINT, payload.to_bytes(), seq=seq,
+                                   timestamp=int(self._clock.wall()), ttl=ttl_s)  # fmt: skip
+        await self._publish_record(record, ident.aid.node_id)
+        return record
+
+    async def republish_endpoints(self) -> int:
+        """Renew the endpoint record of every published identity now, with the URLs and NAT
+        type known now (the address or NAT type changed); topics and profiles wait for the
+        next renewal. A failure is logged and the others go on. Returns how many were
+        stored."""
+        done = 0
+        for aid in list(self._published):
+            try:
+                await self._publish_endpoint(self._identity(aid), self._ttl_s.get(aid, 3600))
+                done += 1
+            except (RequestTimeout, UsageError) as exc:
+                logger.warning("republish.endpoint_failed aid=%s reason=%s", aid.short(), exc)
+        return done
 
     async def set_profile(
         self, profile: AgentProfilePayload, aid: Aid | None = None, *, ttl_s: int = 3600
@@ -173,6 +198,7 @@ class Publisher:
         ``aid`` (default: the node). Returns the topics that were registered."""
         ident = self._identity(aid)
         self._published.pop(ident.aid, None)
+        self._ttl_s.pop(ident.aid, None)
         self._profiles.pop(ident.aid, None)
         topics = [t for (owner, t) in self._services if owner == ident.aid]
         for t in topics:
