@@ -17,7 +17,7 @@ from ..protocol.records import SignedRecord
 from ..transport.peer import QuicStats
 from .mailbox import MailboxStats
 
-__all__ = ["ContainedErrors", "NodeStatus", "ResolvedEndpoint", "ServiceEntry"]
+__all__ = ["ContainedErrors", "NatStatus", "NodeStatus", "ResolvedEndpoint", "ServiceEntry"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +71,29 @@ class ContainedErrors:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NatStatus:
+    """Where the node stands behind a NAT, in the words ``status`` shows."""
+
+    public_addrs: tuple[Addr, ...] = ()
+    """Our addresses as the internet sees them (peers' consensus, STUN, the UPnP mapping),
+    best first; empty while nothing is known."""
+    nat_type: int = 0
+    """What endpoint records carry (a2al-wire §3.6): 0 unknown, 1 full cone or public,
+    2 restricted, 3 port-restricted, 4 symmetric."""
+    nat_type_words: str = "unknown"
+    """``nat_type`` for humans (``public`` when there is no NAT)."""
+    upnp_mapping: Addr | None = None
+    """The port mapping the gateway granted (UPnP IGD or NAT-PMP/PCP), if any."""
+    reachable_directly: bool = False
+    """A peer that never sent to us can reach us at ``public_addrs``: public, full cone or
+    a gateway mapping."""
+    published_endpoints: tuple[str, ...] = ()
+    """The URLs an endpoint record would carry now (empty: nothing to publish yet)."""
+    evidence: tuple[str, ...] = ()
+    """Why, in short sentences."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatus:
     """A snapshot for status displays and the MCP ``status`` tool."""
 
@@ -96,3 +119,5 @@ class NodeStatus:
     """QUIC connections, buffered bytes, and what each transport limit refused."""
     joining: bool = False
     """The network join still runs (a node opened with ``join_in_background``)."""
+    nat: NatStatus = NatStatus()
+    """Public address, NAT type, gateway mapping, direct reachability."""
