@@ -140,6 +140,7 @@ def _proxy(args: argparse.Namespace, cfg: NodeConfig) -> int:
         stdin=sys.stdin.buffer,
         stdout=sys.stdout.buffer,
         start_timeout_s=cfg.hub.start_timeout_s,
+        max_message_bytes=cfg.limits.mcp_message_max_bytes,
     )
     return proxy.run()
 

@@ -2,11 +2,14 @@
 
 A desktop app waits for ``initialize`` before it shows the server as ready; a node that must
 start first (and import the MCP SDK, most of a second) made that wait 1.5 s. The proxy keeps
-the node's answer in ``<data dir>/mcp.initialize.json`` with the package version and the
-protocol version the client asked for; a later client asking the same protocol version of the
-same package version gets that answer at once, and the node is given the client's real
-``initialize`` when the proxy attaches (its answer dropped, as on any replay). Anything else —
-no file, another version, a file that does not parse — goes to the node as before.
+the node's last answer in ``<data dir>/mcp.initialize.json`` with the package version, the
+MCP SDK's version and the protocol version the client asked for; a later client asking the
+same protocol version of the same package on the same SDK gets that answer at once, and the
+node is given the client's ``initialize`` when the proxy attaches (its answer compared with
+the one given: see :mod:`.proxy`). Anything else (no file, another version, a file that does
+not parse) is left to :mod:`.handshake` or the node. It serves the SDK versions
+:mod:`.handshake` has no profile for, and it is what the proxy learns when the node's answer
+was not the one given (the next client gets the node's).
 
 Written atomically (temp file in the same directory, 0600 from creation, ``os.replace``);
 read no further than :data:`CACHE_MAX` bytes. Standard library only (the proxy imports it).
@@ -39,9 +42,10 @@ def _requested(msg: dict[str, Any]) -> str | None:
 class InitCache:
     """The cached ``initialize`` answer of the node of ``data_dir``."""
 
-    def __init__(self, data_dir: Path, *, version: str = __version__) -> None:
+    def __init__(self, data_dir: Path, *, sdk: str | None, version: str = __version__) -> None:
         self.path = data_dir / CACHE_FILE
         self._version = version
+        self._sdk = sdk
 
     def lookup(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """The cached result for this ``initialize`` request, or None."""
@@ -56,6 +60,8 @@ class InitCache:
             return None
         if not isinstance(data, dict) or data.get("version") != self._version:
             return None
+        if self._sdk is None or data.get("sdk") != self._sdk:
+            return None
         result = data.get("result")
         if asked is None or data.get("protocolVersion") != asked or not isinstance(result, dict):
             return None
@@ -65,9 +71,12 @@ class InitCache:
         """Keep the node's ``result`` for ``request`` (best effort: a failed write is
         skipped, the next client simply asks the node)."""
         asked = _requested(request)
-        if asked is None:
+        if asked is None or self._sdk is None:
             return
-        text = json.dumps({"version": self._version, "protocolVersion": asked,
+        info = result.get("serverInfo")
+        if not isinstance(info, dict) or info.get("version") != self._version:
+            return  # a node of another package version (still running): not ours to keep
+        text = json.dumps({"version": self._version, "sdk": self._sdk, "protocolVersion": asked,
                            "result": result}, separators=(",", ":"))  # fmt: skip
         if len(text) > CACHE_MAX:
             return
