@@ -1,0 +1,633 @@
+"""The project's NAT testbed: a small simulated internet with NAT routers, built in namespaces.
+
+Safety first: :class:`NatTestbed` creates an *outer* network namespace (with a private mount
+namespace) and proves it sealed (only ``lo``, no routes, UDP ``connect()`` to 8.8.8.8 and
+2001:4860:4860::8888 fails) before it builds anything.  Every inner namespace is started from
+inside it and every veth is created in it directly into the inner namespaces, so the root
+namespace never sees an interface, bridge, route, nft rule or mount of the testbed.  The
+simulated internet router ``inet`` has *no default route*: anything addressed outside the
+testbed dies there.  Processes run with the outer mount namespace, where ``/etc/resolv.conf``
+names an address inside the testbed on which nothing listens (lookups fail at once).
+Namespaces live as long as their holder processes; every process is recorded by PID (and start
+time) and stopped on exit, and the leftovers of a crashed run are stopped at the next start.
+Needs root, ``unshare``/``nsenter`` (util-linux), ``ip``, ``nft``, and for the services
+``turnserver`` (coturn), ``miniupnpd``, ``conntrack``.  The topology is in
+:mod:`.nat_topology`, the NAT rule sets in :mod:`.nat_rules`.
+
+API::
+
+    from a2al_mcp.testing.nat_testbed import NatTestbed
+
+    with NatTestbed({"pub1": "public", "prc": "prc", "upnp1": "upnp-igdv1"}) as tb:
+        tb.addr("prc")            # "10.2.0.2": the host's own address
+        tb.wan("prc")             # "198.51.100.11": its router's WAN address
+        tb.addr("pub1")           # "203.0.113.11" (tb.wan("pub1") is the same)
+        proc = tb.popen("prc", [sys.executable, "-m", "a2al_mcp", "node", "run", ...],
+                        env=..., cwd=...)     # Popen in that host; stopped on exit
+        tb.run("prc", ["ip", "route"])        # CompletedProcess (text, captured)
+        with tb.netns("prc"):                 # this thread only; no await inside
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # lives in "prc"
+        tb.conntrack_flush("prc")             # the router of "prc" (or "r-prc")
+        tb.upnp_mappings("upnp1")             # [UpnpMapping(...)] held by its miniupnpd
+        tb.stun                               # ("203.0.113.3", 3478): coturn
+        tb.a2ald_launch("pub1")               # for A2aldPeer(..., launch=...)
+
+Host kinds: ``public`` (on 203.0.113.0/24), ``cone`` (EIM + EIF), ``prc`` (EIM + APDF),
+``sym`` (EDM, fully random ports), ``upnp-igdv1`` / ``upnp-igdv2`` (as prc, plus miniupnpd 2.3
+with UPnP IGD v1 or v2 descriptions and NAT-PMP/PCP on its LAN address, port 5000).  Every
+NAT host is ``10.N.0.2`` behind router ``r-<host>`` (``10.N.0.1``).  coturn (unless
+``turn=False``) listens on 203.0.113.3 and 203.0.113.4, ports 3478 and 3479: RFC 5780
+OTHER-ADDRESS is 203.0.113.4:3479 and CHANGE-REQUEST is honoured; long-term credentials
+``a2al``/``testbed``.  Other namespaces usable by name: ``inet``, ``turn``, ``r-<host>``.
+
+Command line (as root)::
+
+    python -m a2al_mcp.testing.nat_testbed check   # build, verify every NAT kind, tear down
+    python -m a2al_mcp.testing.nat_testbed shell   # bash in the outer namespace; `tb HOST cmd`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final
+
+from a2al_mcp._clock import SystemClock
+
+from .a2ald_errors import NotSealedError
+from .nat_netns import (
+    NetnsError,
+    enter_netns,
+    netns_id,
+    netns_sealed_problems,
+    ns_argv,
+    parent_death_hook,
+    proc_start_time,
+    spawn_holder,
+)
+from .nat_rules import nat_rules
+from .nat_services import (
+    UPNP_HTTP_PORT,
+    UpnpMapping,
+    coturn_config,
+    miniupnpd_config,
+    parse_upnp_leases,
+)
+from .nat_state import DEFAULT_BASE, ProcessRecord, RunState, clean_stale_runs, stop_processes
+from .nat_stun import stun_query
+from .nat_topology import (
+    DEFAULT_HOSTS,
+    DNS_ADDR,
+    INET_ADDRS,
+    PUBLIC_NET,
+    TURN_ADDR,
+    TURN_ALT_ADDR,
+    TURN_ALT_PORT,
+    TURN_HOST,
+    TURN_PORT,
+    UPNP_KINDS,
+    HostPlan,
+    Topology,
+    plan_topology,
+)
+
+__all__ = ["REQUIRED_TOOLS", "NatTestbed", "NatTestbedError", "missing_requirements"]
+
+log = logging.getLogger(__name__)
+
+REQUIRED_TOOLS: Final = ("unshare", "nsenter", "ip", "nft", "sh", "sleep", "mount")
+SERVICE_TOOLS: Final = {"turn": "turnserver", "upnp": "miniupnpd", "conntrack": "conntrack"}
+_CLOCK: Final = SystemClock()
+_LINK_SETUP: Final = "ip link set lo up\necho 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
+_FORWARD: Final = "echo 1 > /proc/sys/net/ipv4/ip_forward"
+_READY_TIMEOUT: Final = 15.0
+
+
+class NatTestbedError(NetnsError):
+    """The testbed could not be built, or a command in it failed."""
+
+
+def missing_requirements(*, turn: bool = True, upnp: bool = True) -> list[str]:
+    """What this machine lacks to build a testbed (empty: it can): root and the tools."""
+    out = [] if os.geteuid() == 0 else ["root (namespaces, nft)"]
+    tools = [*REQUIRED_TOOLS, SERVICE_TOOLS["conntrack"]]
+    if turn:
+        tools.append(SERVICE_TOOLS["turn"])
+    if upnp:
+        tools.append(SERVICE_TOOLS["upnp"])
+    out += [f"{tool} (not on PATH)" for tool in tools if shutil.which(tool) is None]
+    return out
+
+
+class NatTestbed:
+    """The topology of :mod:`.nat_topology` for ``hosts`` (``{name: kind}``), as a context.
+
+    ``turn``: run coturn on host ``turn``; ``base``: where run state (configs, logs, the PID
+    record) is kept, one directory per run, removed on exit unless ``keep_state``.
+    """
+
+    def __init__(
+        self,
+        hosts: Mapping[str, str] = DEFAULT_HOSTS,
+        *,
+        turn: bool = True,
+        base: Path = DEFAULT_BASE,
+        keep_state: bool = False,
+    ) -> None:
+        self.topology: Topology = plan_topology(hosts, turn=turn)
+        self._base = base
+        self._keep_state = keep_state
+        self._state: RunState | None = None
+        self._outer: int | None = None
+        self._ns: dict[str, int] = {}
+        self._ns_ids: set[str] = set()
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._holders: list[ProcessRecord] = []
+
+    # ---- context
+
+    def __enter__(self) -> NatTestbed:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def state_dir(self) -> Path:
+        """This run's state directory (configs, logs, ``pids``)."""
+        if self._state is None:
+            raise NatTestbedError("testbed not started")
+        return self._state.dir
+
+    # ---- addresses
+
+    def host(self, name: str) -> HostPlan:
+        """The plan of host ``name`` (also accepts ``r-<name>``)."""
+        return self.topology.host(name)
+
+    def addr(self, host: str) -> str:
+        """The host's own IPv4 address (its LAN address behind a NAT)."""
+        return self.host(host).addr
+
+    def wan(self, host: str) -> str:
+        """Where the internet sees ``host``: its router's WAN address (a public host: its own)."""
+        return self.host(host).public_addr
+
+    @property
+    def stun(self) -> tuple[str, int]:
+        """coturn's primary STUN/TURN address."""
+        return (TURN_ADDR, TURN_PORT)
+
+    @property
+    def stun_alternate(self) -> tuple[str, int]:
+        """coturn's RFC 5780 alternate address (its OTHER-ADDRESS)."""
+        return (TURN_ALT_ADDR, TURN_ALT_PORT)
+
+    @property
+    def namespaces(self) -> dict[str, int]:
+        """Namespace name -> holder PID (``outer``, ``inet``, ``turn``, hosts, ``r-<host>``)."""
+        out = dict(self._ns)
+        if self._outer is not None:
+            out["outer"] = self._outer
+        return out
+
+    def _pid(self, name: str) -> int:
+        try:
+            return self._ns[name]
+        except KeyError:
+            raise NatTestbedError(
+                f"no namespace {name!r} (have: {', '.join(sorted(self._ns))})"
+            ) from None
+
+    def _outer_pid(self) -> int:
+        if self._outer is None:
+            raise NatTestbedError("testbed not started")
+        return self._outer
+
+    # ---- safety
+
+    def prove_sealed(self) -> None:
+        """Raise :class:`NotSealedError` unless the outer namespace is (still) sealed."""
+        problems = netns_sealed_problems(self._outer_pid())
+        if problems:
+            raise NotSealedError(problems)
+
+    # ---- processes
+
+    def argv(self, name: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` wrapped to run in namespace ``name`` with the testbed's mount namespace."""
+        return ns_argv(self._pid(name), argv, mount_pid=self._outer_pid())
+
+    def popen(
+        self,
+        host: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
+        stdout: int | IO[Any] | None = None,
+        stderr: int | IO[Any] | None = None,
+        label: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in namespace ``host``; recorded by PID and stopped on exit.
+
+        The process's PID is that of ``argv`` (``nsenter`` execs it).  It gets its own session
+        (signals to the test process do not reach it) and is SIGKILLed by the kernel if the
+        creating (main) thread dies.
+        """
+        state = self._started()
+        proc = subprocess.Popen(
+            self.argv(host, argv),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=parent_death_hook(),
+        )
+        self._children.append(proc)
+        state.record(proc.pid, label or f"{host}:{os.path.basename(argv[0])}")
+        return proc
+
+    def run(
+        self,
+        host: str,
+        argv: Sequence[str],
+        *,
+        check: bool = False,
+        timeout: float = 30.0,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in namespace ``host`` to completion; output captured as text."""
+        self._started()
+        result = subprocess.run(
+            self.argv(host, argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise NatTestbedError(
+                f"{host}: {' '.join(argv)} exited with {result.returncode}: "
+                f"{result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result
+
+    @contextlib.contextmanager
+    def netns(self, host: str) -> Iterator[None]:
+        """The calling thread in namespace ``host`` for the block (see :func:`enter_netns`)."""
+        with enter_netns(self._pid(host)):
+            yield
+
+    def records(self) -> list[ProcessRecord]:
+        """Every process this run started (holders, services, :meth:`popen`), in order."""
+        return self._state.records() if self._state is not None else []
+
+    def _started(self) -> RunState:
+        if self._state is None or self._outer is None:
+            raise NatTestbedError("testbed not started")
+        return self._state
+
+    # ---- NAT helpers
+
+    def router(self, name: str) -> str:
+        """The router namespace of host ``name`` (``name`` itself if it is a router)."""
+        plan = self.host(name)
+        if plan.router is None:
+            raise NatTestbedError(f"{name!r} is a public host: it has no router")
+        return plan.router
+
+    def conntrack_flush(self, router: str) -> None:
+        """Forget every connection (and NAT mapping) of the router of ``router``."""
+        self.run(self.router(router), ["conntrack", "-F"], check=True)
+
+    def upnp_mappings(self, host: str) -> list[UpnpMapping]:
+        """The port mappings the miniupnpd of ``host``'s router holds now."""
+        plan = self.host(host)
+        if plan.kind not in UPNP_KINDS:
+            raise NatTestbedError(f"{host!r} is not behind a UPnP router")
+        leases = self.state_dir / plan.name / "leases"
+        try:
+            return parse_upnp_leases(leases.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+
+    def upnp_url(self, host: str) -> str:
+        """The root description URL of ``host``'s UPnP router."""
+        plan = self.host(host)
+        if plan.kind not in UPNP_KINDS:
+            raise NatTestbedError(f"{host!r} is not behind a UPnP router")
+        return f"http://{plan.gateway}:{UPNP_HTTP_PORT}/rootDesc.xml"
+
+    def a2ald_launch(self, host: str) -> TestbedLaunch:
+        """How :class:`~.a2ald_peer.A2aldPeer` runs a2ald in ``host`` (``launch=``)."""
+        self._pid(host)
+        return TestbedLaunch(self, host)
+
+    # ---- build
+
+    def start(self) -> None:
+        """Build the topology and start the services; on any failure tear down and raise."""
+        if self._state is not None:
+            raise NatTestbedError("testbed already started")
+        missing = missing_requirements(
+            turn=self.topology.turn,
+            upnp=any(p.kind in UPNP_KINDS for p in self.topology.hosts),
+        )
+        if missing:
+            raise NatTestbedError("cannot build the NAT testbed, missing: " + ", ".join(missing))
+        clean_stale_runs(self._base)
+        self._state = RunState(self._base)
+        try:
+            self._build_outer()
+            self._build_namespaces()
+            self._build_links()
+            self._start_services()
+        except BaseException:
+            self.close()
+            raise
+
+    def _holder(self, name: str, *, setup: str, via: int | None) -> int:
+        state = self._state
+        assert state is not None
+        proc = spawn_holder(via=via, mount=via is None, setup=setup)
+        self._children.append(proc)
+        self._holders.append(state.record(proc.pid, f"holder:{name}"))
+        self._ns_ids.add(netns_id(proc.pid))
+        return proc.pid
+
+    def _build_outer(self) -> None:
+        self._outer = self._holder("outer", setup="ip link set lo up", via=None)
+        self._ns["outer"] = self._outer
+        self.prove_sealed()
+        resolv = self.state_dir / "resolv.conf"
+        resolv.write_text(f"nameserver {DNS_ADDR}\noptions timeout:1 attempts:1\n")
+        self.run("outer", ["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)
+
+    def _build_namespaces(self) -> None:
+        outer = self._outer_pid()
+        self._ns["inet"] = self._holder("inet", setup=f"{_LINK_SETUP}\n{_FORWARD}", via=outer)
+        names = [TURN_HOST] if self.topology.turn else []
+        for plan in self.topology.hosts:
+            names.append(plan.name)
+            if plan.router is not None:
+                self._ns[plan.router] = self._holder(
+                    plan.router, setup=f"{_LINK_SETUP}\n{_FORWARD}", via=outer
+                )
+        for name in names:
+            self._ns[name] = self._holder(name, setup=_LINK_SETUP, via=outer)
+
+    def _veths(self) -> list[tuple[str, str, str, str]]:
+        """(namespace A, interface A, namespace B, interface B) for every link."""
+        out = []
+        if self.topology.turn:
+            out.append(("inet", "p-turn", TURN_HOST, "eth0"))
+        for plan in self.topology.hosts:
+            if plan.router is None:
+                out.append(("inet", plan.inet_port, plan.name, "eth0"))
+            else:
+                out.append(("inet", plan.inet_port, plan.router, "wan0"))
+                out.append((plan.router, "lan0", plan.name, "eth0"))
+        return out
+
+    def _scripts(self) -> dict[str, str]:
+        """The configuration commands of every namespace (run after the veths exist)."""
+        inet = []
+        for bridge, addrs in INET_ADDRS.items():
+            inet.append(f"ip link add {bridge} type bridge")
+            inet += [f"ip addr add {a}/24 dev {bridge}" for a in addrs]
+            inet.append(f"ip link set {bridge} up")
+        scripts: dict[str, str] = {}
+        if self.topology.turn:
+            inet.append("ip link set p-turn master brpub up")
+            scripts[TURN_HOST] = _host_script([TURN_ADDR, TURN_ALT_ADDR], f"{PUBLIC_NET}.1")
+        for plan in self.topology.hosts:
+            inet.append(f"ip link set {plan.inet_port} master {plan.bridge} up")
+            scripts[plan.name] = _host_script([plan.addr], plan.gateway)
+            if plan.router is not None:
+                rules = self.state_dir / f"{plan.router}.nft"
+                assert plan.wan is not None
+                rules.write_text(nat_rules(plan.kind, wan=plan.wan, host=plan.addr))
+                scripts[plan.router] = "\n".join(
+                    [
+                        f"ip addr add {plan.wan}/24 dev wan0",
+                        "ip link set wan0 up",
+                        f"ip route add default via {plan.wan_gateway}",
+                        f"ip addr add {plan.lan_router_addr}/24 dev lan0",
+                        "ip link set lan0 up",
+                        f"nft -f {rules}",
+                    ]
+                )
+        scripts["inet"] = "\n".join(inet)  # no default route: the simulated internet ends here
+        return scripts
+
+    def _build_links(self) -> None:
+        batch = "".join(
+            f"link add {ia} netns {self._pid(a)} type veth peer name {ib} netns {self._pid(b)}\n"
+            for a, ia, b, ib in self._veths()
+        )
+        self.run("outer", ["ip", "-batch", "-"], input=batch, check=True)
+        running = [
+            (name, subprocess.Popen(self.argv(name, ["sh", "-ec", script]), **_CAPTURE))
+            for name, script in self._scripts().items()
+        ]
+        failures = []
+        for name, proc in running:
+            out, _ = proc.communicate(timeout=30)
+            if proc.returncode != 0:
+                failures.append(f"{name}: {out.decode(errors='replace').strip()}")
+        if failures:
+            raise NatTestbedError("configuring the testbed failed: " + "; ".join(failures))
+
+    def _start_services(self) -> None:
+        logs = self.state_dir / "logs"
+        logs.mkdir()
+        if self.topology.turn:
+            conf = self.state_dir / "turnserver.conf"
+            conf.write_text(coturn_config(self.state_dir))
+            with open(logs / "coturn.out", "wb") as out:
+                self.popen(
+                    TURN_HOST,
+                    ["turnserver", "-c", str(conf)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    label="svc:coturn",
+                )
+        upnp = [p for p in self.topology.hosts if p.kind in UPNP_KINDS]
+        for index, plan in enumerate(upnp, start=1):
+            assert plan.router is not None and plan.lan_net is not None
+            state = self.state_dir / plan.name
+            state.mkdir()
+            conf = state / "miniupnpd.conf"
+            conf.write_text(
+                miniupnpd_config(
+                    lan_net=plan.lan_net,
+                    igdv1=plan.kind == "upnp-igdv1",
+                    index=index,
+                    state=state,
+                )
+            )
+            with open(logs / f"miniupnpd-{plan.name}.log", "wb") as out:
+                self.popen(
+                    plan.router,
+                    ["miniupnpd", "-f", str(conf), "-d", "-P", str(state / "miniupnpd.pid")],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    label=f"svc:miniupnpd:{plan.name}",
+                )
+        if self.topology.turn:
+            self._wait_for_stun()
+        for plan in upnp:
+            self._wait_for_tcp(plan.name, (plan.gateway, UPNP_HTTP_PORT), "miniupnpd")
+
+    def _wait_for_stun(self) -> None:
+        deadline = _CLOCK.monotonic() + _READY_TIMEOUT
+        while True:
+            with self.netns("inet"):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with sock:
+                sock.bind((f"{PUBLIC_NET}.1", 0))
+                if stun_query(sock, self.stun, timeout=0.2, attempts=1) is not None:
+                    return
+            self._check_services()
+            if _CLOCK.monotonic() > deadline:
+                raise NatTestbedError(f"coturn did not answer STUN within {_READY_TIMEOUT}s")
+
+    def _wait_for_tcp(self, host: str, addr: tuple[str, int], what: str) -> None:
+        deadline = _CLOCK.monotonic() + _READY_TIMEOUT
+        while True:
+            with self.netns(host):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            with sock:
+                sock.settimeout(0.5)
+                try:
+                    sock.connect(addr)
+                except OSError:
+                    pass
+                else:
+                    return
+            self._check_services()
+            if _CLOCK.monotonic() > deadline:
+                raise NatTestbedError(f"{what} of {host} not listening within {_READY_TIMEOUT}s")
+            time.sleep(0.05)
+
+    def _check_services(self) -> None:
+        for rec in self.records():
+            if rec.label.startswith("svc:") and not rec.alive:
+                raise NatTestbedError(
+                    f"{rec.label} (pid {rec.pid}) exited; logs in {self.state_dir / 'logs'}"
+                )
+
+    # ---- teardown
+
+    def close(self) -> None:
+        """Stop every recorded process, then the holders: the namespaces go with them."""
+        state = self._state
+        if state is None:
+            return
+        holders = {r.pid for r in self._holders}
+        others = [r for r in state.records() if r.pid not in holders]
+        killed = stop_processes(reversed(others))
+        if killed:
+            log.warning("testbed processes needed SIGKILL: %s", ", ".join(killed))
+        strays = _processes_in(self._ns_ids, exclude=holders)
+        if strays:
+            log.warning("killing %d stray processes left in testbed namespaces", len(strays))
+            stop_processes(strays, grace=1.0)
+        stop_processes(reversed(self._holders), grace=1.0)
+        for proc in self._children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self._children.clear()
+        self._holders.clear()
+        self._ns.clear()
+        self._ns_ids.clear()
+        self._outer = None
+        self._state = None
+        if not self._keep_state:
+            state.remove()
+
+
+_CAPTURE: Final[dict[str, Any]] = {
+    "stdin": subprocess.DEVNULL,
+    "stdout": subprocess.PIPE,
+    "stderr": subprocess.STDOUT,
+}
+
+
+def _host_script(addrs: Sequence[str], gateway: str) -> str:
+    lines = [f"ip addr add {a}/24 dev eth0" for a in addrs]
+    lines += ["ip link set eth0 up", f"ip route add default via {gateway}"]
+    return "\n".join(lines)
+
+
+def _processes_in(ns_ids: set[str], *, exclude: set[int]) -> list[ProcessRecord]:
+    """Every process (other than ``exclude``) whose network namespace is one of ``ns_ids``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        start = proc_start_time(int(entry))
+        if ns in ns_ids and start is not None:
+            out.append(ProcessRecord(int(entry), start, f"stray:{entry}"))
+    return out
+
+
+class TestbedLaunch:
+    """Runs a2ald (or any daemon) in one testbed host for :class:`~.a2ald_peer.A2aldPeer`.
+
+    Its safety proof is the testbed's sealed outer namespace, re-proved before every launch;
+    the daemon sees the testbed's ``/etc/resolv.conf``; REST calls go through the host's
+    namespace.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, testbed: NatTestbed, host: str) -> None:
+        self.testbed = testbed
+        self.host = host
+
+    def prove_sealed(self) -> None:
+        """Raise :class:`NotSealedError` unless the testbed's outer namespace is sealed."""
+        self.testbed.prove_sealed()
+
+    def popen(
+        self,
+        argv: Sequence[str],
+        *,
+        stdout: IO[Any],
+        env: Mapping[str, str],
+        cwd: Path,
+        label: str,
+    ) -> subprocess.Popen[bytes]:
+        """Start the daemon in the host (recorded and stopped with the testbed)."""
+        return self.testbed.popen(
+            self.host, argv, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT, label=label
+        )
+
+    def client_context(self) -> contextlib.AbstractContextManager[None]:
+        """Where REST sockets to the daemon's 127.0.0.1 must be created: the host's namespace."""
+        return self.testbed.netns(self.host)

@@ -1,0 +1,48 @@
+"""Fixtures for the NAT testbed tests (:mod:`a2al_mcp.testing.nat_testbed`).
+
+The testbed needs root, ``unshare``/``nsenter``, ``ip``, ``nft``, ``conntrack``, coturn and
+miniupnpd.  Without them the tests skip -- or fail when ``A2AL_MCP_REQUIRE_NAT=1`` (CI sets it,
+so NAT coverage cannot silently vanish).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+
+from a2al_mcp.testing.nat_testbed import NatTestbed, missing_requirements
+
+REQUIRE_ENV = "A2AL_MCP_REQUIRE_NAT"
+HOW_TO_RUN = (
+    "The NAT testbed needs root and the Debian packages nftables miniupnpd miniupnpc coturn "
+    "conntrack iproute2 util-linux (see .ci/run); run `bash .ci/test tests/nat` as root."
+)
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip (or, with ``A2AL_MCP_REQUIRE_NAT=1``, fail) the requesting test."""
+    message = f"{reason}\n{HOW_TO_RUN}"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but the NAT tests cannot run: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def nat_available() -> None:
+    """Require what the testbed needs (root and the tools, upnpc included)."""
+    missing = missing_requirements()
+    if shutil.which("upnpc") is None:
+        missing.append("upnpc (not on PATH)")
+    if missing:
+        _unavailable("missing: " + ", ".join(missing))
+
+
+@pytest.fixture(scope="module")
+def tb(nat_available: None) -> Iterator[NatTestbed]:
+    """One testbed with every host kind (the default topology) for a whole test module."""
+    with NatTestbed() as testbed:
+        yield testbed
