@@ -267,6 +267,19 @@ class DhtCore:
                                      lookup=self._make_lookup(key, LookupKind.NODES, 0)),
                            now)  # fmt: skip
 
+    def send_nat_probe(self, peer: Addr, token: bytes, claimed: Addr, now: float) -> None:
+        """Send a NAT_PROBE_REQ to ``peer``: please echo ``token`` to ``claimed`` (a2al-wire
+        §4.4). No response is awaited: an echo arrives as :class:`NatProbeEchoed`."""
+        self._now = now
+        self._send(dm.NatProbeReq(token=token, claimed_addr=claimed), peer,
+                   self.rng.bytes(limits.TX_ID_LEN))  # fmt: skip
+
+    def send_nat_echo(self, addr: Addr, token: bytes, now: float) -> None:
+        """Send a NAT_PROBE_ECHO carrying ``token`` to ``addr`` (the answer to a
+        :class:`NatProbeRequested` the NAT layer allowed), with a new random tx_id."""
+        self._now = now
+        self._send(dm.NatProbeEcho(token=token), addr, self.rng.bytes(limits.TX_ID_LEN))
+
     def cancel(self, op_id: int) -> bool:
         """Stop an operation its caller no longer waits for; True if it was still running.
 

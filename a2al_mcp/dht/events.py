@@ -15,6 +15,8 @@ __all__ = [
     "DhtEvent",
     "LookupFinished",
     "MailboxStored",
+    "NatProbeEchoed",
+    "NatProbeRequested",
     "PingFinished",
     "PublishFinished",
     "RecordPushed",
@@ -93,6 +95,30 @@ class AddressObserved:
     addr: Addr
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NatProbeRequested:
+    """A peer asks us to send a NAT_PROBE_ECHO with ``token`` to ``claimed`` (a2al-wire §4.4).
+
+    Hostile input: the NAT layer decides whether to answer (``DhtCore.send_nat_echo``); the
+    core never sends on its own to an address only the asker vouches for."""
+
+    sender: Aid
+    addr: Addr
+    """Where the request came from."""
+    token: bytes
+    claimed: Addr
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NatProbeEchoed:
+    """A NAT_PROBE_ECHO arrived: the answer to a NAT_PROBE_REQ of ours, matched by ``token``
+    in the NAT layer."""
+
+    sender: Aid
+    addr: Addr
+    token: bytes
+
+
 DhtEvent: TypeAlias = (
     PingFinished
     | BootstrapFinished
@@ -101,4 +127,6 @@ DhtEvent: TypeAlias = (
     | RecordPushed
     | MailboxStored
     | AddressObserved
+    | NatProbeRequested
+    | NatProbeEchoed
 )

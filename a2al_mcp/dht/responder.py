@@ -1,6 +1,8 @@
 """Answering the DHT requests of other peers (a2al-wire §4): PING, FIND_NODE, FIND_VALUE
 (with our record-window paging), STORE (under per-address and per-prefix rate limits) and
-DHT_PUSH, plus the one-shot subscriptions those answers grant.
+DHT_PUSH, plus the one-shot subscriptions those answers grant. NAT_PROBE_REQ and
+NAT_PROBE_ECHO are handed on as events (:class:`~a2al_mcp.dht.events.NatProbeRequested`,
+:class:`~a2al_mcp.dht.events.NatProbeEchoed`) for the NAT layer, which the node wires in.
 
 Sans-I/O like :class:`~a2al_mcp.dht.core.DhtCore`, which owns a :class:`Responder` and
 hands it every verified request: replies go out through the core's ``reply`` and events
@@ -171,7 +173,7 @@ class Responder:
         self.rate_limited_ip = 0
         self.rate_limited_prefix = 0
         self.unsolicited = 0
-        """NAT_PROBE_REQ/ECHO received (we neither send nor serve probes)."""
+        """Requests of no known kind (none today: NAT_PROBE_REQ/ECHO become events)."""
         self.invalid = 0
         """DHT_PUSHes whose record failed validation."""
 
@@ -190,10 +192,13 @@ class Responder:
                 self._on_store(msg, body, addr, now, wall)
             case dm.DhtPush(key=key, record=record):
                 self._on_push(msg, key, record, addr, wall)
-            case _:
-                # NAT_PROBE_REQ/ECHO: we never send probes, so echoes are not ours; and
-                # answering a probe would send a datagram to an address nobody but the asker
-                # vouches for. (Responses are routed elsewhere.)
+            case dm.NatProbeReq(token=token, claimed_addr=claimed):
+                # The NAT layer decides (it may refuse); we send nothing on our own.
+                self._emit(ev.NatProbeRequested(sender=msg.sender, addr=addr, token=token,
+                                                claimed=claimed))  # fmt: skip
+            case dm.NatProbeEcho(token=token):
+                self._emit(ev.NatProbeEchoed(sender=msg.sender, addr=addr, token=token))
+            case _:  # responses are routed elsewhere; nothing else reaches us
                 self.unsolicited += 1
 
     def _node_infos(self, target: NodeId, now: float) -> list[dm.NodeInfo]:
