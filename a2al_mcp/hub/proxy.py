@@ -42,6 +42,7 @@ import itertools
 import json
 import logging
 import socket
+import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,6 +211,8 @@ class StdioProxy:
         self._start: _Start | None = None
         self.restarts = 0
         """How many times a node was attached again after its connection ended."""
+        self.children: list[subprocess.Popen[bytes]] = []
+        """The node processes this proxy started (detached: they outlive it)."""
 
     # --- the client side (this thread)
     def run(self) -> int:
@@ -378,8 +381,10 @@ class StdioProxy:
 
     def _connect(self) -> _Link:
         """Attach to the node (start it if none runs) and relay what it sends."""
-        sock, hello, _child = attach(self._data_dir, "mcp", command=self._command,
-                                     start_timeout_s=self._start_timeout_s)  # fmt: skip
+        sock, hello, child = attach(self._data_dir, "mcp", command=self._command,
+                                    start_timeout_s=self._start_timeout_s)  # fmt: skip
+        if child is not None:
+            self.children.append(child)
         return self._connected(sock, hello)
 
     def _connected(self, sock: socket.socket, hello: dict[str, Any]) -> _Link:
