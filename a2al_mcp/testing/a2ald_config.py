@@ -76,17 +76,37 @@ def render_config(
     api_port: int,
     bootstrap: Sequence[str],
     log_level: str = "info",
+    listen_host: str = "127.0.0.1",
+    fallback_host: str | None = "127.0.0.1",
+    min_observed_peers: int | None = 1,
+    stun_urls: Sequence[str] = ("stun:127.0.0.1:3478",),
+    turn_servers: Sequence[tuple[str, str, str]] = (),
+    disable_upnp: bool = True,
+    signal_listen_addr: str = "off",
+    disable_relay: bool = True,
 ) -> str:
-    """``config.toml`` for a sealed loopback test peer (see a2al-wire.md §7.3)."""
+    """``config.toml`` for a test peer (see a2al-wire.md §7.3).
+
+    The defaults make a sealed loopback peer.  A peer in the NAT testbed listens on
+    ``0.0.0.0``, keeps a2ald's own fallback and observation threshold (None: line omitted),
+    uses the testbed's STUN and TURN (``(url, username, credential)``) and may use UPnP,
+    run an embedded signalling hub (``signal_listen_addr=""``) and relay.
+    """
     lines = [
-        "# written by a2al_mcp.testing.a2ald: sealed loopback test peer",
-        f'listen_addr = "127.0.0.1:{udp_port}"',
+        "# written by a2al_mcp.testing.a2ald: sealed loopback test peer"
+        if listen_host == "127.0.0.1"
+        else "# written by a2al_mcp.testing.a2ald: test peer in the sealed NAT testbed",
+        f'listen_addr = "{listen_host}:{udp_port}"',
         'quic_listen_addr = ""',
         f"bootstrap = {_toml_list(bootstrap)}",
-        "min_observed_peers = 1",
+    ]
+    if min_observed_peers is not None:
+        lines.append(f"min_observed_peers = {min_observed_peers}")
+    if fallback_host is not None:
         # a2ald drops loopback from its endpoint list unless it is the fallback host
-        'fallback_host = "127.0.0.1"',
-        "disable_upnp = true",
+        lines.append(f"fallback_host = {_toml_str(fallback_host)}")
+    lines += [
+        f"disable_upnp = {'true' if disable_upnp else 'false'}",
         f'api_addr = "127.0.0.1:{api_port}"',
         'api_token = ""',
         "require_local_token = false",
@@ -94,21 +114,32 @@ def render_config(
         f"log_level = {_toml_str(log_level)}",
         'ice_signal_url = ""',
         "ice_signal_urls = []",
-        'ice_stun_urls = ["stun:127.0.0.1:3478"]',
+        f"ice_stun_urls = {_toml_list(stun_urls)}",
         "ice_turn_urls = []",
-        "turn_servers = []",
-        "ice_publish_turns = []",
+    ]
+    if turn_servers:
+        lines.append("ice_publish_turns = []")
+    else:
+        lines += ["turn_servers = []", "ice_publish_turns = []"]
+    lines += [
         # "off": no embedded signalling hub at all ("" would listen on [::]:<listen port>/tcp)
-        'signal_listen_addr = "off"',
+        f"signal_listen_addr = {_toml_str(signal_listen_addr)}",
         "auto_publish = true",
         "open_browser = false",
         "beacon_mode = false",
-        "disable_relay = true",
-        "",
-        "[update]",
-        "auto = false",
+        f"disable_relay = {'true' if disable_relay else 'false'}",
         "",
     ]
+    for url, username, credential in turn_servers:
+        lines += [
+            "[[turn_servers]]",
+            f"url = {_toml_str(url)}",
+            'credential_type = "static"',
+            f"username = {_toml_str(username)}",
+            f"credential = {_toml_str(credential)}",
+            "",
+        ]
+    lines += ["[update]", "auto = false", ""]
     return "\n".join(lines)
 
 

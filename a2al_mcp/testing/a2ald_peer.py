@@ -1,10 +1,15 @@
 """One a2ald process: launch (only when sealed), readiness, shutdown, logs.
 
-The REST calls come from :class:`~a2al_mcp.testing.a2ald_api.A2aldClient`.
+The REST calls come from :class:`~a2al_mcp.testing.a2ald_api.A2aldClient`.  By default the
+daemon runs in the caller's namespace, which :func:`check_sealed` must find sealed before every
+launch.  With ``launch=`` (an :class:`A2aldLaunch`, e.g. ``NatTestbed.a2ald_launch(host)``) it
+runs in a host of the NAT testbed instead: that launch proves the testbed's outer namespace
+sealed before every launch, starts the process in the host, and opens the REST sockets there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -12,9 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import IO, Any, Final, Protocol
 
 from a2al_mcp._clock import SystemClock
 
@@ -24,7 +29,7 @@ from .a2ald_errors import A2aldApiError, A2aldError, A2aldStartError
 from .a2ald_sealed import check_sealed
 from .ports import free_port
 
-__all__ = ["A2aldPeer"]
+__all__ = ["A2aldLaunch", "A2aldPeer"]
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +58,41 @@ def _parent_death_hook() -> Callable[[], None] | None:
     return hook
 
 
+class A2aldLaunch(Protocol):
+    """Where and how a daemon runs when not in the caller's own (sealed) namespace."""
+
+    listen_host: str
+    """The address peers reach the daemon at (used for :attr:`A2aldPeer.listen_addr`)."""
+    config: Mapping[str, Any]
+    """Keyword arguments for :func:`~.a2ald_config.render_config` (where the daemon runs)."""
+
+    def prove_sealed(self) -> None:
+        """Raise :class:`~.a2ald_errors.NotSealedError` unless the launch is contained."""
+
+    def popen(
+        self,
+        argv: Sequence[str],
+        *,
+        stdout: IO[Any],
+        env: Mapping[str, str],
+        cwd: Path,
+        label: str,
+    ) -> subprocess.Popen[bytes]:
+        """Start the daemon (its lifetime is also owned by the launch's environment)."""
+        ...
+
+    def client_context(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which sockets to the daemon's ``127.0.0.1`` API must be created."""
+        ...
+
+
 class A2aldPeer(A2aldClient):
     """One a2ald process with its own data dir, on 127.0.0.1 ports, plus a small REST client.
 
     ``node_key`` (64 bytes: Ed25519 seed ‖ public key) is written to ``keys/node.key`` for a
     deterministic node AID.  ``bootstrap`` entries are ``"host:port"`` strings.  The data dir
-    must be new or empty.  :meth:`start` refuses to run unless :func:`check_sealed` passes.
+    must be new or empty.  :meth:`start` refuses to run unless :func:`check_sealed` passes,
+    or, with ``launch``, unless the launch proves its own containment (see the module doc).
     """
 
     LOG_NAME: Final = "daemon.log"
@@ -74,6 +108,7 @@ class A2aldPeer(A2aldClient):
         binary: Path | None = None,
         log_level: str = "info",
         name: str = "a2ald",
+        launch: A2aldLaunch | None = None,
     ) -> None:
         if node_key is not None and len(node_key) != _NODE_KEY_LEN:
             raise ValueError("node_key must be 64 bytes (Ed25519 seed || public key)")
@@ -91,6 +126,7 @@ class A2aldPeer(A2aldClient):
         self.log_level = log_level
         self._proc: subprocess.Popen[bytes] | None = None
         self._node_aid: str | None = None
+        self.launch = launch
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
@@ -100,8 +136,12 @@ class A2aldPeer(A2aldClient):
 
     @property
     def listen_addr(self) -> str:
-        """``"127.0.0.1:<udp port>"``: DHT/QUIC address, usable as a bootstrap entry."""
-        return f"127.0.0.1:{self.udp_port}"
+        """``"<host>:<udp port>"``: DHT/QUIC address, usable as a bootstrap entry.
+
+        The host is 127.0.0.1, or the launch's address (a testbed host's).
+        """
+        host = self.launch.listen_host if self.launch is not None else "127.0.0.1"
+        return f"{host}:{self.udp_port}"
 
     @property
     def log_path(self) -> Path:
@@ -150,9 +190,17 @@ class A2aldPeer(A2aldClient):
                 "a2ald binary not found (pip install a2al==0.3.5 or set A2ALD_BIN)"
             )
         self._prepare_data_dir()
-        check_sealed()  # immediately before the launch, every time
         args = [str(binary), "-data-dir", str(self.data_dir), "-no-open-browser"]
         with open(self.log_path, "ab") as logf:
+            if self.launch is not None:
+                self.launch.prove_sealed()  # immediately before the launch, every time
+                self._proc = self.launch.popen(
+                    args, stdout=logf, env=daemon_env(), cwd=self.data_dir, label=self.name
+                )
+                self._node_aid = None
+                log.info("started %s pid %d in %s", self.name, self._proc.pid, self.launch)
+                return
+            check_sealed()  # immediately before the launch, every time
             self._proc = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
@@ -180,6 +228,7 @@ class A2aldPeer(A2aldClient):
             api_port=self.api_port,
             bootstrap=self.bootstrap,
             log_level=self.log_level,
+            **(self.launch.config if self.launch is not None else {}),
         )
         (self.data_dir / "config.toml").write_text(config, encoding="utf-8")
         if self._node_key is not None:
@@ -188,6 +237,13 @@ class A2aldPeer(A2aldClient):
             key_file = keys / "node.key"
             key_file.write_text(self._node_key.hex(), encoding="ascii")
             key_file.chmod(0o600)
+
+    def request(self, method: str, path: str, body: object = None, *, timeout: float = 30.0) -> Any:
+        """As :meth:`A2aldClient.request`, from the launch's namespace when there is one."""
+        if self.launch is None:
+            return super().request(method, path, body, timeout=timeout)
+        with self.launch.client_context():
+            return super().request(method, path, body, timeout=timeout)
 
     def wait_ready(self, timeout: float = 20.0, *, require_peers: bool | None = None) -> None:
         """Poll ``/health`` and ``/status`` until the daemon is up.

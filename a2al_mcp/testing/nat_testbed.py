@@ -63,6 +63,7 @@ from typing import IO, Any, Final
 from a2al_mcp._clock import SystemClock
 
 from .a2ald_errors import NotSealedError
+from .nat_launch import TestbedLaunch
 from .nat_netns import (
     NetnsError,
     enter_netns,
@@ -75,6 +76,8 @@ from .nat_netns import (
 )
 from .nat_rules import nat_rules
 from .nat_services import (
+    TURN_PASSWORD,
+    TURN_USER,
     UPNP_HTTP_PORT,
     UpnpMapping,
     coturn_config,
@@ -343,6 +346,13 @@ class NatTestbed:
         self._pid(host)
         return TestbedLaunch(self, host)
 
+    @property
+    def turn_servers(self) -> list[tuple[str, str, str]]:
+        """``(url, username, credential)`` of coturn's TURN service (empty without ``turn``)."""
+        if not self.topology.turn:
+            return []
+        return [(f"turn:{TURN_ADDR}:{TURN_PORT}?transport=udp", TURN_USER, TURN_PASSWORD)]
+
     # ---- build
 
     def start(self) -> None:
@@ -594,40 +604,3 @@ def _processes_in(ns_ids: set[str], *, exclude: set[int]) -> list[ProcessRecord]
         if ns in ns_ids and start is not None:
             out.append(ProcessRecord(int(entry), start, f"stray:{entry}"))
     return out
-
-
-class TestbedLaunch:
-    """Runs a2ald (or any daemon) in one testbed host for :class:`~.a2ald_peer.A2aldPeer`.
-
-    Its safety proof is the testbed's sealed outer namespace, re-proved before every launch;
-    the daemon sees the testbed's ``/etc/resolv.conf``; REST calls go through the host's
-    namespace.
-    """
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, testbed: NatTestbed, host: str) -> None:
-        self.testbed = testbed
-        self.host = host
-
-    def prove_sealed(self) -> None:
-        """Raise :class:`NotSealedError` unless the testbed's outer namespace is sealed."""
-        self.testbed.prove_sealed()
-
-    def popen(
-        self,
-        argv: Sequence[str],
-        *,
-        stdout: IO[Any],
-        env: Mapping[str, str],
-        cwd: Path,
-        label: str,
-    ) -> subprocess.Popen[bytes]:
-        """Start the daemon in the host (recorded and stopped with the testbed)."""
-        return self.testbed.popen(
-            self.host, argv, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT, label=label
-        )
-
-    def client_context(self) -> contextlib.AbstractContextManager[None]:
-        """Where REST sockets to the daemon's 127.0.0.1 must be created: the host's namespace."""
-        return self.testbed.netns(self.host)

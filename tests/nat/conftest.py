@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import pytest
 
+from a2al_mcp.testing.a2ald import find_a2ald
 from a2al_mcp.testing.nat_testbed import NatTestbed, missing_requirements
 
 REQUIRE_ENV = "A2AL_MCP_REQUIRE_NAT"
@@ -46,3 +47,10 @@ def tb(nat_available: None) -> Iterator[NatTestbed]:
     """One testbed with every host kind (the default topology) for a whole test module."""
     with NatTestbed() as testbed:
         yield testbed
+
+
+@pytest.fixture(scope="session")
+def a2ald_binary(nat_available: None) -> None:
+    """Require the reference daemon (``pip install a2al==0.3.5``, part of the test extra)."""
+    if find_a2ald() is None:
+        _unavailable("a2ald binary not found (pip install a2al==0.3.5 or set A2ALD_BIN).")
