@@ -97,16 +97,24 @@ def parent_death_hook() -> Callable[[], None] | None:
     return hook
 
 
-def ns_argv(net_pid: int, argv: Sequence[str], *, mount_pid: int | None = None) -> list[str]:
+def ns_argv(
+    net_pid: int,
+    argv: Sequence[str],
+    *,
+    mount_pid: int | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> list[str]:
     """``argv`` run through ``nsenter`` in the network namespace of ``net_pid``.
 
     With ``mount_pid`` the command also enters that process's mount namespace (the testbed's
-    private one, where ``/etc/resolv.conf`` is the testbed's).  ``nsenter`` execs ``argv``:
-    the PID of the started process is the PID of the command.
+    private one, where ``/etc/resolv.conf`` is the testbed's) and starts in ``cwd`` (default:
+    the caller's working directory; ``nsenter`` would otherwise start it in ``/``).
+    ``nsenter`` execs ``argv``: the PID of the started process is the PID of the command.
     """
     out = ["nsenter", f"--net=/proc/{net_pid}/ns/net"]
     if mount_pid is not None:
-        out.append(f"--mount=/proc/{mount_pid}/ns/mnt")
+        workdir = os.path.abspath(cwd if cwd is not None else os.getcwd())
+        out += [f"--mount=/proc/{mount_pid}/ns/mnt", f"--wd={workdir}"]
     return [*out, "--", *argv]
 
 

@@ -54,6 +54,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -231,9 +232,14 @@ class NatTestbed:
 
     # ---- processes
 
-    def argv(self, name: str, argv: Sequence[str]) -> list[str]:
-        """``argv`` wrapped to run in namespace ``name`` with the testbed's mount namespace."""
-        return ns_argv(self._pid(name), argv, mount_pid=self._outer_pid())
+    def argv(
+        self, name: str, argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None
+    ) -> list[str]:
+        """``argv`` wrapped to run in namespace ``name`` with the testbed's mount namespace.
+
+        It starts in ``cwd`` (default: the caller's working directory).
+        """
+        return ns_argv(self._pid(name), argv, mount_pid=self._outer_pid(), cwd=cwd)
 
     def popen(
         self,
@@ -255,7 +261,7 @@ class NatTestbed:
         """
         state = self._started()
         proc = subprocess.Popen(
-            self.argv(host, argv),
+            self.argv(host, argv, cwd=cwd),
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
@@ -277,11 +283,12 @@ class NatTestbed:
         check: bool = False,
         timeout: float = 30.0,
         input: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in namespace ``host`` to completion; output captured as text."""
         self._started()
         result = subprocess.run(
-            self.argv(host, argv),
+            self.argv(host, argv, cwd=cwd),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -604,3 +611,9 @@ def _processes_in(ns_ids: set[str], *, exclude: set[int]) -> list[ProcessRecord]
         if ns in ns_ids and start is not None:
             out.append(ProcessRecord(int(entry), start, f"stray:{entry}"))
     return out
+
+
+if __name__ == "__main__":
+    from .nat_cli import main
+
+    sys.exit(main())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from a2al_mcp.testing.nat_check import EXPECTED, observe
 from a2al_mcp.testing.nat_netns import netns_id, proc_start_time
 from a2al_mcp.testing.nat_state import read_records
 from a2al_mcp.testing.nat_stun import stun_query
@@ -247,24 +248,24 @@ def test_stun_change_request_is_answered_from_the_alternate_address(
     assert ip_only[1] == (tb.stun_alternate[0], tb.stun[1])
 
 
-@pytest.mark.parametrize(("host", "passes"), [("cone", True), ("prc", False)])
-def test_change_request_tells_full_cone_from_port_restricted(
-    tb: NatTestbed, sockets: list[socket.socket], host: str, passes: bool
-) -> None:
-    tb.conntrack_flush(host)
-    sock = open_udp(sockets, tb, host, 41022)
-    assert stun_query(sock, tb.stun) is not None
-    changed = stun_query(sock, tb.stun, change_ip=True, change_port=True, timeout=QUIET)
-    assert (changed is not None) == passes
+@pytest.mark.parametrize("host", ["pub1", "cone", "prc", "sym", "upnp1", "upnp2"])
+def test_rfc5780_tests_tell_every_kind_apart(tb: NatTestbed, host: str) -> None:
+    """CHANGE-REQUEST and the alternate address separate full cone, port-restricted, symmetric."""
+    obs = observe(tb, host, port=41030, timeout=QUIET)
+    assert obs.mapped is not None and obs.mapped[0] == tb.wan(host)
+    assert (obs.mapping, obs.filtering) == EXPECTED[tb.host(host).kind]
 
 
 # ---- processes and teardown
 
 
-def test_popen_runs_in_the_host_and_teardown_stops_everything(nat_available: None) -> None:
+def test_popen_runs_in_the_host_and_teardown_stops_everything(
+    nat_available: None, tmp_path: Path
+) -> None:
     small = NatTestbed({"pub1": "public", "prc": "prc"}, turn=False)
     with small:
         proc = small.popen("prc", ["sleep", "600"])
+        assert small.run("prc", ["pwd"], cwd=tmp_path).stdout.strip() == str(tmp_path)
         seen = small.run("prc", ["ip", "-o", "-4", "addr", "show", "eth0"], check=True).stdout
         assert small.addr("prc") in seen
         assert netns_id(proc.pid) == netns_id(small.namespaces["prc"])
