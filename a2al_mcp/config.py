@@ -125,16 +125,28 @@ class QuicConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class NatConfig:
-    """Reachability helpers: **not implemented yet, these settings do nothing.**
+    """Reachability helpers.
 
-    They are accepted and validated, and NAT traversal will use them (STUN, UPnP,
-    observed-address consensus); until then nothing in the node reads them, and nothing
-    probes the internet."""
+    Port mapping works: with ``upnp = true`` (and only then) the node asks its LAN gateway
+    for a UDP mapping of its DHT/QUIC port, by UPnP IGD v1 or v2 (needs the ``upnp`` extra)
+    or else PCP/NAT-PMP to the default gateway (or ``gateway``), renews it at half the lease,
+    backs off from ``upnp_backoff_initial_s`` doubling up to ``upnp_backoff_max_s`` when no
+    gateway answers, and deletes it on close. ``stun_servers`` and ``min_observed_peers``
+    are accepted and validated; nothing reads them yet."""
 
     stun_servers: tuple[str, ...] = ()
     """``host:port`` STUN servers to learn our public address; empty = none."""
     upnp: bool = False
-    """Ask the LAN gateway for a port mapping (needs the ``upnp`` extra)."""
+    """Ask the LAN gateway for a port mapping (UPnP with the ``upnp`` extra, else PCP/NAT-PMP).
+    False: no SSDP multicast, no PCP/NAT-PMP packet is ever sent."""
+    upnp_lease_s: int = 3600
+    """Lease asked for the mapping (a2ald: 3600 s); renewed at half what the gateway grants."""
+    upnp_backoff_initial_s: float = 60.0
+    """Wait after a failed mapping attempt; doubles with each failure in a row (a2ald: 60 s)."""
+    upnp_backoff_max_s: float = 3600.0
+    """Cap on that wait."""
+    gateway: str = ""
+    """IPv4 address of the gateway for PCP/NAT-PMP; empty = the default route's gateway."""
     min_observed_peers: int = 3
     """Distinct peers that must agree on our observed address."""
 
@@ -143,6 +155,16 @@ class NatConfig:
             parse_host_port(s, what="nat.stun_servers entry")
         if self.min_observed_peers < 1:
             raise ConfigError("nat.min_observed_peers must be at least 1")
+        if not isinstance(self.upnp_lease_s, int) or not 60 <= self.upnp_lease_s <= 604800:
+            raise ConfigError("nat.upnp_lease_s must be 60-604800 (seconds)")
+        _positive("nat.upnp_backoff_initial_s", self.upnp_backoff_initial_s)
+        if self.upnp_backoff_max_s < self.upnp_backoff_initial_s:
+            raise ConfigError("nat.upnp_backoff_max_s must be ≥ nat.upnp_backoff_initial_s")
+        if self.gateway:
+            try:
+                ipaddress.IPv4Address(self.gateway)
+            except ValueError:
+                raise ConfigError(f"nat.gateway {self.gateway!r} must be an IPv4 address") from None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
