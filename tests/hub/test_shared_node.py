@@ -30,6 +30,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from a2al_mcp import Aid, Identity, SystemRng
 from a2al_mcp.hub.channel import CHANNEL_FILE, ChannelError, ChannelInfo, connect, read_info
+from a2al_mcp.hub.handshake import answer, sdk_version
 from a2al_mcp.mcp_server._compat import MCP_MAJOR
 from a2al_mcp.node import Node
 from tests.mcp.toolcall import call
@@ -317,8 +318,8 @@ async def test_node_start_status_stop_and_the_client_limit(tmp_path: Path) -> No
                     assert (await first.tool("status"))["aid"] == shown["aid"]
                     async with await anyio.open_process([sys.executable, *args]) as proc:
                         second = RawClient(proc)
-                        # initialize may be answered from the cache, without the node: the
-                        # refusal comes with the first message that needs it
+                        # a running node answers initialize (it refuses, busy); before it
+                        # did, the proxy could answer from a cache and refuse the next call
                         got = await second.request("initialize", INIT)
                         if "result" in got:
                             got = await second.request("tools/call", {"name": "status",
@@ -349,6 +350,8 @@ async def test_initialize_is_answered_before_the_join(tmp_path: Path) -> None:
                         "127.0.0.1:0", "--bootstrap", f"{host}:{port}", "--data-dir",
                         str(home)]  # fmt: skip
                 async with raw_client(args) as c:  # initialize answered
+                    # (by the proxy, which starts the node: a local tool waits for it)
+                    await c.tool("status")
                     assert (await anyio.to_thread.run_sync(node_status, home))["joining"]
                     stranger = str(Identity.generate(SystemRng()).aid)
                     call = {"name": "resolve", "arguments": {"aid": stranger}}
@@ -359,37 +362,28 @@ async def test_initialize_is_answered_before_the_join(tmp_path: Path) -> None:
         stop_node(home)
 
 
-async def test_initialize_is_answered_from_the_cache_before_the_node_runs(tmp_path: Path) -> None:
-    """Issue 16's spawn → initialize: the node's answer to the first client is kept; a later
-    client of the same package asking the same protocol version is answered before any node
-    runs (1.5 s of node start and SDK import saved), and its first call starts the node."""
+async def test_initialize_is_answered_by_the_proxy_then_the_node_serves(tmp_path: Path) -> None:
+    """Issue 16's spawn → initialize: with no node running (a fresh data directory, then the
+    same one after its node stopped) the proxy answers ``initialize`` itself, exactly as the
+    node does (the version it negotiates too), while the node starts; the first call is the
+    node's, which was given the client's initialize and answered it the same way."""
     home = tmp_path / "home"
     try:
         with anyio.fail_after(120):
             async with network(1) as (seed,):
                 args = serve_args(home, seed)
-                async with raw_client(args) as first:
-                    aid = (await first.tool("status"))["aid"]
-                cache = home / "mcp.initialize.json"
-                assert oct(cache.stat().st_mode & 0o777) == "0o600"
-                assert json.loads(cache.read_text())["protocolVersion"] == INIT["protocolVersion"]
-                stop_node(home)
-                assert read_info(home) is None  # no node runs
-                async with await anyio.open_process([sys.executable, *args]) as proc:
-                    c = RawClient(proc)
-                    got = await c.request("initialize", INIT)
-                    assert got["result"]["serverInfo"]["name"] == "a2al"
-                    assert read_info(home) is None  # answered by the proxy alone
-                    await c.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-                    assert (await c.tool("status"))["aid"] == aid  # the node started now
-                    assert read_info(home) is not None
-                    proc.kill()
-                stop_node(home)
-                other = dict(INIT, protocolVersion="2025-03-26")  # not the cached one
-                async with await anyio.open_process([sys.executable, *args]) as proc:
-                    c = RawClient(proc)
-                    got = await c.request("initialize", other)
-                    assert "result" in got and read_info(home) is not None  # asked the node
-                    proc.kill()
+                aids = set()
+                for params in (INIT, INIT, dict(INIT, protocolVersion="2025-03-26")):
+                    assert read_info(home) is None  # no node runs
+                    async with await anyio.open_process([sys.executable, *args]) as proc:
+                        c = RawClient(proc)
+                        got = await c.request("initialize", params)
+                        assert got["result"] == answer(params, sdk=sdk_version())
+                        assert got["result"]["protocolVersion"] == params["protocolVersion"]
+                        await c.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                        aids.add((await c.tool("status"))["aid"])  # the node's answer
+                        proc.kill()
+                    stop_node(home)
+                assert len(aids) == 1  # one data directory, one identity
     finally:
         stop_node(home)
