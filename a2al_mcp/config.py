@@ -131,11 +131,17 @@ class NatConfig:
     for a UDP mapping of its DHT/QUIC port, by UPnP IGD v1 or v2 (needs the ``upnp`` extra)
     or else PCP/NAT-PMP to the default gateway (or ``gateway``), renews it at half the lease,
     backs off from ``upnp_backoff_initial_s`` doubling up to ``upnp_backoff_max_s`` when no
-    gateway answers, and deletes it on close. ``stun_servers`` and ``min_observed_peers``
-    are accepted and validated; nothing reads them yet."""
+    gateway answers, and deletes it on close. Where the node stands (its public address and
+    NAT type, published in its endpoint records) comes from what peers report
+    (``min_observed_peers``) and from the STUN servers named in ``stun_servers``, asked from
+    the node's own UDP socket; no other STUN server is ever asked."""
 
     stun_servers: tuple[str, ...] = ()
-    """``host:port`` STUN servers to learn our public address; empty = none."""
+    """``host:port`` STUN servers to learn our public address and, when one offers an
+    alternate address (RFC 5780), how our NAT maps and filters; empty = none."""
+    stun_interval_s: float = 300.0
+    """The STUN servers are asked again this often (a2ald: 5 min); a network change asks at
+    once."""
     upnp: bool = False
     """Ask the LAN gateway for a port mapping (UPnP with the ``upnp`` extra, else PCP/NAT-PMP).
     False: no SSDP multicast, no PCP/NAT-PMP packet is ever sent."""
@@ -155,6 +161,7 @@ class NatConfig:
             parse_host_port(s, what="nat.stun_servers entry")
         if self.min_observed_peers < 1:
             raise ConfigError("nat.min_observed_peers must be at least 1")
+        _positive("nat.stun_interval_s", self.stun_interval_s)
         if not isinstance(self.upnp_lease_s, int) or not 60 <= self.upnp_lease_s <= 604800:
             raise ConfigError("nat.upnp_lease_s must be 60-604800 (seconds)")
         _positive("nat.upnp_backoff_initial_s", self.upnp_backoff_initial_s)
@@ -314,6 +321,10 @@ class NodeConfig:
     """Host to publish in our endpoint record when no public address is known."""
     network: Literal["private", "public"] = "private"
     """``public`` additionally looks up the public seeds (explicit opt-in)."""
+    auto_publish: bool = True
+    """A node run as a server (``serve``, ``node run``) publishes its own endpoint record by
+    itself once it knows an address to publish, and again whenever that address or its NAT
+    type changes (a2ald's ``auto_publish``); false keeps it unlisted until ``publish``."""
     data_dir: Path | None = None
     """Where state is kept; None = in memory only."""
     dht: DhtConfig = dataclasses.field(default_factory=DhtConfig)
@@ -335,6 +346,8 @@ class NodeConfig:
         parse_host_port(self.listen_addr, what="listen_addr")
         for b in self.bootstrap:
             parse_host_port(b, what="bootstrap entry")
+        if not isinstance(self.auto_publish, bool):
+            raise ConfigError(f"auto_publish must be true or false, got {self.auto_publish!r}")
         if self.network not in ("private", "public"):
             raise ConfigError(f"network must be 'private' or 'public', got {self.network!r}")
 
@@ -386,6 +399,15 @@ def _build(cls: Any, values: Mapping[str, Any], prefix: str) -> Any:
         raise ConfigError(f"bad configuration: {exc}") from exc
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected true or false, got {text!r}")
+
+
 def _split_list(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.replace(";", ",").split(",") if p.strip())
 
@@ -398,7 +420,8 @@ def load_config(
     """Read the TOML file (if any), then ``A2AL_MCP_*`` variables, then ``overrides``.
 
     Environment variables: ``A2AL_MCP_LISTEN``, ``A2AL_MCP_BOOTSTRAP`` (comma-separated),
-    ``A2AL_MCP_ADVERTISE``, ``A2AL_MCP_HOME`` (data directory), ``A2AL_MCP_NETWORK``.
+    ``A2AL_MCP_ADVERTISE``, ``A2AL_MCP_HOME`` (data directory), ``A2AL_MCP_NETWORK``,
+    ``A2AL_MCP_AUTO_PUBLISH`` (``0``/``false``/``no``/``off`` or ``1``/``true``/``yes``/``on``).
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown keys, or invalid values.
@@ -419,6 +442,7 @@ def load_config(
         "ADVERTISE": ("advertise_host", str),
         "HOME": ("data_dir", str),
         "NETWORK": ("network", str),
+        "AUTO_PUBLISH": ("auto_publish", _flag),
     }
     for suffix, (key, convert) in mapping.items():
         value = env.get(ENV_PREFIX + suffix)

@@ -10,12 +10,15 @@ Who does what: :class:`~.identities.IdentityStore` (who we act as), :class:`~.jo
 :class:`~.publisher.Publisher` (what we publish, renewed), :class:`~.serving.Acceptor` (the
 accepting side of QUIC), :class:`~.dialer.Dialer` (the dialling side: connect, streams,
 fetch, tunnels), :class:`~.mailbox.Mailbox` (notes), :class:`~.supervision.Supervisor`
-(tasks and what they raise), :class:`~.observed.ObservedAddresses` (our address as seen).
+(tasks and what they raise), :class:`~.nat_service.NatService` (where we stand behind a NAT:
+votes, STUN, NAT_PROBE, the port mapping), :class:`~.auto_publish.AutoPublisher` (endpoint
+records renewed at once when that changes; the node's own published by itself).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, Self
@@ -38,8 +41,10 @@ from ..protocol.payloads import AgentProfilePayload
 from ..protocol.records import SignedRecord
 from ..transport.certificates import CertificateStore, LocalCertificate
 from ..transport.endpoint import UdpEndpoint
-from ..transport.peer import QuicService
+from ..transport.peer import PeerConnection, QuicService
 from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone
+from ..transport.session import PeerControl
+from .auto_publish import AutoPublisher
 from .connect import Connector
 from .dialer import Dialer
 from .finder import Finder
@@ -47,8 +52,8 @@ from .identities import IdentityStore
 from .inbox import Inbox, Note
 from .joining import Joiner
 from .mailbox import Mailbox, MailboxStats, SendResult
-from .observed import ObservedAddresses
-from .publisher import Publisher, endpoint_urls
+from .nat_service import NatService, resolve_stun_servers
+from .publisher import Publisher
 from .quic_verbs import QuicVerbs
 from .serving import Acceptor, Serving, StreamHandler
 from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
@@ -57,6 +62,7 @@ from .supervision import Supervisor
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
 
 _QUIC_EVENT_TYPES = (ConnectionAccepted, ConnectionEvent, ConnectionGone)
+_NAT_DHT_EVENTS = (ev.AddressObserved, ev.NatProbeRequested, ev.NatProbeEchoed)
 
 
 class _State(Enum):
@@ -76,10 +82,13 @@ class Node(QuicVerbs):
         clock: Clock | None = None,
         rng: Rng | None = None,
         join_in_background: bool = False,
+        auto_publish: bool = False,
     ) -> None:
         """``join_in_background``: ``async with`` returns as soon as the socket is open
         instead of after the network join (a server that must answer at once: the MCP
-        front's ``initialize``); every verb that needs the DHT waits for the join first."""
+        front's ``initialize``); every verb that needs the DHT waits for the join first.
+        ``auto_publish``: a server (``serve``, ``node run``) publishes the node's endpoint
+        record by itself once it knows an address, unless ``config.auto_publish`` is off."""
         self.config = config or NodeConfig()
         self._join_in_background = join_in_background
         self._joined: anyio.Event | None = None
@@ -94,12 +103,17 @@ class Node(QuicVerbs):
         self._finder = Finder(self._lookup)
         self._publisher = Publisher(
             publish_record=self._publish_record, identity=self._identity,
-            endpoint_urls=lambda: endpoint_urls(self.local_addr, self.config.advertise_host),
+            endpoint_urls=lambda: self._nat_service().endpoint_urls(),
+            nat_type=lambda: self._nat_service().nat_type(),
             clock=self._clock, republish_interval_s=self.config.dht.republish_interval_s,
         )  # fmt: skip
+        self._auto = AutoPublisher(self._publisher, node_aid=self.identity.aid,
+                                   enabled=auto_publish and self.config.auto_publish,
+                                   knows_address=lambda: self._nat_service().knows_address(),
+                                   joined=self._join_done)  # fmt: skip
         self._acceptor = Acceptor(identities=self._identities, node_aid=self.identity.aid)
         self._tasks = Supervisor(clock=self._clock)
-        self._observed = ObservedAddresses()
+        self._nat: NatService | None = None
         # Built on open (they bind, generate certificates or open the inbox):
         self._endpoint: UdpEndpoint | None = None
         self._dht: DhtService | None = None
@@ -118,6 +132,8 @@ class Node(QuicVerbs):
         cfg = self.config
         host, _port = cfg.listen
         self._identities.load_agents()
+        stun_servers = await resolve_stun_servers(cfg.nat.stun_servers)
+        nat = self._nat = NatService(cfg, rng=self._rng, stun_servers=stun_servers)
         core = DhtCore(self.identity, rng=self._rng, config=cfg.dht, limits=cfg.limits,
                        wall_offset=self._clock.wall() - self._clock.monotonic(),
                        allow_local_hearsay=host.startswith("127.") or host == "::1")  # fmt: skip
@@ -130,16 +146,18 @@ class Node(QuicVerbs):
         )  # fmt: skip
         dht = self._dht = DhtService(core, clock=self._clock, flush=self._flush,
                                      timeout_s=operation_timeout(cfg.dht),
-                                     on_address=self._observed.note,
                                      on_mailbox=mailbox.on_dht_record)  # fmt: skip
         self._certs = CertificateStore.generate(
             self.identity, *[i for a, i in self._identities.items() if a != self.aid],
             now=self._clock.wall(), rng=self._rng,
         )  # fmt: skip
         handlers = self._acceptor.handlers(agent_info=self._publisher.agent_info,
-                                           note_observed=self._observed.note,
+                                           note_observed=_ignore_addr,  # voted below
                                            cache_record=dht.cache_record,
                                            on_mailbox=mailbox.on_frame)  # fmt: skip
+        handlers = dataclasses.replace(
+            handlers, on_peer_control=_voting(handlers.on_peer_control, nat.observe)
+        )
         quic = self._quic = QuicService(
             certificates=self._certs, flush=self._flush, now=self._clock.monotonic,
             wall=self._clock.wall, spawn=self.spawn, handlers=handlers, limits=cfg.limits,
@@ -149,10 +167,16 @@ class Node(QuicVerbs):
         )  # fmt: skip
         connector = self._connector = Connector(quic, now=self._clock.monotonic, ipv6=":" in host,
                                                 keepalive_s=cfg.quic.keepalive_s)  # fmt: skip
-        self._endpoint = UdpEndpoint(cfg.listen, clock=self._clock, dht=core, quic=quic.host,
-                                     on_events=self._on_events)  # fmt: skip
+        endpoint = self._endpoint = UdpEndpoint(cfg.listen, clock=self._clock, dht=core,
+                                                quic=quic.host, stun=nat.core,
+                                                on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(self._endpoint)
+            await stack.enter_async_context(endpoint)
+            nat.attach(clock=self._clock, flush=self._flush, local_addr=lambda: endpoint.local_addr,
+                       route_source=endpoint.route_source, peers=dht.peer_addrs,
+                       on_change=self._auto.changed,
+                       probe=core)  # fmt: skip
+            nat.start()
             stack.callback(inbox.close)  # after the task group has stopped
             stack.push_async_callback(self._close_quic)
             tg = await stack.enter_async_context(anyio.create_task_group())
@@ -170,7 +194,8 @@ class Node(QuicVerbs):
             else:
                 await self._join_then_mark()
             for loop in (self._publisher.republish_loop, self._joiner.rejoin_loop,
-                         connector.maintain, mailbox.poll_loop):  # fmt: skip
+                         connector.maintain, mailbox.poll_loop, nat.check_loop,
+                         self._auto.run):  # fmt: skip
                 self._tasks.start(loop)
             self._stack = stack.pop_all()
         return self
@@ -197,6 +222,11 @@ class Node(QuicVerbs):
             self._flush()  # the CONNECTION_CLOSE frames leave now
             await anyio.lowlevel.checkpoint()
 
+    def _nat_service(self) -> NatService:
+        if self._nat is None:
+            raise UsageError("the node is not open")
+        return self._nat
+
     def _check_open(self) -> DhtService:
         if self._state is not _State.OPEN or self._dht is None:
             raise NodeClosed(f"the node is {self._state.value}")
@@ -210,6 +240,14 @@ class Node(QuicVerbs):
         if isinstance(event, _QUIC_EVENT_TYPES):
             if self._quic is not None:
                 self._quic.on_event(event)
+        elif core == "stun":
+            if self._nat is not None:
+                self._nat.on_effect(event)
+        elif isinstance(event, _NAT_DHT_EVENTS):
+            if self._nat is not None:
+                self._nat.on_dht_event(event)
+            if isinstance(event, DHT_EVENT_TYPES) and self._dht is not None:
+                self._dht.on_event(event)
         elif isinstance(event, DHT_EVENT_TYPES) and self._dht is not None:
             self._dht.on_event(event)
 
@@ -228,6 +266,11 @@ class Node(QuicVerbs):
         finally:
             assert self._joined is not None
             self._joined.set()
+
+    async def _join_done(self) -> None:
+        """Wait until the network join has finished (at once when it did)."""
+        if self._joined is not None:
+            await self._joined.wait()
 
     async def _network(self) -> DhtService:
         """The DHT service once the join has finished (at once unless it runs in the
@@ -391,7 +434,8 @@ class Node(QuicVerbs):
         assert self._quic is not None and self._mailbox is not None
         return NodeStatus(aid=self.aid, listen=self.local_addr, peers=stats.peers,
                           ready=stats.peers > 0, published=self._publisher.published(),
-                          dht=stats, observed_addrs=self._observed.ranked(),
+                          dht=stats, observed_addrs=self._nat_service().observed.ranked(),
+                          nat=self._nat_service().status(),
                           connections=len(self._quic.connections()),
                           serving=self._acceptor.serving(), mailbox=self._mailbox.statistics(),
                           contained_errors=self._contained_errors(),
@@ -458,3 +502,21 @@ class Node(QuicVerbs):
 
     def mailbox_statistics(self) -> MailboxStats:
         return self._mail().statistics()
+
+
+def _ignore_addr(addr: Addr) -> None:
+    """Stream-0 ObservedAddr is voted by :func:`_voting`, which knows the reporter."""
+
+
+def _voting(
+    inner: Callable[[PeerConnection, PeerControl], None], vote: Callable[[bytes, Addr], None]
+) -> Callable[[PeerConnection, PeerControl], None]:
+    """The acceptor's stream-0 answer handler, casting its ObservedAddr as a NAT vote by the
+    peer's AID first."""
+
+    def on_peer_control(pc: PeerConnection, ctl: PeerControl) -> None:
+        if ctl.observed_addr is not None:
+            vote(bytes(pc.peer_aid), ctl.observed_addr)
+        inner(pc, ctl)
+
+    return on_peer_control

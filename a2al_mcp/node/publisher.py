@@ -6,8 +6,8 @@ records, hands them to the DHT through one ``publish_record`` callable, and rene
 every ``republish_interval_s`` (:meth:`Publisher.republish_loop`) until ``unpublish``; when
 what the node knows of its address changes, :meth:`Publisher.republish_endpoints` renews the
 endpoint records alone, at once. The newest topic record of each registration is kept for
-stream-0 AgentInfo (:meth:`Publisher.agent_info`). It knows nothing of the node: identities, endpoint URLs and
-NAT type and time come in as callables.
+stream-0 AgentInfo (:meth:`Publisher.agent_info`). It knows nothing of the node: identities,
+endpoint URLs, NAT type and time come in as callables.
 """
 
 from __future__ import annotations

@@ -1,0 +1,109 @@
+"""AutoPublisher: the node's endpoint records follow what it knows of its address.
+
+Two duties, one loop (run by the node's supervisor):
+
+* **republish at once** — when the NAT view changes (a new consensus or STUN address, a new
+  NAT type, a gateway mapping won or lost, a network change), :meth:`AutoPublisher.changed`
+  wakes the loop, which renews the endpoint record of every published identity right away
+  (:meth:`~.publisher.Publisher.republish_endpoints`), instead of at the next 30-min renewal;
+* **auto-publish** — with ``enabled`` (a node run by ``serve`` / ``node run`` whose
+  configuration keeps ``auto_publish`` on, as a2ald's), the node's own endpoint record is
+  published by itself as soon as there is an address to publish, and published again every
+  :data:`RETRY_S` while that fails (no peer took it yet).
+
+Changes that come while a republish runs are folded into one more round after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio
+
+from ..errors import A2ALError
+from ..identity.aid import Aid
+from .publisher import Publisher
+
+__all__ = ["RETRY_S", "AutoPublisher"]
+
+logger = logging.getLogger(__name__)
+
+RETRY_S: Final = 5.0
+"""An auto-publish that found no address or no peer is tried again this often."""
+
+
+class AutoPublisher:
+    """Republishes endpoint records when the NAT view changes; publishes the node's own
+    record by itself when ``enabled``."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        node_aid: Aid,
+        enabled: bool,
+        knows_address: Callable[[], bool],
+        joined: Callable[[], Awaitable[object]],
+        retry_s: float = RETRY_S,
+    ) -> None:
+        """
+        Args:
+            publisher: the node's publisher.
+            node_aid: the node's own AID (the identity auto-published).
+            enabled: publish the node's record by itself.
+            knows_address: there is an address to publish now.
+            joined: waits until the network join has finished.
+            retry_s: how often a failed auto-publish is tried again.
+        """
+        self._publisher = publisher
+        self._aid = node_aid
+        self.enabled = enabled
+        self._knows_address = knows_address
+        self._joined = joined
+        self._retry_s = retry_s
+        self._wake = anyio.Event()
+        self._dirty = False
+        self.republished = 0
+        """Rounds of :meth:`~.publisher.Publisher.republish_endpoints` run on a change."""
+        self.auto_published = 0
+        """Times the node's record was published by itself."""
+
+    def changed(self) -> None:
+        """The NAT view changed: republish at once (synchronous, from the event path)."""
+        self._dirty = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The loop: wait for a change (or :data:`RETRY_S` while an auto-publish is due),
+        then publish or republish."""
+        await self._joined()
+        while True:
+            await self._round()
+            if not self._dirty:
+                with anyio.move_on_after(self._retry_s if self._due() else float("inf")):
+                    await self._wake.wait()
+            self._wake = anyio.Event()
+
+    def _due(self) -> bool:
+        return self.enabled and self._aid not in self._publisher.published()
+
+    async def _round(self) -> None:
+        dirty, self._dirty = self._dirty, False
+        if self._due():
+            if not self._knows_address():
+                return
+            try:
+                await self._publisher.publish(self._aid)
+                self.auto_published += 1
+                logger.info("auto_publish.published aid=%s", self._aid.short())
+            except A2ALError as exc:
+                logger.info("auto_publish.not_yet aid=%s reason=%s", self._aid.short(), exc)
+            return
+        if dirty and self._publisher.published():
+            self.republished += 1
+            try:
+                await self._publisher.republish_endpoints()
+            except A2ALError as exc:  # closing (NodeClosed), or no DHT at all
+                logger.info("auto_publish.republish_failed reason=%s", exc)

@@ -1,0 +1,383 @@
+"""NatService: the thin driver of NAT sensing — where the node stands, told to the DHT at once.
+
+It owns :class:`~a2al_mcp.nat.sense.NatSense` (votes, STUN, NAT_PROBE, the classification)
+and, with ``nat.upnp``, the gateway port mapper, and it feeds them:
+
+* votes: every DHT ``AddressObserved`` (the reporter's AID) and every stream-0 ObservedAddr
+  (the dialer's AID), also tallied in :class:`~.observed.ObservedAddresses` for ``status``;
+* the socket's local addresses: the bound address, or for a wildcard bind the address the
+  routing table sends from towards a known peer (a UDP ``connect`` that sends nothing), read
+  again every :data:`CHECK_INTERVAL_S` — a change is a network change;
+* STUN: :class:`NatCore` is the endpoint's ``"stun"`` datagram core, so requests leave from
+  the shared DHT/QUIC socket (the mapping a STUN server sees is the one peers see) and the
+  answers come back through the demux; only servers ``nat.stun_servers`` names are asked;
+* NAT_PROBE in both roles, through the DHT core's commands and events;
+* DHT peers the NAT probe may ask.
+
+Timers run in the endpoint's timer loop (NatCore is a datagram core like the DHT's); the
+network checks and the port mapper run as loops of the node's supervisor.
+
+When the view changes (NAT type, external addresses, public or not, the gateway mapping),
+``on_change`` is called at once: the node renews the endpoint records of every published
+identity (or publishes its own for the first time: auto-publish), so the record in the DHT
+carries the truth within seconds instead of at the next 30-min renewal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
+
+import anyio
+
+from .._clock import Clock
+from .._random import Rng
+from .._types import Addr, Datagram
+from ..config import NodeConfig, parse_host_port
+from ..dht import events as ev
+from ..errors import ConfigError, UsageError
+from ..nat.addresses import parse_ip
+from ..nat.config import NatSenseConfig
+from ..nat.effects import NatEffect, SendProbeEcho, SendProbeRequest, SendStun, ViewChanged
+from ..nat.endpoints import endpoint_urls as nat_endpoint_urls
+from ..nat.endpoints import quic_url
+from ..nat.sense import NatSense, NatStats
+from ..nat.types import NatType, NatView
+from .observed import ObservedAddresses
+from .status import NatStatus
+
+__all__ = [
+    "CHECK_INTERVAL_S",
+    "NatCore",
+    "NatService",
+    "ProbeSender",
+    "endpoint_urls",
+    "resolve_stun_servers",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S: Final = 2.0
+"""How often the local route address and the DHT peers offered to the NAT probe are read
+again (cheap: one unconnected-then-connected UDP socket, nothing sent)."""
+
+_WILDCARDS: Final = ("0.0.0.0", "::", "")
+
+
+def endpoint_urls(view: NatView, local_addr: Addr, advertise_host: str = "") -> tuple[str, ...]:
+    """The ``quic://`` URLs an endpoint record carries now: a2al-wire §3.6's list
+    (:func:`a2al_mcp.nat.endpoints.endpoint_urls`: peers' consensus, STUN, a public bound
+    address, ``advertise_host``, the gateway mapping), then a specific (not wildcard) bound
+    address that is not a public one, so a LAN or loopback network keeps working as before.
+    Behind a symmetric NAT the list may be empty: the record still tells dialers the type.
+
+    Raises:
+        UsageError: nothing is known yet: the socket is bound to a wildcard address, no peer
+            or STUN server has told us our address and none is advertised.
+    """
+    host, port = local_addr
+    urls = list(nat_endpoint_urls(view, local_port=port, advertise_host=advertise_host or None))
+    if host not in _WILDCARDS:
+        urls.append(quic_url(host, port))
+    if not urls and view.nat_type is not NatType.SYMMETRIC:
+        raise UsageError(
+            "cannot determine an address to publish yet: the node listens on a wildcard "
+            f"address ({host or '*'}:{port}) and no peer or STUN server has told it its "
+            "public address. Wait until it has joined (status shows nat.public_addrs), "
+            "configure nat.stun_servers, or set advertise_host (--advertise HOST)"
+        )
+    return tuple(dict.fromkeys(urls))
+
+
+class NatCore:
+    """:class:`NatSense` as the endpoint's ``"stun"`` datagram core: STUN datagrams in,
+    STUN requests out from the shared socket, the timer in the endpoint's timer loop; the
+    other effects (NAT_PROBE sends, view changes) leave as its events."""
+
+    def __init__(self, sense: NatSense) -> None:
+        self.sense = sense
+        self._datagrams: list[Datagram] = []
+        self._events: deque[NatEffect] = deque()
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        self.sense.stun_datagram(data, addr, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.sense.handle_timer(now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        self._pump()
+        out, self._datagrams = self._datagrams, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.sense.get_timer()
+
+    def next_event(self) -> NatEffect | None:
+        self._pump()
+        return self._events.popleft() if self._events else None
+
+    def _pump(self) -> None:
+        for effect in self.sense.effects():
+            if isinstance(effect, SendStun):
+                self._datagrams.append((effect.data, effect.addr))
+            else:
+                self._events.append(effect)
+
+
+class ProbeSender(Protocol):
+    """The DHT core's NAT_PROBE commands (the node passes the core)."""
+
+    def send_nat_probe(self, peer: Addr, token: bytes, claimed: Addr, now: float) -> None: ...
+
+    def send_nat_echo(self, addr: Addr, token: bytes, now: float) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Wiring:
+    clock: Clock
+    flush: Callable[[], None]
+    local_addr: Callable[[], Addr]
+    route_source: Callable[[Addr], str | None]
+    peers: Callable[[], list[Addr]]
+    on_change: Callable[[], None]
+
+
+class NatService:
+    """The driver: NatSense (+ the port mapper) fed by the node, its view turned into
+    endpoint URLs, a NAT type and ``status`` lines."""
+
+    def __init__(
+        self, config: NodeConfig, *, rng: Rng, stun_servers: tuple[Addr, ...] = ()
+    ) -> None:
+        """
+        Args:
+            config: the node's configuration (``nat``, ``advertise_host``, ``bootstrap``).
+            rng: the node's randomness (STUN transaction IDs, probe tokens).
+            stun_servers: ``nat.stun_servers`` resolved to IP literals
+                (:func:`resolve_stun_servers`).
+        """
+        self._config = config
+        self.sense = NatSense(
+            NatSenseConfig(stun_servers=stun_servers,
+                           min_observed_peers=config.nat.min_observed_peers,
+                           stun_refresh_s=config.nat.stun_interval_s),
+            rng=rng,
+        )  # fmt: skip
+        self.core = NatCore(self.sense)
+        self.observed = ObservedAddresses()
+        self._wiring: _Wiring | None = None
+        self._probe: ProbeSender | None = None
+        self._route_peers: tuple[Addr, ...] = tuple(
+            parse_host_port(b, what="bootstrap entry") for b in config.bootstrap
+        )
+        self.view_changes = 0
+        """ViewChanged effects seen (each asked for a republish)."""
+
+    # -- wiring (the node calls these once the endpoint is open) -------------------------
+
+    def attach(
+        self,
+        *,
+        clock: Clock,
+        flush: Callable[[], None],
+        local_addr: Callable[[], Addr],
+        route_source: Callable[[Addr], str | None],
+        peers: Callable[[], list[Addr]],
+        on_change: Callable[[], None],
+        probe: ProbeSender | None = None,
+    ) -> None:
+        """Connect the service to the open node.
+
+        Args:
+            clock: the node's clock (``now`` for the core).
+            flush: sends what the cores queued (the endpoint's flush).
+            local_addr: the bound address.
+            route_source: the local IP towards a peer (:meth:`UdpEndpoint.route_source`).
+            peers: DHT routing peers' addresses.
+            on_change: called (synchronously) when the view changed: republish.
+            probe: the DHT core's NAT_PROBE commands, if it has them.
+        """
+        self._wiring = _Wiring(clock, flush, local_addr, route_source, peers, on_change)
+        self._probe = probe
+
+    def start(self) -> None:
+        """The socket is up: set the local addresses and start STUN."""
+        w = self._require()
+        now = w.clock.monotonic()
+        self.sense.set_local(self._locals(), now)
+        self.sense.start(now)
+        w.flush()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def observe(self, reporter: bytes, addr: Addr) -> None:
+        """A peer (its AID bytes) sees us at ``addr``: a vote, and a line in the tally."""
+        self.observed.note(addr)
+        w = self._wiring
+        if w is None:
+            return
+        self.sense.observe(reporter, addr, w.clock.monotonic())
+        w.flush()
+
+    def probe_requested(self, source: Addr, token: bytes, claimed: Addr) -> None:
+        """A peer at ``source`` asks for a NAT_PROBE_ECHO to ``claimed``."""
+        w = self._wiring
+        if w is not None:
+            self.sense.probe_requested(source, token, claimed, w.clock.monotonic())
+            w.flush()
+
+    def probe_echoed(self, token: bytes, source: Addr) -> None:
+        """A NAT_PROBE_ECHO arrived."""
+        w = self._wiring
+        if w is not None:
+            self.sense.probe_echoed(token, source, w.clock.monotonic())
+            w.flush()
+
+    def on_dht_event(
+        self, event: ev.AddressObserved | ev.NatProbeRequested | ev.NatProbeEchoed
+    ) -> None:
+        """The DHT events NAT sensing takes: a vote, a NAT_PROBE_REQ, a NAT_PROBE_ECHO."""
+        if isinstance(event, ev.AddressObserved):
+            self.observe(bytes(event.reporter), event.addr)
+        elif isinstance(event, ev.NatProbeRequested):
+            self.probe_requested(event.addr, event.token, event.claimed)
+        else:
+            self.probe_echoed(event.token, event.addr)
+
+    def on_effect(self, effect: object) -> None:
+        """An event of :class:`NatCore` (the endpoint's ``"stun"`` core)."""
+        w = self._wiring
+        if w is None:
+            return
+        now = w.clock.monotonic()
+        if isinstance(effect, ViewChanged):
+            self.view_changes += 1
+            v = effect.view
+            logger.info("nat.view type=%s external=%s public=%s upnp=%s", v.nat_type.words,
+                        v.external, v.public, v.upnp)  # fmt: skip
+            w.on_change()
+        elif isinstance(effect, SendProbeRequest):
+            if self._probe is not None:
+                self._probe.send_nat_probe(effect.peer, effect.token, effect.claimed, now)
+                w.flush()
+        elif isinstance(effect, SendProbeEcho) and self._probe is not None:
+            self._probe.send_nat_echo(effect.addr, effect.token, now)
+            w.flush()
+
+    def set_upnp(self, mapping: Addr | None) -> None:
+        """The gateway mapping the port mapper holds now (None: none, or lost)."""
+        w = self._wiring
+        if w is not None:
+            self.sense.set_upnp(mapping, w.clock.monotonic())
+            w.flush()
+
+    # -- the periodic checks ---------------------------------------------------------------
+
+    async def check_loop(self, interval_s: float = CHECK_INTERVAL_S) -> None:
+        """Every ``interval_s``: read the local route address again (a changed one is a
+        network change: STUN, tests and the probe run again and the view is republished),
+        and offer the DHT's peers to the NAT probe."""
+        while True:
+            await anyio.sleep(interval_s)
+            self.check()
+
+    def check(self) -> None:
+        """One round of :meth:`check_loop`."""
+        w = self._require()
+        now = w.clock.monotonic()
+        peers = w.peers()
+        if peers:
+            self.sense.offer_peers(peers[:32], now)
+        self.sense.set_local(self._locals(peers), now)
+        w.flush()
+
+    def _locals(self, peers: list[Addr] | None = None) -> list[Addr]:
+        """The socket's local addresses: the bound one, or for a wildcard bind the source
+        address towards a seed or peer of each family."""
+        w = self._require()
+        host, port = w.local_addr()
+        if host not in _WILDCARDS:
+            return [(host, port)]
+        found: dict[str, None] = {}
+        towards = [*self._route_peers, *(peers or [])[:4]]
+        families: set[bool] = set()
+        for peer in towards:
+            v4 = ":" not in peer[0]
+            if v4 in families:
+                continue
+            source = w.route_source(peer)
+            if source is not None:
+                families.add(v4)
+                found[source] = None
+        return [(ip, port) for ip in found]
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    @property
+    def view(self) -> NatView:
+        return self.sense.view
+
+    def nat_type(self) -> int:
+        """The ``nat_type`` endpoint records carry now."""
+        return int(self.sense.view.nat_type)
+
+    def endpoint_urls(self) -> tuple[str, ...]:
+        """The URLs to publish now (:func:`endpoint_urls`)."""
+        return endpoint_urls(self.sense.view, self._require().local_addr(),
+                             self._config.advertise_host)  # fmt: skip
+
+    def knows_address(self) -> bool:
+        """There is an address to publish (auto-publish may go)."""
+        try:
+            self.endpoint_urls()
+        except UsageError:
+            return False
+        return True
+
+    def status(self) -> NatStatus:
+        v = self.sense.view
+        public = tuple(dict.fromkeys([*v.external, *([v.upnp] if v.upnp else [])]))
+        try:
+            urls = self.endpoint_urls() if self._wiring is not None else ()
+        except UsageError:
+            urls = ()
+        words = "public (no NAT)" if v.public else v.nat_type.words
+        return NatStatus(public_addrs=public, nat_type=int(v.nat_type), nat_type_words=words,
+                         upnp_mapping=v.upnp, reachable_directly=v.direct,
+                         published_endpoints=urls, evidence=v.evidence)  # fmt: skip
+
+    def statistics(self) -> NatStats:
+        return self.sense.statistics()
+
+    def _require(self) -> _Wiring:
+        if self._wiring is None:
+            raise UsageError("the NAT service is not attached to an open node")
+        return self._wiring
+
+
+async def resolve_stun_servers(entries: Iterable[str]) -> tuple[Addr, ...]:
+    """``nat.stun_servers`` (``host:port``) as IP literals. Names are looked up once, here
+    (the system resolver, in a worker thread); nothing but what configuration names is
+    ever asked.
+
+    Raises:
+        ConfigError: a name does not resolve.
+    """
+    out: list[Addr] = []
+    for entry in entries:
+        host, port = parse_host_port(entry, what="nat.stun_servers entry")
+        if parse_ip(host) is not None:
+            out.append((host, port))
+            continue
+        try:
+            infos = await anyio.getaddrinfo(host, port, type=2)  # SOCK_DGRAM
+        except OSError as exc:
+            raise ConfigError(f"nat.stun_servers entry {entry!r} does not resolve: {exc}") from exc
+        for _family, _type, _proto, _name, sockaddr in infos:
+            out.append((str(sockaddr[0]), int(sockaddr[1])))
+            break
+    return tuple(dict.fromkeys(out))
