@@ -44,6 +44,7 @@ from ..nat.config import NatSenseConfig
 from ..nat.effects import NatEffect, SendProbeEcho, SendProbeRequest, SendStun, ViewChanged
 from ..nat.endpoints import endpoint_urls as nat_endpoint_urls
 from ..nat.endpoints import quic_url
+from ..nat.portmap_service import PortMapper
 from ..nat.sense import NatSense, NatStats
 from ..nat.types import NatType, NatView
 from .observed import ObservedAddresses
@@ -174,6 +175,8 @@ class NatService:
         self._route_peers: tuple[Addr, ...] = tuple(
             parse_host_port(b, what="bootstrap entry") for b in config.bootstrap
         )
+        self._mapper: PortMapper | None = None
+        self._locals_seen: list[Addr] | None = None
         self.view_changes = 0
         """ViewChanged effects seen (each asked for a republish)."""
 
@@ -208,9 +211,19 @@ class NatService:
         """The socket is up: set the local addresses and start STUN."""
         w = self._require()
         now = w.clock.monotonic()
-        self.sense.set_local(self._locals(), now)
+        self._locals_seen = self._locals()
+        self.sense.set_local(self._locals_seen, now)
         self.sense.start(now)
         w.flush()
+
+    def port_mapper(self) -> PortMapper | None:
+        """The gateway port mapper for the bound socket when ``nat.upnp`` is true (else None,
+        and no SSDP, PCP or NAT-PMP packet is ever sent); the node runs it in its task
+        group. The mapping it holds (or loses) goes into the view."""
+        w = self._require()
+        self._mapper = PortMapper.from_config(self._config.nat, listen=w.local_addr(),
+                                              clock=w.clock, on_change=self.set_upnp)  # fmt: skip
+        return self._mapper
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -292,7 +305,14 @@ class NatService:
         peers = w.peers()
         if peers:
             self.sense.offer_peers(peers[:32], now)
-        self.sense.set_local(self._locals(peers), now)
+        local = self._locals(peers)
+        if local != self._locals_seen:
+            if self._locals_seen is not None:
+                logger.info("nat.network_changed local=%s was=%s", local, self._locals_seen)
+                if self._mapper is not None:
+                    self._mapper.network_changed()
+            self._locals_seen = local
+        self.sense.set_local(local, now)
         w.flush()
 
     def _locals(self, peers: list[Addr] | None = None) -> list[Addr]:
@@ -346,6 +366,8 @@ class NatService:
         except UsageError:
             urls = ()
         words = "public (no NAT)" if v.public else v.nat_type.words
+        if v.upnp is not None and not v.public:
+            words += ", mapped by the gateway"
         return NatStatus(public_addrs=public, nat_type=int(v.nat_type), nat_type_words=words,
                          upnp_mapping=v.upnp, reachable_directly=v.direct,
                          published_endpoints=urls, evidence=v.evidence)  # fmt: skip

@@ -184,6 +184,10 @@ class Node(QuicVerbs):
             self._dialer = Dialer(connector, identity=self._identity, resolve=self.resolve,
                                   task_group=tg, check_open=self._check_open,
                                   handshake_timeout_s=cfg.quic.handshake_timeout_s)  # fmt: skip
+            mapper = nat.port_mapper()
+            if mapper is not None:
+                await tg.start(mapper.run)
+                stack.push_async_callback(mapper.aclose)  # deletes the mapping, before cancel
             self._tasks.attach(tg)
             stack.callback(self._tasks.detach)  # also when joining fails
             self._state = _State.OPEN
