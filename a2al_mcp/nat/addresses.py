@@ -8,6 +8,7 @@ Python counts the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Final
 
@@ -46,6 +47,7 @@ _NOT_WAN_V6: Final = tuple(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip(host: str) -> _IP | None:
     """The IP literal ``host`` (a zone index is dropped; IPv4-mapped IPv6 becomes IPv4), or
     None when ``host`` is not an IP literal."""
@@ -70,6 +72,7 @@ def is_v4(host: str) -> bool:
     return isinstance(parse_ip(host), ipaddress.IPv4Address)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_plausible_wan(host: str) -> bool:
     """True when ``host`` is an IP that may be reachable from the internet: not unspecified,
     loopback, link-local, RFC 1918, ULA, CGNAT (100.64/10), multicast, reserved, Teredo or

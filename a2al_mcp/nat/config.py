@@ -38,6 +38,9 @@ class NatSenseConfig:
     """Binding (test I) to every STUN server again after this."""
     behaviour_refresh_s: float = 30 * 60.0
     """RFC 5780 mapping/filtering tests again after this (and on a network change)."""
+    rerun_min_interval_s: float = 30.0
+    """A new consensus IP (seen in votes) reruns STUN and the tests at most this often; a
+    change of the local addresses always does."""
     probe_peers: int = 3
     """NAT_PROBE_REQs per probe round (peers with a public IPv4)."""
     probe_window_s: float = 5.0

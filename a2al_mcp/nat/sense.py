@@ -115,6 +115,7 @@ class NatSense:
         self._probe_wanted = False
         self._behaviour_runs = 0
         self._network_changes = 0
+        self._last_change = float("-inf")
         self._view = NatView()
         self._out: list[NatEffect] = []
 
@@ -144,12 +145,18 @@ class NatSense:
 
     def observe(self, reporter: bytes, addr: Addr, now: float) -> None:
         """A peer (``reporter``: its node ID or AID bytes) sees us at ``addr``."""
-        self._votes.expire(now)
-        before = self._primary_ip()
-        if self._votes.add(bytes(reporter), addr, now):
-            after = self._primary_ip()
-            if before is not None and after is not None and after != before:
-                self._network_changed(now, keep_votes=True)
+        expired = self._votes.expire(now)
+        if not self._votes.add(bytes(reporter), addr, now) and not expired:
+            return  # the steady state: a peer repeats what it said (nothing to recompute)
+        before = next((a[0] for a in self._view.observed if is_v4(a[0])), None)
+        after = self._primary_ip()
+        if (
+            before is not None
+            and after is not None
+            and after != before
+            and now >= self._last_change + self.config.rerun_min_interval_s
+        ):
+            self._network_changed(now, keep_votes=True)
         self._settle(now)
 
     def stun_datagram(self, data: bytes, source: Addr, now: float) -> None:
@@ -271,6 +278,7 @@ class NatSense:
 
     def _network_changed(self, now: float, *, keep_votes: bool = False) -> None:
         self._network_changes += 1
+        self._last_change = now
         if not keep_votes:
             self._votes.clear()
         self._reflected.clear()
@@ -374,6 +382,10 @@ class NatSense:
         if seen:
             evidence.append("behind a NAT whose filtering is not proven open")
             return NatType.PORT_RESTRICTED, False, seen, ips
+        wan_votes = self._votes.addresses(v4, _wan)
+        if any(not _ours(a, fam_local) for a, _, _ in wan_votes):
+            evidence.append("behind a NAT; peers do not agree on our address yet")
+            return NatType.PORT_RESTRICTED, False, [], ips
         lan = self._votes.addresses(v4, lambda a: not _wan(a))
         if any(not _ours(a, fam_local) for a, _, _ in lan):
             evidence.append("peers see a translated private address (a NAT inside a NAT)")
