@@ -20,6 +20,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
 from ..config import LimitsConfig
 from .guard import FrontStats
 
@@ -256,19 +258,29 @@ async def run_stream(
     *,
     limits: LimitsConfig | None = None,
     stats: FrontStats | None = None,
+    direct: bool = True,
 ) -> None:
     """One MCP session over a byte stream (a client of the shared node on the hub's local
-    channel), every line checked first as on stdio; returns when the client hangs up."""
+    channel), every line checked first as on stdio; returns when the client hangs up. Tool
+    calls of the initialized session are answered by the front itself (:mod:`.direct`) when
+    the server has a direct answer (see ``app.direct_answer``) and ``direct`` is true."""
     from mcp.server.stdio import stdio_server
 
+    from .app import direct_answer
+    from .direct import DirectCalls
     from .line_front import StreamWire
 
     limits = limits or LimitsConfig()
-    wire = StreamWire(stream, max_bytes=limits.mcp_message_max_bytes,
-                      stats=stats or FrontStats(), validate=validate_message)  # fmt: skip
-    async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
-        low = _lowlevel(server)
-        await low.run(read_stream, write_stream, low.create_initialization_options())
+    answer = direct_answer(server) if direct else None
+    async with anyio.create_task_group() as tg:
+        calls = DirectCalls(answer, tg) if answer is not None else None
+        wire = StreamWire(stream, max_bytes=limits.mcp_message_max_bytes,
+                          stats=stats or FrontStats(), validate=validate_message,
+                          direct=calls)  # fmt: skip
+        async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
+            low = _lowlevel(server)
+            await low.run(read_stream, write_stream, low.create_initialization_options())
+        tg.cancel_scope.cancel()  # the client hung up: its running calls end (as the SDK's)
 
 
 async def run_http(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import weakref
 from typing import Annotated, Any
 
 from mcp.types import CallToolResult, ListToolsResult, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from .._version import __version__
-from ..errors import UnknownTool
+from ..errors import InternalError, UnknownTool
 from ..node.node import Node
 from ..toolresults import quote
 from ..toolspec import (
@@ -32,6 +34,7 @@ from ._compat import (
     report_progress,
     serve_legacy_subscriptions,
 )
+from .direct import Progress, ToolAnswer
 from .guard import FrontStats
 
 __all__ = [
@@ -39,11 +42,15 @@ __all__ = [
     "INSTRUCTIONS",
     "STATUS_URI",
     "build_server",
+    "direct_answer",
     "failure_result",
     "input_schema",
     "strict_tools",
     "tool_annotations",
+    "tool_call_result",
 ]
+
+logger = logging.getLogger(__name__)
 
 TITLE = "A2AL agent network"
 INBOX_URI = "a2al://inbox"
@@ -195,26 +202,42 @@ def _input_required(prompt: str) -> Any:
     return InputRequiredResult(input_requests={_PASSPHRASE_KEY: ask})
 
 
+async def _outcome(
+    node: Node,
+    spec: ToolSpec,
+    kwargs: dict[str, Any],
+    front_stats: FrontStats | None,
+    progress: Progress | None,
+    ask_secret: AskSecret | None = None,
+) -> tuple[str, dict[str, Any] | None]:
+    """Run ``spec``: its text and structured result, or ``CODE: sentence`` and None."""
+    slow = _SLOW.get(spec.name)
+    if slow and progress is not None:
+        await progress(0, 1, slow)
+    try:
+        result = await call_tool(node, spec.name, kwargs, ask_secret=ask_secret)
+    except ToolFailure as exc:
+        return str(exc), None
+    if slow and progress is not None:
+        await progress(1, 1, "done")
+    if spec.name == "status" and front_stats is not None:
+        result["mcp_front"] = front_stats.as_dict()
+    return json.dumps(result, ensure_ascii=False), result
+
+
 def _tool_function(node: Node, spec: ToolSpec, front_stats: FrontStats | None) -> Any:
     async def run(ctx: Any = None, **kwargs: Any) -> Any:
-        slow = _SLOW.get(spec.name)
-        if slow:
-            await report_progress(ctx, 0, 1, slow)
         ask_secret = None
         if spec.name == "identity_export":
             ask_secret, pending = await _ask_passphrase(ctx, kwargs)
             if pending is not None:
                 return pending
-        try:
-            result = await call_tool(node, spec.name, kwargs, ask_secret=ask_secret)
-        except ToolFailure as exc:
-            return failure_result(exc)
-        if slow:
-            await report_progress(ctx, 1, 1, "done")
-        if spec.name == "status" and front_stats is not None:
-            result["mcp_front"] = front_stats.as_dict()
-        return _text_result(json.dumps(result, ensure_ascii=False), error=False,
-                            structured=result)  # fmt: skip
+
+        async def progress(done: float, total: float, message: str) -> None:
+            await report_progress(ctx, done, total, message)
+
+        text, result = await _outcome(node, spec, kwargs, front_stats, progress, ask_secret)
+        return _text_result(text, error=result is None, structured=result)
 
     run.__name__ = spec.name
     run.__doc__ = spec.description
@@ -223,6 +246,44 @@ def _tool_function(node: Node, spec: ToolSpec, front_stats: FrontStats | None) -
     run.__annotations__ = {"ctx": Context,
                            "return": _returns(spec)}  # fmt: skip
     return run
+
+
+def tool_call_result(node: Node, front_stats: FrontStats | None = None) -> ToolAnswer:
+    """How :class:`~.direct.DirectCalls` answers ``tools/call``: the ``CallToolResult`` in
+    the wire form the SDK sends for the same call (a refusal as :func:`strict_tools`
+    refuses, a tool's result or failure as the SDK renders what the tool function returns).
+    Never raises but for cancellation: an unexpected error is an ``INTERNAL`` failure."""
+
+    async def answer(name: Any, arguments: Any, progress: Progress | None) -> dict[str, Any]:
+        refusal = refuse_call(name, arguments)
+        if refusal is not None:
+            wire: dict[str, Any] = refusal.model_dump(by_alias=True, mode="json",
+                                                      exclude_none=True)  # fmt: skip
+            return wire
+        try:
+            text, result = await _outcome(node, _SPECS[name], arguments or {}, front_stats,
+                                          progress)  # fmt: skip
+        except Exception as exc:  # call_tool turns every error into a failure; this is a bug
+            logger.exception("mcp.direct_internal tool=%s", name)
+            error = InternalError("an unexpected error happened; the server log has details",
+                                  operation=name)  # fmt: skip
+            error.__cause__ = exc
+            text, result = str(ToolFailure.from_error(error, tool=name)), None
+        content = [{"text": text, "type": "text"}]
+        if result is None:
+            return {"content": content, "isError": True}
+        return {"content": content, "isError": False, "structuredContent": result}
+
+    return answer
+
+
+_DIRECT: weakref.WeakKeyDictionary[Any, ToolAnswer] = weakref.WeakKeyDictionary()
+
+
+def direct_answer(server: Any) -> ToolAnswer | None:
+    """The :func:`tool_call_result` of a server :func:`build_server` made (mcp 2; None for
+    others, whose calls all go through the SDK)."""
+    return _DIRECT.get(server)
 
 
 def tool_annotations(spec: ToolSpec) -> Any:
@@ -307,6 +368,7 @@ def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | No
         )
     if MCP_MAJOR == 2:
         server.middleware.append(strict_tools)
+        _DIRECT[server] = tool_call_result(node, front_stats)
     else:  # pragma: no cover - mcp 1.x
         intercept_tools(server, check_call=refuse_call, input_schema=_listed_schema)
 

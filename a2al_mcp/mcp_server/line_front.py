@@ -4,7 +4,9 @@ The SDK's stdio transport reads unbounded lines and drops what it cannot decode 
 reply. A :class:`LineWire` reads the client itself, a line of at most
 ``limits.mcp_message_max_bytes`` at a time, answers every line that
 :func:`.guard.check_message` refuses with a JSON-RPC error, and hands the SDK only the
-lines that pass (the SDK is given the wire as its ``stdin`` and ``stdout``). Two transports:
+lines that pass (the SDK is given the wire as its ``stdin`` and ``stdout``), but for the
+requests a :class:`~.direct.DirectCalls` answers itself (tool calls of an initialized
+session). Two transports:
 this process's stdio (:class:`~.stdio_front.StdioWire`) and a byte stream
 (:class:`StreamWire`: one client of the shared node, on the hub's local channel).
 """
@@ -19,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .direct import DirectCalls
 from .guard import Checked, FrontStats, check_message, oversized
 
 __all__ = ["LineWire", "StreamWire"]
@@ -39,8 +42,10 @@ class LineWire:
         stats: FrontStats,
         validate: Callable[[dict[str, Any]], str | None] | None = None,
         where: str,
+        direct: DirectCalls | None = None,
     ) -> None:
         self._max = max_bytes
+        self._direct = direct
         self._stats = stats
         self._validate = validate
         self._where = where
@@ -54,6 +59,8 @@ class LineWire:
 
     # --- stdout, as the SDK uses it
     async def write(self, text: str) -> None:
+        if self._direct is not None:
+            self._direct.note_outgoing(text)
         data = text.encode("utf-8")
         async with self._lock:
             await self._send(data)
@@ -81,6 +88,9 @@ class LineWire:
             if checked.reply is not None:
                 await self._refuse(checked)
                 continue
+            direct, msg = self._direct, checked.message
+            if direct is not None and msg is not None and await direct.take(msg, self.write):
+                continue
             yield line.decode("utf-8")
 
     async def _discard_rest(self) -> int:
@@ -107,8 +117,10 @@ class StreamWire(LineWire):
         max_bytes: int,
         stats: FrontStats,
         validate: Callable[[dict[str, Any]], str | None] | None = None,
+        direct: DirectCalls | None = None,
     ) -> None:
-        super().__init__(max_bytes=max_bytes, stats=stats, validate=validate, where="hub")
+        super().__init__(max_bytes=max_bytes, stats=stats, validate=validate, where="hub",
+                         direct=direct)  # fmt: skip
         self._stream = stream
         self._buf = bytearray()
         self._eof = False
