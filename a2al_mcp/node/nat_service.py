@@ -342,8 +342,13 @@ class NatService:
         return self.sense.view
 
     def nat_type(self) -> int:
-        """The ``nat_type`` endpoint records carry now."""
-        return int(self.sense.view.nat_type)
+        """The ``nat_type`` endpoint records carry now: NatSense's, but 1 while the gateway
+        maps a port to us (anyone reaches the mapping directly, whatever the NAT does to
+        other traffic: published as public, as a2ald does)."""
+        v = self.sense.view
+        if v.upnp is not None:
+            return int(NatType.FULL_CONE)
+        return int(v.nat_type)
 
     def endpoint_urls(self) -> tuple[str, ...]:
         """The URLs to publish now (:func:`endpoint_urls`)."""
@@ -367,8 +372,8 @@ class NatService:
             urls = ()
         words = "public (no NAT)" if v.public else v.nat_type.words
         if v.upnp is not None and not v.public:
-            words += ", mapped by the gateway"
-        return NatStatus(public_addrs=public, nat_type=int(v.nat_type), nat_type_words=words,
+            words = f"{words}, port mapped by the gateway (published as full cone)"
+        return NatStatus(public_addrs=public, nat_type=self.nat_type(), nat_type_words=words,
                          upnp_mapping=v.upnp, reachable_directly=v.direct,
                          published_endpoints=urls, evidence=v.evidence)  # fmt: skip
 

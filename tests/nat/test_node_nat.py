@@ -1,0 +1,174 @@
+"""Our node behind each NAT kind of the testbed: it learns its external address and NAT type,
+its endpoint record reaches the DHT with the right ``nat_type`` within 10 s of its start, and
+a node on the public side resolves it and fetches from it wherever a direct path exists.
+
+Every node runs in-process, each side in its own thread whose network namespace is a
+testbed host (``setns`` is per thread; a thread's event loop, sockets and worker threads all
+live there). Public side: three of our nodes on ``pub1`` (the seeds), the NAT side bootstraps
+from them with coturn (the testbed's, RFC 5780 alternate address) as its only STUN server and,
+behind a UPnP router, ``nat.upnp`` on. Expected types (issue 17): full cone 1,
+port-restricted 3, symmetric 4, a UPnP-mapped host reachable as public 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Final, TypeVar
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from a2al_mcp import Node, NodeConfig
+from a2al_mcp._clock import SystemClock
+from a2al_mcp.config import NatConfig
+from a2al_mcp.errors import NotFound
+from a2al_mcp.identity.aid import Aid
+from a2al_mcp.node.http import HttpRequest, HttpResponse
+from a2al_mcp.node.status import NatStatus, ResolvedEndpoint
+from a2al_mcp.testing.nat_services import UpnpMapping
+from a2al_mcp.testing.nat_testbed import NatTestbed
+
+pytestmark = pytest.mark.nat
+
+T = TypeVar("T")
+PUBLIC_HOST: Final = "pub1"
+PORT: Final = 4121
+SEEDS: Final = 3
+RECORD_DEADLINE_S: Final = 10.0
+"""The record with the right nat_type must be in the DHT this long after the node starts."""
+HANDOFF_S: Final = 60.0
+CLOCK: Final = SystemClock()
+
+# host, expected nat_type, a direct path exists (full cone, UPnP mapping)
+CASES: Final = [
+    ("cone", 1, True),
+    ("prc", 3, False),
+    ("sym", 4, False),
+    ("upnp1", 1, True),
+    ("upnp2", 1, True),
+]
+
+
+@contextlib.contextmanager
+def in_host(tb: NatTestbed, host: str, main: Callable[[], Awaitable[T]]) -> Iterator[Future[T]]:
+    """Run ``main`` with its own event loop in a thread inside ``host``'s namespace."""
+
+    def run() -> T:
+        with tb.netns(host):
+            return anyio.run(main)
+
+    with ThreadPoolExecutor(1, thread_name_prefix=f"tb-{host}") as pool:
+        yield pool.submit(run)
+
+
+async def hello(req: HttpRequest) -> HttpResponse:
+    return HttpResponse(200, (("content-type", "text/plain"),), b"hello from behind the NAT")
+
+
+class Handoff:
+    """What the two sides tell each other across their threads."""
+
+    def __init__(self) -> None:
+        self.seeds_up = threading.Event()
+        self.node: queue.Queue[tuple[Aid, float]] = queue.Queue()
+        self.done = threading.Event()
+
+
+async def _wait(event: threading.Event) -> None:
+    if not await anyio.to_thread.run_sync(event.wait, HANDOFF_S):
+        raise AssertionError("the other side never got there")
+
+
+async def public_side(
+    tb: NatTestbed, handoff: Handoff, host: str, nat_type: int, direct: bool
+) -> tuple[ResolvedEndpoint, HttpResponse | None, list[UpnpMapping]]:
+    """Three seeds on the public host; resolve the NAT node until its record carries
+    ``nat_type`` (within 10 s of its start), then fetch from it when ``direct``; the
+    mappings the UPnP router holds meanwhile."""
+    pub = tb.addr(PUBLIC_HOST)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            first = f"{pub}:{PORT}"
+            seeds = [await stack.enter_async_context(Node(NodeConfig(listen_addr=first)))]
+            for i in range(1, SEEDS):
+                cfg = NodeConfig(listen_addr=f"{pub}:{PORT + i}", bootstrap=(first,))
+                seeds.append(await stack.enter_async_context(Node(cfg)))
+            handoff.seeds_up.set()
+            aid, started = await anyio.to_thread.run_sync(handoff.node.get, True, HANDOFF_S)
+            reader = seeds[-1]
+            found = None
+            with anyio.fail_after(max(0.1, started + RECORD_DEADLINE_S - CLOCK.monotonic())):
+                while found is None:
+                    with contextlib.suppress(NotFound):
+                        got = await reader.resolve(aid)
+                        if got.nat_type == nat_type:
+                            found = got
+                            break
+                    await anyio.sleep(0.2)
+            response = None
+            if direct:
+                with anyio.fail_after(20):
+                    response = await reader.fetch(aid, "GET", "/")
+            held = []
+            if host.startswith("upnp"):
+                held = await anyio.to_thread.run_sync(tb.upnp_mappings, host)
+            return found, response, held
+    finally:
+        handoff.done.set()
+
+
+async def nat_side(tb: NatTestbed, handoff: Handoff, host: str) -> NatStatus:
+    """Our node on ``host``: wildcard bind, the public seeds, coturn, UPnP behind a UPnP
+    router, auto-publish on (as ``serve`` runs it)."""
+    await _wait(handoff.seeds_up)
+    pub = tb.addr(PUBLIC_HOST)
+    stun_host, stun_port = tb.stun
+    nat = NatConfig(stun_servers=(f"{stun_host}:{stun_port}",), upnp=host.startswith("upnp"))
+    cfg = NodeConfig(listen_addr=f"0.0.0.0:{PORT}", nat=nat,
+                     bootstrap=tuple(f"{pub}:{PORT + i}" for i in range(SEEDS)))  # fmt: skip
+    started = CLOCK.monotonic()
+    async with Node(cfg, auto_publish=True) as node:
+        node.serve(http=hello)
+        handoff.node.put((node.aid, started))
+        await _wait(handoff.done)
+        return node.status().nat
+
+
+@pytest.mark.parametrize(("host", "nat_type", "direct"), CASES, ids=[c[0] for c in CASES])
+def test_our_node_behind_a_nat_publishes_the_truth_and_is_reached_where_it_can_be(
+    tb: NatTestbed, host: str, nat_type: int, direct: bool
+) -> None:
+    handoff = Handoff()
+    with (
+        in_host(
+            tb, PUBLIC_HOST, lambda: public_side(tb, handoff, host, nat_type, direct)
+        ) as public,
+        in_host(tb, host, lambda: nat_side(tb, handoff, host)) as natted,
+    ):
+        found, response, held = public.result(timeout=120)
+        status = natted.result(timeout=60)
+    wan = tb.wan(host)
+    assert found.nat_type == nat_type == status.nat_type
+    assert status.reachable_directly is direct
+    if nat_type == 4:
+        # no ip:port of ours works for a new peer: nothing from consensus or STUN is published
+        assert not any(wan in url for url in found.endpoints)
+        assert status.public_addrs == ()
+    else:
+        assert found.endpoints, "a record without an address"
+        assert found.endpoints[0].startswith(f"quic://{wan}:")
+        assert status.public_addrs and status.public_addrs[0][0] == wan
+    if host.startswith("upnp"):
+        assert status.upnp_mapping is not None and status.upnp_mapping[0] == wan
+        assert f"quic://{wan}:{status.upnp_mapping[1]}" in found.endpoints
+        assert any(m.internal_port == PORT and m.protocol == "UDP" for m in held)
+        # the node deleted its mapping when it closed
+        assert not any(m.internal_port == PORT for m in tb.upnp_mappings(host))
+    if direct:
+        assert response is not None and response.status == 200
+        assert response.body == b"hello from behind the NAT"
