@@ -2,8 +2,9 @@
 
     unshare -n sh -c 'ip link set lo up && python benchmarks/bench_desktop.py'
 
-- spawn → ``initialize`` answered, p50 of 7, each with a fresh data directory (the proxy
-  starts the shared node): with a seed that answers, and with one that never does;
+- spawn → ``initialize`` answered and spawn → first tool result, p50/p95 of 7, with a fresh
+  data directory and again on it after its node stopped (the proxy starts the shared node):
+  with a seed that answers, and with one that never does;
 - a second client on a running node: spawn → ``initialize`` answered → first tool result;
 - idle RSS of the node process serving MCP and of each stdio proxy (two clients attached);
 - round trip through stdio (proxy → node → proxy) of a JSON-RPC ``ping`` and of a local tool
@@ -88,21 +89,27 @@ def node_pid(home: Path) -> int:
     return pid
 
 
-def cold_starts(tmp: Path, seed: str, label: str) -> tuple[list[float], list[float]]:
-    """spawn → initialize with a fresh data directory, then again on the same directory
-    after the node stopped (the app launched again: the proxy answers from its cache)."""
-    fresh, again = [], []
+def cold_starts(tmp: Path, seed: str, label: str) -> dict[str, list[float]]:
+    """spawn → initialize and spawn → first tool result (``status``, local: it waits for the
+    node, not the join) with a fresh data directory, then again on the same directory after
+    the node stopped (the app launched again)."""
+    times: dict[str, list[float]] = {"fresh": [], "fresh tool": [], "used": [], "used tool": []}
     for i in range(COLD):
         home = tmp / f"{label}-{i}"
-        for out in (fresh, again):
+        for run in ("fresh", "used"):
             t = time.perf_counter()
             c = Raw(home, seed)
             c.initialize()
-            out.append((time.perf_counter() - t) * 1000)
-            c.request("tools/call", {"name": "status", "arguments": {}})
+            times[run].append((time.perf_counter() - t) * 1000)
+            assert "result" in c.request("tools/call", {"name": "status", "arguments": {}})
+            times[f"{run} tool"].append((time.perf_counter() - t) * 1000)
             c.close()
             stop_node(home)
-    return fresh, again
+    return times
+
+
+def p50_95(values: list[float]) -> str:
+    return f"{pct(values, 50):.0f}/{pct(values, 95):.0f} ms"
 
 
 def main_sync(seed: str, silent: str) -> None:
@@ -110,11 +117,15 @@ def main_sync(seed: str, silent: str) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         for label, at in (("seed answers", seed), ("seed silent", silent)):
-            fresh, again = cold_starts(tmp, at, label.split()[1])
+            t = cold_starts(tmp, at, label.split()[1])
             print(
-                f"spawn → initialize, no node running, {label}, p50 of {COLD}: fresh data "
-                f"dir {pct(fresh, 50):.0f} ms, data dir used before {pct(again, 50):.0f} ms  "
-                f"{[round(x) for x in fresh]} / {[round(x) for x in again]}"
+                f"spawn → initialize, no node running, {label}, p50/p95 of {COLD}: fresh data "
+                f"dir {p50_95(t['fresh'])}, data dir used before {p50_95(t['used'])}  "
+                f"{[round(x) for x in t['fresh']]} / {[round(x) for x in t['used']]}"
+            )
+            print(
+                f"spawn → first tool result (status), {label}: fresh data dir "
+                f"{p50_95(t['fresh tool'])}, data dir used before {p50_95(t['used tool'])}"
             )
         home = tmp / "shared"
         first = Raw(home, seed)
