@@ -6,7 +6,7 @@ import dataclasses
 from enum import IntEnum
 
 from .._types import Addr
-from .addresses import is_v4
+from .addresses import is_plausible_wan, is_v4
 
 __all__ = ["NatType", "NatView"]
 
@@ -80,9 +80,9 @@ class NatView:
     @property
     def direct(self) -> bool:
         """A peer that never sent to us can reach us directly at :attr:`external`: public,
-        full cone or a UPnP mapping."""
+        full cone or a UPnP mapping on a WAN address."""
         return (
             self.public
-            or self.upnp is not None
+            or (self.upnp is not None and is_plausible_wan(self.upnp[0]))
             or (self.nat_type is NatType.FULL_CONE and bool(self.external))
         )
