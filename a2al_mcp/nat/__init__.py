@@ -2,8 +2,9 @@
 
 :class:`NatSense` takes votes, STUN answers and NAT probes and concludes a :class:`NatView`
 (external addresses, :class:`NatType`); :func:`endpoint_urls` turns a view into the endpoint
-record's URLs. The node wires it to the DHT and the shared socket; ``dht``, ``transport`` and
-``nat`` do not import each other.
+record's URLs. :class:`PortMapper` keeps a UDP port mapping on the LAN gateway (UPnP IGD v1/v2,
+PCP, NAT-PMP) when ``nat.upnp`` allows it. The node wires them to the DHT and the shared
+socket; ``dht``, ``transport`` and ``nat`` do not import each other.
 """
 
 from .addresses import is_plausible_wan
@@ -11,6 +12,8 @@ from .behaviour import Behaviour, Filtering, Mapping
 from .config import NatSenseConfig
 from .effects import NatEffect, SendProbeEcho, SendProbeRequest, SendStun, ViewChanged
 from .endpoints import endpoint_urls, quic_url
+from .portmap import PortMapConfig, PortMapStats
+from .portmap_service import PortMapper, PortMapperStats
 from .sense import NatSense, NatStats
 from .stun import StunAnswer, StunClient, StunStats, StunTimeout
 from .types import NatType, NatView
@@ -25,6 +28,10 @@ __all__ = [
     "NatStats",
     "NatType",
     "NatView",
+    "PortMapConfig",
+    "PortMapStats",
+    "PortMapper",
+    "PortMapperStats",
     "SendProbeEcho",
     "SendProbeRequest",
     "SendStun",
