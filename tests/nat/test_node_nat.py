@@ -172,3 +172,87 @@ def test_our_node_behind_a_nat_publishes_the_truth_and_is_reached_where_it_can_b
     if direct:
         assert response is not None and response.status == 200
         assert response.body == b"hello from behind the NAT"
+
+
+# -- a network change (runs last: it moves the prc host and its router, then moves them back)
+
+NEW_WAN: Final = "198.51.100.99"
+
+
+def _move(tb: NatTestbed, host: str, *, back: bool = False) -> None:
+    """A new network for ``host``: a new LAN address (the route's source) behind a router
+    whose WAN address changed (a new lease from the ISP). ``back`` undoes it."""
+    old_lan, old_wan = tb.addr(host), tb.wan(host)
+    prefix = old_lan.rsplit(".", 1)[0]
+    new_lan, gateway = f"{prefix}.3", f"{prefix}.1"
+    router = tb.router(host)
+    wan_from, wan_to = (NEW_WAN, old_wan) if back else (old_wan, NEW_WAN)
+    lan_src = old_lan if back else new_lan
+    tb.run(router, ["sh", "-ec", f"""
+        sysctl -qw net.ipv4.conf.wan0.promote_secondaries=1
+        ip addr add {wan_to}/24 dev wan0 2>/dev/null || true
+        ip addr del {wan_from}/24 dev wan0 2>/dev/null || true
+        ip route replace default via 198.51.100.1 dev wan0
+    """], check=True)  # fmt: skip
+    tb.run(host, ["sh", "-ec", f"""
+        ip addr add {new_lan}/24 dev eth0 2>/dev/null || true
+        ip route replace default via {gateway} src {lan_src}
+    """], check=True)  # fmt: skip
+
+
+async def public_side_moving(
+    tb: NatTestbed, handoff: Handoff, host: str
+) -> tuple[ResolvedEndpoint, ResolvedEndpoint]:
+    """Resolve the node's first record, move its network, and resolve until the record
+    names the new WAN address: within 10 s of the move."""
+    pub = tb.addr(PUBLIC_HOST)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            first = f"{pub}:{PORT}"
+            seeds = [await stack.enter_async_context(Node(NodeConfig(listen_addr=first)))]
+            for i in range(1, SEEDS):
+                cfg = NodeConfig(listen_addr=f"{pub}:{PORT + i}", bootstrap=(first,))
+                seeds.append(await stack.enter_async_context(Node(cfg)))
+            handoff.seeds_up.set()
+            aid, started = await anyio.to_thread.run_sync(handoff.node.get, True, HANDOFF_S)
+            reader = seeds[-1]
+            old = f"quic://{tb.wan(host)}:"
+            with anyio.fail_after(max(0.1, started + RECORD_DEADLINE_S - CLOCK.monotonic())):
+                before = await _resolve_until(reader, aid, lambda r: r.endpoints[:1] != ()
+                                              and r.endpoints[0].startswith(old))  # fmt: skip
+            await anyio.to_thread.run_sync(_move, tb, host)
+            with anyio.fail_after(RECORD_DEADLINE_S):
+                after = await _resolve_until(
+                    reader, aid, lambda r: r.endpoints[:1] != ()
+                    and r.endpoints[0].startswith(f"quic://{NEW_WAN}:"),
+                )  # fmt: skip
+            return before, after
+    finally:
+        handoff.done.set()
+
+
+async def _resolve_until(
+    reader: Node, aid: Aid, ok: Callable[[ResolvedEndpoint], bool]
+) -> ResolvedEndpoint:
+    while True:
+        with contextlib.suppress(NotFound):
+            got = await reader.resolve(aid)
+            if ok(got):
+                return got
+        await anyio.sleep(0.2)
+
+
+def test_a_network_change_is_republished_within_10_s(tb: NatTestbed) -> None:
+    host = "prc"
+    handoff = Handoff()
+    try:
+        with (
+            in_host(tb, PUBLIC_HOST, lambda: public_side_moving(tb, handoff, host)) as public,
+            in_host(tb, host, lambda: nat_side(tb, handoff, host)) as natted,
+        ):
+            before, after = public.result(timeout=120)
+            status = natted.result(timeout=60)
+    finally:
+        _move(tb, host, back=True)
+    assert after.seq > before.seq and after.nat_type == before.nat_type == 3
+    assert status.public_addrs and status.public_addrs[0][0] == NEW_WAN
