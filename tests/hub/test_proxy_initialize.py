@@ -238,3 +238,33 @@ def test_an_initialize_the_node_may_refuse_is_given_to_the_node(
     assert got is not None and got["result"]["instructions"] == "from the node"
     assert s.close() == 0
     assert [(m.get("method"), m.get("id")) for m in received(home)] == [("initialize", 1)]
+
+
+def test_a_restarted_node_that_answers_otherwise_ends_the_session(home: Path) -> None:
+    """The node goes away mid-session and the node found next (another package version,
+    started by someone else) answers the replayed initialize otherwise: the session ends."""
+    s = Session(home, fake_node(home))
+    s.send(INITIALIZE)
+    assert s.read() is not None
+    s.send(INITIALIZED)
+    s.send({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    assert s.read() == {"jsonrpc": "2.0", "id": 2, "result": {"method": "ping"}}
+    stop_fake(home)
+    info_changes = {"serverInfo": {"name": "a2al", "version": "0.0.1"}}
+    sock, _, other = attach(home, "status", command=fake_node(home, info_changes),
+                            start_timeout_s=20)  # fmt: skip
+    sock.close()
+    assert other is not None
+    try:
+        for msg_id in range(3, 10):  # the first call may still meet the old connection
+            s.send({"jsonrpc": "2.0", "id": msg_id, "method": "ping"})
+            got = s.read()
+            assert got is not None and "error" in got, got
+            if "differently" in got["error"]["message"]:
+                break
+        assert "serverInfo" in got["error"]["message"]
+        assert s.read() is None
+        assert s.close() == MISMATCH_STATUS
+    finally:
+        other.kill()
+        other.wait()
