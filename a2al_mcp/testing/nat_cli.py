@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -99,8 +100,20 @@ tb() {{
     sys.stderr.write("\n".join(lines) + f"\nstate: {tb.state_dir}\nuse: tb HOST CMD...\n")
     argv = ["bash", "--rcfile", str(rc), "-i"]
     if cmd:
-        argv = ["bash", "-c", f"source {shlex.quote(str(rc))}; {shlex.join(cmd)}"]
-    return subprocess.run(tb.argv("outer", argv), check=False).returncode
+        line = cmd[0] if len(cmd) == 1 else shlex.join(cmd)  # one argument: a shell line
+        argv = ["bash", "-c", f"source {shlex.quote(str(rc))}; {line}"]
+    # Ctrl-C belongs to the shell (it shares our terminal): it must not tear the testbed down
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.run(
+            tb.argv("outer", argv), check=False, preexec_fn=_default_sigint
+        ).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Final
 
 from a2al_mcp._clock import SystemClock
@@ -35,9 +35,11 @@ __all__ = [
     "NetnsError",
     "enter_netns",
     "netns_id",
+    "netns_net_files",
     "netns_sealed_problems",
     "ns_argv",
     "parent_death_hook",
+    "proc_net_interfaces",
     "proc_start_time",
     "spawn_holder",
 ]
@@ -214,6 +216,40 @@ def _thread_net_file(name: str) -> str | None:
             return fh.read()
     except FileNotFoundError:
         return None
+
+
+def netns_net_files(pids: Mapping[str, int], files: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``/proc/net`` files as seen in each namespace: ``{name: {file: text}}`` (read in a thread).
+
+    A missing file reads as "".
+    """
+    out: dict[str, dict[str, str]] = {}
+    failure: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for name, pid in pids.items():
+                with enter_netns(pid):
+                    out[name] = {f: _thread_net_file(f) or "" for f in files}
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=read, name="netns-files")
+    worker.start()
+    worker.join()
+    if failure:
+        raise NetnsError("cannot read the namespaces' /proc/net files") from failure[0]
+    return out
+
+
+def proc_net_interfaces(proc_net_dev: str) -> set[str]:
+    """Interface names listed in a ``/proc/net/dev`` text."""
+    names = set()
+    for line in proc_net_dev.splitlines()[2:]:
+        name, sep, _ = line.partition(":")
+        if sep and name.strip():
+            names.add(name.strip())
+    return names
 
 
 def netns_sealed_problems(pid: int) -> list[str]:

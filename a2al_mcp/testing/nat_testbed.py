@@ -23,27 +23,41 @@ API::
         tb.wan("prc")             # "198.51.100.11": its router's WAN address
         tb.addr("pub1")           # "203.0.113.11" (tb.wan("pub1") is the same)
         proc = tb.popen("prc", [sys.executable, "-m", "a2al_mcp", "node", "run", ...],
-                        env=..., cwd=...)     # Popen in that host; stopped on exit
-        tb.run("prc", ["ip", "route"])        # CompletedProcess (text, captured)
+                        env=..., cwd=...)     # Popen in that host; PID recorded, stopped on exit
+        tb.run("prc", ["ip", "route"])        # CompletedProcess (text, captured; check=...)
         with tb.netns("prc"):                 # this thread only; no await inside
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # lives in "prc"
         tb.conntrack_flush("prc")             # the router of "prc" (or "r-prc")
-        tb.upnp_mappings("upnp1")             # [UpnpMapping(...)] held by its miniupnpd
-        tb.stun                               # ("203.0.113.3", 3478): coturn
-        tb.a2ald_launch("pub1")               # for A2aldPeer(..., launch=...)
+        tb.upnp_mappings("upnp1")             # [UpnpMapping(...)] its miniupnpd holds
+        tb.upnp_url("upnp1")                  # "http://10.3.0.1:5000/rootDesc.xml"
+        tb.stun, tb.stun_alternate            # ("203.0.113.3", 3478), ("203.0.113.4", 3479)
+        tb.turn_servers                       # [("turn:203.0.113.3:3478?transport=udp", ...)]
+        tb.prove_sealed()                     # NotSealedError unless the testbed is closed
+        A2aldPeer(dir, udp_port=4121, api_port=2121, launch=tb.a2ald_launch("pub1"))
+
+``tb.argv(host, argv)`` gives the ``nsenter`` command line for a process you start yourself;
+``tb.namespaces`` maps every namespace name to its holder PID; ``tb.records()`` lists every
+process started (PID, start time, label).  :func:`~.nat_check.observe` measures a host's
+mapping and filtering with RFC 5780 STUN tests.  Commands start in the caller's working
+directory (or ``cwd``).  The testbed is IPv4 only (IPv6 is off on its interfaces; ``lo``
+keeps ``::1``).
 
 Host kinds: ``public`` (on 203.0.113.0/24), ``cone`` (EIM + EIF), ``prc`` (EIM + APDF),
 ``sym`` (EDM, fully random ports), ``upnp-igdv1`` / ``upnp-igdv2`` (as prc, plus miniupnpd 2.3
-with UPnP IGD v1 or v2 descriptions and NAT-PMP/PCP on its LAN address, port 5000).  Every
-NAT host is ``10.N.0.2`` behind router ``r-<host>`` (``10.N.0.1``).  coturn (unless
-``turn=False``) listens on 203.0.113.3 and 203.0.113.4, ports 3478 and 3479: RFC 5780
-OTHER-ADDRESS is 203.0.113.4:3479 and CHANGE-REQUEST is honoured; long-term credentials
-``a2al``/``testbed``.  Other namespaces usable by name: ``inet``, ``turn``, ``r-<host>``.
+with UPnP IGD v1 or v2 descriptions and NAT-PMP/PCP on the router's LAN address; HTTP port
+5000).  Every NAT host is ``10.N.0.2`` behind router ``r-<host>`` (``10.N.0.1``), N the
+host's position in ``hosts``.  coturn (unless ``turn=False``) listens on 203.0.113.3 and
+203.0.113.4, ports 3478 and 3479 on each: RFC 5780 OTHER-ADDRESS is 203.0.113.4:3479 and
+CHANGE-REQUEST is honoured; long-term credentials ``a2al``/``testbed``, realm
+``testbed.invalid``.  Other namespaces usable by name: ``outer``, ``inet``, ``turn``,
+``r-<host>``.  Conntrack keeps NAT pinholes open for 30 s (unreplied) to 120 s (replied):
+flush a router between measurements of first contact.
 
 Command line (as root)::
 
-    python -m a2al_mcp.testing.nat_testbed check   # build, verify every NAT kind, tear down
+    python -m a2al_mcp.testing.nat_testbed check   # build, measure every host, tear down
     python -m a2al_mcp.testing.nat_testbed shell   # bash in the outer namespace; `tb HOST cmd`
+    python -m a2al_mcp.testing.nat_testbed --hosts pub1=public,sym=sym shell 'tb sym ip a'
 """
 
 from __future__ import annotations
@@ -69,9 +83,11 @@ from .nat_netns import (
     NetnsError,
     enter_netns,
     netns_id,
+    netns_net_files,
     netns_sealed_problems,
     ns_argv,
     parent_death_hook,
+    proc_net_interfaces,
     proc_start_time,
     spawn_holder,
 )
@@ -225,10 +241,41 @@ class NatTestbed:
     # ---- safety
 
     def prove_sealed(self) -> None:
-        """Raise :class:`NotSealedError` unless the outer namespace is (still) sealed."""
+        """Raise :class:`NotSealedError` unless the testbed is (still) closed.
+
+        Closed: the outer namespace is sealed (only ``lo``, no routes, no way to 8.8.8.8 or
+        2001:4860:4860::8888); every inner namespace has exactly the interfaces the testbed
+        made (whose other ends are all inside it); ``inet`` has no default route.
+        """
         problems = netns_sealed_problems(self._outer_pid())
+        if self._ns:
+            problems += self._inner_problems()
         if problems:
             raise NotSealedError(problems)
+
+    def _inner_problems(self) -> list[str]:
+        expected = self._interfaces()
+        inner = {name: pid for name, pid in self._ns.items() if name != "outer"}
+        seen = netns_net_files(inner, ("dev", "route"))
+        problems = []
+        for name, files in seen.items():
+            extra = proc_net_interfaces(files["dev"]) - expected.get(name, set())
+            if extra:
+                problems.append(f"{name}: interfaces the testbed did not make: {sorted(extra)}")
+        for line in seen.get("inet", {}).get("route", "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 1 and fields[1] == "00000000":
+                problems.append(f"inet has a default route: {line.strip()}")
+        return problems
+
+    def _interfaces(self) -> dict[str, set[str]]:
+        """Interface names each inner namespace may have."""
+        out: dict[str, set[str]] = {name: {"lo"} for name in self._ns}
+        out.setdefault("inet", {"lo"}).update(INET_ADDRS)
+        for a, ia, b, ib in self._veths():
+            out.setdefault(a, {"lo"}).add(ia)
+            out.setdefault(b, {"lo"}).add(ib)
+        return out
 
     # ---- processes
 
@@ -378,6 +425,7 @@ class NatTestbed:
             self._build_outer()
             self._build_namespaces()
             self._build_links()
+            self.prove_sealed()
             self._start_services()
         except BaseException:
             self.close()

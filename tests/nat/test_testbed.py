@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from a2al_mcp.testing.a2ald import NotSealedError
 from a2al_mcp.testing.nat_check import EXPECTED, observe
 from a2al_mcp.testing.nat_netns import netns_id, proc_start_time
 from a2al_mcp.testing.nat_state import read_records
@@ -112,6 +113,25 @@ def test_outer_namespace_is_sealed_and_the_internet_ends_at_inet(
     assert testbed_mount not in Path("/proc/self/mountinfo").read_text()
     resolv = tb.run("pub1", ["cat", "/etc/resolv.conf"], check=True).stdout
     assert resolv.startswith("nameserver 203.0.113.53")
+
+
+def test_the_seal_proof_notices_a_stray_interface_or_a_default_route_on_inet(
+    tb: NatTestbed,
+) -> None:
+    stray = ["ip", "link", "add", "stray0", "type", "veth", "peer", "name", "stray1"]
+    tb.run("pub3", stray, check=True)
+    try:
+        with pytest.raises(NotSealedError, match=r"pub3: interfaces the testbed did not make"):
+            tb.prove_sealed()
+    finally:
+        tb.run("pub3", ["ip", "link", "del", "stray0"], check=True)
+    tb.run("inet", ["ip", "route", "add", "default", "dev", "brpub"], check=True)
+    try:
+        with pytest.raises(NotSealedError, match="inet has a default route"):
+            tb.prove_sealed()
+    finally:
+        tb.run("inet", ["ip", "route", "del", "default"], check=True)
+    tb.prove_sealed()
 
 
 def test_addresses(tb: NatTestbed) -> None:
