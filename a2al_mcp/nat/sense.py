@@ -25,21 +25,22 @@ mapping change — republish at once).
 Classification (``nat_type``, on IPv4 evidence, IPv6 when there is none):
 
 1. public — a local address is a plausible WAN IP and no peer or STUN server sees another ⇒ 1;
-2. the port-mapping driver holds a gateway mapping on a WAN IP ⇒ 1 (the gateway forwards that
-   port from anyone; behind a symmetric NAT only the mapping is then published);
-3. the RFC 5780 mapping test (:mod:`a2al_mcp.nat.behaviour`) finds a destination-dependent
+2. the RFC 5780 mapping test (:mod:`a2al_mcp.nat.behaviour`) finds a destination-dependent
    mapping, or two STUN servers on different IPs see different ports ⇒ 4;
-4. votes: ≥ 3 ports for one IP and no port held by a majority (:mod:`a2al_mcp.nat.votes`),
+3. votes: ≥ 3 ports for one IP and no port held by a majority (:mod:`a2al_mcp.nat.votes`),
    unless the mapping test proved it endpoint-independent ⇒ 4;
-5. endpoint-independent mapping proven and the filtering test answered from the other IP ⇒ 1,
+4. endpoint-independent mapping proven and the filtering test answered from the other IP ⇒ 1,
    from the other port only ⇒ 2;
-6. any other sign of a NAT (an observed or STUN address that is not ours) ⇒ 3: honest, and a
+5. any other sign of a NAT (an observed or STUN address that is not ours) ⇒ 3: honest, and a
    dialer goes hub + punch at once instead of failing a direct try first;
-7. peers see exactly our own (non-WAN) address, a LAN or loopback network ⇒ 1 (not ``public``);
-8. no evidence at all ⇒ 0.
+6. peers see exactly our own (non-WAN) address, a LAN or loopback network ⇒ 1 (not ``public``);
+7. no evidence at all ⇒ 0.
 
-The NAT probe only sets :attr:`NatView.reachable` (testbed D5: its echo comes from peers in
-contact, so it cannot tell full cone from port-restricted).
+``nat_type`` is the NAT's own behaviour: a gateway mapping (:meth:`set_upnp`) does not change
+it; it shows in :attr:`NatView.upnp` and :attr:`NatView.direct`, and the node publishes 1 while
+it holds one (anyone reaches the mapped port). The NAT probe only sets
+:attr:`NatView.reachable` (testbed D5: its echo comes from peers in contact, so it cannot tell
+full cone from port-restricted).
 """
 
 from __future__ import annotations
@@ -371,12 +372,6 @@ class NatSense:
             evidence.append(f"bound on {_fmt(wan_local[0])}")
             return NatType.FULL_CONE, True, wan_local + [a for a in seen if a not in wan_local], ips
         symmetric = self._symmetric(v4, evidence)
-        upnp = self._upnp
-        if upnp is not None and is_v4(upnp[0]) == v4 and _wan(upnp):
-            # the gateway forwards the mapped port from anyone: full cone for that port
-            # (a consensus/STUN address of a symmetric NAT still maps to nothing)
-            evidence.append(f"UPnP mapping {_fmt(upnp)} is open to every peer")
-            return NatType.FULL_CONE, False, [] if symmetric else seen, ips
         if symmetric is not None:
             return NatType.SYMMETRIC, False, [], list(dict.fromkeys([*ips, symmetric]))
         b = self._behaviour

@@ -184,26 +184,23 @@ def test_non_wan_observations_are_not_external() -> None:
     assert view.nat_type is NatType.PORT_RESTRICTED and view.external == ()
 
 
-def test_upnp_mapping_is_full_cone_even_behind_port_restricted() -> None:
+def test_upnp_mapping_makes_us_direct_but_keeps_the_nats_own_type() -> None:
     the_lab = lab(Nat("198.51.99.41", 4121, "eim", "apdf"), COTURN)
     the_lab.run(10)
-    assert the_lab.sense.view.nat_type is NatType.PORT_RESTRICTED
-    the_lab.sense.set_upnp(("198.51.99.41", 4121), the_lab.now)
+    the_lab.sense.set_upnp(("198.51.99.41", 4122), the_lab.now)
     view = the_lab.sense.view
-    assert view.nat_type is NatType.FULL_CONE and view.direct and not view.public
-    assert view.external == (("198.51.99.41", 4121),)
-    the_lab.pump()
-    assert views(the_lab)[-1] is NatType.FULL_CONE
+    assert view.nat_type is NatType.PORT_RESTRICTED  # the node publishes 1 while mapped
+    assert view.direct and not view.public and view.upnp == ("198.51.99.41", 4122)
+    assert "UPnP maps 198.51.99.41:4122" in view.evidence
 
 
-def test_upnp_behind_symmetric_publishes_only_the_mapping() -> None:
+def test_upnp_behind_symmetric_only_the_mapping_is_direct() -> None:
     sense = lab(None).sense
     for i, port in enumerate((50001, 50008, 50015)):
         sense.observe(bytes([i]) * 20, ("198.51.100.31", port), 1000.0)
     sense.set_upnp(("198.51.100.31", 4121), 1001.0)
     view = sense.view
-    assert view.nat_type is NatType.FULL_CONE and view.external == ()
-    assert view.upnp == ("198.51.100.31", 4121)
+    assert view.nat_type is NatType.SYMMETRIC and view.external == () and view.direct
 
 
 def test_upnp_on_a_private_gateway_address_is_no_evidence() -> None:
