@@ -32,6 +32,7 @@ from .a2ald_errors import A2aldError
 from .a2ald_sealed import sealed_problems
 
 __all__ = [
+    "NatTestbedError",
     "NetnsError",
     "enter_netns",
     "netns_id",
@@ -54,6 +55,10 @@ _STAT_STARTTIME_INDEX: Final = 22 - 3
 
 class NetnsError(A2aldError):
     """A namespace could not be created, entered or checked."""
+
+
+class NatTestbedError(NetnsError):
+    """The NAT testbed could not be built, or a command in it failed."""
 
 
 def proc_start_time(pid: int) -> int | None:

@@ -66,10 +66,8 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -78,9 +76,11 @@ from typing import IO, Any, Final
 from a2al_mcp._clock import SystemClock
 
 from .a2ald_errors import NotSealedError
+from .nat_daemons import start_daemons
 from .nat_launch import TestbedLaunch
+from .nat_links import allowed_interfaces, namespace_scripts, veth_links
 from .nat_netns import (
-    NetnsError,
+    NatTestbedError,
     enter_netns,
     netns_id,
     netns_net_files,
@@ -91,23 +91,17 @@ from .nat_netns import (
     proc_start_time,
     spawn_holder,
 )
-from .nat_rules import nat_rules
 from .nat_services import (
     TURN_PASSWORD,
     TURN_USER,
     UPNP_HTTP_PORT,
     UpnpMapping,
-    coturn_config,
-    miniupnpd_config,
     parse_upnp_leases,
 )
 from .nat_state import DEFAULT_BASE, ProcessRecord, RunState, clean_stale_runs, stop_processes
-from .nat_stun import stun_query
 from .nat_topology import (
     DEFAULT_HOSTS,
     DNS_ADDR,
-    INET_ADDRS,
-    PUBLIC_NET,
     TURN_ADDR,
     TURN_ALT_ADDR,
     TURN_ALT_PORT,
@@ -129,10 +123,6 @@ _CLOCK: Final = SystemClock()
 _LINK_SETUP: Final = "ip link set lo up\necho 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
 _FORWARD: Final = "echo 1 > /proc/sys/net/ipv4/ip_forward"
 _READY_TIMEOUT: Final = 15.0
-
-
-class NatTestbedError(NetnsError):
-    """The testbed could not be built, or a command in it failed."""
 
 
 def missing_requirements(*, turn: bool = True, upnp: bool = True) -> list[str]:
@@ -254,7 +244,7 @@ class NatTestbed:
             raise NotSealedError(problems)
 
     def _inner_problems(self) -> list[str]:
-        expected = self._interfaces()
+        expected = allowed_interfaces(self.topology)
         inner = {name: pid for name, pid in self._ns.items() if name != "outer"}
         seen = netns_net_files(inner, ("dev", "route"))
         problems = []
@@ -267,15 +257,6 @@ class NatTestbed:
             if len(fields) > 1 and fields[1] == "00000000":
                 problems.append(f"inet has a default route: {line.strip()}")
         return problems
-
-    def _interfaces(self) -> dict[str, set[str]]:
-        """Interface names each inner namespace may have."""
-        out: dict[str, set[str]] = {name: {"lo"} for name in self._ns}
-        out.setdefault("inet", {"lo"}).update(INET_ADDRS)
-        for a, ia, b, ib in self._veths():
-            out.setdefault(a, {"lo"}).add(ia)
-            out.setdefault(b, {"lo"}).add(ib)
-        return out
 
     # ---- processes
 
@@ -426,7 +407,7 @@ class NatTestbed:
             self._build_namespaces()
             self._build_links()
             self.prove_sealed()
-            self._start_services()
+            start_daemons(self)
         except BaseException:
             self.close()
             raise
@@ -461,59 +442,15 @@ class NatTestbed:
         for name in names:
             self._ns[name] = self._holder(name, setup=_LINK_SETUP, via=outer)
 
-    def _veths(self) -> list[tuple[str, str, str, str]]:
-        """(namespace A, interface A, namespace B, interface B) for every link."""
-        out = []
-        if self.topology.turn:
-            out.append(("inet", "p-turn", TURN_HOST, "eth0"))
-        for plan in self.topology.hosts:
-            if plan.router is None:
-                out.append(("inet", plan.inet_port, plan.name, "eth0"))
-            else:
-                out.append(("inet", plan.inet_port, plan.router, "wan0"))
-                out.append((plan.router, "lan0", plan.name, "eth0"))
-        return out
-
-    def _scripts(self) -> dict[str, str]:
-        """The configuration commands of every namespace (run after the veths exist)."""
-        inet = []
-        for bridge, addrs in INET_ADDRS.items():
-            inet.append(f"ip link add {bridge} type bridge")
-            inet += [f"ip addr add {a}/24 dev {bridge}" for a in addrs]
-            inet.append(f"ip link set {bridge} up")
-        scripts: dict[str, str] = {}
-        if self.topology.turn:
-            inet.append("ip link set p-turn master brpub up")
-            scripts[TURN_HOST] = _host_script([TURN_ADDR, TURN_ALT_ADDR], f"{PUBLIC_NET}.1")
-        for plan in self.topology.hosts:
-            inet.append(f"ip link set {plan.inet_port} master {plan.bridge} up")
-            scripts[plan.name] = _host_script([plan.addr], plan.gateway)
-            if plan.router is not None:
-                rules = self.state_dir / f"{plan.router}.nft"
-                assert plan.wan is not None
-                rules.write_text(nat_rules(plan.kind, wan=plan.wan, host=plan.addr))
-                scripts[plan.router] = "\n".join(
-                    [
-                        f"ip addr add {plan.wan}/24 dev wan0",
-                        "ip link set wan0 up",
-                        f"ip route add default via {plan.wan_gateway}",
-                        f"ip addr add {plan.lan_router_addr}/24 dev lan0",
-                        "ip link set lan0 up",
-                        f"nft -f {rules}",
-                    ]
-                )
-        scripts["inet"] = "\n".join(inet)  # no default route: the simulated internet ends here
-        return scripts
-
     def _build_links(self) -> None:
         batch = "".join(
             f"link add {ia} netns {self._pid(a)} type veth peer name {ib} netns {self._pid(b)}\n"
-            for a, ia, b, ib in self._veths()
+            for a, ia, b, ib in veth_links(self.topology)
         )
         self.run("outer", ["ip", "-batch", "-"], input=batch, check=True)
         running = [
             (name, subprocess.Popen(self.argv(name, ["sh", "-ec", script]), **_CAPTURE))
-            for name, script in self._scripts().items()
+            for name, script in namespace_scripts(self.topology).items()
         ]
         failures = []
         for name, proc in running:
@@ -522,85 +459,6 @@ class NatTestbed:
                 failures.append(f"{name}: {out.decode(errors='replace').strip()}")
         if failures:
             raise NatTestbedError("configuring the testbed failed: " + "; ".join(failures))
-
-    def _start_services(self) -> None:
-        logs = self.state_dir / "logs"
-        logs.mkdir()
-        if self.topology.turn:
-            conf = self.state_dir / "turnserver.conf"
-            conf.write_text(coturn_config(self.state_dir))
-            with open(logs / "coturn.out", "wb") as out:
-                self.popen(
-                    TURN_HOST,
-                    ["turnserver", "-c", str(conf)],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    label="svc:coturn",
-                )
-        upnp = [p for p in self.topology.hosts if p.kind in UPNP_KINDS]
-        for index, plan in enumerate(upnp, start=1):
-            assert plan.router is not None and plan.lan_net is not None
-            state = self.state_dir / plan.name
-            state.mkdir()
-            conf = state / "miniupnpd.conf"
-            conf.write_text(
-                miniupnpd_config(
-                    lan_net=plan.lan_net,
-                    igdv1=plan.kind == "upnp-igdv1",
-                    index=index,
-                    state=state,
-                )
-            )
-            with open(logs / f"miniupnpd-{plan.name}.log", "wb") as out:
-                self.popen(
-                    plan.router,
-                    ["miniupnpd", "-f", str(conf), "-d", "-P", str(state / "miniupnpd.pid")],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    label=f"svc:miniupnpd:{plan.name}",
-                )
-        if self.topology.turn:
-            self._wait_for_stun()
-        for plan in upnp:
-            self._wait_for_tcp(plan.name, (plan.gateway, UPNP_HTTP_PORT), "miniupnpd")
-
-    def _wait_for_stun(self) -> None:
-        deadline = _CLOCK.monotonic() + _READY_TIMEOUT
-        while True:
-            with self.netns("inet"):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            with sock:
-                sock.bind((f"{PUBLIC_NET}.1", 0))
-                if stun_query(sock, self.stun, timeout=0.2, attempts=1) is not None:
-                    return
-            self._check_services()
-            if _CLOCK.monotonic() > deadline:
-                raise NatTestbedError(f"coturn did not answer STUN within {_READY_TIMEOUT}s")
-
-    def _wait_for_tcp(self, host: str, addr: tuple[str, int], what: str) -> None:
-        deadline = _CLOCK.monotonic() + _READY_TIMEOUT
-        while True:
-            with self.netns(host):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            with sock:
-                sock.settimeout(0.5)
-                try:
-                    sock.connect(addr)
-                except OSError:
-                    pass
-                else:
-                    return
-            self._check_services()
-            if _CLOCK.monotonic() > deadline:
-                raise NatTestbedError(f"{what} of {host} not listening within {_READY_TIMEOUT}s")
-            time.sleep(0.05)
-
-    def _check_services(self) -> None:
-        for rec in self.records():
-            if rec.label.startswith("svc:") and not rec.alive:
-                raise NatTestbedError(
-                    f"{rec.label} (pid {rec.pid}) exited; logs in {self.state_dir / 'logs'}"
-                )
 
     # ---- teardown
 
@@ -637,12 +495,6 @@ _CAPTURE: Final[dict[str, Any]] = {
     "stdout": subprocess.PIPE,
     "stderr": subprocess.STDOUT,
 }
-
-
-def _host_script(addrs: Sequence[str], gateway: str) -> str:
-    lines = [f"ip addr add {a}/24 dev eth0" for a in addrs]
-    lines += ["ip link set eth0 up", f"ip route add default via {gateway}"]
-    return "\n".join(lines)
 
 
 def _processes_in(ns_ids: set[str], *, exclude: set[int]) -> list[ProcessRecord]:
