@@ -71,7 +71,8 @@ class PortMapConfig:
     backoff_max_s: float = 3600.0
     """Cap on the back-off."""
     discovery_timeout_s: float = 2.0
-    """How long UPnP discovery waits for SSDP answers."""
+    """How long UPnP discovery waits for SSDP answers to each search target (at least 1 s;
+    miniupnpc asks up to four in turn: with no gateway, discovery takes 4 × this)."""
     request_timeout_s: float = 10.0
     """Bound on one exchange with the gateway (a UPnP discovery plus description fetch, one
     SOAP call, one PCP/NAT-PMP request with its retransmissions)."""

@@ -12,9 +12,13 @@ asks only for ``WANIPConnection:1`` and finds nothing there: testbed README §3.
 requests used (``AddPortMapping`` with a finite lease, ``GetSpecificPortMappingEntry``,
 ``DeletePortMapping``, ``GetExternalIPAddress``) exist in both versions.
 
-Time bounds: SSDP waits ``discovery_timeout_s``; every call is abandoned after
-``request_timeout_s`` (miniupnpc's own HTTP timeouts normally end it sooner), and the handle
-is then dropped so no two threads ever share it.
+Time bounds: SSDP waits ``discovery_timeout_s`` (at least 1 s) per search target; miniupnpc
+stops at the first target that is answered, so with no gateway discovery takes
+:data:`SSDP_TARGETS` times that (measured in the testbed with no gateway: 4.0 s for delays of
+0.25 s and of 1 s; 8 s with the default 2 s). Every call is abandoned
+after its budget (``request_timeout_s``, plus the SSDP waits for discovery; miniupnpc's own
+HTTP timeouts normally end it sooner), and the handle is then dropped so no two threads ever
+share it.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from ..errors import ExtraMissing, NetworkError, RequestTimeout, Unreachable
 from .portmap import PortMapConfig
 from .portmap_client import Conflict, Granted
 
-__all__ = ["UpnpClient", "load_miniupnpc"]
+__all__ = ["SSDP_TARGETS", "UpnpClient", "load_miniupnpc"]
 
 T = TypeVar("T")
 
 _CONFLICT_TEXTS: Final = ("ConflictInMappingEntry", "ConflictWithOtherMechanisms")
 _PROTOCOL: Final = "UDP"
+SSDP_TARGETS: Final = 4
+"""Search targets miniupnpc's ``discover()`` tries in turn (IGD:1, WANIPConnection:1,
+WANPPPConnection:1, upnp:rootdevice), each waiting ``discoverdelay`` but at least 1 s."""
 
 
 def load_miniupnpc() -> Any:
@@ -114,7 +121,8 @@ class UpnpClient:
             return _Igd(handle, str(url), str(handle.lanaddr))
 
         self._igd = None
-        budget = self._config.discovery_timeout_s + self._config.request_timeout_s
+        ssdp = SSDP_TARGETS * max(1.0, self._config.discovery_timeout_s)
+        budget = ssdp + self._config.request_timeout_s
         igd = await self._call("discovery", find, budget)
         self._igd = igd
         return igd.control_url
@@ -151,7 +159,10 @@ class UpnpClient:
                     "UPnP gateway has no external address", operation="upnp add mapping"
                 )
             granted: float = lease_s
-            entry = u.getspecificportmapping(external_port, _PROTOCOL)
+            try:  # the lease the gateway really gave (IGDv2 may shorten it)
+                entry = u.getspecificportmapping(external_port, _PROTOCOL)
+            except Exception:
+                entry = None
             if entry is not None and entry[0] == host and int(entry[1]) == internal_port:
                 granted = float(entry[4]) if int(entry[4]) > 0 else lease_s
             return Granted(external_port, granted, external_ip)

@@ -311,7 +311,12 @@ def test_pcp_or_natpmp_maps_when_upnp_is_off(tb: Any, start: Any, prefer: str) -
 
 
 def test_back_off_when_no_gateway_answers(tb: Any, start: Any) -> None:
-    config = {"discovery_timeout_s": 0.5, "backoff_initial_s": 0.5, "backoff_max_s": 1.0}
+    config = {
+        "discovery_timeout_s": 1.0,
+        "pmp_tries": 2,
+        "backoff_initial_s": 0.5,
+        "backoff_max_s": 1.0,
+    }
     child = start("prc", 40125, config=config)
     stats = wait_for(
         lambda: (s := child.stats())["mapping"]["failure_streak"] >= 3 and s,
