@@ -12,12 +12,14 @@ port-restricted 3, symmetric 4, a UPnP-mapped host reachable as public 1.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Final, TypeVar
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -30,6 +32,7 @@ from a2al_mcp.errors import NotFound
 from a2al_mcp.identity.aid import Aid
 from a2al_mcp.node.http import HttpRequest, HttpResponse
 from a2al_mcp.node.status import NatStatus, ResolvedEndpoint
+from a2al_mcp.testing.a2ald import A2aldPeer, poll_until
 from a2al_mcp.testing.nat_services import UpnpMapping
 from a2al_mcp.testing.nat_testbed import NatTestbed
 
@@ -122,15 +125,17 @@ async def public_side(
         handoff.done.set()
 
 
-async def nat_side(tb: NatTestbed, handoff: Handoff, host: str) -> NatStatus:
-    """Our node on ``host``: wildcard bind, the public seeds, coturn, UPnP behind a UPnP
-    router, auto-publish on (as ``serve`` runs it)."""
+async def nat_side(
+    tb: NatTestbed, handoff: Handoff, host: str, *, seeds: tuple[str, ...] = ()
+) -> NatStatus:
+    """Our node on ``host``: wildcard bind, the public seeds (default: our three on the public
+    host), coturn, UPnP behind a UPnP router, auto-publish on (as ``serve`` runs it)."""
     await _wait(handoff.seeds_up)
     pub = tb.addr(PUBLIC_HOST)
     stun_host, stun_port = tb.stun
     nat = NatConfig(stun_servers=(f"{stun_host}:{stun_port}",), upnp=host.startswith("upnp"))
-    cfg = NodeConfig(listen_addr=f"0.0.0.0:{PORT}", nat=nat,
-                     bootstrap=tuple(f"{pub}:{PORT + i}" for i in range(SEEDS)))  # fmt: skip
+    seeds = seeds or tuple(f"{pub}:{PORT + i}" for i in range(SEEDS))
+    cfg = NodeConfig(listen_addr=f"0.0.0.0:{PORT}", nat=nat, bootstrap=seeds)
     started = CLOCK.monotonic()
     async with Node(cfg, auto_publish=True) as node:
         node.serve(http=hello)
@@ -172,6 +177,59 @@ def test_our_node_behind_a_nat_publishes_the_truth_and_is_reached_where_it_can_b
     if direct:
         assert response is not None and response.status == 200
         assert response.body == b"hello from behind the NAT"
+
+
+# -- the public side is a2ald (the reference daemon), both ways of reading us
+
+
+def _a2ald_fetch(peer: A2aldPeer, aid: Aid) -> dict[str, Any]:
+    got: dict[str, Any] = peer.post(
+        f"/fetch/{aid}", {"method": "GET", "path": "/", "body_base64": ""}
+    )
+    return got
+
+
+@pytest.mark.parametrize(("host", "nat_type", "direct"), CASES, ids=[c[0] for c in CASES])
+def test_a2ald_on_the_public_side_resolves_and_fetches_our_node(
+    tb: NatTestbed, a2ald_binary: None, tmp_path: Path, host: str, nat_type: int, direct: bool
+) -> None:
+    peers: list[A2aldPeer] = []
+    handoff = Handoff()
+    try:
+        for i, pub in enumerate(("pub2", "pub3")):
+            boot = [peers[0].listen_addr] if peers else []
+            peer = A2aldPeer(tmp_path / pub, bootstrap=boot, udp_port=PORT, api_port=2121,
+                             launch=tb.a2ald_launch(pub), name=f"a2ald-{i}")  # fmt: skip
+            peers.append(peer)
+            peer.start()
+            peer.wait_ready(20, require_peers=bool(boot))
+        handoff.seeds_up.set()
+        seeds = tuple(p.listen_addr for p in peers)
+        with in_host(tb, host, lambda: nat_side(tb, handoff, host, seeds=seeds)) as natted:
+            try:
+                aid, started = handoff.node.get(timeout=HANDOFF_S)
+                reader = peers[-1]
+                got = poll_until(lambda: reader.resolve(str(aid)),
+                                 lambda r: int(r["nat_type"]) == nat_type,
+                                 timeout=max(0.1, started + RECORD_DEADLINE_S - CLOCK.monotonic()),
+                                 interval=0.2, what=f"a2ald resolving {host}")  # fmt: skip
+                fetched = None
+                if direct:
+                    fetched = poll_until(lambda: _a2ald_fetch(reader, aid),
+                                         lambda r: r.get("status") == 200, timeout=30,
+                                         interval=0.5, what=f"a2ald fetching {host}")  # fmt: skip
+            finally:
+                handoff.done.set()
+            status = natted.result(timeout=60)
+    finally:
+        for peer in peers:
+            peer.stop()
+    wan = tb.wan(host)
+    assert status.nat_type == nat_type
+    if nat_type != 4:
+        assert got["endpoints"][0].startswith(f"quic://{wan}:")
+    if fetched is not None:
+        assert base64.b64decode(fetched["body"]) == b"hello from behind the NAT"
 
 
 # -- a network change (runs last: it moves the prc host and its router, then moves them back)
