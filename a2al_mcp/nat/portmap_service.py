@@ -120,6 +120,7 @@ class PortMapper:
         self._running = False
         self._started = False
         self._done = anyio.Event()
+        self._discovery: anyio.CancelScope | None = None
         self._driver_errors = 0
         self._callback_errors = 0
         self._logged_reason = ""
@@ -183,9 +184,12 @@ class PortMapper:
 
     async def aclose(self) -> None:
         """Delete the mapping (if any) and wait until :meth:`run` has returned. Idempotent;
-        immediate when :meth:`run` never started."""
+        immediate when :meth:`run` never started. A discovery under way is abandoned; a
+        mapping request under way is answered first (one SOAP/PCP exchange)."""
         self._close_requested = True
         self._wake.set()
+        if self._discovery is not None:
+            self._discovery.cancel()
         if self._started:
             await self._done.wait()
 
@@ -242,10 +246,18 @@ class PortMapper:
     async def _perform(self, effect: Effect) -> Event | None:
         match effect:
             case Discover():
-                try:
-                    return GatewayFound(await self._client.discover())
-                except Exception as exc:
-                    return GatewayMissing(self._failed(exc))
+                # The one long request (SSDP waits seconds): aclose() cuts it short.
+                with anyio.CancelScope() as scope:
+                    self._discovery = scope
+                    if self._close_requested:
+                        scope.cancel()
+                    try:
+                        return GatewayFound(await self._client.discover())
+                    except Exception as exc:
+                        return GatewayMissing(self._failed(exc))
+                    finally:
+                        self._discovery = None
+                return GatewayMissing("closing")
             case AddMapping(external_port, internal_port, lease_s):
                 try:
                     answer = await self._client.add(external_port, internal_port, lease_s)

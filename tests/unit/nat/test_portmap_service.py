@@ -159,6 +159,24 @@ async def test_network_change_moves_to_a_new_gateway_at_once() -> None:
     assert gw.discoveries == 2
 
 
+async def test_close_cuts_a_slow_discovery_short() -> None:
+    class Slow(ScriptedGateway):
+        async def discover(self) -> str:
+            self.discoveries += 1
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    gw = Slow()
+    mapper = PortMapper(FAST, 4121, gw)
+    async with anyio.create_task_group() as tg:
+        await tg.start(mapper.run)
+        await until(lambda: gw.discoveries == 1)
+        with anyio.fail_after(5):
+            await mapper.aclose()
+    assert mapper.statistics().mapping.state == "closed"
+    assert gw.log == []
+
+
 async def test_close_before_run_and_twice_is_harmless() -> None:
     mapper = PortMapper(FAST, 4121, ScriptedGateway())
     await mapper.aclose()
