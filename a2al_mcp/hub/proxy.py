@@ -7,21 +7,23 @@ inbox and one DHT node.
 
 ``initialize`` is answered at once when no node runs (a desktop app waits for it before it
 shows the server as ready, and a node takes about a second to start): with the node's last
-answer (:mod:`.init_cache`) or the answer the node builds (:mod:`.handshake`), while the node
-starts in the background. The messages after it wait for the node, which is first given the
-client's ``initialize`` under the proxy's own id: its answer must be the one the client got
-(or, after a restart, the one the client got then). If it is not (another version of the
-package runs the node, say), the client's session cannot go on as it was told: the message
-that waited gets a JSON-RPC error saying so, the node's answer is kept for the next client, and
-the proxy exits (status 1) so that the app starts a new session. When a node already runs,
-it answers ``initialize`` itself.
+answer (:mod:`.init_cache`) or the answer the node builds (:mod:`.handshake`), for a request
+the node surely accepts, while the node starts in the background. The messages after it wait
+for the node (read in order, none dropped), which is first given the client's ``initialize``
+under the proxy's own id: its answer must be the one the client holds (also after a restart).
+If it is not (the node runs another version of the package, say), the session cannot go on
+as the client was told: the message that waited is not delivered (a request gets a JSON-RPC
+error saying why), the node's answer is kept for the next client, and the proxy exits with
+:data:`MISMATCH_STATUS` so that the app starts a new session. When a node already runs, it
+answers ``initialize`` itself.
 
 It holds no other protocol state of its own beyond what it needs to survive the node going
 away:
 
 - the client's ``initialize`` request, its ``notifications/initialized`` and its
   ``resources/subscribe`` requests (at most :data:`MAX_SUBSCRIPTIONS`), replayed to a new node
-  under the proxy's own request ids, whose answers it drops;
+  under the proxy's own request ids, whose answers are not relayed (``initialize``'s is
+  compared with the one the client holds);
 - the ids of the client's requests the node has not answered: when the node's connection
   ends, each gets a JSON-RPC error at once (``UNREACHABLE: …``), so no client waits forever.
 
