@@ -226,6 +226,9 @@ class NatService:
         return self._mapper
 
     # -- inputs ----------------------------------------------------------------------------
+    # Votes and NAT_PROBE arrivals come from the endpoint's event path (DHT and QUIC events
+    # are delivered before the "stun" core's turn in the same flush), so what they queue
+    # leaves in that flush: no flush of their own.
 
     def observe(self, reporter: bytes, addr: Addr) -> None:
         """A peer (its AID bytes) sees us at ``addr``: a vote, and a line in the tally."""
@@ -234,21 +237,18 @@ class NatService:
         if w is None:
             return
         self.sense.observe(reporter, addr, w.clock.monotonic())
-        w.flush()
 
     def probe_requested(self, source: Addr, token: bytes, claimed: Addr) -> None:
         """A peer at ``source`` asks for a NAT_PROBE_ECHO to ``claimed``."""
         w = self._wiring
         if w is not None:
             self.sense.probe_requested(source, token, claimed, w.clock.monotonic())
-            w.flush()
 
     def probe_echoed(self, token: bytes, source: Addr) -> None:
         """A NAT_PROBE_ECHO arrived."""
         w = self._wiring
         if w is not None:
             self.sense.probe_echoed(token, source, w.clock.monotonic())
-            w.flush()
 
     def on_dht_event(
         self, event: ev.AddressObserved | ev.NatProbeRequested | ev.NatProbeEchoed
