@@ -1,5 +1,5 @@
 """A stand-in for ``a2al-mcp node run`` that the stdio proxy can start: the hub's channel (a
-Unix socket, ``mcp.channel``, the hello) and a scripted MCP side, standard library only.
+loopback TCP port, ``mcp.channel``, the hello) and a scripted MCP side, standard library only.
 
     python fake_node.py DATA_DIR [CHANGES]
 
@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from a2al_mcp.hub.channel import CHANNEL_FILE, SOCKET_FILE, ChannelInfo, parse_hello
+from a2al_mcp.hub.channel import CHANNEL_FILE, ChannelInfo, parse_hello
 from a2al_mcp.hub.handshake import answer, sdk_version
 
 
@@ -57,12 +57,11 @@ def main() -> None:
     changes = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     home.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(16)
-    path = home / SOCKET_FILE
-    path.unlink(missing_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # every OS has this one
+    listener.bind(("127.0.0.1", 0))
     listener.listen()
-    info = ChannelInfo(kind="unix", token=token, pid=os.getpid(), path=str(path))
+    port = listener.getsockname()[1]
+    info = ChannelInfo(kind="tcp", token=token, pid=os.getpid(), host="127.0.0.1", port=port)
     tmp = home / (CHANNEL_FILE + ".tmp")
     tmp.write_text(info.to_json())
     os.replace(tmp, home / CHANNEL_FILE)

@@ -30,7 +30,7 @@ from a2al_mcp.hub.init_cache import InitCache
 from a2al_mcp.hub.launcher import attach
 from a2al_mcp.hub.proxy import MISMATCH_STATUS, StdioProxy
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fake node is POSIX-only")
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="select() takes no pipes there")
 
 FAKE = str(Path(__file__).with_name("fake_node.py"))
 PARAMS = {"protocolVersion": "2025-06-18", "capabilities": {"roots": {"listChanged": True}},
