@@ -107,7 +107,9 @@ class DhtService:
         elif isinstance(event, ev.MailboxStored | ev.RecordPushed):
             if self._on_mailbox is not None:
                 self._on_mailbox(event)
-        else:
+        elif isinstance(
+            event, ev.PingFinished | ev.BootstrapFinished | ev.LookupFinished | ev.PublishFinished
+        ):
             waiter = self._waiters.get(event.op_id)
             if waiter is not None and waiter.result is None:
                 waiter.result = event

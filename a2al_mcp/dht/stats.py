@@ -28,7 +28,7 @@ class DhtStats:
     """Datagrams longer than any A2AL sender writes
     (:data:`~a2al_mcp.dht.core.MAX_RECEIVE`), dropped undecoded."""
     dropped_unsolicited: int
-    """Responses nobody asked for, and NAT_PROBE_REQ/ECHO (we neither send nor serve probes)."""
+    """Responses nobody asked for (NAT_PROBE_REQ/ECHO go to the node as events)."""
     dropped_rate_limited: int
     """STOREs dropped unanswered by a rate limit (per address plus per prefix)."""
     rpc_timeouts: int
