@@ -13,7 +13,8 @@ meanwhile. The answer is what the node's MCP SDK builds (``mcp.server.runner``'s
 - ``serverInfo``: ``a2al``, its title and the package version; ``instructions``.
 
 It depends on the client's protocol version, the package version and the SDK (its version
-list and the capabilities it announces), and on nothing in the node's configuration. So it
+list and the capabilities it announces), and on nothing in the node's configuration
+(``limits.mcp_message_max_bytes`` only decides whether the node takes the message at all). So it
 is given only for an SDK whose answers were checked against the node (:data:`PROFILES`, by
 the SDK's major.minor version, found without importing it), and only for a request the node
 is sure to accept (:func:`plain_request`: a narrower check than the SDK's validation); in
