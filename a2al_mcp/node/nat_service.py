@@ -71,9 +71,10 @@ _WILDCARDS: Final = ("0.0.0.0", "::", "")
 def endpoint_urls(view: NatView, local_addr: Addr, advertise_host: str = "") -> tuple[str, ...]:
     """The ``quic://`` URLs an endpoint record carries now: a2al-wire §3.6's list
     (:func:`a2al_mcp.nat.endpoints.endpoint_urls`: peers' consensus, STUN, a public bound
-    address, ``advertise_host``, the gateway mapping), then a specific (not wildcard) bound
-    address that is not a public one, so a LAN or loopback network keeps working as before.
-    Behind a symmetric NAT the list may be empty: the record still tells dialers the type.
+    address, ``advertise_host``, the gateway mapping); when that is empty, a specific (not
+    wildcard) bound address, so a LAN or loopback network keeps working as before (a private
+    address is never published beside a public one). Behind a symmetric NAT with a wildcard
+    bind the list may be empty: the record still tells dialers the type.
 
     Raises:
         UsageError: nothing is known yet: the socket is bound to a wildcard address, no peer
@@ -81,7 +82,7 @@ def endpoint_urls(view: NatView, local_addr: Addr, advertise_host: str = "") -> 
     """
     host, port = local_addr
     urls = list(nat_endpoint_urls(view, local_port=port, advertise_host=advertise_host or None))
-    if host not in _WILDCARDS:
+    if not urls and host not in _WILDCARDS:
         urls.append(quic_url(host, port))
     if not urls and view.nat_type is not NatType.SYMMETRIC:
         raise UsageError(
