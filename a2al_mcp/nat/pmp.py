@@ -62,15 +62,17 @@ Protocol = Literal["pcp", "nat-pmp"]
 class PmpClient:
     """Port mapping by PCP, or NAT-PMP when the gateway speaks only that.
 
-    ``gateway``: the gateway's address (None: the default route's). ``prefer="nat-pmp"``
-    skips PCP. ``server_port`` is 5351 except in tests. ``find_gateway`` is the default-route
-    lookup (blocking; run in a worker thread)."""
+    ``gateway``: the gateway's address (None: the default route's). ``local_host``: the
+    address to send from, which both protocols map to (None: the one the route to the gateway
+    picks). ``prefer="nat-pmp"`` skips PCP. ``server_port`` is 5351 except in tests.
+    ``find_gateway`` is the default-route lookup (blocking; run in a worker thread)."""
 
     def __init__(
         self,
         config: PortMapConfig,
         *,
         gateway: str | None = None,
+        local_host: str | None = None,
         prefer: Protocol = "pcp",
         rng: Rng | None = None,
         server_port: int = PMP_PORT,
@@ -78,6 +80,7 @@ class PmpClient:
     ) -> None:
         self._config = config
         self._configured = gateway or None
+        self._local_host = local_host
         self._prefer: Protocol = prefer
         self._rng: Rng = rng if rng is not None else SystemRng()
         self._port = server_port
@@ -107,7 +110,7 @@ class PmpClient:
         try:
             with anyio.fail_after(self._config.request_timeout_s):
                 async with await anyio.create_connected_udp_socket(
-                    gateway, self._port, family=socket.AF_INET
+                    gateway, self._port, family=socket.AF_INET, local_host=self._local_host
                 ) as sock:
                     payload = build(str(sock.extra(SocketAttribute.local_address)[0]))
                     rto = self._config.pmp_initial_rto_s

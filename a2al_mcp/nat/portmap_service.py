@@ -156,7 +156,7 @@ class PortMapper:
             clients.append(UpnpClient(config, internal_host=internal_host))
         except ExtraMissing as exc:
             log.info("port mapping: UPnP off (%s); PCP/NAT-PMP only", exc)
-        clients.append(PmpClient(config, gateway=nat.gateway or None))
+        clients.append(PmpClient(config, gateway=nat.gateway or None, local_host=internal_host))
         return cls(config, port, FirstGateway(clients), clock=clock, on_change=on_change)
 
     # ------------------------------------------------------------------------- reading

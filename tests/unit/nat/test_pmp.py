@@ -112,6 +112,14 @@ async def test_pcp_map_renew_and_delete_with_one_nonce(gateway: FakeGateway) -> 
     assert [int.from_bytes(m[4:8], "big") for m in maps] == [3600, 3600, 0]
 
 
+@pytest.mark.parametrize("gateway", [{"mode": "pcp"}], indirect=True)
+async def test_requests_go_from_the_configured_local_address(gateway: FakeGateway) -> None:
+    c = client(gateway, local_host="127.0.0.2")  # loopback too, but not the default source
+    await c.discover()
+    await c.add(4121, 4121, 3600)
+    assert gateway.requests[-1][8:24] == bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 2])
+
+
 @pytest.mark.parametrize("gateway", [{"mode": "natpmp"}], indirect=True)
 async def test_a_natpmp_only_gateway_is_spoken_to_in_natpmp(gateway: FakeGateway) -> None:
     c = client(gateway)
