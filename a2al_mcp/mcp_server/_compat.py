@@ -10,14 +10,18 @@ alone): ``MCPServer._subscriptions`` (resource-updated notifications, mcp 2; pin
 inbox subscription tests), the low-level server the stdio front runs,
 ``MCPServer._lowlevel_server`` (mcp 2) / ``FastMCP._mcp_server`` (mcp 1), and
 ``ServerSession._connection`` (mcp 2: the connection a legacy ``resources/subscribe`` came
-on, which outlives the per-request session; pinned by the legacy subscription test).
+on, which outlives the per-request session; pinned by the legacy subscription test), and
+the server module's ``configure_logging`` (replaced while the server is built: see
+:func:`new_server`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -205,12 +209,32 @@ def intercept_tools(
     low.request_handlers[types.ListToolsRequest] = listed  # pragma: no cover
 
 
+@contextlib.contextmanager
+def _logging_left_alone() -> Iterator[None]:
+    """The SDK's server constructor calls its module's ``configure_logging``, which imports
+    rich (1.5 MiB and tens of ms of the node's start) to put a RichHandler on the root logger
+    when nothing configured logging (the CLI always has): logging is the application's to
+    configure, so the server is built with that call doing nothing."""
+    module: Any = sys.modules.get(_Server.__module__)
+    saved = getattr(module, "configure_logging", None)
+    if saved is None:  # pragma: no cover - an SDK without it
+        yield
+        return
+    module.configure_logging = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        module.configure_logging = saved
+
+
 def new_server(name: str, instructions: str, *, title: str, version: str) -> Any:
     """The SDK's server, announcing ``name``, ``title`` (mcp 2) and ``version`` in its
-    ``serverInfo`` (mcp 1's FastMCP takes no version: it is set on its low-level server)."""
-    if MCP_MAJOR == 2:
-        return _Server(name, title=title, instructions=instructions, version=version)
-    server = _Server(name, instructions=instructions)  # pragma: no cover - mcp 1.x
+    ``serverInfo`` (mcp 1's FastMCP takes no version: it is set on its low-level server).
+    Root logging is left as it is (:func:`_logging_left_alone`)."""
+    with _logging_left_alone():
+        if MCP_MAJOR == 2:
+            return _Server(name, title=title, instructions=instructions, version=version)
+        server = _Server(name, instructions=instructions)  # pragma: no cover - mcp 1.x
     _lowlevel(server).version = version  # pragma: no cover
     return server  # pragma: no cover
 
