@@ -262,18 +262,26 @@ def validate_message(obj: dict[str, Any]) -> str | None:
 async def run_stdio(
     server: Any, *, limits: LimitsConfig | None = None, stats: FrontStats | None = None
 ) -> None:
-    """MCP over this process's stdin and stdout, every line checked first (see stdio_front)."""
+    """MCP over this process's stdin and stdout, every line checked first (see stdio_front);
+    tool calls of the initialized session answered by the front itself (:mod:`.direct`)."""
     from mcp.server.stdio import stdio_server
 
+    from .app import direct_answer
+    from .direct import DirectCalls
     from .stdio_front import StdioWire, claim_stdio
 
     limits = limits or LimitsConfig()
+    answer = direct_answer(server)
     with claim_stdio() as (stdin, stdout):
-        wire = StdioWire(stdin, stdout, max_bytes=limits.mcp_message_max_bytes,
-                         stats=stats or FrontStats(), validate=validate_message)  # fmt: skip
-        async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
-            low = _lowlevel(server)
-            await low.run(read_stream, write_stream, low.create_initialization_options())
+        async with anyio.create_task_group() as tg:
+            calls = DirectCalls(answer, tg) if answer is not None else None
+            wire = StdioWire(stdin, stdout, max_bytes=limits.mcp_message_max_bytes,
+                             stats=stats or FrontStats(), validate=validate_message,
+                             direct=calls)  # fmt: skip
+            async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
+                low = _lowlevel(server)
+                await low.run(read_stream, write_stream, low.create_initialization_options())
+            tg.cancel_scope.cancel()  # the client hung up: its running calls end
 
 
 async def run_stream(

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.to_thread
 
+from .direct import DirectCalls
 from .guard import FrontStats
 from .line_front import LineWire
 
@@ -67,8 +68,10 @@ class StdioWire(LineWire):
         max_bytes: int,
         stats: FrontStats,
         validate: Callable[[dict[str, Any]], str | None] | None = None,
+        direct: DirectCalls | None = None,
     ) -> None:
-        super().__init__(max_bytes=max_bytes, stats=stats, validate=validate, where="stdio")
+        super().__init__(max_bytes=max_bytes, stats=stats, validate=validate, where="stdio",
+                         direct=direct)  # fmt: skip
         self._in, self._out = stdin, stdout
 
     async def _send(self, data: bytes) -> None:
