@@ -4,7 +4,8 @@ It owns :class:`~a2al_mcp.nat.sense.NatSense` (votes, STUN, NAT_PROBE, the class
 and, with ``nat.upnp``, the gateway port mapper, and it feeds them:
 
 * votes: every DHT ``AddressObserved`` (the reporter's AID) and every stream-0 ObservedAddr
-  (the dialer's AID), also tallied in :class:`~.observed.ObservedAddresses` for ``status``;
+  (the AID of the peer we dialled), also tallied in :class:`~.observed.ObservedAddresses`
+  for ``status``;
 * the socket's local addresses: the bound address, or for a wildcard bind the address the
   routing table sends from towards a known peer (a UDP ``connect`` that sends nothing), read
   again every :data:`CHECK_INTERVAL_S` — a change is a network change;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
@@ -402,7 +404,7 @@ async def resolve_stun_servers(entries: Iterable[str]) -> tuple[Addr, ...]:
             out.append((host, port))
             continue
         try:
-            infos = await anyio.getaddrinfo(host, port, type=2)  # SOCK_DGRAM
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except OSError as exc:
             raise ConfigError(f"nat.stun_servers entry {entry!r} does not resolve: {exc}") from exc
         for _family, _type, _proto, _name, sockaddr in infos:
