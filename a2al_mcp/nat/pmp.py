@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 import anyio
-from anyio.abc import SocketAttribute
+from anyio.abc import ConnectedUDPSocket, SocketAttribute
 
 from .._random import Rng, SystemRng
 from ..errors import DecodeError, NetworkError, RequestTimeout, Unreachable
@@ -96,6 +96,20 @@ class PmpClient:
 
     # ----------------------------------------------------------------------- exchange
 
+    def _socket(self, gateway: str) -> socket.socket:
+        """A UDP socket connected to the gateway (by address: no name lookup, so also no
+        AI_ADDRCONFIG surprise on a host with only loopback), from ``local_host`` if set."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if self._local_host:
+                sock.bind((self._local_host, 0))
+            sock.connect((gateway, self._port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     async def _exchange(
         self,
         what: str,
@@ -109,9 +123,7 @@ class PmpClient:
             raise NetworkError("PCP/NAT-PMP gateway not discovered", operation=what)
         try:
             with anyio.fail_after(self._config.request_timeout_s):
-                async with await anyio.create_connected_udp_socket(
-                    gateway, self._port, family=socket.AF_INET, local_host=self._local_host
-                ) as sock:
+                async with await ConnectedUDPSocket.from_socket(self._socket(gateway)) as sock:
                     payload = build(str(sock.extra(SocketAttribute.local_address)[0]))
                     rto = self._config.pmp_initial_rto_s
                     for _ in range(self._config.pmp_tries):

@@ -74,8 +74,10 @@ class FakeGateway:
 @pytest.fixture
 async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[FakeGateway]:
     fake = FakeGateway(**request.param)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.bind(("127.0.0.1", 0))  # no anyio host lookup: it fails where only lo exists
     async with (
-        await anyio.create_udp_socket(family=socket.AF_INET, local_host="127.0.0.1") as sock,
+        await UDPSocket.from_socket(raw) as sock,
         anyio.create_task_group() as tg,
     ):
         fake.port = sock.extra(anyio.abc.SocketAttribute.local_port)
