@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
@@ -85,6 +86,7 @@ __all__ = [
     "iso_utc",
     "json_safe",
     "note_fields",
+    "run_checked",
     "tool",
     "unread_mail",
 ]
@@ -144,13 +146,29 @@ class ToolSpec:
     """The result's fields (the MCP outputSchema); every result also has ``unread_mail``."""
 
 
+AID_CACHE_MAX: Final = 1024
+"""AIDs whose text forms are remembered (both ways: a checksum is a SHA-256 each time)."""
+
+
+@functools.lru_cache(maxsize=AID_CACHE_MAX)
 def _aid(text: str) -> Aid:
+    """``text`` as an AID (a failure is not remembered).
+
+    Raises:
+        BadAid: not an AID.
+    """
     try:
         return Aid.from_str(text)
     except DecodeError as exc:
         raise BadAid(
             f"{quote(text)} is {exc}", hint="an AID is 42 hex characters starting with a0"
         ) from exc
+
+
+@functools.lru_cache(maxsize=AID_CACHE_MAX)
+def _text(aid: Aid) -> str:
+    """``aid``'s checksummed text form."""
+    return str(aid)
 
 
 def _age(node: Node, timestamp: int) -> int:
@@ -165,7 +183,7 @@ def iso_utc(epoch: float) -> str:
 
 def note_fields(note: Any) -> dict[str, Any]:
     """One mailbox note as read_mailbox and the ``a2al://inbox`` resource show it."""
-    return {"id": note.msg_id.hex(), "from": str(note.sender),
+    return {"id": note.msg_id.hex(), "from": _text(note.sender),
             "received_at": iso_utc(note.received_at),
             "received_at_epoch": int(note.received_at), "text": note.text}  # fmt: skip
 
@@ -357,21 +375,22 @@ async def _publish(node: Node, a: PublishArgs) -> dict[str, Any]:
         await node.register_service(service, name=a.name, brief=a.brief, protocols=a.protocols,
                                     tags=a.tags, meta=a.meta, ttl_s=a.ttl_s)  # fmt: skip
     endpoints = list(EndpointPayload.from_bytes(rec.payload).endpoints)
-    return {"aid": str(node.aid), "endpoints": endpoints, "services": a.services,
+    return {"aid": _text(node.aid), "endpoints": endpoints, "services": a.services,
             "profile": profile, "ttl_s": a.ttl_s}  # fmt: skip
 
 
 async def _discover(node: Node, a: DiscoverArgs) -> dict[str, Any]:
     found = await node.discover(a.service, protocols=a.protocols, tags=a.tags)
-    agents = [{"aid": str(e.aid), "name": e.name, "brief": e.brief, "protocols": list(e.protocols),
-               "tags": list(e.tags), "meta": e.meta, "age_s": _age(node, e.timestamp)}
+    agents = [{"aid": _text(e.aid), "name": e.name, "brief": e.brief,
+               "protocols": list(e.protocols), "tags": list(e.tags), "meta": e.meta,
+               "age_s": _age(node, e.timestamp)}
               for e in found[: a.limit]]  # fmt: skip
     return {"service": a.service, "count": len(agents), "agents": agents}
 
 
 async def _resolve(node: Node, a: AidArgs) -> dict[str, Any]:
     r = await node.resolve(_aid(a.aid))
-    return {"aid": str(r.aid), "endpoints": list(r.endpoints), "nat_type": r.nat_type,
+    return {"aid": _text(r.aid), "endpoints": list(r.endpoints), "nat_type": r.nat_type,
             "seq": str(r.seq), "age_s": _age(node, r.timestamp), "ttl_s": r.ttl}  # fmt: skip
 
 
@@ -379,7 +398,7 @@ async def _connect(node: Node, a: AidArgs) -> dict[str, Any]:
     aid = _aid(a.aid)
     tunnel = await node.tunnel(aid)
     host, port = tunnel.addr
-    return {"aid": str(aid), "connected": True, "tunnel": f"{host}:{port}",
+    return {"aid": _text(aid), "connected": True, "tunnel": f"{host}:{port}",
             "hint": f"Connect to {host}:{port} (TCP) to talk to the agent's service; "
                     "every TCP connection is a separate verified stream."}  # fmt: skip
 
@@ -418,7 +437,7 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
     st = node.status()
     mb = st.mailbox
     return {
-        "aid": str(st.aid), "listen": f"{st.listen[0]}:{st.listen[1]}", "peers": st.peers,
+        "aid": _text(st.aid), "listen": f"{st.listen[0]}:{st.listen[1]}", "peers": st.peers,
         "ready": st.ready, "published": [str(x) for x in st.published],
         "connections": st.connections, "serving": [str(x) for x in st.serving],
         "tunnels": [f"{t.addr[0]}:{t.addr[1]}" for t in node.tunnels()],
@@ -727,7 +746,20 @@ async def call_tool(
     except KeyError:  # the lookup is no cause worth keeping
         unknown = UnknownTool(f"there is no tool {quote(name, 64)}", operation=name[:64])
         raise ToolFailure.from_error(unknown, tool=name[:64]) from unknown
-    args = check_arguments(spec, arguments)
+    return await run_checked(node, spec, check_arguments(spec, arguments),
+                             ask_secret=ask_secret)  # fmt: skip
+
+
+async def run_checked(
+    node: Node, spec: ToolSpec, args: BaseModel, *, ask_secret: AskSecret | None = None
+) -> dict[str, Any]:
+    """Run ``spec`` on ``args``, what :func:`check_arguments` returned for it (for a caller
+    that checked the arguments itself); otherwise as :func:`call_tool`.
+
+    Raises:
+        ToolFailure: always with a code and a readable message (never another exception).
+    """
+    name = spec.name
     try:
         ran = await spec.run(node, await _secret_args(spec, args, ask_secret))
         result = cast("dict[str, Any]", json_safe(ran))

@@ -23,6 +23,7 @@ from ..toolspec import (
     call_tool,
     check_arguments,
     note_fields,
+    run_checked,
 )
 from ._compat import (
     MCP_MAJOR,
@@ -205,17 +206,22 @@ def _input_required(prompt: str) -> Any:
 async def _outcome(
     node: Node,
     spec: ToolSpec,
-    kwargs: dict[str, Any],
+    arguments: Any,
     front_stats: FrontStats | None,
     progress: Progress | None,
     ask_secret: AskSecret | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
-    """Run ``spec``: its text and structured result, or ``CODE: sentence`` and None."""
+    """Run ``spec`` on ``arguments`` (checked here, or already the input model's instance):
+    its text and structured result, or ``CODE: sentence`` and None."""
+    try:
+        args = arguments if isinstance(arguments, BaseModel) else check_arguments(spec, arguments)
+    except ToolFailure as exc:
+        return str(exc), None
     slow = _SLOW.get(spec.name)
     if slow and progress is not None:
         await progress(0, 1, slow)
     try:
-        result = await call_tool(node, spec.name, kwargs, ask_secret=ask_secret)
+        result = await run_checked(node, spec, args, ask_secret=ask_secret)
     except ToolFailure as exc:
         return str(exc), None
     if slow and progress is not None:
@@ -255,15 +261,15 @@ def tool_call_result(node: Node, front_stats: FrontStats | None = None) -> ToolA
     Never raises but for cancellation: an unexpected error is an ``INTERNAL`` failure."""
 
     async def answer(name: Any, arguments: Any, progress: Progress | None) -> dict[str, Any]:
-        refusal = refuse_call(name, arguments)
-        if refusal is not None:
-            wire: dict[str, Any] = refusal.model_dump(by_alias=True, mode="json",
-                                                      exclude_none=True)  # fmt: skip
+        checked = _checked_call(name, arguments)
+        if isinstance(checked, ToolFailure):  # refused as strict_tools refuses it
+            wire: dict[str, Any] = failure_result(checked).model_dump(
+                by_alias=True, mode="json", exclude_none=True)  # fmt: skip
             return wire
+        spec, args = checked
         try:
-            text, result = await _outcome(node, _SPECS[name], arguments or {}, front_stats,
-                                          progress)  # fmt: skip
-        except Exception as exc:  # call_tool turns every error into a failure; this is a bug
+            text, result = await _outcome(node, spec, args, front_stats, progress)
+        except Exception as exc:  # run_checked turns every error into a failure: a bug
             logger.exception("mcp.direct_internal tool=%s", name)
             error = InternalError("an unexpected error happened; the server log has details",
                                   operation=name)  # fmt: skip
@@ -311,19 +317,24 @@ def input_schema(spec: ToolSpec) -> dict[str, Any]:
 _SPECS = {spec.name: spec for spec in TOOLS}
 
 
-def refuse_call(name: Any, arguments: Any) -> Any | None:
-    """The error result refusing a ``tools/call`` as the client sent it (an unknown tool,
-    unknown or bad arguments), or None when it may run."""
+def _checked_call(name: Any, arguments: Any) -> tuple[ToolSpec, BaseModel] | ToolFailure:
+    """The tool and its checked arguments, or the failure refusing the call as sent."""
     spec = _SPECS.get(name) if isinstance(name, str) else None
     if spec is None:
         shown = quote(name, 64) if isinstance(name, str) else "of that name"
         error = UnknownTool(f"there is no tool {shown}; tools/list names them")
-        return failure_result(ToolFailure.from_error(error))
+        return ToolFailure.from_error(error)
     try:
-        check_arguments(spec, arguments)
+        return spec, check_arguments(spec, arguments)
     except ToolFailure as exc:
-        return failure_result(exc)
-    return None
+        return exc
+
+
+def refuse_call(name: Any, arguments: Any) -> Any | None:
+    """The error result refusing a ``tools/call`` as the client sent it (an unknown tool,
+    unknown or bad arguments), or None when it may run."""
+    checked = _checked_call(name, arguments)
+    return failure_result(checked) if isinstance(checked, ToolFailure) else None
 
 
 def _listed_schema(name: str) -> dict[str, Any] | None:
