@@ -49,7 +49,7 @@ def _native_checksum(raw: bytes) -> str:
 class Aid:
     """A 21-byte agent address. Hashable, ordered by bytes, immutable."""
 
-    __slots__ = ("_node_id", "_raw")
+    __slots__ = ("_node_id", "_raw", "_text")
 
     def __init__(self, raw: bytes) -> None:
         if not isinstance(raw, bytes):
@@ -60,6 +60,7 @@ class Aid:
             raise DecodeError(f"AID version byte 0x{raw[0]:02x} is outside 0xA0-0xAF")
         self._raw = raw
         self._node_id: NodeId | None = None
+        self._text: str | None = None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Self:
@@ -131,11 +132,16 @@ class Aid:
         return self._raw
 
     def __str__(self) -> str:
-        if self._raw[0] == AidVersion.ETHEREUM:
-            return eip55(self._raw[1:])
-        if self._raw[0] == AidVersion.PARALISM:
-            return paralism_bech32_encode("bc", self._raw[1:])
-        return _native_checksum(self._raw)
+        text = self._text
+        if text is None:  # each form carries a hash checksum: compute it once
+            if self._raw[0] == AidVersion.ETHEREUM:
+                text = eip55(self._raw[1:])
+            elif self._raw[0] == AidVersion.PARALISM:
+                text = paralism_bech32_encode("bc", self._raw[1:])
+            else:
+                text = _native_checksum(self._raw)
+            self._text = text
+        return text
 
     def __repr__(self) -> str:
         return f"Aid('{self}')"
