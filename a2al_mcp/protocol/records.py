@@ -92,6 +92,9 @@ class SignedRecord:
     """Ed25519 signature over :meth:`signed_bytes`."""
     delegation: bytes = b""
     """Raw DelegationProof CBOR when a delegated (operational) key signed."""
+    _signature_ok: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
+    # set once the signature verified: the fields are immutable, so it stays true (a resolve
+    # checks a record when the lookup accepts it and again when it is cached)
 
     # -- construction ---------------------------------------------------------------
 
@@ -306,8 +309,10 @@ class SignedRecord:
         Raises:
             VerificationError: with the reason (bad signature, payload rule, future, expired).
         """
-        if not VerifyKey(self.pubkey).is_valid(self.signature, self.signed_bytes()):
-            raise VerificationError("record signature does not verify")
+        if not self._signature_ok:
+            if not VerifyKey(self.pubkey).is_valid(self.signature, self.signed_bytes()):
+                raise VerificationError("record signature does not verify")
+            object.__setattr__(self, "_signature_ok", True)  # frozen: the one cached fact
         try:
             if self.rec_type == RecType.ENDPOINT:
                 EndpointPayload.from_bytes(self.payload)
