@@ -164,6 +164,32 @@ class _Open(ToolResult):
     model_config = ConfigDict(extra="allow")
 
 
+class NatStatusResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public_addrs: list[str] = Field(
+        description="This node's addresses as the internet sees them (peers' consensus, STUN, "
+        "the gateway's port mapping), host:port, best first; empty while nothing is known."
+    )
+    nat_type: int = Field(
+        ge=0, le=4,
+        description="What endpoint records carry: 0 unknown, 1 full cone or public, "
+        "2 restricted, 3 port-restricted, 4 symmetric.",
+    )  # fmt: skip
+    nat_type_words: str = Field(description="nat_type in words ('public' when there is no NAT).")
+    upnp_mapping: str | None = Field(
+        description="The port mapping the gateway granted (UPnP or PCP/NAT-PMP), host:port."
+    )
+    reachable_directly: bool = Field(
+        description="A peer that never sent to this node can reach it at public_addrs "
+        "(public, full cone or a gateway mapping)."
+    )
+    published_endpoints: list[str] = Field(
+        description="The URLs an endpoint record would carry now (empty: nothing to publish yet)."
+    )
+    evidence: list[str] = Field(description="Why, in short sentences.")
+
+
 class StatusResult(_Open):
     aid: str = Field(description="This node's AID.")
     listen: str = Field(description="The UDP address the node listens on, host:port.")
@@ -178,6 +204,11 @@ class StatusResult(_Open):
     contained_errors: dict[str, Any] = Field(description="Errors contained, by kind.")
     dht: dict[str, Any] = Field(description="DHT counters.")
     quic: dict[str, Any] = Field(description="QUIC counters and limits.")
+    nat: NatStatusResult = Field(
+        description="Where the node stands behind a NAT: public address, NAT type (number and "
+        "words), the gateway's port mapping, reachable directly or not, what a record would "
+        "carry now, and why."
+    )
     mcp_front: dict[str, int] | None = Field(
         None, description="What the MCP front refused (MCP server only)."
     )

@@ -446,7 +446,21 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
         "contained_errors": dataclasses.asdict(st.contained_errors),
         "dht": dataclasses.asdict(st.dht),
         "quic": dataclasses.asdict(st.quic) if st.quic is not None else {},
+        "nat": {
+            "public_addrs": [_hostport(a) for a in st.nat.public_addrs],
+            "nat_type": st.nat.nat_type, "nat_type_words": st.nat.nat_type_words,
+            "upnp_mapping": None if st.nat.upnp_mapping is None else _hostport(st.nat.upnp_mapping),
+            "reachable_directly": st.nat.reachable_directly,
+            "published_endpoints": list(st.nat.published_endpoints),
+            "evidence": list(st.nat.evidence),
+        },
     }  # fmt: skip
+
+
+def _hostport(addr: tuple[str, int]) -> str:
+    """``host:port``, an IPv6 host in brackets."""
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _unpublish(node: Node, a: NoArgs) -> dict[str, Any]:

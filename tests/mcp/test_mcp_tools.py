@@ -70,6 +70,9 @@ async def test_every_tool_succeeds_on_a_three_node_network() -> None:
             ok, pub = await call(c, "publish", {"services": ["demo.mine"], "name": "me",
                                                 "tags": ["t"], "protocols": ["mcp"]})  # fmt: skip
             assert ok and pub["aid"] == str(me.aid) and pub["endpoints"]
+            ok, st = await call(c, "status")  # what a record would carry is what was published
+            assert ok and st["nat"]["published_endpoints"] == pub["endpoints"]
+            assert st["nat"]["nat_type_words"] and 0 <= st["nat"]["nat_type"] <= 4
             ok, disc = await call(c, "discover", {"service": "demo.echo"})
             assert ok and [a["aid"] for a in disc["agents"]] == [str(other.aid)]
             ok, disc = await call(c, "discover", {"service": "demo.echo", "protocols": ["a2a"]})
