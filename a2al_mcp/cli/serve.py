@@ -48,6 +48,9 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", choices=("private", "public"),
                    help="private (default): only the peers given or learnt from them; "
                    "public: also the public A2AL seeds (an explicit opt-in)")  # fmt: skip
+    p.add_argument("--no-auto-publish", action="store_true",
+                   help="do not publish this node's endpoint record by itself once it knows "
+                   "its address (stay unlisted until publish)")  # fmt: skip
     p.add_argument("--config", help="TOML config file")
 
 
@@ -60,6 +63,8 @@ def node_args(args: argparse.Namespace) -> list[str]:
             out += [f"--{name}", value]
     if getattr(args, "config", None):
         out += ["--config", str(Path(args.config).expanduser().resolve())]
+    if getattr(args, "no_auto_publish", False):
+        out.append("--no-auto-publish")
     if getattr(args, "verbose", False):
         out.insert(0, "-v")
     return out
@@ -75,6 +80,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         overrides["advertise_host"] = args.advertise
     if getattr(args, "network", None):
         overrides["network"] = args.network
+    if getattr(args, "no_auto_publish", False):
+        overrides["auto_publish"] = False
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
     cfg = load_config(args.config, **overrides)
@@ -160,7 +167,7 @@ async def _serve_inline(cfg: NodeConfig, http: tuple[str, int] | None, token: st
     assert cfg.data_dir is not None
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
-        async with Node(cfg, identity, join_in_background=True) as node:
+        async with Node(cfg, identity, join_in_background=True, auto_publish=True) as node:
             logger.info("serve.node_ready aid=%s listen=%s peers=%d", node.aid, node.local_addr,
                         node.status().peers)  # fmt: skip
             # The mcp SDK takes most of a second to import: the node joins first.
@@ -189,7 +196,7 @@ async def run_node(cfg: NodeConfig, *, stay: bool) -> None:
     assert cfg.data_dir is not None
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
-        async with Node(cfg, identity, join_in_background=True) as node:
+        async with Node(cfg, identity, join_in_background=True, auto_publish=True) as node:
             from ..mcp_server import FrontStats, build_server
             from ..mcp_server._compat import run_stream
 
