@@ -44,13 +44,7 @@ CONFIG_CLASSES: tuple[type, ...] = (
     config.HubConfig,
 )
 
-UNREAD_ON_PURPOSE: dict[str, str] = {
-    "NodeConfig.nat": "NAT traversal is not written yet (NatConfig's docstring says so)",
-    **{
-        f"NatConfig.{f.name}": "NAT traversal is not written yet"
-        for f in dataclasses.fields(config.NatConfig)
-    },
-}
+UNREAD_ON_PURPOSE: dict[str, str] = {}
 
 
 def _attribute_reads(tree: ast.AST) -> set[str]:
@@ -126,12 +120,6 @@ def test_every_config_field_is_read() -> None:
     assert unread - set(UNREAD_ON_PURPOSE) == set(), "configuration fields nothing reads"
     # an exception that got wired must leave the list (and its docstring must change)
     assert set(UNREAD_ON_PURPOSE) - unread == set()
-
-
-def test_nat_config_says_it_does_nothing_yet() -> None:
-    assert "do nothing" in " ".join((config.NatConfig.__doc__ or "").split())
-    page = (PACKAGE.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
-    assert "these settings do nothing" in page
 
 
 def test_the_scan_sees_a_field_nobody_reads() -> None:
