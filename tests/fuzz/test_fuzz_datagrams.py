@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from a2al_mcp import _cbor
 from a2al_mcp._random import SeededRng
+from a2al_mcp.dht import events as ev
 from a2al_mcp.dht.core import MAX_RECEIVE, DhtCore
 from a2al_mcp.dht.lookup import LookupKind
 from a2al_mcp.errors import A2ALError, DecodeError, VerificationError
@@ -490,12 +491,23 @@ def test_a_bit_flip_in_a_stored_record_is_refused(
 
 
 @pytest.mark.parametrize("msg_type", [dm.MsgType.NAT_PROBE_REQ, dm.MsgType.NAT_PROBE_ECHO])
-def test_an_ignored_nat_probe_is_counted(msg_type: dm.MsgType) -> None:
+def test_a_nat_probe_becomes_an_event_and_the_core_sends_nothing(msg_type: dm.MsgType) -> None:
+    """A NAT probe from anyone is handed to the NAT layer as an event (it decides whether to
+    echo); the DHT core itself never sends to the address the asker claims."""
     body = {1: bytes(8), 2: b"\x7f\x00\x00\x01\x00\x50"}
     if msg_type is dm.MsgType.NAT_PROBE_ECHO:
         del body[2]
     raw = _sign_raw(msg_type, cbor2.dumps(body, canonical=True), key=ATTACKER.key)
     core = _new_core()
     core.receive_datagram(raw, SOURCES[0], 1.0)
-    s = core.statistics()
-    assert sum(getattr(s, n) for n in _COUNTED) == 1
+    events = []
+    while (e := core.next_event()) is not None:
+        events.append(e)
+    assert core.datagrams_to_send(1.0) == []
+    if msg_type is dm.MsgType.NAT_PROBE_REQ:
+        want = ev.NatProbeRequested(
+            sender=ATTACKER.aid, addr=SOURCES[0], token=bytes(8), claimed=("127.0.0.1", 80)
+        )
+        assert events == [want]
+    else:
+        assert events == [ev.NatProbeEchoed(sender=ATTACKER.aid, addr=SOURCES[0], token=bytes(8))]
