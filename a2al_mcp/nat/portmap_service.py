@@ -124,6 +124,7 @@ class PortMapper:
         self._driver_errors = 0
         self._callback_errors = 0
         self._logged_reason = ""
+        self._first_done = False
 
     @classmethod
     def from_config(
@@ -164,6 +165,12 @@ class PortMapper:
     def current(self) -> Address | None:
         """The external address the gateway maps to us now, or None."""
         return self._machine.address
+
+    @property
+    def settling(self) -> bool:
+        """The first attempt (discovery, then the mapping request) has not ended yet: a
+        mapping may be about to change what the node publishes."""
+        return self._running and not self._first_done and not self._close_requested
 
     def statistics(self) -> PortMapperStats:
         return PortMapperStats(
@@ -254,6 +261,7 @@ class PortMapper:
                     try:
                         return GatewayFound(await self._client.discover())
                     except Exception as exc:
+                        self._first_done = True
                         return GatewayMissing(self._failed(exc))
                     finally:
                         self._discovery = None
@@ -262,6 +270,7 @@ class PortMapper:
                 try:
                     answer = await self._client.add(external_port, internal_port, lease_s)
                 except Exception as exc:
+                    self._first_done = True
                     return MappingFailed(self._failed(exc))
                 if isinstance(answer, Granted):
                     return MappingGranted(answer.external_port, answer.lease_s, answer.external_ip)
@@ -276,6 +285,7 @@ class PortMapper:
                 return Deleted(ok=True)
             case Mapped(address, gateway):
                 log.info("port mapping: %s:%d via %s", address[0], address[1], gateway)
+                self._first_done = True
                 self._logged_reason = ""
                 self._notify(address)
             case Lost(address, reason):

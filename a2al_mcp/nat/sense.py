@@ -229,6 +229,12 @@ class NatSense:
                  self._next_behaviour, self._next_probe, self._votes.next_expiry())  # fmt: skip
         return min((t for t in times if t is not None), default=None)
 
+    @property
+    def settling(self) -> bool:
+        """A STUN test is under way whose answer may change the view (the first publish of
+        a node may wait a moment for it rather than carry a type that is about to change)."""
+        return self._test is not None or self._stun.pending() > 0
+
     def effects(self) -> list[NatEffect]:
         """Take the queued effects, in order."""
         out, self._out = self._out, []

@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 RETRY_S: Final = 5.0
 """An auto-publish that found no address or no peer is tried again this often."""
+SETTLE_MAX_S: Final = 3.0
+"""The node's first auto-publish waits at most this long for a STUN test or the gateway's
+first mapping attempt under way, so that its first record carries the NAT type and address
+they are about to tell (a RFC 5780 test takes milliseconds, a UPnP mapping ~2 s; a gateway
+that never answers costs at most this)."""
+_SETTLE_STEP_S: Final = 0.05
 
 
 class AutoPublisher:
@@ -46,7 +52,9 @@ class AutoPublisher:
         enabled: bool,
         knows_address: Callable[[], bool],
         joined: Callable[[], Awaitable[object]],
+        settling: Callable[[], bool] = lambda: False,
         retry_s: float = RETRY_S,
+        settle_max_s: float = SETTLE_MAX_S,
     ) -> None:
         """
         Args:
@@ -55,7 +63,9 @@ class AutoPublisher:
             enabled: publish the node's record by itself.
             knows_address: there is an address to publish now.
             joined: waits until the network join has finished.
+            settling: a test whose answer may change the record is under way.
             retry_s: how often a failed auto-publish is tried again.
+            settle_max_s: how long the first auto-publish waits while ``settling``.
         """
         self._publisher = publisher
         self._aid = node_aid
@@ -63,6 +73,9 @@ class AutoPublisher:
         self._knows_address = knows_address
         self._joined = joined
         self._retry_s = retry_s
+        self._settling = settling
+        self._settle_max_s = settle_max_s
+        self._held = False
         self._wake = anyio.Event()
         self._dirty = False
         self.republished = 0
@@ -94,6 +107,12 @@ class AutoPublisher:
         if self._due():
             if not self._knows_address():
                 return
+            if not self._held:  # the first record: let a test under way finish first
+                self._held = True
+                for _ in range(round(self._settle_max_s / _SETTLE_STEP_S)):
+                    if not self._settling():
+                        break
+                    await anyio.sleep(_SETTLE_STEP_S)
             try:
                 await self._publisher.publish(self._aid)
                 self.auto_published += 1

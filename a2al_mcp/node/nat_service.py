@@ -358,6 +358,11 @@ class NatService:
         return endpoint_urls(self.sense.view, self._require().local_addr(),
                              self._config.advertise_host)  # fmt: skip
 
+    def settling(self) -> bool:
+        """A STUN test or the gateway's first mapping attempt is under way: what the node
+        would publish may change in a moment."""
+        return self.sense.settling or (self._mapper is not None and self._mapper.settling)
+
     def knows_address(self) -> bool:
         """There is an address to publish (auto-publish may go)."""
         try:

@@ -110,6 +110,7 @@ class Node(QuicVerbs):
         self._auto = AutoPublisher(self._publisher, node_aid=self.identity.aid,
                                    enabled=auto_publish and self.config.auto_publish,
                                    knows_address=lambda: self._nat_service().knows_address(),
+                                   settling=lambda: self._nat_service().settling(),
                                    joined=self._join_done)  # fmt: skip
         self._acceptor = Acceptor(identities=self._identities, node_aid=self.identity.aid)
         self._tasks = Supervisor(clock=self._clock)

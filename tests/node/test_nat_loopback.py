@@ -39,6 +39,8 @@ class StunServer:
 
     def __init__(self) -> None:
         self.mapped: Addr | None = None
+        self.drop_first = 0
+        """Requests dropped before answering (the client's retransmission is answered)."""
         self.requests = 0
         self.answered = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -59,7 +61,7 @@ class StunServer:
             except BlockingIOError:
                 continue
             self.requests += 1
-            if self.mapped is None:
+            if self.mapped is None or self.requests <= self.drop_first:
                 continue
             request = stun.parse_message(data)
             answer = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE,
@@ -152,6 +154,28 @@ async def test_auto_publish_puts_the_record_in_the_dht_by_itself() -> None:
                 found = await resolved(peers[2], node.aid, "quic://203.0.113.5:40000", 3)
             assert found.endpoints == ("quic://203.0.113.5:40000",)
             assert node.status().published == (node.aid,)
+
+
+async def test_the_first_auto_published_record_waits_for_the_stun_answer_under_way() -> None:
+    """The STUN server answers only the retransmission (~0.5 s after the node's start, after
+    the join): the node's first record waits for it (auto_publish.SETTLE_MAX_S) instead of
+    going out with the bound address and being replaced a moment later, so a peer polling
+    from the start never sees another record."""
+    async with network() as (server, peers, seed_addr):
+        server.mapped = PUBLIC_A
+        server.drop_first = 1
+        cfg = NodeConfig(bootstrap=(seed_addr,), nat=nat_config(server))
+        seen: list[tuple[str, ...]] = []
+        async with Node(cfg, auto_publish=True) as node:
+            with anyio.fail_after(WAIT_S):
+                for _ in range(int(WAIT_S / 0.02)):
+                    with contextlib.suppress(NotFound):
+                        seen.append((await peers[1].resolve(node.aid)).endpoints)
+                        if len(seen) >= 5:
+                            break
+                    await anyio.sleep(0.02)
+        assert server.requests >= 2  # the first request really went unanswered
+        assert seen and all(urls[:1] == ("quic://203.0.113.5:40000",) for urls in seen), seen
 
 
 async def test_auto_publish_off_in_the_configuration_keeps_the_node_unlisted() -> None:
