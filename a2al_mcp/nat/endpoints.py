@@ -15,8 +15,9 @@ Where this differs from a2ald, on purpose:
   published (the view's :attr:`~NatView.external` is empty for that family): each mapping only
   works for the host it was made for, and ``<WAN IP>:<local port>`` maps to nothing (testbed
   D8). The list is then just the user's ``advertise_host`` and a UPnP mapping if any, often
-  empty: the node publishes its record anyway, with nat_type 4 and its hubs, so dialers go
-  straight to hub + punch/relay.
+  empty: the node publishes its record anyway, with nat_type 4, so it can still be resolved
+  and mailed (the record carries its key). Hubs, and so hole punching and relays, are the
+  next step (issue 18): until then such a node is reached only by mail.
 """
 
 from __future__ import annotations
