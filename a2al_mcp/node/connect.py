@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from .._containment import containable
 from .._types import Addr
 from ..errors import HandshakeFailed, RequestTimeout, Unreachable
 from ..identity.aid import Aid
@@ -211,4 +212,11 @@ class Connector:
                     del self._pool[key]
                     pc.close(0, "idle")
                 else:
-                    pc.ping()  # marks only this connection for the host
+                    try:
+                        pc.ping()  # marks only this connection for the host
+                    except Exception as exc:  # its stack refused (e.g. a core closed under
+                        if not containable(exc):  # us): this connection only, not the round
+                            raise
+                        del self._pool[key]
+                        pc.close(0, "keep-alive failed")
+                        logger.info("connect.keepalive_failed peer=%s error=%r", key, exc)
