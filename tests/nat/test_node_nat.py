@@ -87,6 +87,17 @@ async def _wait(event: threading.Event) -> None:
         raise AssertionError("the other side never got there")
 
 
+async def public_seeds(stack: contextlib.AsyncExitStack, pub: str) -> list[Node]:
+    """``SEEDS`` of our nodes on the public host ``pub`` (ports ``PORT``…), joined through
+    the first; closed with ``stack``."""
+    first = f"{pub}:{PORT}"
+    seeds = [await stack.enter_async_context(Node(NodeConfig(listen_addr=first)))]
+    for i in range(1, SEEDS):
+        cfg = NodeConfig(listen_addr=f"{pub}:{PORT + i}", bootstrap=(first,))
+        seeds.append(await stack.enter_async_context(Node(cfg)))
+    return seeds
+
+
 async def public_side(
     tb: NatTestbed, handoff: Handoff, host: str, nat_type: int, direct: bool
 ) -> tuple[ResolvedEndpoint, HttpResponse | None, list[UpnpMapping]]:
@@ -96,11 +107,7 @@ async def public_side(
     pub = tb.addr(PUBLIC_HOST)
     try:
         async with contextlib.AsyncExitStack() as stack:
-            first = f"{pub}:{PORT}"
-            seeds = [await stack.enter_async_context(Node(NodeConfig(listen_addr=first)))]
-            for i in range(1, SEEDS):
-                cfg = NodeConfig(listen_addr=f"{pub}:{PORT + i}", bootstrap=(first,))
-                seeds.append(await stack.enter_async_context(Node(cfg)))
+            seeds = await public_seeds(stack, pub)
             handoff.seeds_up.set()
             aid, started = await anyio.to_thread.run_sync(handoff.node.get, True, HANDOFF_S)
             reader = seeds[-1]
@@ -266,11 +273,7 @@ async def public_side_moving(
     pub = tb.addr(PUBLIC_HOST)
     try:
         async with contextlib.AsyncExitStack() as stack:
-            first = f"{pub}:{PORT}"
-            seeds = [await stack.enter_async_context(Node(NodeConfig(listen_addr=first)))]
-            for i in range(1, SEEDS):
-                cfg = NodeConfig(listen_addr=f"{pub}:{PORT + i}", bootstrap=(first,))
-                seeds.append(await stack.enter_async_context(Node(cfg)))
+            seeds = await public_seeds(stack, pub)
             handoff.seeds_up.set()
             aid, started = await anyio.to_thread.run_sync(handoff.node.get, True, HANDOFF_S)
             reader = seeds[-1]
