@@ -168,9 +168,15 @@ class PortMapper:
 
     @property
     def settling(self) -> bool:
-        """The first attempt (discovery, then the mapping request) has not ended yet: a
-        mapping may be about to change what the node publishes."""
-        return self._running and not self._first_done and not self._close_requested
+        """A gateway was found and the first mapping request is under way: a mapping may be
+        about to change what the node publishes. (Not while discovering: with no gateway
+        that waits seconds for nothing, and the node should not.)"""
+        return (
+            self._running
+            and not self._first_done
+            and not self._close_requested
+            and self._machine.state is PortMapState.ADDING
+        )
 
     def statistics(self) -> PortMapperStats:
         return PortMapperStats(

@@ -213,3 +213,46 @@ def test_nat_settings_choose_the_limits() -> None:
     nat = NatConfig(upnp=True, upnp_lease_s=600, upnp_backoff_initial_s=5, upnp_backoff_max_s=80)
     c = portmap_config(nat)
     assert (c.lease_s, c.backoff_initial_s, c.backoff_max_s) == (600, 5, 80)
+
+
+@dataclasses.dataclass
+class GatedGateway(ScriptedGateway):
+    """A gateway whose discovery and first mapping request wait for the test."""
+
+    found: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    granted: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+    async def discover(self) -> str:
+        await self.found.wait()
+        return await super().discover()
+
+    async def add(self, external_port: int, internal_port: int, lease_s: int) -> Granted | Conflict:
+        await self.granted.wait()
+        return await super().add(external_port, internal_port, lease_s)
+
+
+async def test_settling_while_the_first_mapping_request_is_under_way_only() -> None:
+    """The node's first record may wait for a mapping a found gateway is about to grant
+    (settling), not for a discovery that may wait seconds for no gateway at all."""
+    gw = GatedGateway()
+    mapper = PortMapper(FAST, 4121, gw)
+    async with anyio.create_task_group() as tg:
+        await tg.start(mapper.run)
+        assert not mapper.settling  # discovering
+        gw.found.set()
+        await until(lambda: mapper.statistics().mapping.state == "adding")
+        assert mapper.settling
+        gw.granted.set()
+        await until(lambda: mapper.current() is not None)
+        assert not mapper.settling
+        await mapper.aclose()
+
+
+async def test_no_settling_after_a_first_attempt_that_failed() -> None:
+    gw = ScriptedGateway(present=False)
+    mapper = PortMapper(FAST, 4121, gw)
+    async with anyio.create_task_group() as tg:
+        await tg.start(mapper.run)
+        await until(lambda: gw.discoveries >= 2)  # failed, backed off, tried again
+        assert not mapper.settling
+        await mapper.aclose()
