@@ -41,6 +41,8 @@ milliseconds; an unanswered one (port-restricted, symmetric) takes the STUN retr
 trade (measured in the NAT testbed: 3 s held the port-restricted and symmetric records
 2 s longer)."""
 _SETTLE_STEP_S: Final = 0.05
+_MAX_IN_FLIGHT: Final = 2
+"""Rounds at once: the one waiting for its lookup, and one with the newest change."""
 
 
 class AutoPublisher:
@@ -79,6 +81,8 @@ class AutoPublisher:
         self._settling = settling
         self._settle_max_s = settle_max_s
         self._held = False
+        self._first_in_flight = False
+        self._in_flight = 0
         self._wake = anyio.Event()
         self._dirty = False
         self.republished = 0
@@ -93,39 +97,61 @@ class AutoPublisher:
 
     async def run(self) -> None:
         """The loop: wait for a change (or :data:`RETRY_S` while an auto-publish is due),
-        then publish or republish."""
+        then publish or republish. A change that comes while a round is still waiting for
+        its lookup (seconds, with dead peers in the network) starts a second round at once
+        instead of after it (:data:`_MAX_IN_FLIGHT`): the newer record wins by its seq."""
         await self._joined()
-        while True:
-            await self._round()
-            if not self._dirty:
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._wake = anyio.Event()
+                if self._in_flight < _MAX_IN_FLIGHT and (self._dirty or self._due()):
+                    self._in_flight += 1
+                    tg.start_soon(self._one_round)
                 with anyio.move_on_after(self._retry_s if self._due() else float("inf")):
                     await self._wake.wait()
-            self._wake = anyio.Event()
+
+    async def _one_round(self) -> None:
+        waited = True
+        try:
+            waited = await self._round()
+        finally:
+            self._in_flight -= 1
+            if self._dirty and waited:  # a change that came during this round: go again now
+                self._wake.set()
 
     def _due(self) -> bool:
         return self.enabled and self._aid not in self._publisher.published()
 
-    async def _round(self) -> None:
-        dirty, self._dirty = self._dirty, False
+    async def _round(self) -> bool:
+        """One publish or republish; False when it returned at once leaving the change to
+        the first publish under way (which goes again when it ends)."""
         if self._due():
+            if self._first_in_flight:
+                return False
+            self._dirty = False
             if not self._knows_address():
-                return
-            if not self._held:  # the first record: let a test under way finish first
-                self._held = True
-                for _ in range(round(self._settle_max_s / _SETTLE_STEP_S)):
-                    if not self._settling():
-                        break
-                    await anyio.sleep(_SETTLE_STEP_S)
+                return True
+            self._first_in_flight = True
             try:
+                if not self._held:  # the first record: let a test under way finish first
+                    self._held = True
+                    for _ in range(round(self._settle_max_s / _SETTLE_STEP_S)):
+                        if not self._settling():
+                            break
+                        await anyio.sleep(_SETTLE_STEP_S)
                 await self._publisher.publish(self._aid)
                 self.auto_published += 1
                 logger.info("auto_publish.published aid=%s", self._aid.short())
             except A2ALError as exc:
                 logger.info("auto_publish.not_yet aid=%s reason=%s", self._aid.short(), exc)
-            return
+            finally:
+                self._first_in_flight = False
+            return True
+        dirty, self._dirty = self._dirty, False
         if dirty and self._publisher.published():
             self.republished += 1
             try:
                 await self._publisher.republish_endpoints()
             except A2ALError as exc:  # closing (NodeClosed), or no DHT at all
                 logger.info("auto_publish.republish_failed reason=%s", exc)
+        return True
