@@ -55,8 +55,9 @@ def test_send_commands_put_signed_probe_messages_on_the_wire() -> None:
     req_msg, echo_msg = dm.decode_message(req), dm.decode_message(echo)
     req_msg.verify()
     echo_msg.verify()
-    assert to_peer == PEER and req_msg.body == dm.NatProbeReq(token=b"a" * 8,
-                                                              claimed_addr=("203.0.113.9", 4121))
+    assert to_peer == PEER and req_msg.body == dm.NatProbeReq(
+        token=b"a" * 8, claimed_addr=("203.0.113.9", 4121)
+    )
     assert to_claimed == ("203.0.113.9", 4121) and echo_msg.body == dm.NatProbeEcho(token=b"b" * 8)
     assert req_msg.sender == core.aid and req_msg.tx_id != echo_msg.tx_id
     assert core.get_timer() is None  # no response is awaited
