@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -61,8 +61,10 @@ async def _session(direct: bool, tmp: Path) -> list[str]:
     async with network(1) as (node,):
         stats = FrontStats()
         server = build_server(node, front_stats=stats)
-        path = tmp / f"s{int(direct)}"
-        listener = await anyio.create_unix_listener(path)
+        # loopback TCP, not a Unix socket: every OS has it (the simulated Windows run too)
+        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        listener = cast(anyio.abc.SocketListener, tcp.listeners[0])
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
         lines: list[str] = []
         async with anyio.create_task_group() as tg:
 
@@ -71,7 +73,7 @@ async def _session(direct: bool, tmp: Path) -> list[str]:
                     await run_stream(server, conn, stats=stats, direct=direct)
 
             tg.start_soon(serve_one)
-            async with await anyio.connect_unix(path) as client:
+            async with await anyio.connect_tcp("127.0.0.1", port) as client:
                 buf = b""
                 for msg in _SCRIPT:
                     await client.send(json.dumps(msg).encode() + b"\n")
