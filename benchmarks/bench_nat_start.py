@@ -79,6 +79,9 @@ OUT: Final = Path(__file__).with_name("bench_nat_start.json")
 # a2ald's endpoint probe asks only its compiled-in STUN names (ice_stun_urls is ICE's), which
 # fail DNS in the testbed; with these the testbed's coturn answers them, at three distinct
 # ip:ports (two names sharing one would race through conntrack: README P3).
+# a2ald's compiled-in STUN names, pointed at the testbed's coturn (TEST-NET addresses that
+# exist only inside the sealed testbed). This file is bind-mounted over /etc/hosts in the
+# testbed's private mount namespace only; no public host is ever resolved or reached.
 A2ALD_STUN_HOSTS: Final = (
     "127.0.0.1 localhost\n"
     "203.0.113.3 stun.l.google.com\n"

@@ -4,6 +4,12 @@ Every link is a veth pair created from the outer namespace directly into its two
 namespaces (``ip link add A netns PID_A type veth peer name B netns PID_B``), so no interface
 ever exists outside the testbed's inner namespaces.  The scripts then give each namespace its
 bridges, addresses, routes and NAT rules; ``inet`` gets no default route.
+
+This module only writes text; it creates nothing.  Its one user,
+:meth:`~a2al_mcp.testing.nat_testbed.NatTestbed.start`, runs these commands only after the
+outer namespace was proved sealed (only ``lo``, no routes, public addresses unreachable:
+``prove_sealed`` in ``_build_outer``), and proves the whole testbed sealed again once the links
+exist (every inner namespace has only the interfaces :func:`allowed_interfaces` names).
 """
 
 from __future__ import annotations

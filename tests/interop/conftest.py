@@ -7,13 +7,13 @@ when ``A2AL_MCP_REQUIRE_INTEROP=1`` (set it in CI so interop coverage cannot sil
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
 
 from a2al_mcp.testing.a2ald import A2aldNetwork, A2aldPeer, NotSealedError, check_sealed, find_a2ald
+from tests.unavailable import skip_or_fail
 
 REQUIRE_ENV = "A2AL_MCP_REQUIRE_INTEROP"
 HOW_TO_RUN = (
@@ -26,10 +26,7 @@ HOW_TO_RUN = (
 
 def _unavailable(reason: str) -> NoReturn:
     """Skip (or, with ``A2AL_MCP_REQUIRE_INTEROP=1``, fail) the requesting test."""
-    message = f"{reason}\n{HOW_TO_RUN}"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but interop tests cannot run: {message}", pytrace=False)
-    pytest.skip(message)
+    skip_or_fail(REQUIRE_ENV, "interop tests", reason, HOW_TO_RUN)
 
 
 @pytest.fixture(scope="session")

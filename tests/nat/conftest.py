@@ -7,7 +7,6 @@ so NAT coverage cannot silently vanish).
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from typing import NoReturn
@@ -16,6 +15,7 @@ import pytest
 
 from a2al_mcp.testing.a2ald import find_a2ald
 from a2al_mcp.testing.nat_testbed import NatTestbed, missing_requirements
+from tests.unavailable import skip_or_fail
 
 REQUIRE_ENV = "A2AL_MCP_REQUIRE_NAT"
 HOW_TO_RUN = (
@@ -26,10 +26,7 @@ HOW_TO_RUN = (
 
 def _unavailable(reason: str) -> NoReturn:
     """Skip (or, with ``A2AL_MCP_REQUIRE_NAT=1``, fail) the requesting test."""
-    message = f"{reason}\n{HOW_TO_RUN}"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but the NAT tests cannot run: {message}", pytrace=False)
-    pytest.skip(message)
+    skip_or_fail(REQUIRE_ENV, "the NAT tests", reason, HOW_TO_RUN)
 
 
 @pytest.fixture(scope="session")
