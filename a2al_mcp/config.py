@@ -294,6 +294,8 @@ class LimitsConfig:
     """Largest JSON-RPC message accepted from an MCP client."""
     mcp_local_clients: int = 32
     """MCP clients attached at once to the shared node (``serve --stdio`` proxies)."""
+    mcp_calls_in_flight: int = 64
+    """Tool calls one MCP session runs at once; more are refused (``LIMIT``)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -274,7 +274,10 @@ async def run_stdio(
     answer = direct_answer(server)
     with claim_stdio() as (stdin, stdout):
         async with anyio.create_task_group() as tg:
-            calls = DirectCalls(answer, tg) if answer is not None else None
+            calls = (
+                None if answer is None
+                else DirectCalls(answer, tg, max_in_flight=limits.mcp_calls_in_flight)
+            )  # fmt: skip
             wire = StdioWire(stdin, stdout, max_bytes=limits.mcp_message_max_bytes,
                              stats=stats or FrontStats(), validate=validate_message,
                              direct=calls)  # fmt: skip
@@ -305,7 +308,10 @@ async def run_stream(
     limits = limits or LimitsConfig()
     answer = direct_answer(server) if direct else None
     async with anyio.create_task_group() as tg:
-        calls = DirectCalls(answer, tg) if answer is not None else None
+        calls = (
+            None if answer is None
+            else DirectCalls(answer, tg, max_in_flight=limits.mcp_calls_in_flight)
+        )  # fmt: skip
         wire = StreamWire(stream, max_bytes=limits.mcp_message_max_bytes,
                           stats=stats or FrontStats(), validate=validate_message,
                           direct=calls)  # fmt: skip

@@ -63,9 +63,14 @@ def _token(params: dict[str, Any]) -> tuple[bool, Any]:
 class DirectCalls:
     """The direct answers of one session; ``answer`` runs a tool call (see module doc)."""
 
-    def __init__(self, answer: ToolAnswer, tg: anyio.abc.TaskGroup) -> None:
+    def __init__(
+        self, answer: ToolAnswer, tg: anyio.abc.TaskGroup, *, max_in_flight: int = 64
+    ) -> None:
         self._answer = answer
         self._tg = tg
+        self._max_in_flight = max_in_flight
+        self.refused = 0
+        """Tool calls refused because ``max_in_flight`` were running."""
         self._init_id: Any = None
         self.ready = False
         """``initialize`` was answered: requests may be taken."""
@@ -105,6 +110,15 @@ class DirectCalls:
         usable, token = _token(params)
         if not usable or params.get("name") in _NOT_DIRECT:
             return False
+        if len(self._running) >= self._max_in_flight:  # a client flooding calls: bounded
+            self.refused += 1
+            message = (
+                f"LIMIT: {self._max_in_flight} tool calls of this session are "
+                "still running; wait for their answers (limits.mcp_calls_in_flight)"
+            )
+            await send(encode({"jsonrpc": "2.0", "id": msg_id,
+                               "error": {"code": -32000, "message": message}}))  # fmt: skip
+            return True
         scope = anyio.CancelScope()
         self._running[msg_id] = scope
         self.taken += 1

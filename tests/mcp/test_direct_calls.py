@@ -200,3 +200,32 @@ async def test_what_is_left_to_the_sdk() -> None:
                                      "message": "working"}}  # fmt: skip
     assert answers[1]["id"] == 9 and answers[1]["result"]["content"][0]["text"] == "tunnel_list"
     assert calls.taken == 1
+
+
+async def test_a_session_runs_at_most_max_in_flight_calls() -> None:
+    """A client that floods tool calls without waiting gets ``LIMIT`` answers past the
+    bound instead of a task per call; the running ones still answer."""
+    release = anyio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def answer(name: Any, arguments: Any, progress: Progress | None) -> dict[str, Any]:
+        await release.wait()
+        return {"content": [], "isError": False}
+
+    async def send(line: str) -> None:
+        sent.append(json.loads(line))
+
+    async with anyio.create_task_group() as tg:
+        calls = DirectCalls(answer, tg, max_in_flight=2)
+        calls.note_outgoing("")  # not yet initialized: nothing is taken
+        await calls.take({"jsonrpc": "2.0", "id": 0, "method": "initialize"}, send)
+        calls.note_outgoing(json.dumps({"jsonrpc": "2.0", "id": 0, "result": {}}))
+        for i in range(1, 5):
+            call = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                    "params": {"name": "status", "arguments": {}}}  # fmt: skip
+            assert await calls.take(call, send)
+        await anyio.sleep(0.05)
+        assert [m["id"] for m in sent] == [3, 4] and calls.refused == 2
+        assert all(m["error"]["message"].startswith("LIMIT: 2 tool calls") for m in sent)
+        release.set()
+    assert sorted(m["id"] for m in sent if "result" in m) == [1, 2]
