@@ -31,6 +31,7 @@ __all__ = [
     "NatConfig",
     "NodeConfig",
     "QuicConfig",
+    "SignalConfig",
     "load_config",
     "parse_host_port",
 ]
@@ -216,6 +217,76 @@ class HubConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SignalConfig:
+    """The signalling hub (a2al-wire §6.4): the client that registers our identities with
+    hubs, and the limits of a hub we serve. Timers follow a2ald 0.3.5 where it has one.
+
+    Only the signalling layer itself exists so far (``a2al_mcp.signal``, docs/signal.md): the
+    node does not yet start a hub nor register with ``hubs``, and does not yet publish them
+    in its records; the fields below are read by that layer."""
+
+    hubs: tuple[str, ...] = ()
+    """``ws://host:port`` hubs to register our identities with (a2ald's ``ice_signal_urls``)."""
+    max_hubs: int = 2
+    """Hubs registered with at once (a2ald keeps 2)."""
+    register_interval_s: float = 45.0
+    """Every identity's ``reg`` is sent again this often, with a WebSocket ping (a2ald: 45 s)."""
+    reconnect_initial_s: float = 1.0
+    """Wait before reconnecting to a hub that dropped us; doubles with each failure…"""
+    reconnect_max_s: float = 60.0
+    """…up to this."""
+    max_frame_bytes: int = 65536
+    """Longest frame read from a hub or relayed by ours; longer closes the socket (1009)."""
+    hub_max_sockets: int = 1024
+    """Open TCP connections our hub holds at most; more are refused at once."""
+    hub_max_sockets_per_ip: int = 16
+    """Of which from one IP address at most."""
+    hub_max_rooms: int = 256
+    """Rooms (waiting or paired) at once; another ``/ice`` is answered 503."""
+    hub_max_registrations: int = 4096
+    """Registered AIDs at once; a ``reg`` beyond is not acknowledged."""
+    hub_max_registrations_per_socket: int = 64
+    """Registered AIDs per ``/signal`` socket."""
+    hub_room_queue_bytes: int = 65536
+    """Bytes a socket may send while it waits for its partner (kept, then relayed in order:
+    the caller's ``cred`` precedes the callee); more closes the socket."""
+    hub_pair_timeout_s: float = 30.0
+    """A room whose second socket has not come by then is closed (a2ald: 30 s)."""
+    hub_room_lifetime_s: float = 300.0
+    """A paired room is closed after this, however busy (signalling takes seconds)."""
+    hub_idle_timeout_s: float = 60.0
+    """A ``/signal`` socket that sent nothing (frame or ping) for this long is closed (a2ald's
+    read timeout: 60 s)."""
+    hub_registration_ttl_s: float = 120.0
+    """A registration not refreshed by a ``reg`` for this long is dropped."""
+    hub_handshake_timeout_s: float = 10.0
+    """A connection must complete its WebSocket upgrade within this (a2ald: 10 s)."""
+    hub_max_bad_frames: int = 16
+    """Malformed or unknown frames tolerated per socket before it is closed (1008)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hubs, tuple) or not all(isinstance(h, str) for h in self.hubs):
+            raise ConfigError('signal.hubs must be a list of "ws://host:port" strings')
+        for h in self.hubs:
+            if not h.startswith("ws://"):
+                raise ConfigError(f"signal.hubs entry {h!r} must start with ws://")
+            parse_host_port(h.removeprefix("ws://").rstrip("/"), what="signal.hubs entry")
+        for f in dataclasses.fields(self):
+            if f.name == "hubs":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"signal.{f.name} must be a number, got {value!r}")
+            _positive(f"signal.{f.name}", value)
+        if self.hub_max_sockets_per_ip > self.hub_max_sockets:
+            raise ConfigError("signal.hub_max_sockets_per_ip must not exceed hub_max_sockets")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ConfigError("signal.reconnect_max_s must be ≥ signal.reconnect_initial_s")
+        if self.max_frame_bytes < 1024:
+            raise ConfigError("signal.max_frame_bytes must be ≥ 1024")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LimitsConfig:
     """The node's resource budget: every limit on what peers and clients may make it hold.
 
@@ -335,6 +406,7 @@ class NodeConfig:
     mailbox: MailboxConfig = dataclasses.field(default_factory=MailboxConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     hub: HubConfig = dataclasses.field(default_factory=HubConfig)
+    signal: SignalConfig = dataclasses.field(default_factory=SignalConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.listen_addr, str) or not isinstance(self.advertise_host, str):
@@ -368,6 +440,7 @@ class NodeConfig:
             "mailbox": MailboxConfig,
             "limits": LimitsConfig,
             "hub": HubConfig,
+            "signal": SignalConfig,
         }
         kwargs: dict[str, Any] = {}
         top = {f.name for f in dataclasses.fields(cls)} - set(sections)
