@@ -1,0 +1,239 @@
+"""A signalling hub served over WebSocket on TCP (driver of :class:`HubCore`; wsproto).
+
+:class:`HubServer` listens on a TCP address, serves ``/signal`` and ``/ice`` with subprotocol
+``a2al.ice.v1`` like a2ald's embedded hub, and does only I/O: every decision is the core's.
+Each connection has one reader (which feeds the core) and one writer draining a bounded outbox,
+so one slow or silent socket never blocks another: when its outbox is full it is dropped.
+Messages are assembled up to ``max_frame_bytes``; a longer one is never held in memory.
+
+Usage::
+
+    async with anyio.create_task_group() as tg:
+        server = HubServer(config.signal)
+        host, port = await tg.start(server.serve, "0.0.0.0", 4121)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Final
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from .._clock import Clock, SystemClock
+from ..config import SignalConfig
+from .effects import Abort, AcceptUpgrade, Close, HubEffect, RejectUpgrade, Send
+from .hub_core import HubCore
+from .rooms import SUBPROTOCOL
+
+__all__ = ["HubServer"]
+
+log = logging.getLogger(__name__)
+
+_READ: Final = 16384
+_OUTBOX: Final = 256
+"""Messages queued for one socket; a socket that lets more pile up is dropped."""
+_END: Final = b""
+"""Outbox sentinel: flush, then close the connection."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Conn:
+    ws: WSConnection
+    outbox: MemoryObjectSendStream[bytes]
+    scope: anyio.CancelScope
+    offered: bool = False  # the client offered our subprotocol
+    done: bool = False  # no more writes
+
+
+class HubServer:
+    """See the module docstring. ``core`` is public for its counters (``core.stats``)."""
+
+    def __init__(self, config: SignalConfig, *, clock: Clock | None = None) -> None:
+        self.core = HubCore(config)
+        self._clock = clock or SystemClock()
+        self._conns: dict[int, _Conn] = {}
+        self._wake = anyio.Event()
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0: any free port) until cancelled; reports the bound
+        ``(host, port)`` through ``task_status``."""
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        async with listener, anyio.create_task_group() as tg:
+            sockname = listener.extra(SocketAttribute.local_address)
+            assert isinstance(sockname, tuple)  # TCP
+            task_status.started((str(sockname[0]), int(sockname[1])))
+            tg.start_soon(self._timer)
+            await listener.serve(self._connection, task_group=tg)
+
+    # ---- one connection
+
+    async def _connection(self, stream: anyio.abc.SocketStream) -> None:
+        remote = stream.extra(SocketAttribute.remote_address)
+        ip = str(remote[0]) if isinstance(remote, tuple) else str(remote)
+        conn = self.core.connect(ip, self._clock.monotonic())
+        if conn is None:
+            await stream.aclose()
+            return
+        send, receive = anyio.create_memory_object_stream[bytes](_OUTBOX)
+        entry = _Conn(WSConnection(ConnectionType.SERVER), send, anyio.CancelScope())
+        self._conns[conn] = entry
+        self._wake.set()
+        try:
+            with entry.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._writer, stream, receive, entry.scope)
+                    await self._reader(conn, entry, stream)
+                    tg.cancel_scope.cancel()  # the peer is gone: nothing left to flush
+        finally:
+            self._conns.pop(conn, None)
+            entry.done = True
+            send.close()
+            receive.close()
+            self._apply(self.core.closed(conn, self._clock.monotonic()))
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _reader(self, conn: int, entry: _Conn, stream: anyio.abc.SocketStream) -> None:
+        cap = self.core.max_frame_bytes
+        size = 0
+        parts: list[bytes] = []
+        discarding = False
+        while True:
+            try:
+                data = await stream.receive(_READ)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                    OSError):  # fmt: skip
+                return
+            try:
+                entry.ws.receive_data(data)
+                events = list(entry.ws.events())
+            except (RemoteProtocolError, LocalProtocolError):
+                return  # garbage before or after the upgrade: drop the connection
+            now = self._clock.monotonic()
+            for event in events:
+                if isinstance(event, Request):
+                    entry.offered = SUBPROTOCOL in event.subprotocols
+                    self._apply(self.core.request(conn, event.target, now))
+                elif isinstance(event, BytesMessage):
+                    if discarding:
+                        continue
+                    size += len(event.data)
+                    if size > cap:
+                        discarding = True
+                        self._apply(self.core.bad_message(conn, now, oversized=True))
+                        continue
+                    parts.append(bytes(event.data))
+                    if event.message_finished:
+                        payload = b"".join(parts)
+                        parts, size = [], 0
+                        self._apply(self.core.message(conn, payload, now))
+                elif isinstance(event, TextMessage):
+                    if event.message_finished:
+                        self._apply(self.core.bad_message(conn, now, oversized=False))
+                elif isinstance(event, Ping):
+                    self.core.activity(conn, now)
+                    self._push(conn, entry, event.response())
+                elif isinstance(event, Pong):
+                    self.core.activity(conn, now)
+                elif isinstance(event, CloseConnection):
+                    self._push(conn, entry, event.response())
+                    self._finish(entry)
+            self._wake.set()
+
+    @staticmethod
+    async def _writer(
+        stream: anyio.abc.SocketStream,
+        outbox: MemoryObjectReceiveStream[bytes],
+        scope: anyio.CancelScope,
+    ) -> None:
+        async with outbox:
+            async for data in outbox:
+                if data is _END:
+                    break
+                try:
+                    await stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    break
+        scope.cancel()
+
+    # ---- effects
+
+    def _apply(self, effects: list[HubEffect]) -> None:
+        for effect in effects:
+            entry = self._conns.get(effect.conn)
+            if entry is None or entry.done:
+                continue
+            if isinstance(effect, Send):
+                self._push(effect.conn, entry, BytesMessage(data=effect.payload))
+            elif isinstance(effect, AcceptUpgrade):
+                sub = SUBPROTOCOL if entry.offered else None
+                self._push(effect.conn, entry, AcceptConnection(subprotocol=sub))
+            elif isinstance(effect, RejectUpgrade):
+                self._push(effect.conn, entry, RejectConnection(status_code=effect.status))
+                self._finish(entry)
+            elif isinstance(effect, Close):
+                self._push(effect.conn, entry, CloseConnection(effect.code, effect.reason))
+                self._finish(entry)
+            elif isinstance(effect, Abort):
+                entry.done = True
+                entry.scope.cancel()
+
+    def _push(self, conn: int, entry: _Conn, event: object) -> None:
+        if entry.done:
+            return
+        try:
+            data = entry.ws.send(event)  # type: ignore[arg-type]
+            entry.outbox.send_nowait(data)
+        except LocalProtocolError:
+            pass  # e.g. a message after the peer's close: nothing to send
+        except anyio.WouldBlock:
+            log.debug("signalling hub: dropping socket %d, its outbox is full", conn)
+            entry.done = True
+            entry.scope.cancel()
+
+    @staticmethod
+    def _finish(entry: _Conn) -> None:
+        """Flush what is queued, then close the connection."""
+        if not entry.done:
+            entry.done = True
+            try:
+                entry.outbox.send_nowait(_END)
+            except anyio.WouldBlock:
+                entry.scope.cancel()
+
+    # ---- timers
+
+    async def _timer(self) -> None:
+        while True:
+            deadline = self.core.next_deadline()
+            delay = math.inf if deadline is None else deadline - self._clock.monotonic()
+            if delay > 0:
+                self._wake = anyio.Event()
+                with anyio.move_on_after(delay):
+                    await self._wake.wait()
+                continue
+            self._apply(self.core.tick(self._clock.monotonic()))
