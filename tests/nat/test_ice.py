@@ -58,6 +58,7 @@ async def _side(args: argparse.Namespace) -> None:
             parse_turn_url(url, args.turn_user, args.turn_pass) for url in args.turn
         ),
         use_ipv6=False,
+        connect_timeout_s=args.connect_timeout,
     )
     identity = Identity.generate(SystemRng())
     peer_aid: list[Aid] = []
@@ -144,6 +145,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--turn-user", default="")
     parser.add_argument("--turn-pass", default="")
     parser.add_argument("--quic", action="store_true")
+    parser.add_argument("--connect-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"{args.role} %(name)s %(message)s")  # fmt: skip
@@ -340,6 +342,20 @@ def test_quic_over_a_turn_relay_pair(tb: NatTestbed) -> None:
         caller, callee = connected(pair, quic=True)
     assert caller["kind"] == callee["kind"] == "relay"
     assert caller["quic"]["reply"] == "echo:hello over ICE"
+
+
+def test_two_symmetric_nats_without_turn_fail_with_a_timeout(tb: NatTestbed) -> None:
+    tb.conntrack_flush("sym")
+    tb.conntrack_flush("sym2")
+    with sides(tb, "sym", "sym2", *stun_args(tb), "--connect-timeout", "4") as pair:
+        deadline = time.monotonic() + RUN_S
+        caller = pair.first("caller", {"selected", "failed", "exit"}, deadline)
+        callee = pair.first("callee", {"selected", "failed", "exit"}, deadline)
+    print(f"caller: {caller}\ncallee: {callee}")
+    for frame in (caller, callee):
+        assert frame["t"] == "failed"
+        assert frame["code"] == "TIMEOUT"
+        assert "local: 1 host, 1 srflx; remote: 1 host, 1 srflx" in frame["message"]
 
 
 if __name__ == "__main__":
