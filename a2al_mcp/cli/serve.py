@@ -170,17 +170,23 @@ async def _serve_inline(cfg: NodeConfig, http: tuple[str, int] | None, token: st
         async with Node(cfg, identity, join_in_background=True, auto_publish=True) as node:
             logger.info("serve.node_ready aid=%s listen=%s peers=%d", node.aid, node.local_addr,
                         node.status().peers)  # fmt: skip
-            # The mcp SDK takes most of a second to import: the node joins first.
-            from ..mcp_server import FrontStats, build_server
-            from ..mcp_server._compat import run_http, run_stdio
+            from ..mcp_server import FrontStats
 
             stats = FrontStats()  # what the front refused: in the status tool
+            if http is None:  # no SDK unless a session needs it (mcp_server.line_front)
+                from ..mcp_server import ServerCore
+                from ..mcp_server.stdio_front import serve_stdio
+
+                core = ServerCore(node, front_stats=stats)
+                await serve_stdio(core, limits=cfg.limits, stats=stats)
+                return
+            # The mcp SDK takes most of a second to import: the node joins first.
+            from ..mcp_server import build_server
+            from ..mcp_server._compat import run_http
+
             server = build_server(node, front_stats=stats)
-            if http is None:
-                await run_stdio(server, limits=cfg.limits, stats=stats)
-            else:
-                await run_http(server, http[0], http[1], token=token, limits=cfg.limits,
-                               stats=stats)  # fmt: skip
+            await run_http(server, http[0], http[1], token=token, limits=cfg.limits,
+                           stats=stats)  # fmt: skip
 
 
 async def run_node(cfg: NodeConfig, *, stay: bool) -> None:
@@ -197,14 +203,16 @@ async def run_node(cfg: NodeConfig, *, stay: bool) -> None:
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
         async with Node(cfg, identity, join_in_background=True, auto_publish=True) as node:
-            from ..mcp_server import FrontStats, build_server
-            from ..mcp_server._compat import run_stream
+            # No mcp SDK here: a desktop client's session is answered without it, and the
+            # SDK's server is built only when a session needs it (mcp_server.line_front).
+            from ..mcp_server import FrontStats, ServerCore
+            from ..mcp_server.line_front import serve_stream
 
             stats = FrontStats()
-            server = build_server(node, front_stats=stats)
+            core = ServerCore(node, front_stats=stats)
 
             async def session(stream: Any) -> None:
-                await run_stream(server, stream, limits=cfg.limits, stats=stats)
+                await serve_stream(core, stream, limits=cfg.limits, stats=stats)
 
             hub = NodeHub(
                 cfg.data_dir,

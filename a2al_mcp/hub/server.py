@@ -7,7 +7,13 @@ caller builds from the MCP server; see ``mcp_server._compat.run_stream``). A ses
 failure or a client killed mid-message ends that session only.
 
 It stops when told (``stop`` verb, or :meth:`stop`) or, unless ``stay``, when no client has
-been attached for ``hub.grace_s``. Limits: ``limits.mcp_local_clients`` sessions at once
+been attached for ``hub.grace_s``.
+
+:meth:`NodeHub.describe` (``node status``) says whether the process has imported the ``mcp``
+SDK (``mcp_sdk_loaded``): a desktop client's session does not need it (issue 16: the idle
+node's memory), so the tests and the curious can see it was not loaded.
+
+Limits: ``limits.mcp_local_clients`` sessions at once
 (more are told ``NO busy``), a hello within ``hub.hello_timeout_s`` of at most
 :data:`~.channel.HELLO_MAX` bytes. Refusals are counted (:class:`HubStats`).
 """
@@ -21,6 +27,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -195,7 +202,8 @@ class NodeHub:
     def describe(self) -> dict[str, Any]:
         return {**self._describe(), "pid": os.getpid(), "clients": self._clients,
                 "uptime_s": round(anyio.current_time() - self._started, 1),
-                "stay": self._stay, "hub": self.stats.as_dict()}  # fmt: skip
+                "stay": self._stay, "hub": self.stats.as_dict(),
+                "mcp_sdk_loaded": "mcp" in sys.modules}  # fmt: skip
 
     async def _handle(self, stream: anyio.abc.ByteStream) -> None:
         """One local connection; whatever it raises ends that connection only (the handler

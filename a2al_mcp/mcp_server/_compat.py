@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 
 from ..config import LimitsConfig
+from .catalogue import LEGACY_SUBSCRIBERS_MAX, LegacySubscriptions
 from .guard import FrontStats
 
 try:
@@ -49,8 +49,10 @@ except ImportError:  # pragma: no cover - exercised in the mcp 1.x venv
     MCP_MAJOR = 1
 
 __all__ = [
+    "LEGACY_SUBSCRIBERS_MAX",
     "MCP_MAJOR",
     "Context",
+    "LegacySubscriptions",
     "ToolError",
     "add_resource",
     "intercept_tools",
@@ -61,6 +63,7 @@ __all__ = [
     "run_stdio",
     "run_stream",
     "serve_legacy_subscriptions",
+    "serve_wire",
     "validate_message",
 ]
 
@@ -68,40 +71,6 @@ __all__ = [
 def add_resource(server: Any, uri: str, name: str, description: str, fn: Any) -> None:
     """Register a JSON resource read by ``fn() -> str``."""
     server.resource(uri, name=name, description=description, mime_type="application/json")(fn)
-
-
-LEGACY_SUBSCRIBERS_MAX = 256
-"""Sessions subscribed through ``resources/subscribe`` per resource (a new one past it is
-refused with an error); ended sessions leave by themselves (weak references)."""
-
-
-class LegacySubscriptions:
-    """``resources/subscribe`` / ``resources/unsubscribe`` (protocol ≤ 2025-11-25: today's
-    desktop apps, and every mcp 1.x client), which mcp 2 does not serve by itself: which
-    sessions asked about which of ``uris``, each told by ``notifications/resources/updated``."""
-
-    def __init__(self, uris: set[str]) -> None:
-        self._uris = uris
-        self._sessions: dict[str, weakref.WeakSet[Any]] = {u: weakref.WeakSet() for u in uris}
-
-    def subscribe(self, uri: str, session: Any) -> None:
-        if uri not in self._uris:
-            raise ValueError(f"BAD_ARGUMENTS: no resource {uri[:100]!r} to subscribe to")
-        sessions = self._sessions[uri]
-        if session not in sessions and len(sessions) >= LEGACY_SUBSCRIBERS_MAX:
-            raise ValueError(f"LIMIT: {LEGACY_SUBSCRIBERS_MAX} sessions already subscribe")
-        sessions.add(session)
-
-    def unsubscribe(self, uri: str, session: Any) -> None:
-        if uri in self._sessions:
-            self._sessions[uri].discard(session)
-
-    async def notify(self, uri: str) -> None:
-        for session in list(self._sessions.get(uri, ())):
-            try:
-                await session.send_resource_updated(uri)
-            except Exception:  # a session that ended meanwhile: it no longer listens
-                self._sessions[uri].discard(session)
 
 
 def serve_legacy_subscriptions(server: Any, uris: set[str]) -> LegacySubscriptions:
@@ -259,32 +228,45 @@ def validate_message(obj: dict[str, Any]) -> str | None:
     return None
 
 
-async def run_stdio(
-    server: Any, *, limits: LimitsConfig | None = None, stats: FrontStats | None = None
+async def serve_wire(
+    server: Any, wire: Any, *, limits: LimitsConfig | None = None, direct: bool = True
 ) -> None:
-    """MCP over this process's stdin and stdout, every line checked first (see stdio_front);
-    tool calls of the initialized session answered by the front itself (:mod:`.direct`)."""
+    """The SDK's ``server`` answering one session on ``wire`` (a :class:`~.line_front.LineWire`,
+    the SDK's stdin and stdout); tool calls of the initialized session answered by the wire
+    itself (:mod:`.direct`) when the server has a direct answer (``app.direct_answer``) and
+    ``direct`` is true. Returns when the client hangs up."""
     from mcp.server.stdio import stdio_server
 
     from .app import direct_answer
     from .direct import DirectCalls
+
+    limits = limits or LimitsConfig()
+    answer = direct_answer(server) if direct else None
+    async with anyio.create_task_group() as tg:
+        wire.use_direct(
+            None if answer is None
+            else DirectCalls(answer, tg, max_in_flight=limits.mcp_calls_in_flight)
+        )  # fmt: skip
+        async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):
+            low = _lowlevel(server)
+            await low.run(read_stream, write_stream, low.create_initialization_options())
+        tg.cancel_scope.cancel()  # the client hung up: its running calls end (as the SDK's)
+
+
+async def run_stdio(
+    server: Any, *, limits: LimitsConfig | None = None, stats: FrontStats | None = None
+) -> None:
+    """MCP over this process's stdin and stdout through the SDK's ``server``, every line
+    checked first (see stdio_front); tool calls of the initialized session answered by the
+    front itself (:mod:`.direct`). (``serve --stdio --standalone`` serves through
+    :func:`~.stdio_front.serve_stdio` instead: the SDK only when a session needs it.)"""
     from .stdio_front import StdioWire, claim_stdio
 
     limits = limits or LimitsConfig()
-    answer = direct_answer(server)
     with claim_stdio() as (stdin, stdout):
-        async with anyio.create_task_group() as tg:
-            calls = (
-                None if answer is None
-                else DirectCalls(answer, tg, max_in_flight=limits.mcp_calls_in_flight)
-            )  # fmt: skip
-            wire = StdioWire(stdin, stdout, max_bytes=limits.mcp_message_max_bytes,
-                             stats=stats or FrontStats(), validate=validate_message,
-                             direct=calls)  # fmt: skip
-            async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
-                low = _lowlevel(server)
-                await low.run(read_stream, write_stream, low.create_initialization_options())
-            tg.cancel_scope.cancel()  # the client hung up: its running calls end
+        wire = StdioWire(stdin, stdout, max_bytes=limits.mcp_message_max_bytes,
+                         stats=stats or FrontStats(), validate=validate_message)  # fmt: skip
+        await serve_wire(server, wire, limits=limits)
 
 
 async def run_stream(
@@ -295,30 +277,17 @@ async def run_stream(
     stats: FrontStats | None = None,
     direct: bool = True,
 ) -> None:
-    """One MCP session over a byte stream (a client of the shared node on the hub's local
-    channel), every line checked first as on stdio; returns when the client hangs up. Tool
-    calls of the initialized session are answered by the front itself (:mod:`.direct`) when
-    the server has a direct answer (see ``app.direct_answer``) and ``direct`` is true."""
-    from mcp.server.stdio import stdio_server
-
-    from .app import direct_answer
-    from .direct import DirectCalls
+    """One MCP session through the SDK's ``server`` over a byte stream, every line checked
+    first as on stdio; returns when the client hangs up. Tool calls of the initialized
+    session are answered by the front itself (:mod:`.direct`) when the server has a direct
+    answer (see ``app.direct_answer``) and ``direct`` is true. (The shared node serves its
+    clients through :func:`~.line_front.serve_stream` instead.)"""
     from .line_front import StreamWire
 
     limits = limits or LimitsConfig()
-    answer = direct_answer(server) if direct else None
-    async with anyio.create_task_group() as tg:
-        calls = (
-            None if answer is None
-            else DirectCalls(answer, tg, max_in_flight=limits.mcp_calls_in_flight)
-        )  # fmt: skip
-        wire = StreamWire(stream, max_bytes=limits.mcp_message_max_bytes,
-                          stats=stats or FrontStats(), validate=validate_message,
-                          direct=calls)  # fmt: skip
-        async with stdio_server(stdin=wire, stdout=wire) as (read_stream, write_stream):  # type: ignore[arg-type]
-            low = _lowlevel(server)
-            await low.run(read_stream, write_stream, low.create_initialization_options())
-        tg.cancel_scope.cancel()  # the client hung up: its running calls end (as the SDK's)
+    wire = StreamWire(stream, max_bytes=limits.mcp_message_max_bytes,
+                      stats=stats or FrontStats(), validate=validate_message)  # fmt: skip
+    await serve_wire(server, wire, limits=limits, direct=direct)
 
 
 async def run_http(

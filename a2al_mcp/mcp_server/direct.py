@@ -11,8 +11,12 @@ carries a ``progressToken``); a ``notifications/cancelled`` naming one of its ca
 it (no answer, as the SDK does). Each call runs in its own task of the session's task group,
 and the answer is the one the SDK would send (same JSON fields, same order): the tool
 contract (closed arguments, ``CODE: sentence``, results checked against their models,
-``unread_mail``) is the same code (:func:`~.app.tool_call_result`). Everything else, and
+``unread_mail``) is the same code (:func:`~.catalogue.tool_call_result`). Everything else, and
 everything before ``initialize`` was answered, goes to the SDK.
+
+The node's own sessions (:mod:`.session`, no SDK at all) run their tool calls here too:
+opened by :meth:`DirectCalls.open`, and given ``elicit`` (the session's
+``elicitation/create``), ``identity_export`` is taken as well.
 """
 
 from __future__ import annotations
@@ -25,14 +29,12 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .catalogue import Elicit, ElicitRefused, Progress, ToolAnswer
+
 __all__ = ["DirectCalls", "Progress", "ToolAnswer", "encode"]
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[float, float, str], Awaitable[None]]
-"""Reports progress of the running call: ``(progress, total, message)``."""
-ToolAnswer = Callable[[Any, Any, Progress | None], Awaitable[dict[str, Any]]]
-"""``(name, arguments, progress)`` -> the ``CallToolResult`` in its wire form."""
 Send = Callable[[str], Awaitable[None]]
 
 _NOT_DIRECT = frozenset({"identity_export"})  # elicits a passphrase through the SDK session
@@ -64,9 +66,15 @@ class DirectCalls:
     """The direct answers of one session; ``answer`` runs a tool call (see module doc)."""
 
     def __init__(
-        self, answer: ToolAnswer, tg: anyio.abc.TaskGroup, *, max_in_flight: int = 64
+        self,
+        answer: ToolAnswer,
+        tg: anyio.abc.TaskGroup,
+        *,
+        max_in_flight: int = 64,
+        elicit: Elicit | None = None,
     ) -> None:
         self._answer = answer
+        self._elicit = elicit
         self._tg = tg
         self._max_in_flight = max_in_flight
         self.refused = 0
@@ -74,9 +82,17 @@ class DirectCalls:
         self._init_id: Any = None
         self.ready = False
         """``initialize`` was answered: requests may be taken."""
+        self._own = False
+        """Opened by :meth:`open`: no SDK behind, every tool call is taken."""
         self._running: dict[Any, anyio.CancelScope] = {}
         self.taken = 0
         """Requests answered directly (for tests and the curious)."""
+
+    def open(self, *, elicit: Elicit | None = None) -> None:
+        """The session is initialized (its owner answered ``initialize``): take every tool
+        call; ``identity_export`` asks through ``elicit`` (None: the client cannot ask)."""
+        self.ready = self._own = True
+        self._elicit = elicit
 
     def note_outgoing(self, text: str) -> None:
         """See what the SDK sends: its answer to ``initialize`` opens the session."""
@@ -98,17 +114,26 @@ class DirectCalls:
                 self._init_id = msg["id"]
             return False
         if "id" not in msg:
-            return self._cancel(msg) if method == "notifications/cancelled" else False
+            return self.cancel(msg) if method == "notifications/cancelled" else False
         msg_id = msg["id"]
         if method == "ping":
             await send(encode({"jsonrpc": "2.0", "id": msg_id, "result": {}}))
             self.taken += 1
             return True
-        if method != "tools/call" or msg_id in self._running:
+        if method != "tools/call":
             return False
+        if msg_id in self._running:
+            if not self._own:
+                return False
+            message = f"Invalid Request: request id {msg_id!r} is still in use"
+            await send(encode({"jsonrpc": "2.0", "id": msg_id,
+                               "error": {"code": -32600, "message": message}}))  # fmt: skip
+            return True
         params = msg.get("params") or {}
         usable, token = _token(params)
-        if not usable or params.get("name") in _NOT_DIRECT:
+        if not usable and self._own:  # checked by the session: a token the SDK ignores too
+            usable, token = True, None
+        if not usable or (params.get("name") in _NOT_DIRECT and not self._own):
             return False
         if len(self._running) >= self._max_in_flight:  # a client flooding calls: bounded
             self.refused += 1
@@ -125,7 +150,8 @@ class DirectCalls:
         self._tg.start_soon(self._call, msg_id, params, token, scope, send)
         return True
 
-    def _cancel(self, msg: dict[str, Any]) -> bool:
+    def cancel(self, msg: dict[str, Any]) -> bool:
+        """Cancel the call a ``notifications/cancelled`` names: True if it was one of ours."""
         params = msg.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
         scope = self._running.get(request_id) if isinstance(request_id, str | int) else None
@@ -148,7 +174,15 @@ class DirectCalls:
 
         try:
             with scope:
-                result = await self._answer(params.get("name"), params.get("arguments"), progress)
+                name, arguments = params.get("name"), params.get("arguments")
+                try:
+                    if self._elicit is None:
+                        result = await self._answer(name, arguments, progress)
+                    else:
+                        result = await self._answer(name, arguments, progress, self._elicit)
+                except ElicitRefused as exc:  # the client's error answers the call (as the SDK)
+                    await send(encode({"jsonrpc": "2.0", "id": msg_id, "error": exc.error}))
+                    return
                 await send(encode({"jsonrpc": "2.0", "id": msg_id, "result": result}))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             logger.info("mcp.direct_unsent id=%r %s", msg_id, type(exc).__name__)

@@ -153,8 +153,41 @@ def _envelope_problem(obj: Any) -> str | None:
             return 'the "params" member must be an object'
         return None
     if "result" in obj or "error" in obj:
-        return None
+        return _response_problem(obj)
     return "neither a request, a notification nor a response"
+
+
+def _lax_int(value: Any) -> bool:
+    """What the SDK's models take for an integer error code (pydantic's lax mode)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value == int(value) if isinstance(value, float) else True
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        try:
+            int(value.strip())
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _response_problem(obj: dict[str, Any]) -> str | None:
+    """A response is a result (a string or integer ``id``, an object ``result``) or an error
+    (``id`` also null, an ``error`` object with an integer ``code`` and a text ``message``):
+    the SDK's own envelope union, checked without its models."""
+    msg_id = obj.get("id")
+    id_ok = isinstance(msg_id, str) or (isinstance(msg_id, int) and not isinstance(msg_id, bool))
+    if id_ok and isinstance(obj.get("result"), dict):
+        return None
+    error = obj.get("error")
+    if (id_ok or msg_id is None) and "id" in obj and isinstance(error, dict):
+        if _lax_int(error.get("code")) and isinstance(error.get("message"), str):
+            return None
+        return 'an "error" needs an integer "code" and a text "message"'
+    if not (id_ok or msg_id is None) or "id" not in obj:
+        return 'a response needs a string or integer "id"'
+    return 'a response carries an object "result" or an "error" object'
 
 
 def oversized(size: int, max_bytes: int) -> Checked:
@@ -169,7 +202,9 @@ def check_message(
     max_bytes: int,
     validate: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Checked:
-    """Decode one JSON-RPC message; ``validate`` (the SDK's own envelope check) runs last."""
+    """Decode one JSON-RPC message: sane JSON with a JSON-RPC 2.0 envelope the SDK accepts
+    too (checked here, without its models); ``validate`` (an extra check, e.g. the SDK's own
+    envelope check where the SDK is loaded anyway) runs last."""
     size = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
     if size > max_bytes:
         return oversized(size, max_bytes)

@@ -1,4 +1,6 @@
-"""Newline-delimited JSON-RPC for the SDK: bounded lines, every malformed message answered.
+"""Newline-delimited JSON-RPC: bounded lines, every malformed message answered, and who
+answers a session (:func:`serve_lines`): the node's own :class:`~.session.LineSession`, or
+the SDK.
 
 The SDK's stdio transport reads unbounded lines and drops what it cannot decode without a
 reply. A :class:`LineWire` reads the client itself, a line of at most
@@ -9,26 +11,42 @@ requests a :class:`~.direct.DirectCalls` answers itself (tool calls of an initia
 session). Two transports:
 this process's stdio (:class:`~.stdio_front.StdioWire`) and a byte stream
 (:class:`StreamWire`: one client of the shared node, on the hub's local channel).
+
+:func:`serve_lines` decides who answers a session by its first request, as the SDK decides
+a session's protocol era: a plain ``initialize`` (what every desktop app sends first; see
+:func:`~a2al_mcp.mcp_handshake.plain_request`) opens a :class:`~.session.LineSession`, and
+the ``mcp`` SDK is not imported; anything else (a 2026-07-28 request such as the mcp 2.3
+client's ``server/discover`` probe, an ``initialize`` only the SDK's models can judge, a
+request before ``initialize``) goes, with the notifications before it, to the SDK's server,
+built then (:meth:`~.core.ServerCore.sdk_server`). So the SDK is imported only by the node
+whose clients need it, and a session is never handed over midway.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 
+from ..config import LimitsConfig
+from ..mcp_handshake import plain_request
+from .core import ServerCore
 from .direct import DirectCalls
 from .guard import Checked, FrontStats, check_message, oversized
 
-__all__ = ["LineWire", "StreamWire"]
+__all__ = ["OPENING_MAX", "LineWire", "StreamWire", "serve_lines", "serve_stream"]
 
 logger = logging.getLogger(__name__)
 _DISCARD = 1 << 16
 _RECEIVE = 1 << 16
+OPENING_MAX = 8
+"""Messages before a session's first request kept for whoever answers it (the SDK keeps as
+many); later ones are dropped."""
+Message = tuple[bytes, dict[str, Any]]
 
 
 class LineWire:
@@ -50,6 +68,15 @@ class LineWire:
         self._validate = validate
         self._where = where
         self._lock = anyio.Lock()
+        self._replay: list[Message] = []
+
+    def use_direct(self, direct: DirectCalls | None) -> None:
+        """Let ``direct`` take the requests it answers before the SDK sees them."""
+        self._direct = direct
+
+    def replay(self, messages: list[Message]) -> None:
+        """Give these (already read and checked) first to whoever iterates the wire."""
+        self._replay = list(messages)
 
     async def _read(self, limit: int) -> bytes:
         raise NotImplementedError
@@ -73,6 +100,17 @@ class LineWire:
         return self._lines()
 
     async def _lines(self) -> AsyncIterator[str]:
+        async for line, msg in self.messages():
+            direct = self._direct
+            if direct is not None and await direct.take(msg, self.write):
+                continue
+            yield line.decode("utf-8")
+
+    async def messages(self) -> AsyncGenerator[Message, None]:
+        """Each checked message (its line and its JSON) until EOF, those given to
+        :meth:`replay` first; a malformed or oversized line is answered here."""
+        while self._replay:
+            yield self._replay.pop(0)
         while True:
             line = await self._read(self._max + 2)  # room for CR LF
             if not line:
@@ -88,10 +126,8 @@ class LineWire:
             if checked.reply is not None:
                 await self._refuse(checked)
                 continue
-            direct, msg = self._direct, checked.message
-            if direct is not None and msg is not None and await direct.take(msg, self.write):
-                continue
-            yield line.decode("utf-8")
+            if checked.message is not None:
+                yield line, checked.message
 
     async def _discard_rest(self) -> int:
         skipped = 0
@@ -145,3 +181,58 @@ class StreamWire(LineWire):
         out = bytes(self._buf[:n])
         del self._buf[:n]
         return out
+
+
+async def serve_lines(wire: LineWire, core: ServerCore, *, limits: LimitsConfig) -> None:
+    """Serve one MCP session on ``wire`` until the client hangs up (see the module doc for
+    who answers it)."""
+    from .session import LineSession
+
+    opening: list[Message] = []
+    first: Message | None = None
+    reader = wire.messages()
+    try:
+        async for line, msg in reader:
+            if "method" in msg and "id" in msg:
+                first = (line, msg)
+                break
+            if len(opening) < OPENING_MAX:
+                opening.append((line, msg))
+    finally:
+        await reader.aclose()
+    if first is None:
+        return  # the client left before its first request
+    opening.append(first)
+    line, msg = first
+    plain = msg["method"] == "initialize" and plain_request(
+        msg, len(line), max_bytes=limits.mcp_message_max_bytes
+    )
+    if not (core.direct and plain):
+        from ._compat import serve_wire
+
+        logger.info("mcp.session_to_sdk first=%s", str(msg["method"])[:64])
+        wire.replay(opening)
+        await serve_wire(core.sdk_server(), wire, limits=limits)
+        return
+    async with anyio.create_task_group() as tg:
+        session = LineSession(core, wire.write, tg, limits)
+        for _, message in opening:
+            await session.handle(message)
+        async for _, message in wire.messages():
+            await session.handle(message)
+        tg.cancel_scope.cancel()  # the client hung up: its running calls end (as the SDK's)
+
+
+async def serve_stream(
+    core: ServerCore,
+    stream: anyio.abc.ByteStream,
+    *,
+    limits: LimitsConfig | None = None,
+    stats: FrontStats | None = None,
+) -> None:
+    """One MCP session over a byte stream (a client of the shared node on the hub's local
+    channel), every line checked first; returns when the client hangs up."""
+    limits = limits or LimitsConfig()
+    wire = StreamWire(stream, max_bytes=limits.mcp_message_max_bytes,
+                      stats=stats or FrontStats())  # fmt: skip
+    await serve_lines(wire, core, limits=limits)

@@ -17,11 +17,13 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.to_thread
 
+from ..config import LimitsConfig
+from .core import ServerCore
 from .direct import DirectCalls
 from .guard import FrontStats
-from .line_front import LineWire
+from .line_front import LineWire, serve_lines
 
-__all__ = ["StdioWire", "claim_stdio"]
+__all__ = ["StdioWire", "claim_stdio", "serve_stdio"]
 
 
 @contextlib.contextmanager
@@ -85,3 +87,16 @@ class StdioWire(LineWire):
         data: bytes = await anyio.to_thread.run_sync(self._in.readline, limit,
                                                      abandon_on_cancel=True)  # fmt: skip
         return data
+
+
+async def serve_stdio(
+    core: ServerCore, *, limits: LimitsConfig | None = None, stats: FrontStats | None = None
+) -> None:
+    """MCP over this process's stdin and stdout (``serve --stdio --standalone``), every line
+    checked first; the session answered as :func:`~.line_front.serve_lines` decides (the SDK
+    imported only for a session that needs it)."""
+    limits = limits or LimitsConfig()
+    with claim_stdio() as (stdin, stdout):
+        wire = StdioWire(stdin, stdout, max_bytes=limits.mcp_message_max_bytes,
+                         stats=stats or FrontStats())  # fmt: skip
+        await serve_lines(wire, core, limits=limits)
