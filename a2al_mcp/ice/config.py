@@ -117,8 +117,9 @@ class IceConfig:
     use_ipv6: bool = True
     """Gather host candidates of this family (aioice: every interface address; IPv6
     srflx is never gathered)."""
-    gather_timeout_s: float = 5.0
-    """Gathering gives up on STUN/TURN answers after this (aioice's own wait is 5 s)."""
+    gather_timeout_s: float = 8.0
+    """``gather`` fails after this. aioice itself stops waiting for STUN/TURN answers after
+    5 s and keeps what it has, so below ~5 s a dead server fails the whole gathering."""
     credentials_timeout_s: float = 30.0
     """``connect`` waits this long for the remote ``cred`` (a2ald: 30 s)."""
     connect_timeout_s: float = 30.0
