@@ -150,9 +150,8 @@ class SignalService:
                     self._apply(self.core.connected(url, self._clock.monotonic()))
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._writer, ws, receive, tg.cancel_scope)
-                        while True:
-                            payload = await ws.receive()
-                            self._apply(self.core.received(url, payload, self._clock.monotonic()))
+                        await self._reader(url, ws)
+                        tg.cancel_scope.cancel()
                 finally:
                     with anyio.CancelScope(shield=True):
                         await ws.aclose()
@@ -168,6 +167,15 @@ class SignalService:
                 self._outboxes.pop(url, None)
         if not requested_close:
             self._apply(self.core.disconnected(url, self._clock.monotonic()))
+
+    async def _reader(self, url: str, ws: WebSocket) -> None:
+        """Feed the core until the socket ends (raising nothing: the caller reconnects)."""
+        try:
+            while True:
+                payload = await ws.receive()
+                self._apply(self.core.received(url, payload, self._clock.monotonic()))
+        except (ConnectionClosed, frames.FrameTooLarge) as exc:
+            log.debug("signalling hub %s: %s", url, exc)
 
     @staticmethod
     async def _writer(

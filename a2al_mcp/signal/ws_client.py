@@ -111,6 +111,7 @@ class WebSocket:
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                     OSError) as exc:  # fmt: skip
                 self._closed = True
+                await self._stream.aclose()
                 raise ConnectionClosed("hub connection ended") from exc
             try:
                 self._ws.receive_data(data)
@@ -120,16 +121,15 @@ class WebSocket:
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the socket (closing frame if still open, then the connection)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            with anyio.move_on_after(2.0):
-                async with self._lock:
-                    await self._stream.send(self._ws.send(CloseConnection(code, reason)))
-        except (LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                OSError):  # fmt: skip
-            pass
+        if not self._closed:
+            self._closed = True
+            try:
+                with anyio.move_on_after(2.0):
+                    async with self._lock:
+                        await self._stream.send(self._ws.send(CloseConnection(code, reason)))
+            except (LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                    OSError):  # fmt: skip
+                pass
         await self._stream.aclose()
 
     async def _reply_close(self, event: CloseConnection) -> None:
@@ -152,6 +152,7 @@ class WebSocket:
         except (LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError,
                 OSError) as exc:  # fmt: skip
             self._closed = True
+            await self._stream.aclose()
             raise ConnectionClosed(f"cannot send to the hub: {exc}") from exc
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -37,113 +37,116 @@ async def until(condition: Callable[[], bool]) -> None:
         await anyio.sleep(0.01)
 
 
-@pytest.fixture
-async def tg() -> AsyncIterator[TaskGroup]:
-    async with anyio.create_task_group() as group:
-        yield group
-        group.cancel_scope.cancel()
+async def test_register_call_answer_and_relay() -> None:
+    async with anyio.create_task_group() as tg:
+        server, url = await _hub(tg)
+        callee = SignalService(SignalConfig(), hubs=[url])
+        callee.set_identities([CALLEE])
+        await tg.start(callee.run)
+        with anyio.fail_after(10):
+            await callee.wait_registered()
+        assert callee.core.registered_hubs() == (url,)
+        assert server.core.registered(CALLEE)
+
+        with anyio.fail_after(10):
+            caller_room = await call(url, CALLER, CALLEE)
+            assert caller_room.ws.subprotocol == SUBPROTOCOL
+            cred = Frame("cred", u="kYGSNAIcGbKkXgCt", p="ItfdoSBhgVrxyIjVFZKoprFaBWOOQDjO")
+            await caller_room.send(cred)  # before the callee joins: the hub keeps it
+            incoming = await callee.incoming.receive()
+            room = room_id(CALLER, CALLEE)
+            assert incoming == IncomingCall(url, room, CALLER, CALLEE)
+            callee_room = await answer(url, incoming.room)
+            assert await callee_room.receive() == cred
+            init = Frame("punch-init", addrs=("203.0.113.12:4121",), ts=1796224562332, nt=1)
+            await caller_room.send(init)
+            assert await callee_room.receive() == init
+            ack = Frame("punch-ack", addrs=("198.51.100.22:4121",), ts=init.ts, nt=1)
+            await callee_room.send(ack)
+            assert await caller_room.receive() == ack
+            # a partner leaving closes the room
+            await caller_room.aclose()
+            with pytest.raises(ConnectionClosed):
+                await callee_room.receive()
+        assert server.core.stats.sessions_total == 1
+        assert server.core.stats.frames_relayed == 3
+        tg.cancel_scope.cancel()
 
 
-async def test_register_call_answer_and_relay(tg: TaskGroup) -> None:
-    server, url = await _hub(tg)
-    callee = SignalService(SignalConfig(), hubs=[url])
-    callee.set_identities([CALLEE])
-    await tg.start(callee.run)
-    with anyio.fail_after(10):
-        await callee.wait_registered()
-    assert callee.core.registered_hubs() == (url,)
-    assert server.core.registered(CALLEE)
-
-    with anyio.fail_after(10):
-        caller_room = await call(url, CALLER, CALLEE)
-        assert caller_room.ws.subprotocol == SUBPROTOCOL
-        cred = Frame("cred", u="kYGSNAIcGbKkXgCt", p="ItfdoSBhgVrxyIjVFZKoprFaBWOOQDjO")
-        await caller_room.send(cred)  # before the callee joins: the hub keeps it
-        incoming = await callee.incoming.receive()
-        room = room_id(CALLER, CALLEE)
-        assert incoming == IncomingCall(url, room, CALLER, CALLEE)
-        callee_room = await answer(url, incoming.room)
-        assert await callee_room.receive() == cred
-        init = Frame("punch-init", addrs=("203.0.113.12:4121",), ts=1796224562332, nt=1)
-        await caller_room.send(init)
-        assert await callee_room.receive() == init
-        ack = Frame("punch-ack", addrs=("198.51.100.22:4121",), ts=init.ts, nt=1)
-        await callee_room.send(ack)
-        assert await caller_room.receive() == ack
-        # a partner leaving closes the room
-        await caller_room.aclose()
-        with pytest.raises(ConnectionClosed):
-            await callee_room.receive()
-    assert server.core.stats.sessions_total == 1
-    assert server.core.stats.frames_relayed == 3
+async def test_noagent() -> None:
+    async with anyio.create_task_group() as tg:
+        server, url = await _hub(tg)
+        with anyio.fail_after(10):
+            room = await call(url, CALLER, CALLEE)
+            with pytest.raises(NotFound):
+                await room.receive()
+        assert server.core.stats.noagent_total == 1
+        tg.cancel_scope.cancel()
 
 
-async def test_noagent(tg: TaskGroup) -> None:
-    server, url = await _hub(tg)
-    with anyio.fail_after(10):
-        room = await call(url, CALLER, CALLEE)
-        with pytest.raises(NotFound):
-            await room.receive()
-    assert server.core.stats.noagent_total == 1
+async def test_bad_paths_are_refused_and_oversized_frames_close() -> None:
+    async with anyio.create_task_group() as tg:
+        server, url = await _hub(tg, max_frame_bytes=1024)
+        with anyio.fail_after(10):
+            with pytest.raises(HandshakeFailed, match="HTTP 404"):
+                await open_websocket(url, "/nope")
+            with pytest.raises(HandshakeFailed, match="HTTP 400"):
+                await open_websocket(url, "/ice")
+            ws = await open_websocket(url, "/signal")
+            await ws.send(frames.encode(Frame("cand", c="x" * 5000)))
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.receive()
+            assert info.value.error_code == 1009
+            # unknown and malformed frames: counted, the socket and the hub keep serving
+            ws = await open_websocket(url, "/signal")
+            await ws.send(cbor2.dumps({"t": "hello"}))
+            await ws.send(b"\xff\xfe")
+            await ws.send(frames.encode(Frame("reg", a=CALLEE)))
+            assert frames.decode(await ws.receive()) == Frame("ack")
+            await ws.aclose()
+        assert server.core.stats.frames_oversized == 1
+        assert (server.core.stats.frames_unknown, server.core.stats.frames_malformed) == (1, 1)
+        assert server.core.stats.upgrades_refused == 2
+        tg.cancel_scope.cancel()
 
 
-async def test_bad_paths_are_refused_and_oversized_frames_close(tg: TaskGroup) -> None:
-    server, url = await _hub(tg, max_frame_bytes=1024)
-    with anyio.fail_after(10):
-        with pytest.raises(HandshakeFailed, match="HTTP 404"):
-            await open_websocket(url, "/nope")
-        with pytest.raises(HandshakeFailed, match="HTTP 400"):
-            await open_websocket(url, "/ice")
-        ws = await open_websocket(url, "/signal")
-        await ws.send(frames.encode(Frame("cand", c="x" * 5000)))
-        with pytest.raises(ConnectionClosed) as info:
-            await ws.receive()
-        assert info.value.error_code == 1009
-        # unknown and malformed frames: counted, the socket and the hub keep serving
-        ws = await open_websocket(url, "/signal")
-        await ws.send(cbor2.dumps({"t": "hello"}))
-        await ws.send(b"\xff\xfe")
-        await ws.send(frames.encode(Frame("reg", a=CALLEE)))
-        assert frames.decode(await ws.receive()) == Frame("ack")
-        await ws.aclose()
-    assert server.core.stats.frames_oversized == 1
-    assert (server.core.stats.frames_unknown, server.core.stats.frames_malformed) == (1, 1)
-    assert server.core.stats.upgrades_refused == 2
-
-
-async def test_thousand_sockets_from_one_address_are_refused(tg: TaskGroup) -> None:
+async def test_thousand_sockets_from_one_address_are_refused() -> None:
     """1,000 TCP connections from 127.0.0.1: 16 are held (until the upgrade timeout), the
     rest refused at once and counted; the hub keeps serving."""
-    server, url = await _hub(tg, hub_max_sockets_per_ip=16, hub_max_sockets=1024)
-    host, port = url.removeprefix("ws://").split(":")
-    with anyio.fail_after(60):
-        held = [await anyio.connect_tcp(host, int(port)) for _ in range(1000)]
-        await until(lambda: server.core.stats.sockets_refused_per_ip == 984)
-        assert server.core.sockets == 16
-        # another address is served while the flood is held open
-        other = await anyio.connect_tcp(host, int(port), local_host="127.0.0.2")
-        await _a2ald_upgrade_and_reg(other)
-        await other.aclose()
-        for stream in held:
-            await stream.aclose()
-        await until(lambda: server.core.sockets == 0)
-        # and so is this one once its flood is gone
-        ws = await open_websocket(url, "/signal")
-        await ws.send(frames.encode(Frame("reg", a=CALLEE)))
-        assert frames.decode(await ws.receive()) == Frame("ack")
-        await ws.aclose()
-    assert server.core.stats.sockets_refused_per_ip == 984
-    assert server.core.stats.sockets_refused == 0
+    async with anyio.create_task_group() as tg:
+        server, url = await _hub(tg, hub_max_sockets_per_ip=16, hub_max_sockets=1024)
+        host, port = url.removeprefix("ws://").split(":")
+        with anyio.fail_after(60):
+            held = [await anyio.connect_tcp(host, int(port)) for _ in range(1000)]
+            await until(lambda: server.core.stats.sockets_refused_per_ip == 984)
+            assert server.core.sockets == 16
+            # another address is served while the flood is held open
+            other = await anyio.connect_tcp(host, int(port), local_host="127.0.0.2")
+            await _a2ald_upgrade_and_reg(other)
+            await other.aclose()
+            for stream in held:
+                await stream.aclose()
+            await until(lambda: server.core.sockets == 0)
+            # and so is this one once its flood is gone
+            ws = await open_websocket(url, "/signal")
+            await ws.send(frames.encode(Frame("reg", a=CALLEE)))
+            assert frames.decode(await ws.receive()) == Frame("ack")
+            await ws.aclose()
+        assert server.core.stats.sockets_refused_per_ip == 984
+        assert server.core.stats.sockets_refused == 0
+        tg.cancel_scope.cancel()
 
 
-async def test_a2ald_request_bytes_are_accepted(tg: TaskGroup) -> None:
+async def test_a2ald_request_bytes_are_accepted() -> None:
     """The upgrade exactly as a2ald 0.3.5 (Go) sent it in the testbed, on a raw socket."""
-    _server, url = await _hub(tg)
-    host, port = url.removeprefix("ws://").split(":")
-    with anyio.fail_after(10):
-        stream = await anyio.connect_tcp(host, int(port))
-        await _a2ald_upgrade_and_reg(stream)
-        await stream.aclose()
+    async with anyio.create_task_group() as tg:
+        _server, url = await _hub(tg)
+        host, port = url.removeprefix("ws://").split(":")
+        with anyio.fail_after(10):
+            stream = await anyio.connect_tcp(host, int(port))
+            await _a2ald_upgrade_and_reg(stream)
+            await stream.aclose()
+        tg.cancel_scope.cancel()
 
 
 async def _a2ald_upgrade_and_reg(stream: anyio.abc.SocketStream) -> None:
