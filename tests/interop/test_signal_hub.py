@@ -1,6 +1,7 @@
 """Issue 18, signalling hub: ours and a2ald 0.3.5's, each used by the other (sealed namespace).
 
-* our client registers with a2ald's embedded hub and gets ``ack``; a call through a2ald's hub
+* our client registers with a2ald's embedded hub and gets ``ack`` (also after an unknown and
+  a malformed frame, which a2ald skips); a call through a2ald's hub
   reaches our registered client (``incoming``), the room pairs and relays our frames both ways;
   an unregistered target gets ``noagent``;
 * a2ald registers its node identity with our hub (``ice_signal_urls``), and a call through our
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import cbor2
 import pytest
 
 from a2al_mcp.config import SignalConfig
 from a2al_mcp.errors import NetworkError, NotFound
+from a2al_mcp.signal import frames
 from a2al_mcp.signal.client_service import SignalService, answer, call
 from a2al_mcp.signal.effects import IncomingCall
 from a2al_mcp.signal.frames import Frame
@@ -94,6 +97,15 @@ async def test_our_client_uses_a2ald_s_hub(tmp_path: Path) -> None:
                     assert probe.subprotocol == SUBPROTOCOL
                     await probe.aclose()
                     break
+
+            # what it does not understand is skipped; the socket keeps working
+            raw = await open_websocket(url, "/signal")
+            await raw.send(cbor2.dumps({"t": "hello", "a": CALLER}))
+            await raw.send(b"\xff\x00")
+            await raw.send(frames.encode(Frame("reg", a=CALLER)))
+            with anyio.fail_after(10):
+                assert frames.decode(await raw.receive()) == Frame("ack")
+            await raw.aclose()
 
             service = SignalService(SignalConfig(), hubs=[url])
             service.set_identities([CALLEE])
