@@ -107,6 +107,12 @@ class IceStatistics:
     remote_malformed: int
     remote_unsupported: int
     """Remote candidates ignored: TCP, mDNS, a component other than 1, signalled prflx."""
+    gather_s: float | None
+    """How long gathering took (None before it ended)."""
+    connect_s: float | None
+    """How long :meth:`IceSession.connect` ran until it returned or raised (None before)."""
+    controlling: bool
+    """The role at the end (a role conflict with the peer may have switched it)."""
 
 
 class IceSession:
@@ -150,6 +156,8 @@ class IceSession:
         self._remote_types: Counter[str] = Counter()
         self._malformed = 0
         self._unsupported = 0
+        self._gather_s: float | None = None
+        self._connect_s: float | None = None
 
     # ------------------------------------------------------------------ lifetime
 
@@ -193,6 +201,7 @@ class IceSession:
             raise UsageError("ICE candidates were gathered already", operation="ICE gather")
         self._gathered = True
         timeout = self._config.gather_timeout_s
+        started = self._clock.monotonic()
         try:
             with anyio.fail_after(timeout):
                 await self._conn.gather_candidates()
@@ -202,6 +211,8 @@ class IceSession:
             ) from exc
         except OSError as exc:
             raise Unreachable(f"ICE gathering failed: {exc}", operation="ICE gather") from exc
+        finally:
+            self._gather_s = self._clock.monotonic() - started
         texts = []
         for candidate in self._conn.local_candidates:
             self._local_types[candidate.type] += 1
@@ -308,6 +319,8 @@ class IceSession:
                 f"ICE failed after {took:.2f} s: no candidate pair worked ({self._summary()})",
                 operation="ICE connect",
             ) from exc
+        finally:
+            self._connect_s = self._clock.monotonic() - started
         pair = self._conn.a2al_selected
         if pair is None:  # aioice completed without a pair we saw nominated: a bug
             raise Unreachable("ICE completed without a selected pair", operation="ICE connect")
@@ -344,6 +357,9 @@ class IceSession:
             remote=dict(self._remote_types),
             remote_malformed=self._malformed,
             remote_unsupported=self._unsupported,
+            gather_s=self._gather_s,
+            connect_s=self._connect_s,
+            controlling=self._conn.ice_controlling,
         )
 
     async def send(self, data: bytes) -> None:

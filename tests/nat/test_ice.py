@@ -51,7 +51,9 @@ async def _side(args: argparse.Namespace) -> None:
     from a2al_mcp.ice import IceConfig, IceSession, parse_stun_url, parse_turn_url
     from a2al_mcp.identity import Aid, Identity
 
-    controlling = args.role == "caller"
+    # the caller is controlling, unless told otherwise (glare: both callers)
+    controlling = {"yes": True, "no": False}.get(args.controlling, args.role == "caller")
+    dials = args.role == "caller"
     config = IceConfig(
         stun_servers=tuple(parse_stun_url(url) for url in args.stun),
         turn_servers=tuple(
@@ -88,7 +90,7 @@ async def _side(args: argparse.Namespace) -> None:
             tg.start_soon(read)
             creds = ice.local_credentials
             _emit({"t": "cred", "u": creds.ufrag, "p": creds.pwd})
-            if args.quic and not controlling:
+            if args.quic and not dials:
                 _emit({"t": "aid", "a": str(identity.aid)})
             for text in await ice.gather():
                 _emit({"t": "cand", "c": text})
@@ -105,20 +107,20 @@ async def _side(args: argparse.Namespace) -> None:
                    "remote_type": pair.remote_type, "rtt_s": pair.rtt_s,
                    "stats": _jsonable(ice.statistics())})  # fmt: skip
             if args.quic:
-                await _quic(ice, pair.remote, identity, controlling, peer_aid, got_aid, eof)
+                await _quic(ice, pair.remote, identity, dials, peer_aid, got_aid, eof)
             await eof.wait()
             tg.cancel_scope.cancel()
 
 
 async def _quic(
-    ice: Any, remote: Any, identity: Any, controlling: bool, peer_aid: list[Any],
+    ice: Any, remote: Any, identity: Any, dials: bool, peer_aid: list[Any],
     got_aid: Any, eof: Any,
 ) -> None:  # fmt: skip
-    """QUIC over the selected pair: the caller (controlling) is the QUIC client."""
+    """QUIC over the selected pair: the caller is the QUIC client."""
     from tests.unit.ice.quic_over_link import quic_over_link
 
-    async with quic_over_link(ice, peer=remote, identity=identity, accept=not controlling) as q:
-        if controlling:
+    async with quic_over_link(ice, peer=remote, identity=identity, accept=not dials) as q:
+        if dials:
             await got_aid.wait()
             reply, pc = await q.echo(peer_aid[0], b"hello over ICE")
             _emit({"t": "quic", "reply": reply.decode(), "peer": str(pc.peer_aid),
@@ -146,6 +148,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--turn-pass", default="")
     parser.add_argument("--quic", action="store_true")
     parser.add_argument("--connect-timeout", type=float, default=30.0)
+    parser.add_argument("--controlling", choices=["yes", "no"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"{args.role} %(name)s %(message)s")  # fmt: skip
@@ -341,6 +344,16 @@ def test_quic_over_a_turn_relay_pair(tb: NatTestbed) -> None:
     with sides(tb, "sym", "sym2", *stun_args(tb), *turn_args(tb), "--quic") as pair:
         caller, callee = connected(pair, quic=True)
     assert caller["kind"] == callee["kind"] == "relay"
+    assert caller["quic"]["reply"] == "echo:hello over ICE"
+
+
+def test_glare_both_controlling_resolve_the_role_conflict(tb: NatTestbed) -> None:
+    """Two callers paired by a hub (testbed README D15): both start controlling; the ICE
+    role conflict (487, tie-breakers) leaves one controlling, and QUIC still comes up."""
+    tb.conntrack_flush("cone")
+    with sides(tb, "cone", "pub1", *stun_args(tb), "--controlling", "yes", "--quic") as pair:
+        caller, callee = connected(pair, quic=True)
+    assert {caller["stats"]["controlling"], callee["stats"]["controlling"]} == {True, False}
     assert caller["quic"]["reply"] == "echo:hello over ICE"
 
 
