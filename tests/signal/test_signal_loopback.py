@@ -171,3 +171,27 @@ async def _a2ald_upgrade_and_reg(stream: anyio.abc.SocketStream) -> None:
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(reg))
     await stream.send(bytes([0x82, 0x80 | len(reg)]) + mask + masked)
     assert await stream.receive() == bytes([0x82, 7]) + bytes.fromhex("a161746361636b")
+
+
+async def test_client_reconnects_and_registers_again_when_the_hub_comes_back() -> None:
+    async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as hub_tg:
+            first, url = await _hub(hub_tg)
+            service = SignalService(
+                SignalConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2), hubs=[url]
+            )
+            service.set_identities([CALLEE])
+            await tg.start(service.run)
+            with anyio.fail_after(10):
+                await until(lambda: first.core.registered(CALLEE))
+            hub_tg.cancel_scope.cancel()  # the hub goes away
+        with anyio.fail_after(10):
+            await until(lambda: service.core.registered_hubs() == ())
+        host, port = url.removeprefix("ws://").split(":")
+        second = HubServer(SignalConfig())
+        await tg.start(second.serve, host, int(port))  # back on the same address
+        with anyio.fail_after(20):
+            await until(lambda: second.core.registered(CALLEE))
+            await until(lambda: service.core.registered_hubs() == (url,))
+        assert service.core.stats.disconnects >= 1
+        tg.cancel_scope.cancel()
