@@ -294,6 +294,8 @@ class IceSession:
             raise UsageError("the ICE session is closed", operation="ICE connect")
         if self._selected is not None:
             return self._selected
+        if self._connect_s is not None:
+            raise UsageError("connect() failed already: close the session", operation="ICE connect")
         timeout = self._config.connect_timeout_s if timeout_s is None else timeout_s
         started = self._clock.monotonic()
         try:
@@ -308,6 +310,8 @@ class IceSession:
                             operation="ICE connect",
                         )
                 await self._conn.connect()
+        except RequestTimeout:
+            raise
         except TimeoutError as exc:
             raise RequestTimeout(
                 f"ICE did not connect within {timeout:g} s ({self._summary()})",

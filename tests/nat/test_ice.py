@@ -61,6 +61,7 @@ async def _side(args: argparse.Namespace) -> None:
         ),
         use_ipv6=False,
         connect_timeout_s=args.connect_timeout,
+        credentials_timeout_s=args.credentials_timeout,
     )
     identity = Identity.generate(SystemRng())
     peer_aid: list[Aid] = []
@@ -89,7 +90,8 @@ async def _side(args: argparse.Namespace) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(read)
             creds = ice.local_credentials
-            _emit({"t": "cred", "u": creds.ufrag, "p": creds.pwd})
+            if not args.no_cred:
+                _emit({"t": "cred", "u": creds.ufrag, "p": creds.pwd})
             if args.quic and not dials:
                 _emit({"t": "aid", "a": str(identity.aid)})
             for text in await ice.gather():
@@ -149,6 +151,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quic", action="store_true")
     parser.add_argument("--connect-timeout", type=float, default=30.0)
     parser.add_argument("--controlling", choices=["yes", "no"])
+    parser.add_argument("--credentials-timeout", type=float, default=30.0)
+    parser.add_argument("--no-cred", action="store_true", help="a peer that never sends cred")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"{args.role} %(name)s %(message)s")  # fmt: skip
@@ -369,6 +373,17 @@ def test_two_symmetric_nats_without_turn_fail_with_a_timeout(tb: NatTestbed) -> 
         assert frame["t"] == "failed"
         assert frame["code"] == "TIMEOUT"
         assert "local: 1 host, 1 srflx; remote: 1 host, 1 srflx" in frame["message"]
+
+
+def test_a_peer_without_credentials_times_out_on_them(tb: NatTestbed) -> None:
+    with sides(tb, "pub1", "pub2", "--no-cred", "--credentials-timeout", "1") as pair:
+        deadline = time.monotonic() + RUN_S
+        frames = [pair.first(role, {"selected", "failed", "exit"}, deadline)
+                  for role in ("caller", "callee")]  # fmt: skip
+    for frame in frames:
+        assert frame["t"] == "failed", frame
+        assert frame["code"] == "TIMEOUT"
+        assert frame["message"] == "no ICE credentials from the peer within 1 s"
 
 
 if __name__ == "__main__":
