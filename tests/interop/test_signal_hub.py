@@ -22,12 +22,12 @@ import cbor2
 import pytest
 
 from a2al_mcp.config import SignalConfig
-from a2al_mcp.errors import NetworkError, NotFound
+from a2al_mcp.errors import ConnectionClosed, HandshakeFailed, NetworkError, NotFound
 from a2al_mcp.signal import frames
 from a2al_mcp.signal.client_service import SignalService, answer, call
 from a2al_mcp.signal.effects import IncomingCall
 from a2al_mcp.signal.frames import Frame
-from a2al_mcp.signal.rooms import SUBPROTOCOL, room_id
+from a2al_mcp.signal.rooms import SUBPROTOCOL, ice_target, room_id
 from a2al_mcp.signal.ws_client import open_websocket
 from a2al_mcp.signal.ws_server import HubServer
 from a2al_mcp.testing.a2ald import A2aldPeer
@@ -131,6 +131,26 @@ async def test_our_client_uses_a2ald_s_hub(tmp_path: Path) -> None:
                 lonely = await call(url, CALLER, NOBODY)
                 with pytest.raises(NotFound):
                     await lonely.receive()
+                # noagent, then the TCP connection ends without a closing handshake
+                raw = await open_websocket(url, ice_target("r" * 32, caller=CALLER, target=NOBODY))
+                assert frames.decode(await raw.receive()) == Frame("noagent")
+                with pytest.raises(ConnectionClosed) as info:
+                    await raw.receive()
+                assert info.value.error_code == 0  # no close frame: EOF
+                # the newest socket to register an AID takes it over
+                newer = await open_websocket(url, "/signal")
+                await newer.send(frames.encode(Frame("reg", a=CALLEE)))
+                assert frames.decode(await newer.receive()) == Frame("ack")
+                again = await call(url, CALLER, CALLEE)
+                pushed = frames.decode(await newer.receive())
+                assert pushed == Frame("incoming", r=room_id(CALLER, CALLEE), f=CALLER, g=CALLEE)
+                assert service.core.stats.incoming == 1  # the older socket heard nothing
+                await again.aclose()
+                await newer.aclose()
+                # bad /ice requests are HTTP 400
+                for bad in ("/ice", "/ice?room=r&target=" + NOBODY):
+                    with pytest.raises(HandshakeFailed, match="HTTP 400"):
+                        await open_websocket(url, bad)
         finally:
             await anyio.to_thread.run_sync(peer.stop)
         tg.cancel_scope.cancel()
