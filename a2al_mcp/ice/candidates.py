@@ -13,13 +13,15 @@ prefix, lowercase ``udp``, a decimal foundation, the related address always ``0.
 The parser is stricter than pion and bounded: at most ``max_chars`` printable ASCII
 characters, eight fixed fields then ``name value`` pairs (at most :data:`MAX_TOKENS` tokens),
 numbers as plain decimal digits within their Go types (component 1-256, priority uint32,
-port 1-65535), the address an IP literal without a zone, the fifth token ``typ``.  Malformed
-input raises :class:`~a2al_mcp.errors.DecodeError`; input that is well-formed but that this
-node cannot use (TCP candidates, mDNS ``.local`` names) raises :class:`UnsupportedCandidate`
-(a ``DecodeError`` too), which a session counts and ignores as pion ignores what it cannot
-pair.  Like pion, an optional ``candidate:`` prefix is tolerated on input and never written;
-``tcptype`` is read and dropped on a UDP candidate, and unknown extensions (``generation``,
-``network-id`` …) are skipped.
+port 1-65535), the address an IP literal, the sixth token ``typ``.  Malformed input raises
+:class:`~a2al_mcp.errors.DecodeError`; input that is well-formed but that this node cannot
+use (TCP candidates, mDNS ``.local`` names, IPv6 addresses with a zone) raises
+:class:`UnsupportedCandidate` (a ``DecodeError`` too), which a session counts and ignores as
+pion ignores what it cannot pair.  Like pion, an optional ``candidate:`` prefix is tolerated
+on input and never written; ``tcptype`` is read and dropped on a UDP candidate, and unknown
+extensions (``generation``, ``network-id`` …) are skipped.  What :func:`render_candidate`
+writes also satisfies pion v4's stricter tokenizer (single spaces, a foundation of at most
+32 ice-chars).
 
 Pure: no I/O, no clock, no randomness.
 """
@@ -88,7 +90,10 @@ def _address(text: str, token: str, what: str) -> str:
             f"ICE candidate with an mDNS name ({what}): {text[:80]!r}", operation=_OPERATION
         )
     if "%" in token:
-        raise _fail(text, f"{what} has a zone")
+        # pion strips an IPv6 zone and keeps the link-local address; useless off-link
+        raise UnsupportedCandidate(
+            f"ICE candidate with a zoned {what}: {text[:80]!r}", operation=_OPERATION
+        )
     try:
         return str(ipaddress.ip_address(token))
     except ValueError:

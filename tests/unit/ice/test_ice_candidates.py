@@ -111,9 +111,10 @@ def test_accepted_variants(text: str, expected: tuple[str, str]) -> None:
         "1 1 tcp 1518280447 10.0.0.2 9 typ host tcptype active",
         "1 1 TCP 1518280447 10.0.0.2 9 typ host tcptype passive",
         "1 1 udp 2130706431 6f3c1b1e-2e1a-4e1c-9e0a-1b2c3d4e5f60.local 5000 typ host",
+        "1 1 udp 2130706431 fe80::1%eth0 5000 typ host",
     ],
 )
-def test_tcp_and_mdns_candidates_are_unsupported(text: str) -> None:
+def test_tcp_mdns_and_zoned_candidates_are_unsupported(text: str) -> None:
     with pytest.raises(UnsupportedCandidate):
         parse_candidate(text)
 
@@ -137,7 +138,6 @@ def test_tcp_and_mdns_candidates_are_unsupported(text: str) -> None:
         "1 1 udp 2130706431 10.0.0.2 65536 typ host",
         "1 1 udp 2130706431 10.0.0.256 5000 typ host",
         "1 1 udp 2130706431 example.com 5000 typ host",
-        "1 1 udp 2130706431 fe80::1%eth0 5000 typ host",
         "1 1 udp 2130706431 [2001:db8::1] 5000 typ host",
         "1 1 udp 2130706431 10.0.0.2 5000 typ srflx raddr 0.0.0.0",
         "1 1 udp 2130706431 10.0.0.2 5000 typ srflx raddr 0.0.0.0 rport",
