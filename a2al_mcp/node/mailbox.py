@@ -4,7 +4,15 @@
 operational key — is the encryption target), seal the body, sign a rec_type 0x80 record as
 the sender, then at the same time deliver it over an ``a2mb`` stream (when a connection comes
 up quickly; the ``01`` acknowledgement counts) **and** STORE it at NodeID(recipient) on the
-replica set, as a2ald does. The result says how it went: ``direct``, ``stored`` or ``both``.
+replica set, as a2ald does. ``send`` returns as soon as one path holds the note: at once when
+the recipient acknowledges it; when a replica accepts the STORE first, after the recipient's
+answer or :data:`DIRECT_GRACE_S` (1 s), whichever comes first — an online recipient answers
+well within that, even on a first contact that has to dial, so its acknowledgement or refusal
+still reaches the sender, while an absent one no longer holds the call for the whole
+:data:`DIRECT_TIMEOUT_S` (a2ald's ``mailbox_send`` only STOREs). The other path runs on in the
+node's task group (stopped when the node closes); how it ends is logged and counted
+(``MailboxStats.background_*``). The result says which paths held the note when the call
+returned — ``direct``, ``stored`` or ``both`` — and ``pending`` names the one still running.
 
 **Receive.** Notes arrive on ``a2mb`` streams, as STOREs to our node, as DHT_PUSH from
 one-shot subscriptions on our key, and by AggregateRecords polling of our key (at start-up,
@@ -20,12 +28,15 @@ are skipped without work until notes are deleted or purged.
 
 A sender whose note the recipient refuses over ``a2mb`` learns it: :class:`SendResult`
 ``refused`` (and ``delivered`` is then ``stored`` at best), or :class:`AccessDenied` when no
-DHT replica took the note either.
+DHT replica took the note either. (If the recipient had not answered within
+:data:`DIRECT_GRACE_S` of a replica taking the note, ``send`` has returned with ``pending``
+``direct``; a refusal after that is logged and counted in ``MailboxStats.background_refused``.)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import sqlite3
@@ -72,6 +83,10 @@ logger = logging.getLogger(__name__)
 REC_TYPE_MAILBOX: Final = 0x80
 NOTE_TTL_S: Final = 3600
 DIRECT_TIMEOUT_S: Final = 4.0
+DIRECT_GRACE_S: Final = 1.0
+"""Once a DHT replica holds a note, how much longer ``send`` waits for the recipient's own
+answer (a dial and one round trip on a first contact): enough for an online recipient to
+acknowledge or refuse the note, far less than an absent one's :data:`DIRECT_TIMEOUT_S`."""
 POLL_START_S: Final = 5.0
 
 
@@ -82,14 +97,22 @@ class SendResult:
     msg_id: bytes
     """SHA-256 of the sealed payload: the id both ends use."""
     delivered: str
-    """``direct`` (acknowledged over QUIC), ``stored`` (on DHT replicas) or ``both``."""
+    """Which paths held the note when the call returned: ``direct`` (the recipient
+    acknowledged it over QUIC), ``stored`` (DHT replicas accepted it) or ``both``."""
     replicas: int
-    """DHT nodes that accepted the record."""
+    """DHT nodes that had accepted the record when the call returned (0 while the STORE
+    still runs: ``pending`` is then ``store``)."""
     direct_error: str = ""
     """Why the direct path did not work (empty when it did)."""
     refused: bool = False
     """The recipient was reached and refused the note (its mailbox or disk is full, or the
     note was not acceptable to it); any DHT copy may be collected once it has room."""
+    pending: str = ""
+    """The path still running when the call returned, in the background: ``store`` (the
+    recipient has the note; the STORE on the replica set goes on) or ``direct`` (the note
+    is on ``replicas`` DHT nodes; the recipient had not answered within ``DIRECT_GRACE_S``
+    and the delivery to it goes on). Empty when both had answered. How it ends is logged
+    and counted (:class:`MailboxStats` ``background_*``)."""
 
     @property
     def message_id(self) -> str:
@@ -131,6 +154,15 @@ class MailboxStats:
     """The inbox cannot be written (disk full): new notes are refused until space returns."""
     storage_errors: int = 0
     """Failed inbox database operations (each one a refusal or a read left unmarked)."""
+    background_ok: int = 0
+    """Paths still running when ``send`` returned (``SendResult.pending``) that then held
+    the note too: the STORE reached a replica, or the recipient acknowledged."""
+    background_failed: int = 0
+    """Such paths that failed (no replica took the note, or the recipient did not
+    acknowledge it); the other path held the note already."""
+    background_refused: int = 0
+    """Of ``background_failed``: the recipient refused the note over ``a2mb`` after
+    ``send`` had returned (the sender learns it only here and in the log)."""
 
 
 _REFUSAL_FIELD: dict[AddResult, str] = {
@@ -141,6 +173,48 @@ _REFUSAL_FIELD: dict[AddResult, str] = {
     AddResult.DISK_LOW: "refused_disk_low",
     AddResult.DISK_FULL: "refused_disk_full",
 }
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class _Delivery:
+    """One note on its way by both paths, as far as each has got. ``send`` returns once it
+    is :meth:`settled`; what is left runs on in the node's task group."""
+
+    recipient: Aid
+    msg_id: bytes
+    direct: str = "dialing"
+    """``dialing`` (connecting, or waiting for the answer) → ``ok`` | ``failed``."""
+    store: str = "storing"
+    """``storing`` → ``ok`` (a replica took it) | ``failed``."""
+    direct_error: str = ""
+    refused: bool = False
+    replicas: int = 0
+    returned: bool = False
+    """``send`` has returned: what ends now is the background's outcome."""
+    ended: bool = False
+    """Both paths have ended, or were stopped (the node closed, or ``fault``)."""
+    fault: Exception | None = None
+    """What escaped a path that should not have (a bug; the node's supervisor counts it)."""
+    scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+    changed: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+    def notify(self) -> None:
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
+
+    def settled(self) -> bool:
+        """Nothing more to wait for: the recipient acknowledged, both paths answered, or
+        the delivery stopped. (A replica holding the note while the recipient has not
+        answered yet ends the wait after :data:`DIRECT_GRACE_S`: see ``Mailbox.send``.)"""
+        if self.direct == "ok" or self.ended:
+            return True
+        return self.direct == "failed" and self.store != "storing"
+
+    def pending(self) -> str:
+        """The path still running (``SendResult.pending``)."""
+        if self.store == "storing":
+            return "store"
+        return "direct" if self.direct == "dialing" else ""
 
 
 class Resolved(Protocol):
@@ -177,7 +251,9 @@ class Mailbox:
     ``identities`` is the live mapping of the local identities (notes to others are
     refused); ``resolve``, ``connect``, ``publish_record`` (STORE a record on the replica
     set of a key) and ``aggregate`` are the node's DHT and QUIC verbs; ``dht_ready`` says
-    whether the routing table has anyone to poll."""
+    whether the routing table has anyone to poll; ``spawn`` runs a task in the node's task
+    group (cancelled on close, what it raises contained and counted), or raises
+    :class:`NodeClosed` when the node is not open."""
 
     def __init__(
         self,
@@ -192,6 +268,7 @@ class Mailbox:
         publish_record: Callable[[SignedRecord, NodeId], Awaitable[PublishFinished]],
         aggregate: Aggregate,
         dht_ready: Callable[[], bool],
+        spawn: Callable[[Callable[[], Awaitable[None]]], None],
     ) -> None:
         self.inbox = inbox
         self._config = config
@@ -203,6 +280,7 @@ class Mailbox:
         self._publish_record = publish_record
         self._aggregate = aggregate
         self._dht_ready = dht_ready
+        self._spawn = spawn
         self._stats = MailboxStats()
         self._listeners: list[Callable[[Note], None]] = []
         self._wake = anyio.Event()
@@ -236,6 +314,8 @@ class Mailbox:
             LimitExceeded: the body is over 389 bytes.
             NotFound: the recipient has no endpoint record (so no key to encrypt to).
             Unreachable: neither the direct path nor any DHT replica took the note.
+            AccessDenied: the recipient refused the note and no DHT replica took it.
+            NodeClosed: the node closed before either path held the note.
         """
         if isinstance(body, str):
             body = body.encode()
@@ -259,55 +339,131 @@ class Mailbox:
                                    seq=math.floor(wall * 1e9), timestamp=int(wall),
                                    ttl=NOTE_TTL_S)  # fmt: skip
         frame = MailboxFrame(record.msg_id, record.to_bytes())
-        direct_error = ""
-        replicas = 0
-        direct_ok = False
-        refused = False
+        d = _Delivery(recipient=recipient, msg_id=record.msg_id)
+        self._spawn(functools.partial(self._deliver, d, record, frame, sender.aid,
+                                      resolved.endpoints))  # fmt: skip
+        try:
+            while not d.settled():
+                if d.store == "ok":  # a replica holds it: the recipient has a little longer
+                    with anyio.move_on_after(DIRECT_GRACE_S):
+                        while not d.settled():
+                            await d.changed.wait()
+                    break
+                await d.changed.wait()
+        except BaseException:  # the caller gave up: both paths stop, as before
+            d.scope.cancel()
+            raise
+        d.returned = True
+        return self._outcome(d)
 
-        async def direct() -> None:
-            nonlocal direct_ok, direct_error
-            try:
-                with anyio.fail_after(DIRECT_TIMEOUT_S):
-                    pc = await self._connect(recipient, local=sender.aid,
-                                             endpoints=resolved.endpoints)  # fmt: skip
-                    await pc.send_mailbox(frame)
-                direct_ok = True
-            except TimeoutError:
-                direct_error = f"no acknowledgement within {DIRECT_TIMEOUT_S:g} s"
-            except ConnectionClosed as exc:
-                if exc.error_code == ERR_ACCESS_DENIED:
-                    nonlocal refused
-                    refused = True
-                    direct_error = (
-                        f"{recipient} refused the note (its mailbox or disk is full, or it "
-                        "did not accept the note)"
-                    )
-                else:
-                    direct_error = str(exc)
-            except A2ALError as exc:
-                direct_error = str(exc)
-
-        async def store() -> None:
-            nonlocal replicas
-            try:
-                event = await self._publish_record(record, recipient.node_id)
-                replicas = len(event.stored_at)
-            except A2ALError as exc:
-                logger.info("mailbox.store_failed recipient=%s error=%s", recipient.short(), exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(direct)
-            tg.start_soon(store)
-        if refused and replicas == 0:
-            raise AccessDenied(f"{direct_error}; no DHT node stored it either", aid=recipient)
-        if not direct_ok and replicas == 0:
+    def _outcome(self, d: _Delivery) -> SendResult:
+        """What ``send`` says once the delivery :meth:`~_Delivery.settled`."""
+        recipient = d.recipient
+        if d.direct == "ok" or d.store == "ok":
+            self._stats.sent += 1
+            how = ("both" if d.direct == d.store == "ok"
+                   else "direct" if d.direct == "ok" else "stored")  # fmt: skip
+            pending = d.pending()
+            if pending:
+                logger.debug("mailbox.sent recipient=%s msg=%s delivered=%s pending=%s",
+                             recipient.short(), d.msg_id.hex()[:16], how, pending)  # fmt: skip
+            return SendResult(d.msg_id, how, d.replicas, d.direct_error, d.refused, pending)
+        if d.fault is not None:
             raise Unreachable(
-                f"the note to {recipient} could not be delivered: direct: {direct_error}; "
-                "no DHT node accepted it"
-            )
-        self._stats.sent += 1
-        how = "both" if direct_ok and replicas else "direct" if direct_ok else "stored"
-        return SendResult(record.msg_id, how, replicas, direct_error, refused)
+                f"the note to {recipient} could not be delivered: {d.fault!r}"
+            ) from d.fault
+        if d.direct != "failed" or d.store != "failed":  # stopped before both answered
+            raise NodeClosed(f"the node closed before the note to {recipient} was delivered")
+        if d.refused:
+            raise AccessDenied(f"{d.direct_error}; no DHT node stored it either", aid=recipient)
+        raise Unreachable(
+            f"the note to {recipient} could not be delivered: direct: {d.direct_error}; "
+            "no DHT node accepted it"
+        )
+
+    async def _deliver(
+        self, d: _Delivery, record: SignedRecord, frame: MailboxFrame, local: Aid,
+        endpoints: tuple[str, ...],
+    ) -> None:  # fmt: skip
+        """Both paths of one note, in the node's task group: ``send`` waits for the first
+        that holds the note; the other runs on to its end (or until the node closes)."""
+        try:
+            with d.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._direct, d, frame, local, endpoints)
+                    tg.start_soon(self._store, d, record)
+        except Exception as exc:  # a bug: the supervisor counts and logs it
+            d.fault = exc
+            raise
+        finally:
+            d.ended = True
+            if d.returned and d.pending():
+                logger.info("mailbox.background_stopped recipient=%s msg=%s pending=%s",
+                            d.recipient.short(), d.msg_id.hex()[:16], d.pending())  # fmt: skip
+            d.notify()
+
+    async def _direct(
+        self, d: _Delivery, frame: MailboxFrame, local: Aid, endpoints: tuple[str, ...]
+    ) -> None:
+        """Deliver over ``a2mb``: the recipient's ``01`` acknowledgement means it holds the
+        note (committed to its inbox)."""
+        recipient = d.recipient
+        acknowledged = False
+        try:
+            with anyio.fail_after(DIRECT_TIMEOUT_S):
+                pc = await self._connect(recipient, local=local, endpoints=endpoints)
+                await pc.send_mailbox(frame)
+            acknowledged = True
+        except TimeoutError:
+            d.direct_error = f"no acknowledgement within {DIRECT_TIMEOUT_S:g} s"
+        except ConnectionClosed as exc:
+            if exc.error_code == ERR_ACCESS_DENIED:
+                d.refused = True
+                d.direct_error = (
+                    f"{recipient} refused the note (its mailbox or disk is full, or it "
+                    "did not accept the note)"
+                )
+            else:
+                d.direct_error = str(exc) or type(exc).__name__
+        except NodeClosed:
+            return  # the node is closing: _deliver ends, and says so if it matters
+        except A2ALError as exc:
+            d.direct_error = str(exc) or type(exc).__name__
+        d.direct = "ok" if acknowledged else "failed"
+        if d.returned:  # the note was stored already: this is the background's outcome
+            stats = self._stats
+            if d.direct == "ok":
+                stats.background_ok += 1
+            else:
+                stats.background_failed += 1
+                stats.background_refused += d.refused
+            logger.info("mailbox.direct_done recipient=%s msg=%s ok=%s refused=%s error=%s",
+                        recipient.short(), d.msg_id.hex()[:16], d.direct == "ok", d.refused,
+                        d.direct_error)  # fmt: skip
+        d.notify()
+
+    async def _store(self, d: _Delivery, record: SignedRecord) -> None:
+        """STORE at NodeID(recipient) on its replica set, as a2ald does."""
+        recipient = d.recipient
+        try:
+            event = await self._publish_record(record, recipient.node_id)
+        except NodeClosed:
+            return  # the node is closing: _deliver ends, and says so if it matters
+        except A2ALError as exc:
+            logger.info("mailbox.store_failed recipient=%s error=%s", recipient.short(), exc)
+            d.store = "failed"
+        else:
+            d.replicas = len(event.stored_at)
+            d.store = "ok" if d.replicas else "failed"
+        if d.returned:  # the recipient acknowledged already: the background's outcome
+            stats = self._stats
+            if d.store == "ok":
+                stats.background_ok += 1
+            else:
+                stats.background_failed += 1
+            logger.info("mailbox.store_done recipient=%s msg=%s replicas=%d",
+                        recipient.short(), d.msg_id.hex()[:16], d.replicas)  # fmt: skip
+        d.notify()
 
     # -- receive --------------------------------------------------------------------------
 

@@ -144,6 +144,7 @@ class Node(QuicVerbs):
             identities=self._identities, resolve=self.resolve, connect=self.connect,
             publish_record=self._publish_record, aggregate=self._finder.aggregate,
             dht_ready=lambda: self._dht is not None and self._dht.ready,
+            spawn=self._spawn_open,
         )  # fmt: skip
         dht = self._dht = DhtService(core, clock=self._clock, flush=self._flush,
                                      timeout_s=operation_timeout(cfg.dht),
@@ -462,13 +463,20 @@ class Node(QuicVerbs):
         cancellation and exit propagate; it is cancelled when the node closes."""
         self._tasks.spawn(fn)
 
+    def _spawn_open(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """:meth:`spawn`, or NodeClosed when the node is not open: for a caller that then
+        waits for the task (the mailbox's delivery), which must not wait for one never run."""
+        self._check_open()
+        self._tasks.spawn(fn)
+
     # -- mailbox ----------------------------------------------------------------------------
 
     async def send_mailbox(
         self, recipient: Aid, body: bytes | str, *, local: Aid | None = None, msg_type: int = 3
     ) -> SendResult:
         """Leave an encrypted note for ``recipient`` (online or not): delivered directly when
-        it is reachable and always stored on DHT replicas for an hour. Bodies up to 389 bytes.
+        it is reachable and always stored on DHT replicas for an hour; returns once either
+        holds it (the other goes on in the background). Bodies up to 389 bytes.
 
         Raises:
             LimitExceeded: body too large (use connect/fetch for data).

@@ -1,0 +1,235 @@
+"""``send_mailbox`` returns once one path holds the note; the other runs on in the background.
+
+Real Nodes on loopback, plus one scripted DHT peer (:class:`Gate`) that answers PING,
+FIND_NODE and FIND_VALUE at once but answers STOREs by a policy: held until the test releases
+them (a replica that is slow, deterministically: the sender's STORE cannot finish before the
+release), or refused (no replica takes the note).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+from a2al_mcp import DhtConfig, Identity, LimitsConfig, NodeConfig, QuicConfig, SystemRng
+from a2al_mcp.errors import AccessDenied, Unreachable
+from a2al_mcp.identity import NodeId
+from a2al_mcp.node import Node
+from a2al_mcp.node.mailbox import DIRECT_GRACE_S
+from a2al_mcp.protocol import dht_messages as dm
+from a2al_mcp.protocol.records import SignedRecord
+
+pytestmark = pytest.mark.anyio
+
+MAILBOX = 0x80
+
+
+@dataclasses.dataclass
+class Gate:
+    """A scripted DHT peer. ``hold``: STOREs are answered (stored) only after
+    :meth:`release`; otherwise they are refused. FIND_VALUE answers with ``records``."""
+
+    ident: Identity
+    sock: anyio.abc.UDPSocket
+    hold: bool
+    records: dict[NodeId, list[SignedRecord]] = dataclasses.field(default_factory=dict)
+    stores: list[SignedRecord] = dataclasses.field(default_factory=list)
+    released: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+    @property
+    def seed(self) -> str:
+        host, port = self.sock.extra(anyio.abc.SocketAttribute.local_address)[:2]
+        return f"{host}:{port}"
+
+    def release(self) -> None:
+        self.released.set()
+
+    def stored(self, msg_id: bytes) -> bool:
+        return any(r.msg_id == msg_id for r in self.stores)
+
+    async def _send(self, body: dm.Body, tx_id: bytes, addr: tuple[str, int]) -> None:
+        await self.sock.sendto(dm.encode_message(body, tx_id=tx_id, key=self.ident.key), *addr)
+
+    async def _answer_store(self, tx_id: bytes, addr: tuple[str, int]) -> None:
+        await self.released.wait()
+        await self._send(dm.StoreResp(stored=True), tx_id, addr)
+
+    async def serve(self, tg: anyio.abc.TaskGroup) -> None:
+        async for data, addr in self.sock:
+            try:
+                msg = dm.decode_message(data)
+            except Exception:  # not a DHT message (QUIC, STUN...): not for us
+                continue
+            body: dm.Body
+            match msg.body:
+                case dm.Ping():
+                    body = dm.Pong(address=self.ident.aid, observed_addr=addr)
+                case dm.FindNode():
+                    body = dm.FindNodeResp(nodes=(), observed_addr=addr)
+                case dm.FindValue(target=target, rec_type=rec_type):
+                    recs = tuple(r for r in self.records.get(target, ())
+                                 if rec_type in (0, r.rec_type))  # fmt: skip
+                    body = dm.FindValueResp(nodes=(), observed_addr=addr, records=recs)
+                case dm.Store(record=record):
+                    self.stores.append(record)
+                    if self.hold:
+                        tg.start_soon(self._answer_store, msg.tx_id, addr)
+                        continue
+                    body = dm.StoreResp(stored=False, reason=dm.StoreReason.POLICY)
+                case _:
+                    continue
+            await self._send(body, msg.tx_id, addr)
+
+
+@contextlib.asynccontextmanager
+async def gate(*, hold: bool) -> AsyncIterator[Gate]:
+    async with (
+        await anyio.create_udp_socket(local_host="127.0.0.1") as sock,
+        anyio.create_task_group() as tg,
+    ):
+        g = Gate(Identity.generate(SystemRng()), sock, hold)
+        tg.start_soon(g.serve, tg)
+        yield g
+        g.release()  # no held answer outlives the test
+        tg.cancel_scope.cancel()
+
+
+def _config(*seeds: str, rpc_s: float = 60.0, dial_s: float = 0.5, **extra: Any) -> NodeConfig:
+    """A node joined through ``seeds``; its DHT RPCs wait ``rpc_s`` (long by default: a held
+    STORE is not given up during the test) and its dials give up after ``dial_s`` (soon by
+    default: an absent recipient fails quickly)."""
+    return NodeConfig(listen_addr="127.0.0.1:0", bootstrap=seeds,
+                      dht=DhtConfig(lookup_rpc_timeout_s=rpc_s),
+                      quic=QuicConfig(handshake_timeout_s=dial_s), **extra)  # fmt: skip
+
+
+def _seed(node: Node) -> str:
+    return "{}:{}".format(*node.local_addr)
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    """Wait for ``cond`` (the caller bounds the wait)."""
+    while not cond():  # noqa: ASYNC110 (polls counters and the gate; no event per condition)
+        await anyio.sleep(0.01)
+
+
+async def test_returns_on_the_recipients_ack_while_the_store_runs_on() -> None:
+    with anyio.fail_after(30):
+        async with (
+            gate(hold=True) as g,
+            Node(NodeConfig(listen_addr="127.0.0.1:0")) as seed,
+            Node(_config(_seed(seed))) as b,
+        ):
+            await b.publish()
+            async with Node(_config(_seed(seed), g.seed)) as a:
+                res = await a.send_mailbox(b.aid, "before the replicas answer")
+                # the STORE cannot have finished: the gate holds its answer
+                assert (res.delivered, res.pending, res.replicas) == ("direct", "store", 0), res
+                assert not res.refused and not res.direct_error
+                (note,) = await b.read_mailbox()
+                assert note.msg_id == res.msg_id  # by a2mb or b's own STORE: whichever came first
+                st = a.mailbox_statistics()
+                assert st.sent == 1 and (st.background_ok, st.background_failed) == (0, 0)
+                # the STORE goes on: it reaches the gate, which answers once released
+                await _until(lambda: g.stored(res.msg_id))
+                g.release()
+                await _until(lambda: a.mailbox_statistics().background_ok == 1)
+                assert a.mailbox_statistics().background_failed == 0
+                # the note is on the replica set: a node that never heard of the gate finds it
+                async with Node(_config(_seed(seed))) as c:
+                    found = await c._finder.aggregate(b.aid.node_id, MAILBOX)
+                    assert res.msg_id in {r.msg_id for r in found}
+                assert a._tasks.tasks == 0  # nothing escaped the background STORE
+
+
+async def test_closing_the_node_ends_the_background_store_cleanly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="a2al_mcp.node.mailbox")
+    with anyio.fail_after(30):
+        async with (
+            gate(hold=True) as g,
+            Node(NodeConfig(listen_addr="127.0.0.1:0")) as seed,
+            Node(_config(_seed(seed))) as b,
+        ):
+            await b.publish()
+            a = Node(_config(_seed(seed), g.seed))
+            async with a:
+                res = await a.send_mailbox(b.aid, "then the sender closes")
+                assert (res.delivered, res.pending) == ("direct", "store"), res
+                await _until(lambda: g.stored(res.msg_id))  # the STORE is waiting on the gate
+                mailbox = a._mailbox
+                assert mailbox is not None
+            # closed while the STORE waited: stopped, neither a failure nor an escaped error
+            st = mailbox.stats
+            assert (st.background_ok, st.background_failed) == (0, 0)
+            assert a._tasks.tasks == 0 and a._tasks.last == ""
+            assert "mailbox.background_stopped" in caplog.text and "pending=store" in caplog.text
+            assert len(await b.read_mailbox(peek=True)) == 1  # what was acknowledged stays
+
+
+@pytest.mark.parametrize("dial_s", [0.5, 10.0])
+async def test_unreachable_recipient_returns_once_stored(dial_s: float) -> None:
+    """A dial that fails within ``DIRECT_GRACE_S`` of the STORE is reported; one that goes on
+    longer (a dial up to the 4 s ``DIRECT_TIMEOUT_S``) is left to the background."""
+    with anyio.fail_after(30):
+        async with (
+            Node(NodeConfig(listen_addr="127.0.0.1:0")) as seed,
+            Node(_config(_seed(seed), rpc_s=0.5, dial_s=dial_s)) as a,  # b is a DHT peer too
+        ):
+            async with Node(_config(_seed(seed))) as b:
+                await b.publish()
+            res = await a.send_mailbox(b.aid, "while you were out")
+            assert res.delivered == "stored" and res.replicas >= 1 and not res.refused, res
+            if dial_s < DIRECT_GRACE_S:
+                assert res.pending == "" and res.direct_error, res
+            else:
+                assert res.pending == "direct" and not res.direct_error, res
+                await _until(lambda: a.mailbox_statistics().background_failed == 1)
+            st = a.mailbox_statistics()
+            assert st.sent == 1 and st.background_ok == 0 and st.background_refused == 0
+
+
+async def test_both_paths_failing_raise_unreachable() -> None:
+    with anyio.fail_after(30):
+        async with (
+            gate(hold=False) as g,
+            Node(NodeConfig(listen_addr="127.0.0.1:0")) as seed,
+        ):
+            async with Node(_config(_seed(seed))) as b:
+                await b.publish()
+                record = (await seed.resolve(b.aid)).record
+            g.records[b.aid.node_id] = [record]  # the gate serves b's record, refuses STOREs
+            async with Node(_config(g.seed)) as a:
+                with pytest.raises(Unreachable, match="no DHT node accepted it") as info:
+                    await a.send_mailbox(b.aid, "nobody takes this")
+                assert "could not be delivered: direct: " in str(info.value)
+                assert g.stores and a.mailbox_statistics().sent == 0
+
+
+async def test_refused_and_not_stored_raises_access_denied() -> None:
+    with anyio.fail_after(30):
+        limits = LimitsConfig(mailbox_notes_per_sender=1)
+        async with (
+            gate(hold=False) as g,
+            Node(NodeConfig(listen_addr="127.0.0.1:0")) as seed,
+            Node(_config(_seed(seed), limits=limits)) as b,
+        ):
+            await b.publish()
+            g.records[b.aid.node_id] = [(await seed.resolve(b.aid)).record]
+            async with Node(_config(g.seed)) as a:
+                first = await a.send_mailbox(b.aid, "the one b takes from a")
+                assert (first.delivered, first.replicas) == ("direct", 0), first
+                if first.pending:  # the gate refuses the STORE: a background failure
+                    await _until(lambda: a.mailbox_statistics().background_failed == 1)
+                with pytest.raises(AccessDenied, match=r"refused the note.*no DHT node stored"):
+                    await a.send_mailbox(b.aid, "one too many")
+                assert a.mailbox_statistics().sent == 1
+                assert b.mailbox_statistics().refused_sender_notes == 1
