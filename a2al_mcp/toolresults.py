@@ -277,11 +277,19 @@ class AgentReplyResult(_Open):
 
 class SendMailboxResult(ToolResult):
     message_id: str
-    delivered: str = Field(description="'direct' (acknowledged by the recipient now), "
-                           "'stored' (kept on the network for it) or 'both'.")  # fmt: skip
-    replicas: int = Field(description="Copies stored on the network for the recipient.")
+    delivered: str = Field(description="Which paths held the note when the call returned: "
+                           "'direct' (the recipient acknowledged it), 'stored' (kept on the "
+                           "network for it) or 'both'.")  # fmt: skip
+    replicas: int = Field(description="Copies stored on the network for the recipient when "
+                          "the call returned (0 while pending is 'store').")  # fmt: skip
     refused: bool
     direct_error: str | None = None
+    pending: str | None = Field(None, description="The path still running in the background "
+                                "when the call returned: 'store' (the recipient has the note; "
+                                "the copies on the network are still being stored) or 'direct' "
+                                "(stored on the network; the recipient did not answer within "
+                                "1 s and is still being tried). Absent when both had "
+                                "answered.")  # fmt: skip
     note: str | None = None
 
 

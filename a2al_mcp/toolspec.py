@@ -420,6 +420,8 @@ async def _send_mailbox(node: Node, a: SendMailboxArgs) -> dict[str, Any]:
                            "replicas": res.replicas, "refused": res.refused}  # fmt: skip
     if res.direct_error:
         out["direct_error"] = res.direct_error
+    if res.pending:
+        out["pending"] = res.pending
     if res.refused:
         out["note"] = (
             "the recipient refused the note (its mailbox or disk is full, or it did not "
