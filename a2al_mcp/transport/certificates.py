@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 from typing import TYPE_CHECKING, Final, Self
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import _cbor
 from ..errors import DecodeError, UsageError
 from ..identity import Aid, DelegationProof, Identity
 
 if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from .._random import Rng
+
+    DELEGATION_OID: x509.ObjectIdentifier
 
 __all__ = [
     "CERT_BACKDATE_S",
@@ -43,8 +45,9 @@ __all__ = [
     "make_certificate",
 ]
 
-DELEGATION_OID: Final = x509.ObjectIdentifier("1.3.6.1.4.1.999999.1")
-"""The certificate extension carrying ``{1: agent AID, 2: DelegationProof}``."""
+_DELEGATION_OID_DOTTED: Final = "1.3.6.1.4.1.999999.1"
+"""The OID of the certificate extension carrying ``{1: agent AID, 2: DelegationProof}``
+(:data:`DELEGATION_OID` is it as an ``x509.ObjectIdentifier``)."""
 
 CERT_BACKDATE_S: Final = 3600
 """NotBefore is this many seconds before the time the certificate is made."""
@@ -52,7 +55,27 @@ CERT_BACKDATE_S: Final = 3600
 CERT_LIFETIME_S: Final = 365 * 24 * 3600
 """NotAfter is this many seconds after the time the certificate is made."""
 _SERIAL_BITS: Final = 127
-_ORG_NAME: Final = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "a2al")])
+
+
+# cryptography's x509 package (with the email, calendar and locale modules it loads: ~60 ms
+# and ~1.5 MiB here) is imported when a certificate is first built or read, i.e. with the
+# first QUIC connection, not when the node starts (its certificates are drawn at start and
+# built on first use: LocalCertificate).
+
+
+@functools.cache
+def _delegation_oid() -> x509.ObjectIdentifier:
+    from cryptography import x509
+
+    return x509.ObjectIdentifier(_DELEGATION_OID_DOTTED)
+
+
+def __getattr__(name: str) -> object:
+    """``DELEGATION_OID``, made on first use (PEP 562): see :func:`_delegation_oid`."""
+    if name == "DELEGATION_OID":
+        return _delegation_oid()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # ------------------------------------------------------------------------ delegation extension
 
@@ -125,8 +148,10 @@ class DelegationExtension:
         Raises:
             DecodeError: the extensions, or this extension, do not parse.
         """
+        from cryptography import x509
+
         try:
-            ext = cert.extensions.get_extension_for_oid(DELEGATION_OID)
+            ext = cert.extensions.get_extension_for_oid(_delegation_oid())
         except x509.ExtensionNotFound:
             return None
         except ValueError as exc:  # duplicate or malformed extensions
@@ -144,31 +169,30 @@ def _utc(ts: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
 
 
-def make_certificate(
-    identity: Identity, *, now: float, rng: Rng
+def _draw_serial(rng: Rng) -> int:
+    """A certificate serial number as a2ald draws it: 127 random bits, 0 taken as 1 (X.509
+    serials are positive; Go may draw 0, p = 2^-127)."""
+    return (int.from_bytes(rng.bytes(16), "big") & ((1 << _SERIAL_BITS) - 1)) or 1
+
+
+def _build_certificate(
+    identity: Identity, *, serial: int, start: int
 ) -> tuple[x509.Certificate, Ed25519PrivateKey]:
-    """Build the self-signed certificate of ``identity`` as a2ald does (a2al-wire §5.1).
+    """The self-signed certificate of ``identity`` with ``serial``, valid from
+    ``start - 1 h`` to ``start + 365 d`` (see :func:`make_certificate`). Deterministic:
+    Ed25519 signatures are, so the same inputs give the same DER."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    Args:
-        identity: the local identity; it signs with ``identity.key`` (for a delegated
-            identity the operational key) and a delegated identity's certificate carries
-            its proof in the :data:`DELEGATION_OID` extension.
-        now: Unix time in seconds; the certificate is valid from ``now - 1 h`` (whole
-            seconds) to ``now + 365 d``.
-        rng: draws the 127-bit serial number.
-
-    Returns:
-        The certificate and the Ed25519 private key that goes with it.
-    """
     private_key = Ed25519PrivateKey.from_private_bytes(identity.key.seed)
-    serial = int.from_bytes(rng.bytes(16), "big") & ((1 << _SERIAL_BITS) - 1)
-    start = int(now)
+    org_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "a2al")])
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_ORG_NAME)
-        .issuer_name(_ORG_NAME)
+        .subject_name(org_name)
+        .issuer_name(org_name)
         .public_key(private_key.public_key())
-        .serial_number(serial or 1)  # X.509 serials are positive; Go may draw 0 (p = 2^-127)
+        .serial_number(serial)
         .not_valid_before(_utc(start - CERT_BACKDATE_S))
         .not_valid_after(_utc(start + CERT_LIFETIME_S))
         .add_extension(
@@ -195,27 +219,91 @@ def make_certificate(
     if identity.delegation is not None:
         ext = DelegationExtension(identity.aid, identity.delegation)
         builder = builder.add_extension(
-            x509.UnrecognizedExtension(DELEGATION_OID, ext.to_bytes()), critical=False
+            x509.UnrecognizedExtension(_delegation_oid(), ext.to_bytes()), critical=False
         )
     return builder.sign(private_key, algorithm=None), private_key
 
 
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+def make_certificate(
+    identity: Identity, *, now: float, rng: Rng
+) -> tuple[x509.Certificate, Ed25519PrivateKey]:
+    """Build the self-signed certificate of ``identity`` as a2ald does (a2al-wire §5.1).
+
+    Args:
+        identity: the local identity; it signs with ``identity.key`` (for a delegated
+            identity the operational key) and a delegated identity's certificate carries
+            its proof in the :data:`DELEGATION_OID` extension.
+        now: Unix time in seconds; the certificate is valid from ``now - 1 h`` (whole
+            seconds) to ``now + 365 d``.
+        rng: draws the 127-bit serial number.
+
+    Returns:
+        The certificate and the Ed25519 private key that goes with it.
+    """
+    return _build_certificate(identity, serial=_draw_serial(rng), start=int(now))
+
+
 class LocalCertificate:
-    """A local identity with the certificate and key it presents on QUIC."""
+    """A local identity with the certificate and key it presents on QUIC.
+
+    :meth:`create` draws the serial number and reads the time at once but builds the
+    certificate when it is first used (the first QUIC connection), so a node that makes
+    none never loads cryptography's x509; the DER is the same either way."""
+
+    __slots__ = ("_built", "_serial", "_start", "identity")
 
     identity: Identity
     """The identity the certificate speaks for."""
-    certificate: x509.Certificate
-    """Its self-signed certificate (:func:`make_certificate`)."""
-    private_key: Ed25519PrivateKey
-    """The key that signs the TLS CertificateVerify."""
+    _built: tuple[x509.Certificate, Ed25519PrivateKey] | None
+
+    def __init__(
+        self,
+        identity: Identity,
+        certificate: x509.Certificate | None = None,
+        private_key: Ed25519PrivateKey | None = None,
+        *,
+        serial: int = 0,
+        start: int = 0,
+    ) -> None:
+        """Either a ready ``certificate`` and ``private_key``, or neither: then the
+        certificate is built on first use with ``serial`` (> 0), valid from ``start``
+        (Unix seconds) as :func:`make_certificate` builds it.
+
+        Raises:
+            UsageError: one of ``certificate``/``private_key`` without the other, or
+                neither and no positive ``serial``.
+        """
+        if (certificate is None) != (private_key is None):
+            raise UsageError("a local certificate needs both the certificate and its key")
+        self.identity = identity
+        self._built = None
+        if certificate is not None and private_key is not None:
+            self._built = (certificate, private_key)
+        elif serial <= 0:
+            raise UsageError("a certificate built on first use needs a positive serial")
+        self._serial = serial
+        self._start = start
 
     @classmethod
     def create(cls, identity: Identity, *, now: float, rng: Rng) -> Self:
-        """Make the certificate of ``identity`` (see :func:`make_certificate`)."""
-        cert, key = make_certificate(identity, now=now, rng=rng)
-        return cls(identity, cert, key)
+        """The certificate of ``identity`` (see :func:`make_certificate`): serial drawn now,
+        valid from ``now``, built on first use."""
+        return cls(identity, serial=_draw_serial(rng), start=int(now))
+
+    def _pair(self) -> tuple[x509.Certificate, Ed25519PrivateKey]:
+        if self._built is None:
+            self._built = _build_certificate(self.identity, serial=self._serial, start=self._start)
+        return self._built
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """Its self-signed certificate (:func:`make_certificate`)."""
+        return self._pair()[0]
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """The key that signs the TLS CertificateVerify."""
+        return self._pair()[1]
 
     @property
     def aid(self) -> Aid:
