@@ -31,7 +31,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 
@@ -46,11 +46,13 @@ from ..nat.config import NatSenseConfig
 from ..nat.effects import NatEffect, SendProbeEcho, SendProbeRequest, SendStun, ViewChanged
 from ..nat.endpoints import endpoint_urls as nat_endpoint_urls
 from ..nat.endpoints import quic_url
-from ..nat.portmap_service import PortMapper
 from ..nat.sense import NatSense, NatStats
 from ..nat.types import NatType, NatView
 from .observed import ObservedAddresses
 from .status import NatStatus
+
+if TYPE_CHECKING:
+    from ..nat.portmap_service import PortMapper
 
 __all__ = [
     "CHECK_INTERVAL_S",
@@ -222,8 +224,13 @@ class NatService:
     def port_mapper(self) -> PortMapper | None:
         """The gateway port mapper for the bound socket when ``nat.upnp`` is true (else None,
         and no SSDP, PCP or NAT-PMP packet is ever sent); the node runs it in its task
-        group. The mapping it holds (or loses) goes into the view."""
+        group. The mapping it holds (or loses) goes into the view. The port-mapping
+        clients are imported only when ``nat.upnp`` is on."""
         w = self._require()
+        if not self._config.nat.upnp:
+            return None  # what PortMapper.from_config answers, without loading it
+        from ..nat.portmap_service import PortMapper
+
         self._mapper = PortMapper.from_config(self._config.nat, listen=w.local_addr(),
                                               clock=w.clock, on_change=self.set_upnp)  # fmt: skip
         return self._mapper
