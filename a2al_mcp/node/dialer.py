@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.abc
@@ -24,8 +24,10 @@ from ..identity.aid import Aid
 from ..identity.local import Identity
 from ..transport.peer import PeerConnection, PeerStream
 from .connect import DIAL_TIMEOUT_S, Connector
-from .http import MAX_BODY, HttpResponse, StreamedResponse, request_over
-from .tunnel import Tunnel
+
+if TYPE_CHECKING:  # HTTP (h11) and tunnels load with their first use
+    from .http import HttpResponse, StreamedResponse
+    from .tunnel import Tunnel
 
 __all__ = ["Dialer", "Resolved"]
 
@@ -132,6 +134,8 @@ class Dialer:
         Raises:
             RequestTimeout: no complete answer within ``timeout_s`` (``aid`` set).
         """
+        from .http import MAX_BODY, HttpResponse
+
         try:
             with anyio.fail_after(timeout_s):
                 resp = await self.request(aid, method, path, headers=headers, body=body,
@@ -162,6 +166,8 @@ class Dialer:
         Raises:
             RequestTimeout: no response head within ``timeout_s`` (``aid`` set).
         """
+        from .http import request_over
+
         try:
             with anyio.fail_after(timeout_s):
                 stream = await self.open_stream(aid, local=local, token=token,
@@ -189,6 +195,8 @@ class Dialer:
     ) -> Tunnel:
         """A local TCP listener whose every connection becomes a stream to ``aid``; it runs
         in the task group until ``aclose()`` or :meth:`aclose`."""
+        from .tunnel import Tunnel
+
         await self.connect(aid, local=local, endpoints=endpoints)  # fail early
         t = Tunnel(aid, lambda: self.open_stream(aid, local=local, token=token,
                                                  endpoints=endpoints), listen=listen)  # fmt: skip

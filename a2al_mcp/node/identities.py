@@ -20,7 +20,6 @@ from .._clock import Clock
 from .._random import Rng
 from ..errors import UsageError
 from ..identity.aid import Aid
-from ..identity.keyfile import import_identity, seal_identity
 from ..identity.local import DelegatedIdentity, Identity
 from .state import clean_temp, load_agents, save_agent
 
@@ -120,6 +119,8 @@ class IdentityStore(Mapping[Aid, Identity]):
     async def export(self, passphrase: str, aid: Aid | None = None) -> str:
         """A local identity (default: the node) sealed under ``passphrase`` (scrypt,
         AES-GCM). The KDF runs in a worker thread (one at a time), not on the event loop."""
+        from ..identity.keyfile import seal_identity  # scrypt and AES-GCM: with first use
+
         ident = self.require(aid)
         salt, nonce = self._rng.bytes(16), self._rng.bytes(12)
         seal = functools.partial(seal_identity, ident, passphrase, salt=salt, nonce=nonce)
@@ -134,6 +135,8 @@ class IdentityStore(Mapping[Aid, Identity]):
             VerificationError: wrong passphrase. UsageError: not a delegated agent, or its
                 delegation no longer verifies.
         """
+        from ..identity.keyfile import import_identity
+
         open_ = functools.partial(import_identity, blob, passphrase, now=self._clock.wall())
         ident = await anyio.to_thread.run_sync(open_, limiter=self._kdf_limiter)
         if not ident.is_delegated:

@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import enum
 import logging
-import shutil
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -256,6 +255,8 @@ class Inbox:
     def _free_disk(self) -> int | None:
         if self.path is None:
             return None
+        import shutil  # (it loads bz2 and lzma) only for an inbox on disk
+
         try:
             return shutil.disk_usage(self.path.parent).free
         except OSError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._types import Addr
 from ..config import parse_host_port
@@ -25,8 +25,9 @@ from ..protocol.records import RecType, SignedRecord
 from ..protocol.session_frames import MailboxFrame
 from ..transport.peer import InboundHandlers, PeerConnection, PeerStream
 from ..transport.session import PeerControl, RouteReceived
-from .http import HttpHandler, serve_asgi, serve_http
-from .tunnel import bridge_to_tcp
+
+if TYPE_CHECKING:  # HTTP (h11) and the TCP bridge load with the first stream served by them
+    from .http import HttpHandler
 
 __all__ = ["Acceptor", "Serving", "StreamHandler"]
 
@@ -181,8 +182,14 @@ class Acceptor:
         elif serving.handler is not None:
             await serving.handler(stream)
         elif serving.http is not None:
+            from .http import serve_http
+
             await serve_http(stream, serving.http, local=pc.local_aid)
         elif serving.app is not None:
+            from .http import serve_asgi
+
             await serve_asgi(stream, serving.app, local=pc.local_aid)
         elif serving.service_tcp is not None:
+            from .tunnel import bridge_to_tcp
+
             await bridge_to_tcp(stream, serving.service_tcp)
