@@ -203,6 +203,7 @@ class LineSession:
         """``notifications/initialized`` came."""
         self._next_id = 1
         self._waiting: dict[int, tuple[anyio.Event, list[dict[str, Any]]]] = {}
+        self._reads: dict[Any, anyio.CancelScope] = {}
 
     @property
     def taken(self) -> int:
@@ -224,8 +225,12 @@ class LineSession:
         method = msg["method"]
         if method == "notifications/initialized":
             self.initialized = True
-        elif method == "notifications/cancelled":
-            self._calls.cancel(msg)
+        elif method == "notifications/cancelled" and not self._calls.cancel(msg):
+            params = msg.get("params")
+            request_id = params.get("requestId") if isinstance(params, dict) else None
+            read = self._reads.get(request_id) if isinstance(request_id, str | int) else None
+            if read is not None:  # a read cancelled: no answer (as the SDK)
+                read.cancel()
         # progress, roots/list_changed and anything else: nothing to do (the SDK drops them)
 
     def _response(self, msg: dict[str, Any]) -> None:
@@ -306,7 +311,11 @@ class LineSession:
                 await self._calls.take(msg, self._send)
                 return
             if method == "resources/read":
-                self._tg.start_soon(self._read, msg_id, p["uri"])
+                if msg_id in self._reads:
+                    raise _Error(INVALID_REQUEST, f"Invalid Request: request id {msg_id!r} is "
+                                 "still in use", has_data=False)  # fmt: skip
+                scope = self._reads[msg_id] = anyio.CancelScope()
+                self._tg.start_soon(self._read, msg_id, p["uri"], scope)
                 return
             result = self._answer(method, p)
         except _Invalid:
@@ -350,7 +359,14 @@ class LineSession:
             return {}
         raise _Error(METHOD_NOT_FOUND, "Method not found", method)  # pragma: no cover
 
-    async def _read(self, msg_id: Any, uri: str) -> None:
+    async def _read(self, msg_id: Any, uri: str, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                await self._answer_read(msg_id, uri)
+        finally:
+            self._reads.pop(msg_id, None)
+
+    async def _answer_read(self, msg_id: Any, uri: str) -> None:
         try:
             contents = await read_resource(self._core.node, uri, self._core.front_stats)
         except Exception as exc:  # the SDK's words for a reader that raised
