@@ -11,7 +11,9 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from a2al_mcp import SystemRng
+from a2al_mcp._clock import SystemClock
 from a2al_mcp.errors import ConnectionClosed
+from a2al_mcp.ice import IceDatagramPath
 from a2al_mcp.identity import Identity
 from tests.unit.ice.quic_over_link import quic_over_link
 
@@ -82,3 +84,60 @@ async def test_the_link_closing_ends_the_path() -> None:
             assert side.path.closed is not None
             await side.path.closed.wait()
     assert side.path.statistics().received == 0
+
+
+class ScriptedCore:
+    """A datagram core that answers every datagram with one to the peer and one elsewhere,
+    and has one timer that, when it fires, queues a datagram to the peer."""
+
+    def __init__(self, peer: tuple[str, int], timer_at: float) -> None:
+        self.peer = peer
+        self.timer_at: float | None = timer_at
+        self.received: list[tuple[bytes, tuple[str, int]]] = []
+        self.out: list[tuple[bytes, tuple[str, int]]] = []
+        self.events: list[str] = []
+        self.fired = anyio.Event()
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if data == b"boom":
+            raise ValueError("a core bug")
+        self.received.append((data, addr))
+        self.out += [(b"re:" + data, self.peer), (b"stray", ("192.0.2.9", 9))]
+        self.events.append(f"got {data.decode()}")
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_at = None
+        self.out.append((b"tick", self.peer))
+        self.fired.set()
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        out, self.out = self.out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.timer_at
+
+    def next_event(self) -> str | None:
+        return self.events.pop(0) if self.events else None
+
+
+async def test_the_path_feeds_the_core_drops_strays_contains_errors_and_fires_timers() -> None:
+    clock = SystemClock()
+    peer = ("10.0.0.1", 4000)
+    core = ScriptedCore(peer, timer_at=clock.monotonic() + 0.05)
+    seen: list[tuple[str, object]] = []
+    with link_pair() as (link, other), anyio.fail_after(10):
+        path = IceDatagramPath(link, peer=peer, clock=clock, core=core,
+                               on_events=lambda name, e: seen.append((name, e)))  # fmt: skip
+        async with path:
+            await core.fired.wait()
+            assert await other.receive() == b"tick"
+            await other.send(b"boom")
+            await other.send(b"hello")
+            assert await other.receive() == b"re:hello"
+            stats = path.statistics()
+    assert core.received == [(b"hello", peer)]
+    assert seen == [("quic", "got hello")]
+    assert (stats.received, stats.sent) == (2, 2)
+    assert stats.dropped_misaddressed == 1
+    assert stats.core_errors == 1
