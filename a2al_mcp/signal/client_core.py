@@ -182,7 +182,7 @@ class SignalClient:
         return [Connect(hub.url)]
 
     def _incoming(self, url: str, frame: Frame, now: float) -> list[SignalEffect]:
-        if frame.g not in self._identities:
+        if frame.g.lower() not in {a.lower() for a in self._identities}:
             self.stats.frames_ignored += 1
             return []
         seen = self._rooms_seen.get(frame.r)

@@ -89,6 +89,10 @@ def test_incoming_is_reported_once_per_room() -> None:
     assert client.received(H2, push, clock.monotonic()) == [IncomingCall(H2, room, CALLER, AGENT)]
     assert client.received(H1, push, clock.monotonic()) == []
     assert client.stats.incoming_duplicates == 1
+    # the target as the caller spelled it (any case) is ours
+    lower = frames.encode(Frame("incoming", r="other", f=CALLER, g=AGENT.lower()))
+    assert client.received(H1, lower, clock.monotonic()) == [
+        IncomingCall(H1, "other", CALLER, AGENT.lower())]  # fmt: skip
     # not for one of ours, malformed, unknown: ignored and counted
     other = frames.encode(Frame("incoming", r=room, f=CALLER, g=NODE))
     for payload in (other, b"\xff", cbor2.dumps({"t": "nope"}), frames.encode(Frame("eoc"))):

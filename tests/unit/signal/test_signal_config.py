@@ -50,5 +50,5 @@ def test_invalid_values_are_refused(kw: dict[str, object]) -> None:
 
 
 def test_unknown_key_is_refused() -> None:
-    with pytest.raises(ConfigError, match="signal.'nope'"):
+    with pytest.raises(ConfigError, match=r"signal\.'nope'"):
         NodeConfig.from_mapping({"signal": {"nope": 1}})
