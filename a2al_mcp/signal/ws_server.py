@@ -50,14 +50,14 @@ log = logging.getLogger(__name__)
 _READ: Final = 16384
 _OUTBOX: Final = 256
 """Messages queued for one socket; a socket that lets more pile up is dropped."""
-_END: Final = b""
-"""Outbox sentinel: flush, then close the connection."""
+_TIMER_GRAIN_S: Final = 1.0
+"""The timer loop looks at the core's deadlines at least this often."""
 
 
 @dataclasses.dataclass(slots=True)
 class _Conn:
     ws: WSConnection
-    outbox: MemoryObjectSendStream[bytes]
+    outbox: MemoryObjectSendStream[bytes | None]  # None: flush, then close
     scope: anyio.CancelScope
     offered: bool = False  # the client offered our subprotocol
     done: bool = False  # no more writes
@@ -98,7 +98,7 @@ class HubServer:
         if conn is None:
             await stream.aclose()
             return
-        send, receive = anyio.create_memory_object_stream[bytes](_OUTBOX)
+        send, receive = anyio.create_memory_object_stream[bytes | None](_OUTBOX)
         entry = _Conn(WSConnection(ConnectionType.SERVER), send, anyio.CancelScope())
         self._conns[conn] = entry
         self._wake.set()
@@ -162,17 +162,16 @@ class HubServer:
                 elif isinstance(event, CloseConnection):
                     self._push(conn, entry, event.response())
                     self._finish(entry)
-            self._wake.set()
 
     @staticmethod
     async def _writer(
         stream: anyio.abc.SocketStream,
-        outbox: MemoryObjectReceiveStream[bytes],
+        outbox: MemoryObjectReceiveStream[bytes | None],
         scope: anyio.CancelScope,
     ) -> None:
         async with outbox:
             async for data in outbox:
-                if data is _END:
+                if data is None:
                     break
                 try:
                     await stream.send(data)
@@ -221,19 +220,22 @@ class HubServer:
         if not entry.done:
             entry.done = True
             try:
-                entry.outbox.send_nowait(_END)
+                entry.outbox.send_nowait(None)
             except anyio.WouldBlock:
                 entry.scope.cancel()
 
     # ---- timers
 
     async def _timer(self) -> None:
+        """Run the core's timers. Every timer of the hub is seconds long, so instead of being
+        woken by each message (``next_deadline`` scans every socket) the loop looks again at
+        least every ``_TIMER_GRAIN_S``; only a new connection wakes it."""
         while True:
             deadline = self.core.next_deadline()
             delay = math.inf if deadline is None else deadline - self._clock.monotonic()
             if delay > 0:
                 self._wake = anyio.Event()
-                with anyio.move_on_after(delay):
+                with anyio.move_on_after(min(delay, _TIMER_GRAIN_S)):
                     await self._wake.wait()
                 continue
             self._apply(self.core.tick(self._clock.monotonic()))
