@@ -195,3 +195,22 @@ async def test_client_reconnects_and_registers_again_when_the_hub_comes_back() -
             await until(lambda: service.core.registered_hubs() == (url,))
         assert service.core.stats.disconnects >= 1
         tg.cancel_scope.cancel()
+
+
+async def test_silent_connection_and_lonely_room_are_closed_by_the_timers() -> None:
+    async with anyio.create_task_group() as tg:
+        server, url = await _hub(tg, hub_handshake_timeout_s=0.2, hub_pair_timeout_s=0.2)
+        host, port = url.removeprefix("ws://").split(":")
+        with anyio.fail_after(10):
+            silent = await anyio.connect_tcp(host, int(port))  # never sends its upgrade
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await silent.receive()
+            await silent.aclose()
+            lonely = await open_websocket(url, "/ice?room=" + room_id(CALLER, CALLEE))
+            with pytest.raises(ConnectionClosed) as info:
+                await lonely.receive()
+            assert info.value.error_code == 1001
+            await lonely.aclose()
+        assert server.core.stats.upgrade_timeouts == 1
+        assert server.core.stats.rooms_unpaired == 1
+        tg.cancel_scope.cancel()
