@@ -42,6 +42,7 @@ CONFIG_CLASSES: tuple[type, ...] = (
     config.MailboxConfig,
     config.LimitsConfig,
     config.HubConfig,
+    config.SignalConfig,
 )
 
 UNREAD_ON_PURPOSE: dict[str, str] = {}
