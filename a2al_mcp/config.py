@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, Self
@@ -503,6 +502,8 @@ def load_config(
     """
     data: dict[str, Any] = {}
     if path is not None:
+        import tomllib  # only with a file: the parser is ~10 ms of a start without one
+
         p = Path(path).expanduser()
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
