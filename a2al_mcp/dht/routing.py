@@ -155,7 +155,9 @@ class RoutingTable:
         self.allow_local_hearsay = allow_local_hearsay
         """Accept loopback/link-local addresses from hearsay (test networks on loopback)."""
         self._buckets: list[OrderedDict[NodeId, Peer]] = [OrderedDict() for _ in range(257)]
-        self._pending: list[deque[tuple[float, Peer]]] = [deque() for _ in range(257)]
+        # Replacement queues of the buckets that have had a candidate (257 empty deques
+        # up front were ~190 KiB of a fresh node's heap: most buckets never get one).
+        self._pending: dict[int, deque[tuple[float, Peer]]] = {}
         self._all: dict[NodeId, Peer] = {}
         """Every entry of every bucket, for scans that do not care about buckets."""
 
@@ -215,7 +217,7 @@ class RoutingTable:
             good=by.count(Health.GOOD),
             unknown=by.count(Health.UNKNOWN),
             bad=by.count(Health.BAD),
-            pending=sum(len(q) for q in self._pending),
+            pending=sum(len(q) for q in self._pending.values()),
             buckets_used=sum(1 for b in self._buckets if b),
         )
 
@@ -339,7 +341,9 @@ class RoutingTable:
         self._all.pop(node_id, None)
 
     def _add_pending(self, idx: int, peer: Peer, now: float) -> None:
-        queue = self._pending[idx]
+        queue = self._pending.get(idx)
+        if queue is None:
+            queue = self._pending[idx] = deque()
         for n, (_, p) in enumerate(queue):
             if p.node_id == peer.node_id:
                 if peer.verified or not p.verified:  # direct news replaces hearsay
@@ -351,7 +355,7 @@ class RoutingTable:
             queue.popleft()
 
     def _promote_pending(self, idx: int, now: float, *, replacing: Peer) -> None:
-        queue = self._pending[idx]
+        queue = self._pending.get(idx)
         while queue:
             seen, candidate = queue.pop()  # newest first
             if now - seen > PENDING_TTL_S or candidate.node_id in self._all:
