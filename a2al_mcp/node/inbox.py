@@ -162,9 +162,12 @@ class Inbox:
         self._notes = 0
         self._bytes = 0
         self._per_sender: dict[str, list[int]] = {}
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.parent.mkdir(parents=True, exist_ok=True)
+        self._db: sqlite3.Connection | None = None
+        if path is None:  # in memory: empty until the first note, opened with first use
+            self._writable = True
+            return
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
         with self._lock:
             self._recount()
@@ -183,6 +186,13 @@ class Inbox:
             return self._open_read_only()
         self._writable = True
         return db
+
+    def _conn(self) -> sqlite3.Connection:
+        """The database, opened now if it is the in-memory one not used yet (a node without
+        a data directory that never receives a note never builds it: ~0.5 MiB)."""
+        if self._db is None:
+            self._db = self._open()
+        return self._db
 
     def _open_writable(self) -> sqlite3.Connection:
         return open_writable(self.path)
@@ -204,7 +214,7 @@ class Inbox:
             logger.info("inbox.still_read_only reason=%s", exc)
             return False
         with contextlib.suppress(sqlite3.Error):
-            self._db.close()
+            self._conn().close()
         self._db, self._writable, self._blocked_until = db, True, 0.0
         self._recount()
         logger.warning("inbox.writable_again path=%s", self.path)
@@ -215,21 +225,24 @@ class Inbox:
         self._storage_errors += 1
         self._blocked_until = self._monotonic() + WRITE_RETRY_S
         with contextlib.suppress(sqlite3.Error):
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            db = self._conn()
+            if db.in_transaction:
+                db.execute("ROLLBACK")
         logger.warning("inbox.write_failed op=%s reason=%s", what, exc)
         if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and self.path is not None:
             # an I/O error may leave the connection unusable: start again, read-only if need be
             with contextlib.suppress(sqlite3.Error):
-                self._db.close()
+                self._conn().close()
             self._db = self._open()
             self._recount()
 
     def _recount(self) -> None:
         try:
-            rows = self._db.execute(
-                "SELECT sender, COUNT(*), SUM(LENGTH(body)) FROM inbox GROUP BY sender"
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute("SELECT sender, COUNT(*), SUM(LENGTH(body)) FROM inbox GROUP BY sender")
+                .fetchall()
+            )
         except sqlite3.Error as exc:
             logger.warning("inbox.count_failed reason=%s", exc)
             return
@@ -239,7 +252,8 @@ class Inbox:
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
 
     # -- state ----------------------------------------------------------------------------
 
@@ -289,7 +303,7 @@ class Inbox:
             elif self._monotonic() < self._blocked_until:
                 return AddResult.DISK_FULL
             try:
-                cur = self._db.execute(
+                cur = self._conn().execute(
                     "INSERT OR IGNORE INTO inbox (recipient, msg_id, sender, msg_type, body,"
                     " sent_at, received_at, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (str(note.recipient), note.msg_id, sender, note.msg_type, note.body,
@@ -327,9 +341,13 @@ class Inbox:
         return None
 
     def _has(self, recipient: Aid, msg_id: bytes) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM inbox WHERE recipient = ? AND msg_id = ?", (str(recipient), msg_id)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT 1 FROM inbox WHERE recipient = ? AND msg_id = ?", (str(recipient), msg_id)
+            )
+            .fetchone()
+        )
         return row is not None
 
     def has(self, recipient: Aid, msg_id: bytes) -> bool:
@@ -359,21 +377,22 @@ class Inbox:
         sql += " ORDER BY received_at, msg_id LIMIT ?"
         args.append(max(0, limit))
         with self._lock:
+            db = self._conn()
             if peek or not self._writable:
-                rows = self._db.execute(sql, args).fetchall()
+                rows = db.execute(sql, args).fetchall()
                 return [_note(r) for r in rows]
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                rows = self._db.execute(sql, args).fetchall()
-                self._db.executemany(
+                db.execute("BEGIN IMMEDIATE")
+                rows = db.execute(sql, args).fetchall()
+                db.executemany(
                     "UPDATE inbox SET read_at = ? WHERE recipient = ? AND msg_id = ?"
                     " AND read_at IS NULL",
                     [(now, r[0], r[1]) for r in rows],
                 )
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
             except sqlite3.Error as exc:  # the disk filled up: read without marking
                 self._write_failed(exc, "mark_read")
-                rows = self._db.execute(sql, args).fetchall()
+                rows = self._conn().execute(sql, args).fetchall()
         return [_note(r) for r in rows]
 
     def delete(self, recipient: Aid, msg_ids: Sequence[bytes]) -> int:
@@ -388,7 +407,7 @@ class Inbox:
                     "the inbox is read-only because its disk is full; free space and retry"
                 )
             try:
-                cur = self._db.executemany(
+                cur = self._conn().executemany(
                     "DELETE FROM inbox WHERE recipient = ? AND msg_id = ?",
                     [(str(recipient), m) for m in msg_ids],
                 )
@@ -410,14 +429,15 @@ class Inbox:
         (0, 0) when the inbox cannot be written."""
         unread_s = self.unread_retention_s if unread_retention_s is None else unread_retention_s
         with self._lock:
-            if not self._writable:
+            db = self._db
+            if not self._writable or db is None:  # None: in memory, never held a note
                 return 0, 0
             try:
-                read = self._db.execute(
+                read = db.execute(
                     "DELETE FROM inbox WHERE read_at IS NOT NULL AND read_at < ?",
                     (now - retention_s,),
                 ).rowcount
-                unread = self._db.execute(
+                unread = db.execute(
                     "DELETE FROM inbox WHERE read_at IS NULL AND received_at < ?",
                     (now - unread_s,),
                 ).rowcount
@@ -434,7 +454,7 @@ class Inbox:
         if unread_only:
             sql += " AND read_at IS NULL"
         with self._lock:
-            (n,) = self._db.execute(sql, (str(recipient),)).fetchone()
+            (n,) = self._conn().execute(sql, (str(recipient),)).fetchone()
         return int(n)
 
 

@@ -121,3 +121,26 @@ def test_a_local_certificate_needs_a_certificate_and_key_or_a_serial() -> None:
         LocalCertificate(ident, cert)
     with pytest.raises(UsageError):
         LocalCertificate(ident)
+
+
+def test_an_inbox_in_memory_answers_before_and_after_its_first_note() -> None:
+    """Without a data directory the inbox's database is built with the first note: before
+    it, purge, count and read answer for an empty inbox; after it, as always."""
+    from a2al_mcp._random import SeededRng
+    from a2al_mcp.identity import Identity
+    from a2al_mcp.node.inbox import AddResult, Inbox, Note
+
+    me, peer = (Identity.generate(SeededRng(i)).aid for i in (1, 2))
+    inbox = Inbox(None)
+    assert not inbox.read_only
+    assert inbox.purge(1_700_000_000.0, 60.0) == (0, 0)
+    assert inbox.count(me) == 0
+    assert inbox.read(me, now=1_700_000_000.0) == []
+    note = Note(msg_id=b"\x01" * 32, recipient=me, sender=peer, msg_type=3, body=b"hi",
+                sent_at=1_700_000_000, received_at=1_700_000_000.0, via="direct")  # fmt: skip
+    assert inbox.add(note) is AddResult.STORED
+    assert inbox.add(note) is AddResult.DUPLICATE
+    assert inbox.usage().notes == 1
+    assert [n.body for n in inbox.read(me, now=1_700_000_001.0)] == [b"hi"]
+    assert inbox.count(me, unread_only=False) == 1
+    inbox.close()
