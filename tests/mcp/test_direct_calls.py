@@ -255,7 +255,6 @@ def _nt(method: str, params: Any = None) -> dict[str, Any]:
     return msg
 
 
-_EXPORT = _call(0, "identity_export", {})
 NOTE, CANCEL = "a note arrives", "cancel the call waiting for its elicitation"
 
 _REPLAY: list[Any] = [
@@ -376,7 +375,7 @@ def _normal(value: Any) -> Any:
     return value
 
 
-async def _replay(direct: bool) -> tuple[list[Any], ServerCore | None]:
+async def _replay(direct: bool, version: str) -> tuple[list[Any], ServerCore | None]:
     """What a node's MCP session answers to _REPLAY: through the SDK's server (``run_stream``
     with no direct answers), or through the node's own session (``serve_stream``)."""
     lines: list[str] = []
@@ -417,6 +416,8 @@ async def _replay(direct: bool) -> tuple[list[Any], ServerCore | None]:
                     return got
 
                 for step in _REPLAY:
+                    if isinstance(step, dict) and step.get("id") == 0:  # the initialize
+                        step = {**step, "params": {**step["params"], "protocolVersion": version}}
                     if step == NOTE:
                         await other.send_mailbox(node.aid, "a note")
                         while (await receive()).get("method") != "notifications/resources/updated":
@@ -446,19 +447,21 @@ async def _replay(direct: bool) -> tuple[list[Any], ServerCore | None]:
     return [_normal(json.loads(x)) for x in text], core
 
 
-async def test_the_nodes_own_session_answers_as_the_sdk() -> None:
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"])
+async def test_the_nodes_own_session_answers_as_the_sdk(version: str) -> None:
     """One handshake-era session, every method a desktop client sends and the errors of
     those it should not, replayed through the SDK and through the SDK-free session: the same
     messages, field for field (JSON objects compared; key order is not MCP's business)."""
     with anyio.fail_after(120):
-        through_sdk, _ = await _replay(direct=False)
-        direct, core = await _replay(direct=True)
+        through_sdk, _ = await _replay(direct=False, version=version)
+        direct, core = await _replay(direct=True, version=version)
     assert core is not None and not core.sdk_built  # the SDK's server was never built
     assert len(direct) == len(through_sdk)
     for sdk_msg, own_msg in zip(through_sdk, direct, strict=True):
         assert own_msg == sdk_msg
     by_id = {m.get("id"): m for m in direct if "method" not in m}
     assert by_id[0]["result"]["serverInfo"]["name"] == "a2al"
+    assert by_id[0]["result"]["protocolVersion"] == version
     assert any(m.get("method") == "notifications/resources/updated" for m in direct)
     assert any(m.get("method") == "notifications/progress" for m in direct)
     assert by_id[51]["result"]["structuredContent"]["export"] == "N"  # exported
