@@ -71,10 +71,9 @@ class DirectCalls:
         tg: anyio.abc.TaskGroup,
         *,
         max_in_flight: int = 64,
-        elicit: Elicit | None = None,
     ) -> None:
         self._answer = answer
-        self._elicit = elicit
+        self._elicit: Elicit | None = None
         self._tg = tg
         self._max_in_flight = max_in_flight
         self.refused = 0

@@ -516,3 +516,34 @@ async def test_other_sessions_go_to_the_sdk(first: dict[str, Any]) -> None:
     message (its server built then), and answered as the SDK answers it."""
     answers = [await _first_answer(first, direct=direct) for direct in (False, True)]
     assert answers[0] == answers[1] and answers[0]["id"] == 1
+
+
+async def test_a_line_session_bounds_its_calls_and_refuses_a_reused_id() -> None:
+    """The node's own session keeps ``limits.mcp_calls_in_flight``: past it a call gets a
+    ``LIMIT`` error, and a call reusing the id of one still running is refused."""
+    from a2al_mcp.config import LimitsConfig
+    from a2al_mcp.mcp_server.session import LineSession
+
+    gate = _Gate()
+    sent: list[dict[str, Any]] = []
+
+    async def send(line: str) -> None:
+        sent.append(json.loads(line))
+
+    async with network(1) as (node,):
+        core = ServerCore(node)
+        core.answer = gate
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                session = LineSession(core, send, tg, LimitsConfig(mcp_calls_in_flight=2))
+                await session.handle(_INIT)
+                for msg_id in (1, 2, 2, 3):
+                    await session.handle(_call(msg_id, "tunnel_list", {}))
+                await gate.started.wait()
+                errors = [m for m in sent if "error" in m]
+                assert [m["id"] for m in errors] == [2, 3]
+                assert "still in use" in errors[0]["error"]["message"]
+                assert errors[1]["error"]["message"].startswith("LIMIT: 2 tool calls")
+                gate.release.set()
+    answered = sorted(m["id"] for m in sent if "result" in m and m["id"] != 0)
+    assert answered == [1, 2] and session.taken == 2
