@@ -1,6 +1,9 @@
 """:mod:`a2al_mcp.hub.handshake` builds the node's ``initialize`` answer without the node: it
 must be the answer a real ``a2al-mcp node run`` gives, for every protocol version the SDK
-knows and some it does not, and it is given only for requests the node surely accepts."""
+knows and some it does not, and it is given only for requests the node surely accepts. The
+node answers a plain ``initialize`` with the same builder (its own line session,
+``mcp_server/session.py``), so the builder is also checked against the SDK's own answer:
+the SDK's server, in process."""
 
 from __future__ import annotations
 
@@ -107,6 +110,42 @@ def test_the_built_answer_is_the_nodes(node_home: Path, msg: dict[str, Any]) -> 
     assert got == {"jsonrpc": "2.0", "id": msg["id"],
                    "result": answer(msg["params"], sdk=sdk_version())}  # fmt: skip
     assert got["result"]["serverInfo"]["version"] == __version__
+
+
+@pytest.mark.anyio
+async def test_the_built_answer_is_the_sdks() -> None:
+    """Each request as the first message of a session of the SDK's server (no line session,
+    no direct answers): the SDK answers what :func:`answer` builds."""
+    import anyio
+    import anyio.abc
+
+    from a2al_mcp.mcp_server import build_server
+    from a2al_mcp.mcp_server._compat import run_stream
+    from tests.node.loopnet import network
+
+    async with network(1) as (node,):
+        server = build_server(node)
+        for msg in requests():
+            tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+            listener = tcp.listeners[0]
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+            async def serve_one(listener: Any = listener) -> None:
+                async with await listener.accept() as conn:
+                    await run_stream(server, conn, direct=False)
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(serve_one)
+                    async with await anyio.connect_tcp("127.0.0.1", port) as client:
+                        await client.send(json.dumps(msg).encode() + b"\n")
+                        buf = b""
+                        while b"\n" not in buf:
+                            buf += await client.receive()
+                    await listener.aclose()
+            got = json.loads(buf.split(b"\n")[0])
+            assert got == {"jsonrpc": "2.0", "id": msg["id"],
+                           "result": answer(msg["params"], sdk=sdk_version())}  # fmt: skip
 
 
 @pytest.mark.parametrize(
