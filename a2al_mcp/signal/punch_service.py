@@ -226,10 +226,16 @@ async def punch_over_room(
             session.received(frame)  # the core counts what is not a punch frame
 
     result: Finish | None = None
+    failed: list[Unreachable] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(read, tg.cancel_scope)
-        result = await session.run()
+        try:
+            result = await session.run()
+        except Unreachable as exc:  # raised as itself, not inside an exception group
+            failed.append(exc)
         tg.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
     if result is None:
         raise gone[0] if gone else Unreachable("hole punch cancelled", operation="punch")
     return result
