@@ -11,8 +11,10 @@ well within that, even on a first contact that has to dial, so its acknowledgeme
 still reaches the sender, while an absent one no longer holds the call for the whole
 :data:`DIRECT_TIMEOUT_S` (a2ald's ``mailbox_send`` only STOREs). The other path runs on in the
 node's task group (stopped when the node closes); how it ends is logged and counted
-(``MailboxStats.background_*``). The result says which paths held the note when the call
-returned — ``direct``, ``stored`` or ``both`` — and ``pending`` names the one still running.
+(``MailboxStats.background_*``). While :data:`BACKGROUND_MAX` notes have a path still running,
+``send`` waits for both paths, as it always did. The result says which paths held the note when
+the call returned — ``direct``, ``stored`` or ``both`` — and ``pending`` names the one still
+running.
 
 **Receive.** Notes arrive on ``a2mb`` streams, as STOREs to our node, as DHT_PUSH from
 one-shot subscriptions on our key, and by AggregateRecords polling of our key (at start-up,
@@ -88,6 +90,10 @@ DIRECT_GRACE_S: Final = 1.0
 answer (a dial and one round trip on a first contact): enough for an online recipient to
 acknowledge or refuse the note, far less than an absent one's :data:`DIRECT_TIMEOUT_S`."""
 POLL_START_S: Final = 5.0
+BACKGROUND_MAX: Final = 64
+"""At most this many notes have a path still running after ``send`` returned; while that
+many do, ``send`` waits for both paths, as it always did (a sender that outpaces the STOREs
+is slowed down instead of piling up tasks)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,6 +197,8 @@ class _Delivery:
     replicas: int = 0
     returned: bool = False
     """``send`` has returned: what ends now is the background's outcome."""
+    background: bool = False
+    """``send`` returned with a path still running (counted in ``Mailbox._background``)."""
     ended: bool = False
     """Both paths have ended, or were stopped (the node closed, or ``fault``)."""
     fault: Exception | None = None
@@ -281,6 +289,8 @@ class Mailbox:
         self._aggregate = aggregate
         self._dht_ready = dht_ready
         self._spawn = spawn
+        self._background = 0
+        """Deliveries with a path still running after ``send`` returned."""
         self._stats = MailboxStats()
         self._listeners: list[Callable[[Note], None]] = []
         self._wake = anyio.Event()
@@ -342,18 +352,28 @@ class Mailbox:
         d = _Delivery(recipient=recipient, msg_id=record.msg_id)
         self._spawn(functools.partial(self._deliver, d, record, frame, sender.aid,
                                       resolved.endpoints))  # fmt: skip
+        grace = True
         try:
-            while not d.settled():
-                if d.store == "ok":  # a replica holds it: the recipient has a little longer
+            while not d.ended:
+                room = self._background < BACKGROUND_MAX  # else wait for both, as before
+                if d.settled() and room:
+                    break
+                if grace and room and d.store == "ok":  # the recipient has a little longer
+                    grace = False
                     with anyio.move_on_after(DIRECT_GRACE_S):
                         while not d.settled():
                             await d.changed.wait()
-                    break
+                    if not d.settled():
+                        break  # it has not answered: the dial goes on in the background
+                    continue
                 await d.changed.wait()
         except BaseException:  # the caller gave up: both paths stop, as before
             d.scope.cancel()
             raise
         d.returned = True
+        if d.pending():
+            d.background = True
+            self._background += 1
         return self._outcome(d)
 
     def _outcome(self, d: _Delivery) -> SendResult:
@@ -397,6 +417,8 @@ class Mailbox:
             raise
         finally:
             d.ended = True
+            if d.background:
+                self._background -= 1
             if d.returned and d.pending():
                 logger.info("mailbox.background_stopped recipient=%s msg=%s pending=%s",
                             d.recipient.short(), d.msg_id.hex()[:16], d.pending())  # fmt: skip

@@ -22,7 +22,8 @@ from a2al_mcp import DhtConfig, Identity, LimitsConfig, NodeConfig, QuicConfig, 
 from a2al_mcp.errors import AccessDenied, Unreachable
 from a2al_mcp.identity import NodeId
 from a2al_mcp.node import Node
-from a2al_mcp.node.mailbox import DIRECT_GRACE_S
+from a2al_mcp.node import mailbox as mailbox_module
+from a2al_mcp.node.mailbox import DIRECT_GRACE_S, SendResult
 from a2al_mcp.protocol import dht_messages as dm
 from a2al_mcp.protocol.records import SignedRecord
 
@@ -233,3 +234,33 @@ async def test_refused_and_not_stored_raises_access_denied() -> None:
                     await a.send_mailbox(b.aid, "one too many")
                 assert a.mailbox_statistics().sent == 1
                 assert b.mailbox_statistics().refused_sender_notes == 1
+
+
+async def test_with_the_background_full_send_waits_for_both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mailbox_module, "BACKGROUND_MAX", 0)  # no room: back-pressure
+    with anyio.fail_after(30):
+        async with (
+            gate(hold=True) as g,
+            Node(NodeConfig(listen_addr="127.0.0.1:0")) as seed,
+            Node(_config(_seed(seed))) as b,
+        ):
+            await b.publish()
+            async with Node(_config(_seed(seed), g.seed)) as a:
+                results: list[SendResult] = []
+
+                async def send() -> None:
+                    results.append(await a.send_mailbox(b.aid, "the slow way, as before"))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(send)
+                    # b has it (acknowledged) and the STORE waits on the gate: send waits too
+                    await _until(lambda: b.mailbox_statistics().received == 1)
+                    await _until(lambda: any(r.rec_type == MAILBOX for r in g.stores))
+                    assert results == []
+                    g.release()
+                (res,) = results
+                assert (res.delivered, res.pending) == ("both", "") and res.replicas >= 1, res
+                st = a.mailbox_statistics()
+                assert (st.background_ok, st.background_failed) == (0, 0)
