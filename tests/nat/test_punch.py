@@ -89,6 +89,8 @@ class _MainSocket:
 
 
 async def _side(args: argparse.Namespace) -> None:
+    """``caller``/``callee``: one role; ``both``: register, wait for ``go <partner AID>`` on
+    stdin, then call the partner while answering its call (glare: both do this at once)."""
     import anyio
 
     from a2al_mcp import SystemRng
@@ -97,56 +99,80 @@ async def _side(args: argparse.Namespace) -> None:
     from a2al_mcp.errors import A2ALError
     from a2al_mcp.identity import Identity
     from a2al_mcp.signal.client_service import SignalService, answer, call
-    from a2al_mcp.signal.punch_core import PunchAttempt
+    from a2al_mcp.signal.punch_core import Finish, PunchAttempt
     from a2al_mcp.signal.punch_service import PunchSession, punch_over_room
+    from a2al_mcp.signal.room_socket import RoomSocket
 
     clock = SystemClock()
     me = str(Identity.generate(SystemRng()).aid)
     main = _MainSocket(PORT)
     local = ((args.external, PORT),)
-    attempt = PunchAttempt(initiator=args.role == "caller", local_addrs=local, nat_type=3)
     sessions: list[PunchSession] = []
+    attempts: list[PunchAttempt] = []
     peer_data: list[tuple[str, tuple[str, int]]] = []
+    results: list[Finish] = []
+    failures: list[str] = []
 
     async def read_main() -> None:
         while True:
             data, addr = await main.receive()
             if data.startswith(DATA):
                 peer_data.append((data[len(DATA) :].decode(), addr))
-            if sessions:
-                sessions[0].path_up(addr)  # a packet from the partner: the path is up
+            for session in sessions:
+                session.path_up(addr)  # a packet from the partner: the path is up
+
+    async def punch(room: RoomSocket, initiator: bool, done: anyio.CancelScope) -> None:
+        attempt = PunchAttempt(initiator=initiator, local_addrs=local, nat_type=3)
+        attempts.append(attempt)
+        try:
+            with anyio.fail_after(RUN_S):
+                results.append(await punch_over_room(
+                    room, attempt, sender=main, quic=None, clock=clock,
+                    on_session=sessions.append,
+                ))  # fmt: skip
+            done.cancel()
+        except A2ALError as exc:
+            failures.append(f"{'caller' if initiator else 'callee'}: {exc} {attempt.stats}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await room.aclose()
+
+    async def as_caller(target: str, done: anyio.CancelScope) -> None:
+        await punch(await call(args.hub, me, target), True, done)
+
+    async def as_callee(done: anyio.CancelScope) -> None:
+        incoming = await service.incoming.receive()
+        await punch(await answer(incoming.hub, incoming.room), False, done)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_main)
         service = SignalService(SignalConfig(), hubs=[args.hub], clock=clock)
         await tg.start(service.run)
-        if args.role == "callee":
+        target = args.target
+        if args.role != "caller":
             service.set_identities([me])
             with anyio.fail_after(10):
                 await service.wait_registered()
             _emit({"t": "registered", "aid": me})
-            with anyio.fail_after(RUN_S):
-                incoming = await service.incoming.receive()
-            room = await answer(incoming.hub, incoming.room)
-        else:
-            room = await call(args.hub, me, args.target)
-        try:
-            with anyio.fail_after(RUN_S):
-                result = await punch_over_room(
-                    room, attempt, sender=main, quic=None, clock=clock,
-                    on_session=sessions.append,
-                )  # fmt: skip
-        except A2ALError as exc:
-            _emit({"t": "failed", "message": str(exc), "stats": str(attempt.stats)})
+        if args.role == "both":
+            line = await anyio.wrap_file(sys.stdin).readline()
+            target = line.split()[1]
+        async with anyio.create_task_group() as race:
+            if args.role != "callee":
+                race.start_soon(as_caller, target, race.cancel_scope)
+            if args.role != "caller":
+                race.start_soon(as_callee, race.cancel_scope)
+        if not results:
+            _emit({"t": "failed", "message": "; ".join(failures)})
             tg.cancel_scope.cancel()
             return
-        finally:
-            with anyio.CancelScope(shield=True):
-                await room.aclose()
+        result = results[0]
+        winner = next(a for a in attempts if a.result == result)
         _emit({"t": "punched", "addr": list(result.addr), "round": result.round,
                "rtt_s": result.rtt_s, "probes": main.probes_sent,
-               "targets": [list(a) for a in attempt.targets],
-               "stats": str(attempt.stats)})  # fmt: skip
+               "targets": [list(a) for a in winner.targets], "initiator": winner.initiator,
+               "glare": sum(a.stats.glare for a in attempts),
+               "failures": failures})  # fmt: skip
         # the path, proved by plain datagrams both ways
         for i in range(10):
             main.sock.sendto(DATA + f"{args.role}:{i}".encode(), result.addr)
@@ -192,7 +218,7 @@ def main(argv: list[str]) -> None:
     hub = sub.add_parser("hub")
     hub.add_argument("--port", type=int, default=HUB_PORT)
     side = sub.add_parser("side")
-    side.add_argument("--role", choices=["caller", "callee"], required=True)
+    side.add_argument("--role", choices=["caller", "callee", "both"], required=True)
     side.add_argument("--hub", required=True)
     side.add_argument("--external", required=True, help="our main socket's external IPv4")
     side.add_argument("--target", default="", help="the callee's AID (caller)")
@@ -337,6 +363,42 @@ def test_prc_to_prc_punch_over_our_hub_opens_the_path_both_ways(tb: NatTestbed) 
     got_by_callee = {text for text, addr in data["callee"]["got"] if addr == [tb.wan("prc"), PORT]}
     assert got_by_caller == {f"callee:{i}" for i in range(10)}
     assert got_by_callee == {f"caller:{i}" for i in range(10)}
+
+
+def test_glare_prc_and_prc2_call_each_other_at_once_and_both_get_the_path(tb: NatTestbed) -> None:
+    """Two nodes behind port-restricted NATs dial each other at the same moment (issue 18's
+    glare cell): both open the same room, the hub pairs what comes first (caller with caller,
+    testbed D15, or caller with callee); each side races its call against its answer."""
+    tb.prove_sealed()
+    hub_url = f"ws://{tb.addr('pub1')}:{HUB_PORT}"
+    with process(tb, "pub1", "hub") as hub:
+        assert hub.first("ready")["t"] == "ready", hub.stderr()
+        _flush(tb)
+        args = ("side", "--role", "both", "--hub", hub_url, "--external")
+        with process(tb, "prc", *args, tb.wan("prc")) as a, \
+                process(tb, "prc2", *args, tb.wan("prc2")) as b:  # fmt: skip
+            aid = {"a": a.first("registered"), "b": b.first("registered")}
+            assert aid["a"]["t"] == aid["b"]["t"] == "registered", a.stderr() + b.stderr()
+            for proc, other in ((a, aid["b"]["aid"]), (b, aid["a"]["aid"])):
+                assert proc.proc.stdin is not None
+                proc.proc.stdin.write(f"go {other}\n".encode())
+            for proc in (a, b):
+                assert proc.proc.stdin is not None
+                proc.proc.stdin.flush()
+            done = {"a": a.first("punched", "failed"), "b": b.first("punched", "failed")}
+            data = {"a": a.first("data"), "b": b.first("data")}
+            logs = {"a": a.stderr(), "b": b.stderr()}
+    for side, frame in done.items():
+        print(f"{side}: {frame}\n{side} data: {data[side]}")
+        assert frame["t"] == "punched", f"{frame}\n{logs[side]}"
+    assert done["a"]["addr"] == [tb.wan("prc2"), PORT]
+    assert done["b"]["addr"] == [tb.wan("prc"), PORT]
+    assert {t for t, addr in data["a"]["got"] if addr == [tb.wan("prc2"), PORT]} == {
+        f"both:{i}" for i in range(10)
+    }
+    assert {t for t, addr in data["b"]["got"] if addr == [tb.wan("prc"), PORT]} == {
+        f"both:{i}" for i in range(10)
+    }
 
 
 if __name__ == "__main__":
