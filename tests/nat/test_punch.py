@@ -96,9 +96,10 @@ async def _side(args: argparse.Namespace) -> None:
     from a2al_mcp import SystemRng
     from a2al_mcp._clock import SystemClock
     from a2al_mcp.config import SignalConfig
-    from a2al_mcp.errors import A2ALError
+    from a2al_mcp.errors import A2ALError, NotFound
     from a2al_mcp.identity import Identity
     from a2al_mcp.signal.client_service import SignalService, answer, call
+    from a2al_mcp.signal.frames import Frame
     from a2al_mcp.signal.punch_core import Finish, PunchAttempt
     from a2al_mcp.signal.punch_service import PunchSession, punch_over_room
     from a2al_mcp.signal.room_socket import RoomSocket
@@ -125,12 +126,16 @@ async def _side(args: argparse.Namespace) -> None:
         attempt = PunchAttempt(initiator=initiator, local_addrs=local, nat_type=3)
         attempts.append(attempt)
         try:
+            if args.send_cred:  # a2ald punches only once it has the partner's ICE cred
+                await room.send(Frame("cred", u="pUnChUfRaGaBcDeF", p="pUnChPaSsWoRd" + "x" * 19))
             with anyio.fail_after(RUN_S):
                 results.append(await punch_over_room(
                     room, attempt, sender=main, quic=None, clock=clock,
                     on_session=sessions.append,
                 ))  # fmt: skip
             done.cancel()
+        except NotFound:
+            raise
         except A2ALError as exc:
             failures.append(f"{'caller' if initiator else 'callee'}: {exc} {attempt.stats}")
         finally:
@@ -138,7 +143,17 @@ async def _side(args: argparse.Namespace) -> None:
                 await room.aclose()
 
     async def as_caller(target: str, done: anyio.CancelScope) -> None:
-        await punch(await call(args.hub, me, target), True, done)
+        # a2ald's callee may not be registered (NotFound) or ready (no external address
+        # yet: it never answers) at first: try again until --retry-s is spent
+        give_up = clock.monotonic() + args.retry_s
+        while True:
+            try:
+                await punch(await call(args.hub, me, target), True, done)
+            except NotFound as exc:
+                failures.append(f"caller: {exc}")
+            if results or clock.monotonic() >= give_up:
+                return
+            await anyio.sleep(1.0)
 
     async def as_callee(done: anyio.CancelScope) -> None:
         incoming = await service.incoming.receive()
@@ -172,6 +187,10 @@ async def _side(args: argparse.Namespace) -> None:
                "rtt_s": result.rtt_s, "probes": main.probes_sent,
                "targets": [list(a) for a in winner.targets], "initiator": winner.initiator,
                "glare": sum(a.stats.glare for a in attempts),
+               "seen": [[data[:1].hex(), list(addr)] for data, addr in main.seen[:20]],
+               "foreign": winner.stats.foreign_frames,
+               "ts_mismatch": winner.stats.ts_mismatch,
+               "unexpected": winner.stats.unexpected_frames,
                "failures": failures})  # fmt: skip
         # the path, proved by plain datagrams both ways
         for i in range(10):
@@ -222,6 +241,8 @@ def main(argv: list[str]) -> None:
     side.add_argument("--hub", required=True)
     side.add_argument("--external", required=True, help="our main socket's external IPv4")
     side.add_argument("--target", default="", help="the callee's AID (caller)")
+    side.add_argument("--retry-s", type=float, default=0.0, help="caller: keep trying so long")
+    side.add_argument("--send-cred", action="store_true", help="send an ICE cred first")
     listen = sub.add_parser("listen")
     listen.add_argument("--seconds", type=float, default=2.0)
     send = sub.add_parser("send")
