@@ -1,9 +1,15 @@
-"""Randomness. The only module allowed to draw random numbers."""
+"""Randomness. The only module allowed to draw random numbers.
+
+:class:`SystemRng` draws from the operating system's CSPRNG through ``os.urandom`` and
+``random.SystemRandom`` (what ``secrets`` itself uses), without importing ``secrets``: that
+module imports ``hmac`` and with it OpenSSL's ``_hashlib`` (~5.6 MiB of RSS), and the stdio
+proxy imports this package's facade.
+"""
 
 from __future__ import annotations
 
+import os
 import random
-import secrets
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
@@ -28,19 +34,24 @@ class Rng(Protocol):
         ...
 
 
+_SYSTEM = random.SystemRandom()
+
+
 class SystemRng:
     """Cryptographically secure randomness from the operating system."""
 
     __slots__ = ()
 
     def bytes(self, n: int) -> bytes:
-        return secrets.token_bytes(n)
+        return os.urandom(n)
 
     def randrange(self, stop: int) -> int:
-        return secrets.randbelow(stop)
+        if stop <= 0:
+            raise ValueError("randrange() needs a positive stop")
+        return _SYSTEM.randrange(stop)
 
     def random(self) -> float:
-        return secrets.randbits(53) / (1 << 53)
+        return _SYSTEM.getrandbits(53) / (1 << 53)
 
 
 class SeededRng:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Final
 
+from .._random import SystemRng
 from .._version import __version__
 
 __all__ = ["CACHE_FILE", "CACHE_MAX", "InitCache"]
@@ -80,7 +80,7 @@ class InitCache:
                            "result": result}, separators=(",", ":"))  # fmt: skip
         if len(text) > CACHE_MAX:
             return
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{SystemRng().bytes(8).hex()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                          0o600)  # fmt: skip
