@@ -220,12 +220,26 @@ class SignalConfig:
     """The signalling hub (a2al-wire §6.4): the client that registers our identities with
     hubs, and the limits of a hub we serve. Timers follow a2ald 0.3.5 where it has one.
 
-    Only the signalling layer itself exists so far (``a2al_mcp.signal``, docs/signal.md): the
-    node does not yet start a hub nor register with ``hubs``, and does not yet publish them
-    in its records; the fields below are read by that layer."""
+    The node's callee side uses it (``a2al_mcp.node.traversal``, docs/signal.md "In the
+    node"): it registers its published identities with ``hubs`` (and its own hub when it
+    serves one and is public), names the live ones in its endpoint records, and answers
+    calls with a hole punch. The caller's dial strategy does not use hubs yet."""
 
     hubs: tuple[str, ...] = ()
     """``ws://host:port`` hubs to register our identities with (a2ald's ``ice_signal_urls``)."""
+    serve_hub: Literal["auto", "on", "off"] = "auto"
+    """Serve a hub (``/signal``, ``/ice``) on TCP. ``auto``: only with ``network = "public"``
+    and a fixed listen port (a2ald embeds one on every node unless its port is 0; a private
+    network serves none unless told: ``on``). The node registers with and publishes its own
+    hub only while it is public (no NAT)."""
+    hub_listen_addr: str = ""
+    """``host:port`` (TCP) of the hub we serve; empty: the node's listen host and the same port
+    number as its UDP socket (a2ald's default)."""
+    max_answers: int = 16
+    """Incoming calls answered (room joined, punch running) at once; more are refused and
+    counted. One at a time per caller."""
+    answer_timeout_s: float = 30.0
+    """One answered call (join the room, send the ICE ``cred``, punch) ends after this."""
     max_hubs: int = 2
     """Hubs registered with at once (a2ald keeps 2)."""
     register_interval_s: float = 45.0
@@ -270,8 +284,14 @@ class SignalConfig:
             if not h.startswith("ws://"):
                 raise ConfigError(f"signal.hubs entry {h!r} must start with ws://")
             parse_host_port(h.removeprefix("ws://").rstrip("/"), what="signal.hubs entry")
+        if self.serve_hub not in ("auto", "on", "off"):
+            raise ConfigError(f"signal.serve_hub must be auto, on or off, got {self.serve_hub!r}")
+        if not isinstance(self.hub_listen_addr, str):
+            raise ConfigError('signal.hub_listen_addr must be a "host:port" string')
+        if self.hub_listen_addr:
+            parse_host_port(self.hub_listen_addr, what="signal.hub_listen_addr")
         for f in dataclasses.fields(self):
-            if f.name == "hubs":
+            if f.name in ("hubs", "serve_hub", "hub_listen_addr"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):

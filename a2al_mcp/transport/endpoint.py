@@ -330,6 +330,14 @@ class UdpEndpoint:
         if self._state is _State.OPEN:
             self._flush(self._clock.monotonic())
 
+    def send_datagram(self, data: bytes, addr: Addr) -> None:
+        """Send one datagram from the socket now, outside every core: the hole punch's probes,
+        which must leave from the socket the NAT maps for DHT and QUIC. Send errors are
+        counted as any send's (``send_errors``, ``send_dropped``), never raised; nothing is
+        sent unless the endpoint is open."""
+        if self._state is _State.OPEN and self._sender is not None:
+            self._sender.send(data, addr)
+
     def wake(self) -> None:
         """Make the timer loop re-read every core's ``get_timer()`` now."""
         if self._wake_event is not None:
