@@ -12,7 +12,10 @@ accepting side of QUIC), :class:`~.dialer.Dialer` (the dialling side: connect, s
 fetch, tunnels), :class:`~.mailbox.Mailbox` (notes), :class:`~.supervision.Supervisor`
 (tasks and what they raise), :class:`~.nat_service.NatService` (where we stand behind a NAT:
 votes, STUN, NAT_PROBE, the port mapping), :class:`~.auto_publish.AutoPublisher` (endpoint
-records renewed at once when that changes; the node's own published by itself).
+records renewed at once when that changes; the node's own published by itself),
+:class:`~.traversal.CalleeTraversal` (with ``[signal]`` hubs or a hub served: registrations
+with signalling hubs named in the endpoint records, calls answered with a hole punch; loaded
+only then).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.lowlevel
@@ -29,12 +32,12 @@ import anyio.lowlevel
 from .._clock import Clock, SystemClock
 from .._random import Rng, SystemRng
 from .._types import Addr
-from ..config import NodeConfig
+from ..config import NodeConfig, parse_host_port
 from ..dht import events as ev
 from ..dht.core import DhtCore
 from ..dht.lookup import LookupKind
 from ..dht.service import DHT_EVENT_TYPES, DhtService, operation_timeout
-from ..errors import NodeClosed, UsageError
+from ..errors import HandshakeFailed, NodeClosed, UsageError
 from ..identity.aid import Aid, NodeId
 from ..identity.local import DelegatedIdentity, Identity
 from ..protocol.payloads import AgentProfilePayload
@@ -43,7 +46,7 @@ from ..transport.certificates import CertificateStore, LocalCertificate
 from ..transport.endpoint import UdpEndpoint
 from ..transport.peer import PeerConnection, QuicService
 from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone
-from ..transport.session import PeerControl
+from ..transport.session import PeerControl, RouteReceived
 from .auto_publish import AutoPublisher
 from .connect import Connector
 from .dialer import Dialer
@@ -58,6 +61,9 @@ from .quic_verbs import QuicVerbs
 from .serving import Acceptor, Serving, StreamHandler
 from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
 from .supervision import Supervisor
+
+if TYPE_CHECKING:  # the signalling and ICE bricks load only when traversal is configured
+    from .traversal import CalleeTraversal, TraversalStats
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
 
@@ -105,6 +111,7 @@ class Node(QuicVerbs):
             publish_record=self._publish_record, identity=self._identity,
             endpoint_urls=lambda: self._nat_service().endpoint_urls(),
             nat_type=lambda: self._nat_service().nat_type(),
+            signal_hubs=lambda: () if self._traversal is None else self._traversal.live_hubs(),
             clock=self._clock, republish_interval_s=self.config.dht.republish_interval_s,
         )  # fmt: skip
         self._auto = AutoPublisher(self._publisher, node_aid=self.identity.aid,
@@ -115,6 +122,7 @@ class Node(QuicVerbs):
         self._acceptor = Acceptor(identities=self._identities, node_aid=self.identity.aid)
         self._tasks = Supervisor(clock=self._clock)
         self._nat: NatService | None = None
+        self._traversal: CalleeTraversal | None = None
         # Built on open (they bind, generate certificates or open the inbox):
         self._endpoint: UdpEndpoint | None = None
         self._dht: DhtService | None = None
@@ -158,8 +166,9 @@ class Node(QuicVerbs):
                                            cache_record=dht.cache_record,
                                            on_mailbox=mailbox.on_frame)  # fmt: skip
         handlers = dataclasses.replace(
-            handlers, on_peer_control=_voting(handlers.on_peer_control, nat.observe)
-        )
+            handlers, on_peer_control=_voting(handlers.on_peer_control, nat.observe),
+            route=_noting_accepted(handlers.route, self._accepted),
+        )  # fmt: skip
         quic = self._quic = QuicService(
             certificates=self._certs, flush=self._flush, now=self._clock.monotonic,
             wall=self._clock.wall, spawn=self.spawn, handlers=handlers, limits=cfg.limits,
@@ -192,6 +201,7 @@ class Node(QuicVerbs):
                 stack.push_async_callback(mapper.aclose)  # deletes the mapping, before cancel
             self._tasks.attach(tg)
             stack.callback(self._tasks.detach)  # also when joining fails
+            self._start_traversal(endpoint, quic, nat)
             self._state = _State.OPEN
             stack.callback(lambda: self._joiner.save_peers(dht.peer_addrs()))
             self._joined = anyio.Event()
@@ -227,6 +237,56 @@ class Node(QuicVerbs):
             self._quic.close_all()
             self._flush()  # the CONNECTION_CLOSE frames leave now
             await anyio.lowlevel.checkpoint()
+
+    def _start_traversal(self, endpoint: UdpEndpoint, quic: QuicService, nat: NatService) -> None:
+        """With ``signal.hubs`` or a hub to serve: the callee's side of NAT traversal, as a
+        supervised task of the node (docs/signal.md, "In the node")."""
+        cfg, sig = self.config, self.config.signal
+        host, port = cfg.listen
+        serve = sig.serve_hub == "on" or (
+            sig.serve_hub == "auto" and cfg.network == "public" and port != 0
+        )
+        if not sig.hubs and not serve:
+            return
+        from .traversal import CalleeTraversal, own_hub_url, punch_addrs, quic_dial
+
+        hub_at = None
+        if serve:
+            hub_at = (parse_host_port(sig.hub_listen_addr, what="signal.hub_listen_addr")
+                      if sig.hub_listen_addr else (host, endpoint.local_addr[1]))  # fmt: skip
+
+        def own_hub(bound: Addr) -> str | None:
+            view = nat.view
+            public_ip = view.external_v4[0][0] if view.public and view.external_v4 else None
+            if public_ip is None and view.external:
+                return None  # behind a NAT: the hub's TCP port is not reachable
+            return own_hub_url(bound, public_ip=public_ip, bound_host=bound[0])
+
+        async def dial(local: Aid, remote: Aid, addr: Addr, timeout_s: float) -> bool:
+            return await quic_dial(quic, local, remote, addr, timeout_s)
+
+        self._traversal = CalleeTraversal(
+            sig, clock=self._clock, rng=self._rng, serve_hub=hub_at,
+            published=self._publisher.published, own_hub=own_hub,
+            punch_addrs=lambda: punch_addrs(nat.view, endpoint.local_addr),
+            nat_type=nat.nat_type, send_datagram=endpoint.send_datagram, dial=dial,
+            on_change=self._auto.changed,
+        )  # fmt: skip
+        self._tasks.start(self._traversal.run)
+
+    def _accepted(self, peer: Aid, addr: Addr) -> None:
+        if self._traversal is not None:
+            self._traversal.accepted(peer, addr)
+
+    def traversal_statistics(self) -> TraversalStats | None:
+        """What the callee side of NAT traversal did (None: not configured): calls answered,
+        punches that found a path or not, contained errors, live hub changes."""
+        return None if self._traversal is None else self._traversal.stats
+
+    def signal_hubs(self) -> tuple[str, ...]:
+        """The signalling hubs that acknowledged our registrations (what endpoint records
+        name), the preferred first."""
+        return () if self._traversal is None else self._traversal.live_hubs()
 
     def _nat_service(self) -> NatService:
         if self._nat is None:
@@ -519,6 +579,23 @@ class Node(QuicVerbs):
 
 def _ignore_addr(addr: Addr) -> None:
     """Stream-0 ObservedAddr is voted by :func:`_voting`, which knows the reporter."""
+
+
+def _noting_accepted(
+    inner: Callable[[PeerConnection, RouteReceived], Aid | None],
+    note: Callable[[Aid, Addr], None],
+) -> Callable[[PeerConnection, RouteReceived], Aid | None]:
+    """The acceptor's route hook, telling ``note`` of every inbound connection it admits
+    (verified peer, remote address): a hole punch waits for the partner's."""
+
+    def route(pc: PeerConnection, received: RouteReceived) -> Aid | None:
+        local = inner(pc, received)
+        if local is not None:
+            with contextlib.suppress(HandshakeFailed):  # verified before any route frame
+                note(pc.peer_aid, pc.addr)
+        return local
+
+    return route
 
 
 def _voting(

@@ -66,6 +66,7 @@ class Publisher:
         clock: Clock,
         republish_interval_s: float,
         nat_type: Callable[[], int] = lambda: 0,
+        signal_hubs: Callable[[], tuple[str, ...]] = lambda: (),
     ) -> None:
         """
         Args:
@@ -78,6 +79,8 @@ class Publisher:
             republish_interval_s: how often :meth:`republish_loop` renews everything.
             nat_type: the NAT type to put in endpoint records now (§3.6: 0 unknown,
                 1 full cone or public, 2 restricted, 3 port-restricted, 4 symmetric).
+            signal_hubs: the live signalling hubs to name in endpoint records now, the
+                preferred first (``signal``; all of them in ``signals``).
         """
         self._publish_record = publish_record
         self._identity = identity
@@ -85,6 +88,7 @@ class Publisher:
         self._clock = clock
         self._interval_s = republish_interval_s
         self._nat_type = nat_type
+        self._signal_hubs = signal_hubs
         self._published: dict[Aid, int] = {}
         """Identities whose endpoint record is kept published, with its last seq."""
         self._ttl_s: dict[Aid, int] = {}
@@ -112,7 +116,9 @@ class Publisher:
         # Newer than anything an earlier run of this identity published: replicas keep the
         # record with the higher seq, so a per-process counter would lose after a restart.
         seq = max(self._published.get(ident.aid, 0) + 1, math.floor(self._clock.wall() * 1e9))
-        payload = EndpointPayload(endpoints=self._endpoint_urls(), nat_type=self._nat_type())
+        hubs = self._signal_hubs()
+        payload = EndpointPayload(endpoints=self._endpoint_urls(), nat_type=self._nat_type(),
+                                  signal=hubs[0] if hubs else "", signals=hubs)  # fmt: skip
         self._published[ident.aid] = seq
         self._ttl_s[ident.aid] = ttl_s
         record = SignedRecord.sign(ident, RecType.ENDPOINT, payload.to_bytes(), seq=seq,

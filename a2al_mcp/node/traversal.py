@@ -1,0 +1,381 @@
+"""Traversal: the node reachable behind a NAT through signalling hubs — the callee's side.
+
+:class:`CalleeTraversal` wires the bricks of ``a2al_mcp.signal`` into the node:
+
+* it registers the node's **published** identities with up to ``signal.max_hubs`` hubs
+  (:class:`~a2al_mcp.signal.client_service.SignalService`): ``signal.hubs``, and first the
+  node's own hub while it serves one and is public; the hubs that acknowledged a ``reg``
+  are the live ones (:meth:`CalleeTraversal.live_hubs`), which endpoint records name
+  (``signal`` the first, ``signals`` all); when that set changes, ``on_change`` asks for the
+  endpoint records to be republished (as a NAT change does);
+* it serves a hub (:class:`~a2al_mcp.signal.ws_server.HubServer`) when asked to;
+* on an ``incoming`` call for one of our published identities it joins the room, sends an ICE
+  ``cred`` (a2ald punches only once it holds the partner's credentials) and runs the hole
+  punch as the callee (:func:`~a2al_mcp.signal.punch_service.punch_over_room`) from the
+  node's main socket: probes through ``send_datagram``, QUIC dials to the caller through
+  ``dial``, and the caller's own QUIC connection, accepted by the node and reported through
+  :meth:`CalleeTraversal.accepted`, completes the attempt too.
+
+Everything runs in the task group of :meth:`CalleeTraversal.run` (the node's); every failure
+of one call (a hub that went away, a room that never paired, a punch that found no path) ends
+that call only and is counted in :class:`TraversalStats`. The hub set is looked at every
+``watch_interval_s``: :class:`SignalService` tells nobody when a hub acknowledges or drops.
+Running full ICE beside the punch, and the caller's side (dialling through a hub), are not
+here yet (docs/signal.md, "In the node").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+import anyio
+import anyio.abc
+
+from .._clock import Clock
+from .._random import Rng
+from .._types import Addr
+from ..config import SignalConfig
+from ..errors import A2ALError, DecodeError, HandshakeFailed, NotFound, Unreachable
+from ..ice.credentials import IceCredentials
+from ..identity.aid import Aid
+from ..nat.types import NatView
+from ..signal.client_service import SignalService, answer
+from ..signal.effects import IncomingCall
+from ..signal.frames import Frame
+from ..signal.punch_core import Finish, PunchAttempt, PunchLimits
+from ..signal.punch_service import PunchSession, punch_over_room
+from ..signal.room_socket import RoomSocket
+from ..signal.ws_server import HubServer
+from ..transport.peer import QuicService
+
+__all__ = ["PROBE", "CalleeTraversal", "TraversalStats", "own_hub_url", "punch_addrs", "quic_dial"]
+
+log = logging.getLogger(__name__)
+
+PROBE: Final = b"\x00"
+"""A punch probe: one zero byte, which our demultiplexer hands to the DHT decoder (dropped,
+counted as malformed) and a2ald's drops too."""
+
+WATCH_INTERVAL_S: Final = 0.5
+
+
+@dataclasses.dataclass(slots=True)
+class TraversalStats:
+    """What the callee side did; every failure is here, none escapes."""
+
+    incoming: int = 0
+    """``incoming`` calls the hubs announced."""
+    answered: int = 0
+    """Rooms joined (the ``cred`` sent, the punch started)."""
+    punched: int = 0
+    """Answers whose punch found a path (a QUIC connection came up either way)."""
+    punch_failed: int = 0
+    """Answers that ended without a path: no handshake, no ``punch-go``, no packet through,
+    the room closed, or ``answer_timeout_s``."""
+    refused: int = 0
+    """Calls not answered: not for a published identity, malformed AIDs, one already running
+    for that caller, or ``max_answers`` reached."""
+    errors: int = 0
+    """Contained errors of one answer (the hub could not be reached, undecodable input)."""
+    accepted_matched: int = 0
+    """QUIC connections accepted from a caller while its punch expected them."""
+    hub_changes: int = 0
+    """Times the set of live hubs changed (each one republished the endpoint records)."""
+    hub_serve_errors: int = 0
+    """The hub we were to serve could not listen (e.g. its port is taken)."""
+    last_error: str = ""
+
+
+def own_hub_url(hub: Addr | None, *, public_ip: str | None, bound_host: str) -> str | None:
+    """The URL under which others reach the hub we serve at ``hub`` (bound ``host, port``):
+    at our public IPv4 ``public_ip`` while the node is public (no NAT in between), else at the
+    node's bound host when that is a specific address and nothing external is known (a LAN or
+    loopback network, as endpoint records fall back to it); None otherwise (behind a NAT the
+    hub's TCP port is not reachable)."""
+    if hub is None:
+        return None
+    host = public_ip or (bound_host if bound_host not in ("", "0.0.0.0", "::") else None)
+    if host is None:
+        return None
+    return f"ws://[{host}]:{hub[1]}" if ":" in host else f"ws://{host}:{hub[1]}"
+
+
+def punch_addrs(view: NatView, local_addr: Addr) -> tuple[Addr, ...]:
+    """Our main socket's external ``ip:port``\\ s for ``punch-init``/``punch-ack``: what
+    NatSense trusts, the gateway's mapping, IPv4 first; with none, the bound address when it
+    is a specific one (a LAN or loopback network); else none (the punch then gives up)."""
+    found = [*view.external_v4, *([view.upnp] if view.upnp else []), *view.external_v6]
+    if not found and local_addr[0] not in ("", "0.0.0.0", "::"):
+        found.append(local_addr)
+    return tuple(dict.fromkeys(found))
+
+
+async def quic_dial(service: QuicService, local: Aid, remote: Aid, addr: Addr,
+                    timeout_s: float) -> bool:  # fmt: skip
+    """One QUIC dial of the punch from the main socket, as ``local`` expecting ``remote``:
+    True once verified (the connection stays, for the partner or the pool to use); a dial
+    that did not verify within ``timeout_s`` (or was cancelled) is closed."""
+    cert = service.certificates.get(local)
+    if cert is None:
+        return False
+    pc = service.dial(cert, remote, addr)
+    ok = False
+    try:
+        with anyio.move_on_after(timeout_s):
+            await pc.wait_ready()
+            ok = True
+    except HandshakeFailed:
+        pass
+    finally:
+        if not ok and not pc.closed:
+            pc.close(0, "hole punch: no path here")
+    return ok
+
+
+class CalleeTraversal:
+    """See the module docstring.
+
+    Args:
+        config: the ``[signal]`` table.
+        clock, rng: time (the punch reads both clocks) and the ICE credentials' letters.
+        serve_hub: bind this ``(host, port)`` and serve a hub there; None: serve none.
+        published: the identities to register (the node's published ones), read each watch.
+        own_hub: given the hub's bound address, the URL others reach it at now (or None).
+        punch_addrs: our main socket's external ``ip:port``\\ s now (sent in ``addrs``).
+        nat_type: our NAT type now (sent in ``nt``).
+        send_datagram: sends one datagram from the main socket (the probes).
+        dial: ``dial(local, remote, addr, timeout_s)``: QUIC from the main socket as ``local``
+            expecting ``remote``; True once verified (the node keeps the connection).
+        on_change: the set of live hubs changed (republish the endpoint records).
+        limits: the punch's timings.
+    """
+
+    def __init__(
+        self,
+        config: SignalConfig,
+        *,
+        clock: Clock,
+        rng: Rng,
+        serve_hub: Addr | None,
+        published: Callable[[], Iterable[Aid]],
+        own_hub: Callable[[Addr], str | None],
+        punch_addrs: Callable[[], tuple[Addr, ...]],
+        nat_type: Callable[[], int],
+        send_datagram: Callable[[bytes, Addr], None],
+        dial: Callable[[Aid, Aid, Addr, float], Awaitable[bool]],
+        on_change: Callable[[], None],
+        limits: PunchLimits | None = None,
+        watch_interval_s: float = WATCH_INTERVAL_S,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._rng = rng
+        self._serve_at = serve_hub
+        self._published = published
+        self._own_hub = own_hub
+        self._punch_addrs = punch_addrs
+        self._nat_type = nat_type
+        self._send_datagram = send_datagram
+        self._dial = dial
+        self._on_change = on_change
+        self._limits = limits or PunchLimits()
+        self._watch_s = watch_interval_s
+        self.hub: HubServer | None = None
+        """The hub we serve (its ``core.stats`` count what it refused), once it listens."""
+        self.hub_addr: Addr | None = None
+        self.service: SignalService | None = None
+        """The registrations now (replaced when the hub list changes)."""
+        self.stats = TraversalStats()
+        self._live: tuple[str, ...] = ()
+        self._busy: set[Aid] = set()
+        self._expecting: dict[Aid, tuple[float, PunchSession]] = {}
+
+    # -- views --------------------------------------------------------------------------
+
+    def live_hubs(self) -> tuple[str, ...]:
+        """The hubs that acknowledged our registrations, the first preferred: what endpoint
+        records name (``signal``, ``signals``)."""
+        return self._live
+
+    def wanted_hubs(self) -> tuple[str, ...]:
+        """The hubs to register with now: our own first (while public), then ``signal.hubs``,
+        at most ``max_hubs``."""
+        own = None if self.hub_addr is None else self._own_hub(self.hub_addr)
+        urls = dict.fromkeys([*([own] if own else []), *self._config.hubs])
+        return tuple(urls)[: self._config.max_hubs]
+
+    # -- from the node ------------------------------------------------------------------
+
+    def send_probe(self, addr: Addr) -> None:
+        """:class:`~a2al_mcp.signal.punch_service.ProbeSender` on the main socket."""
+        self._send_datagram(PROBE, addr)
+
+    async def dial_for_punch(self, local: Aid, remote: Aid, addr: Addr, timeout_s: float) -> bool:
+        """One punch dial (see ``dial``)."""
+        return await self._dial(local, remote, addr, timeout_s)
+
+    def expect(self, peer: Aid, until: float, session: PunchSession) -> None:
+        """Until ``until``, a connection accepted from ``peer`` is ``session``'s path."""
+        self._expecting[peer] = (until, session)
+
+    def unexpect(self, peer: Aid, session: PunchSession | None) -> None:
+        """``session`` is over: accepted connections from ``peer`` are nobody's."""
+        held = self._expecting.get(peer)
+        if held is not None and held[1] is session:
+            del self._expecting[peer]
+
+    def accepted(self, peer: Aid, addr: Addr) -> None:
+        """The node accepted a verified QUIC connection from ``peer`` at ``addr``: if a punch
+        with ``peer`` expects one now, its path is up."""
+        expected = self._expecting.get(peer)
+        if expected is None:
+            return
+        until, session = expected
+        if self._clock.monotonic() <= until:
+            self.stats.accepted_matched += 1
+            session.path_up(addr)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve the hub (if asked), keep the registrations and answer calls until
+        cancelled."""
+        async with anyio.create_task_group() as tg:
+            if self._serve_at is not None:
+                hub = HubServer(self._config, clock=self._clock)
+                try:
+                    bound = await tg.start(hub.serve, *self._serve_at)
+                except OSError as exc:
+                    self.stats.hub_serve_errors += 1
+                    self.stats.last_error = f"hub at {self._serve_at}: {exc}"
+                    log.warning("traversal.hub_not_served addr=%s error=%r", self._serve_at, exc)
+                else:
+                    self.hub, self.hub_addr = hub, (str(bound[0]), int(bound[1]))
+            task_status.started()
+            await self._watch(tg)
+
+    async def _watch(self, tg: anyio.abc.TaskGroup) -> None:
+        hubs: tuple[str, ...] | None = None
+        scope: anyio.CancelScope | None = None
+        registered: tuple[str, ...] | None = None
+        while True:
+            wanted = self.wanted_hubs()
+            if wanted != hubs:
+                if scope is not None:
+                    scope.cancel()
+                self.service, scope, registered = None, None, None
+                if wanted:
+                    self.service = SignalService(self._config, hubs=wanted, clock=self._clock)
+                    scope = anyio.CancelScope()
+                    tg.start_soon(self._keep, self.service, scope, tg)
+                hubs = wanted
+            live: tuple[str, ...] = ()
+            if self.service is not None:
+                ids = tuple(sorted(str(a) for a in self._published()))
+                if ids != registered:
+                    self.service.set_identities(ids)
+                    registered = ids
+                live = self.service.core.registered_hubs()
+                live = tuple(h for h in wanted if h in live)  # ours first
+            if live != self._live:
+                self._live = live
+                self.stats.hub_changes += 1
+                log.info("traversal.hubs live=%s", list(live))
+                self._on_change()
+            await anyio.sleep(self._watch_s)
+
+    async def _keep(
+        self, service: SignalService, scope: anyio.CancelScope, tg: anyio.abc.TaskGroup
+    ) -> None:
+        """Run ``service`` and hand its calls to answers in ``tg`` until ``scope`` ends."""
+        with scope:
+            async with anyio.create_task_group() as inner:
+                await inner.start(service.run)
+                async for call in service.incoming:
+                    self._incoming(call, tg)
+
+    # -- one call -------------------------------------------------------------------------
+
+    def _incoming(self, call: IncomingCall, tg: anyio.abc.TaskGroup) -> None:
+        self.stats.incoming += 1
+        try:
+            caller, target = Aid.from_str(call.caller), Aid.from_str(call.target)
+        except (A2ALError, ValueError):
+            self.stats.refused += 1
+            return
+        if (
+            target not in set(self._published())
+            or caller in self._busy
+            or len(self._busy) >= self._config.max_answers
+        ):
+            self.stats.refused += 1
+            return
+        self._busy.add(caller)
+        tg.start_soon(self._answer, call, caller, target)
+
+    async def _answer(self, call: IncomingCall, caller: Aid, target: Aid) -> None:
+        try:
+            with anyio.fail_after(self._config.answer_timeout_s):
+                room = await answer(call.hub, call.room,
+                                    max_message_bytes=self._config.max_frame_bytes)  # fmt: skip
+                self.stats.answered += 1
+                try:
+                    result = await self._punch(room, caller, target)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await room.aclose()
+            self.stats.punched += 1
+            log.info("traversal.punched caller=%s addr=%s round=%d", caller.short(),
+                     result.addr, result.round)  # fmt: skip
+        except (Unreachable, NotFound, TimeoutError) as exc:
+            self.stats.punch_failed += 1
+            self.stats.last_error = str(exc) or type(exc).__name__
+            log.info("traversal.punch_failed caller=%s error=%s", caller.short(), exc)
+        except (A2ALError, DecodeError, OSError) as exc:
+            self.stats.errors += 1
+            self.stats.last_error = str(exc) or type(exc).__name__
+            log.info("traversal.answer_failed caller=%s error=%r", caller.short(), exc)
+        finally:
+            self._busy.discard(caller)
+
+    async def _punch(self, room: RoomSocket, caller: Aid, target: Aid) -> Finish:
+        """Our ICE ``cred`` first (a2ald waits for it before punching), then the punch."""
+        cred = IceCredentials.generate(self._rng)
+        await room.send(Frame("cred", u=cred.ufrag, p=cred.pwd))
+        attempt = PunchAttempt(initiator=False, local_addrs=self._punch_addrs(),
+                               nat_type=self._nat_type(), limits=self._limits)  # fmt: skip
+        quic = _PunchQuic(self, local=target, remote=caller)
+        try:
+            return await punch_over_room(room, attempt, sender=self, quic=quic,
+                                         clock=self._clock, on_session=quic.bind)  # fmt: skip
+        finally:
+            quic.release()
+
+
+class _PunchQuic:
+    """:class:`~a2al_mcp.signal.punch_service.PunchQuic` for one answer: dials as ``local``
+    expecting ``remote``; accepted connections from ``remote`` go to the session."""
+
+    def __init__(self, owner: CalleeTraversal, *, local: Aid, remote: Aid) -> None:
+        self._owner = owner
+        self._local = local
+        self._remote = remote
+        self._session: PunchSession | None = None
+
+    def bind(self, session: PunchSession) -> None:
+        self._session = session
+
+    async def dial(self, addr: Addr, timeout_s: float) -> bool:
+        return await self._owner.dial_for_punch(self._local, self._remote, addr, timeout_s)
+
+    def expect_accept(self, until: float) -> None:
+        if self._session is not None:
+            self._owner.expect(self._remote, until, self._session)
+
+    def release(self) -> None:
+        self._owner.unexpect(self._remote, self._session)
