@@ -281,15 +281,14 @@ class SendMailboxResult(ToolResult):
                            "'direct' (the recipient acknowledged it), 'stored' (kept on the "
                            "network for it) or 'both'.")  # fmt: skip
     replicas: int = Field(description="Copies stored on the network for the recipient when "
-                          "the call returned (0 while pending is 'store').")  # fmt: skip
+                          "the call returned (0 when the recipient acknowledged it first: "
+                          "no copy is then needed).")  # fmt: skip
     refused: bool
     direct_error: str | None = None
-    pending: str | None = Field(None, description="The path still running in the background "
-                                "when the call returned: 'store' (the recipient has the note; "
-                                "the copies on the network are still being stored) or 'direct' "
-                                "(stored on the network; the recipient did not answer within "
-                                "1 s and is still being tried). Absent when both had "
-                                "answered.")  # fmt: skip
+    pending: str | None = Field(None, description="'direct' when the note is stored on the "
+                                "network and the recipient, which did not answer within 1 s, "
+                                "is still being tried in the background; absent "
+                                "otherwise.")  # fmt: skip
     note: str | None = None
 
 

@@ -5,16 +5,20 @@ operational key — is the encryption target), seal the body, sign a rec_type 0x
 the sender, then at the same time deliver it over an ``a2mb`` stream (when a connection comes
 up quickly; the ``01`` acknowledgement counts) **and** STORE it at NodeID(recipient) on the
 replica set, as a2ald does. ``send`` returns as soon as one path holds the note: at once when
-the recipient acknowledges it; when a replica accepts the STORE first, after the recipient's
+the recipient acknowledges it (and a STORE still under way is then stopped: the recipient has
+committed the note to its inbox, so a copy on the replicas would only come back to it through
+its polls, to be dropped as a duplicate — and the STORE's lookup and signatures cost more CPU
+than the whole direct delivery); when a replica accepts the STORE first, after the recipient's
 answer or :data:`DIRECT_GRACE_S` (1 s), whichever comes first — an online recipient answers
 well within that, even on a first contact that has to dial, so its acknowledgement or refusal
 still reaches the sender, while an absent one no longer holds the call for the whole
 :data:`DIRECT_TIMEOUT_S` (a2ald's ``mailbox_send`` only STOREs). The other path runs on in the
 node's task group (stopped when the node closes); how it ends is logged and counted
-(``MailboxStats.background_*``). While :data:`BACKGROUND_MAX` notes have a path still running,
-``send`` waits for both paths, as it always did. The result says which paths held the note when
-the call returned — ``direct``, ``stored`` or ``both`` — and ``pending`` names the one still
-running.
+(``MailboxStats.background_*``); a STORE the recipient's acknowledgement made needless is
+stopped (``MailboxStats.stores_skipped``). While :data:`BACKGROUND_MAX` notes have a path still
+running, ``send`` waits for both paths, as it always did. The result says which paths held the
+note when the call returned — ``direct``, ``stored`` or ``both`` — and ``pending`` is
+``direct`` while the recipient is still being tried.
 
 **Receive.** Notes arrive on ``a2mb`` streams, as STOREs to our node, as DHT_PUSH from
 one-shot subscriptions on our key, and by AggregateRecords polling of our key (at start-up,
@@ -106,19 +110,19 @@ class SendResult:
     """Which paths held the note when the call returned: ``direct`` (the recipient
     acknowledged it over QUIC), ``stored`` (DHT replicas accepted it) or ``both``."""
     replicas: int
-    """DHT nodes that had accepted the record when the call returned (0 while the STORE
-    still runs: ``pending`` is then ``store``)."""
+    """DHT nodes that had accepted the record when the call returned (0 when the recipient
+    acknowledged it first: the STORE is then stopped)."""
     direct_error: str = ""
     """Why the direct path did not work (empty when it did)."""
     refused: bool = False
     """The recipient was reached and refused the note (its mailbox or disk is full, or the
     note was not acceptable to it); any DHT copy may be collected once it has room."""
     pending: str = ""
-    """The path still running when the call returned, in the background: ``store`` (the
-    recipient has the note; the STORE on the replica set goes on) or ``direct`` (the note
-    is on ``replicas`` DHT nodes; the recipient had not answered within ``DIRECT_GRACE_S``
-    and the delivery to it goes on). Empty when both had answered. How it ends is logged
-    and counted (:class:`MailboxStats` ``background_*``)."""
+    """The path still running when the call returned, in the background: ``direct`` (the
+    note is on ``replicas`` DHT nodes; the recipient had not answered within
+    ``DIRECT_GRACE_S`` and the delivery to it goes on), else empty (a STORE still under way
+    when the recipient acknowledges is stopped, not left running). How a background path
+    ends is logged and counted (:class:`MailboxStats` ``background_*``)."""
 
     @property
     def message_id(self) -> str:
@@ -169,6 +173,8 @@ class MailboxStats:
     background_refused: int = 0
     """Of ``background_failed``: the recipient refused the note over ``a2mb`` after
     ``send`` had returned (the sender learns it only here and in the log)."""
+    stores_skipped: int = 0
+    """STOREs stopped because the recipient acknowledged the note first (it holds it)."""
 
 
 _REFUSAL_FIELD: dict[AddResult, str] = {
@@ -191,7 +197,8 @@ class _Delivery:
     direct: str = "dialing"
     """``dialing`` (connecting, or waiting for the answer) → ``ok`` | ``failed``."""
     store: str = "storing"
-    """``storing`` → ``ok`` (a replica took it) | ``failed``."""
+    """``storing`` → ``ok`` (a replica took it) | ``failed`` | ``skipped`` (stopped: the
+    recipient acknowledged first)."""
     direct_error: str = ""
     refused: bool = False
     replicas: int = 0
@@ -204,6 +211,8 @@ class _Delivery:
     fault: Exception | None = None
     """What escaped a path that should not have (a bug; the node's supervisor counts it)."""
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+    store_scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+    """Stops the STORE alone once the recipient acknowledged."""
     changed: anyio.Event = dataclasses.field(default_factory=anyio.Event)
 
     def notify(self) -> None:
@@ -436,6 +445,10 @@ class Mailbox:
                 pc = await self._connect(recipient, local=local, endpoints=endpoints)
                 await pc.send_mailbox(frame)
             acknowledged = True
+            if d.store == "storing":  # the recipient holds it: no copy on the replicas
+                d.store = "skipped"
+                self._stats.stores_skipped += 1
+                d.store_scope.cancel()
         except TimeoutError:
             d.direct_error = f"no acknowledgement within {DIRECT_TIMEOUT_S:g} s"
         except ConnectionClosed as exc:
@@ -468,7 +481,10 @@ class Mailbox:
         """STORE at NodeID(recipient) on its replica set, as a2ald does."""
         recipient = d.recipient
         try:
-            event = await self._publish_record(record, recipient.node_id)
+            with d.store_scope:
+                event = await self._publish_record(record, recipient.node_id)
+            if d.store_scope.cancelled_caught:
+                return  # stopped by _direct, which said so
         except NodeClosed:
             return  # the node is closing: _deliver ends, and says so if it matters
         except A2ALError as exc:
