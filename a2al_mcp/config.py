@@ -240,6 +240,12 @@ class SignalConfig:
     counted. One at a time per caller."""
     answer_timeout_s: float = 30.0
     """One answered call (join the room, send the ICE ``cred``, punch) ends after this."""
+    callee_dials: bool = False
+    """As the callee of a punch, also dial the caller over QUIC in each round (a2ald does).
+    Off by default: a connection the node dialled does not take the caller's requests (the
+    node serves only connections it accepted), and a2ald uses the first connection that comes
+    up, so a dial of ours that wins leaves its request failing until it retries (seen in the
+    NAT testbed). The probes open our NAT as well, and the caller's connection is accepted."""
     max_hubs: int = 2
     """Hubs registered with at once (a2ald keeps 2)."""
     register_interval_s: float = 45.0
@@ -290,8 +296,12 @@ class SignalConfig:
             raise ConfigError('signal.hub_listen_addr must be a "host:port" string')
         if self.hub_listen_addr:
             parse_host_port(self.hub_listen_addr, what="signal.hub_listen_addr")
+        if not isinstance(self.callee_dials, bool):
+            raise ConfigError(
+                f"signal.callee_dials must be true or false, got {self.callee_dials!r}"
+            )
         for f in dataclasses.fields(self):
-            if f.name in ("hubs", "serve_hub", "hub_listen_addr"):
+            if f.name in ("hubs", "serve_hub", "hub_listen_addr", "callee_dials"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):

@@ -269,7 +269,8 @@ class Node(QuicVerbs):
             sig, clock=self._clock, rng=self._rng, serve_hub=hub_at,
             published=self._publisher.published, own_hub=own_hub,
             punch_addrs=lambda: punch_addrs(nat.view, endpoint.local_addr),
-            nat_type=nat.nat_type, send_datagram=endpoint.send_datagram, dial=dial,
+            nat_type=nat.nat_type, send_datagram=endpoint.send_datagram,
+            dial=dial if sig.callee_dials else None,
             on_change=self._auto.changed,
         )  # fmt: skip
         self._tasks.start(self._traversal.run)

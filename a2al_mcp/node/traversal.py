@@ -12,8 +12,9 @@
 * on an ``incoming`` call for one of our published identities it joins the room, sends an ICE
   ``cred`` (a2ald punches only once it holds the partner's credentials) and runs the hole
   punch as the callee (:func:`~a2al_mcp.signal.punch_service.punch_over_room`) from the
-  node's main socket: probes through ``send_datagram``, QUIC dials to the caller through
-  ``dial``, and the caller's own QUIC connection, accepted by the node and reported through
+  node's main socket: probes through ``send_datagram`` (they open our NAT towards the
+  caller), QUIC dials to the caller through ``dial`` only with ``signal.callee_dials``, and
+  the caller's own QUIC connection, accepted by the node and reported through
   :meth:`CalleeTraversal.accepted`, completes the attempt too.
 
 Everything runs in the task group of :meth:`CalleeTraversal.run` (the node's); every failure
@@ -80,6 +81,8 @@ class TraversalStats:
     for that caller, or ``max_answers`` reached."""
     errors: int = 0
     """Contained errors of one answer (the hub could not be reached, undecodable input)."""
+    dials: int = 0
+    """QUIC dials to callers (with ``signal.callee_dials``)."""
     accepted_matched: int = 0
     """QUIC connections accepted from a caller while its punch expected them."""
     hub_changes: int = 0
@@ -116,23 +119,22 @@ def punch_addrs(view: NatView, local_addr: Addr) -> tuple[Addr, ...]:
 async def quic_dial(service: QuicService, local: Aid, remote: Aid, addr: Addr,
                     timeout_s: float) -> bool:  # fmt: skip
     """One QUIC dial of the punch from the main socket, as ``local`` expecting ``remote``:
-    True once verified (the connection stays, for the partner or the pool to use); a dial
-    that did not verify within ``timeout_s`` (or was cancelled) is closed."""
+    True once verified within ``timeout_s``. The connection is never closed here, not even
+    when the attempt ends first (cancelled) or the window passes: the partner, as the QUIC
+    server, completes its handshake before we see ours confirmed and may already have
+    chosen this connection (a2ald takes the first that comes up); one that never completes
+    ends with QUIC's idle timeout (``quic.idle_timeout_s``)."""
     cert = service.certificates.get(local)
     if cert is None:
         return False
     pc = service.dial(cert, remote, addr)
-    ok = False
-    try:
-        with anyio.move_on_after(timeout_s):
+    with anyio.move_on_after(timeout_s):
+        try:
             await pc.wait_ready()
-            ok = True
-    except HandshakeFailed:
-        pass
-    finally:
-        if not ok and not pc.closed:
-            pc.close(0, "hole punch: no path here")
-    return ok
+        except HandshakeFailed:
+            return False
+        return True
+    return False
 
 
 class CalleeTraversal:
@@ -148,7 +150,8 @@ class CalleeTraversal:
         nat_type: our NAT type now (sent in ``nt``).
         send_datagram: sends one datagram from the main socket (the probes).
         dial: ``dial(local, remote, addr, timeout_s)``: QUIC from the main socket as ``local``
-            expecting ``remote``; True once verified (the node keeps the connection).
+            expecting ``remote``; True once verified (the node keeps the connection). None:
+            the callee does not dial (``signal.callee_dials`` off), it probes and accepts.
         on_change: the set of live hubs changed (republish the endpoint records).
         limits: the punch's timings.
     """
@@ -165,7 +168,7 @@ class CalleeTraversal:
         punch_addrs: Callable[[], tuple[Addr, ...]],
         nat_type: Callable[[], int],
         send_datagram: Callable[[bytes, Addr], None],
-        dial: Callable[[Aid, Aid, Addr, float], Awaitable[bool]],
+        dial: Callable[[Aid, Aid, Addr, float], Awaitable[bool]] | None,
         on_change: Callable[[], None],
         limits: PunchLimits | None = None,
         watch_interval_s: float = WATCH_INTERVAL_S,
@@ -214,7 +217,10 @@ class CalleeTraversal:
         self._send_datagram(PROBE, addr)
 
     async def dial_for_punch(self, local: Aid, remote: Aid, addr: Addr, timeout_s: float) -> bool:
-        """One punch dial (see ``dial``)."""
+        """One punch dial (see ``dial``); False at once when the callee does not dial."""
+        if self._dial is None:
+            return False
+        self.stats.dials += 1
         return await self._dial(local, remote, addr, timeout_s)
 
     def expect(self, peer: Aid, until: float, session: PunchSession) -> None:

@@ -9,7 +9,9 @@ behind ``prc2`` is built from the bricks: a node of ours (for the DHT and QUIC; 
 names, :class:`PunchAttempt`/``punch_over_room`` as the initiator with the node's main socket,
 and a plain QUIC dial. Between the resolve and the call, the UDP state of both NAT routers is
 flushed (the TCP connections to the hub stay): no mapping between the hosts is left from the
-DHT. A QUIC connection comes up and the node's HTTP service answers through it.
+DHT. A QUIC connection comes up and the node's HTTP service answers through it. Then
+the same with a2ald 0.3.5 as the caller behind ``prc2`` (``POST /fetch/{aid}`` through its
+REST API): its dial finds our hub in the record, and its punch meets ours.
 
 Every node runs in-process, each side in a thread inside its testbed host (as
 tests/nat/test_node_nat.py does). Run: ``bash .ci/test -q tests/nat/test_node_punch.py``.
@@ -17,10 +19,12 @@ tests/nat/test_node_nat.py does). Run: ``bash .ci/test -q tests/nat/test_node_pu
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -40,6 +44,7 @@ from a2al_mcp.signal.client_service import call
 from a2al_mcp.signal.punch_core import Finish, PunchAttempt
 from a2al_mcp.signal.punch_service import punch_over_room
 from a2al_mcp.signal.ws_server import HubServer
+from a2al_mcp.testing.a2ald import A2aldPeer, poll_until
 from a2al_mcp.testing.nat_testbed import NatTestbed
 from tests.nat.test_node_nat import in_host, public_seeds
 
@@ -230,3 +235,53 @@ def test_a_caller_behind_prc2_reaches_our_node_behind_prc_through_our_hub(tb: Na
     assert (stats.punch_failed, stats.errors, stats.refused) == (0, 0, 0)
     # the callee's ICE cred reached us before its punch-ack (a2ald needs it to punch)
     assert got["stats"].foreign_frames == 1
+
+
+def _a2ald_fetch(peer: A2aldPeer, aid: Aid) -> dict[str, Any]:
+    got: dict[str, Any] = peer.post(
+        f"/fetch/{aid}", {"method": "GET", "path": "/", "body_base64": ""}, timeout=40
+    )
+    return got
+
+
+def test_a2ald_behind_prc2_fetches_from_our_node_behind_prc_through_our_hub(
+    tb: NatTestbed, a2ald_binary: None, tmp_path: Path
+) -> None:
+    tb.prove_sealed()
+    shared = Shared()
+    peer = A2aldPeer(tmp_path / "prc2", bootstrap=list(_seeds(tb)), udp_port=PORT,
+                     api_port=2121, launch=tb.a2ald_launch("prc2"), name="a2ald-prc2",
+                     log_level="debug")  # fmt: skip
+    with (
+        in_host(tb, PUBLIC, lambda: public_side(tb, shared)) as public,
+        in_host(tb, "prc", lambda: callee_side(tb, shared)) as callee,
+    ):
+        try:
+            assert shared.up.wait(WAIT_S)
+            peer.start()
+            peer.wait_ready(30, require_peers=True)
+            aid = shared.callee.get(timeout=WAIT_S)
+            resolved = poll_until(lambda: peer.resolve(str(aid)),
+                                  lambda r: int(r["nat_type"]) == 3, timeout=WAIT_S,
+                                  interval=0.5, what="a2ald resolving our node")  # fmt: skip
+            _flush_udp(tb, "prc")
+            _flush_udp(tb, "prc2")
+            started = CLOCK.monotonic()
+            fetched = poll_until(lambda: _a2ald_fetch(peer, aid), lambda r: r.get("status") == 200,
+                                 timeout=WAIT_S, interval=1.0, what="a2ald fetching")  # fmt: skip
+            took_s = CLOCK.monotonic() - started
+        finally:
+            log = peer.log_tail(400) if peer.running else ""
+            print(f"a2ald log:\n{log}")
+            shared.done.set()
+            peer.stop()
+        callee_got = callee.result(timeout=60)
+        hub_stats = public.result(timeout=60)
+    print(f"resolved: {resolved}\nfetched in {took_s:.2f} s: {fetched}\ncallee: {callee_got}"
+          f"\nhub: {hub_stats}")  # fmt: skip
+    assert base64.b64decode(fetched["body"]) == BODY, log
+    stats = callee_got["stats"]
+    assert stats is not None
+    # a2ald came through our hub and the punch: our callee answered and found the path
+    assert stats.answered >= 1 and stats.punched >= 1, f"{stats}\n{log}"
+    assert stats.accepted_matched >= 1 and stats.errors == 0

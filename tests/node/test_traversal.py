@@ -167,12 +167,17 @@ class _CallerQuic:
         """The callee dials us too; the caller's own dial is enough here."""
 
 
-async def test_a_call_through_the_hub_is_answered_with_a_punch_and_served() -> None:
+@pytest.mark.parametrize("callee_dials", [False, True], ids=["probes", "probes-and-dials"])
+async def test_a_call_through_the_hub_is_answered_with_a_punch_and_served(
+    callee_dials: bool,
+) -> None:
     async with contextlib.AsyncExitStack() as stack:
         _server, url = await stack.enter_async_context(hub())
         seed = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
         seed_addr = "{}:{}".format(*seed.local_addr)
-        callee = await stack.enter_async_context(_node(seed_addr, hubs=(url,)))
+        callee = await stack.enter_async_context(
+            _node(seed_addr, hubs=(url,), callee_dials=callee_dials)
+        )
         callee.serve(http=hello)
         caller = await stack.enter_async_context(
             Node(NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed_addr,)))
@@ -199,8 +204,11 @@ async def test_a_call_through_the_hub_is_answered_with_a_punch_and_served() -> N
         assert stats is not None
         await until(lambda: stats.punched == 1, "the callee's punch ended with a path")
         assert (stats.incoming, stats.answered, stats.punch_failed, stats.errors) == (1, 1, 0, 0)
-        assert stats.accepted_matched >= 1  # the caller's connection completed the attempt
         assert probes.sent > 0
+        if callee_dials:  # it dialled the caller too: either connection completes the attempt
+            assert stats.dials >= 1
+        else:  # only the caller's connection, accepted by the callee, completed it
+            assert stats.dials == 0 and stats.accepted_matched == 1
 
 
 async def test_a_silent_callers_punch_fails_counted_and_an_unpublished_agent_is_unknown() -> None:
