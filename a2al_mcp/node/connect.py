@@ -97,6 +97,11 @@ class Connector:
         self.dials = 0
         self.dial_failures = 0
 
+    def pooled(self, local: Aid, remote: Aid) -> bool:
+        """Whether a live connection from ``local`` to ``remote`` is in the pool now."""
+        pc = self._pool.get((local, remote))
+        return pc is not None and not pc.closed
+
     async def connect(
         self,
         local: LocalCertificate,

@@ -98,6 +98,11 @@ class Dialer:
             cert, aid, urls, timeout_s=timeout_s or self._handshake_timeout_s
         )
 
+    def connected(self, aid: Aid, *, local: Aid | None = None) -> bool:
+        """Whether a live pooled connection from ``local`` (default: the node) to ``aid``
+        exists now (nothing is dialled)."""
+        return self._connector.pooled(self._identity(local).aid, aid)
+
     async def open_stream(
         self, aid: Aid, *, local: Aid | None = None, token: str | None = None,
         endpoints: Sequence[str] | None = None,

@@ -15,7 +15,9 @@ still reaches the sender, while an absent one no longer holds the call for the w
 :data:`DIRECT_TIMEOUT_S` (a2ald's ``mailbox_send`` only STOREs). The other path runs on in the
 node's task group (stopped when the node closes); how it ends is logged and counted
 (``MailboxStats.background_*``); a STORE the recipient's acknowledgement made needless is
-stopped (``MailboxStats.stores_skipped``). While :data:`BACKGROUND_MAX` notes have a path still
+stopped (``MailboxStats.stores_skipped``); with a live pooled connection to the recipient the
+direct path goes first, and the STORE starts only if it has not been acknowledged within
+:data:`WARM_HEAD_START_S` or failed. While :data:`BACKGROUND_MAX` notes have a path still
 running, ``send`` waits for both paths, as it always did. The result says which paths held the
 note when the call returned — ``direct``, ``stored`` or ``both`` — and ``pending`` is
 ``direct`` while the recipient is still being tried.
@@ -94,6 +96,12 @@ DIRECT_GRACE_S: Final = 1.0
 answer (a dial and one round trip on a first contact): enough for an online recipient to
 acknowledge or refuse the note, far less than an absent one's :data:`DIRECT_TIMEOUT_S`."""
 POLL_START_S: Final = 5.0
+WARM_HEAD_START_S: Final = 0.25
+"""With a live pooled connection to the recipient, the direct delivery alone gets this long
+before the STORE starts: its acknowledgement comes in a round trip or two, and then no STORE
+is needed at all (a lookup and a STORE per note cost more CPU than the delivery itself). A
+failure of the direct path starts the STORE at once."""
+
 BACKGROUND_MAX: Final = 64
 """At most this many notes have a path still running after ``send`` returned; while that
 many do, ``send`` waits for both paths, as it always did (a sender that outpaces the STOREs
@@ -286,6 +294,7 @@ class Mailbox:
         aggregate: Aggregate,
         dht_ready: Callable[[], bool],
         spawn: Callable[[Callable[[], Awaitable[None]]], None],
+        connected: Callable[..., bool] | None = None,
     ) -> None:
         self.inbox = inbox
         self._config = config
@@ -298,6 +307,8 @@ class Mailbox:
         self._aggregate = aggregate
         self._dht_ready = dht_ready
         self._spawn = spawn
+        self._connected = connected
+        """``connected(recipient, local=sender)``: a live pooled connection exists."""
         self._background = 0
         """Deliveries with a path still running after ``send`` returned."""
         self._stats = MailboxStats()
@@ -420,7 +431,12 @@ class Mailbox:
             with d.scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._direct, d, frame, local, endpoints)
-                    tg.start_soon(self._store, d, record)
+                    if self._warm(d.recipient, local):
+                        with anyio.move_on_after(WARM_HEAD_START_S):
+                            while d.direct == "dialing":
+                                await d.changed.wait()
+                    if d.store == "storing":  # not made needless by the acknowledgement
+                        tg.start_soon(self._store, d, record)
         except Exception as exc:  # a bug: the supervisor counts and logs it
             d.fault = exc
             raise
@@ -432,6 +448,14 @@ class Mailbox:
                 logger.info("mailbox.background_stopped recipient=%s msg=%s pending=%s",
                             d.recipient.short(), d.msg_id.hex()[:16], d.pending())  # fmt: skip
             d.notify()
+
+    def _warm(self, recipient: Aid, local: Aid) -> bool:
+        if self._connected is None:
+            return False
+        try:
+            return self._connected(recipient, local=local)
+        except A2ALError:  # closing: the paths find out themselves
+            return False
 
     async def _direct(
         self, d: _Delivery, frame: MailboxFrame, local: Aid, endpoints: tuple[str, ...]

@@ -152,7 +152,7 @@ class Node(QuicVerbs):
             identities=self._identities, resolve=self.resolve, connect=self.connect,
             publish_record=self._publish_record, aggregate=self._finder.aggregate,
             dht_ready=lambda: self._dht is not None and self._dht.ready,
-            spawn=self._spawn_open,
+            spawn=self._spawn_open, connected=self.is_connected,
         )  # fmt: skip
         dht = self._dht = DhtService(core, clock=self._clock, flush=self._flush,
                                      timeout_s=operation_timeout(cfg.dht),

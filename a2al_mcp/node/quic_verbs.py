@@ -160,6 +160,11 @@ class QuicVerbs:
         """Open tunnels."""
         return [] if self._dialer is None else self._dialer.tunnels()
 
+    def is_connected(self, aid: Aid, *, local: Aid | None = None) -> bool:
+        """Whether a live pooled connection from ``local`` (default: the node) to ``aid``
+        exists now; nothing is dialled."""
+        return self._dial().connected(aid, local=local)
+
     def connections(self) -> list[PeerConnection]:
         """Live QUIC connections (both directions)."""
         return self._dial().connections()
