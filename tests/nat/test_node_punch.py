@@ -1,7 +1,9 @@
 """Our node reached behind a port-restricted NAT through a signalling hub (issue 18, the
 callee's side wired into the node: a2al_mcp.node.traversal), in the NAT testbed.
 
-Public side (``pub1``): three of our nodes as seeds and our hub (:class:`HubServer`). The
+Public side (``pub1``): three of our nodes as seeds and our hub (:class:`HubServer`), or in
+the second run the hub a fourth, public node of ours embeds (``serve_hub = "on"``), which
+registers with it and names it in its own record once it knows it is public. The
 callee, our node behind ``prc`` (EIM + APDF), has ``signal.hubs`` set to that hub: it
 registers its published identity there and names the hub in its endpoint record. The caller
 behind ``prc2`` is built from the bricks: a node of ours (for the DHT and QUIC; no
@@ -70,9 +72,13 @@ def tb(nat_available: None) -> Iterator[NatTestbed]:
 
 
 class Shared:
-    """What the three sides tell each other across their threads."""
+    """What the three sides tell each other across their threads. ``embedded``: the hub is
+    the one a public node of ours serves (``serve_hub = "on"``), not a standalone one."""
 
-    def __init__(self) -> None:
+    def __init__(self, tb: NatTestbed, *, embedded: bool = False) -> None:
+        self.embedded = embedded
+        port = PORT + 3 if embedded else HUB_PORT  # the hub node's UDP port number, on TCP
+        self.hub_url = f"ws://{tb.addr(PUBLIC)}:{port}"
         self.up = threading.Event()
         self.callee: queue.Queue[Aid] = queue.Queue()
         self.done = threading.Event()
@@ -88,10 +94,6 @@ async def _until(check: Callable[[], object], what: str) -> None:
         while not check():  # noqa: ASYNC110  (node state that tells nobody)
             await anyio.sleep(0.1)
     assert check(), what
-
-
-def _hub_url(tb: NatTestbed) -> str:
-    return f"ws://{tb.addr(PUBLIC)}:{HUB_PORT}"
 
 
 def _nat(tb: NatTestbed) -> NatConfig:
@@ -111,7 +113,9 @@ def _flush_udp(tb: NatTestbed, host: str) -> None:
 async def public_side(tb: NatTestbed, shared: Shared) -> str:
     try:
         async with contextlib.AsyncExitStack() as stack:
-            await public_seeds(stack, tb.addr(PUBLIC))
+            seeds = await public_seeds(stack, tb.addr(PUBLIC))
+            if shared.embedded:
+                return await _hub_node(stack, tb, shared, seeds[0])
             hub = HubServer(SignalConfig())
             async with anyio.create_task_group() as tg:
                 await tg.start(hub.serve, "0.0.0.0", HUB_PORT)
@@ -123,13 +127,35 @@ async def public_side(tb: NatTestbed, shared: Shared) -> str:
         shared.up.set()
 
 
+async def _hub_node(
+    stack: contextlib.AsyncExitStack, tb: NatTestbed, shared: Shared, seed: Node
+) -> str:
+    """A public node of ours serving a hub: it registers with its own hub once it knows it
+    is public, and its record names it."""
+    cfg = NodeConfig(listen_addr=f"{tb.addr(PUBLIC)}:{PORT + 3}", bootstrap=_seeds(tb),
+                     signal=SignalConfig(serve_hub="on"))  # fmt: skip
+    node = await stack.enter_async_context(Node(cfg, auto_publish=True))
+    await _until(lambda: node.signal_hubs() == (shared.hub_url,), "its own hub live")
+    with anyio.fail_after(WAIT_S):
+        while True:
+            with contextlib.suppress(NotFound):
+                got = await seed.resolve(node.aid)
+                own = EndpointPayload.from_bytes(got.record.payload)
+                if own.signal == shared.hub_url:
+                    break
+            await anyio.sleep(0.2)
+    shared.up.set()
+    await _wait(shared.done)
+    return f"hub node {node.status().nat.nat_type_words}, record {own}"
+
+
 async def callee_side(tb: NatTestbed, shared: Shared) -> dict[str, Any]:
     await _wait(shared.up)
     cfg = NodeConfig(listen_addr=f"0.0.0.0:{PORT}", nat=_nat(tb), bootstrap=_seeds(tb),
-                     signal=SignalConfig(hubs=(_hub_url(tb),)))  # fmt: skip
+                     signal=SignalConfig(hubs=(shared.hub_url,)))  # fmt: skip
     async with Node(cfg, auto_publish=True) as node:
         node.serve(http=hello)
-        await _until(lambda: node.signal_hubs() == (_hub_url(tb),), "registered with the hub")
+        await _until(lambda: node.signal_hubs() == (shared.hub_url,), "registered with the hub")
         shared.callee.put(node.aid)
         await _wait(shared.done)
         stats = node.traversal_statistics()
@@ -207,9 +233,12 @@ async def caller_side(tb: NatTestbed, shared: Shared) -> dict[str, Any]:
         shared.done.set()
 
 
-def test_a_caller_behind_prc2_reaches_our_node_behind_prc_through_our_hub(tb: NatTestbed) -> None:
+@pytest.mark.parametrize("embedded", [False, True], ids=["standalone-hub", "embedded-hub"])
+def test_a_caller_behind_prc2_reaches_our_node_behind_prc_through_our_hub(
+    tb: NatTestbed, embedded: bool
+) -> None:
     tb.prove_sealed()
-    shared = Shared()
+    shared = Shared(tb, embedded=embedded)
     with (
         in_host(tb, PUBLIC, lambda: public_side(tb, shared)) as public,
         in_host(tb, "prc", lambda: callee_side(tb, shared)) as callee,
@@ -220,8 +249,10 @@ def test_a_caller_behind_prc2_reaches_our_node_behind_prc_through_our_hub(tb: Na
         hub_stats = public.result(timeout=60)
     print(f"caller: {got}\ncallee: {callee_got}\nhub: {hub_stats}")
     payload: EndpointPayload = got["payload"]
+    if embedded:  # the public node saw it is public and published its own hub
+        assert "public (no NAT)" in hub_stats and f"signal='{shared.hub_url}'" in hub_stats
     # the callee's record names the hub it registered with, and its NAT type
-    assert (payload.signal, payload.signals) == (_hub_url(tb), (_hub_url(tb),))
+    assert (payload.signal, payload.signals) == (shared.hub_url, (shared.hub_url,))
     assert payload.nat_type == callee_got["nat_type"] == 3
     assert got["own"][0] == (tb.wan("prc2"), PORT)
     # the punch found the callee at its NAT's external main port; the service answered
@@ -248,7 +279,7 @@ def test_a2ald_behind_prc2_fetches_from_our_node_behind_prc_through_our_hub(
     tb: NatTestbed, a2ald_binary: None, tmp_path: Path
 ) -> None:
     tb.prove_sealed()
-    shared = Shared()
+    shared = Shared(tb)
     peer = A2aldPeer(tmp_path / "prc2", bootstrap=list(_seeds(tb)), udp_port=PORT,
                      api_port=2121, launch=tb.a2ald_launch("prc2"), name="a2ald-prc2",
                      log_level="debug")  # fmt: skip
