@@ -3,7 +3,9 @@ callee's side wired into the node: a2al_mcp.node.traversal), in the NAT testbed.
 
 Public side (``pub1``): three of our nodes as seeds and our hub (:class:`HubServer`), or in
 the second run the hub a fourth, public node of ours embeds (``serve_hub = "on"``), which
-registers with it and names it in its own record once it knows it is public. The
+registers with it and names it in its own record once it knows it is public, or in the
+third a2ald 0.3.5's embedded hub on ``pub2`` (a2ald started only through
+``NatTestbed.a2ald_launch``). The
 callee, our node behind ``prc`` (EIM + APDF), has ``signal.hubs`` set to that hub: it
 registers its published identity there and names the hub in its endpoint record. The caller
 behind ``prc2`` is built from the bricks: a node of ours (for the DHT and QUIC; no
@@ -67,18 +69,23 @@ async def hello(req: HttpRequest) -> HttpResponse:
 @pytest.fixture(scope="module")
 def tb(nat_available: None) -> Iterator[NatTestbed]:
     """Seeds and the hub on a public host; the callee and the caller behind two prc NATs."""
-    with NatTestbed({"pub1": "public", "prc": "prc", "prc2": "prc"}, turn=True) as testbed:
+    hosts = {"pub1": "public", "pub2": "public", "prc": "prc", "prc2": "prc"}
+    with NatTestbed(hosts, turn=True) as testbed:
         yield testbed
 
 
 class Shared:
-    """What the three sides tell each other across their threads. ``embedded``: the hub is
-    the one a public node of ours serves (``serve_hub = "on"``), not a standalone one."""
+    """What the three sides tell each other across their threads. ``hub``: ``standalone``
+    (our :class:`HubServer` on ``pub1``), ``embedded`` (the one a public node of ours serves,
+    ``serve_hub = "on"``) or ``a2ald`` (the one a2ald embeds, on ``pub2``)."""
 
-    def __init__(self, tb: NatTestbed, *, embedded: bool = False) -> None:
-        self.embedded = embedded
-        port = PORT + 3 if embedded else HUB_PORT  # the hub node's UDP port number, on TCP
-        self.hub_url = f"ws://{tb.addr(PUBLIC)}:{port}"
+    def __init__(self, tb: NatTestbed, *, hub: str = "standalone") -> None:
+        self.embedded = hub == "embedded"
+        if hub == "a2ald":
+            self.hub_url = f"ws://{tb.addr('pub2')}:{PORT}"  # a2ald's listen port, on TCP
+        else:  # the hub node's UDP port number, on TCP; or ours
+            port = PORT + 3 if self.embedded else HUB_PORT
+            self.hub_url = f"ws://{tb.addr(PUBLIC)}:{port}"
         self.up = threading.Event()
         self.callee: queue.Queue[Aid] = queue.Queue()
         self.done = threading.Event()
@@ -116,6 +123,10 @@ async def public_side(tb: NatTestbed, shared: Shared) -> str:
             seeds = await public_seeds(stack, tb.addr(PUBLIC))
             if shared.embedded:
                 return await _hub_node(stack, tb, shared, seeds[0])
+            if shared.hub_url.endswith(f":{PORT}"):  # a2ald's, started by the test
+                shared.up.set()
+                await _wait(shared.done)
+                return "a2ald's hub"
             hub = HubServer(SignalConfig())
             async with anyio.create_task_group() as tg:
                 await tg.start(hub.serve, "0.0.0.0", HUB_PORT)
@@ -233,23 +244,31 @@ async def caller_side(tb: NatTestbed, shared: Shared) -> dict[str, Any]:
         shared.done.set()
 
 
-@pytest.mark.parametrize("embedded", [False, True], ids=["standalone-hub", "embedded-hub"])
-def test_a_caller_behind_prc2_reaches_our_node_behind_prc_through_our_hub(
-    tb: NatTestbed, embedded: bool
+@pytest.mark.parametrize("hub", ["standalone", "embedded", "a2ald"])
+def test_a_caller_behind_prc2_reaches_our_node_behind_prc_through_a_hub(
+    tb: NatTestbed, hub: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     tb.prove_sealed()
-    shared = Shared(tb, embedded=embedded)
-    with (
-        in_host(tb, PUBLIC, lambda: public_side(tb, shared)) as public,
-        in_host(tb, "prc", lambda: callee_side(tb, shared)) as callee,
-        in_host(tb, "prc2", lambda: caller_side(tb, shared)) as caller,
-    ):
-        got = caller.result(timeout=240)
-        callee_got = callee.result(timeout=60)
-        hub_stats = public.result(timeout=60)
+    shared = Shared(tb, hub=hub)
+    with contextlib.ExitStack() as stack:
+        if hub == "a2ald":  # a2ald's embedded hub on pub2, nothing else of it used
+            request.getfixturevalue("a2ald_binary")
+            a2ald = A2aldPeer(tmp_path / "pub2", udp_port=PORT, api_port=2121,
+                              launch=tb.a2ald_launch("pub2"), name="a2ald-hub")  # fmt: skip
+            stack.callback(a2ald.stop)
+            a2ald.start()
+            a2ald.wait_ready(30, require_peers=False)
+        with (
+            in_host(tb, PUBLIC, lambda: public_side(tb, shared)) as public,
+            in_host(tb, "prc", lambda: callee_side(tb, shared)) as callee,
+            in_host(tb, "prc2", lambda: caller_side(tb, shared)) as caller,
+        ):
+            got = caller.result(timeout=240)
+            callee_got = callee.result(timeout=60)
+            hub_stats = public.result(timeout=60)
     print(f"caller: {got}\ncallee: {callee_got}\nhub: {hub_stats}")
     payload: EndpointPayload = got["payload"]
-    if embedded:  # the public node saw it is public and published its own hub
+    if hub == "embedded":  # the public node saw it is public and published its own hub
         assert "public (no NAT)" in hub_stats and f"signal='{shared.hub_url}'" in hub_stats
     # the callee's record names the hub it registered with, and its NAT type
     assert (payload.signal, payload.signals) == (shared.hub_url, (shared.hub_url,))
