@@ -262,3 +262,27 @@ def test_signal_config_serve_hub_and_listen_addr_are_checked() -> None:
         {"signal": {"serve_hub": "on", "hub_listen_addr": "0.0.0.0:4121"}}
     )
     assert (cfg.signal.serve_hub, cfg.signal.hub_listen_addr) == ("on", "0.0.0.0:4121")
+
+
+async def test_calls_beyond_max_answers_are_refused_and_counted() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        _server, url = await stack.enter_async_context(hub())
+        seed = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
+        seed_addr = "{}:{}".format(*seed.local_addr)
+        callee = await stack.enter_async_context(_node(seed_addr, hubs=(url,), max_answers=1))
+        other = await stack.enter_async_context(
+            Node(NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed_addr,)))
+        )
+        await until(lambda: callee.signal_hubs() == (url,), "the callee registered")
+        stats = callee.traversal_statistics()
+        assert stats is not None
+        # the first caller stays silent: its answer holds the only slot
+        first = await call(url, str(seed.aid), str(callee.aid))
+        await until(lambda: stats.answered == 1, "the first call answered")
+        second = await call(url, str(other.aid), str(callee.aid))
+        await until(lambda: stats.refused == 1, "the second call refused")
+        assert (stats.incoming, stats.answered) == (2, 1)
+        await second.aclose()
+        await first.aclose()
+        await until(lambda: stats.punch_failed == 1, "the silent caller's punch failed")
+        assert stats.errors == 0
