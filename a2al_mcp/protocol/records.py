@@ -26,6 +26,7 @@ from typing import Any, Final, Self
 from .. import _cbor
 from ..errors import DecodeError, UsageError, VerificationError
 from ..identity.aid import Aid
+from ..identity.delegation import CLOCK_SKEW_S as DELEGATION_SKEW_S
 from ..identity.delegation import DelegationProof
 from ..identity.keys import VerifyKey
 from ..identity.local import Identity
@@ -95,6 +96,11 @@ class SignedRecord:
     _signature_ok: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
     # set once the signature verified: the fields are immutable, so it stays true (a resolve
     # checks a record when the lookup accepts it and again when it is cached)
+    _delegation_expires: int | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
+    # once the delegation proof verified for this record (key, AID, scope, owner signature:
+    # all immutable), its expires_at; only the expiry is checked again
 
     # -- construction ---------------------------------------------------------------
 
@@ -346,11 +352,17 @@ class SignedRecord:
             return
         if not self.delegation:
             raise VerificationError("record key does not own the AID and carries no delegation")
+        expires = self._delegation_expires
+        if expires is not None:  # verified before: only time has moved
+            if expires and now >= expires + DELEGATION_SKEW_S:
+                raise VerificationError(f"delegation proof expired at {expires}")
+            return
         try:
             proof = DelegationProof.from_bytes(self.delegation)
         except DecodeError as exc:
             raise VerificationError(f"record delegation malformed: {exc}") from exc
         proof.verify(now, op_pub=self.pubkey, agent=self.address)
+        object.__setattr__(self, "_delegation_expires", proof.expires_at)  # frozen: cached
 
     def validate(self, now: float, key: bytes | None = None) -> None:
         """:meth:`verify` and :meth:`check_authority` together."""

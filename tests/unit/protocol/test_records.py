@@ -188,3 +188,33 @@ def test_generated_agent_records_verify() -> None:
     rec = SignedRecord.sign(made.identity, 0x02, AgentProfilePayload(name="x").to_bytes(),
                             seq=1, timestamp=T0)  # fmt: skip
     rec.validate(T0, key=bytes(made.identity.aid.node_id))
+
+
+def test_a_delegation_verified_once_per_record_object(
+    key_a: SigningKey, key_b: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached record is checked on every resolve: its delegation proof (immutable) is
+    verified once, then only its expiry is checked again; a bad proof is never cached."""
+    proof = DelegationProof.create(key_a, key_b.public, issued_at=T0, expires_at=T0 + 100)
+    agent = Identity.from_delegation(key_b, proof, now=T0)
+    rec = SignedRecord.sign(agent, 1, EP, seq=1, timestamp=T0)
+    calls: list[float] = []
+    verify = DelegationProof.verify
+
+    def counted(self: DelegationProof, now: float, **kw: object) -> None:
+        calls.append(now)
+        verify(self, now, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DelegationProof, "verify", counted)
+    for _ in range(3):
+        rec.check_authority(T0 + 10)
+    assert calls == [T0 + 10]
+    with pytest.raises(VerificationError, match="expired"):
+        rec.check_authority(T0 + 160)  # the cached path still checks the expiry
+    forged = dataclasses.replace(
+        rec, delegation=dataclasses.replace(proof, signature=bytes(64)).to_bytes()
+    )
+    for _ in range(2):
+        with pytest.raises(VerificationError, match="signature"):
+            forged.check_authority(T0 + 10)
+    assert len(calls) == 3  # each forged check verified again: failures are not cached
