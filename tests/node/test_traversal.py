@@ -89,13 +89,15 @@ async def test_hubs_are_registered_named_in_the_record_and_republished_when_they
         probe.bind(("127.0.0.1", 0))
         url_b = f"ws://127.0.0.1:{probe.getsockname()[1]}"
         probe.close()
-        node = await stack.enter_async_context(_node(seed_addr, hubs=(url_a, url_b)))
+        node = await stack.enter_async_context(
+            _node(seed_addr, hubs=(url_a, url_b), reconnect_max_s=1.0)  # retried every second
+        )
         await until(lambda: node.signal_hubs() == (url_a,), "registered with the live hub")
         first = await record_of(seed, node.aid, lambda p: p.signal == url_a)
         assert first.signals == (url_a,)
         # the second hub comes up on its port: registered, and the record names both
         port_b = int(url_b.rsplit(":", 1)[1])
-        server_b = HubServer(SignalConfig(reconnect_max_s=1.0))
+        server_b = HubServer(SignalConfig())
         async with anyio.create_task_group() as tg:
             await tg.start(server_b.serve, "127.0.0.1", port_b)
             await until(lambda: node.signal_hubs() == (url_a, url_b), "both hubs live")
