@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
@@ -56,11 +56,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECK_INTERVAL_S",
+    "PUBLIC_STUN_SERVERS",
     "NatCore",
     "NatService",
     "ProbeSender",
     "endpoint_urls",
     "resolve_stun_servers",
+    "stun_entries",
 ]
 
 logger = logging.getLogger(__name__)
@@ -401,25 +403,73 @@ class NatService:
         return self._wiring
 
 
-async def resolve_stun_servers(entries: Iterable[str]) -> tuple[Addr, ...]:
-    """``nat.stun_servers`` (``host:port``) as IP literals. Names are looked up once, here
-    (the system resolver, in a worker thread); nothing but what configuration names is
-    ever asked.
+PUBLIC_STUN_SERVERS: Final = (
+    "stun.l.google.com:19302",
+    "stun1.l.google.com:19302",
+    "stun.cloudflare.com:3478",
+)
+"""The STUN servers a2ald 0.3.5 asks (its compiled-in list): used only once the user opted
+into the public network (``network = "public"``) and named none in ``nat.stun_servers``."""
+
+HUB_STUN_PORT: Final = 3478
+"""a2ald derives a STUN server from each signalling hub's host at this port (its hubs run
+coturn beside them)."""
+
+PUBLIC_STUN_LOOKUP_S: Final = 3.0
+"""How long a public node's start waits for the names of derived STUN servers; the ones
+not resolved by then are skipped (logged), so a broken resolver delays no start for long."""
+
+
+def stun_entries(config: NodeConfig) -> tuple[tuple[str, ...], bool]:
+    """The STUN servers to ask (``host:port``) and whether configuration named them.
+
+    ``nat.stun_servers`` when set. Otherwise none in private mode (nothing is ever sent to a
+    server nobody named); with the public-network opt-in, a2ald's choice: the host of each
+    ``signal.hubs`` entry at :data:`HUB_STUN_PORT`, then :data:`PUBLIC_STUN_SERVERS`.
+    """
+    named = config.nat.stun_servers
+    if named or config.network != "public":
+        return tuple(named), True
+    derived = [f"{_hub_host(h)}:{HUB_STUN_PORT}" for h in config.signal.hubs]
+    return tuple(dict.fromkeys([*derived, *PUBLIC_STUN_SERVERS])), False
+
+
+def _hub_host(url: str) -> str:
+    host, _port = parse_host_port(url.removeprefix("ws://").rstrip("/"), what="signal.hubs entry")
+    return f"[{host}]" if ":" in host else host
+
+
+async def resolve_stun_servers(entries: Sequence[str], *, named: bool = True) -> tuple[Addr, ...]:
+    """STUN servers (``host:port``) as IP literals. Names are looked up once, here (the
+    system resolver, in a worker thread); nothing but these entries is ever asked.
+
+    Args:
+        named: the entries are ``nat.stun_servers`` (a name that does not resolve is a
+            configuration error); False for derived ones (:func:`stun_entries`), whose
+            failures are logged and skipped, all within :data:`PUBLIC_STUN_LOOKUP_S`.
 
     Raises:
-        ConfigError: a name does not resolve.
+        ConfigError: a named entry does not resolve.
     """
     out: list[Addr] = []
-    for entry in entries:
-        host, port = parse_host_port(entry, what="nat.stun_servers entry")
-        if parse_ip(host) is not None:
-            out.append((host, port))
-            continue
-        try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            raise ConfigError(f"nat.stun_servers entry {entry!r} does not resolve: {exc}") from exc
-        for _family, _type, _proto, _name, sockaddr in infos:
-            out.append((str(sockaddr[0]), int(sockaddr[1])))
-            break
+    with anyio.move_on_after(None if named else PUBLIC_STUN_LOOKUP_S) as scope:
+        for entry in entries:
+            host, port = parse_host_port(entry, what="nat.stun_servers entry")
+            if parse_ip(host) is not None:
+                out.append((host, port))
+                continue
+            try:
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                if named:
+                    raise ConfigError(
+                        f"nat.stun_servers entry {entry!r} does not resolve: {exc}"
+                    ) from exc
+                logger.warning("nat.stun_unresolved server=%s reason=%s", entry, exc)
+                continue
+            for _family, _type, _proto, _name, sockaddr in infos:
+                out.append((str(sockaddr[0]), int(sockaddr[1])))
+                break
+    if scope.cancelled_caught:
+        logger.warning("nat.stun_lookup_slow resolved=%d of=%d", len(out), len(entries))
     return tuple(dict.fromkeys(out))

@@ -55,7 +55,7 @@ from .identities import IdentityStore
 from .inbox import Inbox, Note
 from .joining import Joiner
 from .mailbox import Mailbox, MailboxStats, SendResult
-from .nat_service import NatService, resolve_stun_servers
+from .nat_service import NatService, resolve_stun_servers, stun_entries
 from .publisher import Publisher
 from .quic_verbs import QuicVerbs
 from .serving import Acceptor, Serving, StreamHandler
@@ -141,7 +141,8 @@ class Node(QuicVerbs):
         cfg = self.config
         host, _port = cfg.listen
         self._identities.load_agents()
-        stun_servers = await resolve_stun_servers(cfg.nat.stun_servers)
+        entries, named = stun_entries(cfg)
+        stun_servers = await resolve_stun_servers(entries, named=named)
         nat = self._nat = NatService(cfg, rng=self._rng, stun_servers=stun_servers)
         core = DhtCore(self.identity, rng=self._rng, config=cfg.dht, limits=cfg.limits,
                        wall_offset=self._clock.wall() - self._clock.monotonic(),

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from a2al_mcp import NodeConfig
+from a2al_mcp.config import NatConfig
 from a2al_mcp.node import Node, joining
 from a2al_mcp.node.seeds import load_peer_cache, parse_txt_seeds, save_peer_cache
 
@@ -72,6 +73,9 @@ async def test_public_network_only_on_opt_in(monkeypatch: pytest.MonkeyPatch) ->
     async with Node(NodeConfig(listen_addr="127.0.0.1:0")):
         pass
     assert calls == []
-    async with Node(NodeConfig(listen_addr="127.0.0.1:0", network="public")):
+    # a loopback STUN server named: the public opt-in would otherwise derive public ones
+    # (tests/node/test_stun_servers.py), and nothing may leave this machine
+    stun = NatConfig(stun_servers=("127.0.0.1:3478",))
+    async with Node(NodeConfig(listen_addr="127.0.0.1:0", network="public", nat=stun)):
         pass
     assert calls == ["looked up"]
