@@ -288,3 +288,32 @@ async def test_calls_beyond_max_answers_are_refused_and_counted() -> None:
         await first.aclose()
         await until(lambda: stats.punch_failed == 1, "the silent caller's punch failed")
         assert stats.errors == 0
+
+
+async def test_a_hub_that_cannot_listen_is_counted_and_the_node_goes_on() -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            _server, url = await stack.enter_async_context(hub())
+            seed = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
+            addr = "{}:{}".format(*taken.getsockname())
+            node = await stack.enter_async_context(
+                _node(
+                    "{}:{}".format(*seed.local_addr),
+                    serve_hub="on",
+                    hub_listen_addr=addr,
+                    hubs=(url,),
+                )
+            )
+            stats = node.traversal_statistics()
+            assert stats is not None
+            await until(lambda: stats.hub_serve_errors == 1, "the hub's listen failed")
+            # the configured hub still works; no own hub is registered or published
+            await until(lambda: node.signal_hubs() == (url,), "registered with the other hub")
+            got = await record_of(seed, node.aid, lambda p: p.signal == url)
+            assert got.signals == (url,)
+            assert stats.last_error.startswith(f"hub at {taken.getsockname()}: ")
+    finally:
+        taken.close()
