@@ -513,7 +513,10 @@ class Node(QuicVerbs):
         ep = None if self._endpoint is None else self._endpoint.statistics()
         failed = 0 if self._quic is None else self._quic.host.statistics().failed
         tunnels = 0 if self._dialer is None else self._dialer.tunnel_errors
-        return ContainedErrors(tasks=self._tasks.tasks + tunnels, loops=self._tasks.loops,
+        # an answered call that failed on an error (not a punch without a path): its task
+        answers = 0 if self._traversal is None else self._traversal.stats.errors
+        return ContainedErrors(tasks=self._tasks.tasks + tunnels + answers,
+                               loops=self._tasks.loops,
                                core=failed + (0 if ep is None else ep.core_errors),
                                callbacks=0 if ep is None else ep.callback_errors,
                                last=self._tasks.last)  # fmt: skip
