@@ -294,11 +294,17 @@ def _a2ald_fetch(peer: A2aldPeer, aid: Aid) -> dict[str, Any]:
     return got
 
 
-def test_a2ald_behind_prc2_fetches_from_our_node_behind_prc_through_our_hub(
-    tb: NatTestbed, a2ald_binary: None, tmp_path: Path
+@pytest.mark.parametrize("hub", ["standalone", "a2ald"])
+def test_a2ald_behind_prc2_fetches_from_our_node_behind_prc_through_a_hub(
+    tb: NatTestbed, a2ald_binary: None, tmp_path: Path, hub: str
 ) -> None:
+    """``standalone``: through our hub; ``a2ald``: through a2ald's embedded hub on pub2."""
     tb.prove_sealed()
-    shared = Shared(tb)
+    shared = Shared(tb, hub=hub)
+    hub_peer = None
+    if hub == "a2ald":
+        hub_peer = A2aldPeer(tmp_path / "pub2", udp_port=PORT, api_port=2121,
+                             launch=tb.a2ald_launch("pub2"), name="a2ald-hub")  # fmt: skip
     peer = A2aldPeer(tmp_path / "prc2", bootstrap=list(_seeds(tb)), udp_port=PORT,
                      api_port=2121, launch=tb.a2ald_launch("prc2"), name="a2ald-prc2",
                      log_level="debug")  # fmt: skip
@@ -307,6 +313,9 @@ def test_a2ald_behind_prc2_fetches_from_our_node_behind_prc_through_our_hub(
         in_host(tb, "prc", lambda: callee_side(tb, shared)) as callee,
     ):
         try:
+            if hub_peer is not None:
+                hub_peer.start()
+                hub_peer.wait_ready(30, require_peers=False)
             assert shared.up.wait(WAIT_S)
             peer.start()
             peer.wait_ready(30, require_peers=True)
@@ -325,6 +334,8 @@ def test_a2ald_behind_prc2_fetches_from_our_node_behind_prc_through_our_hub(
             print(f"a2ald log:\n{log}")
             shared.done.set()
             peer.stop()
+            if hub_peer is not None:
+                hub_peer.stop()
         callee_got = callee.result(timeout=60)
         hub_stats = public.result(timeout=60)
     print(f"resolved: {resolved}\nfetched in {took_s:.2f} s: {fetched}\ncallee: {callee_got}"
