@@ -11,8 +11,11 @@ Nothing leaves 127.0.0.1.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 
 import anyio
@@ -317,3 +320,34 @@ async def test_a_hub_that_cannot_listen_is_counted_and_the_node_goes_on() -> Non
             assert stats.last_error.startswith(f"hub at {taken.getsockname()}: ")
     finally:
         taken.close()
+
+
+_BRICKS = ("a2al_mcp.signal", "a2al_mcp.ice", "a2al_mcp.node.traversal", "aioice", "wsproto")
+
+
+def _bricks_loaded(signal_table: str) -> list[str]:
+    """Open a node (``signal=…`` given as Python source) in a fresh interpreter; which of
+    :data:`_BRICKS` it loaded."""
+    code = f"""
+import sys
+import anyio
+from a2al_mcp import NodeConfig
+from a2al_mcp.config import SignalConfig
+from a2al_mcp.node import Node
+
+async def main() -> None:
+    async with Node(NodeConfig(listen_addr="127.0.0.1:0", signal={signal_table})):
+        await anyio.sleep(0.2)
+
+anyio.run(main)
+print(sorted(m for m in {_BRICKS!r} if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)  # fmt: skip
+    loaded: list[str] = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_the_bricks_load_only_when_traversal_is_configured() -> None:
+    assert _bricks_loaded("SignalConfig()") == []
+    assert _bricks_loaded('SignalConfig(hubs=("ws://127.0.0.1:9",))') == sorted(_BRICKS)
