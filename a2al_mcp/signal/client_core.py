@@ -28,8 +28,12 @@ from .frames import Frame
 
 __all__ = ["ClientStats", "SignalClient"]
 
-_DEDUP_S: Final = 60.0
-"""An ``incoming`` for a room already reported this recently is a duplicate (another hub)."""
+_DEDUP_S: Final = 5.0
+"""An ``incoming`` for a room already reported this recently through ANOTHER hub is the same
+call (a caller opens ``/ice`` on all its hubs at once: the pushes arrive within
+milliseconds). Through the same hub it is always a new call: the room id is fixed per pair of
+AIDs (:func:`~.rooms.room_id`), so a caller's retry after a failed attempt reuses it, and
+a2ald retries within seconds."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,7 +67,8 @@ class SignalClient:
         urls = list(dict.fromkeys(config.hubs if hubs is None else hubs))
         self._hubs = {url: _Hub(url) for url in urls[: config.max_hubs]}
         self._identities: list[str] = []
-        self._rooms_seen: dict[str, float] = {}
+        self._rooms_seen: dict[str, tuple[float, str]] = {}
+        """room -> (when reported, through which hub)"""
         self.stats = ClientStats()
 
     # ---- views
@@ -164,14 +169,14 @@ class SignalClient:
                 hub.pings += 1
                 out.append(Ping(hub.url, str(hub.pings).encode()))
                 hub.due = now + self._config.register_interval_s
-        for room, seen in list(self._rooms_seen.items()):
+        for room, (seen, _hub) in list(self._rooms_seen.items()):
             if seen + _DEDUP_S <= now:
                 del self._rooms_seen[room]
         return out
 
     def next_deadline(self) -> float | None:
         times = [h.due for h in self._hubs.values() if h.state != "connecting"]
-        times += [seen + _DEDUP_S for seen in self._rooms_seen.values()]
+        times += [seen + _DEDUP_S for seen, _hub in self._rooms_seen.values()]
         return min(times, default=None)
 
     # ---- internals
@@ -185,13 +190,14 @@ class SignalClient:
         if frame.g.lower() not in {a.lower() for a in self._identities}:
             self.stats.frames_ignored += 1
             return []
-        seen = self._rooms_seen.get(frame.r)
-        if seen is not None and seen + _DEDUP_S > now:
+        seen = self._rooms_seen.pop(frame.r, None)
+        if seen is not None and seen[1] != url and seen[0] + _DEDUP_S > now:
+            self._rooms_seen[frame.r] = seen
             self.stats.incoming_duplicates += 1
             return []
         if len(self._rooms_seen) >= 4096:  # bound the dedup table: oldest out
             del self._rooms_seen[next(iter(self._rooms_seen))]
-        self._rooms_seen[frame.r] = now
+        self._rooms_seen[frame.r] = (now, url)
         self.stats.incoming += 1
         return [IncomingCall(url, frame.r, frame.f, frame.g)]
 

@@ -89,6 +89,14 @@ def test_incoming_is_reported_once_per_room() -> None:
     assert client.received(H2, push, clock.monotonic()) == [IncomingCall(H2, room, CALLER, AGENT)]
     assert client.received(H1, push, clock.monotonic()) == []
     assert client.stats.incoming_duplicates == 1
+    # the same room through the same hub is a new call: a caller's retry (the room id is
+    # fixed per pair of AIDs), answered even a moment later
+    clock.advance(0.5)
+    assert client.received(H2, push, clock.monotonic()) == [IncomingCall(H2, room, CALLER, AGENT)]
+    # through another hub after the window: a new call too
+    clock.advance(10.0)
+    assert client.received(H1, push, clock.monotonic()) == [IncomingCall(H1, room, CALLER, AGENT)]
+    assert client.stats.incoming_duplicates == 1
     # the target as the caller spelled it (any case) is ours
     lower = frames.encode(Frame("incoming", r="other", f=CALLER, g=AGENT.lower()))
     assert client.received(H1, lower, clock.monotonic()) == [
