@@ -24,6 +24,7 @@ from .errors import ConfigError
 __all__ = [
     "PUBLIC_BOOTSTRAP_DNS",
     "DhtConfig",
+    "ExposeConfig",
     "HubConfig",
     "LimitsConfig",
     "MailboxConfig",
@@ -397,6 +398,16 @@ class LimitsConfig:
     mcp_calls_in_flight: int = 64
     """Tool calls one MCP session runs at once; more are refused (``LIMIT``)."""
 
+    # --- MCP servers of other agents (remote_tools, call_remote_tool, proxy)
+    remote_mcp_response_max_bytes: int = 4 << 20
+    """Largest answer taken from another agent's MCP server; a larger one is cut off
+    (``LIMIT``)."""
+    remote_mcp_call_timeout_s: float = 60.0
+    """A call to another agent's MCP server (connecting included) must be answered within
+    this time (``TIMEOUT``)."""
+    remote_mcp_calls_per_agent: int = 8
+    """Calls running at once to one agent's MCP server; more are refused (``LIMIT``)."""
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -409,6 +420,45 @@ class LimitsConfig:
             raise ConfigError("limits.*_receive_buffer must be ≥ 65536")
         if self.receive_buffer_total < self.connection_receive_buffer:
             raise ConfigError("limits.receive_buffer_total must be ≥ connection_receive_buffer")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ExposeConfig:
+    """One MCP server this node serves to other agents over A2AL (an ``[[expose]]`` table;
+    docs/remote-mcp.md). Exactly one of ``command`` and ``url``."""
+
+    protocol: str = "mcp"
+    """What is exposed: ``mcp`` (the only kind so far)."""
+    command: tuple[str, ...] = ()
+    """A stdio MCP server to start and own, as its argument list (``["python", "srv.py"]``)."""
+    url: str = ""
+    """Or a streamable-HTTP MCP server already running (``http://127.0.0.1:PORT/mcp``); it
+    gets the verified caller AID in the ``X-A2AL-Caller`` header."""
+    topics: tuple[str, ...] = ()
+    """Capability topics it is registered under with protocol ``mcp``."""
+    aid: str = ""
+    """The local identity serving it (default: the node's own)."""
+    allow: tuple[str, ...] = ()
+    """Only these caller AIDs (empty: everyone not denied)."""
+    deny: tuple[str, ...] = ()
+    """Caller AIDs refused."""
+    name: str = ""
+    """Display name in its topic records."""
+    brief: str = ""
+    """One sentence in its topic records."""
+
+    def __post_init__(self) -> None:
+        if self.protocol != "mcp":
+            raise ConfigError(f"expose.protocol must be 'mcp', got {self.protocol!r}")
+        if bool(self.command) == bool(self.url):
+            raise ConfigError("an [[expose]] table needs exactly one of command and url")
+        for name in ("command", "topics", "allow", "deny"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"expose.{name} must be a list of strings")
+        for name in ("url", "aid", "name", "brief"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"expose.{name} must be a string")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -436,8 +486,16 @@ class NodeConfig:
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     hub: HubConfig = dataclasses.field(default_factory=HubConfig)
     signal: SignalConfig = dataclasses.field(default_factory=SignalConfig)
+    expose: tuple[ExposeConfig, ...] = ()
+    """MCP servers served to other agents over A2AL by ``serve`` and ``node run`` (each an
+    ``[[expose]]`` table with ``command`` or ``url``, ``topics``, ``aid``, ``allow``,
+    ``deny``, ``name``, ``brief``; docs/remote-mcp.md)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.expose, tuple) or not all(
+            isinstance(e, ExposeConfig) for e in self.expose
+        ):
+            raise ConfigError("expose must be a list of [[expose]] tables")
         if not isinstance(self.listen_addr, str) or not isinstance(self.advertise_host, str):
             raise ConfigError("listen_addr and advertise_host must be strings")
         if not isinstance(self.bootstrap, tuple) or not all(
@@ -478,6 +536,17 @@ class NodeConfig:
                 if not isinstance(value, Mapping):
                     raise ConfigError(f"[{key}] must be a table")
                 kwargs[key] = _build(sections[key], value, f"{key}.")
+            elif key == "expose":
+                if isinstance(value, Mapping):
+                    value = [value]
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(t, Mapping | ExposeConfig) for t in value
+                ):
+                    raise ConfigError("[[expose]] must be an array of tables")
+                kwargs[key] = tuple(
+                    t if isinstance(t, ExposeConfig) else _build(ExposeConfig, t, "expose.")
+                    for t in value
+                )
             elif key in top:
                 kwargs[key] = value
             else:

@@ -52,6 +52,14 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
                    help="do not publish this node's endpoint record by itself once it knows "
                    "its address (stay unlisted until publish)")  # fmt: skip
     p.add_argument("--config", help="TOML config file")
+    p.add_argument("--expose", action="append", metavar="mcp=URL|mcp=COMMAND",
+                   help="serve an MCP server to other agents over A2AL on this node's AID: "
+                   "a streamable-HTTP one already running (mcp=http://127.0.0.1:PORT/mcp) "
+                   "or a stdio one this node starts and owns (mcp='python srv.py'); "
+                   "more in [[expose]] tables")  # fmt: skip
+    p.add_argument("--expose-topic", action="append", metavar="TOPIC",
+                   help="a capability topic the --expose server is registered under "
+                   "(protocol mcp), so discover finds it; repeatable")  # fmt: skip
 
 
 def node_args(args: argparse.Namespace) -> list[str]:
@@ -65,6 +73,9 @@ def node_args(args: argparse.Namespace) -> list[str]:
         out += ["--config", str(Path(args.config).expanduser().resolve())]
     if getattr(args, "no_auto_publish", False):
         out.append("--no-auto-publish")
+    for flag in ("expose", "expose_topic"):
+        for value in getattr(args, flag, None) or ():
+            out += [f"--{flag.replace('_', '-')}", value]
     if getattr(args, "verbose", False):
         out.insert(0, "-v")
     return out
@@ -84,12 +95,37 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         overrides["auto_publish"] = False
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
+    if getattr(args, "expose", None) or getattr(args, "expose_topic", None):
+        overrides["expose"] = _exposed(args)
     cfg = load_config(args.config, **overrides)
     if cfg.data_dir is None:
         from ..node.home import default_home
 
         cfg = load_config(args.config, **{**overrides, "data_dir": default_home()})
     return cfg
+
+
+def _exposed(args: argparse.Namespace) -> tuple[Any, ...]:
+    """The config file's ``[[expose]]`` tables and those ``--expose`` gives."""
+    from ..remote_mcp.spec import parse_expose
+
+    if args.expose_topic and not args.expose:
+        raise UsageError("--expose-topic names the topics of an --expose server: give one")
+    if args.expose and len(args.expose) > 1:
+        raise UsageError("one --expose per node (it is served on the node's AID); more, each "
+                         "on its own identity, go in [[expose]] tables")  # fmt: skip
+    earlier = load_config(args.config).expose if args.config else ()
+    return (*earlier, *(parse_expose(t, topics=args.expose_topic or ()) for t in args.expose))
+
+
+async def _expose(node: Any, cfg: NodeConfig) -> None:
+    """Serve what ``cfg.expose`` lists (imports the mcp SDK: only when something is)."""
+    if not cfg.expose:
+        return
+    from ..remote_mcp.expose import expose_all
+    from ..remote_mcp.spec import spec_from_config
+
+    await expose_all(node, [spec_from_config(e) for e in cfg.expose])
 
 
 def add_serve_parser(sub: Any) -> None:
@@ -170,6 +206,7 @@ async def _serve_inline(cfg: NodeConfig, http: tuple[str, int] | None, token: st
         async with Node(cfg, identity, join_in_background=True, auto_publish=True) as node:
             logger.info("serve.node_ready aid=%s listen=%s peers=%d", node.aid, node.local_addr,
                         node.status().peers)  # fmt: skip
+            await _expose(node, cfg)
             from ..mcp_server import FrontStats
 
             stats = FrontStats()  # what the front refused: in the status tool
@@ -203,6 +240,7 @@ async def run_node(cfg: NodeConfig, *, stay: bool) -> None:
     with DataHome(cfg.data_dir) as home:
         identity = home.identity(SystemRng())
         async with Node(cfg, identity, join_in_background=True, auto_publish=True) as node:
+            await _expose(node, cfg)
             # No mcp SDK here: a desktop client's session is answered without it, and the
             # SDK's server is built only when a session needs it (mcp_server.line_front).
             from ..mcp_server import FrontStats, ServerCore

@@ -37,6 +37,7 @@ PACKAGE = Path(config.__file__).resolve().parent
 CONFIG_CLASSES: tuple[type, ...] = (
     config.NodeConfig,
     config.DhtConfig,
+    config.ExposeConfig,
     config.QuicConfig,
     config.NatConfig,
     config.MailboxConfig,

@@ -1,0 +1,91 @@
+"""An ``httpx2`` transport whose requests travel on A2AL streams: the ``mcp`` SDK's
+streamable-HTTP client, given an ``httpx2.AsyncClient`` with this transport, talks to the MCP
+server an agent exposes on its AID (:func:`~.expose.expose_mcp`).
+
+Each request is one stream (:meth:`Node.request`, HTTP/1.1, ``Connection: close``); the
+response body is read whole, at most ``max_body`` bytes, within ``timeout_s``. Past either
+limit the stream is dropped and the SDK gets a JSON-RPC error naming the limit (so the call
+waiting for it fails at once). A2AL failures (refused, unreachable, not found) become
+JSON-RPC errors too, carrying the A2AL error code in ``data`` (:data:`A2AL_CODE`), so the
+caller can tell them from the remote server's own errors. The ``GET`` stream a
+streamable-HTTP client opens for server-initiated messages is answered 405 here, without
+reaching the remote: a remote server cannot reach back into the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import httpx2
+
+from ..errors import A2ALError, LimitExceeded, RequestTimeout
+
+if TYPE_CHECKING:
+    from ..identity.aid import Aid
+    from ..node.node import Node
+
+__all__ = ["A2AL_CODE", "StreamTransport"]
+
+A2AL_CODE: Final = "a2al_code"
+"""Key in a JSON-RPC error's ``data`` of an error raised on this side (not the remote's)."""
+_HOP: Final = frozenset({"host", "connection", "content-length", "transfer-encoding",
+                         "keep-alive", "upgrade"})  # fmt: skip
+
+
+def _local_error(request: httpx2.Request, status: int, error: A2ALError) -> httpx2.Response:
+    """A JSON-RPC error (id null: the SDK answers the request it was for) for ``error``."""
+    body = {"jsonrpc": "2.0", "id": None,
+            "error": {"code": -32000, "message": f"{error.code}: {error}",
+                      "data": {A2AL_CODE: error.code}}}  # fmt: skip
+    return httpx2.Response(status, headers={"content-type": "application/json"},
+                           content=json.dumps(body).encode(), request=request)  # fmt: skip
+
+
+class StreamTransport(httpx2.AsyncBaseTransport):
+    """Sends each HTTP request to agent ``aid`` on a new A2AL stream of ``node``."""
+
+    def __init__(
+        self,
+        node: Node,
+        aid: Aid,
+        *,
+        local: Aid | None = None,
+        max_body: int,
+        timeout_s: float,
+    ) -> None:
+        self._node = node
+        self._aid = aid
+        self._local = local
+        self._max_body = max_body
+        self._timeout_s = timeout_s
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "GET":  # the server-to-client stream: not offered
+            return httpx2.Response(405, request=request)
+        body = await request.aread()
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _HOP]
+        target = request.url.raw_path.decode("ascii")
+        try:
+            with anyio.fail_after(self._timeout_s):
+                resp = await self._node.request(self._aid, request.method, target,
+                                                headers=headers, body=body, local=self._local,
+                                                timeout_s=self._timeout_s,
+                                                max_body=self._max_body)  # fmt: skip
+                data = await resp.read()
+        except TimeoutError:
+            timeout = RequestTimeout(f"no complete answer from {self._aid} within "
+                                   f"{self._timeout_s:g} s (the call timeout)",
+                                   aid=self._aid, operation="remote_mcp")  # fmt: skip
+            return _local_error(request, 504, timeout)
+        except LimitExceeded as exc:
+            error = LimitExceeded(f"the answer from {self._aid} is over {self._max_body} "
+                                  "bytes (the response size limit): cut off",
+                                  aid=self._aid, operation="remote_mcp")  # fmt: skip
+            error.__cause__ = exc
+            return _local_error(request, 502, error)
+        except A2ALError as exc:
+            return _local_error(request, 502, exc)
+        out = [(k, v) for k, v in resp.headers if k not in _HOP and k != "content-encoding"]
+        return httpx2.Response(resp.status, headers=out, content=data, request=request)
