@@ -3,7 +3,14 @@
 :class:`Connector` keeps one connection per ``(local AID, remote AID)``. A new connection dials
 every ``quic://``/``udp://`` endpoint of the remote's endpoint record (IP literals, de-duplicated,
 IPv6 only where our socket can send it), starting one attempt every 250 ms until one is
-verified; the others are closed. Failed dials back off 15 s, doubling to 5 min. Pooled
+verified; the others are closed. When the record names signalling hubs and a ``hub_path`` is
+given, a hole punch through them runs beside the direct dial, started at once or after a
+head start as :func:`~a2al_mcp.node.dial_strategy.plan_dial` decides from both sides' NAT
+types; the first verified connection wins, the other path is cancelled. The winning path
+(kind, address, time) is kept per connection (:meth:`Connector.path`) and per peer in a
+bounded, expiring :class:`~a2al_mcp.node.dial_strategy.PathCache` that orders the next cold
+dial; a failed dial names every path it tried and how long each took (:attr:`Connector.
+last_tries`). Failed dials back off 15 s, doubling to 5 min. Pooled
 connections are pinged every ``quic.keepalive_s`` (25 s, §5.1) and closed after 5 min without
 use. The timers are a2ald's (:mod:`a2al_mcp.protocol.timers`).
 """
@@ -13,15 +20,16 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
 import anyio
 
 from .._containment import containable
 from .._types import Addr
-from ..errors import HandshakeFailed, RequestTimeout, Unreachable
+from ..errors import A2ALError, HandshakeFailed, RequestTimeout, Unreachable
 from ..identity.aid import Aid
 from ..protocol.timers import (
     DIAL_BACKOFF_MAX_S,
@@ -32,10 +40,14 @@ from ..protocol.timers import (
 )
 from ..transport.certificates import LocalCertificate
 from ..transport.peer import PeerConnection, QuicService
+from .dial_strategy import DIRECT, PUNCHED, PathCache, PathKind, PathTry, UsedPath, plan_dial
 
-__all__ = ["Connector", "dial_targets"]
+__all__ = ["Connector", "DialTarget", "HubPath", "dial_targets"]
 
 logger = logging.getLogger(__name__)
+
+_STOPPED: Final = "stopped"
+"""A path cancelled: ``lost`` when another won, ``no answer`` when the time ran out."""
 
 DIAL_TIMEOUT_S: Final = 10.0
 """Default limit on one dial (a2ald waits 60 s, §5.5; a tool call should not)."""
@@ -68,6 +80,22 @@ def dial_targets(endpoints: Sequence[str], *, ipv6: bool = True) -> list[Addr]:
     return out
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class DialTarget:
+    """What a dial reads of the target's endpoint record."""
+
+    urls: tuple[str, ...]
+    nat_type: int = 0
+    """The record's ``nat_type`` (0 unknown)."""
+    hubs: tuple[str, ...] = ()
+    """The hubs it names (``signal`` first, then ``signals``)."""
+
+
+HubPath: TypeAlias = Callable[[LocalCertificate, Aid, tuple[str, ...]], Awaitable[PeerConnection]]
+"""``hub_path(local, remote, hubs)``: a verified connection through a punch over ``hubs``
+(raises ``Unreachable``); :meth:`a2al_mcp.node.punch_paths.HubCaller.connect`."""
+
+
 @dataclasses.dataclass(slots=True)
 class _Backoff:
     until: float
@@ -84,9 +112,14 @@ class Connector:
         now: Callable[[], float],
         ipv6: bool,
         keepalive_s: float = QUIC_KEEPALIVE_S,
+        own_nat: Callable[[], int] = lambda: 0,
+        hub_path: HubPath | None = None,
+        paths: PathCache | None = None,
     ) -> None:
         """``keepalive_s``: how often pooled connections are pinged (``quic.keepalive_s``);
-        it must stay under the peers' QUIC idle timeout."""
+        it must stay under the peers' QUIC idle timeout. ``own_nat``: our NAT type now (the
+        record's value). ``hub_path``: dials through hubs (None: direct only). ``paths``: what
+        worked per peer."""
         self.service = service
         self.keepalive_s = keepalive_s
         self._now = now
@@ -94,31 +127,54 @@ class Connector:
         self._pool: dict[tuple[Aid, Aid], PeerConnection] = {}
         self._backoff: dict[tuple[Aid, Aid], _Backoff] = {}
         self._dialing: dict[tuple[Aid, Aid], anyio.Event] = {}
+        self._own_nat = own_nat
+        self._hub_path = hub_path
+        self.paths = paths or PathCache()
+        """The last path that worked per peer."""
+        self._used: dict[PeerConnection, UsedPath] = {}
+        self.last_tries: dict[Aid, tuple[PathTry, ...]] = {}
+        """Per peer, the paths its last dial tried (bounded with :attr:`paths`' capacity)."""
         self.dials = 0
         self.dial_failures = 0
+        self.direct_wins = 0
+        self.punch_wins = 0
+        self.hub_dials = 0
 
     def pooled(self, local: Aid, remote: Aid) -> bool:
         """Whether a live connection from ``local`` to ``remote`` is in the pool now."""
         pc = self._pool.get((local, remote))
         return pc is not None and not pc.closed
 
+    def path(self, pc: PeerConnection) -> UsedPath | None:
+        """The path a connection this connector dialled came up on (None: not ours, or the
+        connection is gone)."""
+        used = self._used.get(pc)
+        if used is not None and pc.closed:
+            del self._used[pc]
+            return None
+        return used
+
     async def connect(
         self,
         local: LocalCertificate,
         remote: Aid,
-        endpoints: Callable[[], Awaitable[Sequence[str]]],
+        endpoints: Callable[[], Awaitable[Sequence[str] | DialTarget]],
         *,
         timeout_s: float = DIAL_TIMEOUT_S,
     ) -> PeerConnection:
         """A verified connection from ``local`` to ``remote`` (pooled, or dialled now).
 
-        ``endpoints`` is called only when a dial is needed (it resolves the record).
+        ``endpoints`` is called only when a dial is needed (it resolves the record: its URLs,
+        or with its NAT type and hubs a :class:`DialTarget`).
 
         Raises:
-            Unreachable: no endpoint, or back-off after recent failures.
+            Unreachable: no endpoint, back-off after recent failures, or every path failed
+                without a timeout or handshake failure.
             HandshakeFailed: every endpoint answered but none proved ``remote`` (the cause
                 is the last attempt's failure).
             RequestTimeout: nothing was verified within ``timeout_s``.
+
+        Failures name every path tried and how long each took.
 
         Each names ``remote`` (``aid``) and the ``connect`` operation.
         """
@@ -142,12 +198,15 @@ class Connector:
             )  # fmt: skip
         done = self._dialing[key] = anyio.Event()
         try:
-            urls = await endpoints()
-            targets = dial_targets(urls, ipv6=self._ipv6)
-            if not targets:
-                raise Unreachable(f"{remote} publishes no endpoint we can dial ({list(urls)})",
-                                  aid=remote, operation="connect")  # fmt: skip
-            pc = await self._happy_eyeballs(local, remote, targets, timeout_s)
+            got = await endpoints()
+            target = got if isinstance(got, DialTarget) else DialTarget(tuple(got))
+            targets = dial_targets(target.urls, ipv6=self._ipv6)
+            hubs = target.hubs if self._hub_path is not None else ()
+            if not targets and not hubs:
+                raise Unreachable(f"{remote} publishes no endpoint we can dial "
+                                  f"({list(target.urls)})", aid=remote,
+                                  operation="connect")  # fmt: skip
+            pc = await self._dial(local, remote, target, targets, hubs, timeout_s)
         except (Unreachable, HandshakeFailed, RequestTimeout):
             self.dial_failures += 1
             delay = min(bo.delay * 2, DIAL_BACKOFF_MAX_S) if bo else DIAL_BACKOFF_START_S
@@ -159,6 +218,116 @@ class Connector:
         self._backoff.pop(key, None)
         self._pool[key] = pc
         return pc
+
+    async def _dial(
+        self,
+        local: LocalCertificate,
+        remote: Aid,
+        target: DialTarget,
+        targets: list[Addr],
+        hubs: tuple[str, ...],
+        timeout_s: float,
+    ) -> PeerConnection:
+        """Direct and hub paths as planned; the first verified connection wins."""
+        start = self._now()
+        cached = self.paths.get(remote, start)
+        plan = plan_dial(target_nat=target.nat_type, hubs=hubs, own_nat=self._own_nat(),
+                         has_direct=bool(targets), cached=cached)  # fmt: skip
+        if plan.direct_first in targets:
+            targets = [plan.direct_first, *(t for t in targets if t != plan.direct_first)]
+        won: list[tuple[PeerConnection, PathKind]] = []
+        tries: list[PathTry] = []
+        failures: list[BaseException] = []
+        direct_over = anyio.Event()
+
+        def record(kind: PathKind, began: float, outcome: str) -> None:
+            tries.append(PathTry(kind, began - start, self._now() - began, outcome))
+
+        async def direct(tg: anyio.abc.TaskGroup) -> None:
+            began = self._now()
+            try:
+                pc = await self._happy_eyeballs(local, remote, targets, math.inf)
+            except (HandshakeFailed, RequestTimeout, Unreachable) as exc:
+                record(DIRECT, began, str(exc))
+                failures.append(exc)
+                direct_over.set()
+                return
+            except BaseException:
+                record(DIRECT, began, _STOPPED)
+                raise
+            won.append((pc, DIRECT))
+            record(DIRECT, began, "won")
+            tg.cancel_scope.cancel()
+
+        async def punched(tg: anyio.abc.TaskGroup, after: float) -> None:
+            with anyio.move_on_after(after):
+                await direct_over.wait()  # direct gave up early: no head start to wait for
+            began = self._now()
+            self.hub_dials += 1
+            try:
+                pc = await self._hub_path(local, remote, hubs)  # type: ignore[misc]
+            except (HandshakeFailed, RequestTimeout, Unreachable) as exc:
+                record(PUNCHED, began, str(exc))
+                failures.append(exc)
+                return
+            except BaseException:
+                record(PUNCHED, began, _STOPPED)
+                raise
+            won.append((pc, PUNCHED))
+            record(PUNCHED, began, "won")
+            tg.cancel_scope.cancel()
+
+        with anyio.move_on_after(timeout_s):
+            async with anyio.create_task_group() as tg:
+                if targets:
+                    tg.start_soon(direct, tg)
+                if plan.hub_after_s is not None:
+                    tg.start_soon(punched, tg, plan.hub_after_s)
+        took = self._now() - start
+        self.last_tries.pop(remote, None)
+        while len(self.last_tries) >= self.paths.capacity:
+            del self.last_tries[next(iter(self.last_tries))]
+        if won:
+            self.last_tries[remote] = tuple(
+                dataclasses.replace(t, outcome="lost") if t.outcome == _STOPPED else t
+                for t in tries
+            )
+            pc, kind = won[0]
+            used = UsedPath(kind, pc.addr, took, took)
+            self._used = {c: u for c, u in self._used.items() if not c.closed}
+            self._used[pc] = used
+            self.paths.put(remote, used, self._now())
+            if kind == DIRECT:
+                self.direct_wins += 1
+            else:
+                self.punch_wins += 1
+            logger.info("connect.up peer=%s path=%s addr=%s took=%.3f plan=%s", remote.short(),
+                        kind, pc.addr, took, plan.reason)  # fmt: skip
+            return pc
+        self.paths.forget(remote)
+        tries = [t if t.outcome != _STOPPED else dataclasses.replace(t, outcome="no answer")
+                 for t in tries]  # fmt: skip
+        self.last_tries[remote] = tuple(tries)
+        tried = "; ".join(t.describe() for t in tries) or "nothing"
+        if plan.hub_after_s is None and failures:  # direct only, and it failed: its error
+            f = failures[-1]
+            assert isinstance(f, A2ALError)
+            raise type(f)(f"{f.message} (direct path, {took:.2f} s)", aid=remote,
+                          operation="connect") from (f.__cause__ or f)  # fmt: skip
+        cause = failures[-1] if failures else None
+        if len(failures) < bool(targets) + (plan.hub_after_s is not None):
+            at = ", ".join(f"{h}:{p}" for h, p in targets)
+            raise RequestTimeout(f"no connection to {remote} within {timeout_s:g} s"
+                                 + (f" at {at}" if at else "") + f"; tried {tried}",
+                                 aid=remote, operation="connect") from cause  # fmt: skip
+        if any(isinstance(f, HandshakeFailed) for f in failures):
+            raise HandshakeFailed(f"could not verify {remote}; tried {tried}", aid=remote,
+                                  operation="connect") from cause  # fmt: skip
+        if any(isinstance(f, RequestTimeout) for f in failures):
+            raise RequestTimeout(f"no connection to {remote}; tried {tried}", aid=remote,
+                                 operation="connect") from cause  # fmt: skip
+        raise Unreachable(f"could not reach {remote}; tried {tried}", aid=remote,
+                          operation="connect") from cause  # fmt: skip
 
     async def _happy_eyeballs(
         self, local: LocalCertificate, remote: Aid, targets: list[Addr], timeout_s: float
@@ -185,13 +354,15 @@ class Connector:
                 winner.append(pc)
                 tg.cancel_scope.cancel()
 
-        with anyio.move_on_after(timeout_s):
-            async with anyio.create_task_group() as tg:
-                for i, addr in enumerate(targets):
-                    tg.start_soon(attempt, addr, i * DIAL_STAGGER_S, tg)
-        for pc in attempts:
-            if not winner or pc is not winner[0]:
-                pc.close(0, "another path won")
+        try:
+            with anyio.move_on_after(timeout_s):
+                async with anyio.create_task_group() as tg:
+                    for i, addr in enumerate(targets):
+                        tg.start_soon(attempt, addr, i * DIAL_STAGGER_S, tg)
+        finally:  # also when the dial is cancelled (another path won, or its time ran out)
+            for pc in attempts:
+                if not winner or pc is not winner[0]:
+                    pc.close(0, "another path won")
         if winner:
             return winner[0]
         cause = failures[-1] if failures else None  # the last attempt's, when one failed

@@ -19,17 +19,19 @@ import anyio
 import anyio.abc
 
 from .._types import Addr
-from ..errors import AccessDenied, NodeClosed, RequestTimeout
+from ..errors import AccessDenied, DecodeError, NodeClosed, RequestTimeout
 from ..identity.aid import Aid
 from ..identity.local import Identity
+from ..protocol.payloads import EndpointPayload
 from ..transport.peer import PeerConnection, PeerStream
-from .connect import DIAL_TIMEOUT_S, Connector
+from .connect import DIAL_TIMEOUT_S, Connector, DialTarget
+from .dial_strategy import PathTry, UsedPath
 
 if TYPE_CHECKING:  # HTTP (h11) and tunnels load with their first use
     from .http import HttpResponse, StreamedResponse
     from .tunnel import Tunnel
 
-__all__ = ["Dialer", "Resolved"]
+__all__ = ["Dialer", "Resolved", "dial_target"]
 
 
 class Resolved(Protocol):
@@ -38,6 +40,24 @@ class Resolved(Protocol):
 
     @property
     def endpoints(self) -> tuple[str, ...]: ...
+
+
+def dial_target(resolved: Resolved) -> DialTarget:
+    """What a dial needs of a resolved record: its URLs, and (from a
+    :class:`~a2al_mcp.node.status.ResolvedEndpoint`) its NAT type and the hubs it names
+    (``signal`` first, then ``signals``)."""
+    nat_type = getattr(resolved, "nat_type", 0)
+    record = getattr(resolved, "record", None)
+    hubs: tuple[str, ...] = ()
+    if record is not None:
+        try:
+            payload = EndpointPayload.from_bytes(record.payload)
+        except DecodeError:
+            pass  # the finder verified it; nothing to add
+        else:
+            named = [payload.signal] if payload.signal else []
+            hubs = tuple(dict.fromkeys(h for h in [*named, *payload.signals] if h))
+    return DialTarget(tuple(resolved.endpoints), int(nat_type), hubs)
 
 
 class Dialer:
@@ -89,14 +109,23 @@ class Dialer:
         cert = self._connector.service.certificates.get(ident.aid)
         assert cert is not None, "every local identity has a certificate"
 
-        async def urls() -> Sequence[str]:
+        async def urls() -> Sequence[str] | DialTarget:
             if endpoints is not None:
                 return endpoints
-            return (await self._resolve(aid)).endpoints
+            return dial_target(await self._resolve(aid))
 
         return await self._connector.connect(
             cert, aid, urls, timeout_s=timeout_s or self._handshake_timeout_s
         )
+
+    def path(self, pc: PeerConnection) -> UsedPath | None:
+        """The path a connection we dialled came up on: ``direct`` or ``punched``, the
+        peer's address, how long the dial took (None: accepted, or gone)."""
+        return self._connector.path(pc)
+
+    def tried(self, aid: Aid) -> tuple[PathTry, ...]:
+        """The paths the last dial to ``aid`` tried, when each started and how it ended."""
+        return self._connector.last_tries.get(aid, ())
 
     def connected(self, aid: Aid, *, local: Aid | None = None) -> bool:
         """Whether a live pooled connection from ``local`` (default: the node) to ``aid``
@@ -142,11 +171,13 @@ class Dialer:
         from .http import MAX_BODY, HttpResponse
 
         try:
-            with anyio.fail_after(timeout_s):
+            with anyio.fail_after(timeout_s):  # a dial's own timeout passes as itself
                 resp = await self.request(aid, method, path, headers=headers, body=body,
                                           local=local, token=token, endpoints=endpoints,
                                           timeout_s=math.inf, max_body=MAX_BODY)  # fmt: skip
                 data = await resp.read()
+        except RequestTimeout:
+            raise
         except TimeoutError as exc:
             raise RequestTimeout(f"fetch {method} {path} from {aid} took over {timeout_s:g} s",
                                  aid=aid, operation="fetch") from exc  # fmt: skip
@@ -183,6 +214,8 @@ class Dialer:
                 except BaseException:
                     stream.reset()
                     raise
+        except RequestTimeout:
+            raise
         except TimeoutError as exc:
             raise RequestTimeout(f"{method} {path} to {aid}: no response within {timeout_s:g} s",
                                  aid=aid, operation="request") from exc  # fmt: skip

@@ -63,6 +63,7 @@ from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
 from .supervision import Supervisor
 
 if TYPE_CHECKING:  # the signalling and ICE bricks load only when traversal is configured
+    from .punch_paths import HubCaller
     from .traversal import CalleeTraversal, TraversalStats
 
 __all__ = ["Node", "NodeStatus", "ResolvedEndpoint", "ServiceEntry", "Serving", "StreamHandler"]
@@ -123,6 +124,7 @@ class Node(QuicVerbs):
         self._tasks = Supervisor(clock=self._clock)
         self._nat: NatService | None = None
         self._traversal: CalleeTraversal | None = None
+        self._hub_caller: HubCaller | None = None
         # Built on open (they bind, generate certificates or open the inbox):
         self._endpoint: UdpEndpoint | None = None
         self._dht: DhtService | None = None
@@ -178,7 +180,9 @@ class Node(QuicVerbs):
             send_buffer=cfg.quic.send_buffer_max_bytes,
         )  # fmt: skip
         connector = self._connector = Connector(quic, now=self._clock.monotonic, ipv6=":" in host,
-                                                keepalive_s=cfg.quic.keepalive_s)  # fmt: skip
+                                                keepalive_s=cfg.quic.keepalive_s,
+                                                own_nat=nat.nat_type,
+                                                hub_path=self._hub_path)  # fmt: skip
         endpoint = self._endpoint = UdpEndpoint(cfg.listen, clock=self._clock, dht=core,
                                                 quic=quic.host, stun=nat.core,
                                                 on_events=self._on_events)  # fmt: skip
@@ -279,6 +283,26 @@ class Node(QuicVerbs):
     def _accepted(self, peer: Aid, addr: Addr) -> None:
         if self._traversal is not None:
             self._traversal.accepted(peer, addr)
+        if self._hub_caller is not None:
+            self._hub_caller.accepted(peer, addr)
+
+    async def _hub_path(
+        self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...]
+    ) -> PeerConnection:
+        """The caller's side of NAT traversal: a punch through the hubs the target's record
+        names (its bricks load with the first such dial; docs/signal.md, "In the node")."""
+        if self._hub_caller is None:
+            from .punch_paths import HubCaller, punch_addrs
+
+            endpoint, quic, nat = self._endpoint, self._quic, self._nat_service()
+            if endpoint is None or quic is None:
+                raise NodeClosed("the node is not open")
+            self._hub_caller = HubCaller(
+                self.config.signal, clock=self._clock, rng=self._rng, service=quic,
+                punch_addrs=lambda: punch_addrs(nat.view, endpoint.local_addr),
+                nat_type=nat.nat_type, send_datagram=endpoint.send_datagram,
+            )  # fmt: skip
+        return await self._hub_caller.connect(local, remote, hubs)
 
     def traversal_statistics(self) -> TraversalStats | None:
         """What the callee side of NAT traversal did (None: not configured): calls answered,

@@ -21,8 +21,9 @@ Everything runs in the task group of :meth:`CalleeTraversal.run` (the node's); e
 of one call (a hub that went away, a room that never paired, a punch that found no path) ends
 that call only and is counted in :class:`TraversalStats`. The hub set is looked at every
 ``watch_interval_s``: :class:`SignalService` tells nobody when a hub acknowledges or drops.
-Running full ICE beside the punch, and the caller's side (dialling through a hub), are not
-here yet (docs/signal.md, "In the node").
+The probe, our punch addresses and the punch's QUIC dial are shared with the caller's side
+(:mod:`a2al_mcp.node.punch_paths`). Running full ICE beside the punch is not here yet
+(docs/signal.md, "In the node").
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ from .._clock import Clock
 from .._random import Rng
 from .._types import Addr
 from ..config import SignalConfig
-from ..errors import A2ALError, DecodeError, HandshakeFailed, NotFound, Unreachable
+from ..errors import A2ALError, DecodeError, NotFound, Unreachable
 from ..ice.credentials import IceCredentials
 from ..identity.aid import Aid
-from ..nat.types import NatView
 from ..signal.client_service import SignalService, answer
 from ..signal.effects import IncomingCall
 from ..signal.frames import Frame
@@ -50,15 +50,11 @@ from ..signal.punch_core import Finish, PunchAttempt, PunchLimits
 from ..signal.punch_service import PunchSession, punch_over_room
 from ..signal.room_socket import RoomSocket
 from ..signal.ws_server import HubServer
-from ..transport.peer import QuicService
+from .punch_paths import PROBE, punch_addrs, quic_dial
 
 __all__ = ["PROBE", "CalleeTraversal", "TraversalStats", "own_hub_url", "punch_addrs", "quic_dial"]
 
 log = logging.getLogger(__name__)
-
-PROBE: Final = b"\x00"
-"""A punch probe: one zero byte, which our demultiplexer hands to the DHT decoder (dropped,
-counted as malformed) and a2ald's drops too."""
 
 WATCH_INTERVAL_S: Final = 0.5
 
@@ -104,37 +100,6 @@ def own_hub_url(hub: Addr | None, *, public_ip: str | None, bound_host: str) -> 
     if host is None:
         return None
     return f"ws://[{host}]:{hub[1]}" if ":" in host else f"ws://{host}:{hub[1]}"
-
-
-def punch_addrs(view: NatView, local_addr: Addr) -> tuple[Addr, ...]:
-    """Our main socket's external ``ip:port``\\ s for ``punch-init``/``punch-ack``: what
-    NatSense trusts, the gateway's mapping, IPv4 first; with none, the bound address when it
-    is a specific one (a LAN or loopback network); else none (the punch then gives up)."""
-    found = [*view.external_v4, *([view.upnp] if view.upnp else []), *view.external_v6]
-    if not found and local_addr[0] not in ("", "0.0.0.0", "::"):
-        found.append(local_addr)
-    return tuple(dict.fromkeys(found))
-
-
-async def quic_dial(service: QuicService, local: Aid, remote: Aid, addr: Addr,
-                    timeout_s: float) -> bool:  # fmt: skip
-    """One QUIC dial of the punch from the main socket, as ``local`` expecting ``remote``:
-    True once verified within ``timeout_s``. The connection is never closed here, not even
-    when the attempt ends first (cancelled) or the window passes: the partner, as the QUIC
-    server, completes its handshake before we see ours confirmed and may already have
-    chosen this connection (a2ald takes the first that comes up); one that never completes
-    ends with QUIC's idle timeout (``quic.idle_timeout_s``)."""
-    cert = service.certificates.get(local)
-    if cert is None:
-        return False
-    pc = service.dial(cert, remote, addr)
-    with anyio.move_on_after(timeout_s):
-        try:
-            await pc.wait_ready()
-        except HandshakeFailed:
-            return False
-        return True
-    return False
 
 
 class CalleeTraversal:
