@@ -262,6 +262,27 @@ class FetchResult(ToolResult):
     body_base64: str | None = Field(None, description="The body in base64, when it is not.")
 
 
+class RemoteToolsResult(ToolResult):
+    aid: str = Field(description="The agent whose MCP server answered.")
+    count: int = Field(ge=0, description="How many tools it lists.")
+    tools: list[dict[str, Any]] = Field(
+        description="Each tool as the remote server describes it (name, title, description, "
+        "inputSchema, outputSchema, annotations); call one with call_remote_tool."
+    )
+
+
+class RemoteToolCallResult(ToolResult):
+    aid: str = Field(description="The agent whose MCP server answered.")
+    tool: str = Field(description="The tool called.")
+    content: list[dict[str, Any]] = Field(
+        description="The result's content blocks as the remote server gave them (text, "
+        "image, resource...)."
+    )
+    structured_content: dict[str, Any] | None = Field(
+        None, description="The result's structured content, as the remote server gave it."
+    )
+
+
 class AgentReplyResult(_Open):
     agent: str = Field(description="The AID of the agent that answered.")
     kind: str = Field(description="'message' or 'task'.")

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from . import agentcall
 from .errors import (
     A2ALError,
+    AgentCallError,
     BadAid,
     BadArguments,
     DecodeError,
@@ -62,6 +63,8 @@ from .toolresults import (
     IdentityListResult,
     PublishResult,
     ReadMailboxResult,
+    RemoteToolCallResult,
+    RemoteToolsResult,
     ResolveResult,
     SendMailboxResult,
     StatusResult,
@@ -346,6 +349,21 @@ class TaskArgs(ToolArgs):
                          description="The task id from call_agent's reply.")  # fmt: skip
 
 
+REMOTE_TOOL_NAME_MAX: Final = 128
+"""Longest remote tool name taken (MCP tool names are at most 128 characters)."""
+
+
+class RemoteToolArgs(ToolArgs):
+    aid: Aid_ = Field(description="The AID of the agent serving MCP tools (discover with "
+                      "protocols=['mcp'] finds such agents): " + _AID_FORM)  # fmt: skip
+    tool: str = Field(min_length=1, max_length=REMOTE_TOOL_NAME_MAX,
+                      description="The tool's name, as remote_tools lists it.")  # fmt: skip
+    arguments: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The tool's arguments, as its inputSchema (from remote_tools) says.",
+    )
+
+
 # -- implementations ----------------------------------------------------------------------
 
 
@@ -557,6 +575,39 @@ async def _cancel_agent_task(node: Node, a: TaskArgs) -> dict[str, Any]:
     return (await agentcall.cancel_task(node, _aid(a.aid), a.task_id)).to_dict()
 
 
+def _remote(node: Node) -> Any:
+    """The node's sessions with other agents' MCP servers (the mcp SDK loads here).
+
+    Raises:
+        UsageError: the installed mcp SDK is not 2.x.
+    """
+    try:
+        from .remote_mcp.client import remote_mcp
+    except ImportError as exc:
+        raise UsageError("using other agents' MCP tools needs the mcp SDK 2.x "
+                         f"({exc.name or exc} is missing)") from exc  # fmt: skip
+    return remote_mcp(node)
+
+
+async def _remote_tools(node: Node, a: AidArgs) -> dict[str, Any]:
+    aid = _aid(a.aid)
+    tools = await _remote(node).list_tools(aid)
+    return {"aid": _text(aid), "count": len(tools), "tools": tools}
+
+
+async def _call_remote_tool(node: Node, a: RemoteToolArgs) -> dict[str, Any]:
+    aid = _aid(a.aid)
+    result = await _remote(node).call_tool(aid, a.tool, a.arguments)
+    content = result.get("content", [])
+    if result.get("isError"):
+        text = " ".join(str(c.get("text", "")) for c in content if c.get("type") == "text")
+        raise AgentCallError(f"the remote MCP server's tool {quote(a.tool, 64)} reported an "
+                             f"error: {text[:2000] or '(no text)'}", aid=aid,
+                             operation="call_remote_tool")  # fmt: skip
+    return {"aid": _text(aid), "tool": a.tool, "content": content,
+            "structured_content": result.get("structuredContent")}  # fmt: skip
+
+
 _LOCAL_READ = Hints(read_only=True, destructive=False, idempotent=True, open_world=False)
 _NET_READ = Hints(read_only=True, destructive=False, idempotent=True, open_world=True)
 _NET_ACT = Hints(read_only=False, destructive=False, idempotent=False, open_world=True)
@@ -608,6 +659,20 @@ TOOLS: tuple[ToolSpec, ...] = (
              TaskArgs, _cancel_agent_task, title="Cancel an agent task",
              hints=Hints(read_only=False, destructive=True, idempotent=True, open_world=True),
              result_model=AgentReplyResult),
+    ToolSpec("remote_tools", "List the MCP tools another agent serves over A2AL (its AID; "
+             "discover with protocols=['mcp'] finds such agents): each tool's name, "
+             "description and input schema, as that agent's MCP server gives them. Call one "
+             "with call_remote_tool.", AidArgs, _remote_tools, read_only=True,
+             title="List an agent's MCP tools", hints=_NET_READ,
+             result_model=RemoteToolsResult),
+    ToolSpec("call_remote_tool", "Call one MCP tool another agent serves over A2AL, by its "
+             "AID, over a verified QUIC connection; returns the result as that agent's "
+             "server gave it (content, structured_content). What the remote tool does is up "
+             "to that agent: it may change things. Its errors come back as AGENT_ERROR "
+             "naming the remote server, with its text.", RemoteToolArgs, _call_remote_tool,
+             title="Call an agent's MCP tool",
+             hints=Hints(read_only=False, destructive=True, idempotent=False, open_world=True),
+             result_model=RemoteToolCallResult),
     ToolSpec("send_mailbox", f"Leave an encrypted note (up to {MAILBOX_BODY_MAX} bytes of "
              "UTF-8) for an agent, online or not; it is delivered directly when possible and "
              "kept on the network for an hour otherwise. For larger data use connect or "
