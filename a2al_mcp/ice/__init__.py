@@ -6,7 +6,8 @@
 * :mod:`~a2al_mcp.ice.selected` — the selected pair and its kind (host/srflx/relay);
 * :mod:`~a2al_mcp.ice.session` — :class:`IceSession`, the driver around
   ``aioice.Connection``: gather, trickle in, connect with a deadline, send/receive, close;
-* :mod:`~a2al_mcp.ice.path` — :class:`IceDatagramPath`, a datagram core (QUIC) over the pair.
+* :mod:`~a2al_mcp.ice.path` — the node's QUIC service over the pair: :func:`dial_over_ice`,
+  :func:`accept_over_ice`.
 
 The signalling that carries credentials and candidates (``cred``/``cand``/``eoc`` frames)
 is not here: this package takes and returns strings.  See docs/ice.md.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from .candidates import UnsupportedCandidate, parse_candidate, render_candidate
 from .config import IceConfig, TurnServer, parse_stun_url, parse_turn_url
 from .credentials import IceCredentials
-from .path import DatagramLink, IceDatagramPath
+from .path import DatagramLink, accept_over_ice, dial_over_ice, path_label
 from .selected import PairKind, SelectedPair, pair_kind
 from .session import IceSession, IceStatistics
 
@@ -25,16 +26,18 @@ __all__ = [
     "DatagramLink",
     "IceConfig",
     "IceCredentials",
-    "IceDatagramPath",
     "IceSession",
     "IceStatistics",
     "PairKind",
     "SelectedPair",
     "TurnServer",
     "UnsupportedCandidate",
+    "accept_over_ice",
+    "dial_over_ice",
     "pair_kind",
     "parse_candidate",
     "parse_stun_url",
     "parse_turn_url",
+    "path_label",
     "render_candidate",
 ]

@@ -93,6 +93,14 @@ class TransportCounters:
     ``limits.receive_buffer_total``."""
     connections_failed: int = 0
     """Connections whose QUIC stack raised (a bug or a panic): closed and forgotten."""
+    paths_failed: int = 0
+    """Datagram paths other than the socket (ICE pairs) that failed under their connection
+    (the link closed or raised): the connection was closed with it."""
+    path_misrouted: int = 0
+    """Datagrams dropped for crossing paths: from the socket to a connection bound to
+    another path, from a path to a connection not bound to it, or for a path gone."""
+    path_dropped_full: int = 0
+    """Datagrams for a path whose send queue was full (dropped, as a full socket buffer)."""
 
 
 class Admission:

@@ -31,6 +31,14 @@ connections per remote AID, streams per connection, and receive windows that fol
 application's reads (:mod:`~a2al_mcp.transport.flow`). What each limit refused is counted
 in :meth:`QuicService.statistics`.
 
+A connection may also run over another datagram path than the shared socket — an ICE pair,
+a TURN relay (issue 18): :meth:`QuicService.dial` with ``path=``, or
+:meth:`QuicService.accept_path` for a connection the peer opens on it. The host keeps such a
+connection apart from the socket's (:mod:`~a2al_mcp.transport.quic_paths`), its driver
+(:class:`~a2al_mcp.transport.quic_path.QuicPath`) carries its datagrams; everything else —
+identities, handlers, limits, admission, statistics, containment — is the same as on the
+socket.
+
 The three classes drive one another through methods and attributes without a leading
 underscore (``PeerStream.feed``/``mark_stopped``/``fail``, ``PeerConnection.streams``,
 ``wait_event``, ``after_read``, ``on_session_event``, ``check_ready``, ``on_gone``,
@@ -66,6 +74,7 @@ from .budget import ReceiveBudget, TransportCounters
 from .peer_connection import PeerConnection
 from .peer_stream import ERR_RESOURCE, PeerStream
 from .quic_host import ConnectionAccepted, ConnectionEvent, ConnectionGone, HostEvent, QuicHost
+from .quic_path import DatagramLink, QuicPath
 from .quic_settings import IDLE_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -83,6 +92,7 @@ __all__ = [
     "InboundHandlers",
     "PeerConnection",
     "PeerStream",
+    "QuicPath",
     "QuicService",
     "QuicStats",
 ]
@@ -152,6 +162,8 @@ class QuicStats:
     """Inbound connections closed for naming no local agent."""
     counters: TransportCounters
     """What each limit refused, evicted or dropped."""
+    paths: int = 0
+    """Live datagram paths other than the socket (ICE pairs), with or without a connection."""
 
 
 def _stack(way: str, name: str) -> str:
@@ -224,8 +236,10 @@ class QuicService:
             counters=self.counters,
             on_active=self.on_active,
             tracked=True,  # every command of this module is followed by a mark (transmit)
+            on_path_output=self._path_output,
         )
         self._conns: dict[object, PeerConnection] = {}
+        self._paths: dict[Addr, QuicPath] = {}
         self._per_aid: Counter[tuple[Aid, Aid | None]] = Counter()
         """Accepted connections per (remote AID, our identity it reached)."""
         self._evict_not_before = 0.0
@@ -279,6 +293,7 @@ class QuicService:
             counters=dataclasses.replace(
                 c, writes_dropped=writes_dropped, refused_streams=refused_streams
             ),
+            paths=len(self._paths),
         )
 
     def new_budget(self) -> ReceiveBudget:
@@ -352,12 +367,33 @@ class QuicService:
     # -- outbound -------------------------------------------------------------------------
 
     def dial(self, local: tls.LocalCertificate | None, expected: Aid, addr: Addr, *,
-             held_topic_seq: int = 0) -> PeerConnection:  # fmt: skip
+             held_topic_seq: int = 0, path: DatagramLink | QuicPath | None = None,
+             path_label: str = "path",
+             on_path_close: Callable[[], Awaitable[None]] | None = None,
+             ) -> PeerConnection:  # fmt: skip
         """Start a connection from ``local`` to ``expected`` at ``addr``; await
         :meth:`PeerConnection.wait_ready` on the result. ``local=None`` presents no
-        certificate (every A2AL server refuses that; for tests)."""
+        certificate (every A2AL server refuses that; for tests).
+
+        With ``path`` (a :class:`~a2al_mcp.transport.quic_path.DatagramLink` such as a
+        connected ICE session, or a path from :meth:`open_path`), the connection runs over
+        that path instead of the socket: ``addr`` is then the peer's address as the path
+        reaches it (``QuicPath.remote``, for reports), ``path_label`` says what the path
+        is, and ``on_path_close`` releases the link when the path ends. The connection's
+        ``path`` is the :class:`QuicPath`, its ``addr`` the path's synthetic address.
+        Closing the connection ends the path; the path failing closes the connection."""
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
+        if path is not None:
+            if not isinstance(path, QuicPath):
+                path = self.open_path(path, remote=addr, label=path_label,
+                                      on_close=on_path_close)  # fmt: skip
+            try:
+                pc = self.dial(local, expected, path.addr, held_topic_seq=held_topic_seq)
+            except BaseException:
+                path.close("dial failed")
+                raise
+            return pc
         from . import flow, tls  # the QUIC stacks load with the first connection
         from .tls_qh3 import qh3_client_connection
 
@@ -380,11 +416,64 @@ class QuicService:
         session = self._session(conn)
         pc = PeerConnection(self, conn, addr, session=session, budget=budget)
         pc.local_aid = None if local is None else local.aid
-        self._conns[conn] = pc
         self.host.connect(conn, addr, self.now())
+        self._conns[conn] = pc
+        on_path = self._paths.get(addr) if self._paths else None
+        if on_path is not None:
+            on_path.bind(pc)
         session.start(expected, held_topic_seq=held_topic_seq)
         pc.transmit()
         return pc
+
+    # -- other datagram paths ------------------------------------------------------------
+
+    def open_path(self, link: DatagramLink, *, remote: Addr | None = None,
+                  accept: bool = False, label: str = "path",
+                  on_close: Callable[[], Awaitable[None]] | None = None) -> QuicPath:  # fmt: skip
+        """A datagram path to one peer over ``link``, driven by a task of the service's
+        ``spawn``: dial over it (:meth:`dial` with ``path=``), or, with ``accept``, the
+        first INITIAL arriving on it opens a connection (:meth:`accept_path`).
+
+        Args:
+            link: ``send``/``receive`` datagrams to and from the peer (a connected ICE
+                session); any exception from it ends the path.
+            remote: the peer's address as the link reaches it (reports; an accepted
+                connection's ObservedAddr).
+            label: what the path is (``"ice"``, ``"relay"``), for reports.
+            on_close: releases the link when the path ends (e.g. the ICE session's close).
+
+        Raises:
+            NodeClosed: the service is closing.
+        """
+        if self._closing:
+            raise NodeClosed("the QUIC service is closing")
+        addr = self.host.attach_path(accept=accept)
+        path = QuicPath(link, addr, host=self.host, counters=self.counters, now=self.now,
+                        flush=self._flush, remote=remote, label=label, on_close=on_close,
+                        on_end=self._path_ended)  # fmt: skip
+        self._paths[addr] = path
+        self._spawn(path.run)
+        return path
+
+    def accept_path(self, link: DatagramLink, *, remote: Addr | None = None,
+                    label: str = "path",
+                    on_close: Callable[[], Awaitable[None]] | None = None) -> QuicPath:  # fmt: skip
+        """Accept the connection a peer opens over ``link`` (we are the QUIC server: the
+        ICE callee). The connection is admitted, routed and served as one on the socket;
+        ``await path.wait_connection()`` gives it. Arguments as :meth:`open_path`."""
+        return self.open_path(link, remote=remote, accept=True, label=label, on_close=on_close)
+
+    def paths(self) -> list[QuicPath]:
+        """The live datagram paths."""
+        return list(self._paths.values())
+
+    def _path_output(self, addr: Addr) -> None:
+        path = self._paths.get(addr)
+        if path is not None:
+            path.wake()
+
+    def _path_ended(self, path: QuicPath) -> None:
+        self._paths.pop(path.addr, None)
 
     # -- events from the endpoint ---------------------------------------------------------
 
@@ -393,9 +482,13 @@ class QuicService:
         if isinstance(event, ConnectionAccepted):
             conn = cast("Connection", event.conn)  # made by _server_conn
             budget = getattr(conn, "a2al_budget", None)
+            path = self._paths.get(event.addr) if self._paths else None
+            observed = event.addr if path is None else path.remote
             pc = PeerConnection(self, conn, event.addr,
-                                session=self._session(conn, event.addr), budget=budget)  # fmt: skip
+                                session=self._session(conn, observed), budget=budget)  # fmt: skip
             self._conns[conn] = pc
+            if path is not None:
+                path.bind(pc)
             self._spawn(lambda: self._route_deadline(pc))
         elif isinstance(event, ConnectionEvent):
             known = self._conns.get(event.conn)
@@ -408,6 +501,8 @@ class QuicService:
             if gone is not None:
                 code = f"error {event.error_code:#x}" if event.error_code else "closed"
                 gone.on_gone(event.reason or code)
+                if gone.path is not None:
+                    gone.path.finish(event.reason or code)
 
     def on_active(self, conn: object) -> None:
         """The host's ``on_active`` hook: ``conn`` received, sent or fired a timer, which
@@ -541,3 +636,5 @@ class QuicService:
         self._closing = True
         for pc in list(self._conns.values()):
             pc.close(0, "node closing")
+        for path in list(self._paths.values()):
+            path.close("node closing")

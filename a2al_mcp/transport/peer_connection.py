@@ -32,6 +32,7 @@ from .peer_stream import PeerStream
 if TYPE_CHECKING:
     from . import tls
     from .peer import QuicService
+    from .quic_path import QuicPath
     from .tls_qh3 import Qh3ClientConnection, Qh3ServerConnection
 
     Connection = tls.A2ALQuicConnection | Qh3ClientConnection | Qh3ServerConnection
@@ -53,6 +54,10 @@ class PeerConnection:
     sets them, so no wait needs a task of its own to watch for the end."""
     _ended_waits: AbstractSet[anyio.Event] = _NONE_ENDED
     """The events :meth:`on_gone` set (their waiters raise BrokenResourceError)."""
+    path: QuicPath | None = None
+    """The datagram path this connection runs over, or None for the shared socket. On a
+    path, :attr:`addr` is the path's synthetic address (never sent to on the socket);
+    ``path.remote`` is the peer's address as the path reaches it."""
 
     def __init__(self, service: QuicService, conn: Connection, addr: Addr,
                  *, session: ss.Session, budget: ReceiveBudget | None = None) -> None:  # fmt: skip

@@ -27,6 +27,18 @@ again only then; deadlines sit in a heap with lazy deletion
 (:mod:`~a2al_mcp.transport.quic_schedule`). An untracked host (the default) asks every
 connection and reads every timer, as a plain loop would.
 
+**Other paths** (issue 18): a connection may run over another datagram path than the
+shared socket (an ICE pair, a relay), known here by a synthetic address that no socket
+datagram carries (:mod:`~a2al_mcp.transport.quic_paths`): :meth:`QuicHost.attach_path`,
+then :meth:`QuicHost.connect` to its address, or datagrams handed in with
+:meth:`QuicHost.receive_path_datagram` (an INITIAL opens the connection, with the same
+admission). What such a connection sends is not in :meth:`QuicHost.datagrams_to_send` (the
+socket's output) but queued for its path (:meth:`QuicHost.take_path_datagrams`; the driver
+is told by ``on_path_output``). A datagram never crosses from the socket to a path-bound
+connection, nor from a path to any other connection (dropped, counted in
+``TransportCounters.path_misrouted``). Without paths, nothing of this costs a datagram more
+than one empty-dict test.
+
 Sans-I/O: no sockets, no clock reads, no randomness of its own (connections bring theirs;
 Retry connection IDs and the token key come from the injected ``rng``).
 """
@@ -52,6 +64,7 @@ from .quic_admission import Admit, InboundGate
 from .quic_containment import LOG_INTERVAL_S as LOG_INTERVAL_S
 from .quic_containment import Containment
 from .quic_event_queue import EventQueue
+from .quic_paths import PathTable
 from .quic_schedule import DUE_SLACK_S as DUE_SLACK_S
 from .quic_schedule import ConnectionSchedule
 
@@ -164,6 +177,9 @@ class QuicHost:
         tracked: the driver calls :meth:`touch` after every command it issues on a
             connection, so only marked connections are asked (see "Only what moved is
             asked"); False asks them all.
+        on_path_output: called with a path's synthetic address when datagrams start to wait
+            for it (its queue was empty): its driver takes them with
+            :meth:`take_path_datagrams`.
     """
 
     def __init__(
@@ -179,8 +195,10 @@ class QuicHost:
         counters: TransportCounters | None = None,
         on_active: Callable[[SansIoConnection], None] | None = None,
         tracked: bool = False,
+        on_path_output: Callable[[Addr], None] | None = None,
     ) -> None:
         self._factory = server_factory
+        self._on_path_output = on_path_output
         self._on_active = on_active
         self._cid_length = cid_length
         connections = max_connections if limits is None else limits.connections
@@ -210,6 +228,7 @@ class QuicHost:
             self._cids, tracked=tracked, on_error=self._failed_connection
         )
         self._outbox: list[Datagram] = []
+        self._paths: PathTable[SansIoConnection] = PathTable(self.counters)
         self._events: EventQueue[SansIoConnection, HostEvent] = EventQueue(ConnectionEvent)
         self._accepted = 0
         self._dropped_unknown = 0
@@ -222,7 +241,14 @@ class QuicHost:
 
     def connect(self, conn: SansIoConnection, addr: Addr, now: float) -> None:
         """Start a client connection (``conn`` is configured as a client) towards ``addr``.
-        The driver must flush afterwards."""
+        The driver must flush afterwards. ``addr`` may be a path's synthetic address
+        (:meth:`attach_path`): the connection is then bound to that path.
+
+        Raises:
+            UsageError: ``addr`` is a path that is gone or already carried a connection.
+        """
+        if self._paths.known(addr):
+            self._paths.bind(addr, conn)
         self._register(conn)
         try:
             conn.connect(addr, now=now)
@@ -277,23 +303,101 @@ class QuicHost:
             self.touch(conn)
             self._guarded(conn, self._drain, conn)
 
+    # -- other datagram paths ------------------------------------------------------------
+
+    def attach_path(self, *, accept: bool = False) -> Addr:
+        """A new datagram path; its synthetic address (see :mod:`.quic_paths`). Dial over it
+        with :meth:`connect`; with ``accept``, an INITIAL arriving on it
+        (:meth:`receive_path_datagram`) opens the one connection it carries."""
+        return self._paths.attach(accept=accept)
+
+    def detach_path(self, addr: Addr, reason: str) -> bool:
+        """Forget a path; the connection bound to it, if still live, is forgotten at once
+        and reported gone (:class:`ConnectionGone`, ``reason``): it has no way left to send.
+        True if there was such a connection."""
+        conn = self._paths.detach(addr)
+        if conn is None or conn not in self._cids:
+            return False
+        self._forget(conn)
+        self._events.append(ConnectionGone(conn, QuicErrorCode.NO_ERROR, reason))
+        return True
+
+    def path_of(self, conn: SansIoConnection) -> Addr | None:
+        """The synthetic address of the path ``conn`` is bound to (None: the socket)."""
+        return self._paths.bound(conn)
+
+    def path_connection(self, addr: Addr) -> SansIoConnection | None:
+        """The live connection bound to the path at ``addr``, if any."""
+        return self._paths.conn(addr)
+
+    def take_path_datagrams(self, addr: Addr) -> list[bytes]:
+        """The datagrams waiting for the path at ``addr`` (emptied): its driver sends them."""
+        return self._paths.take(addr)
+
+    def receive_path_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """A datagram that arrived on the path at ``addr``: to the connection bound to it, or
+        an INITIAL that opens it (a path that accepts); anything else is dropped, counted."""
+        paths = self._paths
+        if not paths.known(addr):
+            self._path_misrouted()
+            return
+        try:
+            conn, header = self._lookup(data)
+        except ValueError:
+            self._dropped_malformed += 1
+            return
+        if conn is None:
+            if not paths.can_accept(addr):
+                self._path_misrouted()
+                return
+            conn = self._accept(header, len(data), addr, now)
+            if conn is None:
+                return
+            paths.bind(addr, conn)
+        elif paths.bound(conn) != addr:
+            self._path_misrouted()
+            return
+        self._deliver(conn, data, addr, now)
+
+    def _path_misrouted(self) -> None:
+        self.counters.path_misrouted += 1
+
     # -- DatagramCore -------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        conn = None
+        """A datagram read from the socket (never one of a path-bound connection's)."""
+        if self._paths and not addr[1]:
+            self._path_misrouted()  # port 0: it claims a path's address
+            return
+        try:
+            conn, header = self._lookup(data)
+        except ValueError:
+            self._dropped_malformed += 1
+            return
+        if conn is None:
+            conn = self._accept(header, len(data), addr, now)
+            if conn is None:
+                return
+        elif self._paths and self._paths.bound(conn) is not None:
+            self._path_misrouted()  # a socket datagram for a connection on another path
+            return
+        self._deliver(conn, data, addr, now)
+
+    def _lookup(self, data: bytes) -> tuple[SansIoConnection | None, Any]:
+        """The connection ``data`` is for (None if none), and its parsed header when it had
+        to be parsed (the short-header fast path does not).
+
+        Raises:
+            ValueError: not a QUIC packet header.
+        """
         if data and not data[0] & _LONG_HEADER:  # short header: the DCID follows byte 0
             conn = self._by_cid.get(data[1 : 1 + self._cid_length])
-        if conn is None:
-            try:
-                header = pull_quic_header(Buffer(data=data), host_cid_length=self._cid_length)
-            except ValueError:
-                self._dropped_malformed += 1
-                return
-            conn = self._by_cid.get(header.destination_cid)
-            if conn is None:
-                conn = self._accept(header, len(data), addr, now)
-                if conn is None:
-                    return
+            if conn is not None:
+                return conn, None
+        header = pull_quic_header(Buffer(data=data), host_cid_length=self._cid_length)
+        return self._by_cid.get(header.destination_cid), header
+
+    def _deliver(self, conn: SansIoConnection, data: bytes, addr: Addr, now: float) -> None:
         self._now = now
         self._schedule.mark(conn)
         try:
@@ -326,6 +430,11 @@ class QuicHost:
             if run_conn is not None:
                 self._receive_run(run_conn, run, run_addr, now)
                 run_conn = None
+            if self._paths and (
+                not addr[1] or (conn is not None and self._paths.bound(conn) is not None)
+            ):
+                self._path_misrouted()  # a socket datagram for a connection on another path
+                continue  # fmt: skip
             if conn is not None and hasattr(conn, "receive_many_datagrams"):
                 run, run_conn, run_addr = [data], conn, addr
             else:
@@ -359,8 +468,11 @@ class QuicHost:
             return None
         admit = self._gate.admit(header, addr, now)
         if not isinstance(admit, Admit):
-            if admit is not None:
-                self._outbox.append(admit)  # a Retry
+            if admit is not None:  # a Retry
+                if self._paths and self._paths.known(addr):
+                    self._to_path(addr, admit[0])
+                else:
+                    self._outbox.append(admit)
             return None
         odcid, rscid = admit.original_cid, admit.retry_cid
         conn = self._factory(odcid, addr) if rscid is None else self._factory(odcid, addr, rscid)
@@ -407,6 +519,7 @@ class QuicHost:
         self._now = now
         out: list[Datagram] = []
         schedule = self._schedule
+        paths = self._paths
         for conn in schedule.take_asked(now):
             if conn not in self._cids:
                 continue
@@ -414,7 +527,12 @@ class QuicHost:
             try:
                 # connections hand back the (host, port) tuples they were given
                 sent = conn.datagrams_to_send(now)
-                out.extend(sent)
+                path = paths.bound(conn) if paths else None
+                if path is None:
+                    out.extend(sent)
+                else:
+                    for data, _ in sent:  # whatever it names, it has only its path
+                        self._to_path(path, data)
                 self._drain(conn)
                 if sent:
                     schedule.ask(conn)  # it may have stopped short: ask until it is empty
@@ -426,6 +544,10 @@ class QuicHost:
             out.extend(self._outbox)
             self._outbox = []
         return out
+
+    def _to_path(self, addr: Addr, data: bytes) -> None:
+        if self._paths.queue(addr, data) and self._on_path_output is not None:
+            self._on_path_output(addr)
 
     def get_timer(self) -> float | None:
         best = self._gate.next_deadline()
@@ -452,7 +574,13 @@ class QuicHost:
             raise exc
         if conn not in self._cids:
             return
-        self._outbox.extend(self._containment.last_words(conn, exc, self._now))
+        last_words = self._containment.last_words(conn, exc, self._now)
+        path = self._paths.bound(conn) if self._paths else None
+        if path is None:
+            self._outbox.extend(last_words)
+        else:
+            for data, _ in last_words:
+                self._to_path(path, data)
         self._forget(conn)
         self._events.append(ConnectionGone(conn, QuicErrorCode.INTERNAL_ERROR,
                                            f"contained {type(exc).__name__}"))  # fmt: skip
@@ -488,6 +616,8 @@ class QuicHost:
                 return
 
     def _forget(self, conn: SansIoConnection) -> None:
+        if self._paths:
+            self._paths.unbind(conn)
         self._gate.release(conn)
         self._closing.discard(conn)
         self._schedule.forget(conn)

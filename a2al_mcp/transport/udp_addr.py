@@ -56,8 +56,12 @@ class SendTargets:
         self._hosts: dict[str, str | None] = {}
 
     def target(self, addr: Addr) -> tuple[str, int] | None:
-        """Where to send ``addr`` on this socket, or None if it cannot reach it."""
+        """Where to send ``addr`` on this socket, or None if it cannot reach it (port 0 is
+        never a destination: it names the host's other datagram paths,
+        :mod:`~a2al_mcp.transport.quic_paths`)."""
         host, port = addr
+        if not port:
+            return None
         try:
             target = self._hosts[host]
         except KeyError:

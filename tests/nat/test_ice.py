@@ -1,5 +1,6 @@
 """ICE with aioice across the NAT testbed (a2al_mcp.ice): host, srflx and TURN relay pairs,
-and QUIC over the selected pair.
+and QUIC of a node's own QuicService (its identity, shared socket and handlers) over the
+selected pair.
 
 Every ICE side runs as a process inside a testbed host (``tb.popen``), never in the root
 namespace: aioice binds every interface address of the namespace it runs in.  This file is
@@ -118,15 +119,29 @@ async def _quic(
     ice: Any, remote: Any, identity: Any, dials: bool, peer_aid: list[Any],
     got_aid: Any, eof: Any,
 ) -> None:  # fmt: skip
-    """QUIC over the selected pair: the caller is the QUIC client."""
-    from tests.unit.ice.quic_over_link import quic_over_link
+    """QUIC of a node's own service (its identity, its shared UDP socket, its handlers)
+    over the selected pair: the caller is the QUIC client; the callee's echo handler
+    serves the stream."""
+    from a2al_mcp.ice import accept_over_ice, dial_over_ice
+    from tests.unit.ice.quic_over_link import echo, quic_node
 
-    async with quic_over_link(ice, peer=remote, identity=identity, accept=not dials) as q:
+    async with quic_node(bind=("0.0.0.0", 0), identity=identity) as node:
         if dials:
             await got_aid.wait()
-            reply, pc = await q.echo(peer_aid[0], b"hello over ICE")
+            pc = dial_over_ice(node.service, node.cert(), peer_aid[0], ice)
+            reply = await echo(pc, b"hello over ICE")
+            assert pc.path is not None
             _emit({"t": "quic", "reply": reply.decode(), "peer": str(pc.peer_aid),
-                   "path": _jsonable(q.path.statistics())})  # fmt: skip
+                   "label": pc.path.label, "remote": list(pc.path.remote or ()),
+                   "path": _jsonable(pc.path.statistics()),
+                   "socket_sent": node.endpoint.statistics().sent,
+                   "paths": node.service.statistics().paths})  # fmt: skip
+        else:
+            path = accept_over_ice(node.service, ice)
+            accepted = await path.wait_connection()
+            await accepted.wait_ready()
+            _emit({"t": "accepted", "peer": str(accepted.peer_aid), "label": path.label,
+                   "socket_sent": node.endpoint.statistics().sent})  # fmt: skip
         await eof.wait()
 
 
@@ -343,12 +358,25 @@ def test_quic_over_the_selected_pair_between_public_hosts(tb: NatTestbed) -> Non
 
 
 def test_quic_over_a_turn_relay_pair(tb: NatTestbed) -> None:
+    """Two nodes' QUIC services behind symmetric NATs: the connection runs over the coturn
+    relay pair (never their shared sockets), and the callee's stream handler serves it."""
     tb.conntrack_flush("sym")
     tb.conntrack_flush("sym2")
     with sides(tb, "sym", "sym2", *stun_args(tb), *turn_args(tb), "--quic") as pair:
         caller, callee = connected(pair, quic=True)
+        accepted = pair.first("callee", {"accepted", "exit"}, time.monotonic() + RUN_S)
+    print(f"callee: {accepted}")
     assert caller["kind"] == callee["kind"] == "relay"
-    assert caller["quic"]["reply"] == "echo:hello over ICE"
+    quic = caller["quic"]
+    assert quic["reply"] == "echo:hello over ICE"
+    assert quic["label"] == "relay" and quic["remote"] == caller["remote"]
+    assert quic["path"]["sent"] > 0 and quic["path"]["received"] > 0
+    assert not quic["path"]["failed"] and quic["paths"] == 1
+    assert quic["socket_sent"] == 0  # not one datagram of it left by the shared socket
+    assert accepted["t"] == "accepted" and accepted["label"] == "relay"
+    assert accepted["socket_sent"] == 0
+    aid = next(f["a"] for f in pair.frames["callee"] if f["t"] == "aid")
+    assert quic["peer"] == aid
 
 
 def test_glare_both_controlling_resolve_the_role_conflict(tb: NatTestbed) -> None:

@@ -1,143 +1,75 @@
-"""IceDatagramPath without sockets: a real QUIC handshake and stream between two
-QuicServices whose only path is an in-memory datagram link (what an ICE pair gives)."""
+"""QUIC of a node's own QuicService over an ICE session's selected pair, without sockets for
+the pair: the session is stood in for by an in-memory link with what a connected
+IceSession has (``selected``, ``send``/``receive``, ``close``). The NAT testbed runs the real
+thing (tests/nat/test_ice.py)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import anyio
 import pytest
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from a2al_mcp import SystemRng
-from a2al_mcp._clock import SystemClock
-from a2al_mcp.errors import ConnectionClosed
-from a2al_mcp.ice import IceDatagramPath
-from a2al_mcp.identity import Identity
-from tests.unit.ice.quic_over_link import quic_over_link
+from a2al_mcp.errors import UsageError
+from a2al_mcp.ice import SelectedPair, accept_over_ice, dial_over_ice, path_label
+from tests.unit.ice.quic_over_link import MemoryLink, echo, link_pair, quic_node
 
 pytestmark = pytest.mark.anyio
 
 
-class MemoryLink:
-    """One end of an in-memory datagram link (a full queue drops, as UDP does)."""
+class FakeIce:
+    """What the path uses of a connected IceSession, over an in-memory link."""
 
-    def __init__(
-        self, out: MemoryObjectSendStream[bytes], into: MemoryObjectReceiveStream[bytes]
-    ) -> None:
-        self.out, self.into = out, into
-        self.sent = 0
+    def __init__(self, link: MemoryLink, pair: SelectedPair | None) -> None:
+        self._link = link
+        self.selected = pair
+        self.closed = False
 
     async def send(self, data: bytes) -> None:
-        try:
-            self.out.send_nowait(data)
-        except anyio.WouldBlock:
-            return
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise ConnectionClosed("link closed") from exc
-        self.sent += 1
+        await self._link.send(data)
 
     async def receive(self) -> bytes:
-        try:
-            return await self.into.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError) as exc:
-            raise ConnectionClosed("link closed") from exc
+        return await self._link.receive()
+
+    async def close(self) -> None:
+        self.closed = True
+        await self._link.aclose()
 
 
-@contextlib.contextmanager
-def link_pair() -> Iterator[tuple[MemoryLink, MemoryLink]]:
-    a_out, b_in = anyio.create_memory_object_stream[bytes](256)
-    b_out, a_in = anyio.create_memory_object_stream[bytes](256)
-    with a_out, b_in, b_out, a_in:
-        yield MemoryLink(a_out, a_in), MemoryLink(b_out, b_in)
+def _pair(local: tuple[str, int], remote: tuple[str, int], kind: str) -> SelectedPair:
+    return SelectedPair(local=local, remote=remote, local_type=kind, remote_type=kind, rtt_s=0.01)
 
 
-async def test_quic_handshake_and_stream_over_the_path() -> None:
-    rng = SystemRng()
-    caller_id, callee_id = Identity.generate(rng), Identity.generate(rng)
-    with link_pair() as (caller_link, callee_link), anyio.fail_after(20):
-        async with (
-            quic_over_link(callee_link, peer=("10.0.0.1", 4000), identity=callee_id,
-                           accept=True) as callee,
-            quic_over_link(caller_link, peer=("10.0.0.2", 5000), identity=caller_id,
-                           accept=False) as caller,
-        ):  # fmt: skip
-            reply, pc = await caller.echo(callee_id.aid, b"over ICE")
-            assert reply == b"echo:over ICE"
-            assert pc.peer_aid == callee_id.aid
-            [accepted] = callee.service.connections()
-            assert accepted.peer_aid == caller_id.aid
-            caller_stats, callee_stats = caller.path.statistics(), callee.path.statistics()
-    assert caller_stats.sent > 0 and caller_stats.received > 0
-    assert callee_stats.sent > 0 and callee_stats.received > 0
-    assert caller_stats.dropped_misaddressed == callee_stats.dropped_misaddressed == 0
-    assert caller_stats.core_errors == callee_stats.core_errors == 0
+async def test_the_nodes_service_dials_and_accepts_over_an_ice_pair() -> None:
+    caller_at, callee_at = ("198.51.100.7", 50000), ("203.0.113.3", 49152)
+    with link_pair() as (la, lb), anyio.fail_after(20):
+        async with quic_node() as caller, quic_node() as callee:
+            caller_ice = FakeIce(la, _pair(caller_at, callee_at, "relay"))
+            callee_ice = FakeIce(lb, _pair(callee_at, caller_at, "relay"))
+            path = accept_over_ice(callee.service, callee_ice)  # type: ignore[arg-type]
+            pc = dial_over_ice(caller.service, caller.cert(), callee.aid, caller_ice)  # type: ignore[arg-type]
+            assert await echo(pc, b"over ICE") == b"echo:over ICE"
+            accepted = await path.wait_connection()
+            assert accepted.peer_aid == caller.aid and pc.peer_aid == callee.aid
+            assert pc.path is not None and pc.path.remote == callee_at
+            assert pc.path.label == path.label == "relay"
+            assert path.remote == caller_at
+            pc.path.close("done")
+            await pc.path.closed.wait()
+            await path.closed.wait()
+    assert caller_ice.closed and callee_ice.closed  # the paths released the sessions
 
 
-async def test_the_link_closing_ends_the_path() -> None:
-    rng = SystemRng()
-    with link_pair() as (link, other), anyio.fail_after(10):
-        async with quic_over_link(link, peer=("10.0.0.1", 4000), identity=Identity.generate(rng),
-                                  accept=True) as side:  # fmt: skip
-            other.out.close()
-            assert side.path.closed is not None
-            await side.path.closed.wait()
-    assert side.path.statistics().received == 0
+async def test_an_unconnected_session_is_refused() -> None:
+    with link_pair() as (la, _), anyio.fail_after(10):
+        async with quic_node() as node:
+            ice = FakeIce(la, None)
+            with pytest.raises(UsageError, match="connect"):
+                dial_over_ice(node.service, node.cert(), node.aid, ice)  # type: ignore[arg-type]
+            with pytest.raises(UsageError, match="connect"):
+                accept_over_ice(node.service, ice)  # type: ignore[arg-type]
+            assert node.service.statistics().paths == 0
 
 
-class ScriptedCore:
-    """A datagram core that answers every datagram with one to the peer and one elsewhere,
-    and has one timer that, when it fires, queues a datagram to the peer."""
-
-    def __init__(self, peer: tuple[str, int], timer_at: float) -> None:
-        self.peer = peer
-        self.timer_at: float | None = timer_at
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-        self.out: list[tuple[bytes, tuple[str, int]]] = []
-        self.events: list[str] = []
-        self.fired = anyio.Event()
-
-    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if data == b"boom":
-            raise ValueError("a core bug")
-        self.received.append((data, addr))
-        self.out += [(b"re:" + data, self.peer), (b"stray", ("192.0.2.9", 9))]
-        self.events.append(f"got {data.decode()}")
-
-    def handle_timer(self, now: float) -> None:
-        self.timer_at = None
-        self.out.append((b"tick", self.peer))
-        self.fired.set()
-
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
-        out, self.out = self.out, []
-        return out
-
-    def get_timer(self) -> float | None:
-        return self.timer_at
-
-    def next_event(self) -> str | None:
-        return self.events.pop(0) if self.events else None
-
-
-async def test_the_path_feeds_the_core_drops_strays_contains_errors_and_fires_timers() -> None:
-    clock = SystemClock()
-    peer = ("10.0.0.1", 4000)
-    core = ScriptedCore(peer, timer_at=clock.monotonic() + 0.05)
-    seen: list[tuple[str, object]] = []
-    with link_pair() as (link, other), anyio.fail_after(10):
-        path = IceDatagramPath(link, peer=peer, clock=clock, core=core,
-                               on_events=lambda name, e: seen.append((name, e)))  # fmt: skip
-        async with path:
-            await core.fired.wait()
-            assert await other.receive() == b"tick"
-            await other.send(b"boom")
-            await other.send(b"hello")
-            assert await other.receive() == b"re:hello"
-            stats = path.statistics()
-    assert core.received == [(b"hello", peer)]
-    assert seen == [("quic", "got hello")]
-    assert (stats.received, stats.sent) == (2, 2)
-    assert stats.dropped_misaddressed == 1
-    assert stats.core_errors == 1
+def test_the_label_names_a_relay() -> None:
+    assert path_label(_pair(("10.0.0.1", 1), ("10.0.0.2", 2), "relay")) == "relay"
+    assert path_label(_pair(("10.0.0.1", 1), ("10.0.0.2", 2), "srflx")) == "ice"
+    assert path_label(_pair(("10.0.0.1", 1), ("10.0.0.2", 2), "host")) == "ice"
