@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from mcp import Client, StdioServerParameters
 
-from a2al_mcp.errors import AccessDenied
+from a2al_mcp.config import LimitsConfig
+from a2al_mcp.errors import AccessDenied, AgentCallError, LimitExceeded, RequestTimeout
 from a2al_mcp.remote_mcp import ExposeSpec
 from a2al_mcp.remote_mcp.client import RemoteMcp
 from a2al_mcp.remote_mcp.expose import expose_mcp
@@ -75,3 +77,42 @@ async def test_denied_caller_is_refused_by_the_node() -> None:
                                            allow=(_seed.aid,)))  # fmt: skip
             with pytest.raises(AccessDenied, match="denied"):
                 await RemoteMcp(b).call_tool(a.aid, "add", {"a": 1, "b": 1})
+
+
+async def test_stdio_server_restarted_when_it_dies() -> None:
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (a, b):
+            exposed = await expose_mcp(a, ExposeSpec(command=STDIO_COMMAND))
+            assert exposed.bridge is not None
+            remote = RemoteMcp(b)
+            assert (await remote.call_tool(a.aid, "add", {"a": 1, "b": 1}))["isError"] is False
+            with pytest.raises(AgentCallError, match="the remote MCP server answered"):
+                await remote.call_tool(a.aid, "crash", {})  # the process exits mid-call
+            # the next call waits for the process the node starts again (after its back-off)
+            again = await remote.call_tool(a.aid, "add", {"a": 2, "b": 3})
+            assert again["structuredContent"]["total"] == 5
+            assert exposed.bridge.starts == 2
+
+
+async def test_calls_per_agent_limit() -> None:
+    limits = LimitsConfig(remote_mcp_calls_per_agent=1, remote_mcp_call_timeout_s=3.0)
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (a, b):
+            await expose_mcp(a, ExposeSpec(command=STDIO_COMMAND))
+            remote = RemoteMcp(b, limits)
+            hung: list[BaseException] = []
+
+            async def hang() -> None:
+                try:
+                    await remote.call_tool(a.aid, "hang", {})
+                except RequestTimeout as exc:
+                    hung.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hang)
+                await anyio.lowlevel.checkpoint()  # it has taken its slot by now
+                with pytest.raises(LimitExceeded, match="remote_mcp_calls_per_agent"):
+                    await remote.call_tool(a.aid, "add", {"a": 1, "b": 1})
+            assert len(hung) == 1  # cut off by the call timeout
+            ok = await remote.call_tool(a.aid, "add", {"a": 1, "b": 1})  # its slot is free
+            assert ok["structuredContent"]["total"] == 2

@@ -50,7 +50,7 @@ async def test_http_server_sees_the_verified_caller() -> None:
             assert [e.aid for e in found] == [a.aid]
             remote = RemoteMcp(b)
             names = [t["name"] for t in await remote.list_tools(a.aid)]
-            assert names == ["add", "whoami", "fail", "big", "hang"]
+            assert names == ["add", "whoami", "fail", "big", "hang", "crash"]
             who = await remote.call_tool(a.aid, "whoami", {})
             assert who["structuredContent"] == {"caller": str(b.aid)}
             who = await RemoteMcp(_s).call_tool(a.aid, "whoami", {})

@@ -82,7 +82,7 @@ async def test_remote_tools_through_the_mcp_server(tmp_path: Path) -> None:
                 ok, listed = await _call(c, "remote_tools", {"aid": aid})
                 assert ok, listed
                 assert [t["name"] for t in listed["tools"]] == ["add", "whoami", "fail", "big",
-                                                                 "hang"]  # fmt: skip
+                                                                 "hang", "crash"]  # fmt: skip
                 add = next(t for t in listed["tools"] if t["name"] == "add")
                 assert add["inputSchema"]["required"] == ["a", "b"]
                 ok, result = await _call(c, "call_remote_tool",

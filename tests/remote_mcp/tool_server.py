@@ -2,11 +2,13 @@
 benchmark: ``python tool_server.py stdio`` or ``python tool_server.py http PORT``.
 
 Tools: ``add`` (structured result), ``whoami`` (the caller AID header the node set, over
-HTTP), ``fail`` (a tool error), ``big`` (an answer of N bytes), ``hang`` (never answers).
+HTTP), ``fail`` (a tool error), ``big`` (an answer of N bytes), ``hang`` (never answers),
+``crash`` (the process exits).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import anyio
@@ -48,6 +50,11 @@ def big(size: int) -> str:
 async def hang() -> str:
     await anyio.sleep_forever()
     return ""
+
+
+@server.tool(description="Ends the server process (to test restarts).")
+def crash() -> str:
+    os._exit(3)
 
 
 if __name__ == "__main__":
