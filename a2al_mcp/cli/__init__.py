@@ -138,10 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .human import add_human_parsers
     from .install import add_install_parser
     from .node_cmd import add_node_parser
+    from .proxy_cmd import add_proxy_parser
     from .serve import add_serve_parser
 
     add_serve_parser(sub)
     add_node_parser(sub)
+    add_proxy_parser(sub)
     add_demo_parser(sub)
     add_install_parser(sub)
     add_human_parsers(sub)
