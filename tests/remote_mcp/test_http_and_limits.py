@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from a2al_mcp.config import LimitsConfig
-from a2al_mcp.errors import LimitExceeded, RequestTimeout
+from a2al_mcp.errors import AgentCallError, LimitExceeded, RequestTimeout
 from a2al_mcp.remote_mcp import ExposeSpec
 from a2al_mcp.remote_mcp.client import RemoteMcp
 from a2al_mcp.remote_mcp.expose import expose_mcp
@@ -50,7 +50,7 @@ async def test_http_server_sees_the_verified_caller() -> None:
             assert [e.aid for e in found] == [a.aid]
             remote = RemoteMcp(b)
             names = [t["name"] for t in await remote.list_tools(a.aid)]
-            assert names == ["add", "whoami", "fail", "big", "hang", "crash"]
+            assert names == ["add", "whoami", "fail", "big", "hang", "ask", "crash"]
             who = await remote.call_tool(a.aid, "whoami", {})
             assert who["structuredContent"] == {"caller": str(b.aid)}
             who = await RemoteMcp(_s).call_tool(a.aid, "whoami", {})
@@ -77,3 +77,24 @@ async def test_hang_and_10mb_are_cut_off(kind: str) -> None:
                 await RemoteMcp(b, small).call_tool(a.aid, "big", {"size": 10 << 20})
             ok = await remote.call_tool(a.aid, "add", {"a": 2, "b": 2})  # still usable
             assert ok["structuredContent"]["total"] == 4
+
+
+@pytest.mark.parametrize("kind", ["stdio", "http"])
+async def test_the_remote_server_cannot_reach_back(kind: str) -> None:
+    """A server asking the caller for input (elicitation) gets nowhere: the caller offers no
+    elicitation, sampling or roots, and opens no server-to-client stream."""
+    with anyio.fail_after(60):
+        async with contextlib.AsyncExitStack() as stack:
+            a, b = await stack.enter_async_context(network(2, publish=True))
+            if kind == "http":
+                url = await stack.enter_async_context(http_tool_server())
+                await expose_mcp(a, ExposeSpec(url=url))
+            else:
+                await expose_mcp(a, ExposeSpec(command=STDIO_COMMAND))
+            try:
+                result = await RemoteMcp(b).call_tool(a.aid, "ask", {})
+            except AgentCallError as exc:  # refused as a JSON-RPC error: the remote's
+                assert "the remote MCP server" in str(exc)
+            else:
+                assert result["isError"] is True, result
+                assert "the client answered" not in result["content"][0]["text"]

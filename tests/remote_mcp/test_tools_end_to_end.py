@@ -81,8 +81,8 @@ async def test_remote_tools_through_the_mcp_server(tmp_path: Path) -> None:
                 aid = agents[0]["aid"]
                 ok, listed = await _call(c, "remote_tools", {"aid": aid})
                 assert ok, listed
-                assert [t["name"] for t in listed["tools"]] == ["add", "whoami", "fail", "big",
-                                                                 "hang", "crash"]  # fmt: skip
+                names = [t["name"] for t in listed["tools"]]
+                assert names == ["add", "whoami", "fail", "big", "hang", "ask", "crash"]
                 add = next(t for t in listed["tools"] if t["name"] == "add")
                 assert add["inputSchema"]["required"] == ["a", "b"]
                 ok, result = await _call(c, "call_remote_tool",

@@ -3,7 +3,7 @@ benchmark: ``python tool_server.py stdio`` or ``python tool_server.py http PORT`
 
 Tools: ``add`` (structured result), ``whoami`` (the caller AID header the node set, over
 HTTP), ``fail`` (a tool error), ``big`` (an answer of N bytes), ``hang`` (never answers),
-``crash`` (the process exits).
+``ask`` (asks the client a question), ``crash`` (the process exits).
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ def big(size: int) -> str:
 async def hang() -> str:
     await anyio.sleep_forever()
     return ""
+
+
+class Answer(BaseModel):
+    text: str
+
+
+@server.tool(description="Asks the calling client a question (elicitation).")
+async def ask(ctx: Context) -> str:
+    result = await ctx.elicit("What is the secret?", Answer)
+    return f"the client answered: {result!r}"
 
 
 @server.tool(description="Ends the server process (to test restarts).")
