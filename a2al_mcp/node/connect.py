@@ -145,6 +145,20 @@ class Connector:
         pc = self._pool.get((local, remote))
         return pc is not None and not pc.closed
 
+    def pooled_connection(self, local: Aid, remote: Aid) -> PeerConnection | None:
+        """The live pooled connection from ``local`` to ``remote``, if any."""
+        pc = self._pool.get((local, remote))
+        return None if pc is None or pc.closed else pc
+
+    def dialled_paths(self) -> list[tuple[Aid, Aid, UsedPath]]:
+        """``(local, remote, path)`` of every live pooled connection we dialled."""
+        out = []
+        for (local, remote), pc in self._pool.items():
+            used = None if pc.closed else self._used.get(pc)
+            if used is not None:
+                out.append((local, remote, used))
+        return out
+
     def path(self, pc: PeerConnection) -> UsedPath | None:
         """The path a connection this connector dialled came up on (None: not ours, or the
         connection is gone)."""
@@ -259,13 +273,16 @@ class Connector:
             record(DIRECT, began, "won")
             tg.cancel_scope.cancel()
 
+        hub_path = self._hub_path
+
         async def punched(tg: anyio.abc.TaskGroup, after: float) -> None:
+            assert hub_path is not None  # planned only with hubs, which need one
             with anyio.move_on_after(after):
                 await direct_over.wait()  # direct gave up early: no head start to wait for
             began = self._now()
             self.hub_dials += 1
             try:
-                pc = await self._hub_path(local, remote, hubs)  # type: ignore[misc]
+                pc = await hub_path(local, remote, hubs)
             except (HandshakeFailed, RequestTimeout, Unreachable) as exc:
                 record(PUNCHED, began, str(exc))
                 failures.append(exc)

@@ -11,13 +11,17 @@ starts relative to the direct one:
   time for this peer was the punch: **at once**, in parallel with direct. A cold direct dial
   into a restricted or port-restricted NAT is doomed (its NAT drops our Initial until the
   target sent to us), and a2ald 0.3.5 loses ~2 s exactly there by waiting a fixed stagger;
-* the target says public/full cone (1): direct is all but certain and answers within one
-  round trip (the QUIC Initial/Handshake flight); the hub starts only if it has not answered
-  within a **head start** of 3 RTTs (the last RTT to this peer, when the cache knows one),
-  at least 150 ms, at most 500 ms (no RTT known: 500 ms, above an intercontinental RTT), so
-  a lost Initial does not yet ring the hub but a stale record costs well under a second;
-* the target's type is unknown (0): at once when we are behind a NAT ourselves (nat_type 2-4:
-  two NATs in between make direct unlikely), else after the head start.
+* we are behind a restricting NAT ourselves (our ``nat_type`` 2-4) and the target says
+  unknown (0) or public/full cone (1): **at once** too. A ``1`` is no evidence: a2ald 0.3.5
+  publishes a port-restricted NAT as 1 (NAT testbed README D5), and two NATs in between make
+  a cold direct dial unlikely; a target that really is public still answers direct within a
+  round trip, and the spare call costs one room at the hub;
+* otherwise (we are public, full cone or do not know yet): direct is likely and answers
+  within one round trip (the QUIC Initial/Handshake flight); the hub starts only if it has not
+  answered within a **head start** of 3 RTTs (the last RTT to this peer, when the cache knows
+  one), at least 150 ms, at most 500 ms (no RTT known: 500 ms, above an intercontinental RTT),
+  so a lost Initial does not yet ring the hub but a stale record costs well under a second.
+  A direct dial that fails outright (every address refused) ends the head start at once.
 
 The winner's path (kind, address, RTT) is remembered per peer in :class:`PathCache`, bounded
 and expiring, so the next cold dial tries that address first (direct) or rings the hub at
@@ -123,8 +127,9 @@ def plan_dial(
     if target_nat in RESTRICTED:
         return DialPlan(first, 0.0, f"target behind a NAT (type {target_nat}): hub at once")
     rtt = cached.rtt_s if cached is not None else None
-    if target_nat == 0 and own_nat in RESTRICTED:
-        return DialPlan(first, 0.0, "target type unknown and we are behind a NAT: hub at once")
+    if own_nat in RESTRICTED:
+        return DialPlan(first, 0.0, f"we are behind a NAT (type {own_nat}) and the target's "
+                        f"type {target_nat} proves nothing: hub at once")  # fmt: skip
     wait = head_start_s(rtt)
     return DialPlan(first, wait, f"target type {target_nat}: hub after {wait:.2f} s")
 

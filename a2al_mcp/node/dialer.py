@@ -123,6 +123,12 @@ class Dialer:
         peer's address, how long the dial took (None: accepted, or gone)."""
         return self._connector.path(pc)
 
+    def path_to(self, aid: Aid, *, local: Aid | None = None) -> UsedPath | None:
+        """The path of the live pooled connection from ``local`` (default: the node) to
+        ``aid`` (None: none, or it was accepted rather than dialled)."""
+        pc = self._connector.pooled_connection(self._identity(local).aid, aid)
+        return None if pc is None else self._connector.path(pc)
+
     def tried(self, aid: Aid) -> tuple[PathTry, ...]:
         """The paths the last dial to ``aid`` tried, when each started and how it ended."""
         return self._connector.last_tries.get(aid, ())

@@ -49,6 +49,7 @@ from ..transport.quic_host import ConnectionAccepted, ConnectionEvent, Connectio
 from ..transport.session import PeerControl, RouteReceived
 from .auto_publish import AutoPublisher
 from .connect import Connector
+from .dial_strategy import PathTry, UsedPath
 from .dialer import Dialer
 from .finder import Finder
 from .identities import IdentityStore
@@ -59,7 +60,14 @@ from .nat_service import NatService, resolve_stun_servers, stun_entries
 from .publisher import Publisher
 from .quic_verbs import QuicVerbs
 from .serving import Acceptor, Serving, StreamHandler
-from .status import ContainedErrors, NodeStatus, ResolvedEndpoint, ServiceEntry
+from .status import (
+    ConnectionPath,
+    ContainedErrors,
+    NodeStatus,
+    ResolvedEndpoint,
+    ServiceEntry,
+    TraversalStatus,
+)
 from .supervision import Supervisor
 
 if TYPE_CHECKING:  # the signalling and ICE bricks load only when traversal is configured
@@ -309,6 +317,16 @@ class Node(QuicVerbs):
         punches that found a path or not, contained errors, live hub changes."""
         return None if self._traversal is None else self._traversal.stats
 
+    def connection_path(self, aid: Aid, *, local: Aid | None = None) -> UsedPath | None:
+        """Which path the pooled connection from ``local`` (default: the node) to ``aid``
+        came up on (``direct`` or ``punched``), the peer's address on it and how long the
+        dial took; None without a connection we dialled."""
+        return self._dial().path_to(aid, local=local)
+
+    def dial_tries(self, aid: Aid) -> tuple[PathTry, ...]:
+        """The paths the last dial to ``aid`` tried: kind, start, duration, outcome."""
+        return self._dial().tried(aid)
+
     def signal_hubs(self) -> tuple[str, ...]:
         """The signalling hubs that acknowledged our registrations (what endpoint records
         name), the preferred first."""
@@ -531,7 +549,19 @@ class Node(QuicVerbs):
                           connections=len(self._quic.connections()),
                           serving=self._acceptor.serving(), mailbox=self._mailbox.statistics(),
                           contained_errors=self._contained_errors(),
-                          quic=self._quic.statistics(), joining=self.joining)  # fmt: skip
+                          quic=self._quic.statistics(), joining=self.joining,
+                          traversal=self._traversal_status())  # fmt: skip
+
+    def _traversal_status(self) -> TraversalStatus:
+        c = self._connector
+        if c is None:
+            return TraversalStatus()
+        return TraversalStatus(
+            live_hubs=self.signal_hubs(), callee=self.traversal_statistics(),
+            direct_wins=c.direct_wins, punch_wins=c.punch_wins, hub_dials=c.hub_dials,
+            dial_failures=c.dial_failures,
+            paths=tuple(ConnectionPath(peer=r, local=lo, path=p) for lo, r, p in c.dialled_paths()),
+        )  # fmt: skip
 
     def _contained_errors(self) -> ContainedErrors:
         ep = None if self._endpoint is None else self._endpoint.statistics()

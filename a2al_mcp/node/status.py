@@ -8,16 +8,28 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._types import Addr
 from ..dht.core import DhtStats
 from ..identity.aid import Aid
 from ..protocol.records import SignedRecord
 from ..transport.peer import QuicStats
+from .dial_strategy import UsedPath
 from .mailbox import MailboxStats
 
-__all__ = ["ContainedErrors", "NatStatus", "NodeStatus", "ResolvedEndpoint", "ServiceEntry"]
+if TYPE_CHECKING:  # the signalling bricks load only when traversal is configured
+    from .traversal import TraversalStats
+
+__all__ = [
+    "ConnectionPath",
+    "ContainedErrors",
+    "NatStatus",
+    "NodeStatus",
+    "ResolvedEndpoint",
+    "ServiceEntry",
+    "TraversalStatus",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +106,36 @@ class NatStatus:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionPath:
+    """A pooled connection we dialled, and the path it came up on."""
+
+    peer: Aid
+    local: Aid
+    path: UsedPath
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TraversalStatus:
+    """Both sides of NAT traversal: the hubs we are reachable through and what each side
+    did."""
+
+    live_hubs: tuple[str, ...] = ()
+    """The hubs that acknowledged our registrations (what our endpoint records name)."""
+    callee: TraversalStats | None = None
+    """The callee's counters (None: no ``[signal]`` hubs and no hub served)."""
+    direct_wins: int = 0
+    """Dials won by the direct path."""
+    punch_wins: int = 0
+    """Dials won by a punch through the target's hubs."""
+    hub_dials: int = 0
+    """Dials that started the hub path (the target's record named hubs)."""
+    dial_failures: int = 0
+    """Dials where every path failed."""
+    paths: tuple[ConnectionPath, ...] = ()
+    """The pooled connections we dialled, with their paths."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatus:
     """A snapshot for status displays and the MCP ``status`` tool."""
 
@@ -121,3 +163,5 @@ class NodeStatus:
     """The network join still runs (a node opened with ``join_in_background``)."""
     nat: NatStatus = NatStatus()
     """Public address, NAT type, gateway mapping, direct reachability."""
+    traversal: TraversalStatus = TraversalStatus()
+    """Live hubs, the callee's counters, which paths our dials took."""

@@ -121,7 +121,7 @@ async def test_a_target_behind_a_nat_is_punched_while_direct_is_still_silent() -
 async def test_a_public_target_is_reached_directly_and_the_hub_is_never_rung() -> None:
     hub = DialingHub()
     with anyio.fail_after(WAIT_S):
-        async with setup(hub) as t:
+        async with setup(hub, own_nat=1) as t:  # we are public
             hub.client, hub.server = t.client, t.server
             remote = t.server.identity.aid
             pc = await t.connector.connect(t.client.cert(), remote,
