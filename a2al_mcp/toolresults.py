@@ -212,6 +212,11 @@ class StatusResult(_Open):
     mcp_front: dict[str, int] | None = Field(
         None, description="What the MCP front refused (MCP server only)."
     )
+    traversal: dict[str, Any] | None = Field(
+        None, description="NAT traversal: the hubs we are reachable through (live_hubs), the "
+        "callee's counters (callee), dials won directly or by a punch through the target's "
+        "hubs, and the path of every connection we dialled (paths: aid, path, addr, dial_s)."
+    )  # fmt: skip
 
 
 class PublishResult(ToolResult):
@@ -246,6 +251,15 @@ class ResolveResult(ToolResult):
     seq: str = Field(description="The record's sequence number (64-bit, as decimal text).")
     age_s: int = Field(description="Seconds since the record was signed.")
     ttl_s: int = Field(description="The record's lifetime in seconds.")
+    signal_hubs: list[str] = Field(
+        default_factory=list,
+        description="The signalling hubs the record names: a dial calls them to punch "
+        "through the agent's NAT.",
+    )
+    connection: dict[str, Any] | None = Field(
+        None, description="Our live connection to the agent, if we dialled one: path "
+        "('direct' or 'punched'), addr, dial_s (from the start of the dial to the connection)."
+    )  # fmt: skip
 
 
 class ConnectResult(ToolResult):
@@ -253,6 +267,14 @@ class ConnectResult(ToolResult):
     connected: bool
     tunnel: str = Field(description="host:port of the local TCP tunnel to the agent's service.")
     hint: str
+    path: str | None = Field(
+        None, description="How the connection came up: 'direct' (QUIC to a published "
+        "address) or 'punched' (a hole punch through a hub the agent's record names)."
+    )  # fmt: skip
+    addr: str | None = Field(None, description="The agent's address on that path, host:port.")
+    dial_s: float | None = Field(
+        None, description="Seconds from the start of the dial to the verified connection."
+    )
 
 
 class FetchResult(ToolResult):

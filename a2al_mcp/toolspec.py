@@ -47,6 +47,8 @@ from .errors import (
     UsageError,
 )
 from .identity.aid import Aid
+from .node.dial_strategy import UsedPath
+from .node.dialer import dial_target
 from .node.node import Node
 from .protocol.limits import BRIEF_MAX_CHARS, MAILBOX_BODY_MAX, TOPIC_TTL_MAX_S
 from .protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload
@@ -408,17 +410,26 @@ async def _discover(node: Node, a: DiscoverArgs) -> dict[str, Any]:
 
 async def _resolve(node: Node, a: AidArgs) -> dict[str, Any]:
     r = await node.resolve(_aid(a.aid))
+    used = node.connection_path(r.aid)
     return {"aid": _text(r.aid), "endpoints": list(r.endpoints), "nat_type": r.nat_type,
-            "seq": str(r.seq), "age_s": _age(node, r.timestamp), "ttl_s": r.ttl}  # fmt: skip
+            "seq": str(r.seq), "age_s": _age(node, r.timestamp), "ttl_s": r.ttl,
+            "signal_hubs": list(dial_target(r).hubs),
+            "connection": None if used is None else _path(used)}  # fmt: skip
+
+
+def _path(used: UsedPath) -> dict[str, Any]:
+    return {"path": used.kind, "addr": _hostport(used.addr), "dial_s": round(used.took_s, 3)}
 
 
 async def _connect(node: Node, a: AidArgs) -> dict[str, Any]:
     aid = _aid(a.aid)
     tunnel = await node.tunnel(aid)
     host, port = tunnel.addr
+    used = node.connection_path(aid)
     return {"aid": _text(aid), "connected": True, "tunnel": f"{host}:{port}",
             "hint": f"Connect to {host}:{port} (TCP) to talk to the agent's service; "
-                    "every TCP connection is a separate verified stream."}  # fmt: skip
+                    "every TCP connection is a separate verified stream.",
+            **({} if used is None else _path(used))}  # fmt: skip
 
 
 async def _fetch(node: Node, a: FetchArgs) -> dict[str, Any]:
@@ -473,6 +484,14 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
             "reachable_directly": st.nat.reachable_directly,
             "published_endpoints": list(st.nat.published_endpoints),
             "evidence": list(st.nat.evidence),
+        },
+        "traversal": {
+            "live_hubs": list(st.traversal.live_hubs),
+            "callee": None if st.traversal.callee is None
+            else dataclasses.asdict(st.traversal.callee),
+            "direct_wins": st.traversal.direct_wins, "punch_wins": st.traversal.punch_wins,
+            "hub_dials": st.traversal.hub_dials, "dial_failures": st.traversal.dial_failures,
+            "paths": [{"aid": _text(p.peer), **_path(p.path)} for p in st.traversal.paths],
         },
     }  # fmt: skip
 

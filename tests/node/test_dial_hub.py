@@ -16,6 +16,7 @@ from a2al_mcp.errors import Unreachable
 from a2al_mcp.identity import Identity
 from a2al_mcp.node.punch_paths import HubCaller
 from a2al_mcp.signal.punch_core import PunchLimits
+from a2al_mcp.toolspec import call_tool
 from tests.node.quicpeer import quic_peer
 from tests.node.test_traversal import _node, hello, hub, record_of, until
 
@@ -89,3 +90,17 @@ async def test_status_and_the_node_say_which_path_a_dial_took() -> None:
             assert [(p.peer, p.path.kind) for p in st.paths] == [(callee.aid, "direct")]
             cst = callee.status().traversal
             assert cst.live_hubs == (url,) and cst.callee is not None
+            # the MCP tools say it too
+            host, port = callee.local_addr
+            got = await call_tool(caller, "resolve", {"aid": str(callee.aid)})
+            assert got["signal_hubs"] == [url]
+            assert got["connection"]["path"] == "direct"
+            assert got["connection"]["addr"] == f"{host}:{port}"
+            got = await call_tool(caller, "connect", {"aid": str(callee.aid)})
+            assert (got["path"], got["addr"]) == ("direct", f"{host}:{port}")
+            got = await call_tool(caller, "status", {})
+            assert got["traversal"]["direct_wins"] == 1
+            assert [p["path"] for p in got["traversal"]["paths"]] == ["direct"]
+            got = await call_tool(callee, "status", {})
+            assert got["traversal"]["live_hubs"] == [url]
+            assert got["traversal"]["callee"]["hub_changes"] >= 1

@@ -102,20 +102,21 @@ def test_index_status_row_names_what_exists(row: list[str]) -> None:
 
 def test_index_upcoming_rows_are_documented_as_not_there() -> None:
     upcoming = [part for part, state in ROWS if state.startswith("upcoming")]
-    assert [p.split(" (")[0] for p in upcoming] == [
-        "NAT traversal in the node, the caller's side"
-    ], "a new upcoming row: say here how to check it"
-    # issue 18's callee side is wired (node/traversal.py, the one node module using the
-    # signalling and ICE bricks); the caller's side is not: no other node module imports
-    # them (the dialer dials direct only), and there is no ICE/TURN setting anywhere
+    assert [p.split(" (")[0] for p in upcoming] == ["NAT traversal in the node, ICE and TURN"], (
+        "a new upcoming row: say here how to check it"
+    )
+    # issue 18's callee and caller sides are wired with the hole punch (node/traversal.py,
+    # node/punch_paths.py: the node modules using the signalling bricks); ICE is not: no node
+    # module uses the ICE package beyond the credentials sent in a cred, and there is no
+    # ICE/TURN setting anywhere
     for path in (ROOT / "a2al_mcp" / "node").glob("*.py"):
-        if path.name == "traversal.py":
-            continue
         text = path.read_text(encoding="utf-8")
-        for brick in ("signal", "ice"):
-            assert not re.search(rf"(from|import) (a2al_mcp|\.\.|\.)\.?{brick}\b", text), (
-                f"{path.name} uses a2al_mcp.{brick}: update docs/index.md"
+        if path.name not in ("traversal.py", "punch_paths.py"):
+            assert not re.search(r"(from|import) (a2al_mcp|\.\.|\.)\.?signal\b", text), (
+                f"{path.name} uses a2al_mcp.signal: update docs/index.md"
             )
+        ice = re.findall(r"(?:from|import) (?:a2al_mcp|\.\.)\.ice(\.\w+)?", text)
+        assert set(ice) <= {".credentials"}, f"{path.name} uses a2al_mcp.ice: update docs/index.md"
     fields = {f.name for f in dataclasses.fields(config.NatConfig)}
     fields |= {f.name for f in dataclasses.fields(config.SignalConfig)}
     assert not {"turn_servers", "ice_stun_urls", "ice_turn_urls"} & fields
