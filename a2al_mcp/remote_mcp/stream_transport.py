@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import httpx2
 
-from ..errors import A2ALError, LimitExceeded, RequestTimeout
+from ..errors import A2ALError, AgentCallError, LimitExceeded, RequestTimeout
 
 if TYPE_CHECKING:
     from ..identity.aid import Aid
@@ -30,6 +30,8 @@ __all__ = ["A2AL_CODE", "StreamTransport"]
 
 A2AL_CODE: Final = "a2al_code"
 """Key in a JSON-RPC error's ``data`` of an error raised on this side (not the remote's)."""
+_MCP_TYPES: Final = ("application/json", "text/event-stream")
+"""What an MCP server answers a POST with (202 aside)."""
 _HOP: Final = frozenset({"host", "connection", "content-length", "transfer-encoding",
                          "keep-alive", "upgrade"})  # fmt: skip
 
@@ -87,5 +89,16 @@ class StreamTransport(httpx2.AsyncBaseTransport):
             return _local_error(request, 502, error)
         except A2ALError as exc:
             return _local_error(request, 502, exc)
+        ctype = (resp.header("content-type") or "").lower()
+        if (
+            request.method == "POST"
+            and not ctype.startswith(_MCP_TYPES)
+            and ((resp.status < 300 and resp.status != 202) or resp.status == 404)
+        ):
+            not_mcp = AgentCallError(f"{self._aid} does not serve MCP over A2AL: it answers a "
+                                     f"POST to {target} with HTTP {resp.status}"
+                                     f"{', ' + ctype[:60] if ctype else ''}",
+                                     aid=self._aid, operation="remote_mcp")  # fmt: skip
+            return _local_error(request, 502, not_mcp)
         out = [(k, v) for k, v in resp.headers if k not in _HOP and k != "content-encoding"]
         return httpx2.Response(resp.status, headers=out, content=data, request=request)

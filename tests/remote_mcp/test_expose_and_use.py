@@ -13,6 +13,7 @@ from mcp import Client, StdioServerParameters
 
 from a2al_mcp.config import LimitsConfig
 from a2al_mcp.errors import AccessDenied, AgentCallError, LimitExceeded, RequestTimeout
+from a2al_mcp.node.http import HttpRequest, HttpResponse
 from a2al_mcp.remote_mcp import ExposeSpec
 from a2al_mcp.remote_mcp.client import RemoteMcp
 from a2al_mcp.remote_mcp.expose import expose_mcp
@@ -116,3 +117,14 @@ async def test_calls_per_agent_limit() -> None:
             assert len(hung) == 1  # cut off by the call timeout
             ok = await remote.call_tool(a.aid, "add", {"a": 1, "b": 1})  # its slot is free
             assert ok["structuredContent"]["total"] == 2
+
+
+async def test_an_agent_without_mcp_is_named_as_such() -> None:
+    async def hello(req: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, (("content-type", "text/plain"),), b"hello")
+
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (a, b):
+            a.serve(http=hello)
+            with pytest.raises(AgentCallError, match="does not serve MCP over A2AL"):
+                await RemoteMcp(b).list_tools(a.aid)
