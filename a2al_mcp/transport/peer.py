@@ -384,16 +384,16 @@ class QuicService:
         Closing the connection ends the path; the path failing closes the connection."""
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
+        if isinstance(path, QuicPath):
+            return self.dial(local, expected, path.addr, held_topic_seq=held_topic_seq)
         if path is not None:
-            if not isinstance(path, QuicPath):
-                path = self.open_path(path, remote=addr, label=path_label,
-                                      on_close=on_path_close)  # fmt: skip
+            opened = self.open_path(path, remote=addr, label=path_label,
+                                    on_close=on_path_close)  # fmt: skip
             try:
-                pc = self.dial(local, expected, path.addr, held_topic_seq=held_topic_seq)
+                return self.dial(local, expected, opened.addr, held_topic_seq=held_topic_seq)
             except BaseException:
-                path.close("dial failed")
+                opened.close("dial failed")  # the path we opened for it: its link released
                 raise
-            return pc
         from . import flow, tls  # the QUIC stacks load with the first connection
         from .tls_qh3 import qh3_client_connection
 

@@ -58,13 +58,14 @@ from .._containment import containable
 from .._random import Rng, SystemRng
 from .._types import Addr, Datagram
 from ..config import LimitsConfig
+from ..errors import UsageError
 from .budget import Admission, TransportCounters
 from .quic_admission import SMALLEST_INITIAL as SMALLEST_INITIAL
 from .quic_admission import Admit, InboundGate
 from .quic_containment import LOG_INTERVAL_S as LOG_INTERVAL_S
 from .quic_containment import Containment
 from .quic_event_queue import EventQueue
-from .quic_paths import PathTable
+from .quic_paths import PathTable, is_path_addr
 from .quic_schedule import DUE_SLACK_S as DUE_SLACK_S
 from .quic_schedule import ConnectionSchedule
 
@@ -249,6 +250,8 @@ class QuicHost:
         """
         if self._paths.known(addr):
             self._paths.bind(addr, conn)
+        elif is_path_addr(addr):
+            raise UsageError(f"the datagram path {addr[0]} is gone")
         self._register(conn)
         try:
             conn.connect(addr, now=now)

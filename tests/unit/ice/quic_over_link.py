@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from a2al_mcp import SystemRng
 from a2al_mcp._clock import SystemClock
 from a2al_mcp._types import Addr
+from a2al_mcp.config import LimitsConfig
 from a2al_mcp.errors import ConnectionClosed
 from a2al_mcp.identity import Aid, Identity
 from a2al_mcp.node.supervision import Supervisor
@@ -87,10 +88,14 @@ async def _echo(pc: PeerConnection, stream: PeerStream, token: str | None) -> No
 
 @contextlib.asynccontextmanager
 async def quic_node(
-    *, bind: Addr = ("127.0.0.1", 0), identity: Identity | None = None
+    *,
+    bind: Addr = ("127.0.0.1", 0),
+    identity: Identity | None = None,
+    limits: LimitsConfig | None = None,
 ) -> AsyncIterator[QuicNode]:
     """A node's QUIC side: a service for ``identity`` (default: a new one) on a UDP socket
-    bound to ``bind``, accepting connections to ``identity`` and echoing every stream."""
+    bound to ``bind``, accepting connections to ``identity`` (within ``limits``) and
+    echoing every stream."""
     clock = SystemClock()
     rng = SystemRng()
     identity = identity or Identity.generate(rng)
@@ -100,7 +105,7 @@ async def quic_node(
     handlers = InboundHandlers(route=lambda pc, route: identity.aid, service=_echo)
     service = QuicService(certificates=certs, flush=lambda: endpoint[0].flush(),
                           now=clock.monotonic, wall=clock.wall, spawn=tasks.spawn,
-                          handlers=handlers, rng=rng)  # fmt: skip
+                          handlers=handlers, rng=rng, limits=limits)  # fmt: skip
     sockets: list[RecordingSocket] = []
 
     def make(family: socket.AddressFamily, kind: socket.SocketKind) -> socket.socket:
@@ -136,6 +141,8 @@ class MemoryLink:
         self.out, self.into = out, into
         self.sent: list[bytes] = []
         self.released = False
+        self.received = 0
+        self._arrival = anyio.Event()
 
     async def send(self, data: bytes) -> None:
         if self.released:
@@ -150,9 +157,19 @@ class MemoryLink:
 
     async def receive(self) -> bytes:
         try:
-            return await self.into.receive()
+            data = await self.into.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError) as exc:
             raise ConnectionClosed("link closed") from exc
+        self.received += 1
+        self._arrival.set()
+        self._arrival = anyio.Event()
+        return data
+
+    async def wait_received(self, n: int) -> None:
+        """Until ``n`` datagrams were received in all (the path driver handles each one
+        before it receives again, so by then it has handled the ``n``-th but the last)."""
+        while self.received < n:
+            await self._arrival.wait()
 
     async def aclose(self) -> None:
         """Release this end (what an ICE session's ``close`` is: the other end hears

@@ -7,8 +7,10 @@ from __future__ import annotations
 import socket
 
 import anyio
+import anyio.abc
 import pytest
 
+from a2al_mcp.config import LimitsConfig
 from a2al_mcp.errors import UsageError
 from a2al_mcp.transport.budget import TransportCounters
 from a2al_mcp.transport.peer import PeerConnection, QuicPath
@@ -173,6 +175,67 @@ async def test_a_path_carries_one_connection() -> None:
             assert over_path.path is not None
             with pytest.raises(UsageError, match="already carried"):
                 a.service.dial(a.cert(), b.aid, B_SEEN_AT, path=over_path.path)
+            assert await echo(over_path, b"unharmed") == b"echo:unharmed"
+            over_path.path.close()
+            await over_path.path.closed.wait()
+            with pytest.raises(UsageError, match="is gone"):  # never dialled on the socket
+                a.service.dial(a.cert(), b.aid, over_path.path.addr)
+            assert a.endpoint.statistics().send_errors == 0
+
+
+async def test_admission_limits_count_connections_on_paths_and_on_the_socket() -> None:
+    """The node's connection limit holds across the socket and its paths: with one
+    connection on the socket, an INITIAL arriving on a path is refused, and counted."""
+    limits = LimitsConfig(connections=1, connections_per_ip=1)
+    with link_pair() as (la, lb), anyio.fail_after(20):
+        async with quic_node() as a, quic_node(limits=limits) as b:
+            over_socket = a.service.dial(a.cert(), b.aid, b.addr)
+            await over_socket.wait_ready()
+            b.service.accept_path(lb, remote=A_SEEN_AT, on_close=lb.aclose)
+            a.service.dial(a.cert(), b.aid, B_SEEN_AT, path=la, on_path_close=la.aclose)
+            await lb.wait_received(2)  # the INITIAL was handled (a second one came)
+            counters = b.service.counters
+            assert counters.refused_connections >= 1
+            assert b.service.statistics().connections == 1
+            assert not lb.sent  # nothing answered the refused INITIAL
+            assert await echo(over_socket, b"still") == b"echo:still"
+
+
+async def test_a_retry_goes_back_over_the_path_and_the_handshake_completes() -> None:
+    """With more handshakes in progress than ``retry_above_half_open``, a client must
+    prove its address: the Retry for an INITIAL that came over a path goes back over it."""
+    limits = LimitsConfig(retry_above_half_open=1)
+    with link_pair() as (la, lb), anyio.fail_after(20):
+        async with quic_node() as a, quic_node(limits=limits) as b:
+            # two half-open handshakes on B: INITIALs A sent into the void, replayed to B
+            # from a socket that never answers
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as void:
+                void.bind(("127.0.0.1", 0))
+                for _ in range(2):
+                    a.service.dial(a.cert(), b.aid, void.getsockname())
+                [sock] = a.sockets
+                initials = {}  # the first datagram of each dial, by its DCID
+                for data, target in sock.sent:
+                    if target == void.getsockname():
+                        initials.setdefault(data[6 : 6 + data[5]], data)
+                assert len(initials) == 2
+                async with await anyio.create_udp_socket(local_host="127.0.0.1") as stray:
+                    stray_addr = stray.extra(anyio.abc.SocketAttribute.local_address)
+                    for initial in initials.values():
+                        await stray.sendto(initial, *b.addr)
+                        await stray.receive()  # B answered it: it is half-open
+            assert b.service.statistics().half_open == 2
+            b_path = b.service.accept_path(lb, remote=A_SEEN_AT, on_close=lb.aclose)
+            over_path = a.service.dial(a.cert(), b.aid, B_SEEN_AT, path=la,
+                                       on_path_close=la.aclose)  # fmt: skip
+            assert await echo(over_path, b"after a retry") == b"echo:after a retry"
+            assert b.service.counters.retries_sent >= 1  # one per datagram of the flight
+            assert b.service.counters.retry_tokens_invalid == 0
+            accepted = await b_path.wait_connection()
+            assert accepted.peer_aid == a.aid
+            assert b.endpoint.statistics().send_errors == 0
+            [b_sock] = b.sockets  # the Retry and the handshake went by the path
+            assert {target for _, target in b_sock.sent} == {stray_addr}
 
 
 def test_synthetic_addresses_are_never_socket_addresses() -> None:
