@@ -157,6 +157,32 @@ async def test_a_failing_link_closes_its_connection_and_is_counted() -> None:
             assert a.tasks.tasks == b.tasks.tasks == 0
 
 
+async def test_a_path_connection_whose_stack_raises_is_contained() -> None:
+    """A bug in the stack of a connection on a path closes that connection (its last words
+    go out on the path, not the socket), is counted, and ends the path; nothing else."""
+    with link_pair() as (la, lb), anyio.fail_after(20):
+        async with quic_node() as a, quic_node() as b:
+            over_path, over_socket, accepted, b_path = await _both_ways(a, b, la, lb)
+            a_path = over_path.path
+            assert a_path is not None
+
+            def broken(data: bytes, addr: object, now: float) -> None:
+                raise RuntimeError("a stack bug")
+
+            over_path.conn.receive_datagram = broken  # type: ignore[method-assign]
+            over_path.ping()  # B acknowledges: A's stack raises on the answer
+            await a_path.closed.wait()
+            assert a.service.counters.connections_failed == 1
+            assert over_path.closed and la.released
+            await b_path.closed.wait()  # A's CONNECTION_CLOSE reached B over the link
+            assert accepted.closed
+            assert b.service.counters.paths_failed == 0
+            [sock] = a.sockets
+            assert {target for _, target in sock.sent} == {b.addr}
+            assert a.endpoint.statistics().send_errors == 0
+            assert await echo(over_socket, b"unharmed") == b"echo:unharmed"
+
+
 async def test_an_accepting_path_that_ends_before_a_connection() -> None:
     with link_pair() as (la, lb), anyio.fail_after(10):
         async with quic_node() as b:
