@@ -603,8 +603,8 @@ def _remote(node: Node) -> Any:
     try:
         from .remote_mcp.client import remote_mcp
     except ImportError as exc:
-        raise UsageError("using other agents' MCP tools needs the mcp SDK 2.x "
-                         f"({exc.name or exc} is missing)") from exc  # fmt: skip
+        raise UsageError("using other agents' MCP tools needs the mcp SDK 2.x (with "
+                         f"httpx2); this one cannot load it: {exc}") from exc  # fmt: skip
     return remote_mcp(node)
 
 

@@ -12,7 +12,9 @@ result). Rows:
   (``expose_mcp``: each request forwarded to it with the caller's AID);
 - A2AL, stdio bridge: node A exposes the server started over stdio instead (the node's SDK
   bridge in front of it).
-Both nodes run in this process (as the client and server of the HTTP row run in two).
+Both nodes run in this process (as the client and server of the HTTP row run in two). Each
+row's server side is warmed by one call from another client first; "first call" is then B's
+connect (TCP, or QUIC with its handshake), the MCP session's handshake and the call.
 """
 
 from __future__ import annotations
@@ -115,10 +117,12 @@ async def main(n: int) -> None:
                                                bootstrap=(seed,))) as b:  # fmt: skip
                         await expose_mcp(a, spec)
                         await b.resolve(a.aid)  # the lookup is not the call's
-                        if spec.command:  # the bridge's process is up before timing
-                            async with Node(NodeConfig(listen_addr="127.0.0.1:0",
-                                                       bootstrap=(seed,))) as c:  # fmt: skip
-                                await RemoteMcp(c).call_tool(a.aid, "add", args)
+                        # another node's call first: the server side is up and warm (the
+                        # stdio process started, this process's first QUIC connection made),
+                        # as the HTTP row's server is warm before its first call
+                        async with Node(NodeConfig(listen_addr="127.0.0.1:0",
+                                                   bootstrap=(seed,))) as c:  # fmt: skip
+                            await RemoteMcp(c).call_tool(a.aid, "add", args)
                         remote = RemoteMcp(b)
 
                         async def a2al_first(remote: RemoteMcp = remote, aid: Any = a.aid) -> None:
