@@ -97,12 +97,22 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 assert user.asked and made["aid"] in user.asked[0]
                 res = await c.call_tool("identity_import", {"export": exp["export"], **secret})
                 assert not res.is_error  # re-importing the same agent is harmless
+                # other serves plain HTTP, not MCP: both remote-MCP tools say so, coded
+                for name, args in (
+                    ("remote_tools", {"aid": str(other.aid)}),
+                    ("call_remote_tool", {"aid": str(other.aid), "tool": "x"}),
+                ):
+                    res = await c.call_tool(name, args)
+                    text = res.content[0].text  # type: ignore[union-attr]
+                    assert res.is_error and text.startswith("AGENT_ERROR: "), text
+                    assert "does not serve MCP over A2AL" in text
                 assert (await call(c, "unpublish"))["stopped"]
                 names_called = {"status", "publish", "discover", "resolve", "fetch", "connect",
                                 "tunnel_list", "tunnel_close", "send_mailbox", "read_mailbox",
                                 "identity_create", "identity_list", "identity_export",
                                 "identity_import", "unpublish", "call_agent", "get_agent_task",
-                                "cancel_agent_task"}  # fmt: skip
+                                "cancel_agent_task", "remote_tools",
+                                "call_remote_tool"}  # fmt: skip
                 assert names_called == names  # every tool was called above
             lines = stdout_copy.read_text().splitlines()
             assert lines and all(json.loads(line).get("jsonrpc") == "2.0" for line in lines)
