@@ -73,6 +73,8 @@ _SLOW = {
     "fetch": "resolving, connecting and sending the request",
     "send_mailbox": "resolving the recipient, delivering and storing the note",
     "call_agent": "reaching the agent and waiting for its reply",
+    "remote_tools": "reaching the agent's MCP server and listing its tools",
+    "call_remote_tool": "reaching the agent's MCP server and waiting for the tool's result",
 }
 SPECS: dict[str, ToolSpec] = {spec.name: spec for spec in TOOLS}
 
