@@ -230,6 +230,8 @@ class QuicHost:
         )
         self._outbox: list[Datagram] = []
         self._paths: PathTable[SansIoConnection] = PathTable(self.counters)
+        self._has_paths = False
+        """Any path attached (a plain attribute: read for every socket datagram)."""
         self._events: EventQueue[SansIoConnection, HostEvent] = EventQueue(ConnectionEvent)
         self._accepted = 0
         self._dropped_unknown = 0
@@ -312,6 +314,7 @@ class QuicHost:
         """A new datagram path; its synthetic address (see :mod:`.quic_paths`). Dial over it
         with :meth:`connect`; with ``accept``, an INITIAL arriving on it
         (:meth:`receive_path_datagram`) opens the one connection it carries."""
+        self._has_paths = True
         return self._paths.attach(accept=accept)
 
     def detach_path(self, addr: Addr, reason: str) -> bool:
@@ -319,6 +322,7 @@ class QuicHost:
         and reported gone (:class:`ConnectionGone`, ``reason``): it has no way left to send.
         True if there was such a connection."""
         conn = self._paths.detach(addr)
+        self._has_paths = bool(self._paths)
         if conn is None or conn not in self._cids:
             return False
         self._forget(conn)
@@ -369,22 +373,39 @@ class QuicHost:
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         """A datagram read from the socket (never one of a path-bound connection's)."""
-        if self._paths and not addr[1]:
+        # the per-datagram path of every socket connection: kept inline, and with no path
+        # attached it costs one attribute test more than before paths existed
+        paths = self._has_paths
+        if paths and not addr[1]:
             self._path_misrouted()  # port 0: it claims a path's address
             return
-        try:
-            conn, header = self._lookup(data)
-        except ValueError:
-            self._dropped_malformed += 1
-            return
+        conn = None
+        if data and not data[0] & _LONG_HEADER:  # short header: the DCID follows byte 0
+            conn = self._by_cid.get(data[1 : 1 + self._cid_length])
         if conn is None:
-            conn = self._accept(header, len(data), addr, now)
-            if conn is None:
+            try:
+                header = pull_quic_header(Buffer(data=data), host_cid_length=self._cid_length)
+            except ValueError:
+                self._dropped_malformed += 1
                 return
-        elif self._paths and self._paths.bound(conn) is not None:
+            conn = self._by_cid.get(header.destination_cid)
+            if conn is None:
+                conn = self._accept(header, len(data), addr, now)
+                if conn is None:
+                    return
+                paths = False  # opened by this socket datagram: not bound to a path
+        if paths and self._paths.bound(conn) is not None:
             self._path_misrouted()  # a socket datagram for a connection on another path
             return
-        self._deliver(conn, data, addr, now)
+        self._now = now
+        self._schedule.mark(conn)
+        try:
+            conn.receive_datagram(data, addr, now)
+            self._drain(conn)
+        except BaseException as exc:
+            self._failed_connection(conn, exc)
+        if self._on_active is not None:
+            self._on_active(conn)
 
     def _lookup(self, data: bytes) -> tuple[SansIoConnection | None, Any]:
         """The connection ``data`` is for (None if none), and its parsed header when it had
@@ -420,6 +441,7 @@ class QuicHost:
         stops only that run: the connection is closed and forgotten (see Containment)."""
         cid_length = self._cid_length
         by_cid = self._by_cid
+        has_paths = self._has_paths  # nothing attaches or detaches a path during a batch
         run: list[bytes] = []
         run_conn: SansIoConnection | None = None
         run_addr: Addr | None = None
@@ -433,7 +455,7 @@ class QuicHost:
             if run_conn is not None:
                 self._receive_run(run_conn, run, run_addr, now)
                 run_conn = None
-            if self._paths and (
+            if has_paths and (
                 not addr[1] or (conn is not None and self._paths.bound(conn) is not None)
             ):
                 self._path_misrouted()  # a socket datagram for a connection on another path
@@ -472,7 +494,7 @@ class QuicHost:
         admit = self._gate.admit(header, addr, now)
         if not isinstance(admit, Admit):
             if admit is not None:  # a Retry
-                if self._paths and self._paths.known(addr):
+                if self._has_paths and self._paths.known(addr):
                     self._to_path(addr, admit[0])
                 else:
                     self._outbox.append(admit)
@@ -530,7 +552,7 @@ class QuicHost:
             try:
                 # connections hand back the (host, port) tuples they were given
                 sent = conn.datagrams_to_send(now)
-                path = paths.bound(conn) if paths else None
+                path = paths.bound(conn) if self._has_paths else None
                 if path is None:
                     out.extend(sent)
                 else:
@@ -578,7 +600,7 @@ class QuicHost:
         if conn not in self._cids:
             return
         last_words = self._containment.last_words(conn, exc, self._now)
-        path = self._paths.bound(conn) if self._paths else None
+        path = self._paths.bound(conn) if self._has_paths else None
         if path is None:
             self._outbox.extend(last_words)
         else:
@@ -619,7 +641,7 @@ class QuicHost:
                 return
 
     def _forget(self, conn: SansIoConnection) -> None:
-        if self._paths:
+        if self._has_paths:
             self._paths.unbind(conn)
         self._gate.release(conn)
         self._closing.discard(conn)
