@@ -310,6 +310,9 @@ class Connector:
                 for t in tries
             )
             pc, kind = won[0]
+            for extra, extra_kind in won[1:]:  # both paths came up in the same instant
+                if extra_kind == DIRECT:  # a punch's dial stays (see punch_paths.quic_dial)
+                    extra.close(0, "another path won")
             used = UsedPath(kind, pc.addr, took, took)
             self._used = {c: u for c, u in self._used.items() if not c.closed}
             self._used[pc] = used
