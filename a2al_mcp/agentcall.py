@@ -15,6 +15,7 @@ them in turn until one answers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from .errors import (
     NotFound,
     RequestTimeout,
     Unreachable,
+    VerificationError,
 )
 from .identity.aid import Aid
 from .node.node import Node, ServiceEntry
@@ -36,10 +38,12 @@ __all__ = [
     "AgentCallError",
     "AgentReply",
     "Attempt",
+    "CheckedCard",
     "call_skill",
     "cancel_task",
     "candidates",
     "get_card",
+    "get_checked_card",
     "get_task",
     "send_message",
 ]
@@ -228,10 +232,9 @@ async def cancel_task(
     return _reply(aid, "task", result)
 
 
-async def get_card(
-    node: Node, aid: Aid, *, local: Aid | None = None, timeout_s: float = 30.0
-) -> dict[str, Any]:
-    """The agent card (JSON) the agent serves at ``/.well-known/agent-card.json``."""
+async def _card_bytes(
+    node: Node, aid: Aid, *, local: Aid | None, timeout_s: float
+) -> tuple[bytes, dict[str, Any]]:
     await _reach(node, aid, local, timeout_s)
     resp = await node.fetch(aid, "GET", CARD_PATH, local=local, timeout_s=timeout_s)
     try:
@@ -241,7 +244,56 @@ async def get_card(
     if not isinstance(card, dict):
         raise AgentCallError(f"{aid} serves no agent card (HTTP {resp.status})",
                              http_status=resp.status, aid=aid, operation="get_card")  # fmt: skip
-    return card
+    return resp.body, card
+
+
+async def get_card(
+    node: Node, aid: Aid, *, local: Aid | None = None, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """The agent card (JSON) the agent serves at ``/.well-known/agent-card.json``."""
+    return (await _card_bytes(node, aid, local=local, timeout_s=timeout_s))[1]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckedCard:
+    """An agent card as served, and what it was checked against."""
+
+    agent: Aid
+    card: Mapping[str, Any]
+    card_hash: bytes
+    """SHA-256 of the card bytes served."""
+    checked: bool
+    """True when the agent's signed profile record names this hash; False when it publishes
+    no profile or no card hash in it (nothing to check against)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agent": str(self.agent), "card": dict(self.card),
+                "card_hash": self.card_hash.hex(), "checked": self.checked}  # fmt: skip
+
+
+async def get_checked_card(
+    node: Node, aid: Aid, *, local: Aid | None = None, timeout_s: float = 30.0
+) -> CheckedCard:
+    """The agent card ``aid`` serves, checked against the card hash in its signed profile
+    record (rec_type 0x02, as :func:`~a2al_mcp.adapters.a2a.serve_a2a` publishes it).
+
+    Raises:
+        VerificationError: the served card's SHA-256 is not the profile's card hash.
+        NotFound / Unreachable: the agent is not online.
+        AgentCallError: it serves no agent card.
+    """
+    raw, card = await _card_bytes(node, aid, local=local, timeout_s=timeout_s)
+    digest = hashlib.sha256(raw).digest()
+    try:
+        expected = (await node.profile(aid)).card_hash
+    except NotFound:
+        expected = b""
+    if expected and expected != digest:
+        raise VerificationError(f"the card {aid} serves does not match the card hash in its "
+                                f"signed profile (sha256 {digest.hex()[:16]}… served, "
+                                f"{expected.hex()[:16]}… published)", aid=aid,
+                                operation="get_agent_card")  # fmt: skip
+    return CheckedCard(aid, card, digest, bool(expected))
 
 
 async def candidates(node: Node, skill: str) -> list[ServiceEntry]:

@@ -318,6 +318,17 @@ class AgentReplyResult(_Open):
     )
 
 
+class AgentCardResult(ToolResult):
+    agent: str = Field(description="The AID whose card this is.")
+    card: dict[str, Any] = Field(description="The A2A agent card as the agent serves it "
+                                 "(name, description, skills, supportedInterfaces, "
+                                 "capabilities...).")  # fmt: skip
+    card_hash: str = Field(description="SHA-256 of the card bytes served, in hex.")
+    checked: bool = Field(description="True: the agent's signed profile record names this "
+                          "hash. False: it publishes no card hash, so nothing vouches for "
+                          "the card beyond the verified connection it came over.")  # fmt: skip
+
+
 class SendMailboxResult(ToolResult):
     message_id: str
     delivered: str = Field(description="Which paths held the note when the call returned: "

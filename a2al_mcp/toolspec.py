@@ -55,6 +55,7 @@ from .protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayloa
 from .toolargs import ToolArgs
 from .toolresults import (
     RESULT_DEPTH_MAX,
+    AgentCardResult,
     AgentReplyResult,
     ConnectResult,
     DiscoverResult,
@@ -586,6 +587,10 @@ async def _call_agent(node: Node, a: CallAgentArgs) -> dict[str, Any]:
     return out
 
 
+async def _get_agent_card(node: Node, a: AidArgs) -> dict[str, Any]:
+    return (await agentcall.get_checked_card(node, _aid(a.aid))).to_dict()
+
+
 async def _get_agent_task(node: Node, a: TaskArgs) -> dict[str, Any]:
     return (await agentcall.get_task(node, _aid(a.aid), a.task_id)).to_dict()
 
@@ -670,6 +675,12 @@ TOOLS: tuple[ToolSpec, ...] = (
              "state (poll it with get_agent_task). timeout_s is in seconds. If the agent is "
              "offline, use send_mailbox.", CallAgentArgs, _call_agent,
              title="Message an A2A agent", hints=_NET_ACT, result_model=AgentReplyResult),
+    ToolSpec("get_agent_card", "Get the A2A agent card an agent (AID) serves over a verified "
+             "QUIC connection: its name, description, skills, capabilities and interfaces. "
+             "The card is checked against the card hash in the agent's signed profile "
+             "record: a card that does not match is refused (VERIFY); checked=false means "
+             "the agent publishes no card hash.", AidArgs, _get_agent_card, read_only=True,
+             title="Get an agent's A2A card", hints=_NET_READ, result_model=AgentCardResult),
     ToolSpec("get_agent_task", "Get the current state and output of a task an A2A agent "
              "runs for you (the task id from call_agent).", TaskArgs, _get_agent_task,
              read_only=True, title="Get an agent task", hints=_NET_READ,

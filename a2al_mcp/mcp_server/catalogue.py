@@ -73,6 +73,7 @@ _SLOW = {
     "fetch": "resolving, connecting and sending the request",
     "send_mailbox": "resolving the recipient, delivering and storing the note",
     "call_agent": "reaching the agent and waiting for its reply",
+    "get_agent_card": "reaching the agent and checking its card against its profile",
     "remote_tools": "reaching the agent's MCP server and listing its tools",
     "call_remote_tool": "reaching the agent's MCP server and waiting for the tool's result",
 }

@@ -273,3 +273,66 @@ async def test_an_asgi_app_that_speaks_a2a_is_served_as_is() -> None:
             assert got.supported_interfaces[0].url == f"a2al://{agent_node.aid}"
             reply, _ = await agentcall.call_skill(caller_node, "asgi.x", "plain")
             assert reply.agent == agent_node.aid and reply.text.startswith("echo plain from")
+
+
+async def test_get_agent_card_is_checked_against_the_profile_card_hash() -> None:
+    from a2al_mcp import AgentProfilePayload, VerificationError
+
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (agent_node, caller_node):
+            await serve_demo(agent_node, "demo.card")
+            raw = await caller_node.fetch(agent_node.aid, "GET", agentcall.CARD_PATH)
+            got = await call_tool(caller_node, "get_agent_card", {"aid": str(agent_node.aid)})
+            assert got["checked"] and got["card"]["name"] == "demo"
+            assert got["card_hash"] == hashlib.sha256(raw.body).hexdigest()
+            # the agent now publishes a profile naming another card: the served one is refused
+            forged = AgentProfilePayload(name="demo", protocols=("a2a",), card_hash=b"\1" * 32)
+            await agent_node.set_profile(forged)
+            with pytest.raises(VerificationError, match="does not match the card hash"):
+                await agentcall.get_checked_card(caller_node, agent_node.aid)
+            with pytest.raises(ToolFailure) as info:
+                await call_tool(caller_node, "get_agent_card", {"aid": str(agent_node.aid)})
+            assert info.value.code == "VERIFY"
+            assert str(info.value).startswith("VERIFY: the card ")
+
+
+async def test_the_card_is_cacheable_and_lists_every_binding_served() -> None:
+    with anyio.fail_after(60):
+        async with network(2, publish=True) as (agent_node, caller_node):
+            await serve_demo(agent_node, "demo.bindings")
+            resp = await caller_node.fetch(agent_node.aid, "GET", agentcall.CARD_PATH)
+            headers = {k.lower(): v for k, v in resp.headers}
+            assert "max-age=300" in headers["cache-control"]
+            etag = [("if-none-match", headers["etag"])]
+            again = await caller_node.fetch(agent_node.aid, "GET", agentcall.CARD_PATH,
+                                            headers=etag)  # fmt: skip
+            assert again.status == 304
+            assert "max-age=300" in dict(again.headers)["cache-control"]
+            ifaces = json.loads(resp.body)["supportedInterfaces"]
+            assert sorted(i["protocolBinding"] for i in ifaces) == ["HTTP+JSON", "JSONRPC"]
+            assert {i["url"] for i in ifaces} == {f"a2al://{agent_node.aid}"}
+            # both bindings answer: HTTP+JSON's message:send beside JSON-RPC at /
+            body = {"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "x"}]}}
+            rest = await caller_node.fetch(agent_node.aid, "POST", "/message:send",
+                                           headers=[("content-type", "application/json"),
+                                                    ("a2a-version", "1.0")],
+                                           body=json.dumps(body).encode())  # fmt: skip
+            assert rest.status == 200, rest.body
+            sent = json.loads(rest.body)["message"]["parts"][0]["text"]
+            assert sent == f"echo x from {caller_node.aid}"
+            rpc = await agentcall.send_message(caller_node, agent_node.aid, "y")
+            assert rpc.text == f"echo y from {caller_node.aid}"
+
+
+def test_card_for_names_one_interface_per_binding() -> None:
+    from a2al_mcp.adapters.a2a import card_for
+
+    from tests.adapters.demo_agent import card
+
+    aid = Identity.from_key(SigningKey.generate(SeededRng(11))).aid
+    one = card_for(card(), aid)
+    assert [i.protocol_binding for i in one.supported_interfaces] == ["JSONRPC"]
+    two = card_for(card(), aid, ("JSONRPC", "HTTP+JSON"))
+    assert [i.protocol_binding for i in two.supported_interfaces] == ["JSONRPC", "HTTP+JSON"]
+    with pytest.raises(ValueError, match="bindings must be"):
+        card_for(card(), aid, ("GRPC",))

@@ -79,6 +79,8 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 task = await call(c, "call_agent", {"to": str(seed.aid), "text": "wait",
                                                     "wait": False})  # fmt: skip
                 ask = {"aid": str(seed.aid), "task_id": task["task"]["id"]}
+                card = await call(c, "get_agent_card", {"aid": str(seed.aid)})
+                assert card["card"]["name"] == "demo" and card["checked"]
                 assert (await call(c, "get_agent_task", ask))["task"]["id"] == ask["task_id"]
                 assert (await call(c, "cancel_agent_task", ask))["task"]["state"] == "canceled"
                 sent = await call(c, "send_mailbox", {"to": str(other.aid), "text": "via stdio"})
@@ -111,7 +113,7 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                                 "tunnel_list", "tunnel_close", "send_mailbox", "read_mailbox",
                                 "identity_create", "identity_list", "identity_export",
                                 "identity_import", "unpublish", "call_agent", "get_agent_task",
-                                "cancel_agent_task", "remote_tools",
+                                "cancel_agent_task", "get_agent_card", "remote_tools",
                                 "call_remote_tool"}  # fmt: skip
                 assert names_called == names  # every tool was called above
             lines = stdout_copy.read_text().splitlines()
