@@ -156,6 +156,13 @@ class WebSocket:
             raise ConnectionClosed(f"cannot send to the hub: {exc}") from exc
 
 
+async def _close(stream: anyio.abc.ByteStream) -> None:
+    """Close ``stream`` even while the caller is being cancelled (else the socket is left
+    to the garbage collector, with a ResourceWarning)."""
+    with anyio.CancelScope(shield=True):
+        await stream.aclose()
+
+
 async def open_websocket(
     url: str,
     target: str,
@@ -192,10 +199,10 @@ async def open_websocket(
                         status = getattr(event, "status_code", 0)
                         raise HandshakeFailed(f"signalling hub {url} refused {target[:64]}: "
                                               f"HTTP {status}")  # fmt: skip
-    except HandshakeFailed:
-        await stream.aclose()
-        raise
     except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError,
             RemoteProtocolError) as exc:  # fmt: skip
-        await stream.aclose()
+        await _close(stream)
         raise HandshakeFailed(f"WebSocket upgrade to {url} failed: {exc!r}") from exc
+    except BaseException:  # refused, or cancelled mid-upgrade (a losing hub, a closing node)
+        await _close(stream)
+        raise

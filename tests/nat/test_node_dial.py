@@ -44,14 +44,7 @@ from a2al_mcp.testing.a2ald import A2aldPeer, poll_until
 from a2al_mcp.testing.nat_testbed import NatTestbed
 from tests.nat.test_node_nat import in_host, public_seeds
 
-pytestmark = [
-    pytest.mark.nat,
-    # a WebSocket to a hub cancelled during its upgrade (a hub path that lost, or a
-    # registration when its node closes) leaves its TCP socket to the garbage collector:
-    # open_websocket (a2al_mcp/signal/ws_client.py, not this test's) closes the stream on
-    # errors but not on cancellation; seen once here as an unraisable ResourceWarning
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = pytest.mark.nat
 
 PUBLIC: Final = "pub1"
 PORT: Final = 4121
