@@ -27,6 +27,7 @@ from .errors import (
     NotFound,
     RequestTimeout,
     Unreachable,
+    UsageError,
     VerificationError,
 )
 from .identity.aid import Aid
@@ -46,6 +47,7 @@ __all__ = [
     "get_checked_card",
     "get_task",
     "send_message",
+    "send_message_url",
 ]
 
 A2A_VERSION: Final = "1.0"
@@ -57,7 +59,8 @@ _OFFLINE = "it may be offline: leave it a note with send_mailbox, which waits fo
 class AgentReply:
     """What an agent answered: a message, or a task (with its state)."""
 
-    agent: Aid
+    agent: Aid | str
+    """The AID that answered (its URL, as text, for an agent reached over plain HTTP)."""
     kind: str
     """``"message"`` or ``"task"``."""
     text: str
@@ -101,7 +104,7 @@ def _state(raw: Any) -> str:
     return "" if text == "unspecified" else text
 
 
-def _reply(agent: Aid, kind: str, body: Mapping[str, Any]) -> AgentReply:
+def _reply(agent: Aid | str, kind: str, body: Mapping[str, Any]) -> AgentReply:
     if kind == "message":
         return AgentReply(agent, "message", "\n".join(_parts_text(body.get("parts"))),
                           task_id=str(body.get("taskId", "")),
@@ -207,6 +210,72 @@ async def send_message(
             return _reply(aid, kind, result[kind])
     raise AgentCallError(f"{aid} answered SendMessage with neither a task nor a message",
                          aid=aid, operation="SendMessage")  # fmt: skip
+
+
+async def send_message_url(
+    url: str,
+    text: str,
+    *,
+    task_id: str = "",
+    context_id: str = "",
+    timeout_s: float = 60.0,
+    return_immediately: bool = False,
+) -> AgentReply:
+    """:func:`send_message` to an A2A agent over plain HTTP(S) at ``url`` (its base URL: the
+    card is read from ``<url>/.well-known/agent-card.json``), with the official a2a-sdk client
+    over httpx, whichever binding its card names. Same reply, with ``agent`` the URL.
+
+    Raises:
+        UsageError: the a2a-sdk (the ``a2a`` extra) is not installed.
+        Unreachable: nothing answers at ``url``.
+        RequestTimeout: it did not answer within ``timeout_s``.
+        AgentCallError: it serves no agent card, answered with an error or not as A2A.
+    """
+    try:
+        import httpx
+        from a2a.client import ClientConfig, ClientFactory
+        from a2a.client.errors import A2AClientTimeoutError, AgentCardResolutionError
+        from a2a.types import Message, Part, Role, SendMessageConfiguration, SendMessageRequest
+        from a2a.utils.errors import A2AError
+        from google.protobuf.json_format import MessageToDict
+    except ImportError as exc:
+        raise UsageError("calling an A2A agent by URL needs the a2a-sdk: "
+                         f'pip install "a2al-mcp[a2a]" ({exc})') from exc  # fmt: skip
+    message = Message(message_id=uuid.uuid4().hex, role=Role.ROLE_USER, parts=[Part(text=text)],
+                      task_id=task_id, context_id=context_id)  # fmt: skip
+    request = SendMessageRequest(message=message, configuration=SendMessageConfiguration(
+        return_immediately=return_immediately))  # fmt: skip
+    events: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=timeout_s,
+                                 headers={"A2A-Version": A2A_VERSION}) as http:  # fmt: skip
+        try:
+            client = await ClientFactory(ClientConfig(httpx_client=http, streaming=False)
+                                         ).create_from_url(url)  # fmt: skip
+            try:
+                events.extend([MessageToDict(e) async for e in client.send_message(request)])
+            finally:
+                await client.close()
+        except (A2AClientTimeoutError, httpx.TimeoutException) as exc:
+            raise RequestTimeout(f"{url} took over {timeout_s:g} s to answer SendMessage",
+                                 operation="SendMessage") from exc  # fmt: skip
+        except httpx.TransportError as exc:
+            raise Unreachable(f"nothing answers at {url} ({exc!r})",
+                              operation="SendMessage") from exc  # fmt: skip
+        except A2AError as exc:
+            if isinstance(exc.__cause__, httpx.TransportError):
+                raise Unreachable(f"nothing answers at {url} ({exc.__cause__!r})",
+                                  operation="SendMessage") from exc  # fmt: skip
+            if isinstance(exc, AgentCardResolutionError):
+                raise AgentCallError(f"{url} serves no A2A agent card ({exc})",
+                                     operation="get_card") from exc  # fmt: skip
+            raise AgentCallError(f"{url} answered SendMessage with an error: {exc}",
+                                 operation="SendMessage") from exc  # fmt: skip
+    for event in reversed(events):  # the last task or message is the answer
+        for kind in ("task", "message"):
+            if isinstance(event.get(kind), dict):
+                return _reply(url, kind, event[kind])
+    raise AgentCallError(f"{url} answered SendMessage with neither a task nor a message",
+                         operation="SendMessage")  # fmt: skip
 
 
 async def get_task(

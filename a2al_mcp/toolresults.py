@@ -306,13 +306,15 @@ class RemoteToolCallResult(ToolResult):
 
 
 class AgentReplyResult(_Open):
-    agent: str = Field(description="The AID of the agent that answered.")
+    agent: str = Field(description="The AID of the agent that answered (its URL when "
+                       "called by url).")  # fmt: skip
     kind: str = Field(description="'message' or 'task'.")
     text: str = Field(description="The reply's text.")
     task: dict[str, Any] | None = Field(None, description="id, context_id, state (a task).")
     context_id: str | None = None
     task_id: str | None = None
     skill: str | None = Field(None, description="The skill asked for (call_agent by skill).")
+    url: str | None = Field(None, description="The URL called (call_agent by url).")
     skipped: list[dict[str, str]] | None = Field(
         None, description="Agents offering the skill that could not be reached (aid, error)."
     )

@@ -116,6 +116,8 @@ PROTOCOLS_MAX: Final = 16
 TEXT_MAX: Final = 65536
 """Longest message to an A2A agent (call_agent), in characters."""
 PATH_MAX: Final = 2048
+URL_MAX: Final = 2048
+"""Longest URL of an A2A agent on plain HTTP (call_agent's url)."""
 HTTP_BODY_MAX: Final = 1 << 20
 FETCH_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -313,20 +315,24 @@ class TunnelCloseArgs(ToolArgs):
 
 class CallAgentArgs(ToolArgs):
     to: str = Field("", max_length=AID_TEXT_MAX,
-                    description="The agent's AID (" + _AID_FORM + "). Give exactly one of to "
-                    "and skill.")  # fmt: skip
+                    description="The agent's AID (" + _AID_FORM + "). Give exactly one of "
+                    "to, skill and url.")  # fmt: skip
     skill: str = Field(
         "",
         max_length=TOPIC_MAX,
         description="Or a capability topic (e.g. 'lang.translate'): the message goes to one "
-        "live agent that offers it over A2A. Give exactly one of to and skill.",
+        "live agent that offers it over A2A. Give exactly one of to, skill and url.",
     )
+    url: str = Field("", max_length=URL_MAX, pattern=r"^(https?://\S+)?$",
+                     description="Or the base URL of an A2A agent on plain HTTP(S) (its card "
+                     "at <url>/.well-known/agent-card.json), e.g. 'http://127.0.0.1:9999'. "
+                     "Give exactly one of to, skill and url.")  # fmt: skip
     text: str = Field(min_length=1, max_length=TEXT_MAX, description="The message for the agent.")
     task_id: str = Field("", max_length=256,
                          description="Continue this task (from an earlier reply; needs "
-                         "to).")  # fmt: skip
+                         "to or url).")  # fmt: skip
     context_id: str = Field(
-        "", max_length=256, description="Continue this conversation context (needs to)."
+        "", max_length=256, description="Continue this conversation context (needs to or url)."
     )
     timeout_s: float = Field(60.0, ge=1, le=600,
                              description="How long to wait for the reply, in seconds.")  # fmt: skip
@@ -338,11 +344,12 @@ class CallAgentArgs(ToolArgs):
 
     @model_validator(mode="after")
     def _one_target(self) -> CallAgentArgs:
-        if bool(self.to) == bool(self.skill):
-            raise ValueError("give either to (an AID) or skill (a capability), not both")
+        if [bool(self.to), bool(self.skill), bool(self.url)].count(True) != 1:
+            raise ValueError("give exactly one of to (an AID), skill (a capability) and url "
+                             "(an A2A agent on plain HTTP)")  # fmt: skip
         if self.skill and (self.task_id or self.context_id):
             raise ValueError("task_id and context_id continue a conversation with one agent: "
-                             "give its AID in to")  # fmt: skip
+                             "give its AID in to (or its url)")  # fmt: skip
         return self
 
 
@@ -574,6 +581,13 @@ async def _tunnel_close(node: Node, a: TunnelCloseArgs) -> dict[str, Any]:
 
 
 async def _call_agent(node: Node, a: CallAgentArgs) -> dict[str, Any]:
+    if a.url:
+        reply = await agentcall.send_message_url(a.url, a.text, task_id=a.task_id,
+                                                 context_id=a.context_id, timeout_s=a.timeout_s,
+                                                 return_immediately=not a.wait)  # fmt: skip
+        out = reply.to_dict()
+        out["url"] = a.url
+        return out
     if a.to:
         reply = await agentcall.send_message(node, _aid(a.to), a.text, task_id=a.task_id,
                                              context_id=a.context_id, timeout_s=a.timeout_s,
@@ -670,10 +684,11 @@ TOOLS: tuple[ToolSpec, ...] = (
              "response. If it is unreachable, use send_mailbox.", FetchArgs, _fetch,
              title="HTTP request to an agent", hints=_NET_ACT, result_model=FetchResult),
     ToolSpec("call_agent", "Send a message to an A2A agent, by AID (to) or by capability "
-             "(skill: one live agent offering it is picked) — exactly one of the two — over a "
-             "verified QUIC connection, and return its reply: a message, or a task with its "
-             "state (poll it with get_agent_task). timeout_s is in seconds. If the agent is "
-             "offline, use send_mailbox.", CallAgentArgs, _call_agent,
+             "(skill: one live agent offering it is picked) over a verified QUIC connection, "
+             "or by url to an A2A agent on plain HTTP(S) — exactly one of the three — and "
+             "return its reply: a message, or a task with its state (poll an agent reached "
+             "by AID with get_agent_task). timeout_s is in seconds. If the agent is offline, "
+             "use send_mailbox.", CallAgentArgs, _call_agent,
              title="Message an A2A agent", hints=_NET_ACT, result_model=AgentReplyResult),
     ToolSpec("get_agent_card", "Get the A2A agent card an agent (AID) serves over a verified "
              "QUIC connection: its name, description, skills, capabilities and interfaces. "

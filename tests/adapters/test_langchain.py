@@ -84,7 +84,7 @@ async def test_async_sync_threads_and_errors_the_model_can_read() -> None:
             bad = await tools["discover"].ainvoke({"service": "x", "limit": 0})
             assert bad == "BAD_ARGUMENTS: limit: Input should be greater than or equal to 1"
             both = await tools["call_agent"].ainvoke({"text": "hi"})
-            assert both.startswith("BAD_ARGUMENTS: ") and "either to" in both
+            assert both.startswith("BAD_ARGUMENTS: ") and "exactly one of to" in both
             msg = await tools["resolve"].ainvoke(
                 {"type": "tool_call", "id": "c1", "name": "resolve", "args": {"aid": "nope"}}
             )
