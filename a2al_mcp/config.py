@@ -425,10 +425,13 @@ class LimitsConfig:
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ExposeConfig:
     """One MCP server this node serves to other agents over A2AL (an ``[[expose]]`` table;
-    docs/remote-mcp.md). Exactly one of ``command`` and ``url``."""
+    docs/remote-mcp.md). Exactly one of ``command`` and ``url``. With ``protocol = "a2a"``:
+    an existing plain-HTTP A2A agent at ``url`` (its base URL), published with its card's
+    skills as topics (unless ``topics`` names them); it gets the verified caller AID in the
+    ``X-A2AL-Caller`` header (docs/concepts/a2a.md)."""
 
     protocol: str = "mcp"
-    """What is exposed: ``mcp`` (the only kind so far)."""
+    """What is exposed: ``mcp`` (an MCP server) or ``a2a`` (an A2A agent on plain HTTP)."""
     command: tuple[str, ...] = ()
     """A stdio MCP server to start and own, as its argument list (``["python", "srv.py"]``)."""
     url: str = ""
@@ -448,8 +451,11 @@ class ExposeConfig:
     """One sentence in its topic records."""
 
     def __post_init__(self) -> None:
-        if self.protocol != "mcp":
-            raise ConfigError(f"expose.protocol must be 'mcp', got {self.protocol!r}")
+        if self.protocol not in ("mcp", "a2a"):
+            raise ConfigError(f"expose.protocol must be 'mcp' or 'a2a', got {self.protocol!r}")
+        if self.protocol == "a2a" and self.command:
+            raise ConfigError("an [[expose]] table with protocol 'a2a' takes a url (the A2A "
+                              "agent's, http://host:port), not a command")  # fmt: skip
         if bool(self.command) == bool(self.url):
             raise ConfigError("an [[expose]] table needs exactly one of command and url")
         for name in ("command", "topics", "allow", "deny"):

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import NodeConfig, load_config, parse_host_port
-from ..errors import UsageError
+from ..config import ExposeConfig, NodeConfig, load_config, parse_host_port
+from ..errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from ..hub.server import NodeHub
@@ -52,14 +52,17 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
                    help="do not publish this node's endpoint record by itself once it knows "
                    "its address (stay unlisted until publish)")  # fmt: skip
     p.add_argument("--config", help="TOML config file")
-    p.add_argument("--expose", action="append", metavar="mcp=URL|mcp=COMMAND",
+    p.add_argument("--expose", action="append", metavar="mcp=URL|mcp=COMMAND|a2a=URL",
                    help="serve an MCP server to other agents over A2AL on this node's AID: "
                    "a streamable-HTTP one already running (mcp=http://127.0.0.1:PORT/mcp) "
-                   "or a stdio one this node starts and owns (mcp='python srv.py'); "
-                   "more in [[expose]] tables")  # fmt: skip
+                   "or a stdio one this node starts and owns (mcp='python srv.py'); or an "
+                   "A2A agent already running on plain HTTP (a2a=http://127.0.0.1:PORT), "
+                   "published with its card's skills as topics; more in [[expose]] "
+                   "tables")  # fmt: skip
     p.add_argument("--expose-topic", action="append", metavar="TOPIC",
                    help="a capability topic the --expose server is registered under "
-                   "(protocol mcp), so discover finds it; repeatable")  # fmt: skip
+                   "(protocol mcp or a2a), so discover finds it; repeatable (for a2a: "
+                   "instead of its card's skills)")  # fmt: skip
 
 
 def node_args(args: argparse.Namespace) -> list[str]:
@@ -115,17 +118,27 @@ def _exposed(args: argparse.Namespace) -> tuple[Any, ...]:
         raise UsageError("one --expose per node (it is served on the node's AID); more, each "
                          "on its own identity, go in [[expose]] tables")  # fmt: skip
     earlier = load_config(args.config).expose if args.config else ()
-    return (*earlier, *(parse_expose(t, topics=args.expose_topic or ()) for t in args.expose))
+    topics = tuple(args.expose_topic or ())
+    given = []
+    for text in args.expose:
+        kind, _, target = text.partition("=")
+        if kind.strip() == "a2a":  # an A2A agent on plain HTTP, by its URL
+            if not target.strip().startswith(("http://", "https://")):
+                raise ConfigError(f"--expose a2a= takes the agent's URL (http://host:port), "
+                                  f"got {text!r}")  # fmt: skip
+            given.append(ExposeConfig(protocol="a2a", url=target.strip(), topics=topics))
+        else:
+            given.append(parse_expose(text, topics=topics))
+    return (*earlier, *given)
 
 
 async def _expose(node: Any, cfg: NodeConfig) -> None:
     """Serve what ``cfg.expose`` lists (imports the mcp SDK: only when something is)."""
     if not cfg.expose:
         return
-    from ..remote_mcp.expose import expose_all
-    from ..remote_mcp.spec import spec_from_config
+    from ..remote_mcp.expose import expose_configs
 
-    await expose_all(node, [spec_from_config(e) for e in cfg.expose])
+    await expose_configs(node, cfg.expose)
 
 
 def add_serve_parser(sub: Any) -> None:

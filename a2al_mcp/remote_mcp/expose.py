@@ -15,26 +15,47 @@ through the node's ASGI serving): :func:`expose_mcp`.
 With ``publish`` the identity's endpoint record is published and the server registered
 under each of the spec's topics with protocol ``mcp``, so ``discover(topic,
 protocols=["mcp"])`` finds it.
+
+The same ``[[expose]]`` table with ``protocol = "a2a"`` (``--expose a2a=URL``) puts an
+existing plain-HTTP A2A agent on A2AL: :func:`expose_a2a`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 
-from ..errors import UsageError
-from .spec import CALLER_HEADER, PROTOCOL, ExposeSpec
+from ..config import ExposeConfig
+from ..errors import AgentCallError, LimitExceeded, Unreachable, UsageError
+from ..protocol.payloads import AgentProfilePayload
+from .spec import CALLER_HEADER, PROTOCOL, ExposeSpec, spec_from_config
 
 if TYPE_CHECKING:
     from ..identity.aid import Aid
     from ..node.node import Node
 
-__all__ = ["ExposedMcp", "StdioBridge", "expose_all", "expose_mcp", "http_forwarder"]
+__all__ = [
+    "A2A_CARD_MAX_AGE_S",
+    "A2A_CARD_PATH",
+    "A2A_PROTOCOL",
+    "ExposedA2a",
+    "ExposedMcp",
+    "StdioBridge",
+    "expose_a2a",
+    "expose_all",
+    "expose_configs",
+    "expose_mcp",
+    "http_forwarder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +67,11 @@ _HOP: Final = frozenset({b"host", b"connection", b"content-length", b"transfer-e
                          b"keep-alive", b"upgrade"})  # fmt: skip
 
 
-def http_forwarder(url: str, client: httpx2.AsyncClient) -> Any:
+def http_forwarder(url: str, client: httpx2.AsyncClient, *, keep_path: bool = False) -> Any:
     """An ASGI app that forwards every request to the streamable-HTTP MCP server at ``url``
     (through ``client``, whose owner closes it) with the verified caller in
-    :data:`CALLER_HEADER`, streaming the answer back."""
+    :data:`CALLER_HEADER`, streaming the answer back. With ``keep_path`` the request's path
+    is kept (``url`` is then an origin, ``http://host:port``), as an A2A agent needs."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -65,7 +87,10 @@ def http_forwarder(url: str, client: httpx2.AsyncClient) -> Any:
                    if k.lower() not in _HOP and k.lower() != CALLER_HEADER.encode()]  # fmt: skip
         headers.append((CALLER_HEADER.encode(), caller.encode("ascii")))
         query = scope.get("query_string", b"")
-        target = url + (("?" + query.decode("latin-1")) if query else "")
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        target = (url + path if keep_path else url) + (
+            ("?" + query.decode("latin-1")) if query else ""
+        )
         request = client.build_request(scope["method"], target, headers=headers,
                                        content=bytes(body))  # fmt: skip
         try:
@@ -74,7 +99,8 @@ def http_forwarder(url: str, client: httpx2.AsyncClient) -> Any:
             logger.warning("expose.forward_failed url=%s error=%r", url, exc)
             await send({"type": "http.response.start", "status": 502,
                         "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
-            await send({"type": "http.response.body", "body": b"the MCP server is not answering"})
+            await send({"type": "http.response.body",
+                        "body": b"the exposed server is not answering"})  # fmt: skip
             return
         try:
             out = [(k.encode("latin-1"), v.encode("latin-1"))
@@ -279,3 +305,194 @@ async def expose_all(node: Node, specs: Sequence[ExposeSpec]) -> list[ExposedMcp
                              "(aid)")  # fmt: skip
         seen.add(aid)
     return [await expose_mcp(node, spec) for spec in specs]
+
+
+A2A_PROTOCOL: Final = "a2a"
+"""The protocol name in topic and profile records of an exposed A2A agent."""
+A2A_CARD_PATH: Final = "/.well-known/agent-card.json"
+A2A_CARD_MAX_AGE_S: Final = 300
+"""``Cache-Control: max-age`` of the card served for an exposed A2A agent."""
+A2A_CARD_MAX: Final = 1 << 20
+"""Largest agent card read from an exposed A2A agent, in bytes."""
+
+
+class ExposedA2a:
+    """A plain-HTTP A2A agent exposed on ``aid`` (what :func:`expose_a2a` returns): the card
+    as served over A2AL (its interfaces pointed at ``a2al://<aid>``), its hash and topics."""
+
+    def __init__(self, aid: Aid, spec: ExposeSpec, card: dict[str, Any], card_json: bytes,
+                 topics: tuple[str, ...]) -> None:  # fmt: skip
+        self.aid = aid
+        self.spec = spec
+        self.card = card
+        self.card_json = card_json
+        self.card_hash = hashlib.sha256(card_json).digest()
+        """SHA-256 of the card bytes served (the profile record's ``card_hash``)."""
+        self.topics = topics
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _card_over_a2al(card: dict[str, Any], aid: Aid) -> dict[str, Any]:
+    """``card`` with each interface URL pointed at ``a2al://<aid>`` (its path kept), one
+    JSON-RPC interface when it names none."""
+    out = dict(card)
+    interfaces = []
+    for iface in card.get("supportedInterfaces") or []:
+        if isinstance(iface, dict):
+            path = urlsplit(str(iface.get("url", ""))).path.rstrip("/")
+            interfaces.append({**iface, "url": f"a2al://{aid}{path}"})
+    out["supportedInterfaces"] = interfaces or [
+        {"url": f"a2al://{aid}", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
+    ]
+    return out
+
+
+def _a2a_profile(card: dict[str, Any], topics: Sequence[str],
+                 card_hash: bytes) -> AgentProfilePayload:  # fmt: skip
+    name, brief = str(card.get("name", ""))[:64], str(card.get("description", ""))[:140]
+    modes = card.get("defaultInputModes")
+    modes = tuple(str(m) for m in modes) if isinstance(modes, list) else ()
+    profile = AgentProfilePayload(name=name, brief=brief, protocols=(A2A_PROTOCOL,),
+                                  skills=tuple(topics), card_hash=card_hash,
+                                  modalities=modes)  # fmt: skip
+    try:
+        profile.to_bytes()
+    except LimitExceeded:  # too many skills for the record: the card has them all
+        profile = AgentProfilePayload(name=name, brief=brief, protocols=(A2A_PROTOCOL,),
+                                      card_hash=card_hash)  # fmt: skip
+    return profile
+
+
+def _with_card(card_json: bytes, max_age_s: int, forward: Any) -> Any:
+    """An ASGI app serving ``card_json`` at the card path (ETag, Cache-Control) and handing
+    everything else to ``forward``."""
+    etag = f'"{hashlib.sha256(card_json).hexdigest()}"'.encode()
+    headers = [(b"etag", etag), (b"cache-control", f"public, max-age={max_age_s}".encode())]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != A2A_CARD_PATH or scope["method"] != "GET":
+            await forward(scope, receive, send)
+            return
+        if etag in dict(scope["headers"]).get(b"if-none-match", b""):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), *headers]})  # fmt: skip
+        await send({"type": "http.response.body", "body": card_json})
+
+    return app
+
+
+async def _read_card(client: httpx2.AsyncClient, url: str) -> dict[str, Any]:
+    where = url.rstrip("/") + A2A_CARD_PATH
+    try:
+        resp = await client.get(where)
+    except httpx2.HTTPError as exc:
+        raise Unreachable(f"the A2A agent to expose does not answer at {where} ({exc!r})",
+                          operation="expose_a2a") from exc  # fmt: skip
+    card: Any = None
+    if resp.status_code == 200 and len(resp.content) <= A2A_CARD_MAX:
+        with contextlib.suppress(ValueError):
+            card = json.loads(resp.content)
+    if not isinstance(card, dict):
+        raise AgentCallError(f"{where} serves no A2A agent card (HTTP {resp.status_code})",
+                             http_status=resp.status_code,
+                             operation="expose_a2a")  # fmt: skip
+    return card
+
+
+async def expose_a2a(
+    node: Node,
+    spec: ExposeSpec,
+    *,
+    publish: bool = True,
+    ttl_s: int = 3600,
+    card_max_age_s: int = A2A_CARD_MAX_AGE_S,
+) -> ExposedA2a:
+    """Put the plain-HTTP A2A agent at ``spec.url`` (its base URL, e.g.
+    ``http://127.0.0.1:9999``) on A2AL as local identity ``spec.aid`` (default: the node):
+    its card is read once, its interface URLs pointed at ``a2al://<AID>`` and served with a
+    Cache-Control max-age; every other request is forwarded to the agent (path kept) with
+    the verified caller AID in :data:`CALLER_HEADER`; callers are filtered by
+    ``spec.allow``/``spec.deny``. With ``publish``, the identity is published, registered
+    under ``spec.topics`` (default: the card's skill ids) with protocol ``a2a``, and its
+    profile record carries the served card's hash, as for
+    :func:`~a2al_mcp.adapters.a2a.serve_a2a`: an A2A client reaches it by AID or skill with
+    no change to the agent.
+
+    Raises:
+        UsageError: ``spec`` is a command (A2A agents are exposed by URL), or the identity
+            already serves something else.
+        Unreachable: the agent does not answer at its URL.
+        AgentCallError: it serves no agent card.
+    """
+    if not spec.url:
+        raise UsageError("an A2A agent is exposed by its URL (http://host:port), not a command")
+    aid = spec.aid or node.aid
+    client = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None))
+    try:
+        card = _card_over_a2al(await _read_card(client, spec.url), aid)
+    except BaseException:
+        await client.aclose()
+        raise
+
+    async def keep() -> None:  # the node's task: the client (already used) closes with the node
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    node.spawn(keep)
+    card_json = json.dumps(card, separators=(",", ":"), ensure_ascii=False).encode()
+    skills = {str(s.get("id")): s for s in card.get("skills") or []
+              if isinstance(s, dict) and s.get("id")}  # fmt: skip
+    topics = tuple(spec.topics or [t for t in skills if 0 < len(t) <= 256])
+    exposed = ExposedA2a(aid, spec, card, card_json, topics)
+    forward = http_forwarder(_origin(spec.url), client, keep_path=True)
+    node.serve(aid, app=_with_card(card_json, card_max_age_s, forward), allow=spec.allow,
+               deny=spec.deny)  # fmt: skip
+    if publish:
+        await node.publish(aid, ttl_s=ttl_s)
+        name = (spec.name or str(card.get("name", "")))[:64]
+        for topic in topics:
+            skill = skills.get(topic, {})
+            brief = spec.brief or str(skill.get("description") or card.get("description", ""))
+            tags = [str(t) for t in skill.get("tags") or []][:8]
+            await node.register_service(topic, name=name, brief=brief[:140],
+                                        protocols=[A2A_PROTOCOL], tags=tags, aid=aid,
+                                        ttl_s=ttl_s)  # fmt: skip
+        await node.set_profile(_a2a_profile(card, topics, exposed.card_hash), aid)
+    logger.info("expose.serving aid=%s kind=a2a topics=%s", aid, ",".join(topics))
+    return exposed
+
+
+async def expose_configs(
+    node: Node, configs: Sequence[ExposeConfig]
+) -> list[ExposedMcp | ExposedA2a]:
+    """Serve each ``[[expose]]`` table: an MCP server (:func:`expose_mcp`) or, with
+    ``protocol = "a2a"``, a plain-HTTP A2A agent (:func:`expose_a2a`); two on one identity
+    are refused.
+
+    Raises:
+        UsageError: two tables on the same identity.
+        ConfigError: a bad AID or target.
+    """
+    specs = [(c.protocol, spec_from_config(dataclasses.replace(c, protocol=PROTOCOL)))
+             for c in configs]  # the spec is the same for both kinds  # fmt: skip
+    seen: set[Aid] = set()
+    for _, spec in specs:
+        aid = spec.aid or node.aid
+        if aid in seen:
+            raise UsageError(f"two servers exposed on {aid}: give each its own identity (aid)")
+        seen.add(aid)
+    out: list[ExposedMcp | ExposedA2a] = []
+    for kind, spec in specs:
+        out.append(await (expose_a2a(node, spec) if kind == A2A_PROTOCOL
+                          else expose_mcp(node, spec)))  # fmt: skip
+    return out
