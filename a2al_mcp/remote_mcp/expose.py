@@ -343,7 +343,8 @@ def _card_over_a2al(card: dict[str, Any], aid: Aid) -> dict[str, Any]:
     interfaces = []
     for iface in card.get("supportedInterfaces") or []:
         if isinstance(iface, dict):
-            path = urlsplit(str(iface.get("url", ""))).path.rstrip("/")
+            path = urlsplit(str(iface.get("url", ""))).path
+            path = "" if path == "/" else path
             interfaces.append({**iface, "url": f"a2al://{aid}{path}"})
     out["supportedInterfaces"] = interfaces or [
         {"url": f"a2al://{aid}", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}

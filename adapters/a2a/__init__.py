@@ -1,8 +1,9 @@
 """A2A over A2AL: official a2a-sdk agents reached by AID over verified QUIC streams.
 
-- :func:`serve_a2a` serves an a2a-sdk request handler on a local identity: A2A JSON-RPC as
-  HTTP/1.1 on each inbound stream, no TCP listener; the agent card at
-  ``/.well-known/agent-card.json`` names ``a2al://<AID>``; the caller's verified AID reaches
+- :func:`serve_a2a` serves an a2a-sdk request handler on a local identity: A2A JSON-RPC (and
+  HTTP+JSON) as HTTP/1.1 on each inbound stream, no TCP listener; the agent card at
+  ``/.well-known/agent-card.json`` names ``a2al://<AID>`` once per binding, with a
+  Cache-Control max-age; the caller's verified AID reaches
   the executor as ``context.call_context.state["a2al_caller"]`` (never from a header).
 - :func:`a2a_client` returns an a2a-sdk client whose HTTP goes over A2AL streams (streaming
   replies as server-sent events over the stream); :func:`send_to_skill` sends to any agent that
@@ -16,10 +17,20 @@ Needs the ``a2a`` extra (``pip install "a2al-mcp[a2a]"``).
 """
 
 from .client import A2ALHttpTransport, a2a_client, fetch_card, send_to_skill
-from .server import CALLER_KEY, ServedAgent, agent_url, card_for, serve_a2a
+from .server import (
+    BINDINGS,
+    CALLER_KEY,
+    CARD_MAX_AGE_S,
+    ServedAgent,
+    agent_url,
+    card_for,
+    serve_a2a,
+)
 
 __all__ = [
+    "BINDINGS",
     "CALLER_KEY",
+    "CARD_MAX_AGE_S",
     "A2ALHttpTransport",
     "ServedAgent",
     "a2a_client",
