@@ -125,3 +125,16 @@ async def test_an_agent_without_a_card_is_refused() -> None:
                 await expose_a2a(a, ExposeSpec(url=url + "/nowhere"), publish=False)
             with pytest.raises(UsageError, match="by its URL"):
                 await expose_a2a(a, ExposeSpec(command=("python",)), publish=False)
+
+
+async def test_a_streaming_reply_flows_through_the_exposed_agent() -> None:
+    with anyio.fail_after(60):
+        async with http_a2a_agent("http.stream") as (url, _), network(2, publish=True) as (a, b):
+            await expose_a2a(a, ExposeSpec(url=url), publish=False)
+            client = await a2a_client(b, a.aid, streaming=True)
+            events = [e async for e in client.send_message(_request("task one two three"))]
+            await client.close()
+            chunks = [p.text for e in events if e.HasField("artifact_update")
+                      for p in e.artifact_update.artifact.parts]  # fmt: skip
+            assert chunks == ["one", "two", "three"]
+            assert events[-1].HasField("status_update") or events[-1].HasField("task")
