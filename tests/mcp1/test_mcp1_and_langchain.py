@@ -227,6 +227,17 @@ async def test_every_tool_once_on_mcp1() -> None:
                         done = await call("cancel_agent_task", ask)
                         assert done["task"]["state"] == "canceled"
                         seen.add("cancel_agent_task")
+                        card = await call("get_agent_card", {"aid": str(agent)})
+                        assert card["checked"]  # against the hash in its signed profile
+                        seen.add("get_agent_card")
+                # the remote-MCP client needs mcp 2.x: on 1.x both tools say so, coded
+                for name, args in (
+                    ("remote_tools", {"aid": str(other.aid)}),
+                    ("call_remote_tool", {"aid": str(other.aid), "tool": "x"}),
+                ):
+                    ok, text = _content(await s.call_tool(name, args))
+                    assert not ok and str(text).startswith("USAGE: "), (name, text)
+                    seen.add(name)
                 assert seen == {t.name for t in TOOLS}
                 assert (await call("fetch", {"aid": str(other.aid)}))["body"] == "hi"
 
