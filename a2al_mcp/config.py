@@ -135,11 +135,14 @@ class NatConfig:
     gateway answers, and deletes it on close. Where the node stands (its public address and
     NAT type, published in its endpoint records) comes from what peers report
     (``min_observed_peers``) and from the STUN servers named in ``stun_servers``, asked from
-    the node's own UDP socket; no other STUN server is ever asked."""
+    the node's own UDP socket; no other STUN server is ever asked, except once the user
+    opted into the public network (``network = "public"``) and named none: then a2ald's
+    (its hubs' hosts at 3478, then its compiled-in public servers; docs/nat.md)."""
 
     stun_servers: tuple[str, ...] = ()
     """``host:port`` STUN servers to learn our public address and, when one offers an
-    alternate address (RFC 5780), how our NAT maps and filters; empty = none."""
+    alternate address (RFC 5780), how our NAT maps and filters; empty = none (with
+    ``network = "public"``: the servers a2ald asks)."""
     stun_interval_s: float = 300.0
     """The STUN servers are asked again this often (a2ald: 5 min); a network change asks at
     once."""
@@ -424,8 +427,9 @@ class LimitsConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ExposeConfig:
-    """One MCP server this node serves to other agents over A2AL (an ``[[expose]]`` table;
-    docs/remote-mcp.md). Exactly one of ``command`` and ``url``. With ``protocol = "a2a"``:
+    """One MCP server or A2A agent this node serves to other agents over A2AL (an
+    ``[[expose]]`` table; docs/remote-mcp.md, docs/concepts/a2a.md). Exactly one of
+    ``command`` and ``url``. With ``protocol = "a2a"``:
     an existing plain-HTTP A2A agent at ``url`` (its base URL), published with its card's
     skills as topics (unless ``topics`` names them); it gets the verified caller AID in the
     ``X-A2AL-Caller`` header (docs/concepts/a2a.md)."""
@@ -438,7 +442,8 @@ class ExposeConfig:
     """Or a streamable-HTTP MCP server already running (``http://127.0.0.1:PORT/mcp``); it
     gets the verified caller AID in the ``X-A2AL-Caller`` header."""
     topics: tuple[str, ...] = ()
-    """Capability topics it is registered under with protocol ``mcp``."""
+    """Capability topics it is registered under, with protocol ``mcp`` (or ``a2a``: by
+    default the card's skills)."""
     aid: str = ""
     """The local identity serving it (default: the node's own)."""
     allow: tuple[str, ...] = ()
