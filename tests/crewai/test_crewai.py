@@ -55,9 +55,13 @@ def load_example(name: str) -> Any:
     return module
 
 
-FREE_FORM_OBJECTS = {"publish": ("meta",), "fetch": ("headers",)}
+FREE_FORM_OBJECTS = {
+    "publish": ("meta",),
+    "fetch": ("headers",),
+    "call_remote_tool": ("arguments",),
+}
 """Known divergence, kept as data: CrewAI renders its tools' schemas in OpenAI strict mode,
-which has no "object with any keys", so these two dict arguments reach a CrewAI model as empty
+which has no "object with any keys", so these dict arguments reach a CrewAI model as empty
 closed objects (``{"type": "object", "properties": {}, "additionalProperties": false}``). The
 tool still accepts them (CrewAI validates with our model), but a model is not told it may."""
 
