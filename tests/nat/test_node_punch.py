@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gc
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -51,24 +50,10 @@ from a2al_mcp.signal.punch_service import punch_over_room
 from a2al_mcp.signal.ws_server import HubServer
 from a2al_mcp.testing.a2ald import A2aldPeer, poll_until
 from a2al_mcp.testing.nat_testbed import NatTestbed
+from tests.nat.conftest import HUB_SOCKET_MARKS
 from tests.nat.test_node_nat import in_host, public_seeds
 
-pytestmark = [
-    pytest.mark.nat,
-    # KNOWN ISSUE (noted on issue 18): a TCP connection our HubServer accepts at the moment
-    # the hub is cancelled (a node's reconnect landing as the test ends) can be left to the
-    # garbage collector: the cancellation lands inside anyio's accept, between the kernel
-    # accept and the stream being handed to us. The collector closes it; each test collects
-    # here so the warning stays in this module instead of failing a later, unrelated test.
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _collect_hub_sockets() -> Iterator[None]:
-    yield
-    gc.collect()
+pytestmark = [pytest.mark.nat, *HUB_SOCKET_MARKS]
 
 
 PUBLIC: Final = "pub1"
