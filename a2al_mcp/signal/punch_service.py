@@ -6,8 +6,9 @@ probe datagram, :class:`PunchQuic` dials QUIC and routes accepted connections of
 partner's identity to the attempt. :class:`PunchSession` carries the core's effects out and
 feeds it the partner's punch frames (:meth:`PunchSession.received`), the node's news of a path
 (:meth:`PunchSession.path_up`) and time. :func:`punch_over_room` runs a session on a room
-that nothing else reads; when ICE shares the room (a2ald interleaves the two, testbed D4),
-whoever reads the room hands the ``punch-*`` frames to :meth:`PunchSession.received`.
+that nothing else reads (through a :class:`~a2al_mcp.signal.room_mux.RoomMux` without ICE);
+when ICE shares the room (a2ald interleaves the two, testbed D4), the node runs the session
+itself beside a ``RoomMux`` that hands it the ``punch-*`` frames.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import anyio.abc
 
 from .._clock import Clock
 from .._types import Addr
-from ..errors import ConnectionClosed, DecodeError, NotFound, Unreachable
+from ..errors import ConnectionClosed, NotFound, Unreachable
 from .frames import Frame
 from .punch_core import (
     Cancel,
@@ -41,6 +42,7 @@ from .punch_core import (
     Start,
     Tick,
 )
+from .room_mux import RoomMux
 from .room_socket import RoomSocket
 
 __all__ = ["ProbeSender", "PunchQuic", "PunchSession", "punch_over_room"]
@@ -208,22 +210,15 @@ async def punch_over_room(
     session = PunchSession(attempt, send_frame=room.send, sender=sender, quic=quic, clock=clock)
     if on_session is not None:
         on_session(session)
+    mux = RoomMux(room, punch=session, ice=False)
     gone: list[NotFound] = []
 
     async def read(scope: anyio.CancelScope) -> None:
-        while True:
-            try:
-                frame = await room.receive()
-            except DecodeError:
-                session.malformed()
-                continue
-            except NotFound as exc:
-                gone.append(exc)
-                scope.cancel()
-                return
-            except ConnectionClosed:
-                return  # the partner left: the core's timers end the attempt
-            session.received(frame)  # the core counts what is not a punch frame
+        try:
+            await mux.run()  # returns when the partner left: the core's timers end the attempt
+        except NotFound as exc:
+            gone.append(exc)
+            scope.cancel()
 
     result: Finish | None = None
     failed: list[Unreachable] = []
