@@ -16,8 +16,10 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
+import socket
 from typing import Final
 
 import anyio
@@ -52,6 +54,9 @@ _OUTBOX: Final = 256
 """Messages queued for one socket; a socket that lets more pile up is dropped."""
 _TIMER_GRAIN_S: Final = 1.0
 """The timer loop looks at the core's deadlines at least this often."""
+_ACCEPT_BACKOFF_S: Final = 0.1
+"""Pause after an accept that failed for want of descriptors or memory."""
+_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,6 +73,8 @@ class HubServer:
 
     def __init__(self, config: SignalConfig, *, clock: Clock | None = None) -> None:
         self.core = HubCore(config)
+        self.accept_errors = 0
+        """Accepts that failed for want of descriptors or memory (the hub carried on)."""
         self._clock = clock or SystemClock()
         self._conns: dict[int, _Conn] = {}
         self._wake = anyio.Event()
@@ -85,9 +92,54 @@ class HubServer:
         async with listener, anyio.create_task_group() as tg:
             sockname = listener.extra(SocketAttribute.local_address)
             assert isinstance(sockname, tuple)  # TCP
-            task_status.started((str(sockname[0]), int(sockname[1])))
             tg.start_soon(self._timer)
-            await listener.serve(self._connection, task_group=tg)
+            for one in listener.listeners:  # one per address ``host`` resolved to
+                tg.start_soon(self._accept, one.extra(SocketAttribute.raw_socket), tg)
+            task_status.started((str(sockname[0]), int(sockname[1])))
+
+    async def _accept(self, raw: socket.socket, tg: anyio.abc.TaskGroup) -> None:
+        """Accept connections on the listening socket ``raw`` until cancelled; each goes to a
+        :meth:`_connection` task of ``tg``.
+
+        Not anyio's ``SocketListener.accept``: cancelled while it waits (the hub stopping as a
+        client connects), it can leave an accepted socket to the garbage collector. On
+        CPython 3.11's asyncio the accept callback that the same loop iteration already
+        queued still runs ``sock.accept()`` and cannot hand the socket to the cancelled
+        future (InvalidStateError; tests/signal/test_hub_cancel_leak.py forces that order).
+        Here the only checkpoint that cancellation can land on is the wait for the listening
+        socket to be readable, when nothing is accepted yet; ``accept()`` itself is
+        synchronous, and from there the socket is owned by this task (closed on every failure
+        while wrapped, the wrap shielded) until the stream is handed to ``_connection`` with
+        no checkpoint between. A task started in a cancelled task group still runs up to its
+        first checkpoint, so ``_connection``'s ``finally`` closes every stream handed over.
+        """
+        while True:
+            await anyio.wait_readable(raw)
+            try:
+                client, _ = raw.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue  # taken already, or the client gave up while in the backlog
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                # Out of descriptors or memory: what is pending stays in the kernel's backlog
+                # (its clients wait or retry) while the hub serves the sockets it has.
+                self.accept_errors += 1
+                log.warning("signalling hub: accept failed (%s), retrying in %g s", exc,
+                            _ACCEPT_BACKOFF_S)  # fmt: skip
+                await anyio.sleep(_ACCEPT_BACKOFF_S)
+                continue
+            try:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with anyio.CancelScope(shield=True):
+                    stream = await anyio.abc.SocketStream.from_socket(client)
+            except (OSError, ValueError):  # reset before it was wrapped
+                client.close()
+                continue
+            except BaseException:
+                client.close()
+                raise
+            tg.start_soon(self._connection, stream)
 
     # ---- one connection
 
