@@ -7,7 +7,6 @@ so NAT coverage cannot silently vanish).
 
 from __future__ import annotations
 
-import gc
 import shutil
 from collections.abc import Iterator
 from typing import NoReturn
@@ -52,23 +51,3 @@ def a2ald_binary(nat_available: None) -> None:
     """Require the reference daemon (``pip install a2al==0.3.5``, part of the test extra)."""
     if find_a2ald() is None:
         _unavailable("a2ald binary not found (pip install a2al==0.3.5 or set A2ALD_BIN).")
-
-
-HUB_SOCKET_MARKS = (
-    # KNOWN ISSUE (noted on issue 18): a TCP connection our HubServer accepts at the moment
-    # the hub is cancelled (a node's reconnect landing as the test ends) can be left to the
-    # garbage collector: the cancellation lands inside anyio's accept, between the kernel
-    # accept and the stream being handed to us. The collector closes it; a module running a
-    # hub collects after each test (collect_hub_sockets) so the warning stays in it instead
-    # of failing a later, unrelated test.
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.usefixtures("collect_hub_sockets"),
-)
-"""The marks of a NAT test module that runs one of our signalling hubs."""
-
-
-@pytest.fixture
-def collect_hub_sockets() -> Iterator[None]:
-    yield
-    gc.collect()

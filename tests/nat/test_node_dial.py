@@ -42,10 +42,9 @@ from a2al_mcp.protocol.payloads import EndpointPayload
 from a2al_mcp.signal.ws_server import HubServer
 from a2al_mcp.testing.a2ald import A2aldPeer, poll_until
 from a2al_mcp.testing.nat_testbed import NatTestbed
-from tests.nat.conftest import HUB_SOCKET_MARKS
 from tests.nat.test_node_nat import in_host, public_seeds
 
-pytestmark = [pytest.mark.nat, *HUB_SOCKET_MARKS]
+pytestmark = pytest.mark.nat
 
 
 PUBLIC: Final = "pub1"
