@@ -1,5 +1,6 @@
 """Using another agent's MCP tools by AID: :class:`RemoteMcp`, one warm session of the
-official ``mcp`` client per remote agent, over A2AL streams (:mod:`.stream_transport`).
+official ``mcp`` client (2.x, or 1.x: :mod:`.sdk_client`) per remote agent, over A2AL streams
+(:mod:`.stream_transport`).
 
 A session is opened on first use (the SDK's handshake, one round trip or two) by a task of
 the node, and kept until the node closes or the session fails (the next use opens a new
@@ -24,14 +25,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
 
 from .. import errors as _errors
 from ..config import LimitsConfig
 from ..errors import A2ALError, AgentCallError, LimitExceeded, RequestTimeout
+from .sdk_client import SdkError, SdkSession, http_module, open_session
 from .spec import MCP_PATH
 from .stream_transport import A2AL_CODE, StreamTransport
 
@@ -59,19 +57,22 @@ def _error_class(code: str) -> type[A2ALError]:
     return A2ALError
 
 
-def translate(exc: MCPError, aid: Aid, operation: str) -> A2ALError:
+def translate(exc: Exception, aid: Aid, operation: str) -> A2ALError:
     """``exc`` as an A2AL error: a local failure keeps its code; the rest is the remote's."""
-    data = exc.error.data
+    error_data: Any = getattr(exc, "error", None)  # the SDK's ErrorData
+    data = getattr(error_data, "data", None)
+    message = str(getattr(error_data, "message", exc))
     if isinstance(data, dict) and isinstance(data.get(A2AL_CODE), str):
         cls = _error_class(data[A2AL_CODE])
-        text = exc.error.message.removeprefix(f"{data[A2AL_CODE]}: ")
+        text = message.removeprefix(f"{data[A2AL_CODE]}: ")
         try:
             error = cls(text, aid=aid, operation=operation)
         except TypeError:  # a class with other arguments
             error = A2ALError(text, aid=aid, operation=operation)
     else:
-        error = AgentCallError(f"the remote MCP server answered error {exc.error.code}: "
-                               f"{exc.error.message[:_ERROR_TEXT_MAX]}", exc.error.code,
+        code = getattr(error_data, "code", None)
+        error = AgentCallError(f"the remote MCP server answered error {code}: "
+                               f"{message[:_ERROR_TEXT_MAX]}", code,
                                aid=aid, operation=operation)  # fmt: skip
     error.__cause__ = exc
     return error
@@ -86,7 +87,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 def _telling(exc: BaseException) -> BaseException:
     """The exception in ``exc`` (a task group's group, maybe) that says what failed."""
     leaves = _leaves(exc)
-    for kind in (MCPError, A2ALError):
+    for kind in (SdkError, A2ALError):
         for leaf in leaves:
             if isinstance(leaf, kind):
                 return leaf
@@ -99,7 +100,7 @@ class _Session:
     ready: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     done: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     stop: anyio.Event = dataclasses.field(default_factory=anyio.Event)
-    client: Any = None
+    client: SdkSession | None = None
     error: BaseException | None = None
 
 
@@ -122,10 +123,8 @@ class RemoteMcp:
             tools: list[dict[str, Any]] = []
             cursor: str | None = None
             for _ in range(100):
-                page = await client.list_tools(cursor=cursor, cache_mode="refresh")
-                tools += [t.model_dump(mode="json", by_alias=True, exclude_none=True)
-                          for t in page.tools]  # fmt: skip
-                cursor = page.next_cursor
+                page, cursor = await client.list_tools_page(cursor)
+                tools += page
                 if cursor is None:
                     break
             return tools
@@ -134,12 +133,10 @@ class RemoteMcp:
         """Call ``tool``: the result as the remote server gave it (``content``,
         ``structuredContent``, ``isError``), in its JSON form."""
         async with self._call(aid, "call_remote_tool") as client:
-            result = await client.call_tool(tool, arguments)
-            out: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-            return out
+            return await client.call_tool(tool, arguments)
 
     @contextlib.asynccontextmanager
-    async def _call(self, aid: Aid, operation: str) -> AsyncIterator[Any]:
+    async def _call(self, aid: Aid, operation: str) -> AsyncIterator[SdkSession]:
         """One call to ``aid``: its concurrency slot, the call timeout (connecting included)
         and the translation of what fails into A2AL errors."""
         limit = self._limits.remote_mcp_calls_per_agent
@@ -159,7 +156,7 @@ class RemoteMcp:
             self.drop(aid)
             raise RequestTimeout(f"no answer from {aid} within {timeout_s:g} s (the call "
                                  "timeout)", aid=aid, operation=operation) from exc  # fmt: skip
-        except MCPError as exc:
+        except SdkError as exc:
             raise translate(exc, aid, operation) from exc
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             self.drop(aid)
@@ -172,7 +169,7 @@ class RemoteMcp:
             else:
                 self._calls.pop(aid, None)
 
-    async def _client(self, aid: Aid) -> Any:
+    async def _client(self, aid: Aid) -> SdkSession:
         session = self._sessions.get(aid)
         if session is None or session.done.is_set():
             session = _Session(aid)
@@ -182,7 +179,7 @@ class RemoteMcp:
         if session.client is None:
             self._sessions.pop(aid, None)
             error = _telling(session.error) if session.error is not None else None
-            if isinstance(error, MCPError):
+            if isinstance(error, SdkError):
                 raise translate(error, aid, "connect")
             if isinstance(error, A2ALError):
                 raise error
@@ -193,15 +190,12 @@ class RemoteMcp:
 
     async def _run(self, session: _Session) -> None:
         limits = self._limits
-        transport = StreamTransport(self._node, session.aid,
+        transport = StreamTransport(self._node, session.aid, http=http_module,
                                     max_body=limits.remote_mcp_response_max_bytes,
                                     timeout_s=limits.remote_mcp_call_timeout_s)  # fmt: skip
         try:
-            async with (
-                httpx2.AsyncClient(transport=transport, timeout=None) as http,
-                Client(streamable_http_client(URL, http_client=http), cache=None,
-                       read_timeout_seconds=limits.remote_mcp_call_timeout_s + _MARGIN_S) as client,
-            ):  # fmt: skip
+            async with open_session(transport, URL, read_timeout_s=limits.remote_mcp_call_timeout_s
+                                    + _MARGIN_S) as client:  # fmt: skip
                 session.client = client
                 session.ready.set()
                 await session.stop.wait()

@@ -1,13 +1,15 @@
 """mcp 1.30 (what CrewAI and langchain-mcp-adapters pin): our server through the compat
 module, in memory; and langchain-mcp-adapters loading our stdio server's tools and calling
-them. Runs in its own venv from ``.ci/run`` (``A2AL_MCP_REQUIRE_MCP1=1`` turns the skip into a
-failure there)."""
+them; remote_tools and call_remote_tool on 1.x (a 1.x SDK server exposed by URL). Runs in its
+own venv from ``.ci/run`` (``A2AL_MCP_REQUIRE_MCP1=1`` turns the skip into a failure there)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,32 @@ if MCP_MAJOR != 1 or MultiServerMCPClient is None:
 from mcp.shared.memory import create_connected_server_and_client_session  # noqa: E402
 
 from a2al_mcp.mcp_server import build_server  # noqa: E402
+from a2al_mcp.remote_mcp import ExposeSpec  # noqa: E402
+from a2al_mcp.remote_mcp.expose import expose_mcp  # noqa: E402
+from a2al_mcp.testing.a2ald import free_port  # noqa: E402
 from a2al_mcp.toolspec import TOOLS  # noqa: E402
 from tests.node.loopnet import network  # noqa: E402
+
+V1_TOOL_SERVER = Path(__file__).with_name("tool_server_v1.py")
+
+
+@contextlib.asynccontextmanager
+async def _v1_tool_server() -> AsyncIterator[str]:
+    """The 1.x SDK test server (streamable HTTP, stateless, JSON answers) in its own process;
+    its URL."""
+    port = free_port(udp=False)
+    async with await anyio.open_process([sys.executable, str(V1_TOOL_SERVER), str(port)],
+                                        stdout=None, stderr=None) as proc:  # fmt: skip
+        try:
+            for _ in range(200):
+                try:
+                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.05)
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            proc.kill()
 
 
 def _content(res: Any) -> tuple[bool, Any]:
@@ -230,14 +256,29 @@ async def test_every_tool_once_on_mcp1() -> None:
                         card = await call("get_agent_card", {"aid": str(agent)})
                         assert card["checked"]  # against the hash in its signed profile
                         seen.add("get_agent_card")
-                # the remote-MCP client needs mcp 2.x: on 1.x both tools say so, coded
-                for name, args in (
-                    ("remote_tools", {"aid": str(other.aid)}),
-                    ("call_remote_tool", {"aid": str(other.aid), "tool": "x"}),
-                ):
-                    ok, text = _content(await s.call_tool(name, args))
-                    assert not ok and str(text).startswith("USAGE: "), (name, text)
-                    seen.add(name)
+                # the remote-MCP client on mcp 1.x: a streamable-HTTP server written with
+                # the 1.x SDK, exposed by URL on another identity of the other node
+                async with _v1_tool_server() as url:
+                    tools_aid = other.create_agent().identity.aid
+                    await expose_mcp(other, ExposeSpec(url=url, aid=tools_aid))
+                    listed = await call("remote_tools", {"aid": str(tools_aid)})
+                    assert {t["name"] for t in listed["tools"]} == {"add", "whoami", "fail"}
+                    add = next(t for t in listed["tools"] if t["name"] == "add")
+                    assert add["inputSchema"]["required"] == ["a", "b"]
+                    seen.add("remote_tools")
+                    out = await call(
+                        "call_remote_tool",
+                        {"aid": str(tools_aid), "tool": "add", "arguments": {"a": 20, "b": 22}},
+                    )
+                    assert out["structured_content"] == {"total": 42, "terms": [20, 22]}
+                    seen.add("call_remote_tool")
+                    who = await call("call_remote_tool", {"aid": str(tools_aid),
+                                                          "tool": "whoami"})  # fmt: skip
+                    assert who["structured_content"] == {"caller": str(me.aid)}
+                    ok, text = _content(await s.call_tool("call_remote_tool", {
+                        "aid": str(tools_aid), "tool": "fail",
+                        "arguments": {"reason": "v1"}}))  # fmt: skip
+                    assert not ok and text.startswith("AGENT_ERROR: ") and "v1" in text, text
                 assert seen == {t.name for t in TOOLS}
                 assert (await call("fetch", {"aid": str(other.aid)}))["body"] == "hi"
 
