@@ -2,9 +2,10 @@
 
 The driver reports what happens on its sockets — ``connect`` (a TCP connection from an IP),
 ``request`` (its WebSocket upgrade: target and offered subprotocols), ``message`` (one
-complete binary message), ``bad_message`` (a text or oversized one), ``activity`` (a ping),
-``closed`` — and calls ``tick`` at :meth:`HubCore.next_deadline`. Each call returns the
-effects to carry out (:mod:`~a2al_mcp.signal.effects`); time is always passed in.
+complete binary message), ``bad_message`` (a text or oversized one), ``protocol_error``
+(bytes that are not HTTP or not WebSocket), ``activity`` (a ping), ``closed`` — and calls
+``tick`` at :meth:`HubCore.next_deadline`. Each call returns the effects to carry out
+(:mod:`~a2al_mcp.signal.effects`); time is always passed in.
 
 What a2ald's hub does, and so this one:
 
@@ -56,6 +57,9 @@ class HubStats:
     upgrades_refused: int = 0
     """Upgrades answered 400/404 (bad path or query)."""
     upgrade_timeouts: int = 0
+    protocol_errors: int = 0
+    """Connections dropped for bytes that are not an HTTP upgrade or break the WebSocket
+    protocol (reported by the driver, :meth:`HubCore.protocol_error`)."""
     rooms_refused: int = 0
     """``/ice`` answered 503: ``hub_max_rooms`` reached."""
     rooms_unpaired: int = 0
@@ -233,6 +237,12 @@ class HubCore:
             return self._close(conn, CLOSE_TOO_BIG, "frame too large")
         self.stats.frames_malformed += 1
         return self._bad_frame(conn, sock)
+
+    def protocol_error(self, conn: int) -> None:
+        """The socket sent bytes that are not an HTTP upgrade or break the WebSocket protocol;
+        the driver drops it (and then reports :meth:`closed`)."""
+        if conn in self._sockets:
+            self.stats.protocol_errors += 1
 
     def activity(self, conn: int, now: float) -> None:
         """A ping (or pong) from the socket: it is alive."""

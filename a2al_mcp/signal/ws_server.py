@@ -27,6 +27,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -184,6 +185,7 @@ class HubServer:
                 entry.ws.receive_data(data)
                 events = list(entry.ws.events())
             except (RemoteProtocolError, LocalProtocolError):
+                self.core.protocol_error(conn)
                 return  # garbage before or after the upgrade: drop the connection
             now = self._clock.monotonic()
             for event in events:
@@ -212,6 +214,11 @@ class HubServer:
                 elif isinstance(event, Pong):
                     self.core.activity(conn, now)
                 elif isinstance(event, CloseConnection):
+                    if entry.ws.state is ConnectionState.OPEN:
+                        # wsproto reports a frame breaking the protocol (unmasked, a bad
+                        # opcode, invalid UTF-8...) as a close it made up, its state still
+                        # OPEN; a close the peer sent has moved it to REMOTE_CLOSING.
+                        self.core.protocol_error(conn)
                     self._push(conn, entry, event.response())
                     self._finish(entry)
 
