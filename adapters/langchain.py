@@ -6,6 +6,13 @@ runnable (or LangGraph graph) served as an A2A agent.
     async with A2ALToolkit(config=NodeConfig(...)) as kit:
         agent = create_agent(model, kit.get_tools())      # discover, resolve, call_agent, ...
 
+``await kit.remote_tools(aid)`` loads another agent's MCP tools (an agent exposing an MCP
+server over A2AL, found e.g. with ``discover(topic, protocols=["mcp"])``) as LangChain tools,
+as langchain-mcp-adapters does for local servers: each tool's name, description and
+``inputSchema``, its call through ``call_remote_tool`` on the toolkit's node (one warm MCP
+session per remote agent), its result as content blocks with the structured content as the
+artifact.
+
 The tools are rendered from :data:`a2al_mcp.TOOLS`, the catalogue the MCP server renders, so
 names, descriptions and argument schemas are the same everywhere. A failed call does not raise
 into the agent loop: the model reads ``CODE: message`` (``ToolException`` with
@@ -23,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 try:
-    from langchain_core.tools import BaseTool, ToolException
+    from langchain_core.tools import BaseTool, StructuredTool, ToolException
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError(
         'a2al_mcp.adapters.langchain needs langchain-core: pip install "a2al-mcp[langchain]"'
@@ -45,7 +52,7 @@ if TYPE_CHECKING:
 
     from .a2a import ServedAgent
 
-__all__ = ["A2ALTool", "A2ALToolkit", "serve_runnable"]
+__all__ = ["A2ALTool", "A2ALToolkit", "remote_tool", "serve_runnable"]
 
 
 def _validation_message(exc: Any) -> str:
@@ -96,6 +103,94 @@ class A2ALToolkit(NodeToolkit):
     def get_tools(self) -> list[BaseTool]:
         """One tool per catalogue entry (same name, description and argument schema)."""
         return [A2ALTool.from_spec(spec, self) for spec in self.specs]
+
+    async def remote_tools(self, aid: Aid | str, *, prefix: str = "") -> list[BaseTool]:
+        """Agent ``aid``'s MCP tools (every tool of the MCP server it exposes over A2AL) as
+        LangChain tools: see :func:`remote_tool`. ``prefix`` is put before each name (to keep
+        tools of two agents apart).
+
+        Raises:
+            ToolFailure: the tools could not be listed (``ACCESS_DENIED``, ``UNREACHABLE``,
+                ``AGENT_ERROR``…; the code and message of the ``remote_tools`` tool).
+        """
+        listed = await self.acall("remote_tools", {"aid": str(aid)})
+        return [remote_tool(self, str(aid), tool, name=prefix + str(tool["name"]))
+                for tool in listed["tools"]]  # fmt: skip
+
+
+def _content_block(block: dict[str, Any]) -> dict[str, Any]:
+    """An MCP content block (JSON) as a LangChain content block, as langchain-mcp-adapters
+    converts it (text, image, resource link, embedded resource; audio has no block)."""
+    from langchain_core.messages.content import (
+        create_file_block,
+        create_image_block,
+        create_text_block,
+    )
+
+    kind = block.get("type")
+    mime = block.get("mimeType") or None
+    image = bool(mime and str(mime).startswith("image/"))
+    if kind == "text":
+        return dict(create_text_block(text=str(block.get("text", ""))))
+    if kind == "image":
+        return dict(create_image_block(base64=block["data"], mime_type=mime))
+    if kind == "resource_link":
+        make = create_image_block if image else create_file_block
+        return dict(make(url=str(block["uri"]), mime_type=mime))
+    if kind == "resource":
+        resource = block.get("resource") or {}
+        mime = resource.get("mimeType") or None
+        if "text" in resource:
+            return dict(create_text_block(text=str(resource["text"])))
+        make = create_image_block if mime and str(mime).startswith("image/") else create_file_block
+        return dict(make(base64=resource.get("blob", ""), mime_type=mime))
+    raise ToolException(f"the remote tool answered a {kind!r} content block, which LangChain "
+                        "messages do not carry")  # fmt: skip
+
+
+def remote_tool(toolkit: NodeToolkit, aid: str, tool: dict[str, Any], *,
+                name: str | None = None) -> BaseTool:  # fmt: skip
+    """One remote MCP tool (``tool``: its listing as ``remote_tools`` gives it) as a LangChain
+    ``StructuredTool`` calling it on agent ``aid`` through ``toolkit``'s node.
+
+    Its argument schema is the tool's ``inputSchema`` (the remote server checks the
+    arguments); its metadata the tool's annotations, ``_meta`` and ``aid``. It answers
+    ``content_and_artifact``: the content as LangChain content blocks, the artifact
+    ``{"structured_content": …}`` when the server gave structured content (None otherwise),
+    as langchain-mcp-adapters does. A failure (the remote tool's error, or the A2AL path's)
+    is a ``ToolException`` whose text (``CODE: message``) the model reads.
+    """
+    remote_name = str(tool["name"])
+
+    def arguments_of(kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"aid": aid, "tool": remote_name, "arguments": kwargs}
+
+    def result_of(out: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        blocks = [_content_block(b) for b in out.get("content") or []]
+        structured = out.get("structured_content")
+        return blocks, None if structured is None else {"structured_content": structured}
+
+    def run(**kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        try:
+            return result_of(toolkit.call("call_remote_tool", arguments_of(kwargs)))
+        except ToolFailure as exc:
+            raise ToolException(str(exc)) from None
+
+    async def arun(**kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        try:
+            return result_of(await toolkit.acall("call_remote_tool", arguments_of(kwargs)))
+        except ToolFailure as exc:
+            raise ToolException(str(exc)) from None
+
+    annotations = tool.get("annotations") or {}
+    metadata: dict[str, Any] = {**annotations, "aid": aid}
+    if tool.get("_meta") is not None:
+        metadata["_meta"] = tool["_meta"]
+    schema = tool.get("inputSchema") or {"type": "object", "properties": {}}
+    return StructuredTool(name=name or remote_name, description=str(tool.get("description") or ""),
+                          args_schema=schema, func=run, coroutine=arun,
+                          response_format="content_and_artifact", metadata=metadata,
+                          handle_tool_error=True)  # fmt: skip
 
 
 def _message_input(text: str) -> dict[str, Any]:
