@@ -271,7 +271,7 @@ async def test_a_thousand_sockets_from_one_address_leave_its_registered_client_s
                 other.ws.send(BytesMessage(frames.encode(Frame("reg", a=CALLER))))
             )
             ack = await other.event()
-            assert isinstance(ack, BytesMessage) and frames.decode(ack.data) == Frame("ack")
+            assert isinstance(ack, BytesMessage) and frames.decode(bytes(ack.data)) == Frame("ack")
             await other.stream.aclose()
             await until(lambda: server.core.sockets == 16)
             for stream in flood:
