@@ -11,6 +11,9 @@ address is served; tests/unit/signal/test_signal_hub_core.py the core's decision
 
 from __future__ import annotations
 
+import os
+import socket
+
 import anyio
 import anyio.abc
 import cbor2
@@ -280,4 +283,33 @@ async def test_a_thousand_sockets_from_one_address_leave_its_registered_client_s
             await _registers(host, port, CALLER)  # 127.0.0.1 is served again
             await legit.aclose()
         assert (stats.sockets_refused_per_ip, stats.sockets_refused) == (985, 0)
+        tg.cancel_scope.cancel()
+
+
+async def test_out_of_descriptors_the_hub_waits_and_then_serves_what_queued() -> None:
+    """With the process's descriptor table full, accepting fails (EMFILE): the hub counts it,
+    backs off instead of ending, and serves the connections the kernel queued meanwhile once
+    descriptors are free again."""
+    resource = pytest.importorskip("resource")
+    async with anyio.create_task_group() as tg:
+        server, host, port = await _hub(tg)
+        with anyio.fail_after(20):
+            clients = [socket.socket() for _ in range(3)]  # their descriptors exist already
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            lowest_free = os.open(os.devnull, os.O_RDONLY)  # the lowest free number
+            os.close(lowest_free)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+            try:
+                for client in clients:
+                    client.connect((host, port))  # queued by the kernel: no descriptor here
+                await until(lambda: server.accept_errors >= 1)
+                assert server.core.sockets == 0
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            await until(lambda: server.core.sockets == 3)
+            streams = [await anyio.abc.SocketStream.from_socket(c) for c in clients]
+            for stream in streams:
+                await stream.aclose()
+            await until(lambda: server.core.sockets == 0)
+            await _registers(host, port)
         tg.cancel_scope.cancel()
