@@ -26,12 +26,14 @@ __all__ = [
     "DhtConfig",
     "ExposeConfig",
     "HubConfig",
+    "IceTableConfig",
     "LimitsConfig",
     "MailboxConfig",
     "NatConfig",
     "NodeConfig",
     "QuicConfig",
     "SignalConfig",
+    "TurnServerConfig",
     "load_config",
     "parse_host_port",
 ]
@@ -320,6 +322,100 @@ class SignalConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TurnServerConfig:
+    """One ``[[ice.turn_servers]]`` entry (a2ald's ``turn_servers``): a TURN server with
+    static long-term credentials (coturn's ``lt-cred-mech``)."""
+
+    url: str
+    """``turn:host:port[?transport=udp|tcp]`` or ``turns:host:port`` (a2ald's form)."""
+    username: str
+    """The long-term credential's user name."""
+    credential: str = dataclasses.field(repr=False)
+    """Its password."""
+
+    def __post_init__(self) -> None:
+        for name in ("url", "username", "credential"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"ice.turn_servers entry needs a non-empty string {name}")
+        scheme = self.url.partition(":")[0].lower()
+        if scheme not in ("turn", "turns"):
+            raise ConfigError(f"ice.turn_servers url {self.url!r} must start with turn: or turns:")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class IceTableConfig:
+    """ICE beside the hole punch (a2al-wire §6.3; docs/ice.md): when a dial goes through a
+    signalling hub, both the caller and the callee also run an ICE agent over the same room
+    (host, server-reflexive and, with a TURN server, relay candidates) and QUIC runs over the
+    first pair that works when the punch found no path first. Names follow a2ald's
+    ``ice_stun_urls`` and ``turn_servers``. No STUN or TURN server is built in: only those
+    named here, or (``stun_urls`` empty) the STUN servers the node's ``[nat]`` asks."""
+
+    enabled: bool = True
+    """Run ICE beside the punch on hub dials and answers (false: the punch alone, the ICE
+    ``cred`` still sent because a2ald waits for it)."""
+    stun_urls: tuple[str, ...] = ()
+    """``stun:host:port`` servers for server-reflexive candidates (aioice asks the first);
+    empty: the STUN servers of ``[nat]`` (``nat.stun_servers``, or what the public-network
+    opt-in derives), none in private mode without them."""
+    turn_servers: tuple[TurnServerConfig, ...] = ()
+    """``[[ice.turn_servers]]`` tables with ``url``, ``username``, ``credential``: TURN
+    relays for relay candidates (aioice allocates on the first); empty: no relay."""
+    gather_timeout_s: float = 8.0
+    """Gathering candidates (STUN and TURN answers included) fails after this."""
+    credentials_timeout_s: float = 30.0
+    """How long the agent waits for the peer's ``cred`` (a2ald: 30 s)."""
+    connect_timeout_s: float = 30.0
+    """One ICE connection attempt gives up after this (a2ald: 30 s per hub); a dial ends
+    sooner at its own timeout."""
+    max_candidate_chars: int = 256
+    """Longest candidate string accepted from a peer (longer: dropped and counted)."""
+    max_remote_candidates: int = 64
+    """Candidates accepted from a peer per room (more: dropped and counted)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"ice.enabled must be true or false, got {self.enabled!r}")
+        if not isinstance(self.stun_urls, tuple) or not all(
+            isinstance(u, str) for u in self.stun_urls
+        ):
+            raise ConfigError('ice.stun_urls must be a list of "stun:host:port" strings')
+        for url in self.stun_urls:
+            scheme, sep, rest = url.partition(":")
+            if not sep or scheme.lower() != "stun" or not rest:
+                raise ConfigError(f"ice.stun_urls entry {url!r} must look like stun:host:port")
+        turns: object = self.turn_servers
+        if isinstance(turns, Mapping):
+            turns = (turns,)
+        if not isinstance(turns, tuple | list):
+            raise ConfigError("ice.turn_servers must be a list of [[ice.turn_servers]] tables")
+        built: list[TurnServerConfig] = []
+        for t in turns:
+            if isinstance(t, TurnServerConfig):
+                built.append(t)
+            elif isinstance(t, Mapping):
+                built.append(_build(TurnServerConfig, t, "ice.turn_servers."))
+            else:
+                raise ConfigError("ice.turn_servers entries must be tables (url, username, "
+                                  "credential)")  # fmt: skip
+        object.__setattr__(self, "turn_servers", tuple(built))
+        for name in ("gather_timeout_s", "credentials_timeout_s", "connect_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"ice.{name} must be a number, got {value!r}")
+            _positive(f"ice.{name}", value)
+        if not isinstance(self.max_candidate_chars, int) or not (
+            64 <= self.max_candidate_chars <= 4096
+        ):
+            raise ConfigError("ice.max_candidate_chars must be 64-4096 (pion's own are ~130)")
+        if not isinstance(self.max_remote_candidates, int) or not (
+            1 <= self.max_remote_candidates <= 4096
+        ):
+            raise ConfigError("ice.max_remote_candidates must be 1-4096")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LimitsConfig:
     """The node's resource budget: every limit on what peers and clients may make it hold.
 
@@ -497,6 +593,7 @@ class NodeConfig:
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     hub: HubConfig = dataclasses.field(default_factory=HubConfig)
     signal: SignalConfig = dataclasses.field(default_factory=SignalConfig)
+    ice: IceTableConfig = dataclasses.field(default_factory=IceTableConfig)
     expose: tuple[ExposeConfig, ...] = ()
     """MCP servers served to other agents over A2AL by ``serve`` and ``node run`` (each an
     ``[[expose]]`` table with ``command`` or ``url``, ``topics``, ``aid``, ``allow``,
@@ -539,6 +636,7 @@ class NodeConfig:
             "limits": LimitsConfig,
             "hub": HubConfig,
             "signal": SignalConfig,
+            "ice": IceTableConfig,
         }
         kwargs: dict[str, Any] = {}
         top = {f.name for f in dataclasses.fields(cls)} - set(sections)

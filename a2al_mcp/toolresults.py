@@ -258,7 +258,8 @@ class ResolveResult(ToolResult):
     )
     connection: dict[str, Any] | None = Field(
         None, description="Our live connection to the agent, if we dialled one: path "
-        "('direct' or 'punched'), addr, dial_s (from the start of the dial to the connection)."
+        "('direct', 'punched', 'ice' or 'relay'), addr, dial_s (from the start of the dial "
+        "to the connection)."
     )  # fmt: skip
 
 
@@ -269,7 +270,8 @@ class ConnectResult(ToolResult):
     hint: str
     path: str | None = Field(
         None, description="How the connection came up: 'direct' (QUIC to a published "
-        "address) or 'punched' (a hole punch through a hub the agent's record names)."
+        "address), 'punched' (a hole punch through a hub the agent's record names), 'ice' "
+        "(an ICE pair found through such a hub) or 'relay' (an ICE pair through a TURN relay)."
     )  # fmt: skip
     addr: str | None = Field(None, description="The agent's address on that path, host:port.")
     dial_s: float | None = Field(

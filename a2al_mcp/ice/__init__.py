@@ -16,7 +16,7 @@ is not here: this package takes and returns strings.  See docs/ice.md.
 from __future__ import annotations
 
 from .candidates import UnsupportedCandidate, parse_candidate, render_candidate
-from .config import IceConfig, TurnServer, parse_stun_url, parse_turn_url
+from .config import IceConfig, TurnServer, ice_config, parse_stun_url, parse_turn_url
 from .credentials import IceCredentials
 from .path import DatagramLink, accept_over_ice, dial_over_ice, path_label
 from .selected import PairKind, SelectedPair, pair_kind
@@ -34,6 +34,7 @@ __all__ = [
     "UnsupportedCandidate",
     "accept_over_ice",
     "dial_over_ice",
+    "ice_config",
     "pair_kind",
     "parse_candidate",
     "parse_stun_url",

@@ -18,10 +18,11 @@ from typing import Final, Literal
 from urllib.parse import parse_qs
 
 from .._types import Addr
+from ..config import IceTableConfig
 from ..errors import ConfigError
 from .candidates import MAX_CANDIDATE_CHARS
 
-__all__ = ["IceConfig", "TurnServer", "parse_stun_url", "parse_turn_url"]
+__all__ = ["IceConfig", "TurnServer", "ice_config", "parse_stun_url", "parse_turn_url"]
 
 STUN_PORT: Final = 3478
 TURNS_PORT: Final = 5349
@@ -153,3 +154,24 @@ class IceConfig:
     def turn_server(self) -> TurnServer | None:
         """The TURN server a session allocates on (the first), or None."""
         return self.turn_servers[0] if self.turn_servers else None
+
+
+def ice_config(table: IceTableConfig, *, nat_stun: tuple[Addr, ...] = ()) -> IceConfig:
+    """The :class:`IceConfig` of the node's ``[ice]`` table: its ``stun_urls`` (empty: the
+    node's ``[nat]`` STUN servers ``nat_stun``, resolved), its ``[[ice.turn_servers]]``,
+    timeouts and limits. Never a server that is not named in one of the two.
+
+    Raises:
+        ConfigError: a URL that does not parse.
+    """
+    stun = tuple(parse_stun_url(u) for u in table.stun_urls) or tuple(nat_stun)
+    turn = tuple(parse_turn_url(t.url, t.username, t.credential) for t in table.turn_servers)
+    return IceConfig(
+        stun_servers=stun,
+        turn_servers=turn,
+        gather_timeout_s=table.gather_timeout_s,
+        credentials_timeout_s=table.credentials_timeout_s,
+        connect_timeout_s=table.connect_timeout_s,
+        max_candidate_chars=table.max_candidate_chars,
+        max_remote_candidates=table.max_remote_candidates,
+    )

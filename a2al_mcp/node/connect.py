@@ -4,13 +4,14 @@
 every ``quic://``/``udp://`` endpoint of the remote's endpoint record (IP literals, de-duplicated,
 IPv6 only where our socket can send it), starting one attempt every 250 ms until one is
 verified; the others are closed. When the record names signalling hubs and a ``hub_path`` is
-given, a hole punch through them runs beside the direct dial, started at once or after a
-head start as :func:`~a2al_mcp.node.dial_strategy.plan_dial` decides from both sides' NAT
-types; the first verified connection wins, the other path is cancelled. The winning path
-(kind, address, time) is kept per connection (:meth:`Connector.path`) and per peer in a
-bounded, expiring :class:`~a2al_mcp.node.dial_strategy.PathCache` that orders the next cold
-dial; a failed dial names every path it tried and how long each took (:attr:`Connector.
-last_tries`). Failed dials back off 15 s, doubling to 5 min. Pooled
+given, a call through them (hole punch and ICE, :mod:`a2al_mcp.node.punch_paths`) runs beside
+the direct dial, started at once or after a head start as
+:func:`~a2al_mcp.node.dial_strategy.plan_dial` decides; the first verified connection wins,
+the other path is cancelled. The winning path (kind: ``direct``, ``punched``, ``ice`` or
+``relay``; the peer's address on it; time) is kept per connection (:meth:`Connector.path`)
+and per peer in a bounded, expiring :class:`~a2al_mcp.node.dial_strategy.PathCache` that
+orders the next cold dial; a failed dial names every path it tried and how long each took
+(:attr:`Connector.last_tries`). Failed dials back off 15 s, doubling to 5 min. Pooled
 connections are pinged every ``quic.keepalive_s`` (25 s, §5.1) and closed after 5 min without
 use. The timers are a2ald's (:mod:`a2al_mcp.protocol.timers`).
 """
@@ -40,9 +41,19 @@ from ..protocol.timers import (
 )
 from ..transport.certificates import LocalCertificate
 from ..transport.peer import PeerConnection, QuicService
-from .dial_strategy import DIRECT, PUNCHED, PathCache, PathKind, PathTry, UsedPath, plan_dial
+from .dial_strategy import (
+    DIRECT,
+    ICE,
+    PUNCHED,
+    RELAY,
+    PathCache,
+    PathKind,
+    PathTry,
+    UsedPath,
+    plan_dial,
+)
 
-__all__ = ["Connector", "DialTarget", "HubPath", "dial_targets"]
+__all__ = ["Connector", "DialTarget", "HubPath", "dial_targets", "hub_kind"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +103,18 @@ class DialTarget:
 
 
 HubPath: TypeAlias = Callable[[LocalCertificate, Aid, tuple[str, ...]], Awaitable[PeerConnection]]
-"""``hub_path(local, remote, hubs)``: a verified connection through a punch over ``hubs``
-(raises ``Unreachable``); :meth:`a2al_mcp.node.punch_paths.HubCaller.connect`."""
+"""``hub_path(local, remote, hubs)``: a verified connection through ``hubs`` (raises
+``Unreachable``): a punch's on the main socket, or one over an ICE pair (its ``path``
+labelled ``ice`` or ``relay``); :meth:`a2al_mcp.node.punch_paths.HubCaller.connect`."""
+
+
+def hub_kind(pc: PeerConnection) -> tuple[PathKind, Addr]:
+    """What a connection from the hubs came up on, and the peer's address on it."""
+    path = pc.path
+    if path is None:
+        return PUNCHED, pc.addr
+    kind: PathKind = RELAY if path.label == RELAY else ICE
+    return kind, path.remote or pc.addr
 
 
 @dataclasses.dataclass(slots=True)
@@ -249,7 +270,7 @@ class Connector:
                          has_direct=bool(targets), cached=cached)  # fmt: skip
         if plan.direct_first in targets:
             targets = [plan.direct_first, *(t for t in targets if t != plan.direct_first)]
-        won: list[tuple[PeerConnection, PathKind]] = []
+        won: list[tuple[PeerConnection, PathKind, Addr]] = []
         tries: list[PathTry] = []
         failures: list[BaseException] = []
         direct_over = anyio.Event()
@@ -269,7 +290,7 @@ class Connector:
             except BaseException:
                 record(DIRECT, began, _STOPPED)
                 raise
-            won.append((pc, DIRECT))
+            won.append((pc, DIRECT, pc.addr))
             record(DIRECT, began, "won")
             tg.cancel_scope.cancel()
 
@@ -290,8 +311,9 @@ class Connector:
             except BaseException:
                 record(PUNCHED, began, _STOPPED)
                 raise
-            won.append((pc, PUNCHED))
-            record(PUNCHED, began, "won")
+            kind, addr = hub_kind(pc)
+            won.append((pc, kind, addr))
+            record(kind, began, "won")
             tg.cancel_scope.cancel()
 
         with anyio.move_on_after(timeout_s):
@@ -309,11 +331,11 @@ class Connector:
                 dataclasses.replace(t, outcome="lost") if t.outcome == _STOPPED else t
                 for t in tries
             )
-            pc, kind = won[0]
-            for extra, extra_kind in won[1:]:  # both paths came up in the same instant
-                if extra_kind == DIRECT:  # a punch's dial stays (see punch_paths.quic_dial)
+            pc, kind, addr = won[0]
+            for extra, extra_kind, _ in won[1:]:  # both paths came up in the same instant
+                if extra_kind != PUNCHED:  # a punch's dial stays (see punch_paths.quic_dial)
                     extra.close(0, "another path won")
-            used = UsedPath(kind, pc.addr, took, took)
+            used = UsedPath(kind, addr, took, took)
             self._used = {c: u for c, u in self._used.items() if not c.closed}
             self._used[pc] = used
             self.paths.put(remote, used, self._now())
@@ -322,7 +344,7 @@ class Connector:
             else:
                 self.punch_wins += 1
             logger.info("connect.up peer=%s path=%s addr=%s took=%.3f plan=%s", remote.short(),
-                        kind, pc.addr, took, plan.reason)  # fmt: skip
+                        kind, addr, took, plan.reason)  # fmt: skip
             return pc
         self.paths.forget(remote)
         tries = [t if t.outcome != _STOPPED else dataclasses.replace(t, outcome="no answer")

@@ -1,31 +1,34 @@
 """Which paths a dial starts, and when: a pure decision from both sides' facts, and what worked.
 
-A dial has two kinds of path (issue 18): **direct** (QUIC to the URLs of the target's endpoint
-record, Happy Eyeballs in :class:`~a2al_mcp.node.connect.Connector`) and **punched** (a call
-through every hub the record names, the ICE ``cred`` and the hole punch as initiator from the
-main socket, :mod:`a2al_mcp.node.punch_paths`). :func:`plan_dial` says when the hub path
-starts relative to the direct one:
+A dial has two ways to a target (issue 18): **direct** (QUIC to the URLs of the target's
+endpoint record, Happy Eyeballs in :class:`~a2al_mcp.node.connect.Connector`) and **through
+the hubs** the record names (:mod:`a2al_mcp.node.punch_paths`: in each hub's room the hole
+punch as initiator from the main socket and ICE with QUIC over its selected pair). A
+connection that came up reports its :data:`PathKind`: ``direct``, ``punched`` (the punch),
+``ice`` (an ICE pair, host or server-reflexive) or ``relay`` (an ICE pair through a TURN
+relay). :func:`plan_dial` says when the hub path starts relative to the direct one:
 
 * no hub named: never (direct only);
-* the target is behind a restricting NAT (record ``nat_type`` 2, 3 or 4), or what worked last
-  time for this peer was the punch: **at once**, in parallel with direct. A cold direct dial
-  into a restricted or port-restricted NAT is doomed (its NAT drops our Initial until the
-  target sent to us), and a2ald 0.3.5 loses ~2 s exactly there by waiting a fixed stagger;
-* we are behind a restricting NAT ourselves (our ``nat_type`` 2-4) and the target says
-  unknown (0) or public/full cone (1): **at once** too. A ``1`` is no evidence: a2ald 0.3.5
-  publishes a port-restricted NAT as 1 (NAT testbed README D5), and two NATs in between make
-  a cold direct dial unlikely; a target that really is public still answers direct within a
+* no URL we can dial: the hubs only;
+* the target is behind a restricting NAT (record ``nat_type`` 2, 3 or 4), we are (our
+  ``nat_type`` 2-4), or the hub worked last time for this peer: **at once**, in parallel
+  with direct;
+* otherwise (the target says unknown (0) or public/full cone (1)) **at once** too, unless
+  what worked last time for this peer (:class:`PathCache`) was direct. A record's
+  ``nat_type`` cannot be trusted to say that a cold direct dial will work: a2ald 0.3.5
+  publishes a port-restricted NAT as 1 (NAT testbed README D5), where a cold direct dial is
+  doomed (the NAT drops our Initial until the target sent to us) and a2ald itself loses ~2 s
+  waiting for a fixed stagger; a target that really is public still answers direct within a
   round trip, and the spare call costs one room at the hub;
-* otherwise (we are public, full cone or do not know yet): direct is likely and answers
-  within one round trip (the QUIC Initial/Handshake flight); the hub starts only if it has not
-  answered within a **head start** of 3 RTTs (the last RTT to this peer, when the cache knows
-  one), at least 150 ms, at most 500 ms (no RTT known: 500 ms, above an intercontinental RTT),
-  so a lost Initial does not yet ring the hub but a stale record costs well under a second.
-  A direct dial that fails outright (every address refused) ends the head start at once.
+* direct worked last time: direct is likely and answers within one round trip; the hub
+  starts only if it has not answered within a **head start** of 3 RTTs (the last RTT to this
+  peer), at least 150 ms, at most 500 ms, so a lost Initial does not yet ring the hub but a
+  stale cache entry costs well under a second. A direct dial that fails outright (every
+  address refused) ends the head start at once.
 
 The winner's path (kind, address, RTT) is remembered per peer in :class:`PathCache`, bounded
 and expiring, so the next cold dial tries that address first (direct) or rings the hub at
-once (punched).
+once (punched, ICE, relay).
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ from ..identity.aid import Aid
 
 __all__ = [
     "DIRECT",
+    "HUB_KINDS",
+    "ICE",
     "PUNCHED",
+    "RELAY",
     "DialPlan",
     "PathCache",
     "PathKind",
@@ -49,9 +55,13 @@ __all__ = [
     "plan_dial",
 ]
 
-PathKind = Literal["direct", "punched"]
+PathKind = Literal["direct", "punched", "ice", "relay"]
 DIRECT: Final = "direct"
 PUNCHED: Final = "punched"
+ICE: Final = "ice"
+RELAY: Final = "relay"
+HUB_KINDS: Final = frozenset({PUNCHED, ICE, RELAY})
+"""The kinds of path a call through a hub brings up."""
 
 HEAD_START_MIN_S: Final = 0.15
 HEAD_START_MAX_S: Final = 0.5
@@ -122,16 +132,18 @@ def plan_dial(
         return DialPlan(first, None, "no hub in the record: direct only")
     if not has_direct:
         return DialPlan(None, 0.0, "no dialable URL: the hub only")
-    if cached is not None and cached.kind == PUNCHED:
-        return DialPlan(None, 0.0, "the punch worked last time: hub at once")
+    if cached is not None and cached.kind in HUB_KINDS:
+        return DialPlan(None, 0.0, f"the hub ({cached.kind}) worked last time: hub at once")
     if target_nat in RESTRICTED:
         return DialPlan(first, 0.0, f"target behind a NAT (type {target_nat}): hub at once")
-    rtt = cached.rtt_s if cached is not None else None
     if own_nat in RESTRICTED:
         return DialPlan(first, 0.0, f"we are behind a NAT (type {own_nat}) and the target's "
                         f"type {target_nat} proves nothing: hub at once")  # fmt: skip
-    wait = head_start_s(rtt)
-    return DialPlan(first, wait, f"target type {target_nat}: hub after {wait:.2f} s")
+    if cached is None:
+        return DialPlan(None, 0.0, f"target type {target_nat} proves nothing and direct has "
+                        "not worked before: hub at once")  # fmt: skip
+    wait = head_start_s(cached.rtt_s)
+    return DialPlan(first, wait, f"direct worked last time: hub after {wait:.2f} s")
 
 
 class PathCache:

@@ -1,47 +1,85 @@
 """The hole punch from the node's main socket, both roles' shared pieces and the caller's side.
 
 Shared with the callee (:mod:`a2al_mcp.node.traversal`): the probe datagram (:data:`PROBE`),
-our external addresses for ``punch-init``/``punch-ack`` (:func:`punch_addrs`) and the punch's
-QUIC dial (:func:`quic_dial`).
+our external addresses for ``punch-init``/``punch-ack`` (:func:`punch_addrs`), the punch's
+QUIC dial (:func:`quic_dial`), and the ICE agent's side of a room: :func:`offer_ice`
+(gather, one ``cand`` per candidate, ``eoc``), :func:`feed_ice` (the peer's ``cred``,
+``cand``, ``eoc`` from the room's :class:`~a2al_mcp.signal.room_mux.RoomMux`; bad input is
+counted by the session and dropped) and :func:`accept_ice` (the callee: QUIC over the pair).
 
 :class:`HubCaller` is the caller's side (issue 18): it calls the target through **every** hub
 its endpoint record names at once (a2ald does all hubs in parallel; the target's traversal
-answers the first and drops the same call through another hub), sends our ICE ``cred`` (an
-a2ald callee punches only once it holds it) and runs the punch as initiator
-(:func:`~a2al_mcp.signal.punch_service.punch_over_room`) with probes and QUIC dials from the
-main socket. The first room whose punch finds a path wins, the others are cancelled. The
-connection it returns is one **we** dialled (the partner serves requests only on connections
-it accepted, see ``signal.callee_dials``): when the punch ended through the partner's
-connection to us, our dial to the same address, now through both NATs, is waited for or made
-again. Glare (the partner calls us at the same moment and the hub pairs the two callers) is the
-punch core's to settle; each side ends with the connection it dialled.
+answers the first and drops the same call through another hub). In each room it sends the
+``cred`` of that room's own ICE agent (controlling; an a2ald callee punches only once it
+holds a ``cred``), then runs two techniques over the one room: the punch as initiator
+(:class:`~a2al_mcp.signal.punch_service.PunchSession`) with probes and QUIC dials from the
+main socket, and ICE (:class:`~a2al_mcp.ice.session.IceSession`: host, server-reflexive and,
+with ``[[ice.turn_servers]]``, relay candidates) with QUIC over its selected pair
+(:func:`~a2al_mcp.ice.path.dial_over_ice`, labelled ``ice`` or ``relay``). The first verified
+connection of any room and technique wins; the rest is cancelled, every ICE agent that did
+not win closed (its sockets and TURN allocation released). aioice nominates aggressively when
+controlling: the first pair whose check succeeds is taken, so a relay pair is taken as soon
+as its check succeeds, before any fixed wait (pion's 2 s relay acceptance). The punch's
+connection is one **we** dialled (the partner serves requests only on connections it
+accepted, see ``signal.callee_dials``): when the punch ended through the partner's connection
+to us, our dial to the same address, now through both NATs, is waited for or made again.
+Glare (the partner calls us at the same moment and the hub pairs the two callers) is the
+punch core's to settle; each side ends with the connection it dialled. With ``ice.enabled``
+off, the ``cred`` is a throwaway and only the punch runs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._clock import Clock
 from .._random import Rng
 from .._types import Addr
-from ..config import SignalConfig
-from ..errors import A2ALError, DecodeError, HandshakeFailed, NotFound, Unreachable
+from ..config import NodeConfig, SignalConfig
+from ..errors import (
+    A2ALError,
+    ConnectionClosed,
+    DecodeError,
+    HandshakeFailed,
+    LimitExceeded,
+    NotFound,
+    Unreachable,
+    UsageError,
+)
+from ..ice.config import IceConfig, ice_config
 from ..ice.credentials import IceCredentials
+from ..ice.path import accept_over_ice, dial_over_ice
+from ..ice.selected import SelectedPair
+from ..ice.session import IceSession
 from ..identity.aid import Aid
 from ..nat.types import NatView
 from ..signal.client_service import call
 from ..signal.frames import Frame
 from ..signal.punch_core import PunchAttempt, PunchLimits
-from ..signal.punch_service import PunchSession, punch_over_room
+from ..signal.punch_service import PunchSession
+from ..signal.room_mux import RoomMux
+from ..signal.room_socket import RoomSocket
 from ..transport.certificates import LocalCertificate
 from ..transport.peer import PeerConnection, QuicService
 
-__all__ = ["PROBE", "HubCaller", "punch_addrs", "quic_dial"]
+__all__ = [
+    "PROBE",
+    "HubCaller",
+    "accept_ice",
+    "connect_ice",
+    "feed_ice",
+    "node_ice",
+    "offer_ice",
+    "punch_addrs",
+    "quic_dial",
+    "room_mux",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +123,100 @@ async def quic_dial(service: QuicService, local: Aid, remote: Aid, addr: Addr,
     return False
 
 
+def node_ice(config: NodeConfig, nat_stun: tuple[Addr, ...]) -> IceConfig | None:
+    """The ICE agent's configuration from the node's ``[ice]`` (``stun_urls`` empty: the
+    ``[nat]`` STUN servers ``nat_stun`` the node asks, resolved); None with ``ice.enabled``
+    off."""
+    return ice_config(config.ice, nat_stun=nat_stun) if config.ice.enabled else None
+
+
+def room_mux(room: RoomSocket, punch: PunchSession, ice: IceSession | None,
+             config: IceConfig | None) -> RoomMux:  # fmt: skip
+    """The reader of one room for the punch and, when ``ice`` runs, its ICE agent (bounded
+    by ``config``'s candidate limits)."""
+    if ice is None or config is None:
+        return RoomMux(room, punch=punch, ice=False)
+    return RoomMux(room, punch=punch, ice=True, max_candidates=config.max_remote_candidates,
+                   max_candidate_chars=config.max_candidate_chars)  # fmt: skip
+
+
+async def offer_ice(ice: IceSession, send: Callable[[Frame], Awaitable[None]]) -> None:
+    """Gather and send our candidates (one ``cand`` each, pion's grammar), then ``eoc``."""
+    for text in await ice.gather():
+        await send(Frame("cand", c=text))
+    await send(Frame("eoc"))
+
+
+async def feed_ice(ice: IceSession, frames: MemoryObjectReceiveStream[Frame]) -> bool:
+    """Hand the peer's ``cred``/``cand``/``eoc`` to ``ice`` until the room closes (then the
+    candidates have ended, so that ICE fails once their checks did); whether a ``cred`` came.
+    Input the session refuses (malformed, unsupported, over its limit, changed credentials)
+    is counted there (:meth:`~a2al_mcp.ice.session.IceSession.statistics`) and dropped."""
+    got_cred = False
+    with frames:
+        async for frame in frames:
+            try:
+                if frame.t == "cred":
+                    ice.set_remote_credentials(frame.u, frame.p)
+                    got_cred = True
+                elif frame.t == "cand":
+                    await ice.add_remote_candidate(frame.c)
+                elif frame.t == "eoc":
+                    await ice.end_of_candidates()
+            except (DecodeError, LimitExceeded, UsageError) as exc:
+                log.debug("ice.remote_refused frame=%s error=%s", frame.t, exc)
+    await ice.end_of_candidates()  # the room closed: nothing more will come
+    return got_cred
+
+
+async def connect_ice(ice: IceSession, mux: RoomMux,
+                      send: Callable[[Frame], Awaitable[None]]) -> SelectedPair:  # fmt: skip
+    """Offer our candidates into the room, feed the peer's from ``mux``, connect.
+
+    Raises:
+        Unreachable: every pair failed, or the room closed before the peer's ``cred``.
+        RequestTimeout: no pair within ``connect_timeout_s``.
+    """
+    pair: SelectedPair | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def feed() -> None:
+            if not await feed_ice(ice, mux.ice_frames):
+                tg.cancel_scope.cancel()  # no credentials will ever come
+
+        tg.start_soon(feed)
+        await offer_ice(ice, send)
+        pair = await ice.connect()
+        tg.cancel_scope.cancel()
+    if pair is None:
+        raise Unreachable("the room closed before the peer's ICE credentials",
+                          operation="ICE connect")  # fmt: skip
+    return pair
+
+
+async def accept_ice(service: QuicService, ice: IceSession, timeout_s: float) -> PeerConnection:
+    """The callee's QUIC over a connected ICE ``ice``: the caller's connection, served by the
+    node like any accepted one, once verified within ``timeout_s``. The path owns ``ice``
+    from here: without a connection in time the path is closed (and with it the session).
+
+    Raises:
+        Unreachable: no verified connection over the pair in time.
+    """
+    path = accept_over_ice(service, ice)
+    try:
+        with anyio.fail_after(timeout_s):
+            pc = await path.wait_connection()
+            await pc.wait_ready()
+    except (TimeoutError, ConnectionClosed, HandshakeFailed) as exc:
+        path.close("no connection over the ICE pair")
+        raise Unreachable(f"no QUIC connection over the ICE pair within {timeout_s:g} s",
+                          operation="ICE accept") from exc  # fmt: skip
+    except BaseException:
+        path.close("cancelled")
+        raise
+    return pc
+
+
 class HubCaller:
     """See the module docstring.
 
@@ -96,6 +228,8 @@ class HubCaller:
         nat_type: our NAT type now (``nt``).
         send_datagram: sends one datagram from the main socket (the probes).
         limits: the punch's timings.
+        ice: called per room for the ICE agent's servers and limits (``[ice]`` and the
+            node's STUN servers now); None: the punch alone.
     """
 
     def __init__(
@@ -109,6 +243,7 @@ class HubCaller:
         nat_type: Callable[[], int],
         send_datagram: Callable[[bytes, Addr], None],
         limits: PunchLimits | None = None,
+        ice: Callable[[], IceConfig | None] | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -118,9 +253,15 @@ class HubCaller:
         self._nat_type = nat_type
         self._send_datagram = send_datagram
         self._limits = limits or PunchLimits()
+        self._ice = ice
         self._expecting: dict[Aid, list[PunchSession]] = {}
         self.calls = 0
         self.punched = 0
+        """Dials won by a punch."""
+        self.ice_won = 0
+        """Dials won by an ICE pair (direct or server-reflexive)."""
+        self.relay_won = 0
+        """Dials won by an ICE pair through a TURN relay."""
         self.failed = 0
 
     # -- from the node ------------------------------------------------------------------
@@ -140,11 +281,12 @@ class HubCaller:
     async def connect(
         self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...]
     ) -> PeerConnection:
-        """A verified connection from ``local`` to ``remote`` through a punch over one of
-        ``hubs`` (all called at once).
+        """A verified connection from ``local`` to ``remote`` through one of ``hubs`` (all
+        called at once): a punch's (on the main socket) or an ICE pair's (its ``path`` is
+        labelled ``ice`` or ``relay``).
 
         Raises:
-            Unreachable: no hub's punch found a path (the reasons, per hub).
+            Unreachable: no hub gave a path (the reasons, per hub and technique).
         """
         self.calls += 1
         won: list[PeerConnection] = []
@@ -159,42 +301,112 @@ class HubCaller:
             except (A2ALError, DecodeError, OSError) as exc:
                 reasons.append(f"{hub}: {exc!r}")
                 return
-            if not won:
-                won.append(pc)
-                tg.cancel_scope.cancel()
+            if won:  # another hub's path came up in the same instant
+                if pc.path is not None:
+                    pc.close(0, "another path won")
+                return
+            won.append(pc)
+            tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
             for hub in hubs:
                 tg.start_soon(through, hub, tg)
         if won:
-            self.punched += 1
+            kind = "punched" if won[0].path is None else won[0].path.label
+            if kind == "relay":
+                self.relay_won += 1
+            elif kind == "ice":
+                self.ice_won += 1
+            else:
+                self.punched += 1
             return won[0]
         self.failed += 1
-        raise Unreachable("punch through " + ("; ".join(reasons) or "no hub"),
+        raise Unreachable("through the hubs: " + ("; ".join(reasons) or "no hub"),
                           aid=remote, operation="connect")  # fmt: skip
 
     async def _through(self, hub: str, local: LocalCertificate, remote: Aid) -> PeerConnection:
+        """One hub: the punch and ICE over its room, the first verified connection."""
         room = await call(hub, str(local.aid), str(remote),
                           max_message_bytes=self._config.max_frame_bytes)  # fmt: skip
         quic = _CallerQuic(self._service, local, remote)
         sessions = self._expecting.setdefault(remote, [])
+        config = None if self._ice is None else self._ice()
+        ice = None
+        if config is not None:
+            ice = IceSession(config, controlling=True, clock=self._clock, rng=self._rng)
+        won: list[PeerConnection] = []
+        reasons: list[str] = []
+        gone: list[NotFound] = []
         try:
-            cred = IceCredentials.generate(self._rng)
-            await room.send(Frame("cred", u=cred.ufrag, p=cred.pwd))
+            cred = ice.local_credentials if ice is not None else IceCredentials.generate(self._rng)
+            await room.send(Frame("cred", u=cred.ufrag, p=cred.pwd))  # first: a2ald waits for it
             attempt = PunchAttempt(initiator=True, local_addrs=self._punch_addrs(),
                                    nat_type=self._nat_type(), limits=self._limits)  # fmt: skip
-            result = await punch_over_room(room, attempt, sender=self, quic=quic,
-                                           clock=self._clock,
-                                           on_session=sessions.append)  # fmt: skip
+            session = PunchSession(attempt, send_frame=room.send, sender=self, quic=quic,
+                                   clock=self._clock)  # fmt: skip
+            sessions.append(session)
+            mux = room_mux(room, session, ice, config)
+
+            async def read(scope: anyio.CancelScope) -> None:
+                try:
+                    await mux.run()
+                except NotFound as exc:  # noagent: nothing to wait for in this room
+                    gone.append(exc)
+                    scope.cancel()
+
+            async def punch() -> PeerConnection:
+                result = await session.run()
+                log.info("punch.caller_up peer=%s addr=%s round=%d", remote.short(),
+                         result.addr, result.round)  # fmt: skip
+                return await quic.own_connection(result.addr)
+
+            async def over_ice() -> PeerConnection:
+                assert ice is not None
+                pair = await connect_ice(ice, mux, room.send)
+                log.info("ice.caller_up peer=%s kind=%s remote=%s rtt=%s", remote.short(),
+                         pair.kind, pair.remote, pair.rtt_s)  # fmt: skip
+                pc = dial_over_ice(self._service, local, remote, ice)
+                try:
+                    await pc.wait_ready()
+                except BaseException:
+                    pc.close(0, "no connection over the ICE pair")
+                    raise
+                return pc
+
+            async def contend(name: str, fn: Callable[[], Awaitable[PeerConnection]],
+                              race: anyio.abc.TaskGroup) -> None:  # fmt: skip
+                try:
+                    pc = await fn()
+                except (A2ALError, DecodeError, OSError) as exc:
+                    reasons.append(f"{name}: {exc}")
+                    return
+                if won:
+                    if pc.path is not None:
+                        pc.close(0, "another path won")
+                    return
+                won.append(pc)
+                race.cancel_scope.cancel()
+
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(read, outer.cancel_scope)
+                async with anyio.create_task_group() as race:
+                    race.start_soon(contend, "punch", punch, race)
+                    if ice is not None:
+                        race.start_soon(contend, "ICE", over_ice, race)
+                outer.cancel_scope.cancel()
         finally:
             self._expecting[remote] = [s for s in sessions if not s.attempt.done]
             if not self._expecting[remote]:
                 del self._expecting[remote]
             with anyio.CancelScope(shield=True):
                 await room.aclose()
-        log.info("punch.caller_up peer=%s addr=%s round=%d", remote.short(), result.addr,
-                 result.round)  # fmt: skip
-        return await quic.own_connection(result.addr)
+                if ice is not None and not (won and won[0].path is not None):
+                    await ice.close()  # its sockets and TURN allocation
+        if won:
+            return won[0]
+        if gone:
+            raise gone[0]
+        raise Unreachable("; ".join(reasons) or "cancelled", aid=remote, operation="connect")
 
 
 class _CallerQuic:

@@ -22,12 +22,22 @@ of one call (a hub that went away, a room that never paired, a punch that found 
 that call only and is counted in :class:`TraversalStats`. The hub set is looked at every
 ``watch_interval_s``: :class:`SignalService` tells nobody when a hub acknowledges or drops.
 The probe, our punch addresses and the punch's QUIC dial are shared with the caller's side
-(:mod:`a2al_mcp.node.punch_paths`). Running full ICE beside the punch is not here yet
-(docs/signal.md, "In the node").
+(:mod:`a2al_mcp.node.punch_paths`).
+
+With ICE (``ice``, the node's ``[ice]``), each answer also runs an ICE agent (controlled) over
+the same room: its ``cred`` is the one sent first, its candidates follow as ``cand`` frames
+and ``eoc``, the caller's are fed to it by the room's
+:class:`~a2al_mcp.signal.room_mux.RoomMux`. When a pair is selected, QUIC is accepted over it
+(``accept_ice``): the caller's connection is served by the node like any accepted one. The
+caller decides which path it uses, so a punch that found its path first does not end ICE at
+once: the agent keeps going until the room closes (the caller is done), ICE ends, or
+:data:`ICE_AFTER_PUNCH_S` passed. An agent without a connection is closed (sockets and TURN
+allocation released) when the answer ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -41,22 +51,28 @@ from .._random import Rng
 from .._types import Addr
 from ..config import SignalConfig
 from ..errors import A2ALError, DecodeError, NotFound, Unreachable
+from ..ice.config import IceConfig
 from ..ice.credentials import IceCredentials
+from ..ice.path import path_label
+from ..ice.session import IceSession
 from ..identity.aid import Aid
 from ..signal.client_service import SignalService, answer
 from ..signal.effects import IncomingCall
 from ..signal.frames import Frame
-from ..signal.punch_core import Finish, PunchAttempt, PunchLimits
-from ..signal.punch_service import PunchSession, punch_over_room
+from ..signal.punch_core import PunchAttempt, PunchLimits
+from ..signal.punch_service import PunchSession
 from ..signal.room_socket import RoomSocket
 from ..signal.ws_server import HubServer
-from .punch_paths import PROBE, punch_addrs, quic_dial
+from .punch_paths import PROBE, connect_ice, punch_addrs, quic_dial, room_mux
 
 __all__ = ["PROBE", "CalleeTraversal", "TraversalStats", "own_hub_url", "punch_addrs", "quic_dial"]
 
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S: Final = 0.5
+ICE_AFTER_PUNCH_S: Final = 10.0
+"""After our punch found its path, how long ICE may still bring the caller's connection (the
+caller takes whichever comes up first on its side)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -69,9 +85,16 @@ class TraversalStats:
     """Rooms joined (the ``cred`` sent, the punch started)."""
     punched: int = 0
     """Answers whose punch found a path (a QUIC connection came up either way)."""
+    ice_connected: int = 0
+    """Answers where the caller's QUIC connection came up over an ICE pair (direct or
+    server-reflexive)."""
+    relay_connected: int = 0
+    """Answers where it came up over an ICE pair through a TURN relay."""
+    ice_failed: int = 0
+    """Answers whose ICE agent ended without a connection (no pair, no QUIC over it)."""
     punch_failed: int = 0
-    """Answers that ended without a path: no handshake, no ``punch-go``, no packet through,
-    the room closed, or ``answer_timeout_s``."""
+    """Answers that ended without a path (neither the punch nor ICE): no handshake, no
+    ``punch-go``, no packet through, the room closed, or ``answer_timeout_s``."""
     refused: int = 0
     """Calls not answered: not for a published identity, malformed AIDs, one already running
     for that caller, or ``max_answers`` reached."""
@@ -119,6 +142,10 @@ class CalleeTraversal:
             the callee does not dial (``signal.callee_dials`` off), it probes and accepts.
         on_change: the set of live hubs changed (republish the endpoint records).
         limits: the punch's timings.
+        ice: called per answer for the ICE agent's servers and limits; None: the punch alone.
+        accept_ice: ``accept_ice(session)``: the caller's verified QUIC connection over the
+            connected ICE ``session`` (raises ``Unreachable``); the node serves it. Needed
+            with ``ice``.
     """
 
     def __init__(
@@ -137,6 +164,8 @@ class CalleeTraversal:
         on_change: Callable[[], None],
         limits: PunchLimits | None = None,
         watch_interval_s: float = WATCH_INTERVAL_S,
+        ice: Callable[[], IceConfig | None] | None = None,
+        accept_ice: Callable[[IceSession], Awaitable[object]] | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -151,6 +180,8 @@ class CalleeTraversal:
         self._on_change = on_change
         self._limits = limits or PunchLimits()
         self._watch_s = watch_interval_s
+        self._ice = ice if accept_ice is not None else None
+        self._accept_ice = accept_ice
         self.hub: HubServer | None = None
         """The hub we serve (its ``core.stats`` count what it refused), once it listens."""
         self.hub_addr: Addr | None = None
@@ -296,13 +327,11 @@ class CalleeTraversal:
                                     max_message_bytes=self._config.max_frame_bytes)  # fmt: skip
                 self.stats.answered += 1
                 try:
-                    result = await self._punch(room, caller, target)
+                    how = await self._traverse(room, caller, target)
                 finally:
                     with anyio.CancelScope(shield=True):
                         await room.aclose()
-            self.stats.punched += 1
-            log.info("traversal.punched caller=%s addr=%s round=%d", caller.short(),
-                     result.addr, result.round)  # fmt: skip
+            log.info("traversal.up caller=%s path=%s", caller.short(), how)
         except (Unreachable, NotFound, TimeoutError) as exc:
             self.stats.punch_failed += 1
             self.stats.last_error = str(exc) or type(exc).__name__
@@ -314,18 +343,91 @@ class CalleeTraversal:
         finally:
             self._busy.discard(caller)
 
-    async def _punch(self, room: RoomSocket, caller: Aid, target: Aid) -> Finish:
-        """Our ICE ``cred`` first (a2ald waits for it before punching), then the punch."""
-        cred = IceCredentials.generate(self._rng)
-        await room.send(Frame("cred", u=cred.ufrag, p=cred.pwd))
-        attempt = PunchAttempt(initiator=False, local_addrs=self._punch_addrs(),
-                               nat_type=self._nat_type(), limits=self._limits)  # fmt: skip
+    async def _traverse(self, room: RoomSocket, caller: Aid, target: Aid) -> str:
+        """Our ``cred`` first (a2ald waits for it before punching), then the punch and ICE
+        over the room; what came up (``punched``, ``ice``, ``relay``), or raises
+        ``Unreachable`` with both reasons."""
+        config = None if self._ice is None else self._ice()
+        ice = None
+        if config is not None:
+            ice = IceSession(config, controlling=False, clock=self._clock, rng=self._rng)
+        cred = ice.local_credentials if ice is not None else IceCredentials.generate(self._rng)
         quic = _PunchQuic(self, local=target, remote=caller)
+        up: list[str] = []
+        reasons: list[str] = []
+        handed = False
         try:
-            return await punch_over_room(room, attempt, sender=self, quic=quic,
-                                         clock=self._clock, on_session=quic.bind)  # fmt: skip
+            await room.send(Frame("cred", u=cred.ufrag, p=cred.pwd))
+            attempt = PunchAttempt(initiator=False, local_addrs=self._punch_addrs(),
+                                   nat_type=self._nat_type(), limits=self._limits)  # fmt: skip
+            session = PunchSession(attempt, send_frame=room.send, sender=self, quic=quic,
+                                   clock=self._clock)  # fmt: skip
+            quic.bind(session)
+            mux = room_mux(room, session, ice, config)
+            ice_over = anyio.Event()
+
+            async def read() -> None:
+                with contextlib.suppress(NotFound):  # a callee's room never says noagent
+                    await mux.run()
+
+            async def punch(race: anyio.abc.TaskGroup) -> None:
+                try:
+                    result = await session.run()
+                except Unreachable as exc:
+                    reasons.append(f"punch: {exc}")
+                    return
+                self.stats.punched += 1
+                up.append("punched")
+                log.info("traversal.punched caller=%s addr=%s round=%d", caller.short(),
+                         result.addr, result.round)  # fmt: skip
+                if ice is not None:  # the caller may still take ICE: until it is done
+                    with anyio.move_on_after(ICE_AFTER_PUNCH_S):
+                        async with anyio.create_task_group() as waiting:
+                            for event in (mux.closed, ice_over):
+                                waiting.start_soon(_set_then_cancel, event, waiting)
+                race.cancel_scope.cancel()
+
+            async def over_ice(race: anyio.abc.TaskGroup) -> None:
+                nonlocal handed
+                assert ice is not None and self._accept_ice is not None
+                try:
+                    pair = await connect_ice(ice, mux, room.send)
+                    handed = True  # the path owns the session now
+                    await self._accept_ice(ice)
+                except (A2ALError, DecodeError, OSError) as exc:
+                    self.stats.ice_failed += 1
+                    reasons.append(f"ICE: {exc}")
+                    return
+                finally:
+                    ice_over.set()
+                kind = path_label(pair)
+                if kind == "relay":
+                    self.stats.relay_connected += 1
+                else:
+                    self.stats.ice_connected += 1
+                up.append(kind)
+                race.cancel_scope.cancel()
+
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(read)
+                async with anyio.create_task_group() as race:
+                    race.start_soon(punch, race)
+                    if ice is not None:
+                        race.start_soon(over_ice, race)
+                outer.cancel_scope.cancel()
         finally:
             quic.release()
+            if ice is not None and not handed:
+                with anyio.CancelScope(shield=True):
+                    await ice.close()
+        if not up:
+            raise Unreachable("; ".join(reasons) or "cancelled", operation="answer")
+        return up[-1]
+
+
+async def _set_then_cancel(event: anyio.Event, tg: anyio.abc.TaskGroup) -> None:
+    await event.wait()
+    tg.cancel_scope.cancel()
 
 
 class _PunchQuic:

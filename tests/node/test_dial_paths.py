@@ -118,8 +118,11 @@ async def test_a_target_behind_a_nat_is_punched_while_direct_is_still_silent() -
             assert t.connector.path(pc) is None  # closed: forgotten
 
 
-async def test_a_public_target_is_reached_directly_and_the_hub_is_never_rung() -> None:
-    hub = DialingHub()
+async def test_a_public_target_rings_its_hub_beside_direct_until_direct_has_worked() -> None:
+    """A record's nat_type 1 may be a2ald's port-restricted NAT (testbed D5): with nothing
+    cached the hub is rung at once beside direct; once direct worked, the next cold dial
+    gives direct its head start and the hub is not rung."""
+    hub = DialingHub(delay_s=2.0)  # the punch "finds" its path well after direct answered
     with anyio.fail_after(WAIT_S):
         async with setup(hub, own_nat=1) as t:  # we are public
             hub.client, hub.server = t.client, t.server
@@ -128,12 +131,19 @@ async def test_a_public_target_is_reached_directly_and_the_hub_is_never_rung() -
                                            _target(t, t.server.url, 1))  # fmt: skip
             used = t.connector.path(pc)
             assert used is not None and used.kind == "direct" and used.addr == t.server.addr
-            assert hub.calls == []
+            assert len(hub.calls) == 1  # rung at once, lost to direct
+            assert sorted((x.kind, x.outcome) for x in t.connector.last_tries[remote]) == [
+                ("direct", "won"), ("punched", "lost")
+            ]  # fmt: skip
+            held = t.connector.paths.get(remote, SystemClock().monotonic())
+            assert held == used
+            pc.close()
+            again = await t.connector.connect(t.client.cert(), remote,
+                                              _target(t, t.server.url, 1))  # fmt: skip
+            assert again is not pc and len(hub.calls) == 1  # direct within its head start
             assert [(x.kind, x.outcome) for x in t.connector.last_tries[remote]] == [
                 ("direct", "won")
             ]
-            held = t.connector.paths.get(remote, SystemClock().monotonic())
-            assert held == used
 
 
 async def test_a_failed_dial_names_every_path_it_tried_and_how_long_each_took() -> None:
@@ -148,7 +158,9 @@ async def test_a_failed_dial_names_every_path_it_tried_and_how_long_each_took() 
             print(text)
             assert rt.value.aid == remote and "within 0.5 s" in text
             assert "direct (+0.00 s" in text and "no answer" in text
-            assert "punched (+0.00 s" in text and "hole punch failed: no punch-ack" in text
+            # (when the hub path started is not asserted: the first dial loads the QUIC
+            # stacks, which holds the event loop for a moment on a loaded machine)
+            assert "punched (+" in text and "hole punch failed: no punch-ack" in text
             assert isinstance(rt.value.__cause__, Unreachable)  # the hub path's failure
             assert t.connector.paths.get(remote, SystemClock().monotonic()) is None
 

@@ -47,15 +47,26 @@ def test_a_target_behind_a_restricting_nat_rings_its_hubs_at_once(
 
 
 @pytest.mark.parametrize("target_nat", [0, 1])
+@pytest.mark.parametrize("own_nat", [0, 1, 2, 3, 4])
+def test_a_public_or_unknown_target_with_hubs_rings_them_at_once_when_nothing_is_cached(
+    target_nat: int, own_nat: int
+) -> None:
+    """a2ald 0.3.5 publishes a port-restricted NAT as 1 (testbed D5): a public or cone caller
+    does not wait a head start on a record that may lie."""
+    plan = plan_dial(target_nat=target_nat, hubs=HUB, own_nat=own_nat, has_direct=True)
+    assert plan.hub_after_s == 0.0 and plan.direct_first is None
+
+
+@pytest.mark.parametrize("target_nat", [0, 1])
 @pytest.mark.parametrize(("own_nat", "after"), [(0, HEAD_START_MAX_S), (1, HEAD_START_MAX_S),
                                                  (2, 0.0), (3, 0.0), (4, 0.0)])  # fmt: skip
-def test_a_public_or_unknown_target_gets_a_head_start_unless_we_are_behind_a_nat(
+def test_direct_worked_last_time_gives_it_a_head_start_unless_we_are_behind_a_nat(
     target_nat: int, own_nat: int, after: float
 ) -> None:
-    """a2ald 0.3.5 publishes a port-restricted NAT as 1: behind a NAT ourselves, we do not
-    wait on it."""
-    plan = plan_dial(target_nat=target_nat, hubs=HUB, own_nat=own_nat, has_direct=True)
-    assert plan.hub_after_s == after  # no RTT known yet: the longest head start
+    cached = UsedPath("direct", ADDR, rtt_s=1.0, took_s=1.0)  # a slow RTT: the longest wait
+    plan = plan_dial(target_nat=target_nat, hubs=HUB, own_nat=own_nat, has_direct=True,
+                     cached=cached)  # fmt: skip
+    assert plan.hub_after_s == after and plan.direct_first == ADDR
 
 
 def test_a_record_without_a_dialable_url_uses_the_hub_alone() -> None:
@@ -76,10 +87,12 @@ def test_the_head_start_follows_the_cached_rtt_within_bounds() -> None:
     assert plan.direct_first == ADDR
 
 
-def test_a_cached_punch_rings_the_hub_at_once_even_for_a_public_record() -> None:
-    cached = UsedPath("punched", ADDR, rtt_s=0.3, took_s=0.3)
+@pytest.mark.parametrize("kind", ["punched", "ice", "relay"])
+def test_a_cached_hub_path_rings_the_hub_at_once_even_for_a_public_record(kind: str) -> None:
+    cached = UsedPath(kind, ADDR, rtt_s=0.3, took_s=0.3)  # type: ignore[arg-type]
     plan = plan_dial(target_nat=1, hubs=HUB, own_nat=1, has_direct=True, cached=cached)
     assert plan.hub_after_s == 0.0 and plan.direct_first is None
+    assert kind in plan.reason
     # with no hub in the newer record, the punch cannot be tried: direct only
     plan = plan_dial(target_nat=1, hubs=(), own_nat=1, has_direct=True, cached=cached)
     assert plan.hub_after_s is None

@@ -77,3 +77,61 @@ def test_parse_host_port() -> None:
         parse_host_port("h:x")
     with pytest.raises(ConfigError, match="at least 1"):
         DhtConfig(replicas=0)
+
+
+def test_ice_table_reads_a2alds_names_and_builds_the_ice_config(tmp_path: Path) -> None:
+    from a2al_mcp.ice import ice_config
+
+    f = tmp_path / "c.toml"
+    f.write_text(
+        '[ice]\nstun_urls = ["stun:198.51.100.7:3478"]\nmax_remote_candidates = 16\n'
+        '[[ice.turn_servers]]\nurl = "turn:198.51.100.8:3478?transport=udp"\n'
+        'username = "u"\ncredential = "secret"\n'
+    )
+    cfg = load_config(f, env={})
+    assert cfg.ice.stun_urls == ("stun:198.51.100.7:3478",)
+    (turn,) = cfg.ice.turn_servers
+    assert (turn.url, turn.username, turn.credential) == (
+        "turn:198.51.100.8:3478?transport=udp", "u", "secret")  # fmt: skip
+    assert "secret" not in repr(cfg.ice)
+    built = ice_config(cfg.ice, nat_stun=(("192.0.2.1", 3478),))
+    assert built.stun_servers == (("198.51.100.7", 3478),)  # the table wins over [nat]
+    assert built.turn_server is not None and built.turn_server.addr == ("198.51.100.8", 3478)
+    assert built.turn_server.username == "u" and built.max_remote_candidates == 16
+
+
+def test_ice_table_empty_uses_the_nats_stun_servers_and_no_turn() -> None:
+    from a2al_mcp.ice import ice_config
+
+    assert NodeConfig().ice.stun_urls == () and NodeConfig().ice.turn_servers == ()
+    built = ice_config(NodeConfig().ice, nat_stun=(("192.0.2.1", 3478),))
+    assert built.stun_servers == (("192.0.2.1", 3478),) and built.turn_servers == ()
+    assert ice_config(NodeConfig().ice).stun_servers == ()  # nothing named: nothing asked
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[ice]\nstun_urls = ["198.51.100.7:3478"]', "stun:host:port"),
+        ('[ice]\nstun_urls = "stun:a:1"', "list of"),
+        ("[ice]\nturn_servers = [1]", "must be tables"),
+        ('[[ice.turn_servers]]\nurl = "stun:a:1"\nusername = "u"\ncredential = "p"',
+         "turn: or turns:"),
+        ('[[ice.turn_servers]]\nurl = "turn:a:1"\nusername = "u"\ncredential = ""',
+         "non-empty string credential"),
+        ('[[ice.turn_servers]]\nurl = "turn:a:1"\nusername = "u"', "bad configuration"),
+        ('[[ice.turn_servers]]\nurl = "turn:a:1"\nuser = "u"\ncredential = "p"',
+         "unknown configuration key ice.turn_servers.'user'"),
+        ("[ice]\nconnect_timeout_s = 0", "positive"),
+        ('[ice]\ngather_timeout_s = "8"', "must be a number"),
+        ("[ice]\nmax_candidate_chars = 10", "64-4096"),
+        ("[ice]\nmax_remote_candidates = 0", "1-4096"),
+        ('[ice]\nenabled = "yes"', "true or false"),
+        ("[ice]\nturn_url = 1", "unknown configuration key ice.'turn_url'"),
+    ],
+)  # fmt: skip
+def test_ice_table_errors_are_sentences(tmp_path: Path, toml: str, message: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(f, env={})

@@ -44,6 +44,8 @@ CONFIG_CLASSES: tuple[type, ...] = (
     config.LimitsConfig,
     config.HubConfig,
     config.SignalConfig,
+    config.IceTableConfig,
+    config.TurnServerConfig,
 )
 
 UNREAD_ON_PURPOSE: dict[str, str] = {}
