@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import RequestHandler
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
@@ -21,7 +23,7 @@ from starlette.routing import Mount, Route
 from a2al_mcp import AgentProfilePayload, Aid, LimitExceeded, agentcall
 
 if TYPE_CHECKING:
-    from a2al_mcp import Node
+    from a2al_mcp import Clock, Node
 
 __all__ = [
     "BINDINGS",
@@ -107,6 +109,149 @@ def _card_route(card_json: bytes, etag: str, max_age_s: int) -> Route:
     return Route(agentcall.CARD_PATH, card, methods=["GET"])
 
 
+REPEAT_MAX = 4096
+"""``SendMessage`` answers remembered per served agent to answer a repeated ``messageId``."""
+REPEAT_KEEP_S = 86400.0
+"""How long one is remembered (the outbox's default TTL: a queued message is tried again at
+most this long)."""
+REPEAT_ANSWER_MAX = 64 * 1024
+"""Largest answer remembered (a larger one lets a repeat through to the handler)."""
+_SEND_METHODS = frozenset({"SendMessage", "message/send"})
+
+
+def _message_key(path: str, body: bytes) -> tuple[str, Any] | None:
+    """``(messageId, JSON-RPC id)`` of a non-streaming send (JSON-RPC ``SendMessage`` or
+    HTTP+JSON ``POST …/message:send``); None for anything else."""
+    if not (body.startswith(b"{") and (path == "/" or path.endswith("/message:send"))):
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    rpc = path == "/"
+    if rpc and doc.get("method") not in _SEND_METHODS:
+        return None
+    params = doc.get("params") if rpc else doc
+    message = params.get("message") if isinstance(params, dict) else None
+    mid = message.get("messageId") if isinstance(message, dict) else None
+    if not isinstance(mid, str) or not mid:
+        return None
+    return mid, doc.get("id") if rpc else None
+
+
+class _Answer:
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.done = anyio.Event()
+        self.messages: list[dict[str, Any]] | None = None
+        """The ASGI messages of the first answer (None: not kept)."""
+
+
+class _DropRepeats:
+    """ASGI middleware: a ``SendMessage`` whose ``messageId`` the same verified caller sent
+    before (an outbox trying again after a crash, a client retrying) gets the first answer
+    again and never reaches the handler a second time. A repeat that arrives while the first
+    is still being answered waits for it. Bounded (:data:`REPEAT_MAX`, :data:`REPEAT_KEEP_S`);
+    answers of 5xx or over :data:`REPEAT_ANSWER_MAX` are not kept."""
+
+    def __init__(self, app: Any, clock: Clock) -> None:
+        self.app = app
+        self._clock = clock
+        self._answers: collections.OrderedDict[tuple[str, str], _Answer] = collections.OrderedDict()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            part = await receive()
+            if part["type"] != "http.request":
+                await self.app(scope, receive, send)
+                return
+            chunks.append(part.get("body", b""))
+            more = part.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def again() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            message: dict[str, Any] = await receive()
+            return message
+
+        found = _message_key(scope.get("path", ""), body)
+        if found is None:
+            await self.app(scope, again, send)
+            return
+        caller = str(scope.get("extensions", {}).get("a2al", {}).get("caller", ""))
+        key, now = (caller, found[0]), self._clock.monotonic()
+        while self._answers:  # forget the oldest past their time
+            first = next(iter(self._answers.values()))
+            if now - first.at < REPEAT_KEEP_S and len(self._answers) < REPEAT_MAX:
+                break
+            self._answers.popitem(last=False)
+        earlier = self._answers.get(key)
+        if earlier is not None:
+            await earlier.done.wait()
+            if earlier.messages is not None:
+                for message in _with_id(earlier.messages, found[1]):
+                    await send(message)
+                return
+            await self.app(scope, again, send)
+            return
+        answer = self._answers[key] = _Answer(now)
+        kept: list[dict[str, Any]] | None = []
+        size = 0
+
+        async def keep(message: dict[str, Any]) -> None:
+            nonlocal kept, size
+            if kept is not None:
+                if message["type"] == "http.response.start" and int(message["status"]) >= 500:
+                    kept = None
+                else:
+                    size += len(message.get("body", b""))
+                    kept = [*kept, dict(message)] if size <= REPEAT_ANSWER_MAX else None
+            await send(message)
+
+        try:
+            await self.app(scope, again, keep)
+            answer.messages = kept
+        finally:
+            answer.done.set()
+            if answer.messages is None:
+                self._answers.pop(key, None)
+
+
+def _with_id(messages: list[dict[str, Any]], rpc_id: Any) -> list[dict[str, Any]]:
+    """The kept answer, its JSON-RPC ``id`` made the repeat's (a body of one message)."""
+    bodies = [m for m in messages if m["type"] == "http.response.body"]
+    if rpc_id is None or len(bodies) != 1:
+        return messages
+    try:
+        doc = json.loads(bodies[0].get("body", b""))
+    except ValueError:
+        return messages
+    if not isinstance(doc, dict) or doc.get("id") == rpc_id:
+        return messages
+    doc["id"] = rpc_id
+    raw = json.dumps(doc).encode()
+    out = []
+    for m in messages:
+        if m["type"] == "http.response.start":
+            headers = [(k, str(len(raw)).encode() if k.lower() == b"content-length" else v)
+                       for k, v in m.get("headers", [])]  # fmt: skip
+            m = {**m, "headers": headers}
+        elif m["type"] == "http.response.body":
+            m = {**m, "body": raw}
+        out.append(m)
+    return out
+
+
 def _profile(card: AgentCard, topics: Sequence[str], card_hash: bytes) -> AgentProfilePayload:
     profile = AgentProfilePayload(name=card.name[:64], brief=card.description[:140],
                                   protocols=(PROTOCOL,), skills=tuple(topics),
@@ -164,7 +309,8 @@ async def serve_a2a(
             routes += create_rest_routes(handler, context_builder=_CallerContextBuilder())
     else:
         routes.append(Mount("/", app=handler))
-    node.serve(target, app=Starlette(routes=routes), allow=allow, deny=deny, token=token)
+    app = _DropRepeats(Starlette(routes=routes), node.clock)
+    node.serve(target, app=app, allow=allow, deny=deny, token=token)
     if publish:
         await node.publish(target)
         skills = {s.id: s for s in served.skills}
