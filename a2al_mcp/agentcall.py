@@ -18,10 +18,14 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
+import anyio
+import anyio.abc
+
 from .errors import (
+    A2ALError,
     AgentCallError,
     HandshakeFailed,
     NotFound,
@@ -32,6 +36,7 @@ from .errors import (
 )
 from .identity.aid import Aid
 from .node.node import Node, ServiceEntry
+from .node.outbox import Delivery
 
 __all__ = [
     "A2A_VERSION",
@@ -40,12 +45,18 @@ __all__ = [
     "AgentReply",
     "Attempt",
     "CheckedCard",
+    "FanOut",
+    "OnUpdate",
+    "Update",
+    "call_agents",
     "call_skill",
     "cancel_task",
     "candidates",
+    "delivery_reply",
     "get_card",
     "get_checked_card",
     "get_task",
+    "queue_message",
     "send_message",
     "send_message_url",
 ]
@@ -172,6 +183,185 @@ async def _rpc(
     return answer["result"]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Update:
+    """One update a streaming agent sent while it worked (see :func:`send_message`)."""
+
+    kind: str
+    """``"status"`` (the task's state changed) or ``"artifact"`` (output arrived)."""
+    text: str
+    """The update's text parts (the status message, or the artifact chunk)."""
+    state: str = ""
+    """The task's state after a status update."""
+    task_id: str = ""
+
+
+OnUpdate = Callable[[Update], Awaitable[None]]
+_NO_STREAMING: Final = frozenset({-32004, -32601})
+"""JSON-RPC errors saying the agent does not stream (UnsupportedOperation, no such method)."""
+_JSON_HEADERS: Final = (("content-type", "application/json"), ("accept", "application/json"),
+                        ("a2a-version", A2A_VERSION))  # fmt: skip
+
+
+def _message_params(
+    text: str, *, task_id: str = "", context_id: str = "", message_id: str = "",
+    return_immediately: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    message: dict[str, Any] = {"messageId": message_id or uuid.uuid4().hex, "role": "ROLE_USER",
+                               "parts": [{"text": text}]}  # fmt: skip
+    if task_id:
+        message["taskId"] = task_id
+    if context_id:
+        message["contextId"] = context_id
+    params: dict[str, Any] = {"message": message}
+    if return_immediately:
+        params["configuration"] = {"returnImmediately": True}
+    return params
+
+
+def _sse_data(buffer: bytearray) -> list[bytes]:
+    """The ``data`` of each complete server-sent event in ``buffer`` (consumed from it)."""
+    out: list[bytes] = []
+    text = bytes(buffer).replace(b"\r\n", b"\n")
+    *events, rest = text.split(b"\n\n")
+    buffer[:] = rest
+    for event in events:
+        data = [line[5:].removeprefix(b" ") for line in event.split(b"\n")
+                if line.startswith(b"data:")]  # fmt: skip
+        if data:
+            out.append(b"\n".join(data))
+    return out
+
+
+class _Stream:
+    """What a ``SendStreamingMessage`` answer adds up to: the task (updates applied) or the
+    message."""
+
+    def __init__(self, aid: Aid) -> None:
+        self.aid = aid
+        self.task: dict[str, Any] | None = None
+        self.message: dict[str, Any] | None = None
+
+    def apply(self, result: Any) -> Update | None:
+        if not isinstance(result, dict):
+            return None
+        if isinstance(result.get("message"), dict):
+            self.message = result["message"]
+        elif isinstance(result.get("task"), dict):
+            self.task = dict(result["task"])
+        elif isinstance(result.get("statusUpdate"), dict):
+            su = result["statusUpdate"]
+            task = self._task(su)
+            status = su.get("status") if isinstance(su.get("status"), dict) else {}
+            assert isinstance(status, dict)
+            task["status"] = status
+            msg = status.get("message")
+            text = "\n".join(_parts_text(msg.get("parts"))) if isinstance(msg, dict) else ""
+            return Update("status", text, _state(status.get("state")), str(task.get("id", "")))
+        elif isinstance(result.get("artifactUpdate"), dict):
+            au = result["artifactUpdate"]
+            task = self._task(au)
+            art = au.get("artifact") if isinstance(au.get("artifact"), dict) else {}
+            assert isinstance(art, dict)
+            arts: list[Any] = list(task.get("artifacts") or [])
+            same = [a for a in arts if isinstance(a, dict) and a.get("artifactId")
+                    and a.get("artifactId") == art.get("artifactId")]  # fmt: skip
+            if au.get("append") and same:
+                same[0]["parts"] = list(same[0].get("parts") or []) + list(art.get("parts") or [])
+            else:
+                arts.append(dict(art))
+            task["artifacts"] = arts
+            return Update("artifact", "\n".join(_parts_text(art.get("parts"))), "",
+                          str(task.get("id", "")))  # fmt: skip
+        return None
+
+    def _task(self, event: dict[str, Any]) -> dict[str, Any]:
+        if self.task is None:
+            self.task = {"id": event.get("taskId", ""), "contextId": event.get("contextId", "")}
+        return self.task
+
+    def reply(self) -> AgentReply:
+        if self.message is not None:
+            return _reply(self.aid, "message", self.message)
+        if self.task is not None:
+            return _reply(self.aid, "task", self.task)
+        raise AgentCallError(f"{self.aid} streamed neither a task nor a message",
+                             aid=self.aid, operation="SendStreamingMessage")  # fmt: skip
+
+
+def _rpc_error(aid: Aid, method: str, answer: Any, status: int) -> AgentCallError | None:
+    if not isinstance(answer, dict) or answer.get("jsonrpc") != "2.0":
+        return AgentCallError(f"{aid} is not an A2A agent: {method} got HTTP {status}",
+                              http_status=status, aid=aid, operation=method)  # fmt: skip
+    error = answer.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        rpc_code = code if isinstance(code, int) else None
+        return AgentCallError(f"{aid} answered {method} with error {code}: "
+                              f"{error.get('message', '')}", rpc_code, http_status=status,
+                              aid=aid, operation=method)  # fmt: skip
+    return None
+
+
+async def _send_streaming(
+    node: Node, aid: Aid, params: Mapping[str, Any], *, local: Aid | None, timeout_s: float,
+    connect_timeout_s: float, on_update: OnUpdate,
+) -> AgentReply | None:  # fmt: skip
+    """``SendStreamingMessage``, each update passed on; None when the agent does not stream."""
+    method = "SendStreamingMessage"
+    await _reach(node, aid, local, min(timeout_s, connect_timeout_s))
+    request = {"jsonrpc": "2.0", "id": uuid.uuid4().hex, "method": method, "params": params}
+    headers = [("content-type", "application/json"),
+               ("accept", "text/event-stream, application/json"),
+               ("a2a-version", A2A_VERSION)]  # fmt: skip
+    stream = _Stream(aid)
+    try:
+        with anyio.fail_after(timeout_s):
+            resp = await node.request(aid, "POST", "/", headers=headers,
+                                      body=json.dumps(request).encode(), local=local,
+                                      timeout_s=timeout_s)  # fmt: skip
+            try:
+                kind = {k.lower(): v for k, v in resp.headers}.get("content-type", "")
+                if not kind.startswith("text/event-stream"):
+                    body = b"".join([chunk async for chunk in resp])
+                    try:
+                        answer = json.loads(body)
+                    except ValueError:
+                        answer = None
+                    error = _rpc_error(aid, method, answer, resp.status)
+                    if error is not None and error.rpc_code in _NO_STREAMING:
+                        return None
+                    if error is not None:
+                        raise error
+                    stream.apply(answer["result"])
+                    return stream.reply()
+                buffer = bytearray()
+                async for chunk in resp:
+                    buffer += chunk
+                    for data in _sse_data(buffer):
+                        try:
+                            event = json.loads(data)
+                        except ValueError:
+                            continue
+                        error = _rpc_error(aid, method, event, resp.status)
+                        if error is not None:
+                            raise error
+                        update = stream.apply(event.get("result"))
+                        if update is not None:
+                            await on_update(update)
+            finally:
+                await resp.aclose()
+    except RequestTimeout as exc:
+        raise RequestTimeout(f"{aid} took over {timeout_s:g} s to answer {method}", aid=aid,
+                             operation=method, hint="a task may still be running there (see "
+                             "get_agent_task)") from exc  # fmt: skip
+    except TimeoutError as exc:
+        raise RequestTimeout(f"{aid} was still streaming after {timeout_s:g} s", aid=aid,
+                             operation=method, hint="a task may still be running there (see "
+                             "get_agent_task)") from exc  # fmt: skip
+    return stream.reply()
+
+
 async def send_message(
     node: Node,
     aid: Aid,
@@ -183,10 +373,18 @@ async def send_message(
     timeout_s: float = 60.0,
     return_immediately: bool = False,
     connect_timeout_s: float = 15.0,
+    message_id: str = "",
+    on_update: OnUpdate | None = None,
 ) -> AgentReply:
     """Send a text message (``SendMessage``) and return the agent's reply or task. With
     ``return_immediately`` the agent answers with the task as soon as it exists (poll it
     with :func:`get_task`); otherwise it answers when the task is done or needs input.
+    ``message_id`` is the A2A ``messageId`` (default: a new one).
+
+    With ``on_update`` the message goes as ``SendStreamingMessage``: each status and
+    artifact update the agent streams is passed to ``on_update`` (an :class:`Update`) as it
+    comes, and the reply is the task as it ended (or the message). An agent that does not
+    stream is sent ``SendMessage`` instead (no updates then).
 
     Raises:
         NotFound: the agent has no live endpoint record (suggests send_mailbox).
@@ -194,15 +392,15 @@ async def send_message(
         RequestTimeout: it connected but did not answer within ``timeout_s``.
         AgentCallError: it answered with an error or not as an A2A agent.
     """
-    message: dict[str, Any] = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER",
-                               "parts": [{"text": text}]}  # fmt: skip
-    if task_id:
-        message["taskId"] = task_id
-    if context_id:
-        message["contextId"] = context_id
-    params: dict[str, Any] = {"message": message}
-    if return_immediately:
-        params["configuration"] = {"returnImmediately": True}
+    params = _message_params(text, task_id=task_id, context_id=context_id,
+                             message_id=message_id,
+                             return_immediately=return_immediately)  # fmt: skip
+    if on_update is not None:
+        streamed = await _send_streaming(node, aid, params, local=local, timeout_s=timeout_s,
+                                         connect_timeout_s=connect_timeout_s,
+                                         on_update=on_update)  # fmt: skip
+        if streamed is not None:
+            return streamed
     result = await _rpc(node, aid, "SendMessage", params, local=local, timeout_s=timeout_s,
                         connect_timeout_s=connect_timeout_s)  # fmt: skip
     for kind in ("task", "message"):
@@ -392,6 +590,7 @@ async def call_skill(
     connect_timeout_s: float = 5.0,
     return_immediately: bool = False,
     exclude: Sequence[Aid] = (),
+    on_update: OnUpdate | None = None,
 ) -> tuple[AgentReply, list[Attempt]]:
     """Send ``text`` to one agent that offers ``skill`` (anycast): candidates in order
     (:func:`candidates`) until one answers; a candidate that does not take a connection
@@ -410,7 +609,8 @@ async def call_skill(
         try:
             reply = await send_message(node, entry.aid, text, local=local, timeout_s=timeout_s,
                                        connect_timeout_s=connect_timeout_s,
-                                       return_immediately=return_immediately)  # fmt: skip
+                                       return_immediately=return_immediately,
+                                       on_update=on_update)  # fmt: skip
         except (NotFound, Unreachable) as exc:
             failed.append(Attempt(entry.aid, exc.message))  # without the hint
             continue
@@ -418,3 +618,122 @@ async def call_skill(
     tried = ", ".join(f"{a.aid.short()} ({a.error})" for a in failed)
     raise Unreachable(f"none of the agents offering {skill!r} answered: {tried}",
                       operation="call_skill")  # fmt: skip
+
+
+# -- the outbox: messages for agents that are offline ------------------------------------------
+
+
+def queue_message(
+    node: Node,
+    aid: Aid,
+    text: str,
+    *,
+    task_id: str = "",
+    context_id: str = "",
+    local: Aid | None = None,
+    ttl_s: float | None = None,
+    message_id: str = "",
+) -> Delivery:
+    """Keep a ``SendMessage`` for ``aid`` in the node's durable outbox
+    (:mod:`~a2al_mcp.node.outbox`): sent when it comes back, at least once, with one A2A
+    ``messageId`` on every try (the delivery id), until ``ttl_s`` (at most the outbox's TTL,
+    24 h by default). The request asks the agent to answer at once with its task
+    (``returnImmediately``): :func:`delivery_reply` reads the answer, :func:`get_task`
+    follows the task.
+
+    Raises:
+        LimitExceeded: the outbox holds its most messages for ``aid``, or in all.
+        UsageError: ``local`` is not one of the node's identities.
+    """
+    sender = local or node.aid
+    if sender not in {i.aid for i in node.identities()}:
+        raise UsageError(f"{sender} is not an identity of this node", operation="outbox")
+    mid = message_id or uuid.uuid4().hex
+    params = _message_params(text, task_id=task_id, context_id=context_id, message_id=mid,
+                             return_immediately=True)  # fmt: skip
+    body = json.dumps({"jsonrpc": "2.0", "id": mid, "method": "SendMessage", "params": params})
+    return node.outbox().enqueue(sender=sender, target=aid, body=body.encode(),
+                                 headers=_JSON_HEADERS, delivery_id=mid, ttl_s=ttl_s)  # fmt: skip
+
+
+def delivery_reply(delivery: Delivery) -> AgentReply | None:
+    """The agent's reply to a delivered message (None before it was delivered, or when the
+    answer held no task or message)."""
+    if delivery.state != "delivered":
+        return None
+    try:
+        result = json.loads(delivery.reply).get("result")
+    except (ValueError, AttributeError):
+        return None
+    for kind in ("task", "message"):
+        if isinstance(result, dict) and isinstance(result.get(kind), dict):
+            return _reply(delivery.target, kind, result[kind])
+    return None
+
+
+# -- fan-out: one message to several agents ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FanOut:
+    """What :func:`call_agents` gathered: the replies (in candidate order) and who failed."""
+
+    replies: list[AgentReply]
+    failed: list[Attempt]
+
+
+async def call_agents(
+    node: Node,
+    skill: str,
+    text: str,
+    *,
+    n: int = 3,
+    mode: str = "all",
+    local: Aid | None = None,
+    timeout_s: float = 60.0,
+    connect_timeout_s: float = 5.0,
+    return_immediately: bool = False,
+) -> FanOut:
+    """Send ``text`` to up to ``n`` agents offering ``skill`` over A2A (:func:`candidates`
+    order) at the same time. ``mode="all"`` waits for each (a reply, an error or
+    ``timeout_s``); ``mode="first"`` returns with the first reply (the others are not waited
+    for and are listed as such). A partial result is a result: who failed is in ``failed``.
+
+    Raises:
+        NotFound: nobody offers the skill (over A2A).
+        Unreachable: not one of them replied (the message says why for each).
+        UsageError: ``mode`` is neither ``all`` nor ``first``, or ``n`` is below 1.
+    """
+    if mode not in ("all", "first") or n < 1:
+        raise UsageError("mode is 'all' or 'first' and n at least 1", operation="call_agents")
+    chosen = (await candidates(node, skill))[:n]
+    if not chosen:
+        raise NotFound(f"no A2A agent offers {skill!r}", operation="call_agents",
+                       hint="discover lists what is registered")  # fmt: skip
+    replies: dict[Aid, AgentReply] = {}
+    failed: dict[Aid, str] = {}
+
+    async def one(aid: Aid, tg: anyio.abc.TaskGroup) -> None:
+        try:
+            reply = await send_message(node, aid, text, local=local, timeout_s=timeout_s,
+                                       connect_timeout_s=connect_timeout_s,
+                                       return_immediately=return_immediately)  # fmt: skip
+        except A2ALError as exc:
+            failed[aid] = f"{exc.code}: {exc.message}"
+            return
+        if mode == "all" or not replies:  # "first": a reply in the same instant comes too late
+            replies[aid] = reply
+        if mode == "first":
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for entry in chosen:
+            tg.start_soon(one, entry.aid, tg)
+    order = [e.aid for e in chosen]
+    attempts = [Attempt(a, failed.get(a, "not waited for (mode=first)"))
+                for a in order if a not in replies]  # fmt: skip
+    if not replies:
+        tried = ", ".join(f"{a.aid.short()} ({a.error})" for a in attempts)
+        raise Unreachable(f"none of the agents offering {skill!r} replied: {tried}",
+                          operation="call_agents")  # fmt: skip
+    return FanOut([replies[a] for a in order if a in replies], attempts)

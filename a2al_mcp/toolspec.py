@@ -21,6 +21,7 @@ surrogate). Secrets never pass through the model: identity_create writes the own
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -44,12 +45,14 @@ from .errors import (
     InternalError,
     NotFound,
     UnknownTool,
+    Unreachable,
     UsageError,
 )
 from .identity.aid import Aid
 from .node.dial_strategy import UsedPath
 from .node.dialer import dial_target
 from .node.node import Node
+from .node.outbox import Delivery, OutboxConfig
 from .protocol.limits import BRIEF_MAX_CHARS, MAILBOX_BODY_MAX, TOPIC_TTL_MAX_S
 from .protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload
 from .toolargs import ToolArgs
@@ -83,12 +86,14 @@ from .toolresults import (
 __all__ = [
     "RESULT_DEPTH_MAX",
     "TOOLS",
+    "TOOL_PROGRESS",
     "AskSecret",
     "Hints",
     "ToolFailure",
     "ToolSpec",
     "call_tool",
     "check_arguments",
+    "delivery_fields",
     "iso_utc",
     "json_safe",
     "note_fields",
@@ -119,6 +124,10 @@ PATH_MAX: Final = 2048
 URL_MAX: Final = 2048
 """Longest URL of an A2A agent on plain HTTP (call_agent's url)."""
 HTTP_BODY_MAX: Final = 1 << 20
+OUTBOX_TTL_S: Final = OutboxConfig().ttl_s
+"""Longest a queued message is kept (the outbox's TTL)."""
+FANOUT_MAX: Final = 16
+"""Most agents call_agents sends one message to."""
 FETCH_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 Aid_ = Annotated[str, Field(max_length=AID_TEXT_MAX, description=_AID_HELP)]
@@ -341,6 +350,16 @@ class CallAgentArgs(ToolArgs):
         description="Wait for the agent to finish; false returns the task at once (then poll "
         "it with get_agent_task).",
     )
+    queue_if_offline: bool = Field(
+        False,
+        description="If the agent (to) is offline or unreachable, keep the message in this "
+        "node's outbox and deliver it when the agent comes back (at least once, within "
+        "queue_ttl_s): the result is then kind 'queued' with a delivery_id; outbox_list shows "
+        "it and, once delivered, the agent's reply (also in the inbox resource).",
+    )
+    queue_ttl_s: float = Field(OUTBOX_TTL_S, ge=1, le=OUTBOX_TTL_S,
+                               description="How long a queued message is kept, in seconds "
+                               "(default and most: 24 h).")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_target(self) -> CallAgentArgs:
@@ -350,7 +369,38 @@ class CallAgentArgs(ToolArgs):
         if self.skill and (self.task_id or self.context_id):
             raise ValueError("task_id and context_id continue a conversation with one agent: "
                              "give its AID in to (or its url)")  # fmt: skip
+        if self.queue_if_offline and not self.to:
+            raise ValueError("queue_if_offline keeps a message for one agent: give its AID in "
+                             "to")  # fmt: skip
         return self
+
+
+class CallAgentsArgs(ToolArgs):
+    skill: Topic = Field(description="The capability topic (e.g. 'lang.translate'): the "
+                         "message goes to up to n live agents offering it over A2A.")  # fmt: skip
+    text: str = Field(min_length=1, max_length=TEXT_MAX, description="The message for each agent.")
+    n: int = Field(3, ge=1, le=FANOUT_MAX, description="Most agents to send it to.")
+    mode: Literal["all", "first"] = Field(
+        "all", description="'all': wait for every reply (or failure); 'first': return with "
+        "the first reply."
+    )  # fmt: skip
+    timeout_s: float = Field(60.0, ge=1, le=600,
+                             description="How long to wait for each reply, in "
+                             "seconds.")  # fmt: skip
+    wait: bool = Field(True, description="Wait for each agent to finish; false returns their "
+                       "tasks at once (poll them with get_agent_task).")  # fmt: skip
+
+
+class OutboxListArgs(ToolArgs):
+    state: Literal["", "queued", "delivered", "failed", "expired", "canceled"] = Field(
+        "", description="Only deliveries in this state (default: all)."
+    )
+    limit: int = Field(50, ge=1, le=500, description="Most deliveries to return, newest first.")
+
+
+class OutboxCancelArgs(ToolArgs):
+    delivery_id: str = Field(min_length=1, max_length=64,
+                             description="The delivery_id call_agent returned.")  # fmt: skip
 
 
 class TaskArgs(ToolArgs):
@@ -372,6 +422,36 @@ class RemoteToolArgs(ToolArgs):
         default_factory=dict,
         description="The tool's arguments, as its inputSchema (from remote_tools) says.",
     )
+
+
+# -- results of the tools whose result models live here ------------------------------------
+
+
+class CallAgentsResult(ToolResult):
+    skill: str = Field(description="The skill asked for.")
+    count: int = Field(ge=0, description="How many agents replied.")
+    replies: list[dict[str, Any]] = Field(description="Each reply, as call_agent returns one "
+                                          "(agent: the AID that replied; kind, text, "
+                                          "task).")  # fmt: skip
+    failed: list[dict[str, str]] = Field(description="Agents that did not reply (aid, "
+                                         "error).")  # fmt: skip
+
+
+class OutboxListResult(ToolResult):
+    count: int = Field(ge=0)
+    deliveries: list[dict[str, Any]] = Field(
+        description="Newest first: delivery_id, to, from, state (queued, delivered, failed, "
+        "expired, canceled), attempts, queued_at, expires_at (ISO 8601 UTC), next_try_at "
+        "while queued, last_error, done_at, and reply once delivered (as call_agent returns "
+        "one: a task to follow with get_agent_task, or a message)."
+    )
+    queued: int = Field(ge=0, description="Messages waiting now, in all.")
+    statistics: dict[str, int] = Field(description="The outbox's counters since the node "
+                                       "started.")  # fmt: skip
+
+
+class OutboxCancelResult(ToolResult):
+    delivery: dict[str, Any] = Field(description="The delivery, now canceled.")
 
 
 # -- implementations ----------------------------------------------------------------------
@@ -580,6 +660,50 @@ async def _tunnel_close(node: Node, a: TunnelCloseArgs) -> dict[str, Any]:
                    hint="tunnel_list shows them")  # fmt: skip
 
 
+Progress = Callable[[float, float, str], Awaitable[None]]
+"""Reports progress of a running tool call: ``(progress, total, message)``."""
+TOOL_PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
+    "a2al_tool_progress", default=None
+)
+"""The running tool call's progress reporter, set by the MCP front for a client that asked
+for progress (call_agent forwards a streaming agent's updates to it)."""
+
+
+def _forward_updates() -> agentcall.OnUpdate | None:
+    """call_agent's updates as progress notifications (increasing, below the final 1)."""
+    progress = TOOL_PROGRESS.get()
+    if progress is None:
+        return None
+    seen = 0
+
+    async def on_update(update: agentcall.Update) -> None:
+        nonlocal seen
+        seen += 1
+        what = f"{update.kind}: " + (update.state if update.kind == "status" else "")
+        text = (what + (" " if update.state and update.text else "") + update.text).strip()
+        await progress(1 - 1 / (seen + 1), 1, text[:500])
+
+    return on_update
+
+
+def delivery_fields(d: Delivery) -> dict[str, Any]:
+    """One outbox delivery as outbox_list, outbox_cancel and the inbox resource show it."""
+    out: dict[str, Any] = {"delivery_id": d.id, "to": _text(d.target), "from": _text(d.sender),
+                           "state": d.state, "attempts": d.attempts,
+                           "queued_at": iso_utc(d.created_at),
+                           "expires_at": iso_utc(d.expires_at)}  # fmt: skip
+    if d.state == "queued":
+        out["next_try_at"] = iso_utc(max(d.next_at, d.created_at))
+    if d.last_error:
+        out["last_error"] = d.last_error
+    if d.done_at is not None:
+        out["done_at"] = iso_utc(d.done_at)
+    reply = agentcall.delivery_reply(d)
+    if reply is not None:
+        out["reply"] = reply.to_dict()
+    return out
+
+
 async def _call_agent(node: Node, a: CallAgentArgs) -> dict[str, Any]:
     if a.url:
         reply = await agentcall.send_message_url(a.url, a.text, task_id=a.task_id,
@@ -589,16 +713,53 @@ async def _call_agent(node: Node, a: CallAgentArgs) -> dict[str, Any]:
         out["url"] = a.url
         return out
     if a.to:
-        reply = await agentcall.send_message(node, _aid(a.to), a.text, task_id=a.task_id,
-                                             context_id=a.context_id, timeout_s=a.timeout_s,
-                                             return_immediately=not a.wait)  # fmt: skip
+        target = _aid(a.to)
+        try:
+            reply = await agentcall.send_message(node, target, a.text, task_id=a.task_id,
+                                                 context_id=a.context_id, timeout_s=a.timeout_s,
+                                                 return_immediately=not a.wait,
+                                                 on_update=_forward_updates() if a.wait
+                                                 else None)  # fmt: skip
+        except (NotFound, Unreachable) as exc:
+            if not a.queue_if_offline:
+                raise
+            queued = agentcall.queue_message(node, target, a.text, task_id=a.task_id,
+                                             context_id=a.context_id,
+                                             ttl_s=a.queue_ttl_s)  # fmt: skip
+            return {"agent": _text(target), "kind": "queued",
+                    "text": f"{target.short()} is not reachable now ({exc.message}); the "
+                    "message waits in the outbox and goes when it comes back",
+                    "delivery_id": queued.id, "delivery": delivery_fields(queued)}  # fmt: skip
         return reply.to_dict()
     reply, failed = await agentcall.call_skill(node, a.skill, a.text, timeout_s=a.timeout_s,
-                                               return_immediately=not a.wait)  # fmt: skip
+                                               return_immediately=not a.wait,
+                                               on_update=_forward_updates() if a.wait
+                                               else None)  # fmt: skip
     out = reply.to_dict()
     out["skill"] = a.skill
     out["skipped"] = [{"aid": str(f.aid), "error": f.error} for f in failed]
     return out
+
+
+async def _call_agents(node: Node, a: CallAgentsArgs) -> dict[str, Any]:
+    got = await agentcall.call_agents(node, a.skill, a.text, n=a.n, mode=a.mode,
+                                      timeout_s=a.timeout_s,
+                                      return_immediately=not a.wait)  # fmt: skip
+    return {"skill": a.skill, "count": len(got.replies),
+            "replies": [r.to_dict() for r in got.replies],
+            "failed": [{"aid": _text(f.aid), "error": f.error} for f in got.failed]}  # fmt: skip
+
+
+async def _outbox_list(node: Node, a: OutboxListArgs) -> dict[str, Any]:
+    box = node.outbox()
+    found = box.deliveries(state=a.state or None, limit=a.limit)
+    st = box.statistics()
+    return {"count": len(found), "deliveries": [delivery_fields(d) for d in found],
+            "queued": st.queued, "statistics": dataclasses.asdict(st)}  # fmt: skip
+
+
+async def _outbox_cancel(node: Node, a: OutboxCancelArgs) -> dict[str, Any]:
+    return {"delivery": delivery_fields(node.outbox().cancel(a.delivery_id))}
 
 
 async def _get_agent_card(node: Node, a: AidArgs) -> dict[str, Any]:
@@ -687,9 +848,28 @@ TOOLS: tuple[ToolSpec, ...] = (
              "(skill: one live agent offering it is picked) over a verified QUIC connection, "
              "or by url to an A2A agent on plain HTTP(S) — exactly one of the three — and "
              "return its reply: a message, or a task with its state (poll an agent reached "
-             "by AID with get_agent_task). timeout_s is in seconds. If the agent is offline, "
-             "use send_mailbox.", CallAgentArgs, _call_agent,
+             "by AID with get_agent_task). timeout_s is in seconds. A streaming agent's "
+             "status and artifact updates arrive as progress notifications while it works. "
+             "If the agent (to) is offline, queue_if_offline=true keeps the message and "
+             "delivers it when it comes back (see outbox_list).", CallAgentArgs, _call_agent,
              title="Message an A2A agent", hints=_NET_ACT, result_model=AgentReplyResult),
+    ToolSpec("call_agents", "Send one message to up to n live A2A agents offering a "
+             "capability (skill), all at once, and return each reply with the AID that gave "
+             "it (mode='all' waits for every one, mode='first' returns with the first reply); "
+             "agents that failed or timed out are listed in failed, beside the replies.",
+             CallAgentsArgs, _call_agents, title="Message several A2A agents",
+             hints=_NET_ACT, result_model=CallAgentsResult),
+    ToolSpec("outbox_list", "List the messages this node keeps for A2A agents that were "
+             "offline (call_agent with queue_if_offline): queued ones with their attempts and "
+             "next try, and those that ended (delivered with the agent's reply, failed, "
+             "expired after their TTL, canceled).", OutboxListArgs, _outbox_list,
+             read_only=True, title="List the outbox", hints=_LOCAL_READ,
+             result_model=OutboxListResult),
+    ToolSpec("outbox_cancel", "Cancel a queued message (its delivery_id from call_agent) so "
+             "it is not delivered.", OutboxCancelArgs, _outbox_cancel,
+             title="Cancel a queued message",
+             hints=Hints(read_only=False, destructive=True, idempotent=False, open_world=False),
+             result_model=OutboxCancelResult),
     ToolSpec("get_agent_card", "Get the A2A agent card an agent (AID) serves over a verified "
              "QUIC connection: its name, description, skills, capabilities and interfaces. "
              "The card is checked against the card hash in the agent's signed profile "

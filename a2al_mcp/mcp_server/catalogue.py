@@ -23,12 +23,14 @@ from ..mcp_handshake import INSTRUCTIONS, TITLE
 from ..node.node import Node
 from ..toolresults import quote
 from ..toolspec import (
+    TOOL_PROGRESS,
     TOOLS,
     AskSecret,
     ToolFailure,
     ToolSpec,
     call_tool,
     check_arguments,
+    delivery_fields,
     note_fields,
     run_checked,
 )
@@ -73,6 +75,7 @@ _SLOW = {
     "fetch": "resolving, connecting and sending the request",
     "send_mailbox": "resolving the recipient, delivering and storing the note",
     "call_agent": "reaching the agent and waiting for its reply",
+    "call_agents": "reaching the agents and waiting for their replies",
     "get_agent_card": "reaching the agent and checking its card against its profile",
     "remote_tools": "reaching the agent's MCP server and listing its tools",
     "call_remote_tool": "reaching the agent's MCP server and waiting for the tool's result",
@@ -193,10 +196,13 @@ async def outcome(
     slow = _SLOW.get(spec.name)
     if slow and progress is not None:
         await progress(0, 1, slow)
+    forwarding = TOOL_PROGRESS.set(progress)  # call_agent's streamed updates
     try:
         result = await run_checked(node, spec, args, ask_secret=ask_secret)
     except ToolFailure as exc:
         return str(exc), None
+    finally:
+        TOOL_PROGRESS.reset(forwarding)
     if slow and progress is not None:
         await progress(1, 1, "done")
     if spec.name == "status" and front_stats is not None:
@@ -316,9 +322,16 @@ def resource_list() -> list[dict[str, Any]]:
             for uri, name, text in _RESOURCES]  # fmt: skip
 
 
+OUTBOX_SHOWN_MAX = 50
+"""Most ended outbox deliveries the inbox resource shows (newest first)."""
+
+
 async def inbox_text(node: Node) -> str:
     notes = await node.read_mailbox(peek=True, limit=200)
-    return json.dumps({"unread": len(notes), "messages": [note_fields(n) for n in notes]})
+    ended = [d for d in node.outbox().deliveries(limit=OUTBOX_SHOWN_MAX + 200)
+             if d.state != "queued"][:OUTBOX_SHOWN_MAX]  # fmt: skip
+    return json.dumps({"unread": len(notes), "messages": [note_fields(n) for n in notes],
+                       "outbox_replies": [delivery_fields(d) for d in ended]})  # fmt: skip
 
 
 async def status_text(node: Node, front_stats: FrontStats | None) -> str:

@@ -38,6 +38,7 @@ class ServerCore:
         (mcp 1.x, an SDK not checked yet) every session goes to the SDK."""
         self._sdk_server: Any = None
         node.on_mail(lambda note: node.spawn(self._mail_arrived))
+        node.outbox().listen(lambda delivery: node.spawn(self._mail_arrived))  # its reply
 
     async def _mail_arrived(self) -> None:
         await self.subscriptions.notify(INBOX_URI)

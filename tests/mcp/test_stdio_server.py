@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from a2al_mcp import Aid, SystemRng
+from a2al_mcp import Aid, Identity, SystemRng
 from a2al_mcp.errors import UsageError
 from a2al_mcp.mcp_server._compat import MCP_MAJOR
 from a2al_mcp.node.home import DataHome
@@ -83,6 +83,15 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                 assert card["card"]["name"] == "demo" and card["checked"]
                 assert (await call(c, "get_agent_task", ask))["task"]["id"] == ask["task_id"]
                 assert (await call(c, "cancel_agent_task", ask))["task"]["state"] == "canceled"
+                fan = await call(c, "call_agents", {"skill": "demo.stdio.a2a", "text": "all"})
+                assert fan["count"] == 1 and fan["replies"][0]["agent"] == str(seed.aid)
+                nobody = str(Identity.generate(SystemRng()).aid)  # never online
+                later = {"to": nobody, "text": "later", "queue_if_offline": True, "timeout_s": 5}
+                queued = await call(c, "call_agent", later)
+                assert queued["kind"] == "queued" and queued["delivery_id"]
+                assert (await call(c, "outbox_list"))["queued"] == 1
+                gone = await call(c, "outbox_cancel", {"delivery_id": queued["delivery_id"]})
+                assert gone["delivery"]["state"] == "canceled"
                 sent = await call(c, "send_mailbox", {"to": str(other.aid), "text": "via stdio"})
                 assert sent["message_id"]
                 async with c.listen(resource_subscriptions=[INBOX_URI]) as sub:
@@ -114,7 +123,8 @@ async def test_stdio_server_end_to_end(tmp_path: Path) -> None:
                                 "identity_create", "identity_list", "identity_export",
                                 "identity_import", "unpublish", "call_agent", "get_agent_task",
                                 "cancel_agent_task", "get_agent_card", "remote_tools",
-                                "call_remote_tool"}  # fmt: skip
+                                "call_remote_tool", "call_agents", "outbox_list",
+                                "outbox_cancel"}  # fmt: skip
                 assert names_called == names  # every tool was called above
             lines = stdout_copy.read_text().splitlines()
             assert lines and all(json.loads(line).get("jsonrpc") == "2.0" for line in lines)

@@ -231,6 +231,10 @@ async def test_every_tool_once_on_mcp1() -> None:
                     ("read_mailbox", {"peek": True}), ("identity_create", {}),
                     ("identity_list", {}), ("unpublish", {}),
                     ("call_agent", {"skill": "v1.agent", "text": "wait", "wait": False}),
+                    ("call_agents", {"skill": "v1.agent", "text": "hi"}),
+                    ("call_agent", {"to": "a0" + "11" * 20, "text": "later",  # never online
+                                    "queue_if_offline": True, "timeout_s": 5}),
+                    ("outbox_list", {"state": "queued"}),
                 ]:  # fmt: skip
                     out = await call(name, args)
                     seen.add(name)
@@ -245,6 +249,14 @@ async def test_every_tool_once_on_mcp1() -> None:
                             "export": exp["export"], "passphrase": "12345678"}))  # fmt: skip
                         assert ok or "already" in text  # importing to the same node is fine too
                         seen.add("identity_import")
+                    if name == "outbox_list":
+                        assert out["count"] == 1  # the message for the AID never online
+                        gone = await call("outbox_cancel", {
+                            "delivery_id": out["deliveries"][0]["delivery_id"]})  # fmt: skip
+                        assert gone["delivery"]["state"] == "canceled"
+                        seen.add("outbox_cancel")
+                    if name == "call_agent" and out["kind"] == "queued":
+                        continue
                     if name == "call_agent":
                         assert out["agent"] == str(agent) and out["kind"] == "task"
                         ask = {"aid": str(agent), "task_id": out["task"]["id"]}
