@@ -35,9 +35,10 @@ import anyio
 import httpx2
 
 from ..config import ExposeConfig
-from ..errors import AgentCallError, LimitExceeded, Unreachable, UsageError
+from ..errors import AgentCallError, DecodeError, LimitExceeded, Unreachable, UsageError
 from ..protocol.payloads import AgentProfilePayload
 from .spec import CALLER_HEADER, PROTOCOL, ExposeSpec, spec_from_config
+from .upstream import Upstream
 
 if TYPE_CHECKING:
     from ..identity.aid import Aid
@@ -67,11 +68,19 @@ _HOP: Final = frozenset({b"host", b"connection", b"content-length", b"transfer-e
                          b"keep-alive", b"upgrade"})  # fmt: skip
 
 
-def http_forwarder(url: str, client: httpx2.AsyncClient, *, keep_path: bool = False) -> Any:
+_RESPONSE_HOP: Final = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade"})
+"""Not passed back (the node frames the body itself; a length the server gave is kept)."""
+
+
+def http_forwarder(url: str, client: Upstream | httpx2.AsyncClient, *,
+                   keep_path: bool = False) -> Any:  # fmt: skip
     """An ASGI app that forwards every request to the streamable-HTTP MCP server at ``url``
-    (through ``client``, whose owner closes it) with the verified caller in
-    :data:`CALLER_HEADER`, streaming the answer back. With ``keep_path`` the request's path
-    is kept (``url`` is then an origin, ``http://host:port``), as an A2A agent needs."""
+    (through ``client``, whose owner closes it: an :class:`~.upstream.Upstream` for a
+    plain-HTTP server, kept-alive connections, or an ``httpx2`` client) with the verified
+    caller in :data:`CALLER_HEADER`, streaming the answer back. With ``keep_path`` the
+    request's path is kept (``url`` is then an origin, ``http://host:port``), as an A2A
+    agent needs."""
+    host = urlsplit(url).netloc.encode("latin-1")
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -91,16 +100,17 @@ def http_forwarder(url: str, client: httpx2.AsyncClient, *, keep_path: bool = Fa
         target = (url + path if keep_path else url) + (
             ("?" + query.decode("latin-1")) if query else ""
         )
+        if isinstance(client, Upstream):
+            await _forward_plain(client, scope["method"], target, host, headers, bytes(body),
+                                 send)  # fmt: skip
+            return
         request = client.build_request(scope["method"], target, headers=headers,
                                        content=bytes(body))  # fmt: skip
         try:
             response = await client.send(request, stream=True)
         except httpx2.HTTPError as exc:
             logger.warning("expose.forward_failed url=%s error=%r", url, exc)
-            await send({"type": "http.response.start", "status": 502,
-                        "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
-            await send({"type": "http.response.body",
-                        "body": b"the exposed server is not answering"})  # fmt: skip
+            await _not_answering(send)
             return
         try:
             out = [(k.encode("latin-1"), v.encode("latin-1"))
@@ -117,6 +127,54 @@ def http_forwarder(url: str, client: httpx2.AsyncClient, *, keep_path: bool = Fa
     return app
 
 
+async def _not_answering(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 502,
+                "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b"the exposed server is not answering"})
+
+
+async def _forward_plain(upstream: Upstream, method: str, url: str, host: bytes,
+                         headers: list[tuple[bytes, bytes]], body: bytes,
+                         send: Any) -> None:  # fmt: skip
+    """One request through ``upstream``'s kept-alive connections; the answer streamed back
+    as it comes (what is in hand sent at once, the last chunk with the end)."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = [(b"host", host), *headers, (b"content-length", str(len(body)).encode())]
+    try:
+        response = await upstream.request(method, target, headers, body)
+    except (Unreachable, DecodeError) as exc:
+        logger.warning("expose.forward_failed url=%s error=%r", url, exc)
+        await _not_answering(send)
+        return
+    out = [(k, v) for k, v in response.headers if k not in _RESPONSE_HOP]
+    await send({"type": "http.response.start", "status": response.status, "headers": out})
+    async with contextlib.aclosing(response.chunks()) as chunks:
+        async for chunk, more in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+
+async def _upstream_for(node: Node, url: str) -> Upstream | httpx2.AsyncClient:
+    """What forwards to ``url``: kept-alive connections for plain HTTP, an ``httpx2`` client
+    for HTTPS; the node's task closes it when the node closes."""
+    parts = urlsplit(url)
+    client: Upstream | httpx2.AsyncClient
+    if parts.scheme == "http" and parts.hostname:
+        client = Upstream(parts.hostname, parts.port or 80)
+    else:
+        client = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None))
+
+    async def keep() -> None:  # the node's task: the client closes with the node
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    node.spawn(keep)
+    return client
+
+
 class StdioBridge:
     """A stdio MCP server owned by the node, served as stateless streamable HTTP (the SDK's
     low-level server, forwarding the tool listing and calls to the stdio session)."""
@@ -131,7 +189,10 @@ class StdioBridge:
         self._upstream: Any = None
         self._up = anyio.Event()
         self._dead = anyio.Event()
-        server: Any = Server(name, on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        self._schemas: dict[str, Any] = {}
+        """Each tool's inputSchema from the stdio server's last listing (by name)."""
+        server: Any = Server(name, on_list_tools=self._list_tools, on_call_tool=self._call_tool,
+                             get_tool_input_schema=self._schemas.get)  # fmt: skip
         self._manager = StreamableHTTPSessionManager(app=server, stateless=True,
                                                      json_response=True)  # fmt: skip
 
@@ -150,10 +211,20 @@ class StdioBridge:
     async def _list_tools(self, ctx: Any, params: Any) -> Any:
         upstream = await self._session()
         try:
-            return await upstream.list_tools(cursor=params.cursor if params else None)
+            listed = await upstream.list_tools(cursor=params.cursor if params else None)
         except Exception as exc:
             self._failed(exc)
             raise
+        self._remember(listed.tools, first_page=not (params and params.cursor))
+        return listed
+
+    def _remember(self, tools: Any, *, first_page: bool) -> None:
+        """Keep the listed tools' input schemas: the SDK's server checks a call's
+        ``Mcp-Param-*`` headers against them (given, it does not list the tools again, a
+        round trip to the stdio server, on every call)."""
+        if first_page:
+            self._schemas.clear()
+        self._schemas.update((t.name, t.input_schema) for t in tools)
 
     async def _call_tool(self, ctx: Any, params: Any) -> Any:
         upstream = await self._session()
@@ -189,6 +260,8 @@ class StdioBridge:
         self._dead = anyio.Event()
         async with Client(_watched_stdio(params, self._dead), cache=None) as upstream:
             self.starts += 1
+            with contextlib.suppress(Exception):  # a server that cannot list is still served
+                self._remember((await upstream.list_tools()).tools, first_page=True)
             self._upstream = upstream
             self._up.set()
             try:
@@ -272,14 +345,7 @@ async def expose_mcp(
         app = bridge.app
         node.spawn(bridge.run)
     else:
-        client = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None))
-
-        async def keep() -> None:  # the node's task: the client closes with the node
-            async with client:
-                await anyio.sleep_forever()
-
-        node.spawn(keep)
-        app = http_forwarder(spec.url, client)
+        app = http_forwarder(spec.url, await _upstream_for(node, spec.url))
     node.serve(aid, app=app, allow=spec.allow, deny=spec.deny)
     if publish:
         await node.publish(aid, ttl_s=ttl_s)
@@ -435,27 +501,15 @@ async def expose_a2a(
     if not spec.url:
         raise UsageError("an A2A agent is exposed by its URL (http://host:port), not a command")
     aid = spec.aid or node.aid
-    client = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None))
-    try:
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as client:
         card = _card_over_a2al(await _read_card(client, spec.url), aid)
-    except BaseException:
-        await client.aclose()
-        raise
-
-    async def keep() -> None:  # the node's task: the client (already used) closes with the node
-        try:
-            await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await client.aclose()
-
-    node.spawn(keep)
     card_json = json.dumps(card, separators=(",", ":"), ensure_ascii=False).encode()
     skills = {str(s.get("id")): s for s in card.get("skills") or []
               if isinstance(s, dict) and s.get("id")}  # fmt: skip
     topics = tuple(spec.topics or [t for t in skills if 0 < len(t) <= 256])
     exposed = ExposedA2a(aid, spec, card, card_json, topics)
-    forward = http_forwarder(_origin(spec.url), client, keep_path=True)
+    forward = http_forwarder(_origin(spec.url), await _upstream_for(node, spec.url),
+                             keep_path=True)  # fmt: skip
     node.serve(aid, app=_with_card(card_json, card_max_age_s, forward), allow=spec.allow,
                deny=spec.deny)  # fmt: skip
     if publish:
