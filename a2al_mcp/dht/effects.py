@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Protocol, TypeAlias
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..config import DhtConfig
 from ..identity.aid import Aid, NodeId
@@ -70,7 +71,7 @@ class CoreView(Protocol):
 # -- inputs ----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Start:
     """The operation was just created; ``records`` are the valid local records of a value
     lookup's key (empty for every other kind)."""
@@ -78,7 +79,7 @@ class Start:
     records: tuple[SignedRecord, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Replied:
     """A response matched one of the operation's requests (and was already verified)."""
 
@@ -87,7 +88,7 @@ class Replied:
     body: dm.Body
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Answered:
     """A FIND_NODE/FIND_VALUE answer to a lookup, its peers already checked by the routing
     table (``peers``: the ones usable as candidates)."""
@@ -99,7 +100,7 @@ class Answered:
     """A FIND_VALUE answer with at most one node: the responder likely trimmed records."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Failed:
     """One of the operation's requests stayed unanswered after its last attempt."""
 
@@ -114,7 +115,7 @@ OpEvent: TypeAlias = Start | Replied | Answered | Failed
 # -- effects ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Send:
     """Send a request: the core draws its tx_id (random bytes after ``tx_prefix``), tracks it
     and sets its deadline at ``now + timeout_s``; when that passes and ``attempts`` are left
@@ -130,7 +131,7 @@ class Send:
     tx_prefix: bytes = b""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The operation ended: its pending requests no longer reach it, and ``event`` is
     emitted unless the operation is internal."""
@@ -138,7 +139,7 @@ class Finish:
     event: ev.DhtEvent
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class AnchorSeed:
     """Remember the address a seed answered at as the one we were given for it."""
 
@@ -146,21 +147,21 @@ class AnchorSeed:
     addr: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StartSelfLookup:
     """Run the background lookup of our own NodeID from these peers."""
 
     seeds: tuple[Peer, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RefreshBuckets:
     """Refresh up to ``limit`` unhealthy buckets."""
 
     limit: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RefillEnded:
     """A bucket's refresh ended (its next one backs off unless it grew)."""
 
@@ -168,7 +169,7 @@ class RefillEnded:
     size_before: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class CacheFound:
     """Keep a record a lookup found in the local store (vouched if its publisher answered
     one of our requests)."""
@@ -177,7 +178,7 @@ class CacheFound:
     record: SignedRecord
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StartPathCache:
     """Run a path-cache STORE of ``record`` at ``cache_at`` (a2al-wire §4.8)."""
 
@@ -198,7 +199,7 @@ Effect: TypeAlias = (
 )
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Op:
     """What every operation has: its id, whether it ended, its requests in flight, and
     :meth:`advance`."""

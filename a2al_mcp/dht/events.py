@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TypeAlias
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..identity.aid import Aid, NodeId
 from ..protocol.records import SignedRecord
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PingFinished:
     op_id: int
     ok: bool
@@ -32,7 +32,7 @@ class PingFinished:
     """The AID that answered."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BootstrapFinished:
     op_id: int
     ok: bool
@@ -42,7 +42,7 @@ class BootstrapFinished:
     """Routing-table size afterwards."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LookupFinished:
     op_id: int
     target: NodeId
@@ -56,7 +56,7 @@ class LookupFinished:
     """Sequential RPCs behind the result (0: answered from the local store)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PublishFinished:
     op_id: int
     key: NodeId
@@ -66,7 +66,7 @@ class PublishFinished:
     """Replicas that refused, with the STORE_RESP reason."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordPushed:
     """A subscribed key got a new record (DHT_PUSH), already verified."""
 
@@ -75,7 +75,7 @@ class RecordPushed:
     source: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MailboxStored:
     """A peer STOREd a new mailbox record (rec_type 0x80–0x8F) with us, already verified.
 
@@ -87,7 +87,7 @@ class MailboxStored:
     source: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AddressObserved:
     """A peer told us the address it sees us at (a natsense vote)."""
 
@@ -95,7 +95,7 @@ class AddressObserved:
     addr: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatProbeRequested:
     """A peer asks us to send a NAT_PROBE_ECHO with ``token`` to ``claimed`` (a2al-wire §4.4).
 
@@ -109,7 +109,7 @@ class NatProbeRequested:
     claimed: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatProbeEchoed:
     """A NAT_PROBE_ECHO arrived: the answer to a NAT_PROBE_REQ of ours, matched by ``token``
     in the NAT layer."""

@@ -10,10 +10,10 @@ answered (or, for ``FIRST``, at the first valid record) — fewer RPCs than a2al
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from enum import Enum
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import A2ALError
 from ..identity.aid import Aid, NodeId
@@ -35,7 +35,7 @@ class _State(Enum):
     FAILED = 3
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class Candidate:
     """A peer the lookup knows about."""
 

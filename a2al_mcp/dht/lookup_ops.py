@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Final
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..identity.aid import Aid, NodeId
 from ..protocol import dht_messages as dm
@@ -56,7 +57,7 @@ REFRESH_AFTER_BOOTSTRAP: Final = 2
 """Buckets refreshed when the self-lookup after a bootstrap ends."""
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class LookupOp(Op):
     """An operation driven by an iterative :class:`Lookup`: it sends what the lookup picks
     and, when the lookup runs dry, does what its kind does at the end (:meth:`lookup_done`)."""
@@ -116,7 +117,7 @@ class LookupOp(Op):
                                  closest=self.closest())  # fmt: skip
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class FindOp(LookupOp):
     """A caller's lookup: FIND_NODE (``NODES``) or FIND_VALUE (``FIRST``/``ALL``).
 
@@ -202,7 +203,7 @@ class FindOp(LookupOp):
                                  hops=self.lookup.path_hops())  # fmt: skip
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SelfLookupOp(LookupOp):
     """The lookup of our own NodeID that follows a bootstrap's first PONG; a bucket refresh
     follows it."""
@@ -213,7 +214,7 @@ class SelfLookupOp(LookupOp):
         return [Finish(self.nodes_finished()), RefreshBuckets(REFRESH_AFTER_BOOTSTRAP)]
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class BucketRefreshOp(LookupOp):
     """The lookup of a random ID in one bucket, to refill it."""
 
@@ -226,7 +227,7 @@ class BucketRefreshOp(LookupOp):
         return [RefillEnded(self.bucket, self.size_before), Finish(self.nodes_finished())]
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class PublishOp(LookupOp):
     """Look up the key's closest peers, then STORE the record on up to ``replicas`` of them
     (``lookup_concurrency`` at a time); ends with

@@ -25,11 +25,11 @@ The lookup-driven kinds live in :mod:`~a2al_mcp.dht.lookup_ops` and are re-expor
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from typing import ClassVar, Final
 from urllib.parse import urlsplit
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import DecodeError
 from ..identity.aid import Aid, NodeId
@@ -83,7 +83,7 @@ def _ping(view: CoreView, addr: Addr, attempts: int = 1) -> Send:
                 timeout_s=view.config.lookup_rpc_timeout_s, attempts=attempts)  # fmt: skip
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class PingOp(Op):
     """One PING of ``addr``; ends with :class:`~a2al_mcp.dht.events.PingFinished`."""
 
@@ -106,7 +106,7 @@ class PingOp(Op):
         return ev.PingFinished(op_id=self.op_id, ok=False)
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class BootstrapOp(Op):
     """PING every seed (``BOOTSTRAP_PING_ATTEMPTS`` each); joined at the first PONG, which
     hands the self-lookup on; ends with :class:`~a2al_mcp.dht.events.BootstrapFinished`."""
@@ -151,7 +151,7 @@ class BootstrapOp(Op):
                                     peers=peers)  # fmt: skip
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class PathCacheOp(Op):
     """STORE a found record at the closest peer that answered without it; a sovereign
     record only once its publisher answered a PING (so a dead publisher's record is not

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from enum import IntEnum
 from typing import Final
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import DecodeError
 from ..identity.aid import Aid, NodeId
@@ -50,7 +51,7 @@ def _family(addr: Addr) -> int:
     return 6 if ":" in addr[0] else 4
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class Peer:
     """What the table knows of one peer.
 
@@ -109,7 +110,7 @@ class Peer:
         return self.addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RoutingStats:
     """Counts for status and simulations."""
 

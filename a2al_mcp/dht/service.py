@@ -20,6 +20,7 @@ from typing import Final, TypeVar
 import anyio
 
 from .._clock import Clock
+from .._dataclass import dataclass
 from .._types import Addr
 from ..config import DhtConfig
 from ..errors import NodeClosed, RequestTimeout
@@ -55,7 +56,7 @@ def operation_timeout(config: DhtConfig) -> float:
     return timers.RPC_ATTEMPT_TIMEOUT_S * timers.RPC_ATTEMPTS + 16 * config.lookup_rpc_timeout_s
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Waiter:
     done: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     result: ev.DhtEvent | None = None

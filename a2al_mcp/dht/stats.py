@@ -3,9 +3,10 @@ returns them."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from .._dataclass import dataclass
 
 if TYPE_CHECKING:
     from .responder import Responder
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["DhtStats", "collect_stats"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DhtStats:
     """Counters of the DHT core."""
 

@@ -51,11 +51,11 @@ records rank; :mod:`.store_room` holds the caps and makes room fairly;
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Hashable
 from enum import Enum
 from typing import Final, TypeAlias
 
+from .._dataclass import dataclass
 from ..config import LimitsConfig
 from ..errors import A2ALError
 from ..identity.aid import NodeId
@@ -102,7 +102,7 @@ class PutOutcome(Enum):
     docstring): ``stored=false, reason=1`` (policy: the publisher should use another node)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PutResult:
     """The result of one :meth:`RecordStore.put`."""
 
@@ -133,7 +133,7 @@ class PutResult:
         return 0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StoreStats:
     """A snapshot of the store's size and lifetime counters."""
 

@@ -9,9 +9,9 @@ newcomer is refused and the cap that refused it is named.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Hashable
 
+from .._dataclass import dataclass
 from ..errors import UsageError
 from ..protocol import limits
 from ..protocol.records import Category
@@ -21,7 +21,7 @@ from .store_slots import Entry, Ref, category_cap, rank, sovereign_victim
 __all__ = ["StoreCaps", "make_room"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StoreCaps:
     """The bounds of one store: distinct keys, records, records per key, encoded bytes."""
 

@@ -10,10 +10,10 @@ timeouts still count) but no longer owns them; a cancelled one takes them out.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from typing import Final
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..identity.aid import NodeId
 from ..protocol import dht_messages as dm
@@ -37,7 +37,7 @@ def response_of(request: dm.MsgType) -> dm.MsgType:
     return _RESPONSE_OF[request]
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class Pending:
     """One request in flight."""
 

@@ -22,6 +22,7 @@ import dataclasses
 from typing import Final, Self
 
 from .. import _cbor
+from .._dataclass import dataclass
 from ..errors import DecodeError, ExtraMissing, VerificationError
 from .aid import Aid, AidVersion
 from .keys import SigningKey, VerifyKey
@@ -34,7 +35,7 @@ CLOCK_SKEW_S: Final = 60
 """Grace period after ``expires_at`` (and the future-skew tolerance of records)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DelegationProof:
     """An owner's authorisation of an operational Ed25519 key for one AID."""
 

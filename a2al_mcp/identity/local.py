@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Self
 
+from .._dataclass import dataclass
 from ..errors import ExtraMissing, UsageError, VerificationError
 from .aid import Aid
 from .delegation import DelegationProof
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["DelegatedIdentity", "Identity"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
     """Who we are on the network.
 
@@ -73,7 +73,7 @@ class Identity:
         return self.key.sign(message)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DelegatedIdentity:
     """A freshly generated delegated identity, with the owner key shown once."""
 

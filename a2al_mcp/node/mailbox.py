@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import anyio
 
 from .._clock import Clock
+from .._dataclass import dataclass
 from .._random import Rng
 from ..config import MailboxConfig
 from ..dht.events import RecordPushed
@@ -108,7 +109,7 @@ many do, ``send`` waits for both paths, as it always did (a sender that outpaces
 is slowed down instead of piling up tasks)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class SendResult:
     """How a note went out."""
 
@@ -137,7 +138,7 @@ class SendResult:
         return self.msg_id.hex()
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class MailboxStats:
     sent: int = 0
     received: int = 0
@@ -195,7 +196,7 @@ _REFUSAL_FIELD: dict[AddResult, str] = {
 }
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class _Delivery:
     """One note on its way by both paths, as far as each has got. ``send`` returns once it
     is :meth:`settled`; what is left runs on in the node's task group."""

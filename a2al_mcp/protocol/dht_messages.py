@@ -20,6 +20,7 @@ from enum import IntEnum
 from typing import Any, ClassVar, Final, Self, TypeAlias
 
 from .. import _cbor
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import DecodeError, LimitExceeded, UsageError, VerificationError
 from ..identity.aid import Aid, NodeId
@@ -93,7 +94,7 @@ def _records(items: list[Any] | None) -> tuple[SignedRecord, ...]:
     return tuple(SignedRecord.from_map(r) for r in items or ())
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeInfo:
     """A peer in a FIND_* response: AID, NodeID and a UDP address."""
 
@@ -145,7 +146,7 @@ class NodeInfo:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReceivePoolHint:
     """a2ald 0.3.5: records waiting for the publisher at the storing node."""
 
@@ -170,7 +171,7 @@ class ReceivePoolHint:
         return cls(rec_type=f.uint(1, 8), count=f.uint(2, 16), ids=tuple(ids))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
     """Liveness check; ``address`` must be the sender's AID."""
 
@@ -185,7 +186,7 @@ class Ping:
         return cls(address=Aid(f.bytes_(1, size=21)))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pong:
     """Answer to PING: the responder's AID and the requester's address as seen."""
 
@@ -201,7 +202,7 @@ class Pong:
         return cls(address=Aid(f.bytes_(1, size=21)), observed_addr=_addr(f, 2))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FindNode:
     """Ask for the peers nearest to ``target``."""
 
@@ -216,7 +217,7 @@ class FindNode:
         return cls(target=_node_id(f, 1))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FindNodeResp:
     """Up to K peers, and the requester's address as seen."""
 
@@ -233,7 +234,7 @@ class FindNodeResp:
         return cls(nodes=nodes, observed_addr=_addr(f, 2))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FindValue:
     """Ask for the records stored at ``target`` (all types when ``rec_type`` is 0)."""
 
@@ -255,7 +256,7 @@ class FindValue:
         return cls(target=_node_id(f, 1), rec_type=f.uint(2, 8), one_shot_subscribe=f.bool_(3))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FindValueResp:
     """Records at the target (key 4; legacy single record in key 2) plus nearer peers."""
 
@@ -285,7 +286,7 @@ class FindValueResp:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Store:
     """Store ``record`` under ``key`` (None: NodeID(record.address))."""
 
@@ -305,7 +306,7 @@ class Store:
         return cls(record=SignedRecord.from_map(f.raw(1)), key=NodeId(key) if key else None)
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreResp:
     """Outcome of a STORE."""
 
@@ -335,7 +336,7 @@ class StoreResp:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatProbeReq:
     """Ask a peer to send a NAT_PROBE_ECHO to ``claimed_addr``."""
 
@@ -351,7 +352,7 @@ class NatProbeReq:
         return cls(token=f.bytes_(1, size=limits.NAT_TOKEN_LEN), claimed_addr=_addr(f, 2))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatProbeEcho:
     """The echo of a NAT probe, carrying the request's token."""
 
@@ -366,7 +367,7 @@ class NatProbeEcho:
         return cls(token=f.bytes_(1, size=limits.NAT_TOKEN_LEN))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DhtPush:
     """A new record for a one-shot subscriber of ``key``."""
 
@@ -382,7 +383,7 @@ class DhtPush:
         return cls(key=_node_id(f, 1), record=SignedRecord.from_map(f.raw(2)))
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DhtPushAck:
     """Acknowledges a push; ``one_shot_subscribe`` re-arms the subscription."""
 
@@ -457,7 +458,7 @@ def _assemble(header: bytes, body: bytes, pubkey: bytes, signature: bytes) -> by
     )  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     """A decoded DHT message. Call :meth:`verify` before trusting it."""
 

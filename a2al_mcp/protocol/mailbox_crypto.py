@@ -8,7 +8,6 @@ plaintext canonical ``{1: msg_type, 2: body}``; no associated data.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Final
 
 from cryptography.exceptions import InvalidTag
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .. import _cbor
+from .._dataclass import dataclass
 from ..errors import DecodeError, LimitExceeded, VerificationError
 from ..identity.keys import SigningKey, VerifyKey
 from . import limits
@@ -35,7 +35,7 @@ MSG_TYPE_CANDIDATES: Final = 2
 MSG_TYPE_TEXT: Final = 3
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class MailboxNote:
     """An opened note."""
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Self
 
 from .. import _cbor
+from .._dataclass import dataclass
 from ..errors import DecodeError, LimitExceeded, UsageError
 from ..identity.aid import Aid
 from . import limits
@@ -97,7 +98,7 @@ def _meta(value: dict[Any, Any] | None, what: str) -> dict[str, Any]:
     return value
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointPayload:
     """Where an AID can be reached (rec_type 0x01)."""
 
@@ -161,7 +162,7 @@ class EndpointPayload:
         return p
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TopicPayload:
     """A service registration under a topic (rec_type 0x10)."""
 
@@ -220,7 +221,7 @@ class TopicPayload:
         return p
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentProfilePayload:
     """An agent's self-description (rec_type 0x02)."""
 
@@ -271,7 +272,7 @@ class AgentProfilePayload:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MailboxPayload:
     """A sealed note (rec_type 0x80); see :mod:`a2al_mcp.protocol.mailbox_crypto`."""
 

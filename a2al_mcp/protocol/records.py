@@ -24,6 +24,7 @@ from enum import Enum, IntEnum
 from typing import Any, Final, Self
 
 from .. import _cbor
+from .._dataclass import dataclass
 from ..errors import DecodeError, UsageError, VerificationError
 from ..identity.aid import Aid
 from ..identity.delegation import CLOCK_SKEW_S as DELEGATION_SKEW_S
@@ -71,7 +72,7 @@ def _signable(rec_type: int) -> bool:
     return rec_type == 0x01 or 0x02 <= rec_type <= 0x1F or 0x80 <= rec_type <= 0x8F
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SignedRecord:
     """A signed DHT record. Construct with :meth:`sign` or decode with :meth:`from_bytes`."""
 

@@ -11,10 +11,10 @@ chunking (one byte at a time included) and yields whole messages.
 
 from __future__ import annotations
 
-import dataclasses
 from enum import IntEnum
 from typing import Final, Self
 
+from .._dataclass import dataclass
 from ..errors import DecodeError, LimitExceeded
 from ..identity.aid import Aid
 from .limits import ACCESS_TOKEN_MAX, CONTROL_PAYLOAD_MAX, MAILBOX_FRAME_RECORD_MAX
@@ -58,7 +58,7 @@ class ControlType(IntEnum):
     ENVELOPE_CAPABLE = 0x08
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RouteFrame:
     """The first 25 bytes of stream 0: which local agent the dialer wants."""
 
@@ -83,7 +83,7 @@ class RouteFrame:
         return cls(Aid(data[4:]), magic)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ControlMessage:
     """One ``type ‖ length ‖ payload`` control message."""
 
@@ -171,7 +171,7 @@ def parse_access_result(payload: bytes) -> tuple[bool, str]:
     return False, payload[1:].decode("utf-8", "replace") or "denied"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class MailboxFrame:
     """``a2mb`` ‖ msg_id (32) ‖ length (uint32 BE) ‖ SignedRecord CBOR; answered by ``01``."""
 
