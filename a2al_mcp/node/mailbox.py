@@ -47,7 +47,6 @@ import dataclasses
 import functools
 import logging
 import math
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
@@ -621,6 +620,8 @@ class Mailbox:
                     result.value)  # fmt: skip
 
     def _has(self, recipient: Aid, msg_id: bytes) -> bool:
+        import sqlite3  # the inbox's database has loaded it; the node's import need not
+
         try:
             return self.inbox.has(recipient, msg_id)
         except sqlite3.Error:  # unreadable for now: Inbox.add decides (and counts)

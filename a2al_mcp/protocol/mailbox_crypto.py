@@ -4,17 +4,14 @@ Sender: X25519 with a fresh ephemeral key against the Montgomery form of the rec
 Ed25519 key (the ``pubkey`` of its endpoint record: the operational key for delegated
 agents); HKDF-SHA256(salt "a2al-mailbox\\0", info sender ‖ recipient) → AES-256-GCM key;
 plaintext canonical ``{1: msg_type, 2: body}``; no associated data.
+
+The cryptography primitives load with the first note sealed or opened: a node imports this
+module for its constants and sends or receives notes later, if ever (issue 15: start-up).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .. import _cbor
 from .._dataclass import dataclass
@@ -44,6 +41,9 @@ class MailboxNote:
 
 
 def _derive_key(shared: bytes, sender: Aid, recipient: Aid) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(
         algorithm=hashes.SHA256(),
         length=32,
@@ -67,6 +67,9 @@ def seal_note(
     Raises:
         LimitExceeded: the sealed payload would exceed 512 bytes (bodies ≤ 389 bytes fit).
     """
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     eph = X25519PrivateKey.from_private_bytes(rng.bytes(32))
     nonce = rng.bytes(12)
     shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient_key.to_x25519()))
@@ -98,6 +101,10 @@ def open_note(payload: MailboxPayload, *, own_aid: Aid, own_key: SigningKey) -> 
     """
     if payload.recipient != own_aid:
         raise VerificationError("note is addressed to another AID")
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     priv = X25519PrivateKey.from_private_bytes(own_key.to_x25519())
     try:
         shared = priv.exchange(X25519PublicKey.from_public_bytes(payload.ephemeral_pk))
