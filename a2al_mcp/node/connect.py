@@ -102,10 +102,17 @@ class DialTarget:
     """The hubs it names (``signal`` first, then ``signals``)."""
 
 
-HubPath: TypeAlias = Callable[[LocalCertificate, Aid, tuple[str, ...]], Awaitable[PeerConnection]]
-"""``hub_path(local, remote, hubs)``: a verified connection through ``hubs`` (raises
-``Unreachable``): a punch's on the main socket, or one over an ICE pair (its ``path``
+HubPath: TypeAlias = Callable[
+    [LocalCertificate, Aid, tuple[str, ...], float], Awaitable[PeerConnection]
+]
+"""``hub_path(local, remote, hubs, timeout_s)``: a verified connection through ``hubs``
+within ``timeout_s`` (raises ``Unreachable``, or ``RequestTimeout`` naming what each technique
+had done by then): a punch's on the main socket, or one over an ICE pair (its ``path``
 labelled ``ice`` or ``relay``); :meth:`a2al_mcp.node.punch_paths.HubCaller.connect`."""
+
+HUB_PATH_MARGIN_S: Final = 0.05
+"""The hub path's own deadline comes this much before the dial's, so that it reports what it
+tried instead of being cancelled silently."""
 
 
 def hub_kind(pc: PeerConnection) -> tuple[PathKind, Addr]:
@@ -303,7 +310,8 @@ class Connector:
             began = self._now()
             self.hub_dials += 1
             try:
-                pc = await hub_path(local, remote, hubs)
+                left = start + timeout_s - HUB_PATH_MARGIN_S - self._now()
+                pc = await hub_path(local, remote, hubs, max(left, HUB_PATH_MARGIN_S))
             except (HandshakeFailed, RequestTimeout, Unreachable) as exc:
                 record(PUNCHED, began, str(exc))
                 failures.append(exc)

@@ -31,6 +31,7 @@ off, the ``cred`` is a throwaway and only the punch runs.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -49,6 +50,7 @@ from ..errors import (
     HandshakeFailed,
     LimitExceeded,
     NotFound,
+    RequestTimeout,
     Unreachable,
     UsageError,
 )
@@ -279,7 +281,12 @@ class HubCaller:
     # -- one dial -----------------------------------------------------------------------
 
     async def connect(
-        self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...]
+        self,
+        local: LocalCertificate,
+        remote: Aid,
+        hubs: tuple[str, ...],
+        *,
+        timeout_s: float | None = None,
     ) -> PeerConnection:
         """A verified connection from ``local`` to ``remote`` through one of ``hubs`` (all
         called at once): a punch's (on the main socket) or an ICE pair's (its ``path`` is
@@ -287,19 +294,22 @@ class HubCaller:
 
         Raises:
             Unreachable: no hub gave a path (the reasons, per hub and technique).
+            RequestTimeout: none within ``timeout_s`` (what each technique had done by then).
         """
         self.calls += 1
         won: list[PeerConnection] = []
-        reasons: list[str] = []
+        notes: list[str] = []
 
         async def through(hub: str, tg: anyio.abc.TaskGroup) -> None:
             try:
-                pc = await self._through(hub, local, remote)
+                pc = await self._through(hub, local, remote, notes)
+            except _Reported:
+                return
             except (Unreachable, NotFound, HandshakeFailed) as exc:
-                reasons.append(f"{hub}: {exc}")
+                notes.append(f"{hub}: {exc}")
                 return
             except (A2ALError, DecodeError, OSError) as exc:
-                reasons.append(f"{hub}: {exc!r}")
+                notes.append(f"{hub}: {exc!r}")
                 return
             if won:  # another hub's path came up in the same instant
                 if pc.path is not None:
@@ -308,9 +318,10 @@ class HubCaller:
             won.append(pc)
             tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
-            for hub in hubs:
-                tg.start_soon(through, hub, tg)
+        with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as deadline:
+            async with anyio.create_task_group() as tg:
+                for hub in hubs:
+                    tg.start_soon(through, hub, tg)
         if won:
             kind = "punched" if won[0].path is None else won[0].path.label
             if kind == "relay":
@@ -321,11 +332,19 @@ class HubCaller:
                 self.punched += 1
             return won[0]
         self.failed += 1
-        raise Unreachable("through the hubs: " + ("; ".join(reasons) or "no hub"),
+        if deadline.cancelled_caught:
+            raise RequestTimeout(f"no path through the hubs within {timeout_s:.1f} s: "
+                                 + ("; ".join(notes) or "nothing answered"),
+                                 aid=remote, operation="connect")  # fmt: skip
+        raise Unreachable("through the hubs: " + ("; ".join(notes) or "no hub"),
                           aid=remote, operation="connect")  # fmt: skip
 
-    async def _through(self, hub: str, local: LocalCertificate, remote: Aid) -> PeerConnection:
-        """One hub: the punch and ICE over its room, the first verified connection."""
+    async def _through(
+        self, hub: str, local: LocalCertificate, remote: Aid, notes: list[str]
+    ) -> PeerConnection:
+        """One hub: the punch and ICE over its room, the first verified connection. When it
+        is cancelled (another hub won, or the deadline), what each technique still running
+        was doing goes to ``notes``."""
         room = await call(hub, str(local.aid), str(remote),
                           max_message_bytes=self._config.max_frame_bytes)  # fmt: skip
         quic = _CallerQuic(self._service, local, remote)
@@ -337,6 +356,7 @@ class HubCaller:
         won: list[PeerConnection] = []
         reasons: list[str] = []
         gone: list[NotFound] = []
+        running: dict[str, str] = {}
         try:
             cred = ice.local_credentials if ice is not None else IceCredentials.generate(self._rng)
             await room.send(Frame("cred", u=cred.ufrag, p=cred.pwd))  # first: a2ald waits for it
@@ -355,6 +375,7 @@ class HubCaller:
                     scope.cancel()
 
             async def punch() -> PeerConnection:
+                running["punch"] = "no path yet"
                 result = await session.run()
                 log.info("punch.caller_up peer=%s addr=%s round=%d", remote.short(),
                          result.addr, result.round)  # fmt: skip
@@ -362,7 +383,9 @@ class HubCaller:
 
             async def over_ice() -> PeerConnection:
                 assert ice is not None
+                running["ICE"] = "checking"
                 pair = await connect_ice(ice, mux, room.send)
+                running["ICE"] = f"QUIC over the {pair.kind} pair"
                 log.info("ice.caller_up peer=%s kind=%s remote=%s rtt=%s", remote.short(),
                          pair.kind, pair.remote, pair.rtt_s)  # fmt: skip
                 pc = dial_over_ice(self._service, local, remote, ice)
@@ -378,8 +401,10 @@ class HubCaller:
                 try:
                     pc = await fn()
                 except (A2ALError, DecodeError, OSError) as exc:
+                    running.pop(name, None)
                     reasons.append(f"{name}: {exc}")
                     return
+                running.pop(name, None)  # (cancelled: still running, said in the notes)
                 if won:
                     if pc.path is not None:
                         pc.close(0, "another path won")
@@ -395,6 +420,9 @@ class HubCaller:
                         race.start_soon(contend, "ICE", over_ice, race)
                 outer.cancel_scope.cancel()
         finally:
+            if not won and (running or reasons):
+                doing = [f"{n}: {_state(n, w, ice)}" for n, w in running.items()]
+                notes.append(f"{hub}: " + "; ".join([*reasons, *doing]))
             self._expecting[remote] = [s for s in sessions if not s.attempt.done]
             if not self._expecting[remote]:
                 del self._expecting[remote]
@@ -406,7 +434,21 @@ class HubCaller:
             return won[0]
         if gone:
             raise gone[0]
-        raise Unreachable("; ".join(reasons) or "cancelled", aid=remote, operation="connect")
+        raise _Reported("; ".join(reasons) or "cancelled", aid=remote, operation="connect")
+
+
+class _Reported(Unreachable):
+    """A hub's failure whose reasons are in the notes already."""
+
+
+def _state(name: str, doing: str, ice: IceSession | None) -> str:
+    """What a technique still running was doing (ICE: its candidates so far)."""
+    if name != "ICE" or ice is None:
+        return f"still running ({doing})"
+    st = ice.statistics()
+    local = ", ".join(f"{n} {t}" for t, n in sorted(st.local.items())) or "none"
+    remote = ", ".join(f"{n} {t}" for t, n in sorted(st.remote.items())) or "none"
+    return f"still {doing} (local: {local}; remote: {remote})"
 
 
 class _CallerQuic:
