@@ -102,17 +102,12 @@ class DialTarget:
     """The hubs it names (``signal`` first, then ``signals``)."""
 
 
-HubPath: TypeAlias = Callable[
-    [LocalCertificate, Aid, tuple[str, ...], float], Awaitable[PeerConnection]
-]
-"""``hub_path(local, remote, hubs, timeout_s)``: a verified connection through ``hubs``
-within ``timeout_s`` (raises ``Unreachable``, or ``RequestTimeout`` naming what each technique
-had done by then): a punch's on the main socket, or one over an ICE pair (its ``path``
-labelled ``ice`` or ``relay``); :meth:`a2al_mcp.node.punch_paths.HubCaller.connect`."""
-
-HUB_PATH_MARGIN_S: Final = 0.05
-"""The hub path's own deadline comes this much before the dial's, so that it reports what it
-tried instead of being cancelled silently."""
+HubPath: TypeAlias = Callable[[LocalCertificate, Aid, tuple[str, ...]], Awaitable[PeerConnection]]
+"""``hub_path(local, remote, hubs)``: a verified connection through ``hubs`` (raises
+``Unreachable``, or ``RequestTimeout`` naming what each technique had done when the dial's
+deadline, ``anyio.current_effective_deadline()``, came near): a punch's on the main socket,
+or one over an ICE pair (its ``path`` labelled ``ice`` or ``relay``);
+:meth:`a2al_mcp.node.punch_paths.HubCaller.connect`."""
 
 
 def hub_kind(pc: PeerConnection) -> tuple[PathKind, Addr]:
@@ -310,8 +305,7 @@ class Connector:
             began = self._now()
             self.hub_dials += 1
             try:
-                left = start + timeout_s - HUB_PATH_MARGIN_S - self._now()
-                pc = await hub_path(local, remote, hubs, max(left, HUB_PATH_MARGIN_S))
+                pc = await hub_path(local, remote, hubs)
             except (HandshakeFailed, RequestTimeout, Unreachable) as exc:
                 record(PUNCHED, began, str(exc))
                 failures.append(exc)

@@ -31,7 +31,6 @@ off, the ``cred`` is a throwaway and only the punch runs.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -88,6 +87,10 @@ log = logging.getLogger(__name__)
 PROBE: Final = b"\x00"
 """A punch probe: one zero byte, which our demultiplexer hands to the DHT decoder (dropped,
 counted as malformed) and a2ald's drops too."""
+
+REPORT_MARGIN_S: Final = 0.05
+"""A hub call ends this much before the enclosing deadline (the dial's), so that it reports
+what each technique had done instead of being cancelled without a word."""
 
 OWN_DIAL_WAIT_S: Final = 3.0
 """After a punch that ended through the partner's connection, how long our own dial to the
@@ -294,9 +297,11 @@ class HubCaller:
 
         Raises:
             Unreachable: no hub gave a path (the reasons, per hub and technique).
-            RequestTimeout: none within ``timeout_s`` (what each technique had done by then).
+            RequestTimeout: none within ``timeout_s`` or :data:`REPORT_MARGIN_S` before the
+                enclosing deadline (a dial's), saying what each technique had done by then.
         """
         self.calls += 1
+        began = anyio.current_time()
         won: list[PeerConnection] = []
         notes: list[str] = []
 
@@ -318,7 +323,11 @@ class HubCaller:
             won.append(pc)
             tg.cancel_scope.cancel()
 
-        with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as deadline:
+        # our own deadline, just before the caller's (a dial's): report instead of vanishing
+        until = anyio.current_effective_deadline() - REPORT_MARGIN_S
+        if timeout_s is not None:
+            until = min(until, anyio.current_time() + timeout_s)
+        with anyio.move_on_after(until - anyio.current_time()) as deadline:
             async with anyio.create_task_group() as tg:
                 for hub in hubs:
                     tg.start_soon(through, hub, tg)
@@ -333,7 +342,8 @@ class HubCaller:
             return won[0]
         self.failed += 1
         if deadline.cancelled_caught:
-            raise RequestTimeout(f"no path through the hubs within {timeout_s:.1f} s: "
+            took = anyio.current_time() - began
+            raise RequestTimeout(f"no path through the hubs within {took:.1f} s: "
                                  + ("; ".join(notes) or "nothing answered"),
                                  aid=remote, operation="connect")  # fmt: skip
         raise Unreachable("through the hubs: " + ("; ".join(notes) or "no hub"),

@@ -52,7 +52,7 @@ class DialingHub:
         self.calls: list[tuple[Aid, tuple[str, ...]]] = []
 
     async def __call__(
-        self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...], timeout_s: float
+        self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...]
     ) -> PeerConnection:
         self.calls.append((remote, hubs))
         await anyio.sleep(self.delay_s)
