@@ -28,6 +28,8 @@ API::
         with tb.netns("prc"):                 # this thread only; no await inside
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # lives in "prc"
         tb.conntrack_flush("prc")             # the router of "prc" (or "r-prc")
+        tb.conntrack_flush_between("prc", "sym")   # UDP between the two only, both routers
+        tb.resolve_a2ald_stun_names()         # a2ald's built-in STUN names -> coturn
         tb.upnp_mappings("upnp1")             # [UpnpMapping(...)] its miniupnpd holds
         tb.upnp_url("upnp1")                  # "http://10.3.0.1:5000/rootDesc.xml"
         tb.stun, tb.stun_alternate            # ("203.0.113.3", 3478), ("203.0.113.4", 3479)
@@ -161,6 +163,7 @@ class NatTestbed:
         self._ns_ids: set[str] = set()
         self._children: list[subprocess.Popen[bytes]] = []
         self._holders: list[ProcessRecord] = []
+        self._stun_names = False
 
     # ---- context
 
@@ -358,6 +361,41 @@ class NatTestbed:
         """Forget every connection (and NAT mapping) of the router of ``router``."""
         self.run(self.router(router), ["conntrack", "-F"], check=True)
 
+    def conntrack_flush_between(self, a: str, b: str) -> None:
+        """Forget the UDP state between hosts ``a`` and ``b`` on both their routers (as the
+        shared testbed's ``--flush-ct``): a dial between them is then a first contact, while
+        every other mapping (to seeds, hubs, TURN) stays."""
+        for host, other in ((a, b), (b, a)):
+            plan = self.host(host)
+            if plan.router is None:
+                continue
+            for flag in ("-s", "-d"):  # its packets from the other, and to it
+                # exits 1 when nothing matched
+                self.run(plan.router, ["conntrack", "-D", "-p", "udp", flag, self.wan(other)])
+
+    def resolve_a2ald_stun_names(self) -> None:
+        """Inside the testbed only: a2ald's compiled-in STUN names resolve to coturn.
+
+        a2ald 0.3.5 learns the address it publishes from natsense or from STUN to its
+        compiled-in servers (``ice_stun_urls`` serve ICE only; shared testbed README D8), so
+        behind a symmetric NAT it publishes nothing unless those names resolve.  An
+        ``/etc/hosts`` bind-mounted in the testbed's private mount namespace maps
+        stun.l.google.com, stun1.l.google.com and stun.cloudflare.com to coturn's two
+        addresses (three distinct ``ip:port``: two names on one would race through conntrack,
+        README P3); port 19302 is forwarded to coturn's 3479 on ``turn``.  No public host is
+        ever resolved or reached: these TEST-NET addresses exist only inside the testbed.
+        Idempotent.
+        """
+        if not self.topology.turn:
+            raise NatTestbedError("the STUN names need coturn (turn=True)")
+        if self._stun_names:
+            return
+        hosts = self.state_dir / "hosts"
+        hosts.write_text(_A2ALD_STUN_HOSTS, encoding="utf-8")
+        self.run("outer", ["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
+        self.run(TURN_HOST, ["nft", "-f", "-"], input=_A2ALD_STUN_NFT, check=True)
+        self._stun_names = True
+
     def upnp_mappings(self, host: str) -> list[UpnpMapping]:
         """The port mappings the miniupnpd of ``host``'s router holds now."""
         plan = self.host(host)
@@ -486,9 +524,25 @@ class NatTestbed:
         self._ns_ids.clear()
         self._outer = None
         self._state = None
+        self._stun_names = False
         if not self._keep_state:
             state.remove()
 
+
+_A2ALD_STUN_HOSTS: Final = (
+    "127.0.0.1 localhost\n"
+    f"{TURN_ADDR} stun.l.google.com\n"
+    f"{TURN_ALT_ADDR} stun1.l.google.com\n"
+    f"{TURN_ALT_ADDR} stun.cloudflare.com\n"
+)
+_A2ALD_STUN_NFT: Final = f"""table ip a2aldstun {{
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr {TURN_ADDR} udp dport 19302 dnat to {TURN_ADDR}:{TURN_ALT_PORT}
+    ip daddr {TURN_ALT_ADDR} udp dport 19302 dnat to {TURN_ALT_ADDR}:{TURN_ALT_PORT}
+  }}
+}}
+"""
 
 _CAPTURE: Final[dict[str, Any]] = {
     "stdin": subprocess.DEVNULL,

@@ -175,6 +175,21 @@ def test_prc_maps_endpoint_independently_and_filters_by_address_and_port(
     assert nothing_more(host)
 
 
+def test_conntrack_flush_between_forgets_only_what_is_between_the_two_hosts(
+    tb: NatTestbed, sockets: list[socket.socket]
+) -> None:
+    tb.conntrack_flush("prc")
+    host = open_udp(sockets, tb, "prc", 41021)
+    pub1, pub2 = (open_udp(sockets, tb, f"pub{i}", 41021) for i in (1, 2))
+    seen = observed(host, pub1)
+    assert observed(host, pub2) == seen
+    tb.conntrack_flush_between("prc", "pub1")
+    pub1.sendto(b"forgotten", seen)  # dropped: the pinhole for pub1 is gone
+    pub2.sendto(b"kept", seen)  # passes: pub2's is not
+    assert first_received(host) == b"kept"
+    assert nothing_more(host)
+
+
 def test_sym_maps_each_destination_to_another_port(
     tb: NatTestbed, sockets: list[socket.socket]
 ) -> None:
@@ -251,6 +266,23 @@ def test_stun_reports_the_wan_address_and_the_alternate(
     if tb_host.kind != "sym":
         assert response.xor_mapped[1] == 41020
     assert response.other == tb.stun_alternate == ("203.0.113.4", 3479)
+
+
+@pytest.mark.parametrize(("name", "port"), [("stun.l.google.com", 19302),
+                                            ("stun1.l.google.com", 19302),
+                                            ("stun.cloudflare.com", 3478)])  # fmt: skip
+def test_a2ald_stun_names_reach_coturn_inside_the_testbed(
+    tb: NatTestbed, sockets: list[socket.socket], name: str, port: int
+) -> None:
+    tb.resolve_a2ald_stun_names()
+    got = tb.run("prc", ["getent", "ahostsv4", name], check=True).stdout.split()
+    assert got[0] in (tb.stun[0], tb.stun_alternate[0])
+    tb.conntrack_flush("prc")
+    answer = stun_query(open_udp(sockets, tb, "prc", 41022), (got[0], port))
+    assert answer is not None
+    response, source = answer
+    assert source == (got[0], port)
+    assert response.xor_mapped == (tb.wan("prc"), 41022)
 
 
 def test_stun_change_request_is_answered_from_the_alternate_address(
