@@ -2,12 +2,17 @@
 SDK's streamable-HTTP client, given an ``AsyncClient`` with this transport, talks to the MCP
 server an agent exposes on its AID (:func:`~.expose.expose_mcp`).
 
-Each request is one stream (:meth:`Node.request`, HTTP/1.1, ``Connection: close``); the
-response body is read whole, at most ``max_body`` bytes, within ``timeout_s``. Past either
-limit the stream is dropped and the SDK gets a JSON-RPC error naming the limit (so the call
-waiting for it fails at once). A2AL failures (refused, unreachable, not found) become
-JSON-RPC errors too, carrying the A2AL error code in ``data`` (:data:`A2AL_CODE`), so the
-caller can tell them from the remote server's own errors. The ``GET`` stream a
+Requests travel as HTTP/1.1 on node streams (:meth:`Node.open_stream`) kept open for the
+next request (keep-alive, one request at a time on each; a stream is opened when none is
+idle, at most :data:`IDLE_MAX` idle ones are kept, and one the other side ended or reset
+while idle is dropped before reuse). Each stream is admitted by the callee (its allow/deny)
+when it opens; the caller the callee sees is the connection's verified AID, whichever stream
+carries the request. The response body is read whole, at most ``max_body`` bytes, within
+``timeout_s``. Past either limit the stream is dropped and the SDK gets a JSON-RPC error
+naming the limit (so the call waiting for it fails at once). A2AL failures (refused,
+unreachable, not found) become JSON-RPC errors too, carrying the A2AL error code in
+``data`` (:data:`A2AL_CODE`), so the caller can tell them from the remote server's own
+errors. The ``GET`` stream a
 streamable-HTTP client opens for server-initiated messages is answered 405 here, without
 reaching the remote: a remote server cannot reach back into the caller.
 """
@@ -19,14 +24,20 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import h11
 
-from ..errors import A2ALError, AgentCallError, LimitExceeded, RequestTimeout
+from ..errors import A2ALError, AgentCallError, DecodeError, LimitExceeded, RequestTimeout
 
 if TYPE_CHECKING:
     from ..identity.aid import Aid
     from ..node.node import Node
+    from ..transport.peer import PeerStream
 
-__all__ = ["A2AL_CODE", "StreamTransport"]
+__all__ = ["A2AL_CODE", "IDLE_MAX", "StreamTransport"]
+
+IDLE_MAX: Final = 8
+"""Idle streams kept per remote agent (one per concurrent call that has finished)."""
+_READ: Final = 65536
 
 A2AL_CODE: Final = "a2al_code"
 """Key in a JSON-RPC error's ``data`` of an error raised on this side (not the remote's)."""
@@ -43,6 +54,90 @@ def _local_error(http: Any, request: Any, status: int, error: A2ALError) -> Any:
                       "data": {A2AL_CODE: error.code}}}  # fmt: skip
     return http.Response(status, headers={"content-type": "application/json"},
                          content=json.dumps(body).encode(), request=request)  # fmt: skip
+
+
+_Answer = tuple[int, list[tuple[str, str]], bytes]
+"""An answer read whole: status, headers (lowercase names), body."""
+
+
+class _KeptStream:
+    """A stream carrying HTTP/1.1 requests one after another (h11's client state)."""
+
+    def __init__(self, stream: PeerStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+        self.used = False
+        """A request went on it before the one under way."""
+        self.heard = False
+        """Something of the answer under way arrived."""
+
+    async def usable(self) -> bool:
+        """Whether the idle stream can carry a request: nothing arrived on it while idle
+        (neither bytes, nor its end, nor a reset)."""
+        if self.stream.buffered or self.stream.connection.closed:
+            return False
+        try:
+            with anyio.move_on_after(0):  # ends, or is reset, without waiting; else waits
+                await self.stream.receive(1)
+                return False
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False
+        return True
+
+    async def next_event(self) -> Any:
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise DecodeError(f"bad HTTP from the remote agent: {exc}") from exc
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await self.stream.receive(_READ)
+            except anyio.EndOfStream:
+                data = b""
+            self.heard = self.heard or bool(data)
+            self.h11.receive_data(data)
+
+    async def exchange(self, method: str, target: str, headers: list[tuple[str, str]],
+                       body: bytes, max_body: int) -> _Answer:  # fmt: skip
+        """One request and its whole answer: status, headers (lowercase names), body.
+
+        Raises:
+            LimitExceeded: the body is over ``max_body`` bytes.
+            DecodeError: the answer is not HTTP/1.1.
+        """
+        self.heard = False
+        out = self.h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        if body:
+            out += self.h11.send(h11.Data(data=body)) or b""
+        out += self.h11.send(h11.EndOfMessage()) or b""
+        await self.stream.send(out)
+        event = await self.next_event()
+        while isinstance(event, h11.InformationalResponse):
+            event = await self.next_event()
+        if not isinstance(event, h11.Response):
+            raise DecodeError(f"expected an HTTP response, got {type(event).__name__}")
+        head = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+        data = bytearray()
+        while True:
+            part = await self.next_event()
+            if isinstance(part, h11.Data):
+                data += part.data
+                if len(data) > max_body:
+                    raise LimitExceeded(f"HTTP body over {max_body} bytes")
+            elif isinstance(part, h11.EndOfMessage):
+                self.used = True
+                return event.status_code, head, bytes(data)
+            else:
+                raise DecodeError("the remote agent's answer ended before its body did")
+
+    def reusable(self) -> bool:
+        """Whether both sides allow another request on the stream (and start it)."""
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            return True
+        return False
 
 
 class StreamTransport:
@@ -68,6 +163,8 @@ class StreamTransport:
         self._local = local
         self._max_body = max_body
         self._timeout_s = timeout_s
+        self._idle: list[_KeptStream] = []
+        self._closed = False
 
     async def __aenter__(self) -> StreamTransport:
         return self
@@ -81,22 +178,61 @@ class StreamTransport:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Nothing to close: each request's stream ends with its answer."""
+        """Close the idle streams (a request under way closes its own when it ends)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for kept in idle:
+            await kept.stream.aclose()
+
+    async def _kept(self) -> _KeptStream:
+        while self._idle:
+            kept = self._idle.pop()
+            if await kept.usable():
+                return kept
+            kept.stream.reset()
+        return _KeptStream(await self._node.open_stream(self._aid, local=self._local))
+
+    async def _request(self, method: str, target: str, headers: list[tuple[str, str]],
+                       body: bytes) -> _Answer:  # fmt: skip
+        kept = await self._kept()
+        try:
+            answer = await kept.exchange(method, target, headers, body, self._max_body)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, DecodeError):
+            kept.stream.reset()
+            if not kept.used or kept.heard:
+                raise
+            # a kept stream that ended (or whose connection ended) before a byte of the
+            # answer came: the callee closed it while idle, as the request left; once more
+            # on a new stream (as HTTP clients retry on a kept-alive connection the server
+            # closed)
+            kept = _KeptStream(await self._node.open_stream(self._aid, local=self._local))
+            try:
+                answer = await kept.exchange(method, target, headers, body, self._max_body)
+            except BaseException:
+                kept.stream.reset()
+                raise
+        except BaseException:
+            kept.stream.reset()
+            raise
+        if not self._closed and len(self._idle) < IDLE_MAX and kept.reusable():
+            self._idle.append(kept)
+        else:
+            await kept.stream.aclose()
+        return answer
 
     async def handle_async_request(self, request: Any) -> Any:
         http = self._http
         if request.method == "GET":  # the server-to-client stream: not offered
             return http.Response(405, request=request)
         body = await request.aread()
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _HOP]
+        headers = [("host", "a2al-agent")]
+        headers += [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _HOP]
+        headers.append(("content-length", str(len(body))))
         target = request.url.raw_path.decode("ascii")
         try:
             with anyio.fail_after(self._timeout_s):
-                resp = await self._node.request(self._aid, request.method, target,
-                                                headers=headers, body=body, local=self._local,
-                                                timeout_s=self._timeout_s,
-                                                max_body=self._max_body)  # fmt: skip
-                data = await resp.read()
+                status, resp_headers, data = await self._request(request.method, target,
+                                                                 headers, body)  # fmt: skip
         except TimeoutError:
             timeout = RequestTimeout(f"no complete answer from {self._aid} within "
                                    f"{self._timeout_s:g} s (the call timeout)",
@@ -110,16 +246,22 @@ class StreamTransport:
             return _local_error(http, request, 502, error)
         except A2ALError as exc:
             return _local_error(http, request, 502, exc)
-        ctype = (resp.header("content-type") or "").lower()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            broken = AgentCallError(f"the stream to {self._aid} broke before the answer was "
+                                    f"complete ({exc})", aid=self._aid,
+                                    operation="remote_mcp")  # fmt: skip
+            broken.__cause__ = exc
+            return _local_error(http, request, 502, broken)
+        ctype = next((v for k, v in resp_headers if k == "content-type"), "").lower()
         if (
             request.method == "POST"
             and not ctype.startswith(_MCP_TYPES)
-            and ((resp.status < 300 and resp.status != 202) or resp.status == 404)
+            and ((status < 300 and status != 202) or status == 404)
         ):
             not_mcp = AgentCallError(f"{self._aid} does not serve MCP over A2AL: it answers a "
-                                     f"POST to {target} with HTTP {resp.status}"
+                                     f"POST to {target} with HTTP {status}"
                                      f"{', ' + ctype[:60] if ctype else ''}",
                                      aid=self._aid, operation="remote_mcp")  # fmt: skip
             return _local_error(http, request, 502, not_mcp)
-        out = [(k, v) for k, v in resp.headers if k not in _HOP and k != "content-encoding"]
-        return http.Response(resp.status, headers=out, content=data, request=request)
+        out = [(k, v) for k, v in resp_headers if k not in _HOP and k != "content-encoding"]
+        return http.Response(status, headers=out, content=data, request=request)

@@ -98,3 +98,30 @@ async def test_the_remote_server_cannot_reach_back(kind: str) -> None:
             else:
                 assert result["isError"] is True, result
                 assert "the client answered" not in result["content"][0]["text"]
+
+
+async def test_calls_share_a_kept_stream_and_a_dead_one_is_replaced() -> None:
+    """Warm calls to one agent travel on one kept-alive stream (no stream per request); when
+    the connection under it ends while idle, the next call opens a new one and succeeds."""
+    with anyio.fail_after(60):
+        async with http_tool_server() as url, network(2, publish=True) as (a, b):
+            await expose_mcp(a, ExposeSpec(url=url))
+            opened: list[object] = []
+            open_stream = b.open_stream
+
+            async def counting(*args: object, **kwargs: object) -> object:
+                stream = await open_stream(*args, **kwargs)  # type: ignore[arg-type]
+                opened.append(stream)
+                return stream
+
+            b.open_stream = counting  # type: ignore[method-assign]
+            remote = RemoteMcp(b)
+            for i in range(5):
+                res = await remote.call_tool(a.aid, "add", {"a": i, "b": 1})
+                assert res["structuredContent"]["total"] == i + 1
+            assert len(opened) == 1  # the handshake and five calls on one stream
+            for pc in a.connections():  # the callee ends the connection: the stream dies
+                pc.close(0, "test")
+            res = await remote.call_tool(a.aid, "whoami", {})
+            assert res["structuredContent"] == {"caller": str(b.aid)}
+            assert len(opened) == 2
