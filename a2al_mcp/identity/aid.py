@@ -6,10 +6,10 @@ The NodeID of an AID is SHA-256 of its 21 bytes and places it in the DHT keyspac
 
 from __future__ import annotations
 
-import hashlib
 from enum import IntEnum
 from typing import Final, Self
 
+from .. import _digest
 from ..errors import DecodeError
 from .chain_text import (
     base58check_decode,
@@ -38,7 +38,7 @@ NODE_ID_LEN: Final = 32
 
 def _native_checksum(raw: bytes) -> str:
     lower = raw.hex()
-    digest = hashlib.sha256(lower.encode()).digest()
+    digest = _digest.sha256(lower.encode()).digest()
     out = []
     for i, c in enumerate(lower):
         nibble = digest[i // 2] >> 4 if i % 2 == 0 else digest[i // 2] & 0x0F
@@ -73,7 +73,7 @@ class Aid:
         raw = bytes(key)
         if len(raw) != 32:
             raise DecodeError(f"Ed25519 public key must be 32 bytes, got {len(raw)}")
-        return cls(bytes([AidVersion.ED25519]) + hashlib.sha256(raw).digest()[:20])
+        return cls(bytes([AidVersion.ED25519]) + _digest.sha256(raw).digest()[:20])
 
     @classmethod
     def from_str(cls, text: str) -> Self:
@@ -121,7 +121,7 @@ class Aid:
         """SHA-256 of the 21 AID bytes: this AID's place in the DHT."""
         nid = self._node_id
         if nid is None:
-            nid = self._node_id = NodeId(hashlib.sha256(self._raw).digest())
+            nid = self._node_id = NodeId(_digest.sha256(self._raw).digest())
         return nid
 
     def matches_key(self, key: VerifyKey | bytes) -> bool:

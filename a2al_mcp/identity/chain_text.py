@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Final
 
+from .. import _digest
 from ..errors import DecodeError
 from ._keccak import keccak256
 
@@ -185,7 +185,7 @@ def base58check_decode(text: str, version: int) -> bytes:
     if len(raw) != 25:
         raise DecodeError("base58check: wrong length for a P2PKH address")
     payload, check = raw[:-4], raw[-4:]
-    if hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4] != check:
+    if _digest.sha256(_digest.sha256(payload).digest()).digest()[:4] != check:
         raise DecodeError("base58check: bad checksum")
     if payload[0] != version:
         raise DecodeError("base58check: unexpected version byte")

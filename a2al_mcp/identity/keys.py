@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from typing import TYPE_CHECKING, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .. import _digest
 from ..errors import DecodeError, VerificationError
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class SigningKey:
 
     def to_x25519(self) -> bytes:
         """The X25519 private scalar: SHA-512(seed)[:32], clamped."""
-        h = bytearray(hashlib.sha512(self._seed).digest()[:32])
+        h = bytearray(_digest.sha512(self._seed).digest()[:32])
         h[0] &= 248
         h[31] &= 127
         h[31] |= 64

@@ -8,11 +8,10 @@ are left out at their zero value.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping
 from typing import Any, Final, Self
 
-from .. import _cbor
+from .. import _cbor, _digest
 from .._dataclass import dataclass
 from ..errors import DecodeError, LimitExceeded, UsageError
 from ..identity.aid import Aid
@@ -37,7 +36,7 @@ def topic_key(topic: str) -> bytes:
         raw = topic.encode()
     except UnicodeEncodeError:
         raise UsageError("a topic must be valid Unicode text (it has a lone surrogate)") from None
-    return hashlib.sha256(b"topic:" + raw).digest()
+    return _digest.sha256(b"topic:" + raw).digest()
 
 
 def _nil(items: tuple[str, ...]) -> list[str] | None:

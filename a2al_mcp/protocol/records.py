@@ -19,11 +19,10 @@ authority (:meth:`SignedRecord.check_authority`) is whether the key may speak fo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from enum import Enum, IntEnum
 from typing import Any, Final, Self
 
-from .. import _cbor
+from .. import _cbor, _digest
 from .._dataclass import dataclass
 from ..errors import DecodeError, UsageError, VerificationError
 from ..identity.aid import Aid
@@ -274,8 +273,8 @@ class SignedRecord:
     def msg_id(self) -> bytes:
         """SHA-256 of the payload: the ID a2ald uses for dedup and ACKs."""
         if self.payload:
-            return hashlib.sha256(self.payload).digest()
-        return hashlib.sha256(bytes(self.address) + self.seq.to_bytes(8, "big")).digest()
+            return _digest.sha256(self.payload).digest()
+        return _digest.sha256(bytes(self.address) + self.seq.to_bytes(8, "big")).digest()
 
     def default_key(self) -> bytes:
         """The DHT key a STORE without an explicit key files this record under."""
