@@ -243,7 +243,7 @@ class SignalConfig:
     number as its UDP socket (a2ald's default)."""
     max_answers: int = 16
     """Incoming calls answered (room joined, punch running) at once; more are refused and
-    counted. One at a time per caller."""
+    counted. At most 4 at a time per caller (a2ald calls again while a call still runs)."""
     answer_timeout_s: float = 30.0
     """One answered call (join the room, send the ICE ``cred``, punch) ends after this."""
     callee_dials: bool = False

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
@@ -70,6 +71,10 @@ __all__ = ["PROBE", "CalleeTraversal", "TraversalStats", "own_hub_url", "punch_a
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S: Final = 0.5
+MAX_ANSWERS_PER_CALLER: Final = 4
+"""Calls of one caller answered at once: a2ald calls again while its first call is still
+running (a retry, or a DHT punch beside its dial), and a refused call costs it its 30 s
+credentials wait."""
 ICE_AFTER_PUNCH_S: Final = 10.0
 """After our punch found its path, how long ICE may still bring the caller's connection (the
 caller takes whichever comes up first on its side)."""
@@ -96,8 +101,9 @@ class TraversalStats:
     """Answers that ended without a path (neither the punch nor ICE): no handshake, no
     ``punch-go``, no packet through, the room closed, or ``answer_timeout_s``."""
     refused: int = 0
-    """Calls not answered: not for a published identity, malformed AIDs, one already running
-    for that caller, or ``max_answers`` reached."""
+    """Calls not answered: not for a published identity, malformed AIDs,
+    :data:`MAX_ANSWERS_PER_CALLER` already running for that caller, or ``max_answers``
+    reached."""
     errors: int = 0
     """Contained errors of one answer (the hub could not be reached, undecodable input)."""
     dials: int = 0
@@ -189,7 +195,7 @@ class CalleeTraversal:
         """The registrations now (replaced when the hub list changes)."""
         self.stats = TraversalStats()
         self._live: tuple[str, ...] = ()
-        self._busy: set[Aid] = set()
+        self._busy: Counter[Aid] = Counter()
         self._expecting: dict[Aid, tuple[float, PunchSession]] = {}
 
     # -- views --------------------------------------------------------------------------
@@ -312,12 +318,12 @@ class CalleeTraversal:
             return
         if (
             target not in set(self._published())
-            or caller in self._busy
-            or len(self._busy) >= self._config.max_answers
+            or self._busy[caller] >= MAX_ANSWERS_PER_CALLER
+            or self._busy.total() >= self._config.max_answers
         ):
             self.stats.refused += 1
             return
-        self._busy.add(caller)
+        self._busy[caller] += 1
         tg.start_soon(self._answer, call, caller, target)
 
     async def _answer(self, call: IncomingCall, caller: Aid, target: Aid) -> None:
@@ -341,7 +347,9 @@ class CalleeTraversal:
             self.stats.last_error = str(exc) or type(exc).__name__
             log.info("traversal.answer_failed caller=%s error=%r", caller.short(), exc)
         finally:
-            self._busy.discard(caller)
+            self._busy[caller] -= 1
+            if self._busy[caller] <= 0:
+                del self._busy[caller]
 
     async def _traverse(self, room: RoomSocket, caller: Aid, target: Aid) -> str:
         """Our ``cred`` first (a2ald waits for it before punching), then the punch and ICE
