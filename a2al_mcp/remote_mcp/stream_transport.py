@@ -4,17 +4,18 @@ server an agent exposes on its AID (:func:`~.expose.expose_mcp`).
 
 Requests travel as HTTP/1.1 on node streams (:meth:`Node.open_stream`) kept open for the
 next request (keep-alive, one request at a time on each; a stream is opened when none is
-idle, at most :data:`IDLE_MAX` idle ones are kept, and one the other side ended or reset
-while idle is dropped before reuse). Each stream is admitted by the callee (its allow/deny)
-when it opens; the caller the callee sees is the connection's verified AID, whichever stream
-carries the request. The response body is read whole, at most ``max_body`` bytes, within
-``timeout_s``. Past either limit the stream is dropped and the SDK gets a JSON-RPC error
-naming the limit (so the call waiting for it fails at once). A2AL failures (refused,
-unreachable, not found) become JSON-RPC errors too, carrying the A2AL error code in
-``data`` (:data:`A2AL_CODE`), so the caller can tell them from the remote server's own
-errors. The ``GET`` stream a
-streamable-HTTP client opens for server-initiated messages is answered 405 here, without
-reaching the remote: a remote server cannot reach back into the caller.
+idle, at most :data:`IDLE_MAX` idle ones are kept; one whose connection ended while idle is
+dropped, and a request whose kept stream turns out ended or reset before a byte of the
+answer came is sent once more on a new stream). Each stream is admitted by the callee (its
+allow/deny) when it opens; the caller the callee sees is the connection's verified AID,
+whichever stream carries the request. The response body is read whole, at most
+``max_body`` bytes, within ``timeout_s``. Past either limit the stream is dropped and the
+SDK gets a JSON-RPC error naming the limit (so the call waiting for it fails at once). A2AL
+failures (refused, unreachable, not found) become JSON-RPC errors too, carrying the A2AL
+error code in ``data`` (:data:`A2AL_CODE`), so the caller can tell them from the remote
+server's own errors. The ``GET`` stream a streamable-HTTP client opens for server-initiated
+messages is answered 405 here, without reaching the remote: a remote server cannot reach
+back into the caller.
 """
 
 from __future__ import annotations
@@ -71,18 +72,11 @@ class _KeptStream:
         self.heard = False
         """Something of the answer under way arrived."""
 
-    async def usable(self) -> bool:
-        """Whether the idle stream can carry a request: nothing arrived on it while idle
-        (neither bytes, nor its end, nor a reset)."""
-        if self.stream.buffered or self.stream.connection.closed:
-            return False
-        try:
-            with anyio.move_on_after(0):  # ends, or is reset, without waiting; else waits
-                await self.stream.receive(1)
-                return False
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return False
-        return True
+    def usable(self) -> bool:
+        """Whether the idle stream may carry a request: nothing arrived on it while idle
+        and its connection is open. (Its end or reset is found by the request: see
+        :meth:`StreamTransport._request`.)"""
+        return not self.stream.buffered and not self.stream.connection.closed
 
     async def next_event(self) -> Any:
         while True:
@@ -187,7 +181,7 @@ class StreamTransport:
     async def _kept(self) -> _KeptStream:
         while self._idle:
             kept = self._idle.pop()
-            if await kept.usable():
+            if kept.usable():
                 return kept
             kept.stream.reset()
         return _KeptStream(await self._node.open_stream(self._aid, local=self._local))
