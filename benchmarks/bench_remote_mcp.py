@@ -8,8 +8,9 @@ streamable HTTP with JSON answers) in its own process; the tool is ``add`` (stru
 result). Rows:
 - HTTP: the official client (``mcp.Client``, streamable HTTP, httpx2) straight to it;
 - A2AL: node B's :class:`~a2al_mcp.remote_mcp.client.RemoteMcp` (the same client over A2AL
-  streams, one stream per request) to node A, which exposes the same server by URL
-  (``expose_mcp``: each request forwarded to it with the caller's AID);
+  streams, kept alive from request to request) to node A, which exposes the same server by
+  URL (``expose_mcp``: each request forwarded to it with the caller's AID, over kept-alive
+  TCP connections);
 - A2AL, stdio bridge: node A exposes the server started over stdio instead (the node's SDK
   bridge in front of it).
 Both nodes run in this process (as the client and server of the HTTP row run in two). Each
