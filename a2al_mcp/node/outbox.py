@@ -13,7 +13,8 @@ endpoint records (a DHT one-shot subscription, wire §4.6, registers only where 
 held, and an agent gone for an hour has none; and the DHT service hands on only mailbox
 pushes), so each queued target is resolved every ``watch_interval_s`` (at most
 ``watch_per_round`` targets per round, in turn) and a record with a new ``seq`` — the agent
-republished, so it is back — or a live connection to it makes its messages due at once.
+republished, so it is back — or a live connection to it makes its messages due at once (a
+try still dialling the record seen before is given up for a new one).
 
 **What counts as delivered.** The agent answered with a JSON-RPC ``result``: ``delivered``;
 with a JSON-RPC ``error`` or something that is not JSON-RPC: ``failed`` (final: it was
@@ -57,7 +58,11 @@ logger = logging.getLogger(__name__)
 
 STATES: Final = ("queued", "delivered", "failed", "expired", "canceled")
 """A delivery's states: ``queued`` until it ends in one of the other four."""
-_DONE: Final = ("delivered", "failed", "expired", "canceled")
+TICK_S: Final = 0.25
+"""How often the loop looks at what is due while something is queued."""
+IDLE_TICK_S: Final = 3600.0
+"""How often it looks (to forget old ended deliveries) while nothing is queued: a queued
+message wakes it at once."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -231,6 +236,8 @@ class Outbox:
         self._listeners: list[Callable[[Delivery], None]] = []
         self._wake = anyio.Event()
         self._busy: set[str] = set()
+        self._trying: dict[str, tuple[anyio.CancelScope, float]] = {}
+        """The try under way per target/sender: its scope and when it began (monotonic)."""
         self._watching: set[str] = set()
         self._seen_seq: dict[str, int | None] = {}
         self._watch_turn = 0
@@ -371,16 +378,21 @@ class Outbox:
         """Send what is due, watch queued targets, expire; until cancelled (node close)."""
         async with anyio.create_task_group() as tg:
             while True:
+                self._wake = anyio.Event()  # before the round: a wake during it is kept
+                busy = True
                 try:
-                    self._round(tg)
+                    busy = self._round(tg)
                 except (sqlite3.Error, A2ALError) as exc:  # the disk: try again next round
                     self._counts["errors"] += 1
                     logger.warning("outbox.round_failed error=%r", exc)
-                with anyio.move_on_after(min(self.config.watch_interval_s, 1.0)):
+                # nothing queued: sleep until something is (only ended ones to forget)
+                tick = min(self.config.watch_interval_s, TICK_S) if busy else IDLE_TICK_S
+                with anyio.move_on_after(tick):
                     await self._wake.wait()
-                self._wake = anyio.Event()
 
-    def _round(self, tg: anyio.abc.TaskGroup) -> None:
+    def _round(self, tg: anyio.abc.TaskGroup) -> bool:
+        """One pass: expire, start the tries that are due, watch records. Returns whether
+        anything is queued or being tried."""
         now = self._clock.wall()
         self._expire(now)
         with self._lock:
@@ -390,7 +402,9 @@ class Outbox:
         waiting: list[str] = []
         for target, sender, next_at in due:
             key = f"{target}/{sender}"
-            if key in self._busy:
+            if key in self._busy:  # watched all the same: a try may be dialling a dead record
+                if target not in waiting:
+                    waiting.append(target)
                 continue
             if next_at <= now or self._connected(Aid.from_str(target), local=Aid.from_str(sender)):
                 if len(self._busy) < self.config.parallel_max:
@@ -407,6 +421,7 @@ class Outbox:
                 if target not in self._watching:
                     self._watching.add(target)
                     tg.start_soon(self._watch, target)
+        return bool(due or self._busy)
 
     def _expire(self, now: float) -> None:
         with self._lock:
@@ -425,6 +440,7 @@ class Outbox:
     async def _watch(self, target: str) -> None:
         """Resolve ``target``: a record with a new seq (it republished: it is back) makes its
         messages due now."""
+        looked = self._clock.monotonic()
         try:
             try:
                 seq: int | None = int((await self._resolve(Aid.from_str(target))).seq)
@@ -439,6 +455,10 @@ class Outbox:
                 with self._lock:
                     self._db.execute("UPDATE outbox SET next_at = 0 WHERE state = 'queued' AND "
                                      "target = ?", (target,))  # fmt: skip
+                if before != -1:  # it changed under a try that began before: that try dials
+                    for key, (scope, began) in list(self._trying.items()):  # the old record
+                        if key.startswith(target + "/") and began < looked:
+                            scope.cancel()
                 self._wake.set()
         except Exception as exc:
             self._counts["errors"] += 1
@@ -448,6 +468,7 @@ class Outbox:
 
     async def _drain(self, target: str, sender: str) -> None:
         """Send ``sender``'s queued messages for ``target``, oldest first, until one fails."""
+        key = f"{target}/{sender}"
         try:
             while True:
                 with self._lock:
@@ -462,9 +483,16 @@ class Outbox:
                 try:
                     self._counts["attempts"] += 1
                     pairs = [(str(k), str(v)) for k, v in json.loads(headers)]
-                    resp = await self._try(
-                        Aid.from_str(target), Aid.from_str(sender), path, pairs, body
-                    )
+                    with anyio.CancelScope() as scope:
+                        self._trying[key] = (scope, self._clock.monotonic())
+                        resp = await self._try(
+                            Aid.from_str(target), Aid.from_str(sender), path, pairs, body
+                        )
+                    del self._trying[key]
+                    if scope.cancelled_caught:  # a new endpoint record: try it at once
+                        why = "superseded by a new endpoint record"
+                        self._failed_try(did, target, sender, attempts + 1, why, wait=0.0)
+                        return
                 except _Retry as exc:
                     self._failed_try(did, target, sender, attempts + 1, str(exc))
                     return
@@ -475,7 +503,8 @@ class Outbox:
                     return
                 self._answered(did, attempts + 1, resp)
         finally:
-            self._busy.discard(f"{target}/{sender}")
+            self._trying.pop(key, None)
+            self._busy.discard(key)
             self._wake.set()
 
     async def _try(
@@ -492,9 +521,13 @@ class Outbox:
             raise _Retry(f"the agent answered HTTP {resp.status}")
         return resp
 
-    def _failed_try(self, did: str, target: str, sender: str, attempts: int, error: str) -> None:
+    def _failed_try(
+        self, did: str, target: str, sender: str, attempts: int, error: str,
+        wait: float | None = None,
+    ) -> None:  # fmt: skip
         cfg = self.config
-        wait = min(cfg.retry_max_s, cfg.retry_initial_s * 2 ** min(attempts - 1, 30))
+        if wait is None:
+            wait = min(cfg.retry_max_s, cfg.retry_initial_s * 2 ** min(attempts - 1, 30))
         self._counts["retries"] += 1
         with self._lock:
             self._db.execute("UPDATE outbox SET attempts = ?, last_error = ? WHERE id = ?",
