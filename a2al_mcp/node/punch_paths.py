@@ -168,7 +168,7 @@ async def feed_ice(ice: IceSession, frames: MemoryObjectReceiveStream[Frame]) ->
                     await ice.add_remote_candidate(frame.c)
                 elif frame.t == "eoc":
                     await ice.end_of_candidates()
-            except (DecodeError, LimitExceeded, UsageError) as exc:
+            except (DecodeError, LimitExceeded, UsageError, ValueError) as exc:
                 log.debug("ice.remote_refused frame=%s error=%s", frame.t, exc)
     await ice.end_of_candidates()  # the room closed: nothing more will come
     return got_cred
@@ -183,6 +183,7 @@ async def connect_ice(ice: IceSession, mux: RoomMux,
         RequestTimeout: no pair within ``connect_timeout_s``.
     """
     pair: SelectedPair | None = None
+    failed: list[A2ALError | OSError] = []
     async with anyio.create_task_group() as tg:
 
         async def feed() -> None:
@@ -190,9 +191,14 @@ async def connect_ice(ice: IceSession, mux: RoomMux,
                 tg.cancel_scope.cancel()  # no credentials will ever come
 
         tg.start_soon(feed)
-        await offer_ice(ice, send)
-        pair = await ice.connect()
+        try:
+            await offer_ice(ice, send)
+            pair = await ice.connect()
+        except (A2ALError, OSError) as exc:  # raised as itself, not inside an exception group
+            failed.append(exc)
         tg.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
     if pair is None:
         raise Unreachable("the room closed before the peer's ICE credentials",
                           operation="ICE connect")  # fmt: skip
