@@ -166,9 +166,11 @@ class HubServer:
             entry.done = True
             send.close()
             receive.close()
-            self._apply(self.core.closed(conn, self._clock.monotonic()))
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+            try:
+                self._apply(self.core.closed(conn, self._clock.monotonic()))
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
 
     async def _reader(self, conn: int, entry: _Conn, stream: anyio.abc.SocketStream) -> None:
         cap = self.core.max_frame_bytes
@@ -272,6 +274,10 @@ class HubServer:
             log.debug("signalling hub: dropping socket %d, its outbox is full", conn)
             entry.done = True
             entry.scope.cancel()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # its writer is gone (a failed send, or the hub stopping): it is closing already
+            entry.done = True
+            entry.scope.cancel()
 
     @staticmethod
     def _finish(entry: _Conn) -> None:
@@ -280,7 +286,7 @@ class HubServer:
             entry.done = True
             try:
                 entry.outbox.send_nowait(None)
-            except anyio.WouldBlock:
+            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 entry.scope.cancel()
 
     # ---- timers
