@@ -223,9 +223,12 @@ def test_our_node_fetches_cold_from_ours_behind_prc_choosing_its_paths(
     response: HttpResponse = got["response"]
     assert (response.status, response.body) == (200, f"hello through /{caller_host}".encode())
     path = got["path"]
-    assert path is not None and path.addr == (tb.wan("prc"), PORT)
+    # the punch (main socket) or ICE (an aioice socket, same NAT) through the hub, or direct
+    assert path is not None and path.addr[0] == tb.wan("prc")
+    if path.kind in ("direct", "punched"):
+        assert path.addr == (tb.wan("prc"), PORT)
     kinds = {t.kind: t.outcome for t in got["tries"]}
-    assert kinds[path.kind] == "won" and set(kinds) == {"direct", "punched"}  # both ran
+    assert kinds[path.kind] == "won" and len(kinds) == 2 and "direct" in kinds  # both ran
     stats = callee_got["traversal"]
     assert stats is not None and stats.errors == 0
     if path.kind == "punched":
