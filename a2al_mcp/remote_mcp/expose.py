@@ -148,10 +148,13 @@ async def _forward_plain(upstream: Upstream, method: str, url: str, host: bytes,
         await _not_answering(send)
         return
     out = [(k, v) for k, v in response.headers if k not in _RESPONSE_HOP]
-    await send({"type": "http.response.start", "status": response.status, "headers": out})
-    async with contextlib.aclosing(response.chunks()) as chunks:
-        async for chunk, more in chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+    try:
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        async with contextlib.aclosing(response.chunks()) as chunks:
+            async for chunk, more in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+    finally:  # the caller went away (its stream reset): the connection is not reused
+        await response.aclose()
 
 
 async def _upstream_for(node: Node, url: str) -> Upstream | httpx2.AsyncClient:
