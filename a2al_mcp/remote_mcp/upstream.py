@@ -4,8 +4,10 @@ TCP): what :func:`~.expose.http_forwarder` sends each request of an exposed serv
 It is the smallest client that forwards faithfully: one request at a time per connection,
 connections kept for the next request when both sides allow it (at most
 :data:`IDLE_MAX` idle; one whose server closed it while idle is noticed before reuse and
-dropped), the response head returned once it has arrived and the body read as it comes.
-No redirects, cookies, decoding or retries: the answer is passed on as the server gave it.
+dropped, and a request on a kept connection that closes before a byte of its answer came
+is sent once more on a new one, as HTTP clients do), the response head returned once it
+has arrived and the body read as it comes. No redirects, cookies or decoding: the answer
+is passed on as the server gave it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class _Connection:
     def __init__(self, stream: SocketStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+        self.reused = False
+        """It carried a request before the one under way."""
+        self.heard = False
+        """Something of the answer under way arrived."""
 
     def stale(self) -> bool:
         """Whether the idle connection has something to read (the server closed it, or
@@ -56,6 +62,7 @@ class _Connection:
                 data = await self.stream.receive(_READ)
             except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
                 data = b""
+            self.heard = self.heard or bool(data)
             self.h11.receive_data(data)
 
 
@@ -123,6 +130,9 @@ class Upstream:
             if not conn.stale():
                 return conn
             await _close(conn)
+        return await self._connect()
+
+    async def _connect(self) -> _Connection:
         try:
             with anyio.fail_after(CONNECT_TIMEOUT_S):
                 stream = await anyio.connect_tcp(self.host, self.port)
@@ -140,6 +150,19 @@ class Upstream:
             DecodeError: the answer is not HTTP/1.1.
         """
         conn = await self._connection()
+        try:
+            return await self._send(conn, method, target, headers, body)
+        except (Unreachable, DecodeError):
+            if not conn.reused or conn.heard:
+                raise
+        # a kept connection the server closed while idle, as the request left (nothing of an
+        # answer came): once more on a new connection, as HTTP clients do
+        return await self._send(await self._connect(), method, target, headers, body)
+
+    async def _send(self, conn: _Connection, method: str, target: str,
+                    headers: Sequence[tuple[bytes, bytes]],
+                    body: bytes) -> UpstreamResponse:  # fmt: skip
+        conn.heard = False
         try:
             out = conn.h11.send(h11.Request(method=method, target=target, headers=list(headers)))
             if body:
@@ -170,6 +193,7 @@ class Upstream:
             and conn.h11.their_state is h11.DONE
         ):
             conn.h11.start_next_cycle()
+            conn.reused = True
             self._idle.append(conn)
             return
         await _close(conn)

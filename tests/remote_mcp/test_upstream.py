@@ -22,12 +22,17 @@ pytestmark = pytest.mark.anyio
 class _Server:
     """An HTTP/1.1 server answering each request with its connection's number and the
     request's number on it; ``close_after`` answers close their connection, ``idle_close``
-    connections are closed by the server after their first answer without saying so."""
+    connections are closed by the server after their first answer without saying so,
+    ``drop_second``: see there."""
 
-    def __init__(self, *, close_after: bool = False, idle_close: bool = False) -> None:
+    def __init__(self, *, close_after: bool = False, idle_close: bool = False,
+                 drop_second: bool = False) -> None:  # fmt: skip
         self.connections = 0
         self.close_after = close_after
         self.idle_close = idle_close
+        self.drop_second = drop_second
+        """A connection's second request is read and the connection closed unanswered (as
+        a server closing an idle connection just as a request comes)."""
         self.closed = anyio.Event()
         """Set when the server has closed a connection."""
 
@@ -54,6 +59,8 @@ class _Server:
             if not isinstance(event, h11.EndOfMessage):
                 return
             served += 1
+            if self.drop_second and served == 2:
+                return
             body = f"{number}.{served}".encode()
             headers = [("content-length", str(len(body)))]
             if self.close_after:
@@ -105,6 +112,17 @@ async def test_connections_the_server_closed_are_not_reused() -> None:
                 await server.closed.wait()  # the server has closed its side
                 assert [first, await _get(upstream)] == [(200, b"1.1"), (200, b"2.1")]
                 await upstream.aclose()
+
+
+async def test_a_request_the_server_drops_on_a_kept_connection_goes_once_more() -> None:
+    server = _Server(drop_second=True)
+    with anyio.fail_after(10):
+        async with _serving(server) as port:
+            upstream = Upstream("127.0.0.1", port)
+            assert await _get(upstream) == (200, b"1.1")
+            assert await _get(upstream) == (200, b"2.1")  # on a new connection
+            await upstream.aclose()
+    assert server.connections == 2
 
 
 async def test_no_server_is_unreachable() -> None:
