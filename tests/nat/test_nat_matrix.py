@@ -61,7 +61,7 @@ def world(
 ) -> Iterator[World]:
     with matrix_world(tb, tmp_path_factory.mktemp("nat_matrix")) as w:
         yield w
-        print("\n\n" + "\n".join(tables(w.results)))
+        print("\n\n" + "\n".join(tables(w.results) + w.notes))
 
 
 def tables(results: list[CellResult]) -> list[str]:
