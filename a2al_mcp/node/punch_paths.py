@@ -402,8 +402,10 @@ class HubCaller:
                 running["ICE"] = "checking"
                 pair = await connect_ice(ice, mux, room.send)
                 running["ICE"] = f"QUIC over the {pair.kind} pair"
-                log.info("ice.caller_up peer=%s kind=%s remote=%s rtt=%s", remote.short(),
-                         pair.kind, pair.remote, pair.rtt_s)  # fmt: skip
+                st = ice.statistics()
+                log.info("ice.caller_up peer=%s kind=%s remote=%s rtt=%s gather_s=%s "
+                         "connect_s=%s", remote.short(), pair.kind, pair.remote, pair.rtt_s,
+                         st.gather_s, st.connect_s)  # fmt: skip
                 pc = dial_over_ice(self._service, local, remote, ice)
                 try:
                     await pc.wait_ready()
