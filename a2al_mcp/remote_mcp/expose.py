@@ -230,9 +230,16 @@ class StdioBridge:
         self._schemas.update((t.name, t.input_schema) for t in tools)
 
     async def _call_tool(self, ctx: Any, params: Any) -> Any:
+        """The stdio server's answer, passed on as it is (the SDK's ``call_tool`` would also
+        check its structured content against the tool's output schema, listing the tools
+        first when it has none: the caller's client checks it)."""
+        from mcp import types
+
         upstream = await self._session()
+        request = types.CallToolRequest(params=types.CallToolRequestParams(
+            name=params.name, arguments=params.arguments or {}))  # fmt: skip
         try:
-            return await upstream.call_tool(params.name, params.arguments or {})
+            return await upstream.session.send_request(request, types.CallToolResult)
         except Exception as exc:
             self._failed(exc)
             raise
