@@ -27,6 +27,7 @@ from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 
 from .._containment import containable
 from .._types import Addr
@@ -59,6 +60,17 @@ logger = logging.getLogger(__name__)
 
 _STOPPED: Final = "stopped"
 """A path cancelled: ``lost`` when another won, ``no answer`` when the time ran out."""
+
+UPGRADE_WINDOW_S: Final = 30.0
+"""After a connection came up through a TURN relay, how long the hubs are called again for a
+path without the relay (DCUtR style)."""
+UPGRADE_FIRST_S: Final = 2.0
+"""The first such call, this long after the relay won."""
+UPGRADE_RETRY_S: Final = 10.0
+"""Between two calls."""
+UPGRADE_TRY_S: Final = 8.0
+"""One call gives up after this."""
+UPGRADE_TICK_S: Final = 0.5
 
 DIAL_TIMEOUT_S: Final = 10.0
 """Default limit on one dial (a2ald waits 60 s, §5.5; a tool call should not)."""
@@ -120,6 +132,18 @@ def hub_kind(pc: PeerConnection) -> tuple[PathKind, Addr]:
 
 
 @dataclasses.dataclass(slots=True)
+class _Upgrade:
+    """A pooled relay connection whose peer is called again for a path without the relay."""
+
+    local: LocalCertificate
+    hubs: tuple[str, ...]
+    relay: PeerConnection
+    until: float
+    next: float
+    running: bool = False
+
+
+@dataclasses.dataclass(slots=True)
 class _Backoff:
     until: float
     delay: float
@@ -138,11 +162,16 @@ class Connector:
         own_nat: Callable[[], int] = lambda: 0,
         hub_path: HubPath | None = None,
         paths: PathCache | None = None,
+        upgrade_path: HubPath | None = None,
     ) -> None:
         """``keepalive_s``: how often pooled connections are pinged (``quic.keepalive_s``);
         it must stay under the peers' QUIC idle timeout. ``own_nat``: our NAT type now (the
         record's value). ``hub_path``: dials through hubs (None: direct only). ``paths``: what
-        worked per peer."""
+        worked per peer. ``upgrade_path``: a call through the hubs that never takes a relay;
+        with it, a connection that came up through a TURN relay is upgraded in the background
+        (:meth:`maintain`): the hubs are called again for ``upgrade_window_s``, and a
+        connection that comes up without the relay replaces it in the pool (new streams use
+        it; the relay connection is closed once it has no stream)."""
         self.service = service
         self.keepalive_s = keepalive_s
         self._now = now
@@ -162,6 +191,15 @@ class Connector:
         self.direct_wins = 0
         self.punch_wins = 0
         self.hub_dials = 0
+        self._upgrade_path = upgrade_path
+        self._upgrading: dict[tuple[Aid, Aid], _Upgrade] = {}
+        self.upgrade_window_s = UPGRADE_WINDOW_S
+        self.upgrade_first_s = UPGRADE_FIRST_S
+        self.upgrade_retry_s = UPGRADE_RETRY_S
+        self.upgrade_try_s = UPGRADE_TRY_S
+        self.upgrades = 0
+        """Relay connections replaced by a connection without the relay."""
+        self.upgrade_tries = 0
 
     def pooled(self, local: Aid, remote: Aid) -> bool:
         """Whether a live connection from ``local`` to ``remote`` is in the pool now."""
@@ -341,6 +379,11 @@ class Connector:
             self._used = {c: u for c, u in self._used.items() if not c.closed}
             self._used[pc] = used
             self.paths.put(remote, used, self._now())
+            if kind == RELAY and self._upgrade_path is not None and hubs:
+                now = self._now()
+                self._upgrading[(local.aid, remote)] = _Upgrade(
+                    local, hubs, pc, now + self.upgrade_window_s, now + self.upgrade_first_s
+                )
             if kind == DIRECT:
                 self.direct_wins += 1
             else:
@@ -421,7 +464,58 @@ class Connector:
         ) from cause  # fmt: skip
 
     async def maintain(self) -> None:
-        """Keep-alive and idle eviction, forever (run in the node's task group)."""
+        """Keep-alive, idle eviction and relay upgrades, forever (run in the node's task
+        group)."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._upgrade_loop, tg)
+            await self._keepalive_loop()
+
+    async def _upgrade_loop(self, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            await anyio.sleep(UPGRADE_TICK_S)
+            now = self._now()
+            for key, up in list(self._upgrading.items()):
+                if self._pool.get(key) is not up.relay or up.relay.closed or now > up.until:
+                    if not up.running:
+                        del self._upgrading[key]
+                elif now >= up.next and not up.running:
+                    up.running = True
+                    tg.start_soon(self._try_upgrade, key, up, tg)
+
+    async def _try_upgrade(
+        self, key: tuple[Aid, Aid], up: _Upgrade, tg: anyio.abc.TaskGroup
+    ) -> None:
+        """One call through the hubs without the relay; its connection replaces the relay's."""
+        assert self._upgrade_path is not None
+        self.upgrade_tries += 1
+        began = self._now()
+        pc: PeerConnection | None = None
+        try:
+            with anyio.move_on_after(self.upgrade_try_s):
+                pc = await self._upgrade_path(up.local, key[1], up.hubs)
+        except (A2ALError, OSError) as exc:
+            logger.info("connect.upgrade_failed peer=%s error=%s", key[1].short(), exc)
+        finally:
+            up.running = False
+            up.next = self._now() + self.upgrade_retry_s
+        if pc is None:
+            return
+        kind, addr = hub_kind(pc)
+        if kind == RELAY or self._pool.get(key) is not up.relay or up.relay.closed:
+            if kind != PUNCHED:  # a punch's dial stays (see punch_paths.quic_dial)
+                pc.close(0, "not an upgrade")
+            return
+        took = self._now() - began
+        used = UsedPath(kind, addr, took, took)
+        self._pool[key] = pc
+        self._used[pc] = used
+        self.paths.put(key[1], used, self._now())
+        self._upgrading.pop(key, None)
+        self.upgrades += 1
+        logger.info("connect.upgraded peer=%s path=%s addr=%s", key[1].short(), kind, addr)
+        tg.start_soon(_retire, up.relay)
+
+    async def _keepalive_loop(self) -> None:
         while True:
             await anyio.sleep(self.keepalive_s)
             now = self._now()
@@ -440,3 +534,12 @@ class Connector:
                         del self._pool[key]
                         pc.close(0, "keep-alive failed")
                         logger.info("connect.keepalive_failed peer=%s error=%r", key, exc)
+
+
+async def _retire(relay: PeerConnection) -> None:
+    """Close a replaced relay connection once its streams are done (at most after the pool's
+    idle time)."""
+    with anyio.move_on_after(POOL_IDLE_EVICT_S):
+        while relay.streams and not relay.closed:  # noqa: ASYNC110 (no event for "no stream")
+            await anyio.sleep(1.0)
+    relay.close(0, "moved to a path without the relay")

@@ -30,6 +30,7 @@ off, the ``cred`` is a throwaway and only the punch runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -296,10 +297,12 @@ class HubCaller:
         hubs: tuple[str, ...],
         *,
         timeout_s: float | None = None,
+        relay: bool = True,
     ) -> PeerConnection:
         """A verified connection from ``local`` to ``remote`` through one of ``hubs`` (all
         called at once): a punch's (on the main socket) or an ICE pair's (its ``path`` is
-        labelled ``ice`` or ``relay``).
+        labelled ``ice`` or ``relay``). ``relay=False``: ICE gathers no relay candidate (a
+        relay connection's upgrade).
 
         Raises:
             Unreachable: no hub gave a path (the reasons, per hub and technique).
@@ -313,7 +316,7 @@ class HubCaller:
 
         async def through(hub: str, tg: anyio.abc.TaskGroup) -> None:
             try:
-                pc = await self._through(hub, local, remote, notes)
+                pc = await self._through(hub, local, remote, notes, relay=relay)
             except _Reported:
                 return
             except (Unreachable, NotFound, HandshakeFailed) as exc:
@@ -356,7 +359,7 @@ class HubCaller:
                           aid=remote, operation="connect")  # fmt: skip
 
     async def _through(
-        self, hub: str, local: LocalCertificate, remote: Aid, notes: list[str]
+        self, hub: str, local: LocalCertificate, remote: Aid, notes: list[str], *, relay: bool
     ) -> PeerConnection:
         """One hub: the punch and ICE over its room, the first verified connection. When it
         is cancelled (another hub won, or the deadline), what each technique still running
@@ -366,6 +369,8 @@ class HubCaller:
         quic = _CallerQuic(self._service, local, remote)
         sessions = self._expecting.setdefault(remote, [])
         config = None if self._ice is None else self._ice()
+        if config is not None and not relay:
+            config = dataclasses.replace(config, turn_servers=())
         ice = None
         if config is not None:
             ice = IceSession(config, controlling=True, clock=self._clock, rng=self._rng)

@@ -26,6 +26,7 @@ from a2al_mcp.protocol.session_frames import MailboxFrame
 from a2al_mcp.transport.certificates import LocalCertificate
 from a2al_mcp.transport.peer import InboundHandlers, PeerConnection
 from tests.node.quicpeer import QuicPeer, quic_peer
+from tests.unit.ice.quic_over_link import MemoryLink, link_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -195,3 +196,63 @@ def test_the_dial_target_reads_nat_type_and_hubs_from_the_record() -> None:
         endpoints: tuple[str, ...]
 
     assert dial_target(Bare(("quic://1.2.3.4:5",))) == DialTarget(("quic://1.2.3.4:5",))
+
+
+class RelayThenDirect:
+    """A hub path whose first call comes up through a "TURN relay" (an in-memory datagram
+    link labelled ``relay``), and an upgrade path (no relay) that dials the server directly,
+    as a punch that found its address would."""
+
+    def __init__(self, t: Setup, links: tuple[MemoryLink, MemoryLink]) -> None:
+        self.t = t
+        self.links = links
+        self.upgrade_calls = 0
+
+    async def relay(self, local: LocalCertificate, remote: Aid,
+                    hubs: tuple[str, ...]) -> PeerConnection:  # fmt: skip
+        ours, theirs = self.links
+        self.t.server.service.accept_path(theirs, remote=self.t.client.addr, label="relay")
+        pc = self.t.client.service.dial(local, remote, ("203.0.113.3", 49152), path=ours,
+                                        path_label="relay", on_path_close=ours.aclose)  # fmt: skip
+        await pc.wait_ready()
+        return pc
+
+    async def direct(self, local: LocalCertificate, remote: Aid,
+                     hubs: tuple[str, ...]) -> PeerConnection:  # fmt: skip
+        self.upgrade_calls += 1
+        pc = self.t.client.service.dial(local, remote, self.t.server.addr)
+        await pc.wait_ready()
+        return pc
+
+
+async def test_a_relay_connection_is_upgraded_to_a_direct_path_and_the_relay_retired() -> None:
+    """DCUtR style: the relay came up first; the hubs are called again without the relay,
+    the pool moves to the new connection and the relay's is closed once it has no stream."""
+    with anyio.fail_after(WAIT_S), silent_udp() as dead, link_pair() as links:
+        async with setup(DialingHub()) as t:
+            paths = RelayThenDirect(t, links)
+            connector = Connector(t.client.service, now=SystemClock().monotonic, ipv6=False,
+                                  own_nat=lambda: 4, hub_path=paths.relay,
+                                  upgrade_path=paths.direct)  # fmt: skip
+            connector.upgrade_first_s = 0.0
+            remote = t.server.identity.aid
+            relayed = await connector.connect(t.client.cert(), remote, _target(t, dead, 4))
+            used = connector.path(relayed)
+            assert used is not None and used.kind == "relay" and relayed.path is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(connector.maintain)
+                while connector.upgrades == 0:  # noqa: ASYNC110 (the connector has no event)
+                    await anyio.sleep(0.05)
+                upgraded = connector.pooled_connection(t.client.identity.aid, remote)
+                assert upgraded is not None and upgraded is not relayed
+                assert upgraded.path is None  # the main socket: no relay
+                now_used = connector.path(upgraded)
+                assert now_used is not None and now_used.kind == "punched"
+                assert now_used.addr == t.server.addr
+                assert connector.paths.get(remote, SystemClock().monotonic()) == now_used
+                again = await connector.connect(t.client.cert(), remote, _target(t, dead, 4))
+                assert again is upgraded  # new streams use it
+                while not relayed.closed:  # noqa: ASYNC110 (retired once without streams)
+                    await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+            assert paths.upgrade_calls == 1 and connector.upgrade_tries == 1
