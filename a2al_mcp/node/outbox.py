@@ -42,7 +42,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -50,7 +50,9 @@ import anyio.abc
 from .._clock import Clock
 from ..errors import A2ALError, LimitExceeded, NetworkError, NotFound, UsageError
 from ..identity.aid import Aid
-from .http import HttpResponse
+
+if TYPE_CHECKING:  # HTTP (h11) loads with the first try, not with the node
+    from .http import HttpResponse
 
 __all__ = ["STATES", "Delivery", "Outbox", "OutboxConfig", "OutboxStats"]
 
