@@ -4,8 +4,10 @@
   URL, its capability topics, who may call it); no SDK.
 - :mod:`.expose`: :func:`expose_mcp` serves it on a local identity over A2AL streams
   (streamable HTTP on streams; a stdio server behind the ``mcp`` SDK, owned by the node).
-- :mod:`.stream_transport`: an ``httpx2`` transport whose requests travel on node streams,
-  so the SDK's streamable-HTTP client reaches an AID.
+- :mod:`.upstream`: kept-alive HTTP/1.1 connections to a server exposed by ``http://`` URL.
+- :mod:`.stream_transport`: an ``httpx2`` (or ``httpx``) transport whose requests travel on
+  kept-alive node streams, so the SDK's streamable-HTTP client reaches an AID.
+- :mod:`.sdk_client`: the SDK's client session on mcp 2.x or 1.x.
 - :mod:`.client`: :class:`RemoteMcp`, one warm SDK session per remote agent, with the limits
   (response size, call timeout, concurrent calls).
 
