@@ -295,6 +295,7 @@ async def serve_asgi(stream: PeerStream, app: Any, *, local: Aid, max_body: int 
 async def _run_asgi(conn: h11.Connection, stream: PeerStream, app: Any, req: HttpRequest) -> None:
     sent_request = False
     finished = anyio.Event()
+    head = b""  # a response head held to go with the first body bytes (one stream write)
 
     async def receive() -> dict[str, Any]:
         nonlocal sent_request
@@ -305,16 +306,22 @@ async def _run_asgi(conn: h11.Connection, stream: PeerStream, app: Any, req: Htt
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
+        nonlocal head
         if message["type"] == "http.response.start":
             headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
                        for k, v in message.get("headers", [])]  # fmt: skip
-            await stream.send(conn.send(h11.Response(status_code=int(message["status"]),
-                                                     headers=headers)))  # fmt: skip
+            out = conn.send(h11.Response(status_code=int(message["status"]),
+                                         headers=headers)) or b""  # fmt: skip
+            if any(k == "content-length" for k, _ in headers):
+                head = out  # a whole body follows: one write with it
+            else:  # a stream (server-sent events): its head goes now
+                await stream.send(out)
         elif message["type"] == "http.response.body" and not finished.is_set():
             data = bytes(message.get("body", b""))
-            out = conn.send(h11.Data(data=data)) if data else b""
+            out = head + ((conn.send(h11.Data(data=data)) or b"") if data else b"")
+            head = b""
             if not message.get("more_body", False):
-                out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
+                out += conn.send(h11.EndOfMessage()) or b""
                 finished.set()
             if out:
                 await stream.send(out)
@@ -326,6 +333,8 @@ async def _run_asgi(conn: h11.Connection, stream: PeerStream, app: Any, req: Htt
             await _write_response(conn, stream, HttpResponse(500, (), b"internal error"))
             return
         raise  # mid-body: the stream is reset by the caller
+    if head:  # a head and no body message
+        await stream.send(head)
     if conn.our_state is h11.SEND_RESPONSE:  # the app sent nothing
         await _write_response(conn, stream, HttpResponse(500, (), b"no response"))
     elif conn.our_state is h11.SEND_BODY:
