@@ -57,6 +57,7 @@ from .inbox import Inbox, Note
 from .joining import Joiner
 from .mailbox import Mailbox, MailboxStats, SendResult
 from .nat_service import NatService, resolve_stun_servers, stun_entries
+from .outbox import Outbox, OutboxConfig
 from .publisher import Publisher
 from .quic_verbs import QuicVerbs
 from .serving import Acceptor, Serving, StreamHandler
@@ -141,6 +142,7 @@ class Node(QuicVerbs):
         self._connector: Connector | None = None
         self._dialer: Dialer | None = None
         self._mailbox: Mailbox | None = None
+        self._outbox: Outbox | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -202,6 +204,13 @@ class Node(QuicVerbs):
                        probe=core)  # fmt: skip
             nat.start()
             stack.callback(inbox.close)  # after the task group has stopped
+            outbox = self._outbox = Outbox(
+                None if cfg.data_dir is None else cfg.data_dir / "outbox.db",
+                getattr(cfg, "outbox", None) or OutboxConfig(), clock=self._clock,
+                resolve=self.resolve, connect=self.connect, fetch=self.fetch,
+                connected=self.is_connected,
+            )  # fmt: skip
+            stack.callback(outbox.close)  # after the task group has stopped
             stack.push_async_callback(self._close_quic)
             tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(tg.cancel_scope.cancel)  # runs first on exit
@@ -226,6 +235,7 @@ class Node(QuicVerbs):
                          connector.maintain, mailbox.poll_loop, nat.check_loop,
                          self._auto.run):  # fmt: skip
                 self._tasks.start(loop)
+            self._tasks.start(outbox.run)
             self._stack = stack.pop_all()
         return self
 
@@ -634,6 +644,13 @@ class Node(QuicVerbs):
 
     def mailbox_statistics(self) -> MailboxStats:
         return self._mail().statistics()
+
+    def outbox(self) -> Outbox:
+        """The durable outbox: messages kept for agents that are offline, sent when they
+        come back (:mod:`~a2al_mcp.node.outbox`)."""
+        self._check_open()
+        assert self._outbox is not None
+        return self._outbox
 
 
 def _ignore_addr(addr: Addr) -> None:
