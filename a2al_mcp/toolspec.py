@@ -778,13 +778,13 @@ def _remote(node: Node) -> Any:
     """The node's sessions with other agents' MCP servers (the mcp SDK loads here).
 
     Raises:
-        UsageError: the installed mcp SDK is not 2.x.
+        UsageError: the installed mcp SDK cannot be loaded as a client.
     """
     try:
         from .remote_mcp.client import remote_mcp
     except ImportError as exc:
-        raise UsageError("using other agents' MCP tools needs the mcp SDK 2.x (with "
-                         f"httpx2); this one cannot load it: {exc}") from exc  # fmt: skip
+        raise UsageError("using other agents' MCP tools needs the mcp SDK's client (mcp "
+                         f"1.x with httpx, or 2.x with httpx2): {exc}") from exc  # fmt: skip
     return remote_mcp(node)
 
 

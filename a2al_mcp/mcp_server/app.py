@@ -255,4 +255,8 @@ def build_server(node: Node, *, name: str = "a2al", front_stats: FrontStats | No
     node.on_mail(
         lambda note: node.spawn(lambda: publish_resource_updated(server, INBOX_URI, legacy))
     )
+    # a queued A2A message delivered (or expired): the inbox lists it under outbox_replies
+    node.outbox().listen(
+        lambda delivery: node.spawn(lambda: publish_resource_updated(server, INBOX_URI, legacy))
+    )
     return server
