@@ -284,9 +284,10 @@ def test_a_caller_behind_prc2_reaches_our_node_behind_prc_through_a_hub(
     assert stats is not None
     assert (stats.incoming, stats.answered, stats.punched) == (1, 1, 1)
     assert (stats.punch_failed, stats.errors, stats.refused) == (0, 0, 0)
-    # the callee's ICE agent answered in the same room (its cred first: a2ald needs it to
-    # punch; then its candidates and eoc), which this punch-only caller counts as foreign
-    assert got["stats"].foreign_frames >= 2
+    # the callee's ICE agent answered in the same room: its cred first (a2ald needs it to
+    # punch), then its candidates and eoc, which this punch-only caller counts as foreign
+    # while it reads (the punch may end before the candidates are gathered)
+    assert got["stats"].foreign_frames >= 1
 
 
 def _a2ald_fetch(peer: A2aldPeer, aid: Aid) -> dict[str, Any]:

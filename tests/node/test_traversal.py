@@ -202,8 +202,9 @@ async def test_a_call_through_the_hub_is_answered_with_a_punch_and_served(
             probes.sock.close()
         assert isinstance(result, Finish) and result.addr == callee.local_addr
         # the callee's ICE agent answers in the same room: its cred (first: a2ald waits for
-        # it), its candidates and eoc, which a punch-only reader counts as foreign
-        assert attempt.stats.foreign_frames >= 2
+        # it), then its candidates and eoc, which a punch-only reader counts as foreign while
+        # it reads (the punch may end before they were gathered)
+        assert attempt.stats.foreign_frames >= 1
         response = await caller.fetch(callee.aid, "GET", "/")
         assert (response.status, response.body) == (200, b"hello through the hub")
         stats = callee.traversal_statistics()
