@@ -229,7 +229,8 @@ class SignalConfig:
     The node's callee side uses it (``a2al_mcp.node.traversal``, docs/signal.md "In the
     node"): it registers its published identities with ``hubs`` (and its own hub when it
     serves one and is public), names the live ones in its endpoint records, and answers
-    calls with a hole punch. The caller's dial strategy does not use hubs yet."""
+    calls with a hole punch and ICE (``[ice]``). The caller's side needs no ``[signal]``: it
+    calls the hubs the target's record names (``a2al_mcp.node.punch_paths``)."""
 
     hubs: tuple[str, ...] = ()
     """``ws://host:port`` hubs to register our identities with (a2ald's ``ice_signal_urls``)."""
