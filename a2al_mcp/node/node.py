@@ -192,7 +192,8 @@ class Node(QuicVerbs):
         connector = self._connector = Connector(quic, now=self._clock.monotonic, ipv6=":" in host,
                                                 keepalive_s=cfg.quic.keepalive_s,
                                                 own_nat=nat.nat_type,
-                                                hub_path=self._hub_path)  # fmt: skip
+                                                hub_path=self._hub_path,
+                                                upgrade_path=self._hub_path_no_relay)  # fmt: skip
         endpoint = self._endpoint = UdpEndpoint(cfg.listen, clock=self._clock, dht=core,
                                                 quic=quic.host, stun=nat.core,
                                                 on_events=self._on_events)  # fmt: skip
@@ -271,6 +272,7 @@ class Node(QuicVerbs):
         )
         if not sig.hubs and not serve:
             return
+        from .punch_paths import accept_ice, node_ice
         from .traversal import CalleeTraversal, own_hub_url, punch_addrs, quic_dial
 
         hub_at = None
@@ -295,22 +297,32 @@ class Node(QuicVerbs):
             nat_type=nat.nat_type, send_datagram=endpoint.send_datagram,
             dial=dial if sig.callee_dials else None,
             on_change=self._auto.changed,
+            ice=lambda: node_ice(cfg, nat.sense.config.stun_servers),
+            accept_ice=lambda ice: accept_ice(quic, ice, cfg.quic.handshake_timeout_s),
         )  # fmt: skip
         self._tasks.start(self._traversal.run)
 
     def _accepted(self, peer: Aid, addr: Addr) -> None:
+        if self._quic is not None and any(p.addr == addr for p in self._quic.paths()):
+            return  # over an ICE pair (the traversal's own), not a punch's path
         if self._traversal is not None:
             self._traversal.accepted(peer, addr)
         if self._hub_caller is not None:
             self._hub_caller.accepted(peer, addr)
 
-    async def _hub_path(
+    async def _hub_path_no_relay(
         self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...]
+    ) -> PeerConnection:
+        """A call through the hubs whose ICE takes no relay (a relay connection's upgrade)."""
+        return await self._hub_path(local, remote, hubs, relay=False)
+
+    async def _hub_path(
+        self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...], *, relay: bool = True
     ) -> PeerConnection:
         """The caller's side of NAT traversal: a punch through the hubs the target's record
         names (its bricks load with the first such dial; docs/signal.md, "In the node")."""
         if self._hub_caller is None:
-            from .punch_paths import HubCaller, punch_addrs
+            from .punch_paths import HubCaller, node_ice, punch_addrs
 
             endpoint, quic, nat = self._endpoint, self._quic, self._nat_service()
             if endpoint is None or quic is None:
@@ -319,8 +331,9 @@ class Node(QuicVerbs):
                 self.config.signal, clock=self._clock, rng=self._rng, service=quic,
                 punch_addrs=lambda: punch_addrs(nat.view, endpoint.local_addr),
                 nat_type=nat.nat_type, send_datagram=endpoint.send_datagram,
+                ice=lambda: node_ice(self.config, nat.sense.config.stun_servers),
             )  # fmt: skip
-        return await self._hub_caller.connect(local, remote, hubs)
+        return await self._hub_caller.connect(local, remote, hubs, relay=relay)
 
     def traversal_statistics(self) -> TraversalStats | None:
         """What the callee side of NAT traversal did (None: not configured): calls answered,
