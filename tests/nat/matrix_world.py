@@ -175,18 +175,22 @@ class CellResult:
 
 # -- a2ald's path, from its debug log (the lines the shared testbed's measure.py classifies by)
 
-_A2ALD_PATHS: Final = (
-    (re.compile(r"ice pair selected.*relay", re.I), "relay"),
-    (re.compile(r"quic dial over ice ok", re.I), "ice"),
-    (re.compile(r"quic dial over punch ok", re.I), "punched"),
+_A2ALD_PATHS: Final = (  # its text log: msg="..." key=value ...
+    (re.compile(r'msg="ice pair selected".*\brelayed=true'), "relay"),
+    (re.compile(r'msg="connpool: connection cached".*\bis_relayed=true'), "relay"),
+    (re.compile(r'msg="(quic dial over punch ok|punch: connection established)'), "punched"),
+    (re.compile(r'msg="quic dial over ice ok"'), "ice"),
+    (re.compile(r'msg="connpool: connection cached"'), "direct"),
 )
 
 
 def a2ald_path(log: str) -> str:
+    """The path of a2ald's dial from its log lines in the fetch's window (as the shared
+    testbed's measure.py classifies them)."""
     for pattern, kind in _A2ALD_PATHS:
         if pattern.search(log):
             return kind
-    return "direct"
+    return "?"
 
 
 # -- the world
