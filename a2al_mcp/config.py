@@ -31,6 +31,7 @@ __all__ = [
     "MailboxConfig",
     "NatConfig",
     "NodeConfig",
+    "OutboxConfig",
     "QuicConfig",
     "SignalConfig",
     "TurnServerConfig",
@@ -192,6 +193,52 @@ class MailboxConfig:
     def __post_init__(self) -> None:
         _positive("mailbox.poll_interval_s", self.poll_interval_s)
         _positive("mailbox.retention_s", self.retention_s)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxConfig:
+    """The durable outbox of A2A messages for agents that are offline
+    (``call_agent(queue_if_offline=true)``, ``a2al_mcp.node.outbox``): every limit of it."""
+
+    ttl_s: float = 86400.0
+    """How long a queued message is kept (a caller may ask for less, never more)."""
+    per_target_max: int = 100
+    """Queued messages for one agent; one more is refused."""
+    total_max: int = 1000
+    """Queued messages in all; one more is refused."""
+    message_max_bytes: int = 256 * 1024
+    """Largest request kept (the JSON-RPC body)."""
+    retry_initial_s: float = 2.0
+    """Wait after the first failed try; doubled after each further one."""
+    retry_max_s: float = 300.0
+    """Longest wait between two tries (the record watch may try sooner)."""
+    watch_interval_s: float = 1.0
+    """How often a queued target's endpoint record is looked up."""
+    watch_per_round: int = 16
+    """Most targets looked up per ``watch_interval_s`` (taken in turn)."""
+    parallel_max: int = 8
+    """Targets tried at the same time."""
+    connect_timeout_s: float = 10.0
+    """Longest wait for a connection on one try."""
+    answer_timeout_s: float = 60.0
+    """Longest wait for the agent's answer on one try (the request asks it to answer at
+    once with its task, so this is rarely reached)."""
+    keep_done_s: float = 7 * 86400.0
+    """How long a delivery that ended (delivered, failed, expired, canceled) stays listed."""
+    done_max: int = 1000
+    """Most ended deliveries kept (the oldest go first)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_s"):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(f"outbox.{f.name} must be a number, got {value!r}")
+                _positive(f"outbox.{f.name}", value)
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"outbox.{f.name} must be a whole number ≥ 1, got {value!r}")
+        if self.retry_max_s < self.retry_initial_s:
+            raise ConfigError("outbox.retry_max_s must be ≥ outbox.retry_initial_s")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -591,6 +638,7 @@ class NodeConfig:
     quic: QuicConfig = dataclasses.field(default_factory=QuicConfig)
     nat: NatConfig = dataclasses.field(default_factory=NatConfig)
     mailbox: MailboxConfig = dataclasses.field(default_factory=MailboxConfig)
+    outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     hub: HubConfig = dataclasses.field(default_factory=HubConfig)
     signal: SignalConfig = dataclasses.field(default_factory=SignalConfig)
@@ -634,6 +682,7 @@ class NodeConfig:
             "quic": QuicConfig,
             "nat": NatConfig,
             "mailbox": MailboxConfig,
+            "outbox": OutboxConfig,
             "limits": LimitsConfig,
             "hub": HubConfig,
             "signal": SignalConfig,

@@ -36,6 +36,7 @@ from typing import Annotated, Any, Final, Literal, cast
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from . import agentcall
+from .config import OutboxConfig
 from .errors import (
     A2ALError,
     AgentCallError,
@@ -52,7 +53,7 @@ from .identity.aid import Aid
 from .node.dial_strategy import UsedPath
 from .node.dialer import dial_target
 from .node.node import Node
-from .node.outbox import Delivery, OutboxConfig
+from .node.outbox import Delivery
 from .protocol.limits import BRIEF_MAX_CHARS, MAILBOX_BODY_MAX, TOPIC_TTL_MAX_S
 from .protocol.payloads import AgentProfilePayload, EndpointPayload, TopicPayload
 from .toolargs import ToolArgs

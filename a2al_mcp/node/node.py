@@ -57,7 +57,7 @@ from .inbox import Inbox, Note
 from .joining import Joiner
 from .mailbox import Mailbox, MailboxStats, SendResult
 from .nat_service import NatService, resolve_stun_servers, stun_entries
-from .outbox import Outbox, OutboxConfig
+from .outbox import Outbox
 from .publisher import Publisher
 from .quic_verbs import QuicVerbs
 from .serving import Acceptor, Serving, StreamHandler
@@ -207,7 +207,7 @@ class Node(QuicVerbs):
             stack.callback(inbox.close)  # after the task group has stopped
             outbox = self._outbox = Outbox(
                 None if cfg.data_dir is None else cfg.data_dir / "outbox.db",
-                getattr(cfg, "outbox", None) or OutboxConfig(), clock=self._clock,
+                cfg.outbox, clock=self._clock,
                 resolve=self.resolve, connect=self.connect, fetch=self.fetch,
                 connected=self.is_connected,
             )  # fmt: skip

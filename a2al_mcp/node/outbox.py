@@ -48,13 +48,14 @@ import anyio
 import anyio.abc
 
 from .._clock import Clock
+from ..config import OutboxConfig
 from ..errors import A2ALError, LimitExceeded, NetworkError, NotFound, UsageError
 from ..identity.aid import Aid
 
 if TYPE_CHECKING:  # HTTP (h11) loads with the first try, not with the node
     from .http import HttpResponse
 
-__all__ = ["STATES", "Delivery", "Outbox", "OutboxConfig", "OutboxStats"]
+__all__ = ["STATES", "Delivery", "Outbox", "OutboxConfig", "OutboxStats"]  # OutboxConfig: config.py
 
 logger = logging.getLogger(__name__)
 
@@ -65,39 +66,6 @@ TICK_S: Final = 0.25
 IDLE_TICK_S: Final = 3600.0
 """How often it looks (to forget old ended deliveries) while nothing is queued: a queued
 message wakes it at once."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class OutboxConfig:
-    """Every limit of the outbox (the ``[outbox]`` table)."""
-
-    ttl_s: float = 86400.0
-    """How long a queued message is kept (a caller may ask for less, never more)."""
-    per_target_max: int = 100
-    """Queued messages for one agent; one more is refused."""
-    total_max: int = 1000
-    """Queued messages in all; one more is refused."""
-    message_max_bytes: int = 256 * 1024
-    """Largest request kept (the JSON-RPC body)."""
-    retry_initial_s: float = 2.0
-    """Wait after the first failed try; doubled after each further one."""
-    retry_max_s: float = 300.0
-    """Longest wait between two tries (the record watch may try sooner)."""
-    watch_interval_s: float = 1.0
-    """How often a queued target's endpoint record is looked up."""
-    watch_per_round: int = 16
-    """Most targets looked up per ``watch_interval_s`` (taken in turn)."""
-    parallel_max: int = 8
-    """Targets tried at the same time."""
-    connect_timeout_s: float = 10.0
-    """Longest wait for a connection on one try."""
-    answer_timeout_s: float = 60.0
-    """Longest wait for the agent's answer on one try (the request asks it to answer at
-    once with its task, so this is rarely reached)."""
-    keep_done_s: float = 7 * 86400.0
-    """How long a delivery that ended (delivered, failed, expired, canceled) stays listed."""
-    done_max: int = 1000
-    """Most ended deliveries kept (the oldest go first)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

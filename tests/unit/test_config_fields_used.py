@@ -41,6 +41,7 @@ CONFIG_CLASSES: tuple[type, ...] = (
     config.QuicConfig,
     config.NatConfig,
     config.MailboxConfig,
+    config.OutboxConfig,
     config.LimitsConfig,
     config.HubConfig,
     config.SignalConfig,
