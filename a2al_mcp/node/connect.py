@@ -112,6 +112,12 @@ class DialTarget:
     """The record's ``nat_type`` (0 unknown)."""
     hubs: tuple[str, ...] = ()
     """The hubs it names (``signal`` first, then ``signals``)."""
+    seq: int | None = None
+    """The record's sequence number (None: not from a record)."""
+
+
+def _dial_target(got: Sequence[str] | DialTarget) -> DialTarget:
+    return got if isinstance(got, DialTarget) else DialTarget(tuple(got))
 
 
 HubPath: TypeAlias = Callable[[LocalCertificate, Aid, tuple[str, ...]], Awaitable[PeerConnection]]
@@ -147,6 +153,10 @@ class _Upgrade:
 class _Backoff:
     until: float
     delay: float
+    tried: DialTarget | None = None
+    """What the failed dial read of the record (None: it failed before it had it). While
+    backing off, a newer record is dialled at once: the agent came back (a restarted agent
+    publishes a new endpoint record, with a higher sequence number or other endpoints)."""
 
 
 class Connector:
@@ -254,27 +264,33 @@ class Connector:
         Each names ``remote`` (``aid``) and the ``connect`` operation.
         """
         key = (local.aid, remote)
+        fresh: DialTarget | None = None  # a record that changed since the last failure
         while True:
             pc = self._pool.get(key)
             if pc is not None and not pc.closed:
                 pc.last_used = self._now()
                 return pc
             pending = self._dialing.get(key)
-            if pending is None:
+            if pending is not None:
+                await pending.wait()  # someone else dials: share the outcome
+                if key in self._pool:
+                    continue
+            bo = self._backoff.get(key)
+            if fresh is not None or bo is None or bo.until <= self._now():
                 break
-            await pending.wait()  # someone else dials: share the outcome
-            if key not in self._pool:
-                break
+            fresh = _dial_target(await endpoints())
+            if bo.tried is None or bo.tried == fresh:
+                raise Unreachable(
+                    f"{remote} failed recently; next attempt in {bo.until - self._now():.0f} s "
+                    "(or as soon as it publishes other endpoints)",
+                    aid=remote, operation="connect",
+                )  # fmt: skip
+            # its record changed since the failure (it came back): dial it now
         bo = self._backoff.get(key)
-        if bo is not None and bo.until > self._now():
-            raise Unreachable(
-                f"{remote} failed recently; next attempt in {bo.until - self._now():.0f} s",
-                aid=remote, operation="connect",
-            )  # fmt: skip
         done = self._dialing[key] = anyio.Event()
+        target: DialTarget | None = None
         try:
-            got = await endpoints()
-            target = got if isinstance(got, DialTarget) else DialTarget(tuple(got))
+            target = fresh if fresh is not None else _dial_target(await endpoints())
             targets = dial_targets(target.urls, ipv6=self._ipv6)
             hubs = target.hubs if self._hub_path is not None else ()
             if not targets and not hubs:
@@ -285,7 +301,7 @@ class Connector:
         except (Unreachable, HandshakeFailed, RequestTimeout):
             self.dial_failures += 1
             delay = min(bo.delay * 2, DIAL_BACKOFF_MAX_S) if bo else DIAL_BACKOFF_START_S
-            self._backoff[key] = _Backoff(self._now() + delay, delay)
+            self._backoff[key] = _Backoff(self._now() + delay, delay, target)
             raise
         finally:
             del self._dialing[key]

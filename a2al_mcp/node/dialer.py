@@ -57,7 +57,9 @@ def dial_target(resolved: Resolved) -> DialTarget:
         else:
             named = [payload.signal] if payload.signal else []
             hubs = tuple(dict.fromkeys(h for h in [*named, *payload.signals] if h))
-    return DialTarget(tuple(resolved.endpoints), int(nat_type), hubs)
+    seq = getattr(record, "seq", None)
+    return DialTarget(tuple(resolved.endpoints), int(nat_type), hubs,
+                      seq if isinstance(seq, int) else None)  # fmt: skip
 
 
 class Dialer:

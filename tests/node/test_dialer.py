@@ -202,6 +202,20 @@ async def test_errors_name_the_aid_and_keep_their_cause() -> None:
             assert rt.value.aid == silent and rt.value.operation == "connect"
 
 
+async def test_backing_off_yields_to_a_record_that_changed() -> None:
+    """After a failed dial the AID is backed off, but only while its record is the one that
+    failed: an agent that comes back publishes another record, which is dialled at once."""
+    with anyio.fail_after(WAIT_S), silent_udp() as dead:
+        async with setup(timeout_s=0.5) as t:
+            aid = t.server.identity.aid
+            with pytest.raises(RequestTimeout):
+                await t.dialer.connect(aid, endpoints=[dead])
+            with pytest.raises(Unreachable, match="failed recently"):  # the same record
+                await t.dialer.connect(aid, endpoints=[dead])
+            pc = await t.dialer.connect(aid, endpoints=[dead, t.server.url])  # it came back
+            assert pc.ready and pc.addr == t.server.addr
+
+
 async def test_fetch_and_its_timeout() -> None:
     async def hello(req: HttpRequest) -> HttpResponse:
         if req.path == "/slow":
