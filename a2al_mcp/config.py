@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, Self
 
+from ._dataclass import dataclass
 from .errors import ConfigError
 
 __all__ = [
@@ -77,7 +78,7 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be positive, got {value}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DhtConfig:
     """Tunables of the DHT. The protocol's own timers are not settings: they live in
     ``a2al_mcp.protocol.timers``, with the section of the wire description each comes from."""
@@ -101,7 +102,7 @@ class DhtConfig:
                 raise ConfigError(f"dht.{name} must be at least 1")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QuicConfig:
     """Tunables of the QUIC data plane."""
 
@@ -127,7 +128,7 @@ class QuicConfig:
             raise ConfigError("quic.send_buffer_max_bytes must be ≥ 65536")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatConfig:
     """Reachability helpers.
 
@@ -181,7 +182,7 @@ class NatConfig:
                 raise ConfigError(f"nat.gateway {self.gateway!r} must be an IPv4 address") from None
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MailboxConfig:
     """Mailbox polling and retention."""
 
@@ -241,7 +242,7 @@ class OutboxConfig:
             raise ConfigError("outbox.retry_max_s must be ≥ outbox.retry_initial_s")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HubConfig:
     """One node per data directory, shared by every MCP client (``serve --stdio``).
 
@@ -268,7 +269,7 @@ class HubConfig:
             raise ConfigError(f"hub.channel must be auto, unix or tcp, got {self.channel!r}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SignalConfig:
     """The signalling hub (a2al-wire §6.4): the client that registers our identities with
     hubs, and the limits of a hub we serve. Timers follow a2ald 0.3.5 where it has one.
@@ -369,7 +370,7 @@ class SignalConfig:
             raise ConfigError("signal.max_frame_bytes must be ≥ 1024")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TurnServerConfig:
     """One ``[[ice.turn_servers]]`` entry (a2ald's ``turn_servers``): a TURN server with
     static long-term credentials (coturn's ``lt-cred-mech``)."""
@@ -391,7 +392,7 @@ class TurnServerConfig:
             raise ConfigError(f"ice.turn_servers url {self.url!r} must start with turn: or turns:")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IceTableConfig:
     """ICE beside the hole punch (a2al-wire §6.3; docs/ice.md): when a dial goes through a
     signalling hub, both the caller and the callee also run an ICE agent over the same room
@@ -463,7 +464,7 @@ class IceTableConfig:
             raise ConfigError("ice.max_remote_candidates must be 1-4096")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LimitsConfig:
     """The node's resource budget: every limit on what peers and clients may make it hold.
 
@@ -569,7 +570,7 @@ class LimitsConfig:
             raise ConfigError("limits.receive_buffer_total must be ≥ connection_receive_buffer")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExposeConfig:
     """One MCP server or A2A agent this node serves to other agents over A2AL (an
     ``[[expose]]`` table; docs/remote-mcp.md, docs/concepts/a2a.md). Exactly one of
@@ -616,7 +617,7 @@ class ExposeConfig:
                 raise ConfigError(f"expose.{name} must be a string")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """Everything a node needs to start."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from enum import Enum
 
+from .._dataclass import dataclass
 from .._types import Addr
 from .stun import CHANGE_IP, CHANGE_PORT, StunAnswer
 
@@ -37,7 +38,7 @@ class Filtering(Enum):
     ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Behaviour:
     """What the tests found; None where a test was inconclusive or has not run."""
 
@@ -48,7 +49,7 @@ class Behaviour:
     filtering: Filtering | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StunAsk:
     """A Binding request the test wants sent."""
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import ConfigError
 
 __all__ = ["NatSenseConfig"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatSenseConfig:
     """Limits and timers of :class:`~a2al_mcp.nat.sense.NatSense`. Defaults follow a2ald
     (a2al-wire §6.1, §6.2) where a2ald has a number."""

@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TypeAlias
 
+from .._dataclass import dataclass
 from .._types import Addr
 from .types import NatView
 
 __all__ = ["NatEffect", "SendProbeEcho", "SendProbeRequest", "SendStun", "ViewChanged"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class SendStun:
     """Send ``data`` (a STUN request) to ``addr`` from the shared DHT/QUIC socket."""
 
@@ -20,7 +20,7 @@ class SendStun:
     addr: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class SendProbeRequest:
     """Send a NAT_PROBE_REQ to the DHT peer at ``peer`` (``DhtCore.send_nat_probe``)."""
 
@@ -29,7 +29,7 @@ class SendProbeRequest:
     claimed: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class SendProbeEcho:
     """Send a NAT_PROBE_ECHO carrying ``token`` to ``addr`` (``DhtCore.send_nat_echo``)."""
 
@@ -37,7 +37,7 @@ class SendProbeEcho:
     token: bytes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ViewChanged:
     """The view changed in what a record or ``status`` shows: republish at once."""
 

@@ -14,11 +14,11 @@ source IP, at most ``echo_per_requester_s`` per requester IP and ``echo_global_p
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
+from .._dataclass import dataclass
 from .._types import Addr
 from .addresses import is_plausible_wan, is_v4, normalise, parse_ip
 from .config import NatSenseConfig
@@ -31,7 +31,7 @@ __all__ = ["TOKEN_LEN", "ProbeRequester", "ProbeResponder", "ProbeStats"]
 TOKEN_LEN: Final = 8
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class ProbeStats:
     rounds: int = 0
     requests_sent: int = 0

@@ -50,6 +50,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .._dataclass import dataclass
 from .._types import Addr
 from .addresses import is_plausible_wan, is_v4, normalise
 from .behaviour import Behaviour, BehaviourTest, Filtering, Mapping, StunAsk
@@ -69,7 +70,7 @@ BINDING = "binding"
 """Purpose label of a plain Binding (test I)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class NatStats:
     """Counters of :class:`NatSense`."""
 
@@ -83,7 +84,7 @@ class NatStats:
     network_changes: int
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Reflected:
     mapped: Addr
     other: Addr | None

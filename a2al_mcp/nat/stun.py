@@ -14,12 +14,12 @@ It reads no clock and sends nothing: requests are queued for :meth:`StunClient.d
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import struct
 from types import ModuleType
 from typing import TYPE_CHECKING, Final
 
+from .._dataclass import dataclass
 from .._types import Addr, Datagram
 from .addresses import normalise
 
@@ -45,7 +45,7 @@ def _codec() -> ModuleType:
     return stun
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StunAnswer:
     """A Binding success or error response matched to one of our transactions."""
 
@@ -66,7 +66,7 @@ class StunAnswer:
     """ERROR-CODE of an error response."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StunTimeout:
     """A transaction that got no answer after every try."""
 
@@ -75,7 +75,7 @@ class StunTimeout:
     purpose: str
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class StunStats:
     sent: int = 0
     """Requests sent, retransmissions included."""
@@ -93,7 +93,7 @@ class StunStats:
     """Requests not started: ``max_pending`` transactions already in flight."""
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Pending:
     server: Addr
     purpose: str

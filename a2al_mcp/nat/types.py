@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from enum import IntEnum
 
+from .._dataclass import dataclass
 from .._types import Addr
 from .addresses import is_plausible_wan, is_v4
 
@@ -40,7 +40,7 @@ _WORDS = {
 }
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatView:
     """Where the node stands, as :class:`~a2al_mcp.nat.sense.NatSense` last concluded."""
 

@@ -30,6 +30,7 @@ import anyio
 import anyio.abc
 
 from .._containment import containable
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import A2ALError, HandshakeFailed, RequestTimeout, Unreachable
 from ..identity.aid import Aid
@@ -103,7 +104,7 @@ def dial_targets(endpoints: Sequence[str], *, ipv6: bool = True) -> list[Addr]:
     return out
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DialTarget:
     """What a dial reads of the target's endpoint record."""
 
@@ -137,7 +138,7 @@ def hub_kind(pc: PeerConnection) -> tuple[PathKind, Addr]:
     return kind, path.remote or pc.addr
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Upgrade:
     """A pooled relay connection whose peer is called again for a path without the relay."""
 
@@ -149,7 +150,7 @@ class _Upgrade:
     running: bool = False
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Backoff:
     until: float
     delay: float

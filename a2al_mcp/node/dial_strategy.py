@@ -33,10 +33,10 @@ once (punched, ICE, relay).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from typing import Final, Literal
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..identity.aid import Aid
 
@@ -71,7 +71,7 @@ RESTRICTED: Final = frozenset({2, 3, 4})
 port-restricted, symmetric)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class UsedPath:
     """The path a connection came up on."""
 
@@ -85,7 +85,7 @@ class UsedPath:
     """From the start of the dial (resolve excluded) to the connection."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PathTry:
     """One path a dial tried, and how it ended."""
 
@@ -100,7 +100,7 @@ class PathTry:
         return f"{self.kind} (+{self.started_s:.2f} s, {self.took_s:.2f} s: {self.outcome})"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DialPlan:
     """What :func:`plan_dial` decided."""
 

@@ -35,7 +35,6 @@ schema and the ways of opening the file are :mod:`~a2al_mcp.node.inbox_db`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import logging
 import sqlite3
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .._clock import Clock, SystemClock
+from .._dataclass import dataclass
 from ..config import LimitsConfig
 from ..errors import LimitExceeded
 from ..identity.aid import Aid
@@ -60,7 +60,7 @@ WRITE_RETRY_S: Final = 1.0
 for this long; then the next insert tries again (reopening the database for writing)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Note:
     """A received, decrypted mailbox note."""
 
@@ -118,7 +118,7 @@ _QUOTAS: Final = frozenset(
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class InboxUsage:
     """What the inbox holds and how its storage fares."""
 

@@ -26,7 +26,6 @@ carries the truth within seconds instead of at the next 30-min renewal.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import socket
 from collections import deque
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import anyio
 
 from .._clock import Clock
+from .._dataclass import dataclass
 from .._random import Rng
 from .._types import Addr, Datagram
 from ..config import NodeConfig, parse_host_port
@@ -144,7 +144,7 @@ class ProbeSender(Protocol):
     def send_nat_echo(self, addr: Addr, token: bytes, now: float) -> None: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class _Wiring:
     clock: Clock
     flush: Callable[[], None]

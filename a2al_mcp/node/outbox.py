@@ -39,7 +39,6 @@ import logging
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -48,6 +47,7 @@ import anyio
 import anyio.abc
 
 from .._clock import Clock
+from .._dataclass import dataclass
 from ..config import OutboxConfig
 from ..errors import A2ALError, LimitExceeded, NetworkError, NotFound, UsageError
 from ..identity.aid import Aid
@@ -68,7 +68,7 @@ IDLE_TICK_S: Final = 3600.0
 message wakes it at once."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One queued message and what became of it."""
 
@@ -91,7 +91,7 @@ class Delivery:
     """The agent's answer (the JSON-RPC response body), once it came."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class OutboxStats:
     queued: int
     queued_bytes: int
@@ -248,6 +248,8 @@ class Outbox:
         ttl = cfg.ttl_s if ttl_s is None else min(float(ttl_s), cfg.ttl_s)
         if ttl <= 0:
             raise UsageError("a queued message needs a positive TTL", operation="outbox")
+        import uuid  # here: it loads platform, which a node that queues nothing never needs
+
         did = delivery_id or uuid.uuid4().hex
         now = self._clock.wall()
         with self._lock:

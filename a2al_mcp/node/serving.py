@@ -11,10 +11,10 @@ handed to :meth:`Acceptor.handlers` as callables when they exist.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..config import parse_host_port
 from ..errors import A2ALError, UsageError
@@ -35,7 +35,7 @@ StreamHandler = Callable[[PeerStream], Awaitable[None]]
 """Serves one admitted inbound stream; ``stream.peer`` is the verified caller."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Serving:
     """How a local identity answers inbound service streams (see :meth:`Node.serve`)."""
 

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..dht.core import DhtStats
 from ..identity.aid import Aid
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ResolvedEndpoint:
     """Where an AID can be reached, from its verified endpoint record."""
 
@@ -45,7 +45,7 @@ class ResolvedEndpoint:
     record: SignedRecord
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceEntry:
     """One registration found by :meth:`Node.discover`."""
 
@@ -61,7 +61,7 @@ class ServiceEntry:
     ttl: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ContainedErrors:
     """Exceptions that ended only one task, datagram or event, never the node (each kind
     logged at most once per 30 s)."""
@@ -82,7 +82,7 @@ class ContainedErrors:
     """The type of the most recent one (empty if none)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NatStatus:
     """Where the node stands behind a NAT, in the words ``status`` shows."""
 
@@ -105,7 +105,7 @@ class NatStatus:
     """Why, in short sentences."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionPath:
     """A pooled connection we dialled, and the path it came up on."""
 
@@ -114,7 +114,7 @@ class ConnectionPath:
     path: UsedPath
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TraversalStatus:
     """Both sides of NAT traversal: the hubs we are reachable through and what each side
     did."""
@@ -135,7 +135,7 @@ class TraversalStatus:
     """The pooled connections we dialled, with their paths."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatus:
     """A snapshot for status displays and the MCP ``status`` tool."""
 

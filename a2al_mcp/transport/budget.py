@@ -20,7 +20,6 @@ here reads a clock or a socket — times are arguments, randomness comes from an
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -28,6 +27,7 @@ import struct
 from collections import Counter
 from typing import Final
 
+from .._dataclass import dataclass
 from .._random import Rng
 from .._types import Addr
 
@@ -60,7 +60,7 @@ def ip_key(addr: Addr) -> str:
     return str(ip)
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class TransportCounters:
     """What the transport refused, evicted and dropped, by the limit responsible."""
 

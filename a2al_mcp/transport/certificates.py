@@ -18,12 +18,12 @@ module is sans-I/O: wall-clock time comes in as arguments, randomness through an
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import functools
 from typing import TYPE_CHECKING, Final, Self
 
 from .. import _cbor
+from .._dataclass import dataclass
 from ..errors import DecodeError, UsageError
 from ..identity import Aid, DelegationProof, Identity
 
@@ -113,7 +113,7 @@ def _der_octet_string_content(data: bytes) -> bytes:
     return data[pos:]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DelegationExtension:
     """The delegation extension of a delegated identity's certificate (a2ald's format).
 

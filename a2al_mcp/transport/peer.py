@@ -60,6 +60,7 @@ import anyio
 import anyio.abc
 from anyio import BrokenResourceError
 
+from .._dataclass import dataclass
 from .._random import Rng
 from .._types import Addr
 from ..config import LimitsConfig
@@ -122,7 +123,7 @@ DEFAULT_INBOUND_STACK: str = "qh3" if QH3_AVAILABLE else "aioquic"
 """The stack a :class:`QuicService` accepts with unless told otherwise (as above)."""
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class InboundHandlers:
     """What the node does with inbound work. Every callback runs synchronously in the
     event path and must not block; long work goes to ``spawn``."""
@@ -141,7 +142,7 @@ class InboundHandlers:
     """The acceptor's answer on stream 0 (ObservedAddr and AgentInfo)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class QuicStats:
     """The QUIC service in numbers: what is live, what is held, and what each limit of
     ``[limits]`` refused (see :class:`~a2al_mcp.transport.budget.TransportCounters`)."""

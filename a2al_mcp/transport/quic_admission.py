@@ -19,13 +19,13 @@ IDs and the token key come from the injected ``rng``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
 from aioquic.quic.packet import encode_quic_retry
 
+from .._dataclass import dataclass
 from .._random import Rng
 from .._types import Addr, Datagram
 from .budget import Admission, RetryTokens, TransportCounters, ip_key
@@ -38,7 +38,7 @@ SMALLEST_INITIAL: Final = 1200
 C = TypeVar("C")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Admit:
     """An INITIAL admitted: the host builds its connection with these."""
 
@@ -50,7 +50,7 @@ class Admit:
     """:func:`~a2al_mcp.transport.budget.ip_key` of the client."""
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Inbound:
     key: str
     """:func:`~a2al_mcp.transport.budget.ip_key` of the client."""

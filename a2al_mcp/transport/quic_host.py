@@ -45,7 +45,6 @@ Retry connection IDs and the token key come from the injected ``rng``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol, cast
@@ -55,6 +54,7 @@ from aioquic.quic import events as qe
 from aioquic.quic.packet import QuicErrorCode, QuicPacketType, pull_quic_header
 
 from .._containment import containable
+from .._dataclass import dataclass
 from .._random import Rng, SystemRng
 from .._types import Addr, Datagram
 from ..config import LimitsConfig
@@ -110,7 +110,7 @@ class _BatchConnection(SansIoConnection, Protocol):
     def receive_many_datagrams(self, datagrams: list[bytes], addr: Any, now: float) -> None: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionAccepted:
     """A peer opened a connection to us (its handshake is still running)."""
 
@@ -118,7 +118,7 @@ class ConnectionAccepted:
     addr: Addr
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionEvent:
     """An aioquic event of one connection."""
 
@@ -126,7 +126,7 @@ class ConnectionEvent:
     event: qe.QuicEvent
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionGone:
     """A connection ended and was removed from the host (after its final event)."""
 
@@ -138,7 +138,7 @@ class ConnectionGone:
 HostEvent = ConnectionAccepted | ConnectionEvent | ConnectionGone
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class HostStatistics:
     connections: int
     accepted: int

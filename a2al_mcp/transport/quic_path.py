@@ -29,7 +29,6 @@ into the node's task group; what the link or the host raises is contained there.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 
 from .._containment import containable
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import ConnectionClosed
 
@@ -60,7 +60,7 @@ class DatagramLink(Protocol):
     async def receive(self) -> bytes: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PathStatistics:
     received: int
     """Datagrams the link delivered (handed to the host)."""

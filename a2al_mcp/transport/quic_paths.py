@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final, Generic, TypeVar
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..errors import UsageError
 from .budget import TransportCounters
@@ -41,7 +42,7 @@ def is_path_addr(addr: Addr) -> bool:
     return addr[1] == 0 and addr[0].startswith(PATH_PREFIX)
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Slot(Generic[C]):
     accept: bool
     conn: C | None = None

@@ -3,9 +3,9 @@ resets streams with (a2al-wire §5.2–5.4). Sans-I/O: plain values, no behaviou
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Final
 
+from .._dataclass import dataclass
 from .._types import Addr
 from ..identity.aid import Aid
 from ..protocol import session_frames as sf
@@ -31,7 +31,7 @@ ERR_NO_INBOUND: Final = 0x42
 ERR_PROTOCOL: Final = 0x1
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RouteReceived:
     """Acceptor: the dialer's stream 0 is complete. ``target`` is None when the route frame
     was unusable (fall back to SNI, then the node identity)."""
@@ -43,7 +43,7 @@ class RouteReceived:
     token: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PeerControl:
     """Dialer: the acceptor's stream-0 answer is complete."""
 
@@ -54,7 +54,7 @@ class PeerControl:
     envelope_capable: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ServiceRequested:
     """Acceptor: the peer opened a service stream; call :meth:`Session.admit`."""
 
@@ -64,7 +64,7 @@ class ServiceRequested:
     """A raw stream (no ``a2s1`` preamble): no access result is written."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class AdmissionResult:
     """Dialer: the answer to an ``a2s1`` preamble."""
 
@@ -73,7 +73,7 @@ class AdmissionResult:
     reason: str = ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class MailboxReceived:
     """Acceptor: a complete ``a2mb`` frame; verify, store, then :meth:`Session.ack_mailbox`."""
 
@@ -81,14 +81,14 @@ class MailboxReceived:
     frame: sf.MailboxFrame
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class MailboxAcked:
     """Dialer: the recipient acknowledged a mailbox frame (``01``)."""
 
     stream_id: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StreamData:
     """Service bytes on an admitted stream (either side)."""
 
@@ -97,7 +97,7 @@ class StreamData:
     end_stream: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StreamReset:
     """The peer reset a stream, or a stream was refused for a protocol error."""
 
@@ -105,7 +105,7 @@ class StreamReset:
     error_code: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StreamStopped:
     """The peer asked us to stop sending on a stream (STOP_SENDING): our writes to it are
     dropped from now on (counted in ``writes_dropped``)."""

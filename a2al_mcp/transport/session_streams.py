@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from enum import Enum
 
+from .._dataclass import dataclass
 from ..errors import DecodeError
 from ..protocol import session_frames as sf
 from ..protocol.limits import ACCESS_TOKEN_MAX
@@ -45,7 +46,7 @@ class StreamKind(Enum):
     DEAD = "dead"
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class StreamState:
     """One entry of a session's stream table."""
 
