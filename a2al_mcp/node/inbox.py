@@ -37,19 +37,24 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._clock import Clock, SystemClock
 from .._dataclass import dataclass
+from .._lazy import lazy_module
 from ..config import LimitsConfig
 from ..errors import LimitExceeded
 from ..identity.aid import Aid
 from .inbox_db import SCHEMA as SCHEMA  # re-exported: it lived here
 from .inbox_db import open_read_only, open_writable
+
+if TYPE_CHECKING:
+    import sqlite3
+else:  # loaded with the first database opened
+    sqlite3 = lazy_module("sqlite3")
 
 __all__ = ["AddResult", "Inbox", "InboxUsage", "Note"]
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from .._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import sqlite3
+else:  # loaded with the first database opened
+    sqlite3 = lazy_module("sqlite3")
 
 __all__ = ["SCHEMA", "open_read_only", "open_writable"]
 

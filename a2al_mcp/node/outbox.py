@@ -37,7 +37,6 @@ import dataclasses
 import json
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -48,12 +47,17 @@ import anyio.abc
 
 from .._clock import Clock
 from .._dataclass import dataclass
+from .._lazy import lazy_module
 from ..config import OutboxConfig
 from ..errors import A2ALError, LimitExceeded, NetworkError, NotFound, UsageError
 from ..identity.aid import Aid
 
 if TYPE_CHECKING:  # HTTP (h11) loads with the first try, not with the node
+    import sqlite3
+
     from .http import HttpResponse
+else:  # loaded with the first database opened
+    sqlite3 = lazy_module("sqlite3")
 
 __all__ = ["STATES", "Delivery", "Outbox", "OutboxConfig", "OutboxStats"]  # OutboxConfig: config.py
 
@@ -201,7 +205,9 @@ class Outbox:
         self._connect = connect
         self._fetch = fetch
         self._connected = connected
-        self._db = _open(path)
+        self._path = path
+        self._conn: sqlite3.Connection | None = None if path is None else _open(path)
+        """Opened at once from a file (queued messages resume); in memory with the first use."""
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Delivery], None]] = []
         self._wake = anyio.Event()
@@ -216,9 +222,16 @@ class Outbox:
                                       "attempts", "retries", "errors", "watch_wakeups"),
                                      0)  # fmt: skip
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = _open(None)
+        return self._conn
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -331,6 +344,8 @@ class Outbox:
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
     def statistics(self) -> OutboxStats:
+        if self._conn is None:
+            return OutboxStats(queued=0, queued_bytes=0, **self._counts)
         with self._lock:
             n, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(request)), 0) "
                                        "FROM outbox WHERE state = 'queued'").fetchone()  # fmt: skip
@@ -365,6 +380,8 @@ class Outbox:
     def _round(self, tg: anyio.abc.TaskGroup) -> bool:
         """One pass: expire, start the tries that are due, watch records. Returns whether
         anything is queued or being tried."""
+        if self._conn is None:
+            return False  # nothing was ever queued: no database yet
         now = self._clock.wall()
         self._expire(now)
         with self._lock:

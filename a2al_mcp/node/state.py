@@ -18,10 +18,10 @@ import json
 import logging
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Final
 
+from .._random import SystemRng
 from ..errors import ConfigError, DecodeError, ExtraMissing, UsageError
 from ..identity.delegation import DelegationProof
 from ..identity.keys import SigningKey
@@ -73,7 +73,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     folder = path.parent
-    tmp = folder / f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    tmp = folder / f".{path.name}.{SystemRng().bytes(8).hex()}{TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(tmp, flags, 0o600)

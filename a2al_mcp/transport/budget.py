@@ -20,16 +20,22 @@ here reads a clock or a socket — times are arguments, randomness comes from an
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import struct
 from collections import Counter
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .._dataclass import dataclass
+from .._lazy import lazy_module
 from .._random import Rng
 from .._types import Addr
+
+if TYPE_CHECKING:
+    import hashlib
+    import hmac
+else:  # loaded with the first Retry token (they pull OpenSSL's _hashlib: ~0.65 MiB, issue 15)
+    hashlib = lazy_module("hashlib")
+    hmac = lazy_module("hmac")
 
 __all__ = [
     "Admission",
