@@ -38,7 +38,7 @@ import dataclasses
 import logging
 from collections import Counter
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import anyio
 from aioice import Candidate, Connection
@@ -67,10 +67,14 @@ __all__ = ["IceSession", "IceStatistics"]
 
 logger = logging.getLogger(__name__)
 
+_UNAUTHENTICATED: Final = 401
+"""aioice's answer to a check whose credentials are not the session's."""
+
 
 class _ObservedConnection(Connection):
     """aioice's connection, noting check start/success times and the first nominated pair
-    through its public ``check_state``/``check_complete`` methods."""
+    through its public ``check_state``/``check_complete`` methods, and counting the checks
+    it refuses as unauthenticated through ``respond_error``."""
 
     def __init__(self, *, now: Callable[[], float], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -78,6 +82,20 @@ class _ObservedConnection(Connection):
         self.a2al_started: dict[CandidatePair, float] = {}
         self.a2al_rtt: dict[CandidatePair, float] = {}
         self.a2al_selected: CandidatePair | None = None
+        self.a2al_unauthenticated = 0
+        """Binding requests refused 401: a USERNAME that is not ours, or an integrity
+        check that fails with our password (RFC 8489 §9.1.3)."""
+
+    def respond_error(
+        self,
+        request: Any,
+        addr: tuple[str, int],
+        protocol: Any,
+        error_code: tuple[int, str],
+    ) -> None:
+        if error_code[0] == _UNAUTHENTICATED:
+            self.a2al_unauthenticated += 1
+        super().respond_error(request, addr, protocol, error_code)
 
     def check_state(self, pair: CandidatePair, state: CandidatePair.State) -> None:
         super().check_state(pair, state)
@@ -107,6 +125,13 @@ class IceStatistics:
     remote_malformed: int
     remote_unsupported: int
     """Remote candidates ignored: TCP, mDNS, a component other than 1, signalled prflx."""
+    remote_over_limit: int
+    """Remote candidates refused past ``max_remote_candidates``."""
+    remote_bad_credentials: int
+    """``cred`` frames refused: malformed, or a second pair differing from the first."""
+    checks_unauthenticated: int
+    """Connectivity checks from the network refused 401: not our ufrag, or an integrity
+    that fails with our password."""
     gather_s: float | None
     """How long gathering took (None before it ended)."""
     connect_s: float | None
@@ -156,6 +181,8 @@ class IceSession:
         self._remote_types: Counter[str] = Counter()
         self._malformed = 0
         self._unsupported = 0
+        self._over_limit = 0
+        self._bad_credentials = 0
         self._gather_s: float | None = None
         self._connect_s: float | None = None
 
@@ -226,9 +253,14 @@ class IceSession:
         """The peer's ``cred`` frame. Raises :class:`~a2al_mcp.errors.DecodeError` for
         malformed values and :class:`~a2al_mcp.errors.UsageError` for a second, different
         pair (a repeat of the same is ignored)."""
-        credentials = IceCredentials.parse(ufrag, pwd)
+        try:
+            credentials = IceCredentials.parse(ufrag, pwd)
+        except DecodeError:
+            self._bad_credentials += 1
+            raise
         if self._remote_credentials is not None:
             if credentials != self._remote_credentials:
+                self._bad_credentials += 1
                 raise UsageError(
                     "the peer's ICE credentials changed", operation="ICE remote credentials"
                 )
@@ -252,6 +284,7 @@ class IceSession:
             return False
         accepted = sum(self._remote_types.values())
         if accepted >= self._config.max_remote_candidates:
+            self._over_limit += 1
             raise LimitExceeded(
                 f"more than {self._config.max_remote_candidates} remote ICE candidates",
                 operation="ICE remote candidate",
@@ -361,6 +394,9 @@ class IceSession:
             remote=dict(self._remote_types),
             remote_malformed=self._malformed,
             remote_unsupported=self._unsupported,
+            remote_over_limit=self._over_limit,
+            remote_bad_credentials=self._bad_credentials,
+            checks_unauthenticated=self._conn.a2al_unauthenticated,
             gather_s=self._gather_s,
             connect_s=self._connect_s,
             controlling=self._conn.ice_controlling,

@@ -56,6 +56,8 @@ async def test_the_candidate_count_and_length_are_capped() -> None:
             assert await ice.add_remote_candidate(f"1 1 udp 1 10.0.0.2 {port} typ host")
         with pytest.raises(LimitExceeded):
             await ice.add_remote_candidate("1 1 udp 1 10.0.0.2 4 typ host")
+        stats = ice.statistics()
+    assert (stats.remote, stats.remote_malformed, stats.remote_over_limit) == ({"host": 3}, 1, 1)
 
 
 async def test_nothing_is_taken_after_end_of_candidates_or_close() -> None:
@@ -77,6 +79,8 @@ async def test_remote_credentials() -> None:
         other = CAPTURED["cred"][1]
         with pytest.raises(UsageError):
             ice.set_remote_credentials(other["u"], other["p"])
+        stats = ice.statistics()
+    assert (stats.remote_bad_credentials, stats.checks_unauthenticated) == (2, 0)
 
 
 async def test_local_credentials_are_pion_shaped_and_fresh() -> None:
