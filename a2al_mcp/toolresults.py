@@ -215,7 +215,8 @@ class StatusResult(_Open):
     traversal: dict[str, Any] | None = Field(
         None, description="NAT traversal: the hubs we are reachable through (live_hubs), the "
         "callee's counters (callee), dials won directly or by a punch through the target's "
-        "hubs, and the path of every connection we dialled (paths: aid, path, addr, dial_s)."
+        "hubs, and the path of every connection we dialled (paths: aid, path, addr, dial_s, "
+        "rtt_ms: the live connection's smoothed QUIC round-trip time, null before a sample)."
     )  # fmt: skip
 
 
@@ -259,7 +260,7 @@ class ResolveResult(ToolResult):
     connection: dict[str, Any] | None = Field(
         None, description="Our live connection to the agent, if we dialled one: path "
         "('direct', 'punched', 'ice' or 'relay'), addr, dial_s (from the start of the dial "
-        "to the connection)."
+        "to the connection), rtt_ms (its smoothed QUIC round-trip time now)."
     )  # fmt: skip
 
 
@@ -277,6 +278,10 @@ class ConnectResult(ToolResult):
     dial_s: float | None = Field(
         None, description="Seconds from the start of the dial to the verified connection."
     )
+    rtt_ms: float | None = Field(
+        None, description="The connection's smoothed round-trip time as QUIC measures it "
+        "now, in milliseconds (null before its first sample)."
+    )  # fmt: skip
 
 
 class FetchResult(ToolResult):

@@ -503,11 +503,25 @@ async def _resolve(node: Node, a: AidArgs) -> dict[str, Any]:
     return {"aid": _text(r.aid), "endpoints": list(r.endpoints), "nat_type": r.nat_type,
             "seq": str(r.seq), "age_s": _age(node, r.timestamp), "ttl_s": r.ttl,
             "signal_hubs": list(dial_target(r).hubs),
-            "connection": None if used is None else _path(used)}  # fmt: skip
+            "connection": None if used is None else _path(node, r.aid, used)}  # fmt: skip
 
 
-def _path(used: UsedPath) -> dict[str, Any]:
-    return {"path": used.kind, "addr": _hostport(used.addr), "dial_s": round(used.took_s, 3)}
+def _path(node: Node, aid: Aid, used: UsedPath) -> dict[str, Any]:
+    rtt_s = _live_rtt_s(node, aid, used)
+    return {"path": used.kind, "addr": _hostport(used.addr), "dial_s": round(used.took_s, 3),
+            "rtt_ms": None if rtt_s is None else round(rtt_s * 1000, 3)}  # fmt: skip
+
+
+def _live_rtt_s(node: Node, aid: Aid, used: UsedPath) -> float | None:
+    """The QUIC smoothed RTT of the live connection we dialled to ``aid`` on ``used``'s path
+    (the peer's address on it: the ICE pair's remote for a path connection)."""
+    for pc in node.connections():
+        if not (pc.is_dialer and pc.ready) or pc.closed:
+            continue
+        remote = pc.addr if pc.path is None else pc.path.remote
+        if remote == used.addr and pc.peer_aid == aid:
+            return pc.smoothed_rtt_s()
+    return None
 
 
 async def _connect(node: Node, a: AidArgs) -> dict[str, Any]:
@@ -518,7 +532,7 @@ async def _connect(node: Node, a: AidArgs) -> dict[str, Any]:
     return {"aid": _text(aid), "connected": True, "tunnel": f"{host}:{port}",
             "hint": f"Connect to {host}:{port} (TCP) to talk to the agent's service; "
                     "every TCP connection is a separate verified stream.",
-            **({} if used is None else _path(used))}  # fmt: skip
+            **({} if used is None else _path(node, aid, used))}  # fmt: skip
 
 
 async def _fetch(node: Node, a: FetchArgs) -> dict[str, Any]:
@@ -580,7 +594,8 @@ async def _status(node: Node, a: NoArgs) -> dict[str, Any]:
             else dataclasses.asdict(st.traversal.callee),
             "direct_wins": st.traversal.direct_wins, "punch_wins": st.traversal.punch_wins,
             "hub_dials": st.traversal.hub_dials, "dial_failures": st.traversal.dial_failures,
-            "paths": [{"aid": _text(p.peer), **_path(p.path)} for p in st.traversal.paths],
+            "paths": [{"aid": _text(p.peer), **_path(node, p.peer, p.path)}
+                      for p in st.traversal.paths],
         },
     }  # fmt: skip
 

@@ -79,8 +79,10 @@ class UsedPath:
     addr: Addr
     """The peer's address on that path."""
     rtt_s: float
-    """From the start of the dial to the verified connection (an upper bound of the RTT);
-    the QUIC stack's smoothed RTT would need the transport to expose it."""
+    """From the start of the dial to the verified connection (an upper bound of the RTT,
+    what the path cache's head start uses); the live connection's smoothed RTT is
+    :meth:`~a2al_mcp.transport.peer_connection.PeerConnection.smoothed_rtt_s` (the
+    ``rtt_ms`` that ``status``, ``resolve`` and ``connect`` report)."""
     took_s: float
     """From the start of the dial (resolve excluded) to the connection."""
 

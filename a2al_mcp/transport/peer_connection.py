@@ -112,6 +112,20 @@ class PeerConnection:
             raise HandshakeFailed("the peer is not authenticated yet")
         return ident
 
+    def smoothed_rtt_s(self) -> float | None:
+        """The QUIC stack's smoothed round-trip time of this connection (RFC 9002 §5.3), in
+        seconds; None before its first RTT sample. Neither stack has a public accessor:
+        this reads qh3's core (``smoothed_rtt``) or aioquic's loss recovery state."""
+        core = getattr(self.conn, "_core", None)  # qh3: its Rust core keeps the estimate
+        if core is not None:
+            rtt = core.smoothed_rtt
+        else:
+            recovery = getattr(self.conn, "_loss", None)  # aioquic's QuicPacketRecovery
+            if recovery is None or not getattr(recovery, "_rtt_initialized", False):
+                return None
+            rtt = getattr(recovery, "_rtt_smoothed", None)
+        return float(rtt) if rtt else None
+
     async def wait_ready(self) -> None:
         """Until the handshake is confirmed and the peer verified (HandshakeFailed if the
         connection ends first)."""
