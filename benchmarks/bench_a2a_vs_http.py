@@ -1,23 +1,32 @@
 """A2A ``SendMessage`` round trip: over A2AL (verified QUIC streams) vs plain a2a-sdk over HTTP
-on loopback TCP. Same agent (a2a-sdk ``DefaultRequestHandler`` + an echo ``AgentExecutor``),
-same process, one run.
+on loopback TCP, and ``call_agent(url=)`` vs the bare SDK client. Same agent (a2a-sdk
+``DefaultRequestHandler`` + an echo ``AgentExecutor``), same process, one run.
 
-    unshare -n sh -c 'ip link set lo up && python benchmarks/bench_a2a_vs_http.py'
+    unshare -n sh -c 'ip link set lo up && .venv/bin/python benchmarks/bench_a2a_vs_http.py'
 
 Rows:
 - HTTP: the a2a-sdk client (``ClientFactory``, JSON-RPC binding, httpx) to the a2a-sdk
   Starlette app under uvicorn on 127.0.0.1 — the ordinary way to run an A2A agent;
 - A2AL, SDK client: the same client over :func:`a2al_mcp.adapters.a2a.a2a_client` (pooled
-  verified QUIC connection, one stream per request), agent served by ``serve_a2a``;
-- A2AL, call_agent: the SDK-free JSON-RPC client behind the MCP ``call_agent`` tool.
+  verified QUIC connection), agent served by ``serve_a2a`` on another node;
+- A2AL, call_agent: the SDK-free JSON-RPC client behind the MCP ``call_agent`` tool, same agent;
+- A2AL, exposed: the SDK client over A2AL to the HTTP row's uvicorn agent put on A2AL by the
+  other node (``expose_a2a``, i.e. ``--expose a2a=URL``): two hops, QUIC then loopback TCP;
+- call_agent(url=): :func:`a2al_mcp.agentcall.send_message_url` to the HTTP row's agent (the
+  MCP tool's plain-HTTP path), against the bare SDK client of the HTTP row.
+
+Both nodes run in this process (as the client and server of the HTTP row do). The paths are
+timed in turns of ``--block`` calls each after a warm-up, so a change of load on a shared
+machine falls on all of them alike; ratios are p50 (and p95) over the HTTP row's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -42,7 +51,12 @@ from a2a.types import (
 from a2al_mcp.adapters.a2a import a2a_client, serve_a2a
 from starlette.applications import Starlette
 
-from a2al_mcp import Node, NodeConfig, agentcall
+from a2al_mcp import Identity, Node, NodeConfig, SystemRng, agentcall
+from a2al_mcp.remote_mcp import ExposeSpec
+from a2al_mcp.remote_mcp.expose import expose_a2a
+
+HTTP = "HTTP (a2a-sdk, uvicorn)"
+Call = Callable[[], Awaitable[None]]
 
 
 class Echo(AgentExecutor):
@@ -67,76 +81,120 @@ def make_card(url: str = "") -> AgentCard:
     return card
 
 
-async def measure(name: str, one: Callable[[], Awaitable[None]], n: int) -> dict[str, Any]:
-    for _ in range(max(20, n // 10)):
-        await one()  # warm up: connections, caches
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await one()
-        times.append((time.perf_counter() - t0) * 1000)
-    row = {"row": name, "n": n, "p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
-    print(f"{name:28s} p50 {row['p50_ms']:6.2f} ms   p95 {row['p95_ms']:6.2f} ms   (n={n})")
-    return row
-
-
-async def main(n: int) -> None:
-    msg = SendMessageRequest(message=new_text_message("hello", role=Role.ROLE_USER))
-
-    # plain a2a-sdk over HTTP on loopback TCP
+@contextlib.asynccontextmanager
+async def http_agent() -> AsyncIterator[tuple[str, AgentCard]]:
+    """The echo agent under uvicorn on 127.0.0.1: its base URL and card."""
     sock = socket.socket()
     # accepted connections inherit it; uvicorn sets it only on sockets it creates itself
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    card = make_card(f"http://127.0.0.1:{port}/")
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    card = make_card(url + "/")
     handler = DefaultRequestHandler(Echo(), InMemoryTaskStore(), card)
     app = Starlette(routes=[*create_agent_card_routes(card),
                             *create_jsonrpc_routes(handler, rpc_url="/")])  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    rows = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: server.serve(sockets=[sock]))
         while not server.started:  # noqa: ASYNC110 (uvicorn offers no started event)
             await anyio.sleep(0.02)
-        http = httpx.AsyncClient(headers={"A2A-Version": "1.0"})
+        try:
+            yield url, card
+        finally:
+            server.should_exit = True
+
+
+async def interleaved(calls: dict[str, Call], n: int, block: int) -> dict[str, list[float]]:
+    """``n`` timed calls of each path, in turns of ``block`` per path, after a warm-up."""
+    for call in calls.values():
+        for _ in range(max(20, n // 10)):
+            await call()  # connections, caches
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    done = 0
+    while done < n:
+        k = min(block, n - done)
+        for name, call in calls.items():
+            for _ in range(k):
+                t0 = time.perf_counter()
+                await call()
+                times[name].append((time.perf_counter() - t0) * 1000)
+        done += k
+    return times
+
+
+async def main(n: int, block: int) -> None:
+    calls: dict[str, Call] = {}
+
+    def msg() -> SendMessageRequest:
+        # a new message id each time, as every real message has (the SDK's handler answers a
+        # repeated one by another path)
+        return SendMessageRequest(message=new_text_message("hello", role=Role.ROLE_USER))
+
+    def expect(events: list[Any]) -> None:
+        assert get_message_text(events[-1].message) == "echo hello", events
+
+    async with contextlib.AsyncExitStack() as stack:
+        url, card = await stack.enter_async_context(http_agent())
+        http = await stack.enter_async_context(httpx.AsyncClient(headers={"A2A-Version": "1.0"}))
         client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(card)
+        stack.push_async_callback(client.close)
 
         async def over_http() -> None:
-            events = [e async for e in client.send_message(msg)]
-            assert get_message_text(events[0].message) == "echo hello"
+            expect([e async for e in client.send_message(msg())])
 
-        rows.append(await measure("HTTP (a2a-sdk, uvicorn)", over_http, n))
-        await client.close()
-        server.should_exit = True
+        calls[HTTP] = over_http
 
-    # the same agent over A2AL
-    async with Node(NodeConfig(listen_addr="127.0.0.1:0")) as agent_node:
+        agent_node = await stack.enter_async_context(Node(NodeConfig(listen_addr="127.0.0.1:0")))
         seed = "{}:{}".format(*agent_node.local_addr)
-        async with Node(NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,))) as caller:
-            handler = DefaultRequestHandler(Echo(), InMemoryTaskStore(), make_card())
-            await serve_a2a(agent_node, handler, make_card())
-            sdk = await a2a_client(caller, agent_node.aid, streaming=False)
+        caller = await stack.enter_async_context(
+            Node(NodeConfig(listen_addr="127.0.0.1:0", bootstrap=(seed,)))
+        )
+        handler = DefaultRequestHandler(Echo(), InMemoryTaskStore(), make_card())
+        await serve_a2a(agent_node, handler, make_card())
+        sdk = await a2a_client(caller, agent_node.aid, streaming=False)
+        stack.push_async_callback(sdk.close)
 
-            async def over_a2al() -> None:
-                events = [e async for e in sdk.send_message(msg)]
-                assert get_message_text(events[0].message) == "echo hello"
+        async def over_a2al() -> None:
+            expect([e async for e in sdk.send_message(msg())])
 
-            rows.append(await measure("A2AL (a2a-sdk client)", over_a2al, n))
-            await sdk.close()
+        calls["A2AL (a2a-sdk client)"] = over_a2al
 
-            async def tool() -> None:
-                reply = await agentcall.send_message(caller, agent_node.aid, "hello")
-                assert reply.text == "echo hello"
+        async def tool() -> None:
+            reply = await agentcall.send_message(caller, agent_node.aid, "hello")
+            assert reply.text == "echo hello"
 
-            rows.append(await measure("A2AL (call_agent JSON-RPC)", tool, n))
-    base = rows[0]["p50_ms"]
-    for row in rows[1:]:
-        print(f"{row['row']}: {row['p50_ms'] / base:.2f}x HTTP at p50, "
-              f"{row['p95_ms'] / rows[0]['p95_ms']:.2f}x at p95")  # fmt: skip
+        calls["A2AL (call_agent JSON-RPC)"] = tool
+
+        exposed = Identity.generate(SystemRng())
+        agent_node.add_identity(exposed)
+        await expose_a2a(agent_node, ExposeSpec(url=url, aid=exposed.aid))
+        via = await a2a_client(caller, exposed.aid, streaming=False)
+        stack.push_async_callback(via.close)
+
+        async def over_expose() -> None:
+            expect([e async for e in via.send_message(msg())])
+
+        calls["A2AL (--expose of the HTTP agent)"] = over_expose
+
+        async def by_url() -> None:
+            reply = await agentcall.send_message_url(url, "hello")
+            assert reply.text == "echo hello"
+
+        calls["call_agent(url=) (plain HTTP)"] = by_url
+
+        times = await interleaved(calls, n, block)
+    print(f"n={n} calls per path, taken in turns of {block}; times in ms")
+    print("| path | p50 | p95 | p50 vs HTTP | p95 vs HTTP |")
+    print("|---|---|---|---|---|")
+    b50, b95 = pct(times[HTTP], 50), pct(times[HTTP], 95)
+    for name, xs in times.items():
+        p50, p95 = pct(xs, 50), pct(xs, 95)
+        print(f"| {name} | {p50:.2f} | {p95:.2f} | {p50 / b50:.2f}x | {p95 / b95:.2f}x |")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=500, help="round trips per row")
-    anyio.run(main, parser.parse_args().n)
+    parser.add_argument("-n", type=int, default=500, help="round trips per path")
+    parser.add_argument("--block", type=int, default=25, help="round trips per path per turn")
+    options = parser.parse_args()
+    anyio.run(main, options.n, options.block)
