@@ -151,15 +151,18 @@ class _Answer:
 
 class _DropRepeats:
     """ASGI middleware: a ``SendMessage`` whose ``messageId`` the same verified caller sent
-    before (an outbox trying again after a crash, a client retrying) gets the first answer
-    again and never reaches the handler a second time. A repeat that arrives while the first
-    is still being answered waits for it. Bounded (:data:`REPEAT_MAX`, :data:`REPEAT_KEEP_S`);
-    answers of 5xx or over :data:`REPEAT_ANSWER_MAX` are not kept."""
+    before to the same path, i.e. over the same binding (an outbox trying again after a
+    crash, a client retrying) gets the first answer again and never reaches the handler a
+    second time. A repeat that arrives while the first is still being answered waits for
+    it. Bounded (:data:`REPEAT_MAX`, :data:`REPEAT_KEEP_S`); answers of 5xx or over
+    :data:`REPEAT_ANSWER_MAX` are not kept."""
 
     def __init__(self, app: Any, clock: Clock) -> None:
         self.app = app
         self._clock = clock
-        self._answers: collections.OrderedDict[tuple[str, str], _Answer] = collections.OrderedDict()
+        self._answers: collections.OrderedDict[tuple[str, str, str], _Answer] = (
+            collections.OrderedDict()
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") != "http" or scope.get("method") != "POST":
@@ -189,7 +192,10 @@ class _DropRepeats:
             await self.app(scope, again, send)
             return
         caller = str(scope.get("extensions", {}).get("a2al", {}).get("caller", ""))
-        key, now = (caller, found[0]), self._clock.monotonic()
+        # the path too: the same message sent over the other binding is answered in that
+        # binding's shape (JSON-RPC at "/", HTTP+JSON at ".../message:send")
+        key = (caller, str(scope.get("path", "")), found[0])
+        now = self._clock.monotonic()
         while self._answers:  # forget the oldest past their time
             first = next(iter(self._answers.values()))
             if now - first.at < REPEAT_KEEP_S and len(self._answers) < REPEAT_MAX:
