@@ -93,11 +93,36 @@ class DhtConfig:
     """Directly reachable replica holders per published record."""
     republish_interval_s: float = 1800.0
     """How often own records are re-published (a2ald: 30 min, half the records' TTL)."""
+    mode_b: bool = True
+    """Carry DHT messages over QUIC to and from NATed nodes (a2al-wire §4.11, "Mode B"): a
+    node that calls our node AID through a hub gets its DHT answers on that connection, and
+    a peer whose UDP does not answer is reached through its hubs (docs/signal.md, "Mode B").
+    Off: the node AID is not registered with the hubs for it, Mode-B connections are closed
+    and the DHT speaks UDP only."""
+    mode_b_max_connections: int = 32
+    """Mode-B connections held at once, both ways; more are closed at once (counted)."""
+    mode_b_idle_s: float = 300.0
+    """A Mode-B connection with no DHT message either way for this long is closed (a2ald:
+    5 min idle timeout)."""
+    mode_b_keepalive_s: float = 20.0
+    """A QUIC PING on every Mode-B connection this often (a2ald: 20 s keep-alive)."""
+    mode_b_read_timeout_s: float = 10.0
+    """A Mode-B stream must bring its whole message (≤ 64 KiB, FIN) this fast, else it is
+    reset and counted (a2ald reads to EOF; a misrouted Mode-A stream gets its fixed 3 s)."""
+    mode_b_dial_timeout_s: float = 60.0
+    """How long reaching a NATed peer's node through its hubs (ICE, then QUIC) may take
+    (a2ald: 60 s)."""
+    mode_b_retry_s: float = 300.0
+    """After a failed Mode-B dial, the same peer is not called again for this long (a2ald
+    punches only once the peer's back-off reached 5 min)."""
 
     def __post_init__(self) -> None:
         _positive("dht.lookup_rpc_timeout_s", self.lookup_rpc_timeout_s)
         _positive("dht.republish_interval_s", self.republish_interval_s)
-        for name in ("lookup_concurrency", "replicas"):
+        for name in ("mode_b_idle_s", "mode_b_keepalive_s", "mode_b_read_timeout_s",
+                     "mode_b_dial_timeout_s", "mode_b_retry_s"):  # fmt: skip
+            _positive(f"dht.{name}", getattr(self, name))
+        for name in ("lookup_concurrency", "replicas", "mode_b_max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dht.{name} must be at least 1")
 

@@ -108,7 +108,10 @@ class DhtCore:
         limits: LimitsConfig | None = None,
         wall_offset: float = 0.0,
         allow_local_hearsay: bool = False,
+        report_unanswered: bool = False,
     ) -> None:
+        """``report_unanswered``: emit :class:`~a2al_mcp.dht.events.PeerUnanswered` when a
+        routing-table peer let an RPC time out on every attempt (for Mode B's driver)."""
         if identity.is_delegated:
             raise UsageError("a DHT node identity must be a native (non-delegated) identity")
         self.identity = identity
@@ -118,6 +121,7 @@ class DhtCore:
         self.rng = rng
         self.wall_offset = wall_offset
         self.routing = RoutingTable(self.node_id, allow_local_hearsay=allow_local_hearsay)
+        self._report_unanswered = report_unanswered
         self.limits = limits or LimitsConfig()
         self.store = RecordStore.from_limits(self.limits)
         self._wall_now = wall_offset
@@ -185,6 +189,9 @@ class DhtCore:
             self._c["timeouts"] += 1
             if p.node_id is not None:
                 self.routing.record_failure(p.node_id, now)
+                peer = self.routing.get(p.node_id) if self._report_unanswered else None
+                if peer is not None:
+                    self._events.append(ev.PeerUnanswered(aid=peer.aid, addr=p.addr))
             op = self._txs.running(p.op_id)
             if op is not None:
                 self._apply(op, op.advance(Failed(p.node_id, p.expect), self), now)

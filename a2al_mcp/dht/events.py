@@ -17,6 +17,7 @@ __all__ = [
     "MailboxStored",
     "NatProbeEchoed",
     "NatProbeRequested",
+    "PeerUnanswered",
     "PingFinished",
     "PublishFinished",
     "RecordPushed",
@@ -119,6 +120,16 @@ class NatProbeEchoed:
     token: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerUnanswered:
+    """A routing-table peer let an RPC's every attempt time out at ``addr``: for the Mode-B
+    driver (a2al-wire §4.11), which may reach a NATed node over QUIC instead. Nobody needs
+    to take it (the service ignores it)."""
+
+    aid: Aid
+    addr: Addr
+
+
 DhtEvent: TypeAlias = (
     PingFinished
     | BootstrapFinished
@@ -129,4 +140,5 @@ DhtEvent: TypeAlias = (
     | AddressObserved
     | NatProbeRequested
     | NatProbeEchoed
+    | PeerUnanswered
 )

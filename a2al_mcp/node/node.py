@@ -56,6 +56,7 @@ from .identities import IdentityStore
 from .inbox import Inbox, Note
 from .joining import Joiner
 from .mailbox import Mailbox, MailboxStats, SendResult
+from .mode_b import ModeB, ModeBStats
 from .nat_service import NatService, resolve_stun_servers, stun_entries
 from .outbox import Outbox
 from .publisher import Publisher
@@ -139,6 +140,7 @@ class Node(QuicVerbs):
         self._dht: DhtService | None = None
         self._certs: CertificateStore | None = None
         self._quic: QuicService | None = None
+        self._mode_b: ModeB | None = None
         self._connector: Connector | None = None
         self._dialer: Dialer | None = None
         self._mailbox: Mailbox | None = None
@@ -158,7 +160,8 @@ class Node(QuicVerbs):
         nat = self._nat = NatService(cfg, rng=self._rng, stun_servers=stun_servers)
         core = DhtCore(self.identity, rng=self._rng, config=cfg.dht, limits=cfg.limits,
                        wall_offset=self._clock.wall() - self._clock.monotonic(),
-                       allow_local_hearsay=host.startswith("127.") or host == "::1")  # fmt: skip
+                       allow_local_hearsay=host.startswith("127.") or host == "::1",
+                       report_unanswered=cfg.dht.mode_b)  # fmt: skip
         inbox = Inbox(None if cfg.data_dir is None else cfg.data_dir / "inbox.db", cfg.limits)
         mailbox = self._mailbox = Mailbox(
             inbox, config=cfg.mailbox, clock=self._clock, rng=self._rng,
@@ -174,10 +177,14 @@ class Node(QuicVerbs):
             self.identity, *[i for a, i in self._identities.items() if a != self.aid],
             now=self._clock.wall(), rng=self._rng,
         )  # fmt: skip
+        mode_b = self._mode_b = ModeB(core, config=cfg.dht, now=self._clock.monotonic,
+                                      flush=self._flush, spawn=self.spawn,
+                                      dial=self._mode_b_dial)  # fmt: skip
         handlers = self._acceptor.handlers(agent_info=self._publisher.agent_info,
                                            note_observed=_ignore_addr,  # voted below
                                            cache_record=dht.cache_record,
-                                           on_mailbox=mailbox.on_frame)  # fmt: skip
+                                           on_mailbox=mailbox.on_frame,
+                                           dht_stream=mode_b.read_stream)  # fmt: skip
         handlers = dataclasses.replace(
             handlers, on_peer_control=_voting(handlers.on_peer_control, nat.observe),
             route=_noting_accepted(handlers.route, self._accepted),
@@ -194,7 +201,7 @@ class Node(QuicVerbs):
                                                 own_nat=nat.nat_type,
                                                 hub_path=self._hub_path,
                                                 upgrade_path=self._hub_path_no_relay)  # fmt: skip
-        endpoint = self._endpoint = UdpEndpoint(cfg.listen, clock=self._clock, dht=core,
+        endpoint = self._endpoint = UdpEndpoint(cfg.listen, clock=self._clock, dht=mode_b,
                                                 quic=quic.host, stun=nat.core,
                                                 on_events=self._on_events)  # fmt: skip
         async with contextlib.AsyncExitStack() as stack:
@@ -299,8 +306,40 @@ class Node(QuicVerbs):
             on_change=self._auto.changed,
             ice=lambda: node_ice(cfg, nat.sense.config.stun_servers),
             accept_ice=lambda ice: accept_ice(quic, ice, cfg.quic.handshake_timeout_s),
+            dht_target=self.aid if cfg.dht.mode_b else None,
+            accept_dht=self._accept_mode_b,
         )  # fmt: skip
         self._tasks.start(self._traversal.run)
+
+    async def _accept_mode_b(self, ice: Any) -> PeerConnection:
+        """The callee's connection over a connected ICE session for a call to the node AID:
+        Mode B (the DHT adopts it with its first stream) unless its stream 0 is a route
+        frame."""
+        from .punch_paths import accept_ice
+
+        if self._quic is None or self._mode_b is None:
+            raise NodeClosed("the node is not open")
+        return await accept_ice(self._quic, ice, self.config.quic.handshake_timeout_s,
+                                dht_only=True)  # fmt: skip
+
+    async def _mode_b_dial(self, aid: Aid) -> PeerConnection | None:
+        """Reach the NATed node ``aid`` (a DHT peer UDP does not answer) over Mode B: its
+        endpoint record's hubs, our node identity, ICE, no route frame; None when its record
+        names no hub or no NAT (a2al-wire §4.11)."""
+        from .dialer import dial_target
+
+        target = dial_target(await self.resolve(aid))
+        if not target.hubs or target.nat_type < 2 or self._certs is None:
+            return None
+        cert = self._certs.get(self.aid)
+        if cert is None:
+            return None
+        return await self._hub_path(cert, aid, target.hubs, dht_only=True)
+
+    def mode_b_statistics(self) -> ModeBStats | None:
+        """What Mode B (DHT messages over QUIC to and from NATed nodes) did; None before
+        the node opened."""
+        return None if self._mode_b is None else self._mode_b.stats
 
     def _accepted(self, peer: Aid, addr: Addr) -> None:
         if self._quic is not None and any(p.addr == addr for p in self._quic.paths()):
@@ -317,10 +356,17 @@ class Node(QuicVerbs):
         return await self._hub_path(local, remote, hubs, relay=False)
 
     async def _hub_path(
-        self, local: LocalCertificate, remote: Aid, hubs: tuple[str, ...], *, relay: bool = True
+        self,
+        local: LocalCertificate,
+        remote: Aid,
+        hubs: tuple[str, ...],
+        *,
+        relay: bool = True,
+        dht_only: bool = False,
     ) -> PeerConnection:
         """The caller's side of NAT traversal: a punch through the hubs the target's record
-        names (its bricks load with the first such dial; docs/signal.md, "In the node")."""
+        names (its bricks load with the first such dial; docs/signal.md, "In the node").
+        ``dht_only``: a Mode-B connection to a NATed node (ICE alone, no route frame)."""
         if self._hub_caller is None:
             from .punch_paths import HubCaller, node_ice, punch_addrs
 
@@ -333,7 +379,8 @@ class Node(QuicVerbs):
                 nat_type=nat.nat_type, send_datagram=endpoint.send_datagram,
                 ice=lambda: node_ice(self.config, nat.sense.config.stun_servers),
             )  # fmt: skip
-        return await self._hub_caller.connect(local, remote, hubs, relay=relay)
+        return await self._hub_caller.connect(local, remote, hubs, relay=relay,
+                                              dht_only=dht_only)  # fmt: skip
 
     def traversal_statistics(self) -> TraversalStats | None:
         """What the callee side of NAT traversal did (None: not configured): calls answered,

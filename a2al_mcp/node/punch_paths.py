@@ -56,7 +56,7 @@ from ..errors import (
 )
 from ..ice.config import IceConfig, ice_config
 from ..ice.credentials import IceCredentials
-from ..ice.path import accept_over_ice, dial_over_ice
+from ..ice.path import accept_over_ice, dial_over_ice, path_label
 from ..ice.selected import SelectedPair
 from ..ice.session import IceSession
 from ..identity.aid import Aid
@@ -206,15 +206,25 @@ async def connect_ice(ice: IceSession, mux: RoomMux,
     return pair
 
 
-async def accept_ice(service: QuicService, ice: IceSession, timeout_s: float) -> PeerConnection:
+async def accept_ice(service: QuicService, ice: IceSession, timeout_s: float, *,
+                     dht_only: bool = False) -> PeerConnection:  # fmt: skip
     """The callee's QUIC over a connected ICE ``ice``: the caller's connection, served by the
     node like any accepted one, once verified within ``timeout_s``. The path owns ``ice``
     from here: without a connection in time the path is closed (and with it the session).
+    ``dht_only``: the caller called our node AID: a Mode-B connection (a2al-wire §4.11), no
+    route frame, its streams carry DHT messages.
 
     Raises:
         Unreachable: no verified connection over the pair in time.
     """
-    path = accept_over_ice(service, ice)
+    if dht_only:
+        pair = ice.selected
+        if pair is None:
+            raise UsageError("the ICE session has not connected")
+        path = service.accept_path(ice, remote=pair.remote, label=path_label(pair),
+                                   on_close=ice.close, dht_only=True)  # fmt: skip
+    else:
+        path = accept_over_ice(service, ice)
     try:
         with anyio.fail_after(timeout_s):
             pc = await path.wait_connection()
@@ -298,11 +308,14 @@ class HubCaller:
         *,
         timeout_s: float | None = None,
         relay: bool = True,
+        dht_only: bool = False,
     ) -> PeerConnection:
         """A verified connection from ``local`` to ``remote`` through one of ``hubs`` (all
         called at once): a punch's (on the main socket) or an ICE pair's (its ``path`` is
         labelled ``ice`` or ``relay``). ``relay=False``: ICE gathers no relay candidate (a
-        relay connection's upgrade).
+        relay connection's upgrade). ``dht_only``: a Mode-B connection to a NATed node
+        (a2al-wire §4.11; ``remote`` is its node AID): ICE alone, QUIC over the pair with no
+        route frame.
 
         Raises:
             Unreachable: no hub gave a path (the reasons, per hub and technique).
@@ -316,7 +329,8 @@ class HubCaller:
 
         async def through(hub: str, tg: anyio.abc.TaskGroup) -> None:
             try:
-                pc = await self._through(hub, local, remote, notes, relay=relay)
+                pc = await self._through(hub, local, remote, notes, relay=relay,
+                                         dht_only=dht_only)  # fmt: skip
             except _Reported:
                 return
             except (Unreachable, NotFound, HandshakeFailed) as exc:
@@ -359,7 +373,14 @@ class HubCaller:
                           aid=remote, operation="connect")  # fmt: skip
 
     async def _through(
-        self, hub: str, local: LocalCertificate, remote: Aid, notes: list[str], *, relay: bool
+        self,
+        hub: str,
+        local: LocalCertificate,
+        remote: Aid,
+        notes: list[str],
+        *,
+        relay: bool,
+        dht_only: bool = False,
     ) -> PeerConnection:
         """One hub: the punch and ICE over its room, the first verified connection. When it
         is cancelled (another hub won, or the deadline), what each technique still running
@@ -371,6 +392,10 @@ class HubCaller:
         config = None if self._ice is None else self._ice()
         if config is not None and not relay:
             config = dataclasses.replace(config, turn_servers=())
+        if dht_only and config is None:
+            await room.aclose()
+            raise Unreachable("Mode B needs ICE ([ice] enabled)", aid=remote,
+                              operation="connect")  # fmt: skip
         ice = None
         if config is not None:
             ice = IceSession(config, controlling=True, clock=self._clock, rng=self._rng)
@@ -385,7 +410,8 @@ class HubCaller:
                                    nat_type=self._nat_type(), limits=self._limits)  # fmt: skip
             session = PunchSession(attempt, send_frame=room.send, sender=self, quic=quic,
                                    clock=self._clock)  # fmt: skip
-            sessions.append(session)
+            if not dht_only:  # never run for Mode B: nobody waits on it
+                sessions.append(session)
             mux = room_mux(room, session, ice, config)
 
             async def read(scope: anyio.CancelScope) -> None:
@@ -411,7 +437,12 @@ class HubCaller:
                 log.info("ice.caller_up peer=%s kind=%s remote=%s rtt=%s gather_s=%s "
                          "connect_s=%s", remote.short(), pair.kind, pair.remote, pair.rtt_s,
                          st.gather_s, st.connect_s)  # fmt: skip
-                pc = dial_over_ice(self._service, local, remote, ice)
+                if dht_only:  # Mode B: no route frame (a2al-wire §4.11)
+                    pc = self._service.dial(local, remote, pair.remote, path=ice,
+                                            path_label=path_label(pair),
+                                            on_path_close=ice.close, dht_only=True)  # fmt: skip
+                else:
+                    pc = dial_over_ice(self._service, local, remote, ice)
                 try:
                     await pc.wait_ready()
                 except BaseException:
@@ -438,7 +469,8 @@ class HubCaller:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(read, outer.cancel_scope)
                 async with anyio.create_task_group() as race:
-                    race.start_soon(contend, "punch", punch, race)
+                    if not dht_only:  # a2ald's Mode B callee runs ICE alone
+                        race.start_soon(contend, "punch", punch, race)
                     if ice is not None:
                         race.start_soon(contend, "ICE", over_ice, race)
                 outer.cancel_scope.cancel()

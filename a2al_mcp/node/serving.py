@@ -116,6 +116,7 @@ class Acceptor:
         note_observed: Callable[[Addr], None],
         cache_record: Callable[[NodeId, SignedRecord], object],
         on_mailbox: Callable[[Aid | None, MailboxFrame], Awaitable[bool]],
+        dht_stream: Callable[[PeerConnection, PeerStream], Awaitable[None]] | None = None,
     ) -> InboundHandlers:
         """The hooks for :class:`QuicService`, bound to the services that exist once the
         node is open.
@@ -126,6 +127,8 @@ class Acceptor:
             cache_record: keeps a verified topic record a peer sent in AgentInfo, under its
                 key, like a DHT hit.
             on_mailbox: files a mailbox frame received for the routed local identity.
+            dht_stream: reads one raw stream carrying a DHT message (Mode B, and a2ald
+                0.3.5's misrouted raw streams to the node AID: :meth:`raw_dht`).
         """
 
         def on_peer_control(pc: PeerConnection, ctl: PeerControl) -> None:
@@ -139,7 +142,8 @@ class Acceptor:
 
         return InboundHandlers(route=self.route, service=self.serve_stream, admit=self.admit,
                                agent_info=agent_info, on_peer_control=on_peer_control,
-                               mailbox=mailbox)  # fmt: skip
+                               mailbox=mailbox, dht_stream=dht_stream,
+                               raw_dht=self.raw_dht)  # fmt: skip
 
     @staticmethod
     def agent_records(pc: PeerConnection, ctl: PeerControl) -> list[tuple[NodeId, SignedRecord]]:
@@ -156,6 +160,11 @@ class Acceptor:
                 continue
             out.append((NodeId(topic_key(topic)), rec))
         return out
+
+    def raw_dht(self, pc: PeerConnection) -> bool:
+        """A raw stream on ``pc`` may be a misrouted DHT message (a2al-wire §4.11, a2ald
+        0.3.5): the connection reached the node's AID and the node serves nothing."""
+        return pc.local_aid == self._node_aid and self._node_aid not in self._serving
 
     def route(self, pc: PeerConnection, route: RouteReceived) -> Aid | None:
         if route.target is not None:

@@ -33,6 +33,13 @@ caller decides which path it uses, so a punch that found its path first does not
 once: the agent keeps going until the room closes (the caller is done), ICE ends, or
 :data:`ICE_AFTER_PUNCH_S` passed. An agent without a connection is closed (sockets and TURN
 allocation released) when the answer ends.
+
+Mode B (a2al-wire §4.11): with ``dht_target`` (the node's AID, registered with the hubs like
+the published identities), a call for it may be a NATed node that wants to reach our DHT
+(a2ald's Mode B: ICE alone, then QUIC with no route frame) or a caller of the node's own
+service. It is answered as any call, and QUIC over the ICE pair is accepted by
+``accept_dht``: stream 0 tells the two apart (a route frame or a DHT message), the node's DHT
+takes a Mode-B connection's streams.
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ class TraversalStats:
 
     incoming: int = 0
     """``incoming`` calls the hubs announced."""
+
     answered: int = 0
     """Rooms joined (the ``cred`` sent, the punch started)."""
     punched: int = 0
@@ -152,6 +160,10 @@ class CalleeTraversal:
         accept_ice: ``accept_ice(session)``: the caller's verified QUIC connection over the
             connected ICE ``session`` (raises ``Unreachable``); the node serves it. Needed
             with ``ice``.
+        dht_target: the node's AID, when calls for it are Mode B (registered too).
+        accept_dht: ``accept_dht(session)``: as ``accept_ice`` for a call to ``dht_target``:
+            the connection may be Mode B (no route frame; the DHT takes it). Needed with
+            ``dht_target``.
     """
 
     def __init__(
@@ -172,6 +184,8 @@ class CalleeTraversal:
         watch_interval_s: float = WATCH_INTERVAL_S,
         ice: Callable[[], IceConfig | None] | None = None,
         accept_ice: Callable[[IceSession], Awaitable[object]] | None = None,
+        dht_target: Aid | None = None,
+        accept_dht: Callable[[IceSession], Awaitable[object]] | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -188,6 +202,8 @@ class CalleeTraversal:
         self._watch_s = watch_interval_s
         self._ice = ice if accept_ice is not None else None
         self._accept_ice = accept_ice
+        self._dht_target = dht_target if accept_dht is not None and self._ice else None
+        self._accept_dht = accept_dht
         self.hub: HubServer | None = None
         """The hub we serve (its ``core.stats`` count what it refused), once it listens."""
         self.hub_addr: Addr | None = None
@@ -204,6 +220,14 @@ class CalleeTraversal:
         """The hubs that acknowledged our registrations, the first preferred: what endpoint
         records name (``signal``, ``signals``)."""
         return self._live
+
+    def registered(self) -> tuple[Aid, ...]:
+        """The identities registered with the hubs: the published ones and, with Mode B, the
+        node's own AID."""
+        ids = dict.fromkeys(self._published())
+        if self._dht_target is not None:
+            ids[self._dht_target] = None
+        return tuple(ids)
 
     def wanted_hubs(self) -> tuple[str, ...]:
         """The hubs to register with now: our own first (while public), then ``signal.hubs``,
@@ -284,7 +308,7 @@ class CalleeTraversal:
                 hubs = wanted
             live: tuple[str, ...] = ()
             if self.service is not None:
-                ids = tuple(sorted(str(a) for a in self._published()))
+                ids = tuple(sorted(str(a) for a in self.registered()))
                 if ids != registered:
                     self.service.set_identities(ids)
                     registered = ids
@@ -317,7 +341,7 @@ class CalleeTraversal:
             self.stats.refused += 1
             return
         if (
-            target not in set(self._published())
+            target not in set(self.registered())
             or self._busy[caller] >= MAX_ANSWERS_PER_CALLER
             or self._busy.total() >= self._config.max_answers
         ):
@@ -356,6 +380,7 @@ class CalleeTraversal:
         over the room; what came up (``punched``, ``ice``, ``relay``), or raises
         ``Unreachable`` with both reasons."""
         config = None if self._ice is None else self._ice()
+        mode_b = target == self._dht_target  # maybe: stream 0 decides (accept_dht)
         ice = None
         if config is not None:
             ice = IceSession(config, controlling=False, clock=self._clock, rng=self._rng)
@@ -398,10 +423,12 @@ class CalleeTraversal:
             async def over_ice(race: anyio.abc.TaskGroup) -> None:
                 nonlocal handed
                 assert ice is not None and self._accept_ice is not None
+                accept = self._accept_dht if mode_b else self._accept_ice
+                assert accept is not None
                 try:
                     pair = await connect_ice(ice, mux, room.send)
                     handed = True  # the path owns the session now
-                    await self._accept_ice(ice)
+                    await accept(ice)
                 except (A2ALError, DecodeError, OSError) as exc:
                     self.stats.ice_failed += 1
                     reasons.append(f"ICE: {exc}")

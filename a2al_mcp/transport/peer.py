@@ -140,6 +140,14 @@ class InboundHandlers:
     """Topic records to send a dialer of ``aid`` that holds ``seq``."""
     on_peer_control: Callable[[PeerConnection, ss.PeerControl], None] = lambda c, e: None
     """The acceptor's answer on stream 0 (ObservedAddr and AgentInfo)."""
+    dht_stream: Callable[[PeerConnection, PeerStream], Awaitable[None]] | None = None
+    """Read one raw stream carrying a DHT message (runs as a task): every peer stream of a
+    Mode-B connection (a2al-wire §4.11), and a raw stream that :attr:`raw_dht` lets through
+    on a Mode-A one. None: Mode-B streams are refused."""
+    raw_dht: Callable[[PeerConnection], bool] = lambda c: False
+    """Whether a raw (no magic) stream on this routed connection goes to :attr:`dht_stream`
+    rather than being served (a2ald 0.3.5's 'recovered misrouted dht': a connection to the
+    node's AID, which serves nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +249,8 @@ class QuicService:
         )
         self._conns: dict[object, PeerConnection] = {}
         self._paths: dict[Addr, QuicPath] = {}
+        self._dht_paths: set[Addr] = set()
+        """Paths whose accepted connection is a Mode-B one (see :meth:`accept_path`)."""
         self._per_aid: Counter[tuple[Aid, Aid | None]] = Counter()
         """Accepted connections per (remote AID, our identity it reached)."""
         self._evict_not_before = 0.0
@@ -305,8 +315,9 @@ class QuicService:
             shared=self._buffered,
         )
 
-    def _session(self, conn: Connection, observed_addr: Addr | None = None) -> ss.Session:
-        return ss.Session(conn, observed_addr=observed_addr,
+    def _session(self, conn: Connection, observed_addr: Addr | None = None, *,
+                 routed: bool | None = True) -> ss.Session:  # fmt: skip
+        return ss.Session(conn, observed_addr=observed_addr, routed=routed,
                           max_peer_streams=self.limits.streams_per_connection)  # fmt: skip
 
     def count_aid(self, pc: PeerConnection) -> bool:
@@ -371,7 +382,7 @@ class QuicService:
              held_topic_seq: int = 0, path: DatagramLink | QuicPath | None = None,
              path_label: str = "path",
              on_path_close: Callable[[], Awaitable[None]] | None = None,
-             ) -> PeerConnection:  # fmt: skip
+             dht_only: bool = False) -> PeerConnection:  # fmt: skip
         """Start a connection from ``local`` to ``expected`` at ``addr``; await
         :meth:`PeerConnection.wait_ready` on the result. ``local=None`` presents no
         certificate (every A2AL server refuses that; for tests).
@@ -382,16 +393,22 @@ class QuicService:
         reaches it (``QuicPath.remote``, for reports), ``path_label`` says what the path
         is, and ``on_path_close`` releases the link when the path ends. The connection's
         ``path`` is the :class:`QuicPath`, its ``addr`` the path's synthetic address.
-        Closing the connection ends the path; the path failing closes the connection."""
+        Closing the connection ends the path; the path failing closes the connection.
+
+        ``dht_only``: a Mode-B connection (a2al-wire §4.11): no route frame; its streams
+        carry one DHT message each (:meth:`PeerConnection.open_stream` with
+        ``admission=False``), the peer's go to ``handlers.dht_stream``."""
         if self._closing:
             raise NodeClosed("the QUIC service is closing")
         if isinstance(path, QuicPath):
-            return self.dial(local, expected, path.addr, held_topic_seq=held_topic_seq)
+            return self.dial(local, expected, path.addr, held_topic_seq=held_topic_seq,
+                             dht_only=dht_only)  # fmt: skip
         if path is not None:
             opened = self.open_path(path, remote=addr, label=path_label,
                                     on_close=on_path_close)  # fmt: skip
             try:
-                return self.dial(local, expected, opened.addr, held_topic_seq=held_topic_seq)
+                return self.dial(local, expected, opened.addr, held_topic_seq=held_topic_seq,
+                                 dht_only=dht_only)  # fmt: skip
             except BaseException:
                 opened.close("dial failed")  # the path we opened for it: its link released
                 raise
@@ -414,7 +431,7 @@ class QuicService:
             aq.a2al_budget = budget
             aq.a2al_limit_streams(self.limits.streams_per_connection)
             conn = aq
-        session = self._session(conn)
+        session = self._session(conn, routed=not dht_only)
         pc = PeerConnection(self, conn, addr, session=session, budget=budget)
         pc.local_aid = None if local is None else local.aid
         self.host.connect(conn, addr, self.now())
@@ -422,7 +439,8 @@ class QuicService:
         on_path = self._paths.get(addr) if self._paths else None
         if on_path is not None:
             on_path.bind(pc)
-        session.start(expected, held_topic_seq=held_topic_seq)
+        if not dht_only:
+            session.start(expected, held_topic_seq=held_topic_seq)
         pc.transmit()
         return pc
 
@@ -458,11 +476,22 @@ class QuicService:
 
     def accept_path(self, link: DatagramLink, *, remote: Addr | None = None,
                     label: str = "path",
-                    on_close: Callable[[], Awaitable[None]] | None = None) -> QuicPath:  # fmt: skip
+                    on_close: Callable[[], Awaitable[None]] | None = None,
+                    dht_only: bool = False) -> QuicPath:  # fmt: skip
         """Accept the connection a peer opens over ``link`` (we are the QUIC server: the
         ICE callee). The connection is admitted, routed and served as one on the socket;
-        ``await path.wait_connection()`` gives it. Arguments as :meth:`open_path`."""
-        return self.open_path(link, remote=remote, accept=True, label=label, on_close=on_close)
+        ``await path.wait_connection()`` gives it. Arguments as :meth:`open_path`.
+
+        ``dht_only``: the peer called our node AID, so the connection may be a Mode-B one
+        (a2al-wire §4.11, DHT messages only) or a routed one to the node: stream 0's first
+        bytes decide (:class:`~a2al_mcp.transport.session.Session` with ``routed=None``).
+        No route frame is awaited: the connection speaks for the node (``handlers.route``
+        without a target) until a route frame says otherwise; on Mode B each of its streams
+        goes to ``handlers.dht_stream``."""
+        path = self.open_path(link, remote=remote, accept=True, label=label, on_close=on_close)
+        if dht_only:
+            self._dht_paths.add(path.addr)
+        return path
 
     def paths(self) -> list[QuicPath]:
         """The live datagram paths."""
@@ -475,6 +504,7 @@ class QuicService:
 
     def _path_ended(self, path: QuicPath) -> None:
         self._paths.pop(path.addr, None)
+        self._dht_paths.discard(path.addr)
 
     # -- events from the endpoint ---------------------------------------------------------
 
@@ -485,12 +515,19 @@ class QuicService:
             budget = getattr(conn, "a2al_budget", None)
             path = self._paths.get(event.addr) if self._paths else None
             observed = event.addr if path is None else path.remote
+            dht_only = event.addr in self._dht_paths
             pc = PeerConnection(self, conn, event.addr,
-                                session=self._session(conn, observed), budget=budget)  # fmt: skip
+                                session=self._session(conn, observed,
+                                                      routed=None if dht_only else True),
+                                budget=budget)  # fmt: skip
             self._conns[conn] = pc
             if path is not None:
                 path.bind(pc)
-            self._spawn(lambda: self._route_deadline(pc))
+            if dht_only:  # Mode B unless stream 0 says otherwise: the node (SNI, else node)
+                pc.routed.set()
+                pc.local_aid = self.handlers.route(pc, ss.RouteReceived(None, legacy=True))
+            else:
+                self._spawn(lambda: self._route_deadline(pc))
         elif isinstance(event, ConnectionEvent):
             known = self._conns.get(event.conn)
             if known is not None:
@@ -509,8 +546,14 @@ class QuicService:
         """The host's ``on_active`` hook: ``conn`` received, sent or fired a timer, which
         may have freed its send buffer; wake its blocked writers (transport-internal)."""
         pc = self._conns.get(conn)
-        if pc is not None and pc.progress_waiters:
+        if pc is None:
+            return
+        if pc.progress_waiters:
             pc.progress.set()
+        if not pc.ready and pc.session.routed is not True:
+            # Mode B: no stream-0 answer follows the handshake, and HANDSHAKE_DONE comes
+            # with no QUIC event: the datagram that confirmed it makes the connection ready
+            pc.check_ready()
 
     def _on_quic_event(self, pc: PeerConnection, e: qe.QuicEvent) -> None:
         session_events = pc.session.handle_event(e)
@@ -578,6 +621,11 @@ class QuicService:
 
     def on_service(self, pc: PeerConnection, req: ss.ServiceRequested) -> None:
         """An inbound service stream asks for admission (transport-internal)."""
+        dht = self.handlers.dht_stream
+        mode_b = pc.session.routed is not True
+        if mode_b or (req.legacy and dht is not None and self.handlers.raw_dht(pc)):
+            self._dht_stream(pc, req, dht)
+            return
         handler = self.handlers.service
         if handler is None or pc.local_aid is None or len(pc.streams) >= self.max_streams:
             self.counters.refused_streams += 1
@@ -596,6 +644,33 @@ class QuicService:
         if admitted:
             self._spawn(lambda: self._serve(handler, pc, stream, req.token))
 
+    def _dht_stream(
+        self,
+        pc: PeerConnection,
+        req: ss.ServiceRequested,
+        handler: Callable[[PeerConnection, PeerStream], Awaitable[None]] | None,
+    ) -> None:
+        """A raw stream of a Mode-B connection (or a misrouted one): read by ``handler``;
+        refused when there is none, when it is not raw or past the stream limit."""
+        if handler is None or not req.legacy or len(pc.streams) >= self.max_streams:
+            self.counters.refused_streams += 1
+            pc.session.admit(req.stream_id, False, "no DHT here")
+            pc.transmit()
+            return
+        stream = PeerStream(pc, req.stream_id)
+        pc.streams[req.stream_id] = stream
+        for held in pc.session.admit(req.stream_id, True):
+            pc.on_session_event(held)
+        pc.transmit()
+
+        async def read() -> None:
+            try:
+                await handler(pc, stream)
+            finally:
+                await stream.aclose()
+
+        self._spawn(read)
+
     async def _serve(
         self,
         handler: Callable[[PeerConnection, PeerStream, str | None], Awaitable[None]],
@@ -613,7 +688,7 @@ class QuicService:
     def on_mailbox(self, pc: PeerConnection, e: ss.MailboxReceived) -> None:
         """An inbound mailbox frame (transport-internal)."""
         handler = self.handlers.mailbox
-        if handler is None or pc.local_aid is None:
+        if handler is None or pc.local_aid is None or pc.session.routed is not True:
             pc.session.refuse(e.stream_id, ss.ERR_ACCESS_DENIED)
             pc.transmit()
             return

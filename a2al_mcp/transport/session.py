@@ -111,15 +111,28 @@ class Session:
         observed_addr: acceptor only: the dialer's UDP address, reported as ObservedAddr.
         max_peer_streams: streams the peer may have open at once (more are reset at once,
             counted in :attr:`refused_streams`); None: no limit here.
+        routed: False for a Mode-B connection (a2al-wire §4.11): no stream 0 exchange
+            either way; every stream, the first included, is a data stream (on Mode B, a raw
+            one carrying one DHT message). None (acceptor only): either — the first bytes of
+            stream 0 decide (``a2r1``/``a2r2``: routed, anything else: Mode B); a call to a
+            node AID may be either.
     """
 
     def __init__(self, conn: StreamConnection, *, observed_addr: Addr | None = None,
-                 max_peer_streams: int | None = None) -> None:  # fmt: skip
+                 max_peer_streams: int | None = None,
+                 routed: bool | None = True) -> None:  # fmt: skip
         self.conn = conn
         self.is_dialer: bool = conn.configuration.is_client
         self._observed = observed_addr
         self._streams: dict[int, StreamState] = {}
-        self._started = False
+        if routed is None and conn.configuration.is_client:
+            raise ValueError("only the acceptor can tell a Mode-B connection by its stream 0")
+        self.routed = routed
+        """False: a Mode-B connection (no route frame; see the class docstring); None: not
+        known yet."""
+        self._sniff = bytearray()
+        """Stream 0's first bytes while :attr:`routed` is None."""
+        self._started = routed is False
         self._max_peer = max_peer_streams
         self._peer_open = 0
         self.writes_dropped = 0
@@ -239,7 +252,7 @@ class Session:
 
     def has_only_route_stream(self) -> bool:
         """Whether stream 0 is the only entry (it lingers for ``a2r1`` dialers)."""
-        return len(self._streams) == 1 and ROUTE_STREAM in self._streams
+        return self.routed is True and len(self._streams) == 1 and ROUTE_STREAM in self._streams
 
     @property
     def stream_count(self) -> int:
@@ -274,6 +287,13 @@ class Session:
     # -- internals ------------------------------------------------------------------------
 
     def _on_data(self, stream_id: int, data: bytes, end: bool) -> list[SessionEvent]:
+        if self.routed is None and stream_id == ROUTE_STREAM:
+            self._sniff += data
+            if len(self._sniff) < 4 and not end:
+                return []  # (at most 3 bytes held)
+            magic = bytes(self._sniff[:4])
+            self.routed = magic in (sf.MAGIC_ROUTE_V1, sf.MAGIC_ROUTE_V2)
+            data, self._sniff = bytes(self._sniff), bytearray()
         st = self._streams.get(stream_id)
         if st is None:
             if locally_initiated(stream_id, self.is_dialer):
@@ -284,7 +304,7 @@ class Session:
                 return []
             kind = (
                 StreamKind.ROUTE_IN
-                if stream_id == ROUTE_STREAM and not self.is_dialer
+                if stream_id == ROUTE_STREAM and not self.is_dialer and self.routed is True
                 else StreamKind.PEEK
             )
             st = self._streams[stream_id] = StreamState(kind)
@@ -296,7 +316,11 @@ class Session:
             return self._dispatch(stream_id, st, data, end)
         finally:
             if st.recv_done:
-                if st.kind is StreamKind.DEAD and not st.send_done and stream_id != ROUTE_STREAM:
+                if (
+                    st.kind is StreamKind.DEAD
+                    and not st.send_done
+                    and (stream_id != ROUTE_STREAM or self.routed is False)
+                ):
                     self._write(stream_id, b"", end=True)  # nothing to answer: end our side
                 self._maybe_free(stream_id, st)
 
