@@ -4,7 +4,8 @@ stateless Retry, and the inbound handshakes in progress (issue 14, the resource 
 An INITIAL gets a connection only within the limits of
 :class:`~a2al_mcp.transport.budget.Admission` — live connections in total (an idle accepted
 connection may be evicted to make room, through the ``evict`` callback), per source IPv4
-address or IPv6 /64, handshakes in progress in total and per source. With more than
+address or IPv6 /64 (a datagram path, :mod:`~a2al_mcp.transport.quic_paths`, is a source
+of its own), handshakes in progress in total and per source. With more than
 ``retry_above_half_open`` handshakes in progress a client must first prove its address: it
 gets a stateless QUIC Retry (what aioquic's ``asyncio/server.py`` does, here with a keyed
 token from :class:`~a2al_mcp.transport.budget.RetryTokens`), and its next INITIAL, carrying
@@ -29,6 +30,7 @@ from .._dataclass import dataclass
 from .._random import Rng
 from .._types import Addr, Datagram
 from .budget import Admission, RetryTokens, TransportCounters, ip_key
+from .quic_paths import is_path_addr
 
 __all__ = ["SMALLEST_INITIAL", "Admit", "InboundGate"]
 
@@ -113,7 +115,7 @@ class InboundGate(Generic[C]):
             odcid, rscid = valid, dcid
         elif self.admission.needs_retry():
             return self._retry_datagram(header, addr, now)
-        key = ip_key(addr)
+        key = addr[0] if is_path_addr(addr) else ip_key(addr)  # a path is its own source
         if self._live() >= self.admission.connections and self._evict is not None:
             self._evict()
         if not self.admission.check(key, self._live()):

@@ -15,6 +15,14 @@ bound connection, and a datagram read from a path reaches only the connection bo
 (or opens it). What a bound connection sends is taken out of the host's socket output and
 queued here, per path (bounded: a full queue drops, as a full socket buffer does), for the
 path's driver to send (:mod:`~a2al_mcp.transport.quic_path`).
+
+For the per-source admission limits (``connections_per_ip``, ``half_open_per_ip``) each path
+is a source of its own (:class:`~a2al_mcp.transport.quic_admission.InboundGate`): every
+synthetic address lies in the one /64 ``100::/64``, the unit those limits count for IPv6, so
+counted by it all the connections accepted over paths shared one budget and, past
+``connections_per_ip`` of them, every INITIAL arriving on a path was refused in silence. A
+path carries one connection, and who may open one is bounded before it exists (the callee
+answers a bounded number of calls per caller and in all); the limits in total still apply.
 """
 
 from __future__ import annotations
