@@ -262,7 +262,14 @@ class ModeB:
         and to ``aliases`` (the peer's UDP addresses, for a peer we called) go over it from
         now on. False (and ``pc`` closed) when Mode B is off or the limit is reached.
         Adopting a connection held already adds nothing."""
-        if pc in self._links:
+        held = self._links.get(pc)
+        if held is not None:  # (its first stream may have come before we adopted it)
+            new = tuple(a for a in aliases if a not in held.routes)
+            if new:
+                held.routes = (*new, *held.routes)
+                held.reply_addr = held.routes[0]
+                for addr in new:
+                    self._routes[addr] = held
             return True
         if not self._config.mode_b or len(self._links) >= self._config.mode_b_max_connections:
             self.stats.refused += 1
@@ -276,7 +283,7 @@ class ModeB:
             self._routes[addr] = link
         self._by_peer[pc.peer_aid] = link
         self.stats.connections = len(self._links)
-        if dialled:
+        if dialled or pc.is_dialer:
             self.stats.dialled += 1
         else:
             self.stats.accepted += 1

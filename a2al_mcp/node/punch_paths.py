@@ -406,13 +406,19 @@ class HubCaller:
         try:
             cred = ice.local_credentials if ice is not None else IceCredentials.generate(self._rng)
             await room.send(Frame("cred", u=cred.ufrag, p=cred.pwd))  # first: a2ald waits for it
-            attempt = PunchAttempt(initiator=True, local_addrs=self._punch_addrs(),
-                                   nat_type=self._nat_type(), limits=self._limits)  # fmt: skip
-            session = PunchSession(attempt, send_frame=room.send, sender=self, quic=quic,
-                                   clock=self._clock)  # fmt: skip
-            if not dht_only:  # never run for Mode B: nobody waits on it
+            session: PunchSession | None = None
+            if dht_only:  # Mode B: ICE alone (no punch session: its frames are dropped)
+                assert config is not None
+                mux = RoomMux(room, punch=None, ice=True,
+                              max_candidates=config.max_remote_candidates,
+                              max_candidate_chars=config.max_candidate_chars)  # fmt: skip
+            else:
+                attempt = PunchAttempt(initiator=True, local_addrs=self._punch_addrs(),
+                                       nat_type=self._nat_type(), limits=self._limits)  # fmt: skip
+                session = PunchSession(attempt, send_frame=room.send, sender=self, quic=quic,
+                                       clock=self._clock)  # fmt: skip
                 sessions.append(session)
-            mux = room_mux(room, session, ice, config)
+                mux = room_mux(room, session, ice, config)
 
             async def read(scope: anyio.CancelScope) -> None:
                 try:
@@ -423,6 +429,7 @@ class HubCaller:
 
             async def punch() -> PeerConnection:
                 running["punch"] = "no path yet"
+                assert session is not None
                 result = await session.run()
                 log.info("punch.caller_up peer=%s addr=%s round=%d", remote.short(),
                          result.addr, result.round)  # fmt: skip
