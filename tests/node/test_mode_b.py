@@ -113,6 +113,13 @@ async def test_dht_messages_cross_a_mode_b_connection_both_ways() -> None:
             assert sa.messages_out >= 2 and sa.messages_in >= 2  # ping, pong; B's ping, pong
             assert sb.messages_out >= 2 and sb.messages_in >= 2
             assert sa.malformed == sb.malformed == 0
+            # what a Mode-B peer reports as our address (its view of our ICE socket, here the
+            # link's stand-in) is no NAT vote
+            for node, link_remote in ((a, p.a_pc.path), (b, p.b_pc.path)):
+                assert link_remote is not None
+                votes = [addr for addr, _ in node._nat_service().observed.ranked()]
+                assert link_remote.addr not in votes and ("127.0.0.1", 1) not in votes
+                assert ("127.0.0.1", 2) not in votes
             # every message was its own stream, closed both ways: nothing lingers
             await until(lambda: not (p.a_pc.session.stream_count or p.b_pc.session.stream_count))
             # the connection closing takes its routes with it
