@@ -120,8 +120,11 @@ _SEND_METHODS = frozenset({"SendMessage", "message/send"})
 
 
 def _message_key(path: str, body: bytes) -> tuple[str, Any] | None:
-    """``(messageId, JSON-RPC id)`` of a non-streaming send (JSON-RPC ``SendMessage`` or
-    HTTP+JSON ``POST …/message:send``); None for anything else."""
+    """``(key, JSON-RPC id)`` of a non-streaming send (JSON-RPC ``SendMessage`` or HTTP+JSON
+    ``POST …/message:send``), the key the ``messageId`` and a digest of the request's
+    parameters (a sender trying again sends the same ones; a client that gives two different
+    messages one id, as the A2A conformance suite does, is not answered the first's
+    answer); None for anything else."""
     if not (body.startswith(b"{") and (path == "/" or path.endswith("/message:send"))):
         return None
     try:
@@ -138,7 +141,9 @@ def _message_key(path: str, body: bytes) -> tuple[str, Any] | None:
     mid = message.get("messageId") if isinstance(message, dict) else None
     if not isinstance(mid, str) or not mid:
         return None
-    return mid, doc.get("id") if rpc else None
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return f"{mid} {digest}", doc.get("id") if rpc else None
 
 
 class _Answer:
@@ -284,6 +289,7 @@ async def serve_a2a(
     token: str | None = None,
     bindings: Sequence[str] | None = None,
     card_max_age_s: int = CARD_MAX_AGE_S,
+    drop_repeats: bool = True,
 ) -> ServedAgent:
     """Serve an A2A agent as local identity ``aid`` (default: the node).
 
@@ -293,6 +299,11 @@ async def serve_a2a(
     The card names ``a2al://<AID>`` once per binding served; it is served at
     ``/.well-known/agent-card.json`` exactly as hashed, with ``Cache-Control: public,
     max-age=<card_max_age_s>`` and an ETag.
+
+    With ``drop_repeats`` (the default) a ``SendMessage`` the same caller sent before (same
+    binding, same ``messageId``, same parameters: an outbox or a client trying again) is
+    answered with the first answer and reaches the handler once. Turn it off for a client
+    that sends one message twice and wants two tasks (the A2A conformance suite does).
 
     With ``publish`` (the default) the identity's endpoint record is published, the agent
     registers under ``topics`` (default: its skill ids) with protocol ``a2a`` so
@@ -315,7 +326,9 @@ async def serve_a2a(
             routes += create_rest_routes(handler, context_builder=_CallerContextBuilder())
     else:
         routes.append(Mount("/", app=handler))
-    app = _DropRepeats(Starlette(routes=routes), node.clock)
+    app: Any = Starlette(routes=routes)
+    if drop_repeats:
+        app = _DropRepeats(app, node.clock)
     node.serve(target, app=app, allow=allow, deny=deny, token=token)
     if publish:
         await node.publish(target)
