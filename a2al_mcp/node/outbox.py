@@ -206,8 +206,14 @@ class Outbox:
         self._fetch = fetch
         self._connected = connected
         self._path = path
-        self._conn: sqlite3.Connection | None = None if path is None else _open(path)
-        """Opened at once from a file (queued messages resume); in memory with the first use."""
+        self._conn: sqlite3.Connection | None = None
+        """Opened at once from a file that exists (queued messages resume); otherwise with
+        the first message (a node that queues nothing writes nothing, on a full disk too)."""
+        if path is not None and path.exists():
+            try:
+                self._conn = _open(path)
+            except (sqlite3.Error, OSError) as exc:  # tried again with the first use
+                logger.warning("outbox.not_opened path=%s error=%r", path, exc)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Delivery], None]] = []
         self._wake = anyio.Event()
@@ -224,8 +230,18 @@ class Outbox:
 
     @property
     def _db(self) -> sqlite3.Connection:
+        """The database, opened (and the file created) now if it is not yet.
+
+        Raises:
+            LimitExceeded: it cannot be opened or created (e.g. a full disk)."""
         if self._conn is None:
-            self._conn = _open(None)
+            try:
+                self._conn = _open(self._path)
+            except (sqlite3.Error, OSError) as exc:
+                self._counts["errors"] += 1
+                raise LimitExceeded(f"the outbox cannot open {self._path}: {exc}",
+                                    operation="outbox",
+                                    hint="free space in the data directory") from exc  # fmt: skip
         return self._conn
 
     def close(self) -> None:
@@ -380,8 +396,13 @@ class Outbox:
     def _round(self, tg: anyio.abc.TaskGroup) -> bool:
         """One pass: expire, start the tries that are due, watch records. Returns whether
         anything is queued or being tried."""
-        if self._conn is None:
-            return False  # nothing was ever queued: no database yet
+        if self._conn is None:  # nothing queued yet, or a file that could not be opened
+            if self._path is None or not self._path.exists():
+                return False
+            try:
+                self._db  # noqa: B018 - opens it
+            except LimitExceeded:
+                return False  # tried again with the next wake-up or message
         now = self._clock.wall()
         self._expire(now)
         with self._lock:
