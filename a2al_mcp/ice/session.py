@@ -23,9 +23,15 @@ Errors carry the operation and keep their cause: malformed remote input
 :class:`~a2al_mcp.errors.RequestTimeout`, every pair failed
 :class:`~a2al_mcp.errors.Unreachable`, the pair lost :class:`~a2al_mcp.errors.ConnectionClosed`.
 
-Tasks: the session starts none of its own (every call runs in the caller's task); aioice runs
-its connectivity checks and consent freshness (RFC 7675) as asyncio tasks of its own, which
-:meth:`IceSession.close` (and leaving the ``async with``) cancels and awaits.
+Tasks: every call runs in the caller's task; aioice runs its connectivity checks and consent
+freshness (RFC 7675) as asyncio tasks of its own, which :meth:`IceSession.close` (and leaving
+the ``async with``) cancels and awaits. Gathering is the exception: aioice's STUN (srflx) and
+TURN (relay) queries are tasks it leaves running when the gathering is cancelled (it waits
+for them with ``asyncio.wait``), and closing their sockets under them made the STUN
+retransmissions fail ("'NoneType' object has no attribute 'sendto'", the query then never
+ending) and leaked a TURN allocation that came in after. So :meth:`IceSession.gather` runs
+aioice's gathering as one asyncio task that is never cancelled (it ends by itself within
+aioice's 5 s query timeout), and a session closed while it runs is closed when it ends.
 
 aioice's pair checks are observed through its public hooks ``check_state`` and
 ``check_complete`` (a subclass, :class:`_ObservedConnection`): the first nominated pair is the
@@ -34,6 +40,7 @@ selected one, and the time between its check starting and succeeding is its RTT.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections import Counter
@@ -174,6 +181,8 @@ class IceSession:
         self._remote_credentials: IceCredentials | None = None
         self._credentials_given: anyio.Event | None = None
         self._gathered = False
+        self._gathering: asyncio.Future[None] | None = None
+        """aioice's gathering, once started (never cancelled: see the module docstring)."""
         self._ended = False
         self._closed = False
         self._selected: SelectedPair | None = None
@@ -200,12 +209,24 @@ class IceSession:
         await self.close()
 
     async def close(self) -> None:
-        """Stop the checks and consent, close every socket and TURN allocation. Idempotent."""
+        """Stop the checks and consent, close every socket and TURN allocation. Idempotent.
+        While :meth:`gather` runs (or ran and was cancelled) aioice's STUN/TURN queries, it
+        returns at once and the session is closed when they end (within 5 s)."""
         if self._closed:
             return
         self._closed = True
+        if self._gathering is not None and not self._gathering.done():
+            return  # closed by _gather when aioice's queries end (see the module docstring)
         with anyio.CancelScope(shield=True):
             await self._conn.close()
+
+    async def _gather(self) -> None:
+        """aioice's gathering; if the session was closed meanwhile, close it now."""
+        try:
+            await self._conn.gather_candidates()
+        finally:
+            if self._closed:
+                await self._conn.close()
 
     def _event(self) -> anyio.Event:
         if self._credentials_given is None:
@@ -230,8 +251,11 @@ class IceSession:
         timeout = self._config.gather_timeout_s
         started = self._clock.monotonic()
         try:
+            # aioice's own kind of task (as its checks): it must outlive a cancelled gather()
+            # and ends by itself within aioice's 5 s query timeout (module docstring)
+            self._gathering = asyncio.ensure_future(self._gather())  # noqa: TID251
             with anyio.fail_after(timeout):
-                await self._conn.gather_candidates()
+                await asyncio.shield(self._gathering)
         except TimeoutError as exc:
             raise RequestTimeout(
                 f"ICE gathering took over {timeout:g} s", operation="ICE gather"
