@@ -15,7 +15,8 @@ votes, STUN, NAT_PROBE, the port mapping), :class:`~.auto_publish.AutoPublisher`
 records renewed at once when that changes; the node's own published by itself),
 :class:`~.traversal.CalleeTraversal` (with ``[signal]`` hubs or a hub served: registrations
 with signalling hubs named in the endpoint records, calls answered with a hole punch; loaded
-only then).
+only then), :class:`~.mode_b.ModeB` (DHT messages over QUIC to and from NATed nodes, a2al-wire
+§4.11: it stands in for the DHT core on the endpoint).
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ records and ServiceStreamCapable, and FIN (:meth:`Session.answer_route`). The di
 those as :class:`PeerControl`. The dialer does not wait for the answer before opening data
 streams.
 
+**Mode B** (a2al-wire §4.11, ``routed=False``): no stream 0 exchange; every stream is a data
+stream, a raw one carrying one DHT message. An acceptor that cannot know (a call to its node
+AID, ``routed=None``) lets stream 0's first four bytes decide: ``a2r1``/``a2r2`` or not.
+
 **Data streams** (any stream the peer opens after stream 0) start with a 4-byte magic:
 ``a2mb`` → one mailbox frame (:class:`MailboxReceived`, answered by :meth:`ack_mailbox`);
 ``a2s1`` → an admission preamble (token, end-of-admission), answered by :meth:`admit` with an
