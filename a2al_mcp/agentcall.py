@@ -14,6 +14,7 @@ them in turn until one answers.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -25,6 +26,7 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 
+from ._clock import Clock, SystemClock
 from .errors import (
     A2ALError,
     AgentCallError,
@@ -411,6 +413,59 @@ async def send_message(
                          aid=aid, operation="SendMessage")  # fmt: skip
 
 
+_CARDS: collections.OrderedDict[str, tuple[float, Any]] = collections.OrderedDict()
+"""Cards of agents called by URL whose card allowed caching: URL -> (fresh until, card)."""
+CARDS_KEPT: Final = 64
+CARD_KEEP_MAX_S: Final = 3600.0
+
+
+def _max_age(cache_control: str) -> float:
+    """The ``max-age`` a card's ``Cache-Control`` allows (0: none, or not to be kept)."""
+    words = [w.strip().lower() for w in cache_control.split(",")]
+    if any(w in ("no-store", "no-cache", "private") for w in words):
+        return 0.0
+    for word in words:
+        name, _, value = word.partition("=")
+        if name.strip() == "max-age":
+            try:
+                return min(max(float(value.strip().strip('"')), 0.0), CARD_KEEP_MAX_S)
+            except ValueError:
+                return 0.0
+    return 0.0
+
+
+async def _url_card(http: Any, url: str, clock: Clock) -> Any:
+    """The agent card at ``url`` (``<url>/.well-known/agent-card.json``), as the SDK's card
+    resolver reads it, kept as long as its ``Cache-Control: max-age`` says (A2A §8.6.1;
+    an agent that sends none is asked every time).
+
+    Raises:
+        a2a.client.errors.AgentCardResolutionError: no card there (an HTTP error, not JSON,
+            not a card).
+    """
+    from a2a.client.card_resolver import parse_agent_card
+    from a2a.client.errors import AgentCardResolutionError
+
+    now = clock.monotonic()
+    kept = _CARDS.get(url)
+    if kept is not None and kept[0] > now:
+        return kept[1]
+    _CARDS.pop(url, None)
+    resp = await http.get(url.rstrip("/") + CARD_PATH)
+    if resp.status_code >= 400:
+        raise AgentCardResolutionError(f"HTTP {resp.status_code} for the card at {url}")
+    try:
+        card = parse_agent_card(resp.json())
+    except Exception as exc:  # the SDK's own errors for a bad card vary (JSON, protobuf)
+        raise AgentCardResolutionError(f"no valid agent card at {url}: {exc}") from exc
+    age = _max_age(resp.headers.get("cache-control", ""))
+    if age > 0:
+        _CARDS[url] = (now + age, card)
+        while len(_CARDS) > CARDS_KEPT:
+            _CARDS.popitem(last=False)
+    return card
+
+
 @functools.cache
 def _tls_context() -> Any:
     """The TLS context of calls by URL (verified, as httpx's default, SSL_CERT_FILE and all),
@@ -428,10 +483,13 @@ async def send_message_url(
     context_id: str = "",
     timeout_s: float = 60.0,
     return_immediately: bool = False,
+    clock: Clock | None = None,
 ) -> AgentReply:
     """:func:`send_message` to an A2A agent over plain HTTP(S) at ``url`` (its base URL: the
-    card is read from ``<url>/.well-known/agent-card.json``), with the official a2a-sdk client
-    over httpx, whichever binding its card names. Same reply, with ``agent`` the URL.
+    card is read from ``<url>/.well-known/agent-card.json`` and kept for as long as its
+    ``Cache-Control: max-age`` allows, at most an hour, by ``clock``), with the official
+    a2a-sdk client over httpx, whichever binding its card names. Same reply, with ``agent``
+    the URL.
 
     Raises:
         UsageError: the a2a-sdk (the ``a2a`` extra) is not installed.
@@ -457,8 +515,8 @@ async def send_message_url(
     async with httpx.AsyncClient(timeout=timeout_s, verify=_tls_context(),
                                  headers={"A2A-Version": A2A_VERSION}) as http:  # fmt: skip
         try:
-            client = await ClientFactory(ClientConfig(httpx_client=http, streaming=False)
-                                         ).create_from_url(url)  # fmt: skip
+            factory = ClientFactory(ClientConfig(httpx_client=http, streaming=False))
+            client = factory.create(await _url_card(http, url, clock or SystemClock()))
             try:
                 events.extend([MessageToDict(e) async for e in client.send_message(request)])
             finally:

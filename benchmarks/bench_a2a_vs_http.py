@@ -13,7 +13,8 @@ Rows:
 - A2AL, exposed: the SDK client over A2AL to the HTTP row's uvicorn agent put on A2AL by the
   other node (``expose_a2a``, i.e. ``--expose a2a=URL``): two hops, QUIC then loopback TCP;
 - call_agent(url=): :func:`a2al_mcp.agentcall.send_message_url` to the HTTP row's agent (the
-  MCP tool's plain-HTTP path), against the bare SDK client of the HTTP row.
+  MCP tool's plain-HTTP path: a new httpx client and TCP connection per call, the card kept
+  for its max-age), against the bare SDK client of the HTTP row (one client, kept-alive).
 
 Both nodes run in this process (as the client and server of the HTTP row do). The paths are
 timed in turns of ``--block`` calls each after a warm-up, so a change of load on a shared
@@ -91,7 +92,8 @@ async def http_agent() -> AsyncIterator[tuple[str, AgentCard]]:
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     card = make_card(url + "/")
     handler = DefaultRequestHandler(Echo(), InMemoryTaskStore(), card)
-    app = Starlette(routes=[*create_agent_card_routes(card),
+    # the card with a max-age, as serve_a2a serves it (call_agent(url=) keeps it that long)
+    app = Starlette(routes=[*create_agent_card_routes(card, cache_control="public, max-age=300"),
                             *create_jsonrpc_routes(handler, rpc_url="/")])  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     async with anyio.create_task_group() as tg:

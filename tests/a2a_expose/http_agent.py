@@ -15,7 +15,7 @@ from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore
-from a2a.types import AgentInterface
+from a2a.types import AgentCard, AgentInterface
 from starlette.applications import Starlette
 
 from tests.adapters.demo_agent import DemoExecutor, card
@@ -28,6 +28,8 @@ class HeaderExecutor(DemoExecutor):
         super().__init__()
         self.release.set()
         self.headers: list[dict[str, Any]] = []
+        self.card_reads = 0
+        """Times the agent card was served."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         state = context.call_context.state if context.call_context else {}
@@ -37,8 +39,11 @@ class HeaderExecutor(DemoExecutor):
 
 
 @contextlib.asynccontextmanager
-async def http_a2a_agent(skill: str = "http.echo") -> AsyncIterator[tuple[str, HeaderExecutor]]:
-    """Serve the agent on 127.0.0.1 (an ephemeral port); yields its base URL and executor."""
+async def http_a2a_agent(
+    skill: str = "http.echo", *, cache_control: str | None = None
+) -> AsyncIterator[tuple[str, HeaderExecutor]]:
+    """Serve the agent on 127.0.0.1 (an ephemeral port), its card with ``cache_control`` if
+    given; yields its base URL and executor."""
     executor = HeaderExecutor()
     sock = socket.socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -49,7 +54,14 @@ async def http_a2a_agent(skill: str = "http.echo") -> AsyncIterator[tuple[str, H
         AgentInterface(url=url + "/", protocol_binding="JSONRPC", protocol_version="1.0")
     )
     handler = DefaultRequestHandler(executor, InMemoryTaskStore(), the_card)
-    app = Starlette(routes=[*create_agent_card_routes(the_card),
+
+    async def counted(card: AgentCard) -> AgentCard:
+        executor.card_reads += 1
+        return card
+
+    card_routes = create_agent_card_routes(the_card, card_modifier=counted,
+                                           cache_control=cache_control)  # fmt: skip
+    app = Starlette(routes=[*card_routes,
                             *create_jsonrpc_routes(handler, rpc_url="/")])  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     async with anyio.create_task_group() as tg:
