@@ -202,6 +202,11 @@ class Update:
 OnUpdate = Callable[[Update], Awaitable[None]]
 _NO_STREAMING: Final = frozenset({-32004, -32601})
 """JSON-RPC errors saying the agent does not stream (UnsupportedOperation, no such method)."""
+DELIVERY_HEADER: Final = "a2al-delivery-id"
+"""Sent with every try of a queued message (its delivery id): a ``serve_a2a`` agent answers a
+repeat of it, from the same caller, with the first answer (at-least-once delivery, handled
+once). Requests without it are never de-duplicated (a client may send one message twice and
+want two tasks, as the A2A conformance suite does)."""
 _JSON_HEADERS: Final = (("content-type", "application/json"), ("accept", "application/json"),
                         ("a2a-version", A2A_VERSION))  # fmt: skip
 
@@ -721,7 +726,8 @@ def queue_message(
                              return_immediately=True)  # fmt: skip
     body = json.dumps({"jsonrpc": "2.0", "id": mid, "method": "SendMessage", "params": params})
     return node.outbox().enqueue(sender=sender, target=aid, body=body.encode(),
-                                 headers=_JSON_HEADERS, delivery_id=mid, ttl_s=ttl_s)  # fmt: skip
+                                 headers=(*_JSON_HEADERS, (DELIVERY_HEADER, mid)),
+                                 delivery_id=mid, ttl_s=ttl_s)  # fmt: skip
 
 
 def delivery_reply(delivery: Delivery) -> AgentReply | None:

@@ -146,6 +146,15 @@ def _message_key(path: str, body: bytes) -> tuple[str, Any] | None:
     return f"{mid} {digest}", doc.get("id") if rpc else None
 
 
+def _delivery_id(scope: Any) -> str | None:
+    """The outbox's delivery id the request carries, if any."""
+    want = agentcall.DELIVERY_HEADER.encode()
+    for name, value in scope.get("headers", ()):
+        if name.lower() == want:
+            return bytes(value).decode("latin-1")[:128]
+    return None
+
+
 class _Answer:
     def __init__(self, at: float) -> None:
         self.at = at
@@ -155,12 +164,13 @@ class _Answer:
 
 
 class _DropRepeats:
-    """ASGI middleware: a ``SendMessage`` whose ``messageId`` the same verified caller sent
-    before to the same path, i.e. over the same binding (an outbox trying again after a
-    crash, a client retrying) gets the first answer again and never reaches the handler a
-    second time. A repeat that arrives while the first is still being answered waits for
-    it. Bounded (:data:`REPEAT_MAX`, :data:`REPEAT_KEEP_S`); answers of 5xx or over
-    :data:`REPEAT_ANSWER_MAX` are not kept."""
+    """ASGI middleware: a ``SendMessage`` that an A2AL outbox tries again (it carries
+    :data:`~a2al_mcp.agentcall.DELIVERY_HEADER`) with the ``messageId`` the same verified
+    caller sent before to the same path, i.e. over the same binding (after a crash, a lost
+    answer), gets the first answer again and never reaches the handler a second time.
+    Requests without the header pass untouched. A repeat that arrives while the first is
+    still being answered waits for it. Bounded (:data:`REPEAT_MAX`, :data:`REPEAT_KEEP_S`);
+    answers of 5xx or over :data:`REPEAT_ANSWER_MAX` are not kept."""
 
     def __init__(self, app: Any, clock: Clock) -> None:
         self.app = app
@@ -170,7 +180,8 @@ class _DropRepeats:
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST":
+        delivery = _delivery_id(scope) if scope.get("type") == "http" else None
+        if delivery is None or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
         chunks, more = [], True
@@ -199,7 +210,7 @@ class _DropRepeats:
         caller = str(scope.get("extensions", {}).get("a2al", {}).get("caller", ""))
         # the path too: the same message sent over the other binding is answered in that
         # binding's shape (JSON-RPC at "/", HTTP+JSON at ".../message:send")
-        key = (caller, str(scope.get("path", "")), found[0])
+        key = (caller, str(scope.get("path", "")), f"{delivery} {found[0]}")
         now = self._clock.monotonic()
         while self._answers:  # forget the oldest past their time
             first = next(iter(self._answers.values()))
@@ -300,10 +311,11 @@ async def serve_a2a(
     ``/.well-known/agent-card.json`` exactly as hashed, with ``Cache-Control: public,
     max-age=<card_max_age_s>`` and an ETag.
 
-    With ``drop_repeats`` (the default) a ``SendMessage`` the same caller sent before (same
-    binding, same ``messageId``, same parameters: an outbox or a client trying again) is
-    answered with the first answer and reaches the handler once. Turn it off for a client
-    that sends one message twice and wants two tasks (the A2A conformance suite does).
+    With ``drop_repeats`` (the default) a ``SendMessage`` that an A2AL outbox tries again
+    (the ``a2al-delivery-id`` header; same caller, binding, ``messageId`` and parameters) is
+    answered with the first answer and reaches the handler once. Other requests are never
+    de-duplicated: a client that sends one message twice gets two tasks (the A2A
+    conformance suite does).
 
     With ``publish`` (the default) the identity's endpoint record is published, the agent
     registers under ``topics`` (default: its skill ids) with protocol ``a2a`` so

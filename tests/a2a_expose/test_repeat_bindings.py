@@ -11,12 +11,17 @@ import pytest
 
 pytest.importorskip("a2a", reason="needs the a2a extra (a2a-sdk)")
 
+from a2al_mcp.agentcall import DELIVERY_HEADER
 from tests.adapters.demo_agent import serve_demo
 from tests.node.loopnet import network
 
 pytestmark = pytest.mark.anyio
 
-HEADERS = [("content-type", "application/json"), ("a2a-version", "1.0")]
+HEADERS = [
+    ("content-type", "application/json"),
+    ("a2a-version", "1.0"),
+    (DELIVERY_HEADER, "d-both"),
+]  # an outbox trying again
 MESSAGE = {"messageId": "m-both", "role": "ROLE_USER", "parts": [{"text": "hi"}]}
 
 

@@ -33,6 +33,7 @@ from a2al_mcp import (
     agentcall,
     call_tool,
 )
+from a2al_mcp.agentcall import DELIVERY_HEADER
 from a2al_mcp.mcp_server.catalogue import inbox_text
 from a2al_mcp.node import Node
 from a2al_mcp.node.outbox import Delivery, Outbox, OutboxConfig
@@ -208,7 +209,8 @@ async def test_the_agent_drops_a_repeated_message_id() -> None:
             executor = await serve_demo(agent)
             body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
                 "messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "once"}]}}}  # fmt: skip
-            headers = [("content-type", "application/json"), ("a2a-version", "1.0")]
+            plain = [("content-type", "application/json"), ("a2a-version", "1.0")]
+            headers = [*plain, (DELIVERY_HEADER, "d-1")]  # an outbox trying again
             answers: list[Any] = []
             for rpc_id in (1, 1, 2):
                 body["id"] = rpc_id
@@ -223,6 +225,10 @@ async def test_the_agent_drops_a_repeated_message_id() -> None:
             await caller.fetch(agent.aid, "POST", "/", headers=headers,
                                body=json.dumps(other).encode())  # fmt: skip
             assert len(executor.callers) == 2  # a new id goes through
+            for _ in range(2):  # without the outbox's header, a repeat is a new message
+                await caller.fetch(agent.aid, "POST", "/", headers=plain,
+                                   body=json.dumps(body).encode())  # fmt: skip
+            assert len(executor.callers) == 4
 
 
 def test_an_outbox_without_a_data_dir_is_in_memory_and_bounded() -> None:
