@@ -65,10 +65,12 @@ if _typing.TYPE_CHECKING:  # imported on first use: see __getattr__
         topic_key,
     )
     from .protocol.records import RecType, SignedRecord
+    from .remote_mcp.stream_transport import A2AL_CODE, StreamTransport
     from .toolspec import TOOLS, ToolFailure, ToolSpec, call_tool
 
 __all__ = [  # noqa: RUF022 (plain sorted order, checked by a test)
     "A2ALError",
+    "A2AL_CODE",
     "AccessDenied",
     "AgentCallError",
     "AgentProfilePayload",
@@ -110,6 +112,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by a test)
     "ServiceEntry",
     "SignedRecord",
     "SigningKey",
+    "StreamTransport",
     "SystemClock",
     "SystemRng",
     "TOOLS",
@@ -151,6 +154,8 @@ _LAZY = {
     "ToolFailure": "toolspec",
     "ToolSpec": "toolspec",
     "call_tool": "toolspec",
+    "A2AL_CODE": "remote_mcp.stream_transport",
+    "StreamTransport": "remote_mcp.stream_transport",
 }
 
 
