@@ -208,9 +208,13 @@ async def _serve_requests(
     *,
     local: Aid,
     max_body: int,
+    admitted: Callable[[], bool] | None = None,
 ) -> None:
     """Read HTTP/1.1 requests from ``stream`` and let ``respond`` answer each, until the peer
-    stops or a response closes the connection. Bad requests get 400/413."""
+    stops or a response closes the connection. Bad requests get 400/413. ``admitted`` is
+    asked before each request: a caller no longer admitted (denied since the stream opened,
+    the service withdrawn) has the stream reset with the refusal a new stream would get (a
+    client keeps streams open from request to request)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
     while True:
         try:
@@ -224,6 +228,9 @@ async def _serve_requests(
             body, _ = await _read_body(conn, stream, max_body)
         except LimitExceeded:
             await _send_error(conn, stream, 413, b"request body too large")
+            return
+        if admitted is not None and not admitted():
+            stream.reset()  # refused as a new stream would be (ERR_ACCESS_DENIED)
             return
         request = HttpRequest(
             method=event.method.decode("ascii"),
@@ -243,7 +250,12 @@ async def _serve_requests(
 
 
 async def serve_http(
-    stream: PeerStream, handler: HttpHandler, *, local: Aid, max_body: int = MAX_BODY
+    stream: PeerStream,
+    handler: HttpHandler,
+    *,
+    local: Aid,
+    max_body: int = MAX_BODY,
+    admitted: Callable[[], bool] | None = None,
 ) -> None:
     """Answer HTTP/1.1 requests on ``stream`` with ``handler`` until the peer stops (a
     handler error becomes a 500 that says nothing about the error)."""
@@ -255,7 +267,7 @@ async def serve_http(
             resp = HttpResponse(500, (("content-type", "text/plain"),), b"internal error")
         await _write_response(conn, stream, resp)
 
-    await _serve_requests(stream, respond, local=local, max_body=max_body)
+    await _serve_requests(stream, respond, local=local, max_body=max_body, admitted=admitted)
 
 
 async def _send_error(conn: h11.Connection, stream: PeerStream, status: int, text: bytes) -> None:
@@ -282,14 +294,21 @@ def _asgi_scope(req: HttpRequest) -> dict[str, Any]:
     }
 
 
-async def serve_asgi(stream: PeerStream, app: Any, *, local: Aid, max_body: int = MAX_BODY) -> None:
+async def serve_asgi(
+    stream: PeerStream,
+    app: Any,
+    *,
+    local: Aid,
+    max_body: int = MAX_BODY,
+    admitted: Callable[[], bool] | None = None,
+) -> None:
     """Serve an ASGI 3 application on ``stream``. Response bodies are streamed as the app
     sends them (chunked when it gives no length), so server-sent events flow as they come."""
 
     async def respond(conn: h11.Connection, request: HttpRequest) -> None:
         await _run_asgi(conn, stream, app, request)
 
-    await _serve_requests(stream, respond, local=local, max_body=max_body)
+    await _serve_requests(stream, respond, local=local, max_body=max_body, admitted=admitted)
 
 
 async def _run_asgi(conn: h11.Connection, stream: PeerStream, app: Any, req: HttpRequest) -> None:

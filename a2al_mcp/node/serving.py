@@ -193,11 +193,13 @@ class Acceptor:
         elif serving.http is not None:
             from .http import serve_http
 
-            await serve_http(stream, serving.http, local=pc.local_aid)
+            await serve_http(stream, serving.http, local=pc.local_aid,
+                             admitted=lambda: self.admit(pc, token)[0])  # fmt: skip
         elif serving.app is not None:
             from .http import serve_asgi
 
-            await serve_asgi(stream, serving.app, local=pc.local_aid)
+            await serve_asgi(stream, serving.app, local=pc.local_aid,
+                             admitted=lambda: self.admit(pc, token)[0])  # fmt: skip
         elif serving.service_tcp is not None:
             from .tunnel import bridge_to_tcp
 

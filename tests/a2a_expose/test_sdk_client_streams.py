@@ -37,3 +37,19 @@ async def test_a_refused_call_raises_the_a2al_error() -> None:
                 [e async for e in client.send_message(_request("refused"))]
             await client.close()
             assert executor.headers == []
+
+
+async def test_a_caller_denied_while_its_stream_is_kept_is_refused_on_the_next_call() -> None:
+    """Requests ride kept streams; admission is asked again before each one, so a deny that
+    comes after the stream opened refuses the next request (not only new streams)."""
+    with anyio.fail_after(60):
+        async with http_a2a_agent() as (url, executor), network(2, publish=True) as (a, b):
+            await expose_a2a(a, ExposeSpec(url=url))
+            client = await a2a_client(b, a.aid, streaming=False)
+            [e async for e in client.send_message(_request("kept"))]  # opens the kept stream
+            assert len(executor.headers) == 1
+            await expose_a2a(a, ExposeSpec(url=url, deny=(b.aid,)), publish=False)
+            with pytest.raises(AccessDenied):
+                [e async for e in client.send_message(_request("now refused"))]
+            await client.close()
+            assert len(executor.headers) == 1
