@@ -80,6 +80,8 @@ FETCH_S: Final = 15.0
 """Deadline of one fetch (a2ald's slowest cell in the shared testbed: 4.0 s, TURN)."""
 READY_S: Final = 60.0
 A2ALD_RECORD_S: Final = 300.0
+RECORD_RETRY_S: Final = 30.0
+"""However late in the run a cell comes, the dialer looks for the target's record this long."""
 """a2ald names its hubs in its records only at a later republish (its node record at its 60 s
 endpoint watch, README §3.1; its agents' records took 150-300 s here): a dial of ours into
 a2ald behind a NAT waits up to this long after the world started for that record."""
@@ -281,13 +283,16 @@ class World:
         """The target's record, read before the flush (it is DHT traffic, README P6); for a2ald
         behind a NAT, once it names its hubs (its 60 s republish)."""
         deadline = self.started + A2ALD_RECORD_S if target_impl == "a2ald" else 0.0
+        # a record may be missing for a moment whenever asked (a replica behind a NAT whose
+        # pinhole the last flush closed): every cell gets RECORD_RETRY_S to find it
+        floor = CLOCK.monotonic() + RECORD_RETRY_S
         last: ResolvedEndpoint | None = None
         while True:
             with contextlib.suppress(NotFound):
                 last = await node.resolve(aid)
                 if hubs_of(last) or last.nat_type == 1 or CLOCK.monotonic() >= deadline:
                     return last
-            if CLOCK.monotonic() >= max(deadline, self.started + READY_S):
+            if CLOCK.monotonic() >= max(deadline, self.started + READY_S, floor):
                 if last is None:
                     raise NotFound(f"no record of {aid}")
                 return last

@@ -91,9 +91,12 @@ def tables(results: list[CellResult]) -> list[str]:
     return out
 
 
-def _cell(world: World, dialer_impl: str, target_impl: str, cell: tuple[str, str]) -> None:
+def _cell(
+    world: World, dialer_impl: str, target_impl: str, cell: tuple[str, str], *,
+    republish: bool = False,
+) -> None:  # fmt: skip
     dialer, target = cell_hosts(*cell)
-    result = world.cold_fetch(dialer_impl, target_impl, dialer, target)
+    result = world.cold_fetch(dialer_impl, target_impl, dialer, target, republish=republish)
     print(result.describe())
     assert result.ok, result.describe()
 
@@ -117,6 +120,7 @@ def test_resolve_from_and_to_every_kind(world: World, kind: str) -> None:
     a, b = PAIRS[kind]
     want = OURS_NAT_TYPE[kind]
     ours_b = world.ours_agents[b].aid
+    world.a2ald[b].publish_agent(world.a2ald_agents[b].aid)  # see the a2ald dial cells
     rec = world.on(a, resolve_until, world.ours[a], ours_b,
                    lambda r: r.nat_type == want and (want == 1 or bool(hubs_of(r))),
                    f"ours on {a} resolving our agent on {b}")  # fmt: skip
@@ -157,6 +161,7 @@ def test_mailbox_from_and_to_every_kind(world: World, kind: str) -> None:
     tb = world.tb
     ours_a, ours_b = world.ours_agents[a].aid, world.ours_agents[b].aid
     theirs_a, theirs_b = world.a2ald_agents[a], world.a2ald_agents[b]
+    world.a2ald[b].publish_agent(theirs_b.aid)  # see the a2ald dial cells
 
     body = f"ours {a} -> ours {b}".encode()
     tb.conntrack_flush_between(a, b)
@@ -186,5 +191,8 @@ def test_mailbox_from_and_to_every_kind(world: World, kind: str) -> None:
 
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 def test_ours_fetches_cold_from_a2ald(world: World, cell: tuple[str, str]) -> None:
-    """Last: a2ald names its hubs in its records only at its 60 s republish."""
-    _cell(world, "ours", "a2ald", cell)
+    """Last: a2ald names its hubs in its records only at its 60 s republish. Its agent's
+    record is published again first (as the benchmark does): a2ald behind a NAT does not
+    always keep it findable minutes later (seen for cone2, upnp2, prc2), and this cell is
+    about the dial, not about a2ald's records."""
+    _cell(world, "ours", "a2ald", cell, republish=True)
