@@ -31,7 +31,9 @@ for them with ``asyncio.wait``), and closing their sockets under them made the S
 retransmissions fail ("'NoneType' object has no attribute 'sendto'", the query then never
 ending) and leaked a TURN allocation that came in after. So :meth:`IceSession.gather` runs
 aioice's gathering as one asyncio task that is never cancelled (it ends by itself within
-aioice's 5 s query timeout), and a session closed while it runs is closed when it ends.
+aioice's 5 s query timeout), and a session closed while it runs is closed when it ends. Such
+a gathering is *lingering*: whoever owns sessions awaits them with :func:`settle_lingering`
+when it stops (the node does at close), so none outlives its owner's event loop.
 
 aioice's pair checks are observed through its public hooks ``check_state`` and
 ``check_complete`` (a subclass, :class:`_ObservedConnection`): the first nominated pair is the
@@ -70,12 +72,29 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from .config import IceConfig
 
-__all__ = ["IceSession", "IceStatistics"]
+__all__ = ["IceSession", "IceStatistics", "settle_lingering"]
 
 logger = logging.getLogger(__name__)
 
 _UNAUTHENTICATED: Final = 401
 """aioice's answer to a check whose credentials are not the session's."""
+
+
+_LINGERING: set[asyncio.Future[None]] = set()
+"""Gatherings of sessions closed while they ran (each closes its session when it ends)."""
+
+
+async def settle_lingering(timeout_s: float = 6.0) -> int:
+    """Wait, shielded and at most ``timeout_s`` (aioice's queries end within 5 s), for the
+    gatherings of this event loop's sessions that were closed while gathering; they close
+    their sessions' sockets and TURN allocations as they end. Returns how many were waited
+    for."""
+    loop = asyncio.get_running_loop()
+    mine = [f for f in _LINGERING if not f.done() and f.get_loop() is loop]
+    if mine:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(timeout_s):
+            await asyncio.wait(mine)
+    return len(mine)
 
 
 class _ObservedConnection(Connection):
@@ -216,6 +235,8 @@ class IceSession:
             return
         self._closed = True
         if self._gathering is not None and not self._gathering.done():
+            _LINGERING.add(self._gathering)  # settle_lingering waits for it
+            self._gathering.add_done_callback(_LINGERING.discard)
             return  # closed by _gather when aioice's queries end (see the module docstring)
         with anyio.CancelScope(shield=True):
             await self._conn.close()

@@ -263,6 +263,10 @@ class Node(QuicVerbs):
         await self.__aexit__(None, None, None)
 
     async def _close_quic(self) -> None:
+        if self._traversal is not None or self._hub_caller is not None:
+            from ..ice.session import settle_lingering  # loaded with the traversal already
+
+            await settle_lingering()  # ICE sessions closed while gathering: their sockets
         if self._dialer is not None:
             await self._dialer.aclose()  # its tunnels
         if self._quic is not None and self._quic.connections():

@@ -17,7 +17,7 @@ import pytest
 from a2al_mcp._clock import SystemClock
 from a2al_mcp._random import SeededRng
 from a2al_mcp.ice.config import IceConfig
-from a2al_mcp.ice.session import IceSession
+from a2al_mcp.ice.session import IceSession, settle_lingering
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +50,28 @@ async def test_a_session_closed_while_gathering_is_closed_when_the_stun_query_en
     assert reported == []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind(queried_from.pop())  # the session's socket is closed: its port is free
+
+
+async def test_settle_lingering_waits_for_a_gathering_closed_under_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the node does at close: a session closed while it gathers is done (its socket
+    closed) once ``settle_lingering`` returns, so nothing outlives the node's event loop."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.setblocking(False)
+        config = IceConfig(stun_servers=(silent.getsockname(),))
+        ice = IceSession(config, controlling=True, clock=SystemClock(), rng=SeededRng(7))
+        with anyio.move_on_after(0.3):
+            await ice.gather()
+        await ice.close()
+        assert await settle_lingering() == 1
+        assert await settle_lingering() == 0  # nothing left
+        await anyio.sleep(0.1)
+        queried_from = _sources(silent)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(queried_from.pop())  # closed: its port is free
 
 
 def _sources(sock: socket.socket) -> set[Any]:
