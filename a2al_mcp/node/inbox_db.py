@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 else:  # loaded with the first database opened
     sqlite3 = lazy_module("sqlite3")
 
-__all__ = ["SCHEMA", "open_read_only", "open_writable"]
+__all__ = ["SCHEMA", "open_read_only", "open_sqlite", "open_writable"]
 
 logger = logging.getLogger("a2al_mcp.node.inbox")  # the inbox's log, as before the split
 
@@ -42,26 +43,48 @@ CREATE INDEX IF NOT EXISTS inbox_by_sender ON inbox (sender);
 """
 
 
-def open_writable(path: Path | None) -> sqlite3.Connection:
-    """The database at ``path`` (in memory for None), created if need be, for writing.
+def open_sqlite(path: Path | None, schema: str) -> sqlite3.Connection:
+    """A database at ``path`` (in memory for None) for writing, as the node's stores keep
+    theirs (the inbox, the outbox): the file 0600 from its creation, WAL journal and
+    ``synchronous=NORMAL`` (durable across process crashes), ``schema`` applied.
 
     Raises:
-        sqlite3.Error, OSError: it cannot be opened or written (e.g. a full disk: SQLite cannot
-            create its ``-shm``/``-wal`` files).
+        sqlite3.Error, OSError: it cannot be created, opened or written (e.g. a full disk:
+            SQLite cannot create its ``-shm``/``-wal`` files).
     """
-    target = ":memory:" if path is None else str(path)
-    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    if path is not None and not path.exists():
+        with contextlib.suppress(FileExistsError):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            os.close(os.open(path, flags, 0o600))
+    db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None,
+                         check_same_thread=False)  # fmt: skip
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
-        db.executescript(SCHEMA)
-        db.execute("SELECT COUNT(*) FROM inbox").fetchone()
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
     except BaseException:
         db.close()
         raise
     if path is not None:
         with contextlib.suppress(OSError):
             path.chmod(0o600)
+    return db
+
+
+def open_writable(path: Path | None) -> sqlite3.Connection:
+    """The inbox's database at ``path`` (in memory for None), created if need be, for
+    writing (:func:`open_sqlite`), its table read once.
+
+    Raises:
+        sqlite3.Error, OSError: it cannot be opened or written (e.g. a full disk: SQLite cannot
+            create its ``-shm``/``-wal`` files).
+    """
+    db = open_sqlite(path, SCHEMA)
+    try:
+        db.execute("SELECT COUNT(*) FROM inbox").fetchone()
+    except BaseException:
+        db.close()
+        raise
     return db
 
 

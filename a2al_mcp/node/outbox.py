@@ -32,11 +32,9 @@ directory it lives in memory. No exception from one delivery ends the loop: it i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -51,6 +49,7 @@ from .._lazy import lazy_module
 from ..config import OutboxConfig
 from ..errors import A2ALError, LimitExceeded, NetworkError, NotFound, UsageError
 from ..identity.aid import Aid
+from .inbox_db import open_sqlite
 
 if TYPE_CHECKING:  # HTTP (h11) loads with the first try, not with the node
     import sqlite3
@@ -152,24 +151,8 @@ _FIELDS: Final = ("id, sender, target, state, created_at, expires_at, attempts, 
 
 
 def _open(path: Path | None) -> sqlite3.Connection:
-    """The database at ``path`` (in memory for None), the inbox's way (WAL,
-    ``synchronous=NORMAL``), the file 0600 from its creation."""
-    if path is not None and not path.exists():
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None,
-                         check_same_thread=False)  # fmt: skip
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-    except BaseException:
-        db.close()
-        raise
-    if path is not None:
-        with contextlib.suppress(OSError):
-            path.chmod(0o600)
-    return db
+    """The database at ``path`` (in memory for None), the inbox's way (:func:`open_sqlite`)."""
+    return open_sqlite(path, _SCHEMA)
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
